@@ -1,0 +1,109 @@
+"""Start batch jobs on this node.
+
+Pure parts (the environment, the output path, the command line) are separate from the one call that
+starts a process, so they are tested without processes.
+
+A job runs under ``/bin/sh`` in its own session (so signals reach its whole process group). The shell
+first changes to the job's directory and sets an EXIT trap that writes the job's exit status to a
+small file in the scratch directory: if the agent is restarted while the job runs, the new agent
+cannot wait for the job (it is no longer its child) and reads its exit status from that file instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+
+from wulf.protocol import StartJob
+
+SHELL = "/bin/sh"
+
+
+def job_env(job: StartJob, node: str) -> dict[str, str]:
+    env = dict(job.env)
+    env.update(
+        WULF_JOB_ID=str(job.id),
+        WULF_JOB_NAME=job.name,
+        WULF_NODE=node,
+        WULF_QUEUE=job.queue,
+        WULF_SUBMIT_DIR=job.cwd,
+    )
+    env.setdefault("PATH", os.defpath)
+    return env
+
+
+def output_path(job: StartJob) -> str:
+    """Where stdout and stderr go: ``-o`` (``%j`` is the job id), else ``wulf-<id>.out`` in its cwd."""
+    out = job.output.replace("%j", str(job.id)) if job.output else f"wulf-{job.id}.out"
+    return os.path.join(job.cwd, out)
+
+
+def rc_path(scratch: str, job_id: int) -> str:
+    return os.path.join(scratch, f"wulf-{job_id}.rc")
+
+
+def script_path(scratch: str, job_id: int) -> str:
+    return os.path.join(scratch, f"wulf-{job_id}.script")
+
+
+@dataclass(frozen=True)
+class Launch:
+    argv: list[str]
+    rc_file: str
+    script_file: str | None
+
+
+def build_launch(job: StartJob, scratch: str) -> Launch:
+    """The command line that runs ``job`` (its script staged at ``script_file``)."""
+    rc = rc_path(scratch, job.id)
+    prologue = f"cd -- {shlex.quote(job.cwd)} || exit 1\ntrap {shlex.quote('echo $? > ' + shlex.quote(rc))} EXIT\n"
+    if job.script is None:
+        return Launch([SHELL, "-c", prologue + job.command], rc, None)
+    script = script_path(scratch, job.id)
+    if job.script.startswith("#!"):
+        run = shlex.quote(script)
+    else:
+        run = f"{SHELL} {shlex.quote(script)}"
+    return Launch([SHELL, "-c", prologue + run], rc, script)
+
+
+def stage_script(launch: Launch, job: StartJob) -> None:
+    if launch.script_file is None or job.script is None:
+        return
+    fd = os.open(launch.script_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(job.script)
+
+
+def spawn(job: StartJob, node: str, scratch: str) -> tuple[int, Launch]:
+    """Start ``job``; returns its pid. Raises OSError when it cannot start."""
+    launch = build_launch(job, scratch)
+    stage_script(launch, job)
+    out = output_path(job)
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    pid = os.posix_spawn(launch.argv[0], launch.argv, job_env(job, node), file_actions=actions, setsid=True)
+    return pid, launch
+
+
+def cleanup(launch_files: tuple[str, str | None], keep_script: bool) -> None:
+    rc, script = launch_files
+    for path in (rc, None if keep_script else script):
+        if path:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def read_rc(path: str) -> int | None:
+    """The exit status a job's shell wrote at its end, or None if it wrote none."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None

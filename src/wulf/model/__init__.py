@@ -1,0 +1,1 @@
+"""The domain: jobs and nodes as plain typed records."""
