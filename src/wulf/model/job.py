@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from wulf.errors import InvalidTransition
 
@@ -43,3 +45,82 @@ def check_transition(job_id: int, old: JobState, new: JobState) -> None:
     """Raise :class:`InvalidTransition` unless ``old -> new`` is in the table."""
     if new not in TRANSITIONS[old]:
         raise InvalidTransition(f"job {job_id}: {old} -> {new} is not allowed")
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """The server's record of one job (mutable; every change goes through the server's state)."""
+
+    id: int
+    user: str
+    uid: int
+    origin: Origin
+    state: JobState
+    command: str
+    cwd: str = ""
+    name: str = ""
+    queue: str = "default"
+    script: str | None = None
+    env_hash: str = ""
+    output: str = ""
+    keep_script: bool = False
+    cpu_req: float = 1.0  # what was asked for
+    mem_req: float = 32.0
+    cpu: float = 1.0  # what is allocated now
+    mem_mb: float = 32.0
+    node: str = ""
+    pid: int | None = None
+    submitted: float = 0.0
+    started: float | None = None
+    ended: float | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    cpu_time: float | None = None
+    peak_mem_mb: float | None = None
+    reason: str = ""
+    nice: int = 0
+    ext_key: str = ""  # for external jobs: the agent's key of its process cluster
+    # measured now (not stored)
+    cpu_used: float = 0.0
+    mem_used: float = 0.0
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def set_state(self, new: JobState) -> None:
+        check_transition(self.id, self.state, new)
+        self.state = new
+
+    def public(self, now: float) -> dict[str, Any]:
+        """The job as the API and `jstat --json` show it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "user": self.user,
+            "uid": self.uid,
+            "origin": str(self.origin),
+            "state": str(self.state),
+            "queue": self.queue,
+            "node": self.node or None,
+            "pid": self.pid,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "command": self.command,
+            "cwd": self.cwd,
+            "output": self.output,
+            "cpu": self.cpu,
+            "mem_mb": self.mem_mb,
+            "cpu_req": self.cpu_req,
+            "mem_req_mb": self.mem_req,
+            "cpu_used": round(self.cpu_used, 3),
+            "mem_used_mb": round(self.mem_used, 1),
+            "cpu_time": self.cpu_time,
+            "peak_mem_mb": self.peak_mem_mb,
+            "submitted": self.submitted,
+            "started": self.started,
+            "ended": self.ended,
+            "age": round(now - (self.started or self.submitted), 3),
+            "nice": self.nice,
+            "reason": self.reason,
+        }

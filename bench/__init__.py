@@ -1,0 +1,1 @@
+"""wulf's benchmark: `./dev bench` (or `python -m bench`)."""

@@ -1,0 +1,67 @@
+"""jstat: the cluster at a glance: nodes, and jobs running, waiting and (with -a) ended."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from wulf.cli.common import ArgParser, format_age, format_mb, format_table, print_json, run
+from wulf.client import Client
+
+
+def _parser() -> ArgParser:
+    p = ArgParser(prog="jstat", description="Show nodes and jobs.")
+    p.add_argument("-u", "--user", default="", help="only this user's jobs")
+    p.add_argument("-q", "--queue", default="", help="only jobs of this queue (QUEUE or USER:QUEUE)")
+    p.add_argument("-a", "--all", action="store_true", help="also jobs that have ended (recent ones)")
+    p.add_argument("--nodes", action="store_true", help="only the nodes")
+    p.add_argument("--jobs", action="store_true", help="only the jobs")
+    p.add_argument("--json", action="store_true", help="print JSON: {nodes: [...], jobs: [...]}")
+    return p
+
+
+def _num(x: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def nodes_table(nodes: list[dict[str, Any]]) -> str:
+    rows = [[n["name"], n["state"], f"{n['cpus']:g}", _num(n["load"]), _num(n["cpu_free"], "{:.1f}"),
+             format_mb(n["mem_free_mb"]), format_mb(n["mem_total_mb"]), str(n["jobs"]),
+             f"{n['arch']} {n['kernel']}".strip()] for n in nodes]
+    return format_table(["NODE", "STATE", "CPUS", "LOAD", "FREE", "MEMFREE", "MEM", "JOBS", "SYSTEM"], rows,
+                        right=(2, 3, 4, 5, 6, 7))
+
+
+def jobs_table(jobs: list[dict[str, Any]]) -> str:
+    rows = []
+    for j in jobs:
+        state = j["state"]
+        if state in ("done", "failed") and j["exit_code"] not in (None, 0):
+            state += f"({j['exit_code']})"
+        note = j["reason"] if j["state"] != "running" or j["reason"] else ""
+        what = j["command"].replace("\n", " ")
+        rows.append([str(j["id"]), j["user"], j["origin"][:5], state, j["node"] or "-", f"{j['cpu']:g}",
+                     format_mb(j["mem_mb"]), format_age(j["age"]), what + (f"  [{note}]" if note else "")])
+    return format_table(["ID", "USER", "FROM", "STATE", "NODE", "CPU", "MEM", "AGE", "COMMAND"], rows,
+                        right=(0, 5, 6, 7))
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    status = Client().status(args.user, args.queue, args.all)
+    if args.json:
+        out = {k: status[k] for k in ("nodes", "jobs") if not (args.nodes and k == "jobs")
+               and not (args.jobs and k == "nodes")}
+        print_json(out)
+        return 0
+    parts = []
+    if not args.jobs:
+        parts.append(nodes_table(status["nodes"]) if status["nodes"] else "no nodes have joined yet")
+    if not args.nodes:
+        parts.append(jobs_table(status["jobs"]) if status["jobs"] else "no jobs")
+    sys.stdout.write("\n\n".join(parts) + "\n")
+    return 0
+
+
+def main() -> None:
+    run(_main)

@@ -1,0 +1,130 @@
+"""qr: queue commands or scripts.
+
+    qr -c 'CMD' [-c 'CMD' ...]     one job per command
+    qr -s FILE [-s FILE ...]       one job per script; a line '#NEXTSCRIPT' starts the next script
+    qr [CMD ...]                   the words as one command; with none, a script read from stdin
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from typing import Any
+
+from wulf.cli.common import ArgParser, parse_cpu, parse_mem, print_json, run
+from wulf.client import Client
+from wulf.errors import UsageError
+
+SEPARATOR = "#NEXTSCRIPT"
+
+
+def split_scripts(text: str) -> list[str]:
+    """The scripts in one file: parts between lines that are exactly '#NEXTSCRIPT'.
+
+    Empty parts are dropped. A part without a '#!' line gets the first part's, so a file that starts
+    with '#!/bin/bash' runs every script in it with bash.
+    """
+    parts: list[list[str]] = [[]]
+    for line in text.splitlines(keepends=True):
+        if line.strip() == SEPARATOR:
+            parts.append([])
+        else:
+            parts[-1].append(line)
+    scripts = ["".join(p) for p in parts if "".join(p).strip()]
+    if scripts and scripts[0].startswith("#!"):
+        shebang = scripts[0].splitlines(keepends=True)[0]
+        scripts = [s if s.startswith("#!") else shebang + s for s in scripts]
+    return scripts
+
+
+def _read_script(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise UsageError(f"no such script file: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a script file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not a text file (UTF-8)") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _parser() -> ArgParser:
+    p = ArgParser(prog="qr", description="Queue commands or scripts to run on the cluster.",
+                  epilog="Examples: qr -c 'make -j4'   qr -s jobs.sh   qr --mem 2G --cpu 4 ./simulate")
+    p.add_argument("-c", "--command", action="append", default=[], metavar="CMD",
+                   help="a command to queue (repeat for several jobs)")
+    p.add_argument("-s", "--script", action="append", default=[], metavar="FILE",
+                   help="a script file to queue; '#NEXTSCRIPT' lines separate several scripts")
+    p.add_argument("--mem", metavar="MB", help="memory the job needs (512, 512M, 2G; default 32M)")
+    p.add_argument("--cpu", metavar="N", help="cpus the job needs (default 1)")
+    p.add_argument("-q", "--queue", default="default", help="the queue to put it in (default: default)")
+    p.add_argument("-N", "--name", default="", help="a name for the job")
+    p.add_argument("-o", "--output", default="", metavar="FILE",
+                   help="file for stdout and stderr (default wulf-<id>.out; %%j is the job id)")
+    p.add_argument("-Z", "--keep-script", action="store_true", help="keep the staged script after the run")
+    p.add_argument("--json", action="store_true", help='print {"jobs": [ids]}')
+    p.add_argument("words", nargs="*", help="a command to queue (as one job)")
+    return p
+
+
+def build_specs(args: Any, cwd: str, stdin_text: str | None = None) -> list[dict[str, Any]]:
+    common: dict[str, Any] = {"cwd": cwd, "queue": args.queue, "output": args.output,
+                              "keep_script": args.keep_script}
+    if args.mem is not None:
+        common["mem_mb"] = parse_mem(args.mem)
+    if args.cpu is not None:
+        common["cpu"] = parse_cpu(args.cpu)
+    specs: list[dict[str, Any]] = []
+    commands = list(args.command)
+    if args.words:
+        commands.append(args.words[0] if len(args.words) == 1 else shlex.join(args.words))
+    for cmd in commands:
+        if not cmd.strip():
+            raise UsageError("-c: the command is empty")
+        specs.append(common | {"command": cmd, "name": args.name or cmd.split()[0][:40]})
+    for path in args.script:
+        scripts = split_scripts(_read_script(path))
+        if not scripts:
+            raise UsageError(f"{path} is empty: there is no script in it")
+        base = os.path.basename(path)
+        for i, script in enumerate(scripts):
+            label = base if len(scripts) == 1 else f"{base}[{i + 1}]"
+            specs.append(common | {"script": script, "command": label, "name": args.name or label})
+    if not specs:
+        if stdin_text is None:
+            raise UsageError("nothing to queue: give -c CMD, -s FILE or a command (see `qr --help`)")
+        scripts = split_scripts(stdin_text)
+        if not scripts:
+            raise UsageError("the script read from standard input is empty")
+        for i, script in enumerate(scripts):
+            label = "(stdin)" if len(scripts) == 1 else f"(stdin)[{i + 1}]"
+            specs.append(common | {"script": script, "command": label, "name": args.name or "stdin"})
+    return specs
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:
+        raise UsageError("the current directory no longer exists") from None
+    stdin_text = None
+    if not (args.command or args.script or args.words):
+        if sys.stdin.isatty():
+            print("qr: type the script, then Ctrl-D (or use -c CMD / -s FILE)", file=sys.stderr)
+        stdin_text = sys.stdin.read()
+    specs = build_specs(args, cwd, stdin_text)
+    ids = Client().submit(specs)
+    if args.json:
+        print_json({"jobs": ids})
+    else:
+        sys.stdout.write("".join(f"{i}\n" for i in ids))
+    return 0
+
+
+def main() -> None:
+    run(_main)

@@ -1,0 +1,73 @@
+"""qwait: wait until jobs have ended; exit 1 if any of them failed or was cancelled.
+
+    qwait               all of your own queued and running jobs
+    qwait 12 13         these jobs
+    qwait night         every job now in your queue 'night' (alice:night for alice's)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from wulf.cli.common import ArgParser, print_json, run
+from wulf.client import Client
+
+TIMED_OUT = 124  # as timeout(1)
+
+
+def _parser() -> ArgParser:
+    p = ArgParser(prog="qwait", description="Wait for jobs to end.")
+    p.add_argument("targets", nargs="*", metavar="ID|QUEUE", help="job ids or queue names")
+    p.add_argument("-t", "--timeout", type=float, default=None, help="give up after this many seconds (exit 124)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the jobs' final states as JSON")
+    return p
+
+
+def _bar(counts: dict[str, int], total: int, width: int = 30) -> str:
+    ended = sum(counts.get(s, 0) for s in ("done", "failed", "cancelled"))
+    filled = int(width * ended / total) if total else width
+    extra = "".join(f", {counts[s]} {s}" for s in ("running", "queued", "held", "failed", "cancelled")
+                    if counts.get(s))
+    return f"\r[{'#' * filled}{'.' * (width - filled)}] {ended}/{total} ended{extra}\033[K"
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    ids = [int(t) for t in args.targets if t.isdigit()]
+    queues = [t for t in args.targets if not t.isdigit()]
+    client = Client()
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    show = not args.quiet and not args.json and sys.stderr.isatty()
+    first = True
+    while True:
+        step = 1.0 if show else 30.0
+        if deadline is not None:
+            step = max(0.0, min(step, deadline - time.monotonic()))
+        reply = client.wait_once(ids, queues, step)
+        if first:  # from now on wait for exactly the jobs that were there when we started
+            ids, queues, first = [j["id"] for j in reply["jobs"]], [], False
+        if show:
+            sys.stderr.write(_bar(reply["counts"], len(reply["jobs"])))
+            sys.stderr.flush()
+        if reply["done"] or not ids or (deadline is not None and time.monotonic() >= deadline):
+            break
+    if show:
+        sys.stderr.write("\n")
+    if args.json:
+        print_json({"done": reply["done"], "jobs": reply["jobs"]})
+    if not reply["done"]:
+        if not args.json:
+            print("qwait: timed out; jobs are still waiting or running", file=sys.stderr)
+        return TIMED_OUT
+    bad = [j for j in reply["jobs"] if j["state"] in ("failed", "cancelled")]
+    if bad and not args.json:
+        print(f"qwait: {len(bad)} of {len(reply['jobs'])} jobs did not succeed: "
+              + ", ".join(f"{j['id']} {j['state']}" for j in bad[:10]) + (" ..." if len(bad) > 10 else ""),
+              file=sys.stderr)
+    return 1 if bad else 0
+
+
+def main() -> None:
+    run(_main)

@@ -1,0 +1,270 @@
+"""wulf: the umbrella command.
+
+    wulf up [-d]           a whole cluster on this machine: server, and an agent for this machine
+    wulf down              stop what `wulf up` started (and its agents)
+    wulf server            the job daemon (on the master)
+    wulf agent --server    the node agent (on every node)
+    wulf config            the effective configuration
+    wulf version
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from wulf import __version__
+from wulf.cli.common import ArgParser, parse_cpu, parse_mem, print_json, run
+from wulf.config import Config, load_config
+from wulf.errors import ServerUnreachable, UsageError, WulfError
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _with_state(config: Config, state: str | None) -> Config:
+    if not state:
+        return config
+    server = dataclasses.replace(config.server, state_dir=os.path.abspath(state))
+    return dataclasses.replace(config, server=server)
+
+
+def cmd_server(args: argparse.Namespace, config: Config) -> int:
+    from wulf.server.main import run as run_server
+
+    _logging(args.verbose)
+    run_server(_with_state(config, args.state), args.listen)
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace, config: Config) -> int:
+    from wulf.agent.main import run as run_agent
+    from wulf.config import server_url
+
+    _logging(args.verbose)
+    a = args
+    acfg = config.agent
+    changes = {}
+    if a.state:
+        changes["state_dir"] = os.path.abspath(a.state)
+    if a.interval:
+        changes["interval"] = float(a.interval)
+    if a.scratch:
+        changes["scratch"] = os.path.abspath(a.scratch)
+    config = dataclasses.replace(config, agent=dataclasses.replace(acfg, **changes))
+    server = a.server or server_url(config)
+    cpus = parse_cpu(a.cpus) if a.cpus else None
+    mem = parse_mem(a.mem) if a.mem else None
+    run_agent(config, server, a.name, cpus, mem)
+    return 0
+
+
+def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    out = open(log, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
+    finally:
+        out.close()
+
+
+def _wait_ready(url: str, node: str, procs: list[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
+    from wulf.client import Client
+
+    deadline = time.monotonic() + timeout
+    client = Client(url, timeout=2)
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise WulfError(f"a wulf daemon exited at start (code {p.returncode}); see its log")
+        try:
+            nodes = client.status()["nodes"]
+            if any(n["name"] == node and n["state"] == "up" for n in nodes):
+                return
+        except ServerUnreachable:
+            pass
+        time.sleep(0.05)
+    raise WulfError(f"the local cluster did not come up within {timeout:.0f}s")
+
+
+def cmd_up(args: argparse.Namespace, config: Config) -> int:
+    import socket
+
+    a = args
+    config = _with_state(config, a.state)
+    state = config.state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    sock = config.socket_path()
+    url = f"unix:{sock}"
+    from wulf.client import Client
+
+    try:
+        Client(url, timeout=2).status()
+        print(f"a wulf cluster is already running here ({url}); `wulf down` stops it")
+        return 0
+    except ServerUnreachable:
+        pass
+    name = a.name or socket.gethostname().split(".")[0]
+    exe = [sys.executable, "-m", "wulf.cli.wulf"]
+    env = dict(os.environ)
+    server_argv = [*exe, "server", "--state", str(state), "--listen", a.listen or ""]
+    server = _spawn(server_argv, state / "server.log", env)
+    env["WULF_IGNORE_PIDS"] = f"{os.getpid()},{server.pid}"
+    agent_argv = [*exe, "agent", "--server", url, "--name", name, "--state", str(state / f"agent-{name}")]
+    for opt in ("cpus", "mem"):
+        if getattr(a, opt, None):
+            agent_argv += [f"--{opt}", str(getattr(a, opt))]
+    agent = _spawn(agent_argv, state / "agent.log", env)
+    (state / "up.pids").write_text(f"{server.pid} {agent.pid}\n")
+    try:
+        _wait_ready(url, name, [server, agent])
+    except (WulfError, KeyboardInterrupt):
+        for p in (agent, server):
+            p.terminate()
+        raise
+    print(f"wulf is up: server and agent '{name}' on this machine (state in {state})")
+    print(f"  logs: {state / 'server.log'}, {state / 'agent.log'}")
+    if a.detach:
+        print("  stop it with `wulf down`")
+        return 0
+    print("  press Ctrl-C to stop")
+    try:
+        while server.poll() is None and agent.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    for p in (agent, server):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in (agent, server):
+        p.wait(timeout=15)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, config: Config) -> int:
+    from wulf.client import Client
+
+    config = _with_state(config, args.state)
+    state = config.state_dir()
+    url = f"unix:{config.socket_path()}"
+    try:
+        Client(url, timeout=5).post("/api/v1/admin/shutdown")
+    except ServerUnreachable:
+        print(f"no wulf cluster is running here ({url})")
+        return 0
+    pids_file = state / "up.pids"
+    deadline = time.monotonic() + 15
+    pids = [int(p) for p in pids_file.read_text().split()] if pids_file.exists() else []
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    for p in pids:
+        if _alive(p):
+            os.kill(p, signal.SIGTERM)
+    pids_file.unlink(missing_ok=True)
+    print("wulf is down (jobs that were running go on; they are picked up at the next `wulf up`)")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as gone
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def cmd_config(args: argparse.Namespace, config: Config) -> int:
+    data = dataclasses.asdict(config)
+    if args.json:
+        print_json(data)
+        return 0
+    print(f"# effective configuration ({config.path or 'no file: all defaults'})")
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            continue
+        print(f"\n[{section}]")
+        for k, v in values.items():
+            print(f"{k} = {_toml(v)}")
+    return 0
+
+
+def _toml(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(v)
+
+
+def _parser() -> ArgParser:
+    p = ArgParser(prog="wulf", description="wulf: a batch queue and load balancer for a shared cluster.")
+    p.add_argument("--config", help="configuration file (default $WULF_CONFIG or /etc/wulf/wulf.toml)")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    up = sub.add_parser("up", help="run a server and an agent on this machine")
+    up.add_argument("-d", "--detach", action="store_true", help="return once it is up; stop with `wulf down`")
+    up.add_argument("--state", help="state directory (default ~/.local/state/wulf)")
+    up.add_argument("--listen", help="also listen on TCP HOST:PORT (default: Unix socket only)")
+    up.add_argument("--name", help="node name (default: the host name)")
+    up.add_argument("--cpus", help="cpus this node offers (default: all)")
+    up.add_argument("--mem", help="memory this node offers (default: all)")
+    down = sub.add_parser("down", help="stop the cluster `wulf up` started")
+    down.add_argument("--state", help="state directory (default ~/.local/state/wulf)")
+    srv = sub.add_parser("server", help="run the job daemon")
+    srv.add_argument("--listen", help="TCP HOST:PORT (default 0.0.0.0:7878; '' for none)")
+    srv.add_argument("--state", help="state directory: database, socket, logs")
+    srv.add_argument("-v", "--verbose", action="store_true")
+    ag = sub.add_parser("agent", help="run the node agent")
+    ag.add_argument("--server", help="server URL: http://HOST:PORT or unix:PATH")
+    ag.add_argument("--name", help="node name (default: the host name)")
+    ag.add_argument("--cpus", help="cpus this node offers (default: all it has)")
+    ag.add_argument("--mem", help="memory this node offers, e.g. 8G (default: all it has)")
+    ag.add_argument("--state", help="agent state directory (its job journal)")
+    ag.add_argument("--scratch", help="scratch directory for staged scripts (default /tmp)")
+    ag.add_argument("--interval", type=float, help="seconds between reports (default 5)")
+    ag.add_argument("-v", "--verbose", action="store_true")
+    cfg = sub.add_parser("config", help="print the effective configuration")
+    cfg.add_argument("--json", action="store_true")
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.cmd == "version":
+        print(f"wulf {__version__}")
+        return 0
+    config = load_config(args.config)
+    if args.cmd in ("agent", "up"):  # check sizes before anything starts
+        if args.cpus:
+            parse_cpu(args.cpus)
+        if args.mem:
+            parse_mem(args.mem)
+    handler = {"server": cmd_server, "agent": cmd_agent, "up": cmd_up, "down": cmd_down,
+               "config": cmd_config}.get(args.cmd)
+    if handler is None:
+        raise UsageError(f"unknown command {args.cmd}")
+    return handler(args, config)
+
+
+def main() -> None:
+    run(_main)
+
+
+if __name__ == "__main__":
+    main()

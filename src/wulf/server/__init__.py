@@ -1,0 +1,1 @@
+"""The job daemon: store, in-memory state, scheduler loop and API."""

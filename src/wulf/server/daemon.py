@@ -1,0 +1,642 @@
+"""The job daemon's state and the loop that feeds the policy and carries out its decisions.
+
+Everything runs on one asyncio loop, so the in-memory state needs no locks. The store is the durable
+truth: a submission is answered only after it is committed, and a job is sent to a node only after
+its assignment is committed, so that a restarted server never starts a job twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from wulf.config import Config
+from wulf.errors import NotFound, Refused, UsageError, WulfError
+from wulf.model.job import ACTIVE_STATES, FINAL_STATES, Job, JobState, Origin
+from wulf.policy.placement import best_node, free_capacity, schedule
+from wulf.protocol import (
+    Ack,
+    Cluster,
+    Exited,
+    Hello,
+    InteractiveReply,
+    InteractiveRequest,
+    JobExit,
+    JobSpec,
+    Quit,
+    Renice,
+    Report,
+    Session,
+    SessionReady,
+    Signal,
+    Start,
+    Started,
+    StartJob,
+    SubmitRequest,
+    Welcome,
+)
+from wulf.server.nodes import AgentLink, Node, NodeState
+from wulf.store.base import JobStore
+
+log = logging.getLogger("wulf.server")
+
+#: how many reports in a row an outside process cluster may be missing before its job is over
+EXTERNAL_GONE_AFTER = 2
+
+
+def _env_hash(env: dict[str, str]) -> tuple[str, str]:
+    text = json.dumps(env, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32], text
+
+
+class Daemon:
+    def __init__(self, config: Config, store: JobStore) -> None:
+        self.config = config
+        self.store = store
+        self.jobs: dict[int, Job] = {}
+        self.queued: dict[str, dict[int, Job]] = {}  # user -> waiting jobs in the order served
+        self.running: Counter[str] = Counter()  # user -> running batch jobs (fair share counts these)
+        self.nodes: dict[str, Node] = {}
+        self.envs: dict[str, dict[str, str]] = {}
+        self.history: deque[int] = deque()
+        self.next_id = 1
+        self.started_at = time.time()
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._sessions: dict[int, asyncio.Future[str]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._scheduler: asyncio.Task[None] | None = None
+        self.passes = 0
+        self.quitting = False
+
+    # ------------------------------------------------------------------ start and stop
+
+    def load(self) -> None:
+        jobs, self.next_id = self.store.load(self.config.server.history)
+        for name, state in self.store.node_states().items():
+            self._node(name).drained = state == NodeState.DRAIN
+        for job in jobs:
+            self.jobs[job.id] = job
+            if job.state is JobState.QUEUED:
+                self.queued.setdefault(job.user, {})[job.id] = job
+            elif job.state is JobState.RUNNING:
+                node = self._node(job.node)
+                node.jobs[job.id] = job
+                if job.origin is Origin.EXTERNAL:
+                    node.external[job.ext_key] = job.id
+                elif job.origin is Origin.BATCH:
+                    self.running[job.user] += 1
+            elif job.final:
+                self.history.append(job.id)
+        log.info("loaded %d jobs from the store; next id %d", len(jobs), self.next_id)
+
+    def start(self) -> None:
+        self._scheduler = asyncio.create_task(self._schedule_loop(), name="wulf-scheduler")
+        self.wake()
+
+    async def stop(self) -> None:
+        if self._scheduler:
+            self._scheduler.cancel()
+        for node in self.nodes.values():
+            if node.link:
+                await node.link.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _node(self, name: str) -> Node:
+        node = self.nodes.get(name)
+        if node is None:
+            node = self.nodes[name] = Node(name)
+        return node
+
+    def wake(self) -> None:
+        """Ask for a scheduling pass soon (many calls before it runs make one pass)."""
+        self._wake.set()
+
+    def _notify(self) -> None:
+        """Wake everyone waiting for jobs to end."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # ------------------------------------------------------------------ jobs from clients
+
+    def _new_job(self, spec: JobSpec, user: str, uid: int, env_hash: str, origin: Origin, now: float) -> Job:
+        sched = self.config.scheduler
+        cpu = spec.cpu if spec.cpu is not None else sched.default_cpu
+        mem = spec.mem_mb if spec.mem_mb is not None else sched.default_mem_mb
+        if not spec.cwd.startswith("/"):
+            raise UsageError(f"the working directory must be an absolute path, not {spec.cwd!r}")
+        if spec.script is None and not spec.command.strip():
+            raise UsageError("a job needs a command or a script")
+        if spec.script is not None and not spec.script.strip():
+            raise UsageError("the script is empty")
+        if not (cpu > 0 and mem > 0):
+            raise UsageError("cpu and memory requests must be more than zero")
+        queue = spec.queue or "default"
+        if ":" in queue or not queue.isprintable():
+            raise UsageError(f"{queue!r} is not a queue name")
+        job = Job(
+            id=self.next_id,
+            user=user,
+            uid=uid,
+            origin=origin,
+            state=JobState.QUEUED,
+            command=spec.command if spec.script is None else (spec.command or spec.name or "(script)"),
+            cwd=spec.cwd,
+            name=spec.name,
+            queue=queue,
+            script=spec.script,
+            env_hash=env_hash,
+            output=spec.output,
+            keep_script=spec.keep_script,
+            cpu_req=cpu,
+            mem_req=mem,
+            cpu=cpu,
+            mem_mb=mem,
+            submitted=now,
+        )
+        self.next_id += 1
+        return job
+
+    def _remember_env(self, env: dict[str, str]) -> tuple[str, dict[str, str]]:
+        h, text = _env_hash(env)
+        fresh = {} if h in self.envs else {h: text}
+        self.envs[h] = env
+        return h, fresh
+
+    async def submit(self, req: SubmitRequest) -> list[int]:
+        now = time.time()
+        h, fresh = self._remember_env(req.env)
+        first = self.next_id
+        try:
+            jobs = [self._new_job(spec, req.user, req.uid, h, Origin.BATCH, now) for spec in req.jobs]
+        except WulfError:
+            self.next_id = first  # nothing of a bad batch is kept
+            raise
+        await self.store.insert(jobs, fresh)
+        waiting = self.queued.setdefault(req.user, {})
+        for job in jobs:
+            self.jobs[job.id] = job
+            waiting[job.id] = job
+        self.wake()
+        return [j.id for j in jobs]
+
+    def get(self, job_id: int) -> Job:
+        job = self.jobs.get(job_id) or self.store.get(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        return job
+
+    def _owned(self, ids: Iterable[int], user: str) -> list[Job]:
+        jobs = [self.get(i) for i in ids]
+        for job in jobs:
+            if user and job.user != user and user != "root":
+                raise Refused(f"job {job.id} belongs to {job.user}, not to {user}")
+        return jobs
+
+    async def cancel(self, ids: Sequence[int], user: str) -> dict[str, list[int]]:
+        jobs = self._owned(ids, user)
+        cancelled, ended = [], []
+        changed: list[Job] = []
+        now = time.time()
+        signals: dict[str, list[int]] = {}
+        for job in jobs:
+            if job.final:
+                ended.append(job.id)
+                continue
+            if job.origin is Origin.EXTERNAL:
+                raise Refused(f"job {job.id} was not started by wulf; use jkill to signal it")
+            if job.state is JobState.RUNNING:
+                signals.setdefault(job.node, []).append(job.id)
+                self._detach(job)
+            else:
+                self.queued.get(job.user, {}).pop(job.id, None)
+            job.set_state(JobState.CANCELLED)
+            job.ended = now
+            job.reason = f"cancelled by {user or 'unknown'}"
+            self.history.append(job.id)
+            changed.append(job)
+            cancelled.append(job.id)
+        if changed:
+            await self.store.update(changed)
+        for node_name, job_ids in signals.items():
+            await self._send(node_name, Signal(ids=job_ids, signal=15))
+        if changed:
+            self._notify()
+            self.wake()
+        return {"cancelled": cancelled, "already_ended": ended}
+
+    async def signal(self, ids: Sequence[int], signum: int, user: str) -> dict[str, list[int]]:
+        jobs = self._owned(ids, user)
+        sent, not_running = [], []
+        by_node: dict[str, list[int]] = {}
+        for job in jobs:
+            if job.state is JobState.RUNNING and self.nodes.get(job.node) and self.nodes[job.node].link:
+                by_node.setdefault(job.node, []).append(job.id)
+                sent.append(job.id)
+            else:
+                not_running.append(job.id)
+        for node, job_ids in by_node.items():
+            await self._send(node, Signal(ids=job_ids, signal=signum))
+        return {"signalled": sent, "not_running": not_running}
+
+    async def renice(self, ids: Sequence[int], nice: int, user: str) -> dict[str, list[int]]:
+        jobs = self._owned(ids, user)
+        done, not_running = [], []
+        for job in jobs:
+            if job.state is not JobState.RUNNING:
+                not_running.append(job.id)
+                continue
+            if nice < job.nice and user != "root":
+                raise Refused(f"job {job.id} is at nice {job.nice}; only root may lower it")
+            job.nice = nice
+            await self._send(job.node, Renice(id=job.id, nice=nice))
+            done.append(job.id)
+        if done:
+            await self.store.update([self.jobs[i] for i in done])
+        return {"reniced": done, "not_running": not_running}
+
+    # ------------------------------------------------------------------ interactive jobs (jr)
+
+    def _free(self) -> dict[str, Any]:
+        return free_capacity(n.view() for n in self.nodes.values())
+
+    def place_now(self) -> Node:
+        name = best_node(self._free())
+        if name is None:
+            raise Refused("no node is up to take the job (see `jstat --nodes`)")
+        return self.nodes[name]
+
+    async def interactive(self, req: InteractiveRequest) -> InteractiveReply:
+        node = self.place_now()
+        assert node.link is not None
+        h, fresh = self._remember_env(req.env)
+        now = time.time()
+        job = self._new_job(req.job, req.user, req.uid, h, Origin.INTERACTIVE, now)
+        job.set_state(JobState.RUNNING)
+        job.node = node.name
+        await self.store.insert([job], fresh)
+        self.jobs[job.id] = job
+        node.jobs[job.id] = job
+        token = secrets.token_urlsafe(24)
+        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._sessions[job.id] = ready
+        try:
+            await self._send(node.name, Session(job=self._start_job(job), token=token, pty=req.pty))
+            error = await asyncio.wait_for(ready, 10.0)
+        except TimeoutError:
+            error = "the node did not answer in time"
+        finally:
+            self._sessions.pop(job.id, None)
+        if error:
+            await self._end(job, JobExit(id=job.id, exit_code=None, time=time.time(), reason=error))
+            raise Refused(f"could not start the job on {node.name}: {error}")
+        host = (node.info.session_host if node.info else "") or node.link.host
+        port = node.info.session_port if node.info else 0
+        return InteractiveReply(id=job.id, node=node.name, host=host, port=port, token=token)
+
+    # ------------------------------------------------------------------ scheduling
+
+    async def _schedule_loop(self) -> None:
+        grace = self.config.server.start_grace
+        if grace > 0:
+            await asyncio.sleep(grace)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._pass()
+            except Exception:  # a bug must not stop scheduling for good
+                log.exception("scheduling pass failed")
+
+    async def _pass(self) -> None:
+        if not any(self.queued.values()):
+            return
+        self.passes += 1
+        free = self._free()
+        if not free:
+            return
+        queued = {u: q.values() for u, q in self.queued.items() if q}
+        placements = schedule(queued, self.running, free)
+        if not placements:
+            return
+        jobs = []
+        for p in placements:
+            job = self.jobs[p.job_id]
+            del self.queued[job.user][job.id]
+            job.set_state(JobState.RUNNING)
+            job.node = p.node
+            job.reason = ""
+            self.nodes[p.node].jobs[job.id] = job
+            self.running[job.user] += 1
+            jobs.append(job)
+        await self.store.update(jobs)  # the assignment is durable before any node hears of it
+        by_node: dict[str, list[StartJob]] = {}
+        for job in jobs:
+            if job.state is JobState.RUNNING:  # not cancelled meanwhile
+                by_node.setdefault(job.node, []).append(self._start_job(job))
+        for node_name, starts in by_node.items():
+            await self._send(node_name, Start(jobs=starts))
+
+    def _start_job(self, job: Job) -> StartJob:
+        env = self.envs.get(job.env_hash)
+        if env is None:
+            env = self.envs[job.env_hash] = self.store.env(job.env_hash)
+        return StartJob(
+            id=job.id, name=job.name, user=job.user, uid=job.uid, queue=job.queue, command=job.command,
+            script=job.script, cwd=job.cwd, env=env, output=job.output, keep_script=job.keep_script,
+            cpu=job.cpu, mem_mb=job.mem_mb,
+        )
+
+    def _detach(self, job: Job) -> None:
+        """Take a running job off its node's books."""
+        node = self.nodes.get(job.node)
+        if node is not None:
+            node.jobs.pop(job.id, None)
+        if job.origin is Origin.BATCH and job.state is JobState.RUNNING:
+            self.running[job.user] -= 1
+            if self.running[job.user] <= 0:
+                del self.running[job.user]
+
+    def _forget_old(self) -> None:
+        keep = self.config.server.history
+        while len(self.history) > keep:
+            old = self.history.popleft()
+            job = self.jobs.get(old)
+            if job is not None and job.final:
+                del self.jobs[old]
+
+    async def _send(self, node_name: str, msg: Any) -> None:
+        node = self.nodes.get(node_name)
+        if node is None or node.link is None:
+            return
+        try:
+            await node.link.send(msg.model_dump_json())
+        except Exception as e:  # the connection is going away; the agent reconciles when it is back
+            log.info("could not send to %s: %s", node_name, e)
+
+    # ------------------------------------------------------------------ agents
+
+    async def agent_hello(self, hello: Hello, link: AgentLink) -> Node:
+        node = self._node(hello.node.name)
+        if node.link is not None:
+            log.warning("node %s connected again; dropping its old connection", node.name)
+            old, node.link = node.link, None
+            await old.close()
+        node.info = hello.node
+        node.link = link
+        node.last_seen = time.time()
+        log.info("node %s is up (%s, %g cpus, %.0f MB)", node.name, link.host, node.info.cpus, node.info.mem_mb)
+        await link.send(Welcome(interval=self.config.agent.interval, known=list(node.jobs)).model_dump_json())
+        await self._reconcile(node, hello)
+        self.wake()
+        return node
+
+    async def _reconcile(self, node: Node, hello: Hello) -> None:
+        """Agree with a (re)connected agent on what runs there. Nothing is started twice."""
+        reported = {r.id: r for r in hello.running}
+        finished = {f.id for f in hello.finished}
+        stray: list[int] = []
+        changed: list[Job] = []
+        for r in hello.running:
+            job = self.jobs.get(r.id)
+            if job is None or job.final or job.node != node.name:
+                stray.append(r.id)  # cancelled while the agent was away, or not ours any more
+            elif job.pid != r.pid:
+                job.pid, job.started = r.pid, job.started or r.time
+                changed.append(job)
+        if hello.finished:
+            await self._exited(node, hello.finished)
+        requeue: list[Job] = []
+        lost: list[Job] = []
+        for job in list(node.jobs.values()):
+            if job.id in reported or job.id in finished or job.origin is Origin.EXTERNAL:
+                continue
+            (lost if job.started else requeue).append(job)
+        for job in requeue:  # assigned, but the node never got it: it goes back in line
+            self._detach(job)
+            job.set_state(JobState.QUEUED)
+            job.node = ""
+            self.queued.setdefault(job.user, {})[job.id] = job
+            changed.append(job)
+        if changed:
+            await self.store.update(changed)
+        for job in lost:
+            await self._end(job, JobExit(id=job.id, exit_code=None, time=time.time(),
+                                         reason=f"lost: {node.name} no longer knows this job"))
+        if stray:
+            await self._send(node.name, Signal(ids=stray, signal=9))
+
+    async def agent_gone(self, node: Node, link: AgentLink) -> None:
+        if node.link is link:
+            node.link = None
+            log.warning("node %s is down (its agent disconnected)", node.name)
+
+    async def agent_message(self, node: Node, msg: Any) -> None:
+        node.last_seen = time.time()
+        if isinstance(msg, Report):
+            self._report(node, msg)
+        elif isinstance(msg, Started):
+            self._started(node, msg)
+        elif isinstance(msg, Exited):
+            await self._exited(node, msg.jobs)
+        elif isinstance(msg, SessionReady):
+            fut = self._sessions.get(msg.id)
+            if fut is not None and not fut.done():
+                fut.set_result(msg.error)
+        else:
+            log.warning("unexpected message from %s: %s", node.name, type(msg).__name__)
+
+    def _started(self, node: Node, msg: Started) -> None:
+        changed = []
+        for s in msg.jobs:
+            job = self.jobs.get(s.id)
+            if job is None:
+                continue
+            job.pid = s.pid
+            job.started = s.time
+            changed.append(job)
+        if changed:
+            self.store.update(changed)
+
+    async def _exited(self, node: Node, exits: Sequence[JobExit]) -> None:
+        ended = []
+        for e in exits:
+            job = self.jobs.get(e.id) or self.store.get(e.id)
+            if job is None:
+                continue
+            self._record_exit(job, e)
+            ended.append(job)
+        self.wake()
+        if ended:
+            await self.store.update(ended)
+        await self._send(node.name, Ack(ids=[e.id for e in exits]))
+        self._notify()
+        self._forget_old()
+
+    def _record_exit(self, job: Job, e: JobExit) -> None:
+        if job.state is JobState.RUNNING:
+            self._detach(job)
+            if e.exit_code == 0 and e.signal is None and not e.reason:
+                job.set_state(JobState.DONE)
+            else:
+                job.set_state(JobState.FAILED)
+            job.reason = e.reason
+            self.history.append(job.id)
+        job.ended = job.ended or e.time
+        job.exit_code = e.exit_code
+        job.signal = e.signal
+        job.cpu_time = e.cpu_time
+        job.peak_mem_mb = e.peak_mem_mb
+        job.started = job.started or e.time
+
+    async def _end(self, job: Job, e: JobExit) -> None:
+        self._record_exit(job, e)
+        await self.store.update([job])
+        self._notify()
+        self.wake()
+
+    def _report(self, node: Node, report: Report) -> None:
+        node.sample = report.sample
+        for use in report.jobs:
+            job = node.jobs.get(use.id)
+            if job is not None:
+                job.cpu_used, job.mem_used = use.cpu, use.mem_mb
+        self._external(node, report.clusters, report.sample.time)
+        if any(self.queued.values()):
+            self.wake()
+
+    def _external(self, node: Node, clusters: Sequence[Cluster], now: float) -> None:
+        """Outside work becomes jobs of origin external while it lasts, so it counts and shows."""
+        new: list[Job] = []
+        changed: list[Job] = []
+        seen = set()
+        for c in clusters:
+            seen.add(c.key)
+            job_id = node.external.get(c.key)
+            job = self.jobs.get(job_id) if job_id is not None else None
+            if job is None:
+                job = Job(id=self.next_id, user=c.user, uid=c.uid, origin=Origin.EXTERNAL,
+                          state=JobState.RUNNING, command=c.command, node=node.name, pid=c.pid,
+                          submitted=c.started, started=c.started, cpu_req=0.0, mem_req=0.0,
+                          ext_key=c.key)
+                self.next_id += 1
+                self.jobs[job.id] = job
+                node.external[c.key] = job.id
+                node.jobs[job.id] = job
+                new.append(job)
+            node.missing.pop(c.key, None)
+            job.cpu = job.cpu_used = c.cpu
+            job.mem_mb = job.mem_used = c.mem_mb
+        for key in list(node.external):
+            if key in seen:
+                continue
+            node.missing[key] = node.missing.get(key, 0) + 1
+            if node.missing[key] >= EXTERNAL_GONE_AFTER:
+                del node.missing[key]
+                job = self.jobs.get(node.external.pop(key))
+                if job is not None and job.state is JobState.RUNNING:
+                    self._detach(job)
+                    job.set_state(JobState.DONE)
+                    job.ended = now
+                    job.cpu_used = job.mem_used = 0.0
+                    self.history.append(job.id)
+                    changed.append(job)
+        if new:
+            self.store.insert(new, {})
+        if changed:
+            self.store.update(changed)
+            self._notify()
+
+    # ------------------------------------------------------------------ queries
+
+    def _select(self, user: str = "", queue: str = "", all_jobs: bool = False) -> list[Job]:
+        qu, _, qn = queue.rpartition(":") if ":" in queue else ("", "", queue)
+        out = []
+        for job in self.jobs.values():
+            if not all_jobs and job.state not in ACTIVE_STATES:
+                continue
+            if user and job.user != user:
+                continue
+            if qn and (job.queue != qn or (qu and job.user != qu)):
+                continue
+            out.append(job)
+        return out
+
+    def status(self, user: str = "", queue: str = "", all_jobs: bool = False) -> dict[str, Any]:
+        now = time.time()
+        jobs = []
+        up = any(n.state is NodeState.UP for n in self.nodes.values())
+        for job in self._select(user, queue, all_jobs):
+            d = job.public(now)
+            if job.state is JobState.QUEUED and not d["reason"]:
+                d["reason"] = "waiting for room" if up else "no node is up"
+            jobs.append(d)
+        return {
+            "server": {"time": now, "started": self.started_at, "next_id": self.next_id},
+            "nodes": [n.public() for n in sorted(self.nodes.values(), key=lambda n: n.name)],
+            "jobs": jobs,
+        }
+
+    def _wait_set(self, ids: Sequence[int], queues: Sequence[str], user: str) -> list[Job]:
+        jobs = [self.get(i) for i in ids]
+        for q in queues:
+            owner, _, name = q.rpartition(":")
+            jobs.extend(self._select(owner or user, name))
+        if not ids and not queues:
+            jobs = [j for j in self._select(user) if j.origin is Origin.BATCH]
+        return jobs
+
+    async def wait(self, ids: Sequence[int], queues: Sequence[str], user: str, timeout: float) -> dict[str, Any]:
+        """Answer when every job in the set has ended, or when ``timeout`` has passed."""
+        deadline = time.monotonic() + timeout
+        jobs = self._wait_set(ids, queues, user)
+        while True:
+            pending = [j for j in jobs if j.state not in FINAL_STATES]
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+            jobs = [self.jobs.get(j.id, j) for j in jobs]
+        counts = Counter(str(j.state) for j in jobs)
+        return {
+            "done": not pending,
+            "jobs": [{"id": j.id, "state": str(j.state), "exit_code": j.exit_code} for j in jobs],
+            "counts": dict(counts),
+        }
+
+    # ------------------------------------------------------------------ administration
+
+    async def drain(self, name: str, drained: bool) -> None:
+        node = self.nodes.get(name)
+        if node is None:
+            raise NotFound(f"no node {name}")
+        node.drained = drained
+        await self.store.set_node_state(name, NodeState.DRAIN if drained else NodeState.UP)
+        self.wake()
+
+    async def quit_node(self, name: str) -> None:
+        node = self.nodes.get(name)
+        if node is None:
+            raise NotFound(f"no node {name}")
+        if node.link is None:
+            raise Refused(f"node {name} is already down")
+        await self._send(name, Quit())
+
+    async def quit_all(self) -> None:
+        self.quitting = True
+        for name in list(self.nodes):
+            await self._send(name, Quit())

@@ -1,0 +1,100 @@
+"""The server's view of the nodes and of the agent connected for each."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from wulf.model.job import Job
+from wulf.policy.snapshot import NodeView, RunningUse, node_free
+from wulf.protocol import NodeInfo, NodeSample
+
+
+class NodeState(StrEnum):
+    UP = "up"  # connected, takes jobs
+    DRAIN = "drain"  # connected, runs what it has, takes no new jobs
+    DOWN = "down"  # no agent connected
+
+
+@dataclass(eq=False)
+class AgentLink:
+    """The open connection to one agent."""
+
+    send: Callable[[str], Awaitable[None]]
+    host: str  # the address the agent connected from (where jr reaches it)
+    close: Callable[[], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Node:
+    name: str
+    info: NodeInfo | None = None
+    sample: NodeSample | None = None
+    drained: bool = False
+    link: AgentLink | None = None
+    last_seen: float = 0.0
+    jobs: dict[int, Job] = field(default_factory=dict)  # running here (batch, interactive, external)
+    external: dict[str, int] = field(default_factory=dict)  # cluster key -> job id
+    missing: dict[str, int] = field(default_factory=dict)  # cluster key -> reports it was absent from
+
+    @property
+    def state(self) -> NodeState:
+        if self.link is None:
+            return NodeState.DOWN
+        return NodeState.DRAIN if self.drained else NodeState.UP
+
+    @property
+    def cpus(self) -> float:
+        return self.info.cpus if self.info else 0.0
+
+    @property
+    def mem_mb(self) -> float:
+        return self.info.mem_mb if self.info else 0.0
+
+    def view(self) -> NodeView:
+        s = self.sample
+        return NodeView(
+            name=self.name,
+            cpus=self.cpus,
+            mem_mb=self.mem_mb,
+            schedulable=self.state is NodeState.UP,
+            jobs=tuple(RunningUse(j.cpu, j.mem_mb, j.cpu_used, j.mem_used) for j in self.jobs.values()),
+            observed_cpu=s.used_cpu if s else 0.0,
+            observed_mem=s.used_mem_mb if s else 0.0,
+        )
+
+    def public(self) -> dict[str, Any]:
+        s, i = self.sample, self.info
+        free = node_free(self.view())
+        return {
+            "name": self.name,
+            "state": str(self.state),
+            "hostname": i.hostname if i else "",
+            "cpus": self.cpus,
+            "load": round(s.load1, 2) if s else None,
+            "load5": round(s.load5, 2) if s else None,
+            "load15": round(s.load15, 2) if s else None,
+            "cpu_used": round(s.used_cpu, 3) if s else None,
+            "cpu_free": round(free.cpu, 3),
+            "mem_total_mb": round(self.mem_mb, 1),
+            "mem_free_mb": round(free.mem, 1),
+            "mem_available_mb": round(s.mem_available_mb, 1) if s else None,
+            "swap_free_mb": round(s.swap_free_mb, 1) if s else None,
+            "scratch_free_mb": round(s.scratch_free_mb, 1) if s else None,
+            "cpu_user": round(s.cpu_user, 3) if s else None,
+            "cpu_system": round(s.cpu_system, 3) if s else None,
+            "cpu_idle": round(s.cpu_idle, 3) if s else None,
+            "io_read_mbps": round(s.io_read_mbps, 3) if s else None,
+            "io_write_mbps": round(s.io_write_mbps, 3) if s else None,
+            "nprocs": s.nprocs if s else None,
+            "jobs": len(self.jobs),
+            "arch": i.arch if i else "",
+            "os": i.os if i else "",
+            "kernel": i.kernel if i else "",
+            "drained": self.drained,
+            "last_seen": self.last_seen or None,
+            "seen_ago": round(time.time() - self.last_seen, 1) if self.last_seen else None,
+        }

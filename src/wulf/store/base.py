@@ -1,0 +1,35 @@
+"""What the server needs of a store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+from wulf.model.job import Job
+
+
+class JobStore(Protocol):
+    def load(self, history: int) -> tuple[list[Job], int]:
+        """Every unfinished job and the newest ``history`` finished ones, and the next free job id."""
+        ...
+
+    def insert(self, jobs: Sequence[Job], envs: dict[str, str]) -> asyncio.Future[None]:
+        """Durably record new jobs (and their environments, by hash); the future is done once committed.
+
+        Writes are applied in the order of the calls, whether or not the caller awaits them."""
+        ...
+
+    def update(self, jobs: Sequence[Job]) -> asyncio.Future[None]:
+        """Durably record the changing fields of these jobs."""
+        ...
+
+    def get(self, job_id: int) -> Job | None: ...
+
+    def env(self, env_hash: str) -> dict[str, str]: ...
+
+    def node_states(self) -> dict[str, str]: ...
+
+    def set_node_state(self, name: str, state: str) -> asyncio.Future[None]: ...
+
+    def close(self) -> None: ...

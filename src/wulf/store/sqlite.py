@@ -1,0 +1,220 @@
+"""The embedded store: SQLite in WAL mode with one writer thread that commits in groups.
+
+Every write is handed to the writer thread with a future. The thread takes whatever has gathered
+while it was busy and commits it in one transaction, so a burst of a thousand submissions costs one
+commit (one fsync), not a thousand. Readers use their own connection; WAL lets them read while the
+writer writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from wulf.model.job import FINAL_STATES, Job, JobState, Origin
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE envs (hash TEXT PRIMARY KEY, data TEXT NOT NULL);
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            user TEXT NOT NULL, uid INTEGER NOT NULL, origin TEXT NOT NULL, state TEXT NOT NULL,
+            command TEXT NOT NULL, cwd TEXT NOT NULL, name TEXT NOT NULL, queue TEXT NOT NULL,
+            script TEXT, env_hash TEXT NOT NULL, output TEXT NOT NULL, keep_script INTEGER NOT NULL,
+            cpu_req REAL NOT NULL, mem_req REAL NOT NULL, cpu REAL NOT NULL, mem_mb REAL NOT NULL,
+            node TEXT NOT NULL, pid INTEGER, submitted REAL NOT NULL, started REAL, ended REAL,
+            exit_code INTEGER, signal INTEGER, cpu_time REAL, peak_mem_mb REAL,
+            reason TEXT NOT NULL, nice INTEGER NOT NULL, ext_key TEXT NOT NULL
+        );
+        CREATE INDEX jobs_active ON jobs (state) WHERE state IN ('queued', 'held', 'running');
+        CREATE TABLE nodes (name TEXT PRIMARY KEY, state TEXT NOT NULL);
+        """,
+    ),
+]
+
+_COLUMNS = [
+    "id", "user", "uid", "origin", "state", "command", "cwd", "name", "queue", "script", "env_hash",
+    "output", "keep_script", "cpu_req", "mem_req", "cpu", "mem_mb", "node", "pid", "submitted",
+    "started", "ended", "exit_code", "signal", "cpu_time", "peak_mem_mb", "reason", "nice", "ext_key",
+]
+_MUTABLE = [
+    "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
+    "peak_mem_mb", "reason", "nice", "queue",
+]
+_INSERT = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_UPDATE = f"UPDATE jobs SET {', '.join(c + ' = ?' for c in _MUTABLE)} WHERE id = ?"
+_FINAL = tuple(str(s) for s in FINAL_STATES)
+
+
+def _row(job: Job) -> tuple[Any, ...]:
+    return tuple(getattr(job, c) for c in _COLUMNS)
+
+
+def _changes(job: Job) -> tuple[Any, ...]:
+    return (*(getattr(job, c) for c in _MUTABLE), job.id)
+
+
+def _job(row: sqlite3.Row) -> Job:
+    d = dict(zip(_COLUMNS, row, strict=True))
+    d["origin"] = Origin(d["origin"])
+    d["state"] = JobState(d["state"])
+    d["keep_script"] = bool(d["keep_script"])
+    return Job(**d)
+
+
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply the named migrations not yet applied, in order; returns their names."""
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
+    done = {r[0] for r in conn.execute("SELECT name FROM migrations")}
+    applied = []
+    for name, sql in MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in sql.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO migrations VALUES (?, julianday('now'))", (name,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+_Op = Callable[[sqlite3.Connection], None]
+
+
+class SqliteStore:
+    def __init__(self, path: Path, synchronous: str = "full") -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._write = _connect(path, synchronous)
+        migrate(self._write)
+        self._read = _connect(path, synchronous)
+        self._queue: queue.SimpleQueue[tuple[_Op, asyncio.Future[None]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._writer, name="wulf-store", daemon=True)
+        self._thread.start()
+        self.commits = 0  # for the benchmark and tests: how many transactions were committed
+
+    # ------------------------------------------------------------------ the writer thread
+
+    def _writer(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while True:  # take everything that gathered while we were busy
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[_Op, asyncio.Future[None]]]) -> None:
+        error: BaseException | None = None
+        try:
+            self._write.execute("BEGIN IMMEDIATE")
+            for op, _ in batch:
+                op(self._write)
+            self._write.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as e:
+            error = e
+            try:
+                self._write.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        for _, fut in batch:
+            fut.get_loop().call_soon_threadsafe(_settle, fut, error)
+
+    def _submit(self, op: _Op) -> asyncio.Future[None]:
+        """Queue a write now (writes keep the order of these calls); await the result to know it is committed."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put((op, fut))
+        return fut
+
+    # ------------------------------------------------------------------ JobStore
+
+    def load(self, history: int) -> tuple[list[Job], int]:
+        cur = self._read.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE state IN ('queued', 'held', 'running') ORDER BY id"
+        )
+        jobs = [_job(r) for r in cur]
+        cur = self._read.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE state IN (?, ?, ?) ORDER BY id DESC LIMIT ?",
+            (*_FINAL, history),
+        )
+        jobs.extend(reversed([_job(r) for r in cur]))
+        jobs.sort(key=lambda j: j.id)
+        top = self._read.execute("SELECT max(id) FROM jobs").fetchone()[0]
+        return jobs, (top or 0) + 1
+
+    def insert(self, jobs: Sequence[Job], envs: dict[str, str]) -> asyncio.Future[None]:
+        rows = [_row(j) for j in jobs]
+        env_rows = list(envs.items())
+
+        def op(c: sqlite3.Connection) -> None:
+            if env_rows:
+                c.executemany("INSERT OR IGNORE INTO envs VALUES (?, ?)", env_rows)
+            c.executemany(_INSERT, rows)
+
+        return self._submit(op)
+
+    def update(self, jobs: Sequence[Job]) -> asyncio.Future[None]:
+        rows = [_changes(j) for j in jobs]
+        return self._submit(lambda c: c.executemany(_UPDATE, rows) and None)
+
+    def get(self, job_id: int) -> Job | None:
+        row = self._read.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def env(self, env_hash: str) -> dict[str, str]:
+        row = self._read.execute("SELECT data FROM envs WHERE hash = ?", (env_hash,)).fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
+    def node_states(self) -> dict[str, str]:
+        return {name: state for name, state in self._read.execute("SELECT name, state FROM nodes")}
+
+    def set_node_state(self, name: str, state: str) -> asyncio.Future[None]:
+        return self._submit(
+            lambda c: c.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?)", (name, state)) and None
+        )
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+        self._write.close()
+        self._read.close()
+
+
+def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)

@@ -1,0 +1,59 @@
+"""Parsing what users type: scripts, sizes, signals, config."""
+
+from __future__ import annotations
+
+import pytest
+
+from wulf.cli.common import format_table, parse_cpu, parse_mem
+from wulf.cli.jkill import parse_signal
+from wulf.cli.qr import split_scripts
+from wulf.config import parse_config
+from wulf.errors import ConfigError, UsageError
+
+
+def test_split_scripts() -> None:
+    text = "#!/bin/bash\necho a\n#NEXTSCRIPT\necho b\n  #NEXTSCRIPT  \n\n#NEXTSCRIPT\n#!/bin/zsh\necho c\n"
+    assert split_scripts(text) == ["#!/bin/bash\necho a\n", "#!/bin/bash\necho b\n", "#!/bin/zsh\necho c\n"]
+    assert split_scripts("echo x") == ["echo x"]
+    assert split_scripts("\n#NEXTSCRIPT\n") == []
+
+
+@pytest.mark.parametrize(("text", "mb"), [("512", 512), ("512M", 512), ("2G", 2048), ("1.5gb", 1536),
+                                          ("1024k", 1), ("1T", 1024 * 1024), (" 64 MiB ", 64)])
+def test_parse_mem(text: str, mb: float) -> None:
+    assert parse_mem(text) == mb
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-5", "0", "5X", "1e9"])
+def test_parse_mem_rejects(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_mem(text)
+
+
+def test_parse_cpu() -> None:
+    assert parse_cpu("0.5") == 0.5
+    for bad in ("0", "-1", "nan", "inf", "two"):
+        with pytest.raises(UsageError):
+            parse_cpu(bad)
+
+
+def test_parse_signal() -> None:
+    assert parse_signal("KILL") == 9 and parse_signal("sigterm") == 15 and parse_signal("2") == 2
+    with pytest.raises(UsageError):
+        parse_signal("NOPE")
+
+
+def test_table_fits_width() -> None:
+    out = format_table(["ID", "COMMAND"], [["1", "x" * 500]], width=40)
+    assert all(len(line) <= 40 for line in out.splitlines())
+
+
+def test_config_defaults_and_errors() -> None:
+    cfg = parse_config("[scheduler]\ndefault_cpu = 2\n[agent]\ninterval = 1.5\n")
+    assert cfg.scheduler.default_cpu == 2.0 and cfg.agent.interval == 1.5 and cfg.server.history > 0
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse_config("[scheduler]\nbogus = 1\n")
+    with pytest.raises(ConfigError, match="unknown section"):
+        parse_config("[nope]\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        parse_config("[scheduler\n")

@@ -1,0 +1,176 @@
+"""Real wulf daemons as processes, for the integration and cluster tests.
+
+Tests start the real `wulf server` and `wulf agent` (the installed console scripts of this virtual
+environment), talk to them with the real commands, and wait for things by polling with a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 20.0, every: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Daemon:
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str],
+                 popen: Callable[..., subprocess.Popen[bytes]] | None = None) -> None:
+        self.argv, self.log, self.env = argv, log, env
+        self._popen = popen or subprocess.Popen
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Daemon:
+        with open(self.log, "ab") as out:
+            self.proc = self._popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=self.env)
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Cluster:
+    """A server on a Unix socket (and TCP if ``listen``), and agents added with :meth:`agent`."""
+
+    def __init__(self, root: Path, listen: str = "", config: str = "") -> None:
+        self.root = root
+        self.state = root / "server"
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.socket = self.state / "wulf.sock"
+        self.url = f"unix:{self.socket}"
+        self.listen = listen
+        self.env = dict(os.environ)
+        self.env["WULF_SERVER"] = self.url
+        self.env.pop("WULF_CONFIG", None)
+        if config:
+            cfg = root / "wulf.toml"
+            cfg.write_text(config)
+            self.env["WULF_CONFIG"] = str(cfg)
+        self.server: Daemon | None = None
+        self.agents: dict[str, Daemon] = {}
+        self.work = root / "work"
+        self.work.mkdir(exist_ok=True)
+
+    def start_server(self) -> Daemon:
+        argv = [str(BIN / "wulf"), "server", "--state", str(self.state), "--listen", self.listen]
+        self.server = Daemon(argv, self.root / "server.log", self.env).start()
+        wait_until("the server to answer", lambda: self.try_status() is not None)
+        return self.server
+
+    def agent(self, name: str, cpus: float = 2, mem: str = "4G", server: str | None = None,
+              popen: Callable[..., subprocess.Popen[bytes]] | None = None, wait: bool = True,
+              interval: float = 0.5, extra: Sequence[str] = ()) -> Daemon:
+        state = self.root / f"agent-{name}"
+        argv = [str(BIN / "wulf"), "agent", "--server", server or self.url, "--name", name, "--cpus", str(cpus),
+                "--mem", mem, "--state", str(state), "--interval", str(interval), *extra]
+        d = Daemon(argv, self.root / f"agent-{name}.log", self.env, popen).start()
+        self.agents[name] = d
+        if wait:
+            self.wait_node(name)
+        return d
+
+    def wait_node(self, name: str, state: str = "up", timeout: float = 20.0) -> None:
+        wait_until(f"node {name} to be {state}",
+                   lambda: any(n["name"] == name and n["state"] == state for n in self.status()["nodes"]),
+                   timeout)
+
+    def run(self, *argv: str, check: bool = True, input: str | None = None, cwd: Path | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run a wulf command (qr, jstat, ...) as a user would."""
+        cmd = [str(BIN / argv[0]), *argv[1:]]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=self.env, input=input,
+                           cwd=cwd or self.work, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} exited {p.returncode}: {p.stderr.strip()}")
+        return p
+
+    def json(self, *argv: str) -> Any:
+        return json.loads(self.run(*argv, "--json").stdout)
+
+    def try_status(self) -> dict[str, Any] | None:
+        p = self.run("jstat", "--json", "-a", check=False)
+        return json.loads(p.stdout) if p.returncode == 0 else None
+
+    def status(self) -> dict[str, Any]:
+        s = self.try_status()
+        assert s is not None, "the server does not answer"
+        return s
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        for j in self.status()["jobs"]:
+            if j["id"] == job_id:
+                return dict(j)
+        raise AssertionError(f"no job {job_id} in jstat -a")
+
+    def submit(self, *args: str, cwd: Path | None = None) -> list[int]:
+        return list(json.loads(self.run("qr", "--json", *args, cwd=cwd).stdout)["jobs"])
+
+    def logs(self) -> str:
+        out = []
+        for p in sorted(self.root.glob("*.log")):
+            out.append(f"----- {p.name}\n{p.read_text(errors='replace')[-4000:]}")
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        for d in self.agents.values():
+            d.kill(signal.SIGTERM)
+        if self.server is not None:
+            self.server.kill(signal.SIGTERM)
+        kill_leftover_jobs(self.root)
+
+
+def kill_leftover_jobs(root: Path) -> None:
+    """Jobs outlive their agent by design; a test must not leave any behind."""
+    for entry in root.glob("agent-*/jobs/*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            pid = int(json.loads(entry.read_text())["pid"])
+            os.killpg(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running_cluster(root: Path, **kw: Any) -> Iterator[Cluster]:
+    c = Cluster(root, **kw)
+    try:
+        c.start_server()
+        yield c
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()
