@@ -6,33 +6,38 @@ It is also wulf's Python API::
     c = Client()                       # $WULF_SERVER, the config, or the local `wulf up`
     ids = c.submit([{"command": "echo hi", "cwd": "/tmp"}])
     c.wait(ids)
+
+It speaks just enough HTTP/1.1 itself, over a Unix socket (``unix:PATH``) or TCP
+(``http://HOST:PORT``), rather than import :mod:`http.client` (which brings :mod:`email` and
+:mod:`ssl`) and :mod:`socket` (whose enums are slow to build): a command-line tool spends most of
+its life starting up.
 """
 
 from __future__ import annotations
 
-import http.client
+import _socket
 import json
 import os
 import pwd
-import socket
 import time
-from collections.abc import Iterable
-from typing import Any
-from urllib.parse import quote, urlsplit
 
 from wulf.errors import ServerUnreachable, WulfError, error_from_kind
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+DEFAULT_PORT = 7878
+_MAX_LINE = 65536  # longest status or header line accepted
+_MAX_HEADERS = 100
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
 
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self._path)
-        self.sock = s
+
+def quote(text: str, safe: str = "/") -> str:
+    """Percent-encode ``text`` (UTF-8) for a URL, like :func:`urllib.parse.quote`."""
+    ok = _SAFE | safe.encode("ascii")
+    return "".join(chr(b) if b in ok else f"%{b:02X}" for b in text.encode("utf-8"))
 
 
 def current_user() -> tuple[str, int]:
@@ -49,29 +54,258 @@ def _how_to_start(url: str) -> str:
     return "start it with `wulf server`, or set WULF_SERVER to the right URL"
 
 
+def parse_server_url(url: str) -> tuple[str, int]:
+    """``(host, port)`` of a TCP server URL: ``http://HOST:PORT``, ``HOST:PORT``, ``http://[::1]:PORT``."""
+    rest = url
+    scheme, sep, after = url.partition("://")
+    if sep:
+        if scheme.lower() != "http":
+            raise WulfError(f"unsupported server URL {url!r} (use http://HOST:PORT or unix:PATH)")
+        rest = after
+    elif url.startswith("//"):
+        rest = url[2:]
+    netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    if netloc.startswith("["):
+        host, bracket, port_text = netloc[1:].partition("]")
+        if not bracket or (port_text and not port_text.startswith(":")):
+            raise WulfError(f"bad server URL {url!r} (use http://HOST:PORT or unix:PATH)")
+        port_text = port_text[1:]
+    else:
+        host, _, port_text = netloc.partition(":")
+    if port_text and not (port_text.isascii() and port_text.isdigit() and int(port_text) <= 65535):
+        raise WulfError(f"bad port in server URL {url!r} (use http://HOST:PORT or unix:PATH)")
+    return host.lower() or "localhost", int(port_text) if port_text else DEFAULT_PORT
+
+
+class _Disconnected(ConnectionResetError):
+    """The server closed the connection before it sent anything back."""
+
+
+class _Truncated(ConnectionError):
+    """The server closed the connection in the middle of an answer."""
+
+
+class _BadResponse(Exception):
+    """What came back is not HTTP/1.x."""
+
+
+class _Connection:
+    """One HTTP/1.1 connection, kept alive between requests; one request at a time."""
+
+    def __init__(self, url: str) -> None:
+        self.unix_path: str | None = None
+        if url.startswith("unix:"):
+            self.unix_path = url[5:]
+            self.host_header = "localhost"
+            self.addr = ("localhost", 0)
+        else:
+            self.addr = parse_server_url(url)
+            host, port = self.addr
+            self.host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.sock: _socket.socket | None = None
+        self.buf = b""
+        self.reused = False  # whether an answer came on this connection already (it may have gone stale)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.buf = b""
+        self.reused = False
+
+    def _open(self, timeout: float) -> _socket.socket:
+        if self.unix_path is not None:
+            s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            try:
+                s.settimeout(timeout)
+                s.connect(self.unix_path)
+            except BaseException:
+                s.close()
+                raise
+            return s
+        err: OSError | None = None
+        for family, kind, proto, _, addr in _socket.getaddrinfo(*self.addr, 0, _socket.SOCK_STREAM):
+            s = _socket.socket(family, kind, proto)
+            try:
+                s.settimeout(timeout)
+                s.connect(addr)
+                return s
+            except OSError as e:
+                s.close()
+                err = e
+            except BaseException:
+                s.close()
+                raise
+        raise err if err is not None else OSError("no address found")
+
+    # ------------------------------------------------------------------ reading
+
+    def _recv(self, size: int = 65536) -> bytes:
+        assert self.sock is not None
+        return self.sock.recv(size)
+
+    def _readline(self) -> bytes:
+        """One line with its line end; b"" at the end of the stream."""
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line, self.buf = self.buf[: i + 1], self.buf[i + 1 :]
+                return line
+            if len(self.buf) > _MAX_LINE:
+                raise _BadResponse("a line is too long")
+            data = self._recv()
+            if not data:
+                line, self.buf = self.buf, b""
+                return line
+            self.buf += data
+
+    def _read(self, n: int) -> bytes:
+        chunks = [self.buf[:n]]
+        self.buf = self.buf[n:]
+        have = len(chunks[0])
+        while have < n:
+            data = self._recv(max(65536, min(n - have, 1 << 20)))
+            if not data:
+                raise _Truncated("it closed the connection in the middle of an answer")
+            if len(data) > n - have:
+                self.buf = data[n - have :]
+                data = data[: n - have]
+            chunks.append(data)
+            have += len(data)
+        return b"".join(chunks)
+
+    def _read_to_close(self) -> bytes:
+        chunks = [self.buf]
+        self.buf = b""
+        while data := self._recv():
+            chunks.append(data)
+        return b"".join(chunks)
+
+    def _read_chunked(self) -> bytes:
+        chunks = []
+        while True:
+            line = self._readline()
+            if not line.endswith(b"\n"):
+                raise _Truncated("it closed the connection in the middle of an answer")
+            size_text = line.split(b";", 1)[0].strip()
+            if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
+                raise _BadResponse(f"bad chunk size {size_text[:40]!r}")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            chunks.append(self._read(size))
+            if self._readline() not in (b"\r\n", b"\n"):
+                raise _BadResponse("a chunk does not end with a line end")
+        while True:  # trailer fields, up to the empty line
+            line = self._readline()
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line.endswith(b"\n"):
+                raise _Truncated("it closed the connection in the middle of an answer")
+        return b"".join(chunks)
+
+    def _read_head(self, first: bool) -> tuple[int, bytes, dict[str, str]]:
+        """The status, HTTP version and headers (names in lower case) of one answer."""
+        line = self._readline()
+        if not line:
+            if first:
+                raise _Disconnected("Remote end closed connection without response")
+            raise _Truncated("it closed the connection in the middle of an answer")
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not (parts[1].isdigit() and len(parts[1]) == 3):
+            raise _BadResponse(f"bad status line {line[:60]!r}")
+        headers: dict[str, str] = {}
+        for _ in range(_MAX_HEADERS + 1):
+            line = self._readline()
+            if line in (b"\r\n", b"\n"):
+                return int(parts[1]), parts[0], headers
+            if not line.endswith(b"\n"):
+                raise _Truncated("it closed the connection in the middle of an answer")
+            name, colon, value = line.decode("latin-1").partition(":")
+            if not colon or not name or name != name.strip():
+                raise _BadResponse(f"bad header line {line[:60]!r}")
+            name = name.lower()
+            value = value.strip()
+            if name in headers and name in ("content-length", "transfer-encoding", "connection"):
+                if name == "content-length" and headers[name] != value:
+                    raise _BadResponse("two different Content-Length headers")
+                if name != "content-length":
+                    value = headers[name] + ", " + value
+            headers[name] = value
+        raise _BadResponse("too many headers")
+
+    def exchange(self, method: str, path: str, data: bytes | None, timeout: float) -> tuple[int, bytes]:
+        """Send one request and read its answer: ``(status, body)``."""
+        try:
+            request_line = f"{method} {path} HTTP/1.1\r\n".encode("ascii")
+        except UnicodeEncodeError:
+            raise WulfError(f"cannot send {path!r}: a URL path must be ASCII") from None
+        if any(c <= 32 or c == 127 for c in request_line[:-2]) and request_line.count(b" ") != 2:
+            raise WulfError(f"cannot send {path!r}: a URL path cannot contain spaces or control characters")
+        head = [request_line, f"Host: {self.host_header}\r\nAccept-Encoding: identity\r\n".encode()]
+        if data is not None:
+            head.append(b"Content-Type: application/json\r\n")
+        if data is not None or method in ("POST", "PUT", "PATCH"):
+            head.append(f"Content-Length: {len(data or b'')}\r\n".encode())
+        head.append(b"\r\n")
+        if self.sock is None:
+            self.sock = self._open(timeout)
+            self.reused = False
+        else:
+            self.sock.settimeout(timeout)
+        self.sock.sendall(b"".join(head) + (data or b""))
+        first = True
+        while True:
+            status, version, headers = self._read_head(first)
+            first = False
+            if not 100 <= status < 200:
+                break
+            if status == 101:
+                raise _BadResponse("the server switched protocols")
+        body, keep = self._read_body(method, status, headers)
+        if keep and version == b"HTTP/1.0":
+            keep = "keep-alive" in headers.get("connection", "").lower()
+        elif keep:
+            keep = "close" not in (t.strip() for t in headers.get("connection", "").lower().split(","))
+        if keep and not self.buf:
+            self.reused = True
+        else:
+            self.close()
+        return status, body
+
+    def _read_body(self, method: str, status: int, headers: dict[str, str]) -> tuple[bytes, bool]:
+        """The body, and whether the connection can carry another request after it."""
+        if method == "HEAD" or status in (204, 304):
+            return b"", True
+        coding = headers.get("transfer-encoding")
+        if coding is not None:
+            if coding.lower().rsplit(",", 1)[-1].strip() != "chunked":
+                return self._read_to_close(), False
+            return self._read_chunked(), True
+        length = headers.get("content-length")
+        if length is None:
+            return self._read_to_close(), False
+        if not (length.isascii() and length.isdigit()):
+            raise _BadResponse(f"bad Content-Length {length[:40]!r}")
+        return self._read(int(length)), True
+
+
 class Client:
     def __init__(self, url: str | None = None, timeout: float = 30.0) -> None:
         if url is None:
-            from wulf.config import server_url
+            from wulf.locate import server_url
 
             url = server_url()
         self.url = url
         self.timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: _Connection | None = None
         self.user, self.uid = current_user()
 
     # ------------------------------------------------------------------ transport
 
-    def _connect(self) -> http.client.HTTPConnection:
+    def _connect(self) -> _Connection:
         if self._conn is None:
-            if self.url.startswith("unix:"):
-                self._conn = _UnixConnection(self.url[5:], self.timeout)
-            else:
-                parts = urlsplit(self.url if "//" in self.url else "http://" + self.url)
-                if parts.scheme not in ("http", ""):
-                    raise WulfError(f"unsupported server URL {self.url!r} (use http://HOST:PORT or unix:PATH)")
-                self._conn = http.client.HTTPConnection(parts.hostname or "localhost", parts.port or 7878,
-                                                        timeout=self.timeout)
+            self._conn = _Connection(self.url)
         return self._conn
 
     def close(self) -> None:
@@ -79,30 +313,25 @@ class Client:
             self._conn.close()
             self._conn = None
 
-    def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else {}
+    def _exchange(self, method: str, path: str, data: bytes | None, timeout: float | None) -> tuple[int, bytes]:
         for attempt in range(2):  # one silent retry when a kept-alive connection was closed
             conn = self._connect()
-            if timeout is not None:
-                conn.timeout = timeout
-                if conn.sock is not None:
-                    conn.sock.settimeout(timeout)
+            reused = conn.sock is not None and conn.reused
             try:
-                conn.request(method, path, body=data, headers=headers)
-                resp = conn.getresponse()
-                payload = resp.read()
-                break
+                return conn.exchange(method, path, data, self.timeout if timeout is None else timeout)
             except (ConnectionRefusedError, FileNotFoundError) as e:
                 self.close()
                 raise ServerUnreachable(
                     f"cannot reach the wulf server at {self.url} ({e.strerror}); {_how_to_start(self.url)}"
                 ) from None
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+            except _Truncated as e:
                 self.close()
-                if attempt:
+                raise ServerUnreachable(f"the wulf server at {self.url} stopped answering: {e}") from None
+            except (BrokenPipeError, ConnectionResetError) as e:
+                self.close()
+                if attempt or not reused:
                     raise ServerUnreachable(f"the wulf server at {self.url} closed the connection ({e})") from None
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 self.close()
                 raise ServerUnreachable(f"the wulf server at {self.url} did not answer in time") from None
             except OSError as e:
@@ -110,15 +339,26 @@ class Client:
                 raise ServerUnreachable(
                     f"cannot reach the wulf server at {self.url} ({e.strerror or e}); {_how_to_start(self.url)}"
                 ) from None
+            except _BadResponse as e:
+                self.close()
+                raise WulfError(f"the server at {self.url} does not speak HTTP/1.1 as wulf does ({e})") from None
+            except BaseException:  # WulfError, KeyboardInterrupt: the connection is in an unknown state
+                self.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        status, payload = self._exchange(method, path, data, timeout)
         try:
             result = json.loads(payload) if payload else None
         except ValueError:
-            raise WulfError(f"the server at {self.url} sent something that is not JSON (status {resp.status})") from None
-        if resp.status >= 400:
+            raise WulfError(f"the server at {self.url} sent something that is not JSON (status {status})") from None
+        if status >= 400:
             err = result.get("error") if isinstance(result, dict) else None
             if isinstance(err, dict):
                 raise error_from_kind(str(err.get("kind", "error")), str(err.get("message", "")))
-            raise WulfError(f"the server answered {resp.status}: {payload[:200]!r}")
+            raise WulfError(f"the server answered {status}: {payload[:200]!r}")
         return result
 
     def get(self, path: str) -> Any:

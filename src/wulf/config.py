@@ -40,6 +40,7 @@ class AgentConfig:
     interval: float = 5.0  # seconds between reports
     scratch: str = "/tmp"  # staged scripts and exit-status files
     state_dir: str = ""  # "" means <default_state_dir>/agent-<node>
+    runtime_dir: str = ""  # job journal and exit files; "" means a directory in tmpfs (/dev/shm)
     external_min_cpu: float = 0.05  # a process cluster using this many cpus counts as a job
     external_min_mem_mb: float = 64.0  # ... or this much resident memory
     session_listen: str = "0.0.0.0:0"  # where jr connects to an agent (port 0: any free port)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wulf.policy.placement import best_node, choose_node, free_capacity, schedule
-from wulf.policy.snapshot import Free, NodeView, QueuedJob, RunningUse, node_free
+from wulf.policy.snapshot import BACKGROUND_CPU, Free, NodeView, QueuedJob, RunningUse, node_free
 
 
 def test_free_counts_the_larger_of_allocation_and_use() -> None:
@@ -18,9 +18,14 @@ def test_free_counts_the_larger_of_allocation_and_use() -> None:
 
 def test_outside_use_takes_room() -> None:
     # a job uses 0.5 of its 1 cpu; someone outside wulf uses 2 more cpus
-    node = NodeView("a", cpus=4, mem_mb=1000, jobs=(RunningUse(1.0, 100, 0.5, 50),), observed_cpu=2.5,
-                    observed_mem=550)
+    node = NodeView("a", cpus=4, mem_mb=1000, jobs=(RunningUse(1.0, 100, 0.5, 50),),
+                    observed_cpu=2.5 + BACKGROUND_CPU, observed_mem=550)
     assert node_free(node) == Free(1.0, 400)
+
+
+def test_background_hum_does_not_take_room() -> None:
+    node = NodeView("a", cpus=2, mem_mb=1000, observed_cpu=BACKGROUND_CPU / 2)
+    assert node_free(node).cpu == 2
 
 
 def test_choose_node_prefers_most_free_and_fitting_memory() -> None:

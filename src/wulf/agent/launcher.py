@@ -5,7 +5,7 @@ starts a process, so they are tested without processes.
 
 A job runs under ``/bin/sh`` in its own session (so signals reach its whole process group). The shell
 first changes to the job's directory and sets an EXIT trap that writes the job's exit status to a
-small file in the scratch directory: if the agent is restarted while the job runs, the new agent
+small file in the agent's runtime directory (tmpfs): if the agent is restarted while the job runs, the new agent
 cannot wait for the job (it is no longer its child) and reads its exit status from that file instead.
 """
 
@@ -39,8 +39,8 @@ def output_path(job: StartJob) -> str:
     return os.path.join(job.cwd, out)
 
 
-def rc_path(scratch: str, job_id: int) -> str:
-    return os.path.join(scratch, f"wulf-{job_id}.rc")
+def rc_path(runtime: str, job_id: int) -> str:
+    return os.path.join(runtime, f"{job_id}.rc")
 
 
 def script_path(scratch: str, job_id: int) -> str:
@@ -54,9 +54,9 @@ class Launch:
     script_file: str | None
 
 
-def build_launch(job: StartJob, scratch: str) -> Launch:
+def build_launch(job: StartJob, scratch: str, runtime: str) -> Launch:
     """The command line that runs ``job`` (its script staged at ``script_file``)."""
-    rc = rc_path(scratch, job.id)
+    rc = rc_path(runtime, job.id)
     prologue = f"cd -- {shlex.quote(job.cwd)} || exit 1\ntrap {shlex.quote('echo $? > ' + shlex.quote(rc))} EXIT\n"
     if job.script is None:
         return Launch([SHELL, "-c", prologue + job.command], rc, None)
@@ -76,9 +76,9 @@ def stage_script(launch: Launch, job: StartJob) -> None:
         f.write(job.script)
 
 
-def spawn(job: StartJob, node: str, scratch: str) -> tuple[int, Launch]:
+def spawn(job: StartJob, node: str, scratch: str, runtime: str) -> tuple[int, Launch]:
     """Start ``job``; returns its pid. Raises OSError when it cannot start."""
-    launch = build_launch(job, scratch)
+    launch = build_launch(job, scratch, runtime)
     stage_script(launch, job)
     out = output_path(job)
     actions = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -77,33 +78,75 @@ class Running:
 
 
 class Journal:
-    """One file per job the agent knows of: running, or ended but not yet acknowledged."""
+    """What the agent must not forget across its own restarts: jobs running, exits not yet acknowledged.
+
+    An append-only file of JSON lines (``start``, ``exit``, ``ack``), one write per batch of events,
+    rewritten with only the live entries when it has grown. It lives in a tmpfs runtime directory:
+    jobs do not survive a reboot, and neither need their records.
+    """
+
+    COMPACT_AFTER = 20000  # records appended before the file is rewritten
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = root / "journal.jsonl"
+        self.live: dict[int, dict[str, Any]] = {}
+        self._appended = 0
+        self._fd = -1
 
-    def _path(self, job_id: int) -> Path:
-        return self.root / f"{job_id}.json"
+    def load(self) -> list[dict[str, Any]]:
+        """The live entries left by a previous run; then the file is rewritten with just those."""
+        self.live.clear()
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue  # a torn last line from a crash
+                    self._apply(rec)
+        except FileNotFoundError:
+            pass
+        self._rewrite()
+        return list(self.live.values())
 
-    def write(self, job_id: int, data: dict[str, Any]) -> None:
-        tmp = self.root / f".{job_id}.tmp"
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self._path(job_id))
+    def _apply(self, rec: dict[str, Any]) -> None:
+        if "ack" in rec:
+            for job_id in rec["ack"]:
+                self.live.pop(int(job_id), None)
+        else:
+            self.live[int(rec["id"])] = rec
 
-    def remove(self, job_id: int) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._path(job_id).unlink()
+    def _rewrite(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        tmp = self.root / "journal.tmp"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.live.values()))
+        os.replace(tmp, self.path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._appended = 0
 
-    def entries(self) -> list[dict[str, Any]]:
-        out = []
-        for p in sorted(self.root.glob("*.json")):
-            try:
-                out.append(json.loads(p.read_text()))
-            except (OSError, ValueError):
-                log.warning("unreadable journal entry %s; removed", p)
-                p.unlink(missing_ok=True)
-        return out
+    def append(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        for rec in records:
+            self._apply(rec)
+        if self._fd < 0:
+            self._rewrite()
+        os.write(self._fd, "".join(json.dumps(r) + "\n" for r in records).encode())
+        self._appended += len(records)
+        if self._appended > self.COMPACT_AFTER and len(self.live) < self._appended // 4:
+            self._rewrite()
+
+
+def runtime_dir(config: Config, name: str, state: Path) -> Path:
+    """tmpfs for the journal and exit-status files: fast, and gone at reboot like the jobs."""
+    if config.agent.runtime_dir:
+        return Path(config.agent.runtime_dir)
+    tag = hashlib.sha1(str(state.resolve()).encode()).hexdigest()[:8]
+    base = os.environ.get("XDG_RUNTIME_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else str(state))
+    return Path(base) / f"wulf-{os.getuid()}" / f"{name}-{tag}"
 
 
 class Agent:
@@ -117,7 +160,9 @@ class Agent:
         acfg = config.agent
         self.scratch = acfg.scratch
         state = Path(acfg.state_dir) if acfg.state_dir else default_state_dir() / f"agent-{self.name}"
-        self.journal = Journal(state / "jobs")
+        self.runtime = runtime_dir(config, self.name, state)
+        self.journal = Journal(self.runtime)
+        self._journal_queue: list[dict[str, Any]] = []
         ignore = {os.getpid()}
         for p in os.environ.get("WULF_IGNORE_PIDS", "").split(","):
             if p.strip().isdigit():
@@ -138,7 +183,7 @@ class Agent:
 
     def recover(self) -> None:
         """Take back the jobs of a previous run of this agent from the journal."""
-        for entry in self.journal.entries():
+        for entry in self.journal.load():
             job_id = int(entry["id"])
             if "exit" in entry:
                 self.unacked[job_id] = JobExit.model_validate(entry["exit"])
@@ -146,7 +191,7 @@ class Agent:
             run = Running(**{k: entry[k] for k in ("id", "pid", "start_ticks", "started", "rc_file",
                                                  "script_file", "keep_script")})
             run.adopted = True
-            if _proc_start(run.pid) != run.start_ticks or not self._watch(run):
+            if not _same_process(run) or not self._watch(run):
                 self._ended_while_away(run)
             else:
                 self.jobs[job_id] = run
@@ -170,15 +215,15 @@ class Agent:
             if job.id in self.jobs or job.id in self.unacked:
                 continue  # already started: nothing is started twice
             try:
-                pid, launch = launcher.spawn(job, self.name, self.scratch)
+                pid, launch = launcher.spawn(job, self.name, self.scratch, str(self.runtime))
             except OSError as e:
                 reason = f"could not start: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
                 log.warning("job %d: %s", job.id, reason)
                 self._finish_exit(JobExit(id=job.id, exit_code=127, time=time.time(), reason=reason))
                 continue
             now = time.time()
-            run = Running(job.id, pid, _proc_start(pid), now, launch.rc_file, launch.script_file, job.keep_script)
-            self.journal.write(job.id, asdict(run) | {"pidfd": -1})
+            run = Running(job.id, pid, None, now, launch.rc_file, launch.script_file, job.keep_script)
+            self._journal_queue.append(_record(run))
             self.jobs[job.id] = run
             if not self._watch(run):
                 self._reap(run)
@@ -223,8 +268,18 @@ class Agent:
 
     def _finish_exit(self, exit: JobExit) -> None:
         self.unacked[exit.id] = exit
-        self.journal.write(exit.id, {"id": exit.id, "exit": exit.model_dump()})
+        self._journal_queue.append({"id": exit.id, "exit": exit.model_dump()})
         self._exited.append(exit)
+        self._schedule_flush()
+
+    def _note_start_ticks(self) -> None:
+        """Record when each running job's process started, so a restarted agent can tell it from a
+        later process that got the same pid (read here, not at spawn, where it is costly)."""
+        for run in self.jobs.values():
+            if run.start_ticks is None and not run.adopted:
+                run.start_ticks = _proc_start(run.pid)
+                if run.start_ticks is not None:
+                    self._journal_queue.append(_record(run))
         self._schedule_flush()
 
     def _session_started(self, job_id: int, pid: int) -> None:
@@ -270,6 +325,8 @@ class Agent:
 
     async def _flush(self) -> None:
         self._flush_scheduled = False
+        records, self._journal_queue = self._journal_queue, []
+        self.journal.append(records)  # before the server hears of it
         ws = self._ws
         if ws is None:
             return  # sent with the next hello
@@ -285,6 +342,7 @@ class Agent:
 
     async def _report_loop(self, ws: ClientConnection) -> None:
         while True:
+            self._note_start_ticks()
             roots = {run.pid: job_id for job_id, run in self.jobs.items()}
             if self.sessions is not None:
                 roots.update({pid: job_id for job_id, pid in self.sessions.running().items()})
@@ -303,9 +361,8 @@ class Agent:
         elif isinstance(msg, Signal):
             self.signal_jobs(msg.ids, msg.signal)
         elif isinstance(msg, Ack):
-            for job_id in msg.ids:
-                if self.unacked.pop(job_id, None) is not None:
-                    self.journal.remove(job_id)
+            acked = [i for i in msg.ids if self.unacked.pop(i, None) is not None]
+            self.journal.append([{"ack": acked}] if acked else [])
         elif isinstance(msg, Session):
             await self._prepare_session(msg)
         elif isinstance(msg, Renice):
@@ -393,6 +450,23 @@ class Agent:
         stopper.cancel()
         await self.sessions.close()
         log.info("agent %s stopped; %d jobs keep running", self.name, len(self.jobs))
+
+
+def _record(run: Running) -> dict[str, Any]:
+    rec = asdict(run)
+    del rec["pidfd"], rec["adopted"]
+    return rec
+
+
+def _same_process(run: Running) -> bool:
+    """Is the process with the job's pid still the job (and not a later process with the same pid)?"""
+    if run.start_ticks is not None:
+        return _proc_start(run.pid) == run.start_ticks
+    try:  # started too recently to have its start time noted: look for its job id in its environment
+        with open(f"/proc/{run.pid}/environ", "rb") as f:
+            return f"WULF_JOB_ID={run.id}".encode() in f.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def _session_members(sid: int) -> list[int]:

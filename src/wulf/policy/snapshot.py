@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+#: cpu that processes other than jobs may use before they take room: a node's background hum
+#: (system daemons, the agent's neighbours) must not keep a job that asks for every cpu off an idle node.
+BACKGROUND_CPU = 0.1
+
+
 @dataclass(frozen=True)
 class RunningUse:
     """One job on a node: what it was given and what it is measured to use."""
@@ -46,7 +51,8 @@ def node_use(node: NodeView) -> tuple[float, float]:
     """cpu and memory taken on a node.
 
     Each job counts with the larger of its allocation and its measured use; what the agent saw in use
-    beyond the jobs (processes wulf did not start, too small to be jobs) is added on top. So a job that
+    beyond the jobs (processes wulf did not start, too small to be jobs) is added on top, less a
+    little background hum (BACKGROUND_CPU). So a job that
     uses less than it was given still holds its share, and one that takes more than it was given, or
     someone working outside wulf, takes room away from new jobs.
     """
@@ -57,7 +63,7 @@ def node_use(node: NodeView) -> tuple[float, float]:
         mem += max(j.mem_alloc, j.mem_used)
         used_cpu += j.cpu_used
         used_mem += j.mem_used
-    cpu += max(0.0, node.observed_cpu - used_cpu)
+    cpu += max(0.0, node.observed_cpu - used_cpu - BACKGROUND_CPU)
     mem += max(0.0, node.observed_mem - used_mem)
     return cpu, mem
 

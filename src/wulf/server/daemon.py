@@ -56,6 +56,12 @@ def _env_hash(env: dict[str, str]) -> tuple[str, str]:
     return hashlib.sha256(text.encode()).hexdigest()[:32], text
 
 
+class _Waiter:
+    def __init__(self, pending: set[int]) -> None:
+        self.pending = pending
+        self.event = asyncio.Event()
+
+
 class Daemon:
     def __init__(self, config: Config, store: JobStore) -> None:
         self.config = config
@@ -71,6 +77,9 @@ class Daemon:
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._sessions: dict[int, asyncio.Future[str]] = {}
+        self._dirty: dict[int, Job] = {}  # changed in memory, not yet handed to the store
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._waiters: list[_Waiter] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._scheduler: asyncio.Task[None] | None = None
         self.passes = 0
@@ -124,9 +133,17 @@ class Daemon:
         self._wake.set()
 
     def _notify(self) -> None:
-        """Wake everyone waiting for jobs to end."""
+        """Wake those waiting for any change (the web page, progress bars)."""
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _ended(self, job_id: int) -> None:
+        """A job has reached a final state: tell the waiters that wait for it."""
+        for w in self._waiters:
+            if job_id in w.pending:
+                w.pending.discard(job_id)
+                if not w.pending:
+                    w.event.set()
 
     # ------------------------------------------------------------------ jobs from clients
 
@@ -225,10 +242,11 @@ class Daemon:
             job.ended = now
             job.reason = f"cancelled by {user or 'unknown'}"
             self.history.append(job.id)
+            self._ended(job.id)
             changed.append(job)
             cancelled.append(job.id)
         if changed:
-            await self.store.update(changed)
+            await self._commit(changed)
         for node_name, job_ids in signals.items():
             await self._send(node_name, Signal(ids=job_ids, signal=15))
         if changed:
@@ -263,7 +281,7 @@ class Daemon:
             await self._send(job.node, Renice(id=job.id, nice=nice))
             done.append(job.id)
         if done:
-            await self.store.update([self.jobs[i] for i in done])
+            await self._commit([self.jobs[i] for i in done])
         return {"reniced": done, "not_running": not_running}
 
     # ------------------------------------------------------------------ interactive jobs (jr)
@@ -320,18 +338,22 @@ class Daemon:
                 log.exception("scheduling pass failed")
 
     async def _pass(self) -> None:
+        placed = self._place()
+        if placed:
+            await self._commit(placed)  # the assignment is durable before any node hears of it
+            await self._dispatch(placed)
+
+    def _place(self) -> list[Job]:
+        """Run the policy and apply its placements in memory (the caller commits, then dispatches)."""
         if not any(self.queued.values()):
-            return
-        self.passes += 1
+            return []
         free = self._free()
         if not free:
-            return
+            return []
+        self.passes += 1
         queued = {u: q.values() for u, q in self.queued.items() if q}
-        placements = schedule(queued, self.running, free)
-        if not placements:
-            return
         jobs = []
-        for p in placements:
+        for p in schedule(queued, self.running, free):
             job = self.jobs[p.job_id]
             del self.queued[job.user][job.id]
             job.set_state(JobState.RUNNING)
@@ -340,7 +362,9 @@ class Daemon:
             self.nodes[p.node].jobs[job.id] = job
             self.running[job.user] += 1
             jobs.append(job)
-        await self.store.update(jobs)  # the assignment is durable before any node hears of it
+        return jobs
+
+    async def _dispatch(self, jobs: list[Job]) -> None:
         by_node: dict[str, list[StartJob]] = {}
         for job in jobs:
             if job.state is JobState.RUNNING:  # not cancelled meanwhile
@@ -430,7 +454,7 @@ class Daemon:
             self.queued.setdefault(job.user, {})[job.id] = job
             changed.append(job)
         if changed:
-            await self.store.update(changed)
+            await self._commit(changed)
         for job in lost:
             await self._end(job, JobExit(id=job.id, exit_code=None, time=time.time(),
                                          reason=f"lost: {node.name} no longer knows this job"))
@@ -458,18 +482,31 @@ class Daemon:
             log.warning("unexpected message from %s: %s", node.name, type(msg).__name__)
 
     def _started(self, node: Node, msg: Started) -> None:
-        changed = []
+        """Note pids and start times; they are committed with the next write (soon: see _lazy_flush)."""
         for s in msg.jobs:
             job = self.jobs.get(s.id)
-            if job is None:
-                continue
-            job.pid = s.pid
-            job.started = s.time
-            changed.append(job)
-        if changed:
-            self.store.update(changed)
+            if job is not None and job.state is JobState.RUNNING:
+                job.pid = s.pid
+                job.started = s.time
+                self._dirty[job.id] = job
+        if self._dirty and self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(0.05, self._lazy_flush)
+
+    def _lazy_flush(self) -> None:
+        self._flush_timer = None
+        if self._dirty:
+            self._commit([])
+
+    def _commit(self, jobs: list[Job]) -> asyncio.Future[None]:
+        """Write these jobs, and whatever changed in passing (pids, start times), in one transaction."""
+        if self._dirty:
+            extra = [j for j in self._dirty.values() if j not in jobs]
+            self._dirty.clear()
+            jobs = jobs + extra
+        return self.store.update(jobs)
 
     async def _exited(self, node: Node, exits: Sequence[JobExit]) -> None:
+        """Record exits, and place jobs in the room they leave: one commit for both."""
         ended = []
         for e in exits:
             job = self.jobs.get(e.id) or self.store.get(e.id)
@@ -477,10 +514,12 @@ class Daemon:
                 continue
             self._record_exit(job, e)
             ended.append(job)
-        self.wake()
-        if ended:
-            await self.store.update(ended)
+        placed = self._place()
+        if ended or placed:
+            await self._commit(ended + placed)
         await self._send(node.name, Ack(ids=[e.id for e in exits]))
+        if placed:
+            await self._dispatch(placed)
         self._notify()
         self._forget_old()
 
@@ -493,6 +532,7 @@ class Daemon:
                 job.set_state(JobState.FAILED)
             job.reason = e.reason
             self.history.append(job.id)
+            self._ended(job.id)
         job.ended = job.ended or e.time
         job.exit_code = e.exit_code
         job.signal = e.signal
@@ -502,7 +542,7 @@ class Daemon:
 
     async def _end(self, job: Job, e: JobExit) -> None:
         self._record_exit(job, e)
-        await self.store.update([job])
+        await self._commit([job])
         self._notify()
         self.wake()
 
@@ -551,11 +591,12 @@ class Daemon:
                     job.ended = now
                     job.cpu_used = job.mem_used = 0.0
                     self.history.append(job.id)
+                    self._ended(job.id)
                     changed.append(job)
         if new:
             self.store.insert(new, {})
         if changed:
-            self.store.update(changed)
+            self._commit(changed)
             self._notify()
 
     # ------------------------------------------------------------------ queries
@@ -599,21 +640,20 @@ class Daemon:
 
     async def wait(self, ids: Sequence[int], queues: Sequence[str], user: str, timeout: float) -> dict[str, Any]:
         """Answer when every job in the set has ended, or when ``timeout`` has passed."""
-        deadline = time.monotonic() + timeout
         jobs = self._wait_set(ids, queues, user)
-        while True:
-            pending = [j for j in jobs if j.state not in FINAL_STATES]
-            remaining = deadline - time.monotonic()
-            if not pending or remaining <= 0:
-                break
+        waiter = _Waiter({j.id for j in jobs if j.state not in FINAL_STATES})
+        if waiter.pending and timeout > 0:
+            self._waiters.append(waiter)
             try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                await asyncio.wait_for(waiter.event.wait(), timeout)
             except TimeoutError:
                 pass
-            jobs = [self.jobs.get(j.id, j) for j in jobs]
+            finally:
+                self._waiters.remove(waiter)
+        jobs = [self.jobs.get(j.id, j) for j in jobs]
         counts = Counter(str(j.state) for j in jobs)
         return {
-            "done": not pending,
+            "done": not waiter.pending,
             "jobs": [{"id": j.id, "state": str(j.state), "exit_code": j.exit_code} for j in jobs],
             "counts": dict(counts),
         }
