@@ -36,7 +36,7 @@ class Local:
         self.url = f"unix:{root}/server/wulf.sock"
         self.env = dict(os.environ, WULF_SERVER=self.url)
         self.env.pop("WULF_CONFIG", None)
-        out = open(root / "server.log", "ab")  # noqa: SIM115
+        out = open(root / "server.log", "ab")
         self.server = subprocess.Popen([str(BIN / "wulf"), "server", "--state", str(root / "server"), "--listen", ""],
                                        stdout=out, stderr=out, env=self.env)
         self.agent: subprocess.Popen[bytes] | None = None

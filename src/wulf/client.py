@@ -36,7 +36,7 @@ _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 
 def quote(text: str, safe: str = "/") -> str:
     """Percent-encode ``text`` (UTF-8) for a URL, like :func:`urllib.parse.quote`."""
-    ok = _SAFE | safe.encode("ascii")
+    ok = _SAFE.union(safe.encode("ascii"))
     return "".join(chr(b) if b in ok else f"%{b:02X}" for b in text.encode("utf-8"))
 
 
@@ -105,6 +105,7 @@ class _Connection:
         self.sock: _socket.socket | None = None
         self.buf = b""
         self.reused = False  # whether an answer came on this connection already (it may have gone stale)
+        self.answered = False  # whether any of the answer to the current request has come
 
     def close(self) -> None:
         if self.sock is not None:
@@ -142,7 +143,10 @@ class _Connection:
 
     def _recv(self, size: int = 65536) -> bytes:
         assert self.sock is not None
-        return self.sock.recv(size)
+        data = self.sock.recv(size)
+        if data:
+            self.answered = True
+        return data
 
     def _readline(self) -> bytes:
         """One line with its line end; b"" at the end of the stream."""
@@ -211,6 +215,8 @@ class _Connection:
             if first:
                 raise _Disconnected("Remote end closed connection without response")
             raise _Truncated("it closed the connection in the middle of an answer")
+        if not line.endswith(b"\n"):
+            raise _Truncated("it closed the connection in the middle of an answer")
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not (parts[1].isdigit() and len(parts[1]) == 3):
             raise _BadResponse(f"bad status line {line[:60]!r}")
@@ -236,13 +242,10 @@ class _Connection:
 
     def exchange(self, method: str, path: str, data: bytes | None, timeout: float) -> tuple[int, bytes]:
         """Send one request and read its answer: ``(status, body)``."""
-        try:
-            request_line = f"{method} {path} HTTP/1.1\r\n".encode("ascii")
-        except UnicodeEncodeError:
-            raise WulfError(f"cannot send {path!r}: a URL path must be ASCII") from None
-        if any(c <= 32 or c == 127 for c in request_line[:-2]) and request_line.count(b" ") != 2:
-            raise WulfError(f"cannot send {path!r}: a URL path cannot contain spaces or control characters")
-        head = [request_line, f"Host: {self.host_header}\r\nAccept-Encoding: identity\r\n".encode()]
+        target = f"{method} {path}"
+        if not (target.isascii() and target.isprintable()) or target.count(" ") != 1:
+            raise WulfError(f"cannot send {target!r}: not ASCII, or spaces or control characters in it")
+        head = [f"{target} HTTP/1.1\r\n".encode(), f"Host: {self.host_header}\r\nAccept-Encoding: identity\r\n".encode()]
         if data is not None:
             head.append(b"Content-Type: application/json\r\n")
         if data is not None or method in ("POST", "PUT", "PATCH"):
@@ -253,6 +256,7 @@ class _Connection:
             self.reused = False
         else:
             self.sock.settimeout(timeout)
+        self.answered = False
         self.sock.sendall(b"".join(head) + (data or b""))
         first = True
         while True:
@@ -328,8 +332,9 @@ class Client:
                 self.close()
                 raise ServerUnreachable(f"the wulf server at {self.url} stopped answering: {e}") from None
             except (BrokenPipeError, ConnectionResetError) as e:
+                answered = conn.answered
                 self.close()
-                if attempt or not reused:
+                if attempt or not reused or answered:
                     raise ServerUnreachable(f"the wulf server at {self.url} closed the connection ({e})") from None
             except TimeoutError:
                 self.close()

@@ -1,8 +1,9 @@
 """Configuration: one TOML file, the same on every node, every key with a default.
 
 The file is ``$WULF_CONFIG`` if set, else ``/etc/wulf/wulf.toml`` if it exists; with neither, the
-defaults below apply, so ``wulf up`` works with no file at all. This module is imported by the
-command-line tools, so it stays small and uses the standard library only.
+defaults below apply, so ``wulf up`` works with no file at all. It uses the standard library only.
+The command-line tools find the server with :mod:`wulf.locate`, which imports this module only when
+there is a file to read.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from wulf import locate
 from wulf.errors import ConfigError
 
-SYSTEM_CONFIG = Path("/etc/wulf/wulf.toml")
+SYSTEM_CONFIG = Path(locate.SYSTEM_CONFIG)
 DEFAULT_PORT = 7878
 
 
@@ -129,11 +131,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def server_url(config: Config | None = None) -> str:
-    """How clients find the server: $WULF_SERVER, else the config, else the local `wulf up` socket."""
+    """How clients find the server: $WULF_SERVER, else the config, else the local `wulf up` socket.
+
+    Without ``config``, this is :func:`wulf.locate.server_url`, which reads the config file only if
+    there is one.
+    """
+    if config is None:
+        return locate.server_url()
     env = os.environ.get("WULF_SERVER")
     if env:
         return env
-    cfg = config if config is not None else load_config()
+    cfg = config
     if cfg.client.server:
         return cfg.client.server
     return f"unix:{cfg.socket_path()}"

@@ -44,7 +44,8 @@ def server_url() -> str:
     if env:
         return env
     if config_file() is not None:
-        from wulf.config import load_config, server_url as from_config
+        from wulf.config import load_config
+        from wulf.config import server_url as from_config
 
         return from_config(load_config())
     return f"unix:{default_state_dir()}/wulf.sock"

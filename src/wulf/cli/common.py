@@ -1,28 +1,47 @@
-"""What every command shares: error handling, sizes and durations, tables, JSON output."""
+"""What every command shares: error handling, sizes and durations, tables, JSON output.
+
+Every command imports this, so it imports little (no ``re``, ``shutil`` or ``typing``): a command's
+time is mostly its start-up.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import re
-import shutil
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
 
 from wulf.errors import UsageError, WulfError
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, NoReturn
+
 _SCALE_TO_MB = {"": 1.0, "k": 1 / 1024, "m": 1.0, "g": 1024.0, "t": 1024.0 * 1024}
+
+
+def _split_size(text: str) -> tuple[str, str] | None:
+    """``(number, unit)`` of ``NUMBER [k|m|g|t][[i]b]`` (any case, spaces around), else None."""
+    rest = text.strip().lower()
+    if rest.endswith("b"):
+        rest = rest[:-1]
+        if rest.endswith("i"):
+            rest = rest[:-1]
+    unit = rest[-1:] if rest[-1:] in ("k", "m", "g", "t") else ""
+    number = rest[: len(rest) - len(unit)].rstrip()
+    whole, dot, frac = number.partition(".")
+    if whole.isdecimal() and (not frac or frac.isdecimal()) or not whole and dot and frac.isdecimal():
+        return number, unit
+    return None
 
 
 def parse_mem(text: str) -> float:
     """A memory size in MB: ``512``, ``512M``, ``2G``, ``1.5GB``, ``800k`` (a bare number is MB)."""
-    m = _SIZE.match(text)
-    if not m:
+    size = _split_size(text)
+    if size is None:
         raise UsageError(f"--mem: {text!r} is not a size (examples: 512, 512M, 2G)")
-    value = float(m.group(1)) * _SCALE_TO_MB[m.group(2).lower()]
+    value = float(size[0]) * _SCALE_TO_MB[size[1]]
     if value <= 0:
         raise UsageError(f"--mem: {text!r} must be more than zero")
     return value
@@ -47,8 +66,39 @@ def parse_ids(values: Sequence[str], what: str = "job id") -> list[int]:
     return ids
 
 
+def _columns(fallback: int) -> int:
+    """$COLUMNS, else the width of the terminal on standard output, else ``fallback``.
+
+    What :func:`shutil.get_terminal_size` answers, without importing :mod:`shutil` (which imports
+    the compression modules: a few milliseconds at every start).
+    """
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else fallback
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's own layout; only the width is found without :mod:`shutil` (as argparse would)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, _columns(80) - 2 if width is None else width)
+
+
 class ArgParser(argparse.ArgumentParser):
     """argparse that reports a usage mistake as one line and exit code 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) <= 5:  # formatter_class is the sixth parameter
+            kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
@@ -67,7 +117,7 @@ def run(main: Callable[[list[str]], int], argv: list[str] | None = None) -> NoRe
     except BrokenPipeError:
         # the reader went away (jstat | head): not an error of ours
         try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
         code = 0
@@ -79,7 +129,8 @@ def print_json(data: Any) -> None:
 
 
 def terminal_width() -> int:
-    return shutil.get_terminal_size((120, 24)).columns
+    """$COLUMNS, else the width of the terminal on standard output, else 120."""
+    return _columns(120)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None = None,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from wulf.cli.common import ArgParser, print_json, run
-from wulf.client import Client
+from wulf.client import Client, quote
 
 
 def _main(argv: list[str]) -> int:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from wulf.cli.common import ArgParser, format_age, format_mb, format_table, print_json, run
 from wulf.client import Client
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _parser() -> ArgParser:

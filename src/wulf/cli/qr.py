@@ -8,13 +8,15 @@
 from __future__ import annotations
 
 import os
-import shlex
 import sys
-from typing import Any
 
 from wulf.cli.common import ArgParser, parse_cpu, parse_mem, print_json, run
 from wulf.client import Client
 from wulf.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SEPARATOR = "#NEXTSCRIPT"
 
@@ -71,6 +73,15 @@ def _parser() -> ArgParser:
     return p
 
 
+def _join_words(words: list[str]) -> str:
+    """The words of ``qr CMD ...`` as one command line (one word is taken as a command line)."""
+    if len(words) == 1:
+        return words[0]
+    import shlex  # only here: it costs a regular expression compile at start-up
+
+    return shlex.join(words)
+
+
 def build_specs(args: Any, cwd: str, stdin_text: str | None = None) -> list[dict[str, Any]]:
     common: dict[str, Any] = {"cwd": cwd, "queue": args.queue, "output": args.output,
                               "keep_script": args.keep_script}
@@ -81,7 +92,7 @@ def build_specs(args: Any, cwd: str, stdin_text: str | None = None) -> list[dict
     specs: list[dict[str, Any]] = []
     commands = list(args.command)
     if args.words:
-        commands.append(args.words[0] if len(args.words) == 1 else shlex.join(args.words))
+        commands.append(_join_words(args.words))
     for cmd in commands:
         if not cmd.strip():
             raise UsageError("-c: the command is empty")
@@ -95,14 +106,20 @@ def build_specs(args: Any, cwd: str, stdin_text: str | None = None) -> list[dict
             label = base if len(scripts) == 1 else f"{base}[{i + 1}]"
             specs.append(common | {"script": script, "command": label, "name": args.name or label})
     if not specs:
-        if stdin_text is None:
-            raise UsageError("nothing to queue: give -c CMD, -s FILE or a command (see `qr --help`)")
-        scripts = split_scripts(stdin_text)
-        if not scripts:
-            raise UsageError("the script read from standard input is empty")
-        for i, script in enumerate(scripts):
-            label = "(stdin)" if len(scripts) == 1 else f"(stdin)[{i + 1}]"
-            specs.append(common | {"script": script, "command": label, "name": args.name or "stdin"})
+        specs = _stdin_specs(args, common, stdin_text)
+    return specs
+
+
+def _stdin_specs(args: Any, common: dict[str, Any], stdin_text: str | None) -> list[dict[str, Any]]:
+    if stdin_text is None:
+        raise UsageError("nothing to queue: give -c CMD, -s FILE or a command (see `qr --help`)")
+    scripts = split_scripts(stdin_text)
+    if not scripts:
+        raise UsageError("the script read from standard input is empty")
+    specs = []
+    for i, script in enumerate(scripts):
+        label = "(stdin)" if len(scripts) == 1 else f"(stdin)[{i + 1}]"
+        specs.append(common | {"script": script, "command": label, "name": args.name or "stdin"})
     return specs
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 #: cpu that processes other than jobs may use before they take room: a node's background hum
 #: (system daemons, the agent's neighbours) must not keep a job that asks for every cpu off an idle node.
 BACKGROUND_CPU = 0.1

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
@@ -53,6 +54,157 @@ def _describe(exc: RequestValidationError | ValidationError) -> str:
     return "bad request: " + "; ".join(parts)
 
 
+router = APIRouter()
+
+
+def _daemon(request: Request) -> Daemon:
+    d: Daemon = request.app.state.daemon
+    return d
+
+
+DaemonDep = Annotated[Daemon, Depends(_daemon)]
+
+
+async def _wulf_error(request: Request, exc: WulfError) -> JSONResponse:
+    for cls, status in _STATUS.items():
+        if isinstance(exc, cls):
+            return _error(_KIND[cls], exc.message, status)
+    return _error("error", exc.message, 500)
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return _error("usage", _describe(exc), 400)
+
+async def _missing(request: Request, exc: Exception) -> JSONResponse:
+    return _error("not_found", f"no such endpoint: {request.method} {request.url.path}", 404)
+
+async def _not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    return _error("usage", f"{request.method} is not allowed on {request.url.path}", 405)
+
+@router.get("/healthz")
+async def healthz() -> dict[str, Any]:
+    return {"ok": True, "version": __version__}
+
+@router.get("/api/v1/status")
+async def status(daemon: DaemonDep, user: str = "", queue: str = "", all: int = 0) -> dict[str, Any]:
+    return daemon.status(user, queue, bool(all))
+
+@router.get("/api/v1/nodes")
+async def nodes(daemon: DaemonDep) -> dict[str, Any]:
+    return {"nodes": daemon.status()["nodes"]}
+
+@router.post("/api/v1/jobs")
+async def submit(req: SubmitRequest, daemon: DaemonDep) -> SubmitReply:
+    return SubmitReply(jobs=await daemon.submit(req))
+
+@router.get("/api/v1/jobs")
+async def jobs(daemon: DaemonDep, user: str = "", queue: str = "", all: int = 1) -> dict[str, Any]:
+    return {"jobs": daemon.status(user, queue, bool(all))["jobs"]}
+
+@router.get("/api/v1/jobs/{job_id}")
+async def job(job_id: int, daemon: DaemonDep) -> dict[str, Any]:
+    return daemon.get(job_id).public(time.time())
+
+@router.post("/api/v1/jobs/cancel")
+async def cancel(req: IdsRequest, daemon: DaemonDep) -> dict[str, Any]:
+    return await daemon.cancel(req.ids, req.user)
+
+@router.post("/api/v1/jobs/signal")
+async def signal(req: SignalRequest, daemon: DaemonDep) -> dict[str, Any]:
+    if not 1 <= req.signal <= 64:
+        raise UsageError(f"{req.signal} is not a signal number")
+    return await daemon.signal(req.ids, req.signal, req.user)
+
+@router.post("/api/v1/jobs/nice")
+async def nice(req: NiceRequest, daemon: DaemonDep) -> dict[str, Any]:
+    return await daemon.renice(req.ids, req.nice, req.user)
+
+@router.post("/api/v1/wait")
+async def wait(req: WaitRequest, daemon: DaemonDep) -> dict[str, Any]:
+    return await daemon.wait(req.ids, req.queues, req.user, req.timeout)
+
+@router.post("/api/v1/interactive")
+async def interactive(req: InteractiveRequest, daemon: DaemonDep) -> InteractiveReply:
+    return await daemon.interactive(req)
+
+@router.get("/api/v1/place")
+async def place(daemon: DaemonDep) -> PlaceReply:
+    node = daemon.place_now()
+    host = (node.info.session_host if node.info else "") or (node.link.host if node.link else "")
+    return PlaceReply(node=node.name, host=node.info.hostname if node.info else host)
+
+@router.post("/api/v1/admin/reload")
+async def reload(daemon: DaemonDep) -> dict[str, Any]:
+    from wulf.config import load_config
+
+    daemon.config = load_config(daemon.config.path or None)
+    daemon.wake()
+    return {"reloaded": daemon.config.path or "(defaults)"}
+
+@router.post("/api/v1/admin/nodes/{name}/drain")
+async def drain(name: str, daemon: DaemonDep) -> dict[str, Any]:
+    await daemon.drain(name, True)
+    return {"node": name, "state": "drain"}
+
+@router.post("/api/v1/admin/nodes/{name}/resume")
+async def resume(name: str, daemon: DaemonDep) -> dict[str, Any]:
+    await daemon.drain(name, False)
+    return {"node": name, "state": "up"}
+
+@router.post("/api/v1/admin/nodes/{name}/quit")
+async def quit_node(name: str, daemon: DaemonDep) -> dict[str, Any]:
+    await daemon.quit_node(name)
+    return {"node": name, "quit": True}
+
+@router.post("/api/v1/admin/shutdown")
+async def shutdown(request: Request, daemon: DaemonDep) -> dict[str, Any]:
+    await daemon.quit_all()
+    if request.app.state.on_quit is not None:
+        asyncio.get_running_loop().call_later(0.3, request.app.state.on_quit)
+    return {"shutdown": True}
+
+@router.get("/", response_class=HTMLResponse)
+async def page(daemon: DaemonDep) -> str:
+    from wulf.server.page import render
+
+    return render(daemon.status(all_jobs=False))
+
+@router.websocket("/api/v1/agent")
+async def agent(ws: WebSocket) -> None:
+    daemon: Daemon = ws.app.state.daemon
+    await ws.accept()
+    try:
+        first = agent_message.validate_json(await ws.receive_text())
+    except (ValidationError, WebSocketDisconnect):
+        await ws.close(code=1002)
+        return
+    if not isinstance(first, Hello):
+        await ws.close(code=1002, reason="the first message must be hello")
+        return
+    host = ws.client.host if ws.client and ws.client.host else "127.0.0.1"
+    if not host or host.startswith("/") or host == "testclient":
+        host = "127.0.0.1"
+
+    async def close() -> None:
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+    link = AgentLink(send=ws.send_text, host=host, close=close)
+    node = await daemon.agent_hello(first, link)
+    try:
+        while True:
+            text = await ws.receive_text()
+            try:
+                msg = agent_message.validate_json(text)
+            except ValidationError as e:
+                log.warning("bad message from %s: %s", node.name, _describe(e))
+                continue
+            await daemon.agent_message(node, msg)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await daemon.agent_gone(node, link)
+
+
 def create_app(daemon: Daemon, on_quit: Any = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,149 +213,11 @@ def create_app(daemon: Daemon, on_quit: Any = None) -> FastAPI:
         await daemon.stop()
 
     app = FastAPI(title="wulf", version=__version__, lifespan=lifespan)
-
-    @app.exception_handler(WulfError)
-    async def wulf_error(request: Request, exc: WulfError) -> JSONResponse:
-        for cls, status in _STATUS.items():
-            if isinstance(exc, cls):
-                return _error(_KIND[cls], exc.message, status)
-        return _error("error", exc.message, 500)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error("usage", _describe(exc), 400)
-
-    @app.exception_handler(404)
-    async def missing(request: Request, exc: Exception) -> JSONResponse:
-        return _error("not_found", f"no such endpoint: {request.method} {request.url.path}", 404)
-
-    @app.exception_handler(405)
-    async def not_allowed(request: Request, exc: Exception) -> JSONResponse:
-        return _error("usage", f"{request.method} is not allowed on {request.url.path}", 405)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {"ok": True, "version": __version__}
-
-    @app.get("/api/v1/status")
-    async def status(user: str = "", queue: str = "", all: int = 0) -> dict[str, Any]:
-        return daemon.status(user, queue, bool(all))
-
-    @app.get("/api/v1/nodes")
-    async def nodes() -> dict[str, Any]:
-        return {"nodes": daemon.status()["nodes"]}
-
-    @app.post("/api/v1/jobs")
-    async def submit(req: SubmitRequest) -> SubmitReply:
-        return SubmitReply(jobs=await daemon.submit(req))
-
-    @app.get("/api/v1/jobs")
-    async def jobs(user: str = "", queue: str = "", all: int = 1) -> dict[str, Any]:
-        return {"jobs": daemon.status(user, queue, bool(all))["jobs"]}
-
-    @app.get("/api/v1/jobs/{job_id}")
-    async def job(job_id: int) -> dict[str, Any]:
-        import time
-
-        return daemon.get(job_id).public(time.time())
-
-    @app.post("/api/v1/jobs/cancel")
-    async def cancel(req: IdsRequest) -> dict[str, Any]:
-        return await daemon.cancel(req.ids, req.user)
-
-    @app.post("/api/v1/jobs/signal")
-    async def signal(req: SignalRequest) -> dict[str, Any]:
-        if not 1 <= req.signal <= 64:
-            raise UsageError(f"{req.signal} is not a signal number")
-        return await daemon.signal(req.ids, req.signal, req.user)
-
-    @app.post("/api/v1/jobs/nice")
-    async def nice(req: NiceRequest) -> dict[str, Any]:
-        return await daemon.renice(req.ids, req.nice, req.user)
-
-    @app.post("/api/v1/wait")
-    async def wait(req: WaitRequest) -> dict[str, Any]:
-        return await daemon.wait(req.ids, req.queues, req.user, req.timeout)
-
-    @app.post("/api/v1/interactive")
-    async def interactive(req: InteractiveRequest) -> InteractiveReply:
-        return await daemon.interactive(req)
-
-    @app.get("/api/v1/place")
-    async def place() -> PlaceReply:
-        node = daemon.place_now()
-        host = (node.info.session_host if node.info else "") or (node.link.host if node.link else "")
-        return PlaceReply(node=node.name, host=node.info.hostname if node.info else host)
-
-    @app.post("/api/v1/admin/reload")
-    async def reload() -> dict[str, Any]:
-        from wulf.config import load_config
-
-        daemon.config = load_config(daemon.config.path or None)
-        daemon.wake()
-        return {"reloaded": daemon.config.path or "(defaults)"}
-
-    @app.post("/api/v1/admin/nodes/{name}/drain")
-    async def drain(name: str) -> dict[str, Any]:
-        await daemon.drain(name, True)
-        return {"node": name, "state": "drain"}
-
-    @app.post("/api/v1/admin/nodes/{name}/resume")
-    async def resume(name: str) -> dict[str, Any]:
-        await daemon.drain(name, False)
-        return {"node": name, "state": "up"}
-
-    @app.post("/api/v1/admin/nodes/{name}/quit")
-    async def quit_node(name: str) -> dict[str, Any]:
-        await daemon.quit_node(name)
-        return {"node": name, "quit": True}
-
-    @app.post("/api/v1/admin/shutdown")
-    async def shutdown() -> dict[str, Any]:
-        await daemon.quit_all()
-        if on_quit is not None:
-            asyncio.get_running_loop().call_later(0.3, on_quit)
-        return {"shutdown": True}
-
-    @app.get("/", response_class=HTMLResponse)
-    async def page() -> str:
-        from wulf.server.page import render
-
-        return render(daemon.status(all_jobs=False))
-
-    @app.websocket("/api/v1/agent")
-    async def agent(ws: WebSocket) -> None:
-        await ws.accept()
-        try:
-            first = agent_message.validate_json(await ws.receive_text())
-        except (ValidationError, WebSocketDisconnect):
-            await ws.close(code=1002)
-            return
-        if not isinstance(first, Hello):
-            await ws.close(code=1002, reason="the first message must be hello")
-            return
-        host = ws.client.host if ws.client and ws.client.host else "127.0.0.1"
-        if not host or host.startswith("/") or host == "testclient":
-            host = "127.0.0.1"
-
-        async def close() -> None:
-            with contextlib.suppress(Exception):
-                await ws.close()
-
-        link = AgentLink(send=ws.send_text, host=host, close=close)
-        node = await daemon.agent_hello(first, link)
-        try:
-            while True:
-                text = await ws.receive_text()
-                try:
-                    msg = agent_message.validate_json(text)
-                except ValidationError as e:
-                    log.warning("bad message from %s: %s", node.name, _describe(e))
-                    continue
-                await daemon.agent_message(node, msg)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            await daemon.agent_gone(node, link)
-
+    app.state.daemon = daemon
+    app.state.on_quit = on_quit
+    app.add_exception_handler(WulfError, _wulf_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(404, _missing)
+    app.add_exception_handler(405, _not_allowed)
+    app.include_router(router)
     return app

@@ -186,7 +186,10 @@ class SqliteStore:
 
     def update(self, jobs: Sequence[Job]) -> asyncio.Future[None]:
         rows = [_changes(j) for j in jobs]
-        return self._submit(lambda c: c.executemany(_UPDATE, rows) and None)
+        def op(c: sqlite3.Connection) -> None:
+            c.executemany(_UPDATE, rows)
+
+        return self._submit(op)
 
     def get(self, job_id: int) -> Job | None:
         row = self._read.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -200,9 +203,10 @@ class SqliteStore:
         return {name: state for name, state in self._read.execute("SELECT name, state FROM nodes")}
 
     def set_node_state(self, name: str, state: str) -> asyncio.Future[None]:
-        return self._submit(
-            lambda c: c.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?)", (name, state)) and None
-        )
+        def op(c: sqlite3.Connection) -> None:
+            c.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?)", (name, state))
+
+        return self._submit(op)
 
     def close(self) -> None:
         self._queue.put(None)
