@@ -43,9 +43,9 @@ def jobs_table(jobs: list[dict[str, Any]]) -> str:
             state += f"({j['exit_code']})"
         note = j["reason"] if j["state"] != "running" or j["reason"] else ""
         what = j["command"].replace("\n", " ")
-        rows.append([str(j["id"]), j["user"], j["origin"][:5], state, j["node"] or "-", f"{j['cpu']:g}",
+        rows.append([str(j["id"]), j["user"], j["origin"], state, j["node"] or "-", f"{j['cpu']:g}",
                      format_mb(j["mem_mb"]), format_age(j["age"]), what + (f"  [{note}]" if note else "")])
-    return format_table(["ID", "USER", "FROM", "STATE", "NODE", "CPU", "MEM", "AGE", "COMMAND"], rows,
+    return format_table(["ID", "USER", "ORIGIN", "STATE", "NODE", "CPU", "MEM", "AGE", "COMMAND"], rows,
                         right=(0, 5, 6, 7))
 
 
