@@ -159,3 +159,17 @@ def test_agent_restart_keeps_running_jobs(cluster: Cluster) -> None:
     job = cluster.job(jid)
     assert job["state"] == "failed" and job["exit_code"] == 5 and job["pid"] == pid
     assert (cluster.work / f"wulf-{jid}.out").read_text() == "finished\n"
+
+
+def test_job_that_ends_while_its_agent_is_down(cluster: Cluster) -> None:
+    marker = cluster.work / "go"
+    [jid] = cluster.submit("-c", f"while [ ! -e '{marker}' ]; do sleep 0.1; done; exit 4")
+    pid = wait_until("the job to start", lambda: cluster.job(jid)["pid"])
+    cluster.agents["n1"].kill()
+    cluster.wait_node("n1", "down")
+    marker.touch()
+    wait_until("the job's process to end", lambda: not os.path.exists(f"/proc/{pid}"))
+    cluster.agent("n1", cpus=2)
+    cluster.run("qwait", str(jid), check=False)
+    job = cluster.job(jid)
+    assert job["state"] == "failed" and job["exit_code"] == 4 and job["reason"] == ""

@@ -174,13 +174,13 @@ def _is_open(fd: int) -> bool:
     return True
 
 
-def wants_pty(stdin_fd: int = 0, stdout_fd: int = 1) -> bool:
-    """A terminal for the job when jr has one on both sides, as ``ssh`` without a command does.
+def wants_pty(stdin_fd: int = 0) -> bool:
+    """A terminal for the job when jr's standard input is one (as ``ssh -t`` would give).
 
-    With output redirected (``jr make > log``) the job gets pipes, so the log has no ``\\r`` and no
-    colours; its input still comes from the terminal, line by line, and ^C still reaches it.
+    Then the job is interactive: editors, shells and ^C work as at home. With input from a pipe or a
+    file the job gets pipes, and stdout and stderr stay apart.
     """
-    return os.isatty(stdin_fd) and os.isatty(stdout_fd)
+    return os.isatty(stdin_fd)
 
 
 # ---------------------------------------------------------------- main

@@ -214,15 +214,19 @@ class Daemon:
             raise NotFound(f"no job {job_id}")
         return job
 
-    def _owned(self, ids: Iterable[int], user: str) -> list[Job]:
+    def _owned(self, ids: Iterable[int], user: str, what: str = "") -> list[Job]:
+        """The jobs named, checked first (all or nothing): they exist and ``user`` may act on them."""
         jobs = [self.get(i) for i in ids]
         for job in jobs:
             if user and job.user != user and user != "root":
                 raise Refused(f"job {job.id} belongs to {job.user}, not to {user}")
+            if what and job.origin is Origin.EXTERNAL and not job.final:
+                raise Refused(f"job {job.id} was not started by wulf, so wulf cannot {what} it "
+                              f"(it is process {job.pid} on {job.node})")
         return jobs
 
     async def cancel(self, ids: Sequence[int], user: str) -> dict[str, list[int]]:
-        jobs = self._owned(ids, user)
+        jobs = self._owned(ids, user, "cancel")
         cancelled, ended = [], []
         changed: list[Job] = []
         now = time.time()
@@ -231,8 +235,6 @@ class Daemon:
             if job.final:
                 ended.append(job.id)
                 continue
-            if job.origin is Origin.EXTERNAL:
-                raise Refused(f"job {job.id} was not started by wulf; use jkill to signal it")
             if job.state is JobState.RUNNING:
                 signals.setdefault(job.node, []).append(job.id)
                 self._detach(job)
@@ -255,7 +257,7 @@ class Daemon:
         return {"cancelled": cancelled, "already_ended": ended}
 
     async def signal(self, ids: Sequence[int], signum: int, user: str) -> dict[str, list[int]]:
-        jobs = self._owned(ids, user)
+        jobs = self._owned(ids, user, "signal")
         sent, not_running = [], []
         by_node: dict[str, list[int]] = {}
         for job in jobs:
@@ -269,7 +271,7 @@ class Daemon:
         return {"signalled": sent, "not_running": not_running}
 
     async def renice(self, ids: Sequence[int], nice: int, user: str) -> dict[str, list[int]]:
-        jobs = self._owned(ids, user)
+        jobs = self._owned(ids, user, "renice")
         done, not_running = [], []
         for job in jobs:
             if job.state is not JobState.RUNNING:
