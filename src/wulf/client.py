@@ -77,6 +77,12 @@ def parse_server_url(url: str) -> tuple[str, int]:
     return host.lower() or "localhost", int(port_text) if port_text else DEFAULT_PORT
 
 
+def _find_server() -> str:
+    from wulf.locate import server_url
+
+    return server_url()
+
+
 class _Disconnected(ConnectionResetError):
     """The server closed the connection before it sent anything back."""
 
@@ -93,17 +99,12 @@ class _Connection:
     """One HTTP/1.1 connection, kept alive between requests; one request at a time."""
 
     def __init__(self, url: str) -> None:
-        self.unix_path: str | None = None
-        if url.startswith("unix:"):
-            self.unix_path = url[5:]
-            self.host_header = "localhost"
-            self.addr = ("localhost", 0)
-        else:
-            self.addr = parse_server_url(url)
-            host, port = self.addr
-            self.host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.unix_path = url[5:] if url.startswith("unix:") else None
+        self.addr = ("localhost", 0) if self.unix_path is not None else parse_server_url(url)
+        host, port = self.addr
+        self.host_header = host if self.unix_path is not None else f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.sock: _socket.socket | None = None
-        self.buf = b""
+        self.buf = bytearray()
         self.reused = False  # whether an answer came on this connection already (it may have gone stale)
         self.answered = False  # whether any of the answer to the current request has come
 
@@ -111,21 +112,17 @@ class _Connection:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        self.buf = b""
+        self.buf.clear()
         self.reused = False
 
     def _open(self, timeout: float) -> _socket.socket:
+        targets: list[tuple[int, int, int, str, Any]]
         if self.unix_path is not None:
-            s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-            try:
-                s.settimeout(timeout)
-                s.connect(self.unix_path)
-            except BaseException:
-                s.close()
-                raise
-            return s
-        err: OSError | None = None
-        for family, kind, proto, _, addr in _socket.getaddrinfo(*self.addr, 0, _socket.SOCK_STREAM):
+            targets = [(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, "", self.unix_path)]
+        else:
+            targets = _socket.getaddrinfo(*self.addr, 0, _socket.SOCK_STREAM)
+        err = OSError("no address found")
+        for family, kind, proto, _, addr in targets:
             s = _socket.socket(family, kind, proto)
             try:
                 s.settimeout(timeout)
@@ -137,169 +134,119 @@ class _Connection:
             except BaseException:
                 s.close()
                 raise
-        raise err if err is not None else OSError("no address found")
+        raise err
 
     # ------------------------------------------------------------------ reading
 
-    def _recv(self, size: int = 65536) -> bytes:
+    def _fill(self) -> bool:
+        """Read what has come into the buffer; False at the end of the stream."""
         assert self.sock is not None
-        data = self.sock.recv(size)
-        if data:
-            self.answered = True
+        data = self.sock.recv(65536)
+        if not data and not self.answered:
+            raise _Disconnected("Remote end closed connection without response")
+        self.answered = True
+        self.buf += data
+        return bool(data)
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            if not self._fill():
+                raise _Truncated("it closed the connection in the middle of an answer")
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
         return data
 
-    def _readline(self) -> bytes:
-        """One line with its line end; b"" at the end of the stream."""
-        while True:
-            i = self.buf.find(b"\n")
-            if i >= 0:
-                line, self.buf = self.buf[: i + 1], self.buf[i + 1 :]
-                return line
+    def _line(self) -> bytes:
+        while (i := self.buf.find(b"\n")) < 0:
             if len(self.buf) > _MAX_LINE:
                 raise _BadResponse("a line is too long")
-            data = self._recv()
-            if not data:
-                line, self.buf = self.buf, b""
-                return line
-            self.buf += data
-
-    def _read(self, n: int) -> bytes:
-        chunks = [self.buf[:n]]
-        self.buf = self.buf[n:]
-        have = len(chunks[0])
-        while have < n:
-            data = self._recv(max(65536, min(n - have, 1 << 20)))
-            if not data:
+            if not self._fill():
                 raise _Truncated("it closed the connection in the middle of an answer")
-            if len(data) > n - have:
-                self.buf = data[n - have :]
-                data = data[: n - have]
-            chunks.append(data)
-            have += len(data)
-        return b"".join(chunks)
+        return self._take(i + 1)
 
-    def _read_to_close(self) -> bytes:
-        chunks = [self.buf]
-        self.buf = b""
-        while data := self._recv():
-            chunks.append(data)
-        return b"".join(chunks)
-
-    def _read_chunked(self) -> bytes:
-        chunks = []
-        while True:
-            line = self._readline()
-            if not line.endswith(b"\n"):
-                raise _Truncated("it closed the connection in the middle of an answer")
-            size_text = line.split(b";", 1)[0].strip()
-            if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
-                raise _BadResponse(f"bad chunk size {size_text[:40]!r}")
-            size = int(size_text, 16)
-            if size == 0:
-                break
-            chunks.append(self._read(size))
-            if self._readline() not in (b"\r\n", b"\n"):
-                raise _BadResponse("a chunk does not end with a line end")
-        while True:  # trailer fields, up to the empty line
-            line = self._readline()
-            if line in (b"\r\n", b"\n"):
-                break
-            if not line.endswith(b"\n"):
-                raise _Truncated("it closed the connection in the middle of an answer")
-        return b"".join(chunks)
-
-    def _read_head(self, first: bool) -> tuple[int, bytes, dict[str, str]]:
+    def _read_head(self) -> tuple[int, bytes, dict[str, str]]:
         """The status, HTTP version and headers (names in lower case) of one answer."""
-        line = self._readline()
-        if not line:
-            if first:
-                raise _Disconnected("Remote end closed connection without response")
-            raise _Truncated("it closed the connection in the middle of an answer")
-        if not line.endswith(b"\n"):
-            raise _Truncated("it closed the connection in the middle of an answer")
-        parts = line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not (parts[1].isdigit() and len(parts[1]) == 3):
+        line = self._line()
+        version, _, rest = line.partition(b" ")
+        if not (version.startswith(b"HTTP/1.") and rest[:3].isdigit() and rest[3:4] in (b" ", b"\r", b"\n")):
             raise _BadResponse(f"bad status line {line[:60]!r}")
         headers: dict[str, str] = {}
-        for _ in range(_MAX_HEADERS + 1):
-            line = self._readline()
+        for _ in range(_MAX_HEADERS):
+            line = self._line()
             if line in (b"\r\n", b"\n"):
-                return int(parts[1]), parts[0], headers
-            if not line.endswith(b"\n"):
-                raise _Truncated("it closed the connection in the middle of an answer")
+                return int(rest[:3]), version, headers
             name, colon, value = line.decode("latin-1").partition(":")
+            name = name.lower()
             if not colon or not name or name != name.strip():
                 raise _BadResponse(f"bad header line {line[:60]!r}")
-            name = name.lower()
-            value = value.strip()
-            if name in headers and name in ("content-length", "transfer-encoding", "connection"):
-                if name == "content-length" and headers[name] != value:
-                    raise _BadResponse("two different Content-Length headers")
-                if name != "content-length":
-                    value = headers[name] + ", " + value
-            headers[name] = value
-        raise _BadResponse("too many headers")
-
-    def exchange(self, method: str, path: str, data: bytes | None, timeout: float) -> tuple[int, bytes]:
-        """Send one request and read its answer: ``(status, body)``."""
-        target = f"{method} {path}"
-        if not (target.isascii() and target.isprintable()) or target.count(" ") != 1:
-            raise WulfError(f"cannot send {target!r}: not ASCII, or spaces or control characters in it")
-        head = [f"{target} HTTP/1.1\r\n".encode(), f"Host: {self.host_header}\r\nAccept-Encoding: identity\r\n".encode()]
-        if data is not None:
-            head.append(b"Content-Type: application/json\r\n")
-        if data is not None or method in ("POST", "PUT", "PATCH"):
-            head.append(f"Content-Length: {len(data or b'')}\r\n".encode())
-        head.append(b"\r\n")
-        if self.sock is None:
-            self.sock = self._open(timeout)
-            self.reused = False
-        else:
-            self.sock.settimeout(timeout)
-        self.answered = False
-        self.sock.sendall(b"".join(head) + (data or b""))
-        first = True
-        while True:
-            status, version, headers = self._read_head(first)
-            first = False
-            if not 100 <= status < 200:
-                break
-            if status == 101:
-                raise _BadResponse("the server switched protocols")
-        body, keep = self._read_body(method, status, headers)
-        if keep and version == b"HTTP/1.0":
-            keep = "keep-alive" in headers.get("connection", "").lower()
-        elif keep:
-            keep = "close" not in (t.strip() for t in headers.get("connection", "").lower().split(","))
-        if keep and not self.buf:
-            self.reused = True
-        else:
-            self.close()
-        return status, body
+            headers[name] = headers[name] + ", " + value.strip() if name in headers else value.strip()
+        raise _BadResponse("too many header lines")
 
     def _read_body(self, method: str, status: int, headers: dict[str, str]) -> tuple[bytes, bool]:
         """The body, and whether the connection can carry another request after it."""
         if method == "HEAD" or status in (204, 304):
             return b"", True
         coding = headers.get("transfer-encoding")
-        if coding is not None:
-            if coding.lower().rsplit(",", 1)[-1].strip() != "chunked":
-                return self._read_to_close(), False
-            return self._read_chunked(), True
-        length = headers.get("content-length")
-        if length is None:
-            return self._read_to_close(), False
-        if not (length.isascii() and length.isdigit()):
-            raise _BadResponse(f"bad Content-Length {length[:40]!r}")
-        return self._read(int(length)), True
+        if coding is not None and coding.lower().rsplit(",", 1)[-1].strip() == "chunked":
+            chunks = []
+            while size := self._chunk_size():
+                chunks.append(self._take(size))
+                if self._line() not in (b"\r\n", b"\n"):
+                    raise _BadResponse("a chunk does not end with its line end")
+            while self._line() not in (b"\r\n", b"\n"):  # trailer fields
+                pass
+            return b"".join(chunks), True
+        lengths = {n.strip() for n in headers.get("content-length", "").split(",")}
+        if coding is not None or lengths == {""}:  # the body ends where the connection does
+            while self._fill():
+                pass
+            return self._take(len(self.buf)), False
+        length = lengths.pop()
+        if lengths or not (length.isascii() and length.isdigit()):
+            raise _BadResponse(f"bad Content-Length {headers['content-length'][:40]!r}")
+        return self._take(int(length)), True
+
+    def _chunk_size(self) -> int:
+        size = self._line().split(b";", 1)[0].strip()
+        if not size or size.strip(b"0123456789abcdefABCDEF"):
+            raise _BadResponse(f"bad chunk size {size[:40]!r}")
+        return int(size, 16)
+
+    def exchange(self, method: str, path: str, data: bytes | None, timeout: float) -> tuple[int, bytes]:
+        """Send one request and read its answer: ``(status, body)``."""
+        target = f"{method} {path}"
+        if not (target.isascii() and target.isprintable()) or target.count(" ") != 1:
+            raise WulfError(f"cannot send {target!r}: not ASCII, or spaces or control characters in it")
+        head = f"{target} HTTP/1.1\r\nHost: {self.host_header}\r\nAccept-Encoding: identity\r\n"
+        if data is not None:
+            head += "Content-Type: application/json\r\n"
+        if data is not None or method in ("POST", "PUT", "PATCH"):
+            head += f"Content-Length: {len(data or b'')}\r\n"
+        if self.sock is None:
+            self.sock = self._open(timeout)
+            self.reused = False
+        else:
+            self.sock.settimeout(timeout)
+        self.answered = False
+        self.sock.sendall(head.encode() + b"\r\n" + (data or b""))
+        status, version, headers = self._read_head()
+        while 100 <= status < 200:  # interim answers (100 Continue); no protocol switch was asked for
+            if status == 101:
+                raise _BadResponse("the server switched protocols")
+            status, version, headers = self._read_head()
+        body, keep = self._read_body(method, status, headers)
+        tokens = [t.strip() for t in headers.get("connection", "").lower().split(",")]
+        if keep and ("keep-alive" in tokens if version == b"HTTP/1.0" else "close" not in tokens) and not self.buf:
+            self.reused = True
+        else:
+            self.close()
+        return status, body
 
 
 class Client:
     def __init__(self, url: str | None = None, timeout: float = 30.0) -> None:
-        if url is None:
-            from wulf.locate import server_url
-
-            url = server_url()
+        if url is None:  # $WULF_SERVER is what wulf.locate.server_url() answers first: no need to import it
+            url = os.environ.get("WULF_SERVER") or _find_server()
         self.url = url
         self.timeout = timeout
         self._conn: _Connection | None = None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from hosts import Host, HostPopen, TestNetwork
+
 from wulfproc import BIN, Cluster, free_port, running_cluster, wait_until
 
 

@@ -70,4 +70,4 @@ def _main(argv: list[str]) -> int:
 
 
 def main() -> None:
-    run(_main)
+    run(_main, exit_fast=True)
