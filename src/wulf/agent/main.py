@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from wulf.agent import launcher
+from wulf.agent import launcher, procfs
 from wulf.agent.monitor import Monitor
 from wulf.agent.session import SessionServer
 from wulf.config import Config, default_state_dir
@@ -57,11 +57,9 @@ def _proc_start(pid: int) -> int | None:
     """The start time (clock ticks since boot) of a process, to tell it from a later one with its pid."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
+            return procfs.parse_stat(f.read()).starttime
+    except (OSError, ValueError):
         return None
-    fields = data[data.rindex(b")") + 2 :].split()
-    return int(fields[19])
 
 
 @dataclass
@@ -471,19 +469,7 @@ def _same_process(run: Running) -> bool:
 
 def _session_members(sid: int) -> list[int]:
     """Every process in the session led by ``sid`` (a job's processes), from /proc."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(b")") + 2 :].split()
-        if int(fields[3]) == sid:
-            members.append(int(entry))
-    return members
+    return [p.pid for p in procfs.scan_processes() if p.sid == sid]
 
 
 def run(config: Config, server: str, name: str | None, cpus: float | None, mem_mb: float | None) -> None:

@@ -448,7 +448,8 @@ class Daemon:
         for job in list(node.jobs.values()):
             if job.id in reported or job.id in finished or job.origin is Origin.EXTERNAL:
                 continue
-            (lost if job.started else requeue).append(job)
+            # a batch job the node never got goes back in line; an interactive one cannot wait
+            (lost if job.started or job.origin is Origin.INTERACTIVE else requeue).append(job)
         for job in requeue:  # assigned, but the node never got it: it goes back in line
             self._detach(job)
             job.set_state(JobState.QUEUED)
