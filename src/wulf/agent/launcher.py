@@ -90,9 +90,9 @@ def spawn(job: StartJob, node: str, scratch: str, runtime: str) -> tuple[int, La
     return pid, launch
 
 
-def cleanup(launch_files: tuple[str, str | None], keep_script: bool) -> None:
-    rc, script = launch_files
-    for path in (rc, None if keep_script else script):
+def cleanup(rc_file: str, script_file: str | None, keep_script: bool) -> None:
+    """Remove a finished job's exit-status file and (unless kept, qr -Z) its staged script."""
+    for path in (rc_file, None if keep_script else script_file):
         if path:
             try:
                 os.unlink(path)

@@ -261,7 +261,7 @@ class Agent:
         timer = self._kill_timers.pop(run.id, None)
         if timer:
             timer.cancel()
-        launcher.cleanup((run.rc_file, run.script_file), run.keep_script)
+        launcher.cleanup(run.rc_file, run.script_file, run.keep_script)
         self._finish_exit(exit)
 
     def _finish_exit(self, exit: JobExit) -> None:
@@ -278,7 +278,7 @@ class Agent:
                 run.start_ticks = _proc_start(run.pid)
                 if run.start_ticks is not None:
                     self._journal_queue.append(_record(run))
-        self._schedule_flush()
+                    self._schedule_flush()
 
     def _session_started(self, job_id: int, pid: int) -> None:
         self._started.append(JobStarted(id=job_id, pid=pid, time=time.time()))
@@ -447,6 +447,7 @@ class Agent:
             delay = min(delay * 2, self.config.agent.reconnect_max)
         stopper.cancel()
         await self.sessions.close()
+        self.monitor.close()
         log.info("agent %s stopped; %d jobs keep running", self.name, len(self.jobs))
 
 

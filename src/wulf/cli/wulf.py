@@ -51,20 +51,19 @@ def cmd_agent(args: argparse.Namespace, config: Config) -> int:
     from wulf.config import server_url
 
     _logging(args.verbose)
-    a = args
     acfg = config.agent
     changes = {}
-    if a.state:
-        changes["state_dir"] = os.path.abspath(a.state)
-    if a.interval:
-        changes["interval"] = float(a.interval)
-    if a.scratch:
-        changes["scratch"] = os.path.abspath(a.scratch)
+    if args.state:
+        changes["state_dir"] = os.path.abspath(args.state)
+    if args.interval:
+        changes["interval"] = float(args.interval)
+    if args.scratch:
+        changes["scratch"] = os.path.abspath(args.scratch)
     config = dataclasses.replace(config, agent=dataclasses.replace(acfg, **changes))
-    server = a.server or server_url(config)
-    cpus = parse_cpu(a.cpus) if a.cpus else None
-    mem = parse_mem(a.mem) if a.mem else None
-    run_agent(config, server, a.name, cpus, mem)
+    server = args.server or server_url(config)
+    cpus = parse_cpu(args.cpus) if args.cpus else None
+    mem = parse_mem(args.mem) if args.mem else None
+    run_agent(config, server, args.name, cpus, mem)
     return 0
 
 
@@ -99,8 +98,7 @@ def _wait_ready(url: str, node: str, procs: list[subprocess.Popen[bytes]], timeo
 def cmd_up(args: argparse.Namespace, config: Config) -> int:
     import socket
 
-    a = args
-    config = _with_state(config, a.state)
+    config = _with_state(config, args.state)
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True)
     sock = config.socket_path()
@@ -113,16 +111,16 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
         return 0
     except ServerUnreachable:
         pass
-    name = a.name or socket.gethostname().split(".")[0]
+    name = args.name or socket.gethostname().split(".")[0]
     exe = [sys.executable, "-m", "wulf.cli.wulf"]
     env = dict(os.environ)
-    server_argv = [*exe, "server", "--state", str(state), "--listen", a.listen or ""]
+    server_argv = [*exe, "server", "--state", str(state), "--listen", args.listen or ""]
     server = _spawn(server_argv, state / "server.log", env)
     env["WULF_IGNORE_PIDS"] = f"{os.getpid()},{server.pid}"
     agent_argv = [*exe, "agent", "--server", url, "--name", name, "--state", str(state / f"agent-{name}")]
     for opt in ("cpus", "mem"):
-        if getattr(a, opt, None):
-            agent_argv += [f"--{opt}", str(getattr(a, opt))]
+        if getattr(args, opt, None):
+            agent_argv += [f"--{opt}", str(getattr(args, opt))]
     agent = _spawn(agent_argv, state / "agent.log", env)
     (state / "up.pids").write_text(f"{server.pid} {agent.pid}\n")
     try:
@@ -133,7 +131,7 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
         raise
     print(f"wulf is up: server and agent '{name}' on this machine (state in {state})")
     print(f"  logs: {state / 'server.log'}, {state / 'agent.log'}")
-    if a.detach:
+    if args.detach:
         print("  stop it with `wulf down`")
         return 0
     print("  press Ctrl-C to stop")

@@ -128,9 +128,8 @@ async def interactive(req: InteractiveRequest, daemon: DaemonDep) -> Interactive
 
 @router.get("/api/v1/place")
 async def place(daemon: DaemonDep) -> PlaceReply:
-    node = daemon.place_now()
-    host = (node.info.session_host if node.info else "") or (node.link.host if node.link else "")
-    return PlaceReply(node=node.name, host=node.info.hostname if node.info else host)
+    node = daemon.place_now()  # for `jr --rsh`: the remote shell goes by host name
+    return PlaceReply(node=node.name, host=node.info.hostname if node.info else node.address)
 
 @router.post("/api/v1/admin/reload")
 async def reload(daemon: DaemonDep) -> dict[str, Any]:

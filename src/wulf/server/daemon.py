@@ -75,15 +75,12 @@ class Daemon:
         self.next_id = 1
         self.started_at = time.time()
         self._wake = asyncio.Event()
-        self._changed = asyncio.Event()
         self._sessions: dict[int, asyncio.Future[str]] = {}
         self._dirty: dict[int, Job] = {}  # changed in memory, not yet handed to the store
         self._flush_timer: asyncio.TimerHandle | None = None
         self._waiters: list[_Waiter] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._scheduler: asyncio.Task[None] | None = None
-        self.passes = 0
-        self.quitting = False
 
     # ------------------------------------------------------------------ start and stop
 
@@ -131,11 +128,6 @@ class Daemon:
     def wake(self) -> None:
         """Ask for a scheduling pass soon (many calls before it runs make one pass)."""
         self._wake.set()
-
-    def _notify(self) -> None:
-        """Wake those waiting for any change (the web page, progress bars)."""
-        self._changed.set()
-        self._changed = asyncio.Event()
 
     def _ended(self, job_id: int) -> None:
         """A job has reached a final state: tell the waiters that wait for it."""
@@ -252,7 +244,6 @@ class Daemon:
         for node_name, job_ids in signals.items():
             await self._send(node_name, Signal(ids=job_ids, signal=15))
         if changed:
-            self._notify()
             self.wake()
         return {"cancelled": cancelled, "already_ended": ended}
 
@@ -321,9 +312,8 @@ class Daemon:
         if error:
             await self._end(job, JobExit(id=job.id, exit_code=None, time=time.time(), reason=error))
             raise Refused(f"could not start the job on {node.name}: {error}")
-        host = (node.info.session_host if node.info else "") or node.link.host
         port = node.info.session_port if node.info else 0
-        return InteractiveReply(id=job.id, node=node.name, host=host, port=port, token=token)
+        return InteractiveReply(id=job.id, node=node.name, host=node.address, port=port, token=token)
 
     # ------------------------------------------------------------------ scheduling
 
@@ -352,7 +342,6 @@ class Daemon:
         free = self._free()
         if not free:
             return []
-        self.passes += 1
         queued = {u: q.values() for u, q in self.queued.items() if q}
         jobs = []
         for p in schedule(queued, self.running, free):
@@ -523,7 +512,6 @@ class Daemon:
         await self._send(node.name, Ack(ids=[e.id for e in exits]))
         if placed:
             await self._dispatch(placed)
-        self._notify()
         self._forget_old()
 
     def _record_exit(self, job: Job, e: JobExit) -> None:
@@ -546,7 +534,6 @@ class Daemon:
     async def _end(self, job: Job, e: JobExit) -> None:
         self._record_exit(job, e)
         await self._commit([job])
-        self._notify()
         self.wake()
 
     def _report(self, node: Node, report: Report) -> None:
@@ -600,7 +587,6 @@ class Daemon:
             self.store.insert(new, {})
         if changed:
             self._commit(changed)
-            self._notify()
 
     # ------------------------------------------------------------------ queries
 
@@ -680,6 +666,5 @@ class Daemon:
         await self._send(name, Quit())
 
     async def quit_all(self) -> None:
-        self.quitting = True
         for name in list(self.nodes):
             await self._send(name, Quit())

@@ -54,6 +54,12 @@ class Node:
     def mem_mb(self) -> float:
         return self.info.mem_mb if self.info else 0.0
 
+    @property
+    def address(self) -> str:
+        """Where clients reach this node's agent (jr): what it says, else where it connected from."""
+        said = self.info.session_host if self.info else ""
+        return said or (self.link.host if self.link else "")
+
     def view(self) -> NodeView:
         s = self.sample
         return NodeView(
