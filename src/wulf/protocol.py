@@ -90,6 +90,10 @@ class JobSpec(Msg):
     mem_mb: float | None = None
     output: str = ""  # "" means <cwd>/wulf-<id>.out; %j is replaced by the job id
     keep_script: bool = False
+    constraint: str = ""  # node attributes the job needs, e.g. "arch=x86_64,bigmem"
+    time_limit: float | None = None  # seconds of wall time; None: the site default
+    cputime_limit: float | None = None  # seconds of cpu time; None: the site default
+    mem_limit_mb: float | None = None  # hard memory limit; None: the site default
 
 
 class StartJob(Msg):
@@ -108,6 +112,9 @@ class StartJob(Msg):
     keep_script: bool
     cpu: float
     mem_mb: float
+    time_limit: float | None = None  # seconds of wall time, enforced by the agent
+    cputime_limit: float | None = None  # seconds of cpu time
+    mem_limit_mb: float | None = None  # MB of memory (cgroup, or RLIMIT_AS without cgroups)
 
 
 class JobStarted(Msg):
