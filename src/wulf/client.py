@@ -347,6 +347,18 @@ class Client:
     def renice(self, ids: Iterable[int], nice: int) -> dict[str, Any]:
         return dict(self.post("/api/v1/jobs/nice", {"ids": list(ids), "nice": nice, "user": self.user}))
 
+    def hold(self, ids: Iterable[int]) -> dict[str, Any]:
+        return dict(self.post("/api/v1/jobs/hold", {"ids": list(ids), "user": self.user}))
+
+    def release(self, ids: Iterable[int]) -> dict[str, Any]:
+        return dict(self.post("/api/v1/jobs/release", {"ids": list(ids), "user": self.user}))
+
+    def queues(self, user: str = "") -> list[dict[str, Any]]:
+        return list(self.get("/api/v1/queues" + (f"?user={quote(user)}" if user else ""))["queues"])
+
+    def set_queue(self, queue: str, **changes: Any) -> dict[str, Any]:
+        return dict(self.post("/api/v1/queues", {"queue": queue, "user": self.user, **changes}))
+
     def wait_once(self, ids: list[int], queues: list[str], timeout: float) -> dict[str, Any]:
         body = {"ids": ids, "queues": queues, "user": self.user, "timeout": timeout}
         return dict(self.post("/api/v1/wait", body, timeout=timeout + self.timeout))

@@ -53,6 +53,54 @@ class AgentConfig:
 class SchedulerConfig:
     default_cpu: float = 1.0
     default_mem_mb: float = 32.0
+    settle_seconds: float = 300.0  # adaptive allocation: requested -> measured after this
+    shrink_samples: int = 6  # reports in a row a job uses far less than it holds before it gives room back
+    shrink_below: float = 0.5  # "far less": under this fraction of its allocation
+    nice_penalty: int = 10  # renice of a job that outgrows its allocation on a full node
+    rank: str = "cpu_free * 1e9 + mem_free_mb"  # placement expression over node metrics; larger is better
+    policy_plugin: str = ""  # "package.module:object", a Python policy
+    use_observed: bool = True  # count what nodes are seen to use (false: allocations only)
+
+
+def _strs(*items: str) -> list[str]:
+    return list(items)
+
+
+@dataclass(frozen=True)
+class WindowsConfig:
+    timezone: str = "UTC"
+    nights: str = "19:00-07:00"  # a nights queue runs in this span every day, and all weekend
+    weekends: list[str] = field(default_factory=lambda: _strs("Sat", "Sun"), metadata={"item": str})
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    groups: dict[str, float] = field(default_factory=dict, metadata={"item": float})
+    users: dict[str, float] = field(default_factory=dict, metadata={"item": float})
+    default: float = 0.0  # most cpus any user may occupy at once; 0 for no limit
+    time_default: str = ""  # run-time limit of a job that names none (HH:MM:SS); "" for none
+    time_max: str = ""  # the longest a job may ask for
+    cputime_default: str = ""
+    cputime_max: str = ""
+    mem_limit_default_mb: float = 0.0  # 0 for none
+    mem_limit_max_mb: float = 0.0
+
+
+@dataclass(frozen=True)
+class SharesConfig:
+    users: dict[str, float] = field(default_factory=dict, metadata={"item": float})
+    groups: dict[str, float] = field(default_factory=dict, metadata={"item": float})
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    smtp: str = "localhost:25"
+    sender: str = field(default="wulf@localhost", metadata={"key": "from"})
+
+
+@dataclass(frozen=True)
+class NodesConfig:
+    features: dict[str, list[str]] = field(default_factory=dict, metadata={"item": list})
 
 
 @dataclass(frozen=True)
@@ -65,6 +113,11 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    windows: WindowsConfig = field(default_factory=WindowsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    shares: SharesConfig = field(default_factory=SharesConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
+    nodes: NodesConfig = field(default_factory=NodesConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     path: str = ""  # the file this was read from, "" for defaults
 
@@ -75,26 +128,57 @@ class Config:
         return Path(self.server.socket) if self.server.socket else self.state_dir() / "wulf.sock"
 
 
-_SECTIONS = {"server": ServerConfig, "agent": AgentConfig, "scheduler": SchedulerConfig, "client": ClientConfig}
+_SECTIONS: dict[str, type] = {
+    "server": ServerConfig, "agent": AgentConfig, "scheduler": SchedulerConfig, "windows": WindowsConfig,
+    "limits": LimitsConfig, "shares": SharesConfig, "mail": MailConfig, "nodes": NodesConfig,
+    "client": ClientConfig,
+}
+
+
+def _number(value: Any) -> Any:
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _member_ok(v: Any, item: type) -> bool:
+    if item is list:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+    if item is float:
+        return type(v) is float and v >= 0
+    return type(v) is item
+
+
+def _items(what: str, value: Any, item: type) -> Any:
+    """Check the members of a list or table value; numbers become floats where floats are wanted."""
+    members: Any = value.items() if isinstance(value, dict) else enumerate(value)
+    out: dict[Any, Any] = {}
+    for k, v in members:
+        v = _number(v) if item is float else v
+        if not _member_ok(v, item):
+            want = {float: "a number >= 0", str: "a string", list: "a list of strings"}[item]
+            raise ConfigError(f"{what}: {k!s} must be {want}, not {v!r}")
+        out[k] = v
+    return out if isinstance(value, dict) else list(out.values())
 
 
 def _section(name: str, cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: [{name}] must be a table")
-    known = {f.name: f for f in fields(cls)}
+    known = {f.metadata.get("key", f.name): f for f in fields(cls)}
     values: dict[str, Any] = {}
     for key, value in data.items():
         f = known.get(key)
         if f is None:
             raise ConfigError(f"{where}: unknown key {name}.{key} (known: {', '.join(sorted(known))})")
-        default = getattr(cls(), key)
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        default = getattr(cls(), f.name)
+        if isinstance(default, float):
+            value = _number(value)
         if type(value) is not type(default):
             raise ConfigError(
                 f"{where}: {name}.{key} must be {type(default).__name__}, not {type(value).__name__}"
             )
-        values[key] = value
+        if "item" in f.metadata:
+            value = _items(f"{where}: {name}.{key}", value, f.metadata["item"])
+        values[f.name] = value
     return cls(**values)
 
 

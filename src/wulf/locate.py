@@ -21,7 +21,16 @@ KEYS: dict[str, dict[str, type]] = {
     "agent": {"interval": float, "scratch": str, "state_dir": str, "runtime_dir": str,
               "external_min_cpu": float, "external_min_mem_mb": float, "session_listen": str,
               "reconnect_max": float},
-    "scheduler": {"default_cpu": float, "default_mem_mb": float},
+    "scheduler": {"default_cpu": float, "default_mem_mb": float, "settle_seconds": float, "shrink_samples": int,
+                  "shrink_below": float, "nice_penalty": int, "rank": str, "policy_plugin": str,
+                  "use_observed": bool},
+    "windows": {"timezone": str, "nights": str, "weekends": list},
+    "limits": {"groups": dict, "users": dict, "default": float, "time_default": str, "time_max": str,
+               "cputime_default": str, "cputime_max": str, "mem_limit_default_mb": float,
+               "mem_limit_max_mb": float},
+    "shares": {"users": dict, "groups": dict},
+    "mail": {"smtp": str, "from": str},
+    "nodes": {"features": dict},
     "client": {"server": str},
 }
 
@@ -52,6 +61,21 @@ def config_file() -> str | None:
     return SYSTEM_CONFIG if os.path.exists(SYSTEM_CONFIG) else None
 
 
+def _plain_items(key: str, value: dict[str, object] | list[object]) -> bool:
+    """The members of a table or list value are what wulf.config accepts: names in `weekends`, lists of
+    names in `features`, numbers >= 0 elsewhere."""
+    for v in value.values() if isinstance(value, dict) else value:
+        if key == "features":
+            ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
+        elif key == "weekends":
+            ok = isinstance(v, str)
+        else:
+            ok = type(v) in (int, float) and v >= 0  # type: ignore[operator]
+        if not ok:
+            return False
+    return True
+
+
 def _url_from_file(path: str) -> str | None:
     """The server's URL by a file that is plainly valid; None when :mod:`wulf.config` must judge it."""
     import tomllib
@@ -68,6 +92,8 @@ def _url_from_file(path: str) -> str | None:
         for key, value in table.items():
             want = keys.get(key)
             if want is None or not (type(value) is want or want is float and type(value) is int):
+                return None
+            if isinstance(value, (dict, list)) and not _plain_items(key, value):
                 return None
     client, server = data.get("client", {}), data.get("server", {})
     if client.get("server"):

@@ -250,6 +250,17 @@ class NiceRequest(IdsRequest):
     nice: int = Field(ge=-20, le=19)
 
 
+class QueueRequest(Msg):
+    """qset: change a queue's settings (fields left None stay as they are)."""
+
+    queue: str  # "QUEUE" (the user's own) or "USER:QUEUE"
+    user: str = ""
+    priority: int | None = None
+    stopped: bool | None = None
+    window: str | None = None  # always, nights, weekends
+    mail: str | None = None  # "" for no mail
+
+
 class WaitRequest(Msg):
     ids: list[int] = []
     queues: list[str] = []  # "QUEUE" (of user) or "USER:QUEUE"

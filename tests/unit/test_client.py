@@ -353,7 +353,7 @@ def test_default_url_is_the_configs(no_config: Path, monkeypatch: pytest.MonkeyP
 def test_keys_are_the_configs() -> None:
     from dataclasses import fields
 
-    expected = {name: {f.name: type(getattr(cls(), f.name)) for f in fields(cls)}
+    expected = {name: {f.metadata.get("key", f.name): type(getattr(cls(), f.name)) for f in fields(cls)}
                 for name, cls in config._SECTIONS.items()}
     assert locate.KEYS == expected, "wulf.locate.KEYS must list the keys of wulf.config"
 
@@ -372,6 +372,11 @@ def test_keys_are_the_configs() -> None:
     "[agent]\nbogus = 1\n",
     "[bogus]\n",
     "client = 3\n",
+    "[limits]\nusers = { alice = 4 }\n[shares]\ngroups = { staff = 2.5 }\n",
+    '[windows]\nweekends = ["Sat"]\n[nodes.features]\nn7 = ["bigmem"]\n',
+    '[limits]\nusers = { alice = "many" }\n',  # a bad member
+    "[limits]\nusers = { alice = -1 }\n",
+    '[nodes.features]\nn7 = "bigmem"\n',
     "[client\n",  # not TOML
     b"[client]\nserver = '\xff'\n",  # not UTF-8
     None,  # no file at all

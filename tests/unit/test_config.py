@@ -17,4 +17,5 @@ def test_example_config_documents_every_key_with_its_default() -> None:
             continue
         assert f"[{section.name}]" in text
         for key in dataclasses.fields(getattr(Config(), section.name)):
-            assert f"\n{key.name} = " in text, f"{section.name}.{key.name} is not in examples/wulf.toml"
+            name = key.metadata.get("key", key.name)
+            assert f"\n{name} = " in text, f"{section.name}.{key.name} is not in examples/wulf.toml"

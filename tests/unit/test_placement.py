@@ -1,14 +1,13 @@
-"""The pure placement and fair-share rules."""
+"""The pure node accounting and placement rules."""
 
 from __future__ import annotations
-
-from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wulf.policy.placement import best_node, choose_node, free_capacity, schedule
-from wulf.policy.snapshot import BACKGROUND_CPU, Free, NodeView, QueuedJob, RunningUse, node_free
+from wulf.policy.placement import NodePool
+from wulf.policy.rank import compile_rank
+from wulf.policy.snapshot import BACKGROUND_CPU, Free, NodeView, RunningUse, node_free
 
 
 def test_free_counts_the_larger_of_allocation_and_use() -> None:
@@ -21,6 +20,15 @@ def test_outside_use_takes_room() -> None:
     node = NodeView("a", cpus=4, mem_mb=1000, jobs=(RunningUse(1.0, 100, 0.5, 50),),
                     observed_cpu=2.5 + BACKGROUND_CPU, observed_mem=550)
     assert node_free(node) == Free(1.0, 400)
+    # the allocation-only policy sees only what wulf gave out
+    assert node_free(node, observe=False) == Free(3.0, 900)
+
+
+def test_external_jobs_hold_only_what_they_use_and_nothing_to_allocation_only() -> None:
+    node = NodeView("a", cpus=4, mem_mb=1000, jobs=(RunningUse(2.0, 200, 2.0, 200, "matlab", external=True),),
+                    observed_cpu=2.0 + BACKGROUND_CPU, observed_mem=200)
+    assert node_free(node) == Free(2.0, 800)
+    assert node_free(node, observe=False) == Free(4.0, 1000)
 
 
 def test_background_hum_does_not_take_room() -> None:
@@ -28,82 +36,87 @@ def test_background_hum_does_not_take_room() -> None:
     assert node_free(node).cpu == 2
 
 
-def test_choose_node_prefers_most_free_and_fitting_memory() -> None:
-    free = {"a": Free(2, 100), "b": Free(4, 50), "c": Free(1, 5000)}
-    assert choose_node(free, 1, 80) == "a"  # b has more cpu but not the memory
-    assert choose_node(free, 1, 10) == "b"
-    assert choose_node(free, 3, 10) == "b"
-    assert choose_node(free, 5, 10) is None  # nobody has 5 cpus free: wait
+def _pool(*nodes: tuple[str, float, float], rank: str = "cpu_free * 1e9 + mem_free_mb") -> NodePool:
+    return NodePool([NodeView(n, c, m) for n, c, m in nodes], compile_rank(rank))
 
 
-def test_no_node_has_the_memory_goes_where_most_is_free() -> None:
-    free = {"a": Free(2, 100), "b": Free(2, 300)}
-    assert choose_node(free, 1, 10_000) == "b"
+def test_pick_prefers_most_free_and_fitting_memory() -> None:
+    pool = _pool(("a", 2, 100), ("b", 4, 50), ("c", 1, 5000))
+    assert pool.pick(1, 80) == "a"  # b has more cpu but not the memory
+    assert pool.pick(1, 10) == "b"
+    assert pool.pick(3, 10) == "b"
+    assert pool.pick(5, 10) is None  # nobody has 5 cpus free: wait
 
 
-def test_unschedulable_nodes_take_nothing() -> None:
+def test_no_node_with_the_memory_means_wait() -> None:
+    pool = _pool(("a", 2, 100), ("b", 2, 300))
+    assert pool.pick(1, 10_000) is None
+    assert "no node" in pool.possible(1, 10_000)
+    assert pool.possible(1, 200) == ""
+
+
+def test_take_books_room_and_reranks() -> None:
+    pool = _pool(("a", 4, 1000), ("b", 3, 1000))
+    assert pool.pick(1, 10) == "a"
+    pool.take("a", 2, 10)
+    assert pool.pick(1, 10) == "b"
+    pool.take("b", 3, 10)
+    assert pool.pick(2, 10) == "a"
+    pool.take("a", 2, 10)
+    assert pool.pick(0.5, 10) is None
+    assert not pool.free["a"].cpu and not pool.free["b"].cpu
+
+
+def test_rank_expression_decides() -> None:
+    pool = _pool(("a", 8, 1000), ("b", 2, 64000), rank="mem_free_mb")
+    assert pool.pick(1, 10) == "b"
+    pool = _pool(("a", 8, 1000), ("b", 2, 64000), rank="-jobs")
+    assert pool.pick(1, 10) in {"a", "b"}
+
+
+def test_constraints_select_nodes() -> None:
+    nodes = [NodeView("a", 8, 1000, attrs={"arch": "x86_64"}),
+             NodeView("b", 2, 1000, attrs={"arch": "aarch64"}, features=frozenset({"bigmem"}))]
+    pool = NodePool(nodes, compile_rank("cpu_free"))
+    assert pool.pick(1, 10, "bigmem") == "b"
+    assert pool.pick(1, 10, "arch=x86_64") == "a"
+    assert pool.pick(1, 10, "arch=sparc") is None
+    assert "constraint" in pool.possible(1, 10, "arch=sparc")
+    assert pool.pick(4, 10, "bigmem") is None
+    assert "largest node that matches has 2" in pool.possible(4, 10, "bigmem")
+
+
+def test_unschedulable_nodes_take_nothing_but_count_as_possible() -> None:
     nodes = [NodeView("a", 4, 1000, schedulable=False), NodeView("b", 1, 1000)]
-    assert set(free_capacity(nodes)) == {"b"}
-    assert best_node(free_capacity(nodes)) == "b"
-    assert best_node({}) is None
-
-
-def _jobs(user: str, n: int, start: int, cpu: float = 1.0) -> list[QueuedJob]:
-    return [QueuedJob(start + i, user, "default", cpu, 32) for i in range(n)]
-
-
-def test_users_are_served_in_turn() -> None:
-    queued = {"flood": _jobs("flood", 1000, 0), "one": _jobs("one", 3, 5000)}
-    placed = schedule(queued, {}, {"a": Free(4, 10_000)})
-    users = Counter("flood" if p.job_id < 5000 else "one" for p in placed)
-    assert users == {"flood": 2, "one": 2}
-
-
-def test_running_jobs_count_toward_the_turn() -> None:
-    queued = {"alice": _jobs("alice", 10, 0), "bob": _jobs("bob", 10, 100)}
-    placed = schedule(queued, {"alice": 3}, {"a": Free(5, 10_000)})
-    users = Counter("alice" if p.job_id < 100 else "bob" for p in placed)
-    assert users == {"alice": 1, "bob": 4}
-
-
-def test_a_blocked_job_is_not_overtaken_by_its_users_later_jobs() -> None:
-    queued = {"u": [QueuedJob(1, "u", "q", 4, 32), QueuedJob(2, "u", "q", 1, 32)]}
-    assert schedule(queued, {}, {"a": Free(2, 1000)}) == []
-
-
-def test_lazy_queues_are_read_only_as_far_as_needed() -> None:
-    seen = []
-
-    def gen() -> object:
-        for j in _jobs("u", 10_000, 0):
-            seen.append(j.id)
-            yield j
-
-    placed = schedule({"u": gen()}, {}, {"a": Free(3, 1000)})  # type: ignore[dict-item]
-    assert len(placed) == 3 and len(seen) <= 4
+    pool = NodePool(nodes, compile_rank("cpu_free"))
+    assert pool.best() == "b"
+    assert pool.pick(2, 10) is None and pool.possible(2, 10) == ""
+    assert NodePool([], compile_rank("cpu_free")).best() is None
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    nodes=st.lists(st.tuples(st.integers(1, 16), st.integers(64, 4096)), min_size=1, max_size=8),
-    jobs=st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from([0.5, 1.0, 2.0]), st.integers(1, 512)),
-                  max_size=60),
+    nodes=st.lists(st.tuples(st.integers(1, 16), st.integers(64, 4096), st.booleans()), min_size=1, max_size=8),
+    jobs=st.lists(st.tuples(st.sampled_from([0.5, 1.0, 2.0, 3.0]), st.integers(1, 1024),
+                            st.sampled_from(["", "fast", "!fast", "cpus>=8"])), max_size=60),
 )
-def test_no_node_is_ever_given_more_cpu_than_it_has(nodes: list[tuple[int, int]],
-                                                    jobs: list[tuple[str, float, int]]) -> None:
-    free = {f"n{i}": Free(c, m) for i, (c, m) in enumerate(nodes)}
-    queued: dict[str, list[QueuedJob]] = {}
-    for i, (user, cpu, mem) in enumerate(jobs):
-        queued.setdefault(user, []).append(QueuedJob(i, user, "q", cpu, mem))
-    placed = schedule(queued, {}, dict(free))
-    by_id = {j.id: j for js in queued.values() for j in js}
-    used: Counter[str] = Counter()
-    for p in placed:
-        used[p.node] += by_id[p.job_id].cpu  # type: ignore[assignment]
-    for name, f in free.items():
-        assert used[name] <= f.cpu + 1e-9
-    # served in turn: running counts differ by at most one among users who still had jobs waiting
-    counts = Counter(by_id[p.job_id].user for p in placed)
-    waiting = [u for u, js in queued.items() if counts[u] < len(js)]
-    if waiting and all(j.cpu == 0.5 for js in queued.values() for j in js):
-        assert max(counts[u] for u in waiting) - min(counts[u] for u in waiting) <= 1
+def test_no_node_is_ever_overcommitted_and_constraints_hold(
+        nodes: list[tuple[int, int, bool]], jobs: list[tuple[float, int, str]]) -> None:
+    views = [NodeView(f"n{i}", c, m, attrs={"cpus": str(c)}, features=frozenset({"fast"} if f else set()))
+             for i, (c, m, f) in enumerate(nodes)]
+    pool = NodePool(views, compile_rank("cpu_free * 1e9 + mem_free_mb"))
+    used: dict[str, list[float]] = {v.name: [0.0, 0.0] for v in views}
+    for cpu, mem, constraint in jobs:
+        node = pool.pick(cpu, mem, constraint)
+        if node is None:
+            # nothing fits: then truly no node has the room and matches
+            assert not any(pool.free[v.name].cpu + 1e-9 >= cpu and pool.free[v.name].mem + 1e-9 >= mem
+                           and pool.constraint(constraint).matches(v.attrs, v.features) for v in views)
+            continue
+        view = pool.views[node]
+        assert pool.constraint(constraint).matches(view.attrs, view.features)
+        pool.take(node, cpu, mem)
+        used[node][0] += cpu
+        used[node][1] += mem
+    for v in views:
+        assert used[v.name][0] <= v.cpus + 1e-9 and used[v.name][1] <= v.mem_mb + 1e-9

@@ -36,14 +36,14 @@ def _split_size(text: str) -> tuple[str, str] | None:
     return None
 
 
-def parse_mem(text: str) -> float:
+def parse_mem(text: str, flag: str = "--mem") -> float:
     """A memory size in MB: ``512``, ``512M``, ``2G``, ``1.5GB``, ``800k`` (a bare number is MB)."""
     size = _split_size(text)
     if size is None:
-        raise UsageError(f"--mem: {text!r} is not a size (examples: 512, 512M, 2G)")
+        raise UsageError(f"{flag}: {text!r} is not a size (examples: 512, 512M, 2G)")
     value = float(size[0]) * _SCALE_TO_MB[size[1]]
     if value <= 0:
-        raise UsageError(f"--mem: {text!r} must be more than zero")
+        raise UsageError(f"{flag}: {text!r} must be more than zero")
     return value
 
 

@@ -19,6 +19,7 @@ def _parser() -> ArgParser:
     p.add_argument("-a", "--all", action="store_true", help="also jobs that have ended (recent ones)")
     p.add_argument("--nodes", action="store_true", help="only the nodes")
     p.add_argument("--jobs", action="store_true", help="only the jobs")
+    p.add_argument("--queues", action="store_true", help="the queues: settings, counts, why they wait")
     p.add_argument("--json", action="store_true", help="print JSON: {nodes: [...], jobs: [...]}")
     return p
 
@@ -41,16 +42,26 @@ def jobs_table(jobs: list[dict[str, Any]]) -> str:
         state = j["state"]
         if state in ("done", "failed") and j["exit_code"] not in (None, 0):
             state += f"({j['exit_code']})"
-        note = j["reason"] if j["state"] != "running" or j["reason"] else ""
+        note = j["reason"]
         what = j["command"].replace("\n", " ")
-        rows.append([str(j["id"]), j["user"], j["origin"], state, j["node"] or "-", f"{j['cpu']:g}",
+        queue = j["queue"] if j["origin"] == "batch" else "-"
+        rows.append([str(j["id"]), j["user"], queue, j["origin"], state, j["node"] or "-", f"{j['cpu']:g}",
                      format_mb(j["mem_mb"]), format_age(j["age"]), what + (f"  [{note}]" if note else "")])
-    return format_table(["ID", "USER", "ORIGIN", "STATE", "NODE", "CPU", "MEM", "AGE", "COMMAND"], rows,
-                        right=(0, 5, 6, 7))
+    return format_table(["ID", "USER", "QUEUE", "ORIGIN", "STATE", "NODE", "CPU", "MEM", "AGE", "COMMAND"], rows,
+                        right=(0, 6, 7, 8))
 
 
 def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.queues:
+        from wulf.cli.qset import queues_table
+
+        queues = Client().queues(args.user)
+        if args.json:
+            print_json({"queues": queues})
+        else:
+            sys.stdout.write((queues_table(queues) if queues else "no queues") + "\n")
+        return 0
     status = Client().status(args.user, args.queue, args.all)
     if args.json:
         out = {k: status[k] for k in ("nodes", "jobs") if not (args.nodes and k == "jobs")

@@ -64,6 +64,12 @@ def _parser() -> ArgParser:
     p.add_argument("--mem", metavar="MB", help="memory the job needs (512, 512M, 2G; default 32M)")
     p.add_argument("--cpu", metavar="N", help="cpus the job needs (default 1)")
     p.add_argument("-q", "--queue", default="default", help="the queue to put it in (default: default)")
+    p.add_argument("--constraint", default="", metavar="EXPR",
+                   help="nodes it may run on: features and key=value terms joined by ',' (and) or '|' (or), "
+                        "e.g. 'arch=x86_64,bigmem'")
+    p.add_argument("--time", metavar="HH:MM:SS", help="stop the job after this much wall time")
+    p.add_argument("--cputime", metavar="HH:MM:SS", help="stop the job after this much cpu time")
+    p.add_argument("--mem-limit", metavar="MB", help="stop the job if it uses more memory than this (512, 2G)")
     p.add_argument("-N", "--name", default="", help="a name for the job")
     p.add_argument("-o", "--output", default="", metavar="FILE",
                    help="file for stdout and stderr (default wulf-<id>.out; %%j is the job id)")
@@ -82,13 +88,37 @@ def _join_words(words: list[str]) -> str:
     return shlex.join(words)
 
 
-def build_specs(args: Any, cwd: str, stdin_text: str | None = None) -> list[dict[str, Any]]:
+def _duration(flag: str, text: str) -> float:
+    from wulf.policy.limits import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise UsageError(f"--{flag}: {e}") from None
+
+
+def _common(args: Any, cwd: str) -> dict[str, Any]:
+    """What every job of one qr call shares: where, which queue, and what it needs."""
     common: dict[str, Any] = {"cwd": cwd, "queue": args.queue, "output": args.output,
                               "keep_script": args.keep_script}
     if args.mem is not None:
         common["mem_mb"] = parse_mem(args.mem)
     if args.cpu is not None:
         common["cpu"] = parse_cpu(args.cpu)
+    if args.constraint.strip():
+        from wulf.policy.constraint import parse_constraint
+
+        common["constraint"] = str(parse_constraint(args.constraint))
+    for flag, key in (("time", "time_limit"), ("cputime", "cputime_limit")):
+        if getattr(args, flag) is not None:
+            common[key] = _duration(flag, getattr(args, flag))
+    if args.mem_limit is not None:
+        common["mem_limit_mb"] = parse_mem(args.mem_limit, "--mem-limit")
+    return common
+
+
+def build_specs(args: Any, cwd: str, stdin_text: str | None = None) -> list[dict[str, Any]]:
+    common = _common(args, cwd)
     specs: list[dict[str, Any]] = []
     commands = list(args.command)
     if args.words:

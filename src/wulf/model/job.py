@@ -80,9 +80,16 @@ class Job:
     reason: str = ""
     nice: int = 0
     ext_key: str = ""  # for external jobs: the agent's key of its process cluster
-    # measured now (not stored)
+    constraint: str = ""  # qr --constraint: the nodes it may run on
+    time_limit: float | None = None  # seconds of wall time (qr --time)
+    cputime_limit: float | None = None  # seconds of cpu time (qr --cputime)
+    mem_limit_mb: float | None = None  # hard memory limit (qr --mem-limit)
+    # measured now, and the adaptive allocation's state (not stored)
     cpu_used: float = 0.0
     mem_used: float = 0.0
+    settled: bool = False
+    low_samples: int = 0
+    penalized: bool = False
 
     @property
     def final(self) -> bool:
@@ -122,5 +129,10 @@ class Job:
             "ended": self.ended,
             "age": round(now - (self.started or self.submitted), 3),
             "nice": self.nice,
+            "penalized": self.penalized,
             "reason": self.reason,
+            "constraint": self.constraint,
+            "time_limit": self.time_limit,
+            "cputime_limit": self.cputime_limit,
+            "mem_limit_mb": self.mem_limit_mb,
         }

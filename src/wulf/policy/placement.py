@@ -1,108 +1,156 @@
-"""Where a job goes, and in which order users' queues are served."""
+"""Where a job goes: the nodes with room, ranked, and the best one that fits.
+
+:class:`NodePool` is built once per scheduling pass from the node views. It keeps the nodes that
+have room in a heap by rank, so that picking a node costs a few heap operations, not a scan of every
+node: a pass over a thousand nodes places thousands of jobs. Room only shrinks during a pass, so
+once no node fits a request, no node fits any larger request with the same constraint, and the pool
+remembers that.
+"""
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Iterable, Mapping
 
+from wulf.policy.constraint import Constraint, parse_constraint
 from wulf.policy.snapshot import Free, NodeView, node_free
 
 # Rounding slack so that 0.1 + 0.2 cpus fit in 0.3.
 EPS = 1e-9
+#: a node with less cpu free than this takes no more jobs in this pass
+MIN_CPU = 0.01
+
+#: ranks nodes from their metrics (see wulf.policy.rank); larger is better
+RankFn = Callable[[Mapping[str, float]], float]
 
 
-def rank(free: Free) -> tuple[float, float]:
-    """Larger is better: most free cpu, then most free memory."""
-    return (free.cpu, free.mem)
+def default_rank(m: Mapping[str, float]) -> float:
+    """Most free cpu first, then most free memory."""
+    return m["cpu_free"] * 100_000 + m["mem_free_mb"]
 
 
-def choose_node(free: Mapping[str, Free], cpu: float, mem: float) -> str | None:
-    """The best node with room for ``cpu``; memory decides among them.
-
-    A node must have the cpu free. Among those, the best-ranked one whose free memory covers ``mem``;
-    if none has that much memory, the one with the most free memory (as the seed did: the job still
-    runs, where it hurts least). None when no node has the cpu free.
-    """
-    best: str | None = None
-    best_rank: tuple[float, float] | None = None
-    most_mem: str | None = None
-    most_mem_free = float("-inf")
-    for name, f in free.items():
-        if f.cpu + EPS < cpu:
-            continue
-        if f.mem + EPS >= mem:
-            r = rank(f)
-            if best_rank is None or r > best_rank:
-                best, best_rank = name, r
-        if f.mem > most_mem_free:
-            most_mem, most_mem_free = name, f.mem
-    return best if best is not None else most_mem
+def node_metrics(node: NodeView, free: Free, jobs: int) -> dict[str, float]:
+    """What a rank expression may read of a node: its last sample, and its room by wulf's accounting."""
+    m = dict(node.metrics)
+    m.update(cpus=node.cpus, mem_total_mb=node.mem_mb, cpu_free=free.cpu, mem_free_mb=free.mem, jobs=jobs)
+    return m
 
 
-def best_node(free: Mapping[str, Free]) -> str | None:
-    """The node an interactive job goes to now, room or not: the best-ranked one."""
-    return max(free, key=lambda n: rank(free[n]), default=None)
+class NodePool:
+    """The schedulable nodes of one pass: their room, their rank, and which fit a request."""
 
+    def __init__(
+        self,
+        nodes: Iterable[NodeView],
+        rank: RankFn = default_rank,
+        observe: bool = True,
+        adjust: Callable[[NodeView, Mapping[str, float], float], float] | None = None,
+    ) -> None:
+        self._rank = rank
+        self._adjust = adjust
+        self.views: dict[str, NodeView] = {}
+        self.free: dict[str, Free] = {}
+        self._metrics: dict[str, dict[str, float]] = {}
+        self._version: dict[str, int] = {}
+        self._heap: list[tuple[float, int, str, int]] = []  # (-rank, order, name, version)
+        self._order = 0
+        self._constraints: dict[str, Constraint] = {"": parse_constraint("")}
+        self._matches: dict[tuple[str, str], bool] = {}
+        self._failed: dict[str, list[tuple[float, float]]] = {}  # constraint -> requests that fit nowhere
+        self._everywhere: list[NodeView] = []  # every node known, schedulable or not
+        self._possible: dict[tuple[float, float, str], str] = {}
+        for node in nodes:
+            self._everywhere.append(node)
+            if not node.schedulable:
+                continue
+            free = node_free(node, observe)
+            self.views[node.name] = node
+            self.free[node.name] = free
+            self._metrics[node.name] = node_metrics(node, free, len(node.jobs))
+            self._version[node.name] = 0
+            self._push(node.name)
 
-def free_capacity(nodes: Iterable[NodeView]) -> dict[str, Free]:
-    return {n.name: node_free(n) for n in nodes if n.schedulable}
+    def _score(self, name: str) -> float:
+        m = self._metrics[name]
+        r = self._rank(m)
+        return self._adjust(self.views[name], m, r) if self._adjust is not None else r
 
+    def _push(self, name: str) -> None:
+        if self.free[name].cpu < MIN_CPU:
+            return
+        self._order += 1
+        heapq.heappush(self._heap, (-self._score(name), self._order, name, self._version[name]))
 
-class Waiting(Protocol):
-    """What the policy reads of a waiting job (wulf.policy.snapshot.QueuedJob, or the server's record)."""
+    def constraint(self, text: str) -> Constraint:
+        c = self._constraints.get(text)
+        if c is None:
+            c = self._constraints[text] = parse_constraint(text)
+        return c
 
-    @property
-    def id(self) -> int: ...
-    @property
-    def cpu(self) -> float: ...
-    @property
-    def mem_mb(self) -> float: ...
+    def _match(self, text: str, node: NodeView) -> bool:
+        if not text:
+            return True
+        key = (text, node.name)
+        ok = self._matches.get(key)
+        if ok is None:
+            ok = self._matches[key] = self.constraint(text).matches(node.attrs, node.features)
+        return ok
 
+    def possible(self, cpu: float, mem: float, constraint: str = "") -> str:
+        """"" if some node known (up or not) could ever take such a job; else why none can."""
+        key = (cpu, mem, constraint)
+        why = self._possible.get(key)
+        if why is None:
+            why = self._possible[key] = self._why_impossible(cpu, mem, constraint)
+        return why
 
-@dataclass(frozen=True)
-class Placement:
-    job_id: int
-    node: str
+    def _why_impossible(self, cpu: float, mem: float, constraint: str) -> str:
+        matching = [n for n in self._everywhere if self._match(constraint, n)]
+        if not matching:
+            return f"no node matches the constraint {constraint!r}"
+        if not any(n.cpus + EPS >= cpu for n in matching):
+            return f"needs {cpu:g} cpus; the largest node{' that matches' if constraint else ''} has " \
+                   f"{max(n.cpus for n in matching):g}"
+        if not any(n.cpus + EPS >= cpu and n.mem_mb + EPS >= mem for n in matching):
+            return f"needs {mem:g} MB; no node{' that matches' if constraint else ''} with {cpu:g} cpus has so much"
+        return ""
 
+    def pick(self, cpu: float, mem: float, constraint: str = "") -> str | None:
+        """The best-ranked node with ``cpu`` and ``mem`` free that meets ``constraint``; None if none."""
+        failed = self._failed.get(constraint)
+        if failed and any(cpu + EPS >= c and mem + EPS >= m for c, m in failed):
+            return None
+        skipped: list[tuple[float, int, str, int]] = []
+        found: str | None = None
+        heap = self._heap
+        while heap:
+            entry = heapq.heappop(heap)
+            name = entry[2]
+            if entry[3] != self._version[name]:
+                continue  # stale: the node was taken from since
+            skipped.append(entry)
+            f = self.free[name]
+            if f.cpu + EPS >= cpu and f.mem + EPS >= mem and self._match(constraint, self.views[name]):
+                found = name
+                break
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        if found is None:
+            self._failed.setdefault(constraint, []).append((cpu, mem))
+        return found
 
-def schedule(
-    queued: Mapping[str, Iterable[Waiting]],
-    running: Mapping[str, int],
-    free: dict[str, Free],
-    shares: Mapping[str, float] | None = None,
-) -> list[Placement]:
-    """One scheduling pass.
+    def take(self, name: str, cpu: float, mem: float) -> None:
+        """Book ``cpu`` and ``mem`` on ``name`` for a job just placed there."""
+        f = self.free[name]
+        free = self.free[name] = Free(f.cpu - cpu, f.mem - mem)
+        m = self._metrics[name]
+        m["cpu_free"], m["mem_free_mb"], m["jobs"] = free.cpu, free.mem, m["jobs"] + 1
+        self._version[name] += 1
+        self._push(name)
 
-    ``queued`` maps each user to their waiting jobs in the order they are to be served (read lazily:
-    only as many as are placed, plus one, are looked at); ``running`` counts each user's running jobs.
-    Users are served in turn, always the one with the fewest running jobs for their share, so that
-    competing users end up with equal numbers of running jobs and nobody starves another by queueing
-    more. A user whose next job does not fit anywhere waits for this pass (their later jobs do not
-    overtake it). ``free`` is updated in place.
-    """
-    shares = shares or {}
-    heap: list[tuple[float, str]] = []
-    counts: dict[str, int] = {}
-    queues: dict[str, Iterator[Waiting]] = {}
-    for user, jobs in queued.items():
-        queues[user] = iter(jobs)
-        counts[user] = running.get(user, 0)
-        heap.append((counts[user] / shares.get(user, 1.0), user))
-    heapq.heapify(heap)
-    out: list[Placement] = []
-    while heap and free:
-        _, user = heapq.heappop(heap)
-        job = next(queues[user], None)
-        if job is None:
-            continue
-        node = choose_node(free, job.cpu, job.mem_mb)
-        if node is None:
-            continue  # this user's next job must wait for room
-        f = free[node]
-        free[node] = Free(f.cpu - job.cpu, f.mem - job.mem_mb)
-        out.append(Placement(job.id, node))
-        counts[user] += 1
-        heapq.heappush(heap, (counts[user] / shares.get(user, 1.0), user))
-    return out
+    def best(self) -> str | None:
+        """The node an interactive job goes to now, room or not: the best-ranked one."""
+        return max(self.views, key=self._score, default=None)
+
+    def __bool__(self) -> bool:
+        return bool(self._heap)

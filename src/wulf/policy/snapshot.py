@@ -1,15 +1,18 @@
-"""The facts the policy decides from: immutable views of nodes and jobs."""
+"""The facts the policy decides from: immutable views of nodes, users, queues and jobs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
 
 #: cpu that processes other than jobs may use before they take room: a node's background hum
 #: (system daemons, the agent's neighbours) must not keep a job that asks for every cpu off an idle node.
 BACKGROUND_CPU = 0.1
 
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class RunningUse:
     """One job on a node: what it was given and what it is measured to use."""
 
@@ -17,9 +20,11 @@ class RunningUse:
     mem_alloc: float
     cpu_used: float = 0.0
     mem_used: float = 0.0
+    user: str = ""
+    external: bool = False  # not started by wulf: it holds only what it uses
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeView:
     name: str
     cpus: float
@@ -29,47 +34,100 @@ class NodeView:
     observed_cpu: float = 0.0  # everything the agent saw in use (jobs and other processes)
     observed_mem: float = 0.0
     mem_available: float | None = None  # what the machine says is available, if it is trustworthy
+    attrs: Mapping[str, str] = field(default_factory=dict)  # arch, os, name, ... for qr --constraint
+    features: frozenset[str] = frozenset()  # admin-set, e.g. bigmem
+    metrics: Mapping[str, float] = field(default_factory=dict)  # the last sample, for the rank expression
 
 
-@dataclass(frozen=True)
+class Waiting(Protocol):
+    """What the policy reads of a waiting job (QueuedJob below, or the server's own record)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def cpu(self) -> float: ...
+    @property
+    def mem_mb(self) -> float: ...
+    @property
+    def constraint(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
 class QueuedJob:
+    """A waiting job as the policy reads it (the server's Job record has the same attributes)."""
+
     id: int
     user: str
     queue: str
     cpu: float
     mem_mb: float
+    constraint: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """One user's queue: its settings, and its waiting jobs in the order they are to be served.
+
+    ``jobs`` is read lazily: a pass looks only at as many jobs as it places, plus one.
+    """
+
+    user: str
+    name: str
+    jobs: Iterable[Waiting]
+    priority: int = 0  # higher is served first, within the user's share
+    stopped: bool = False
+    window: str = "always"  # "always", "nights" or "weekends"
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    name: str
+    running: int = 0  # running batch jobs: what fair share counts
+    occupied_cpu: float = 0.0  # cpus held now by all of the user's work (batch, jr, external)
+    limit: float | None = None  # most cpus the user may occupy at once
+    share: float = 1.0  # fair-share weight
+
+
+@dataclass(frozen=True, slots=True)
 class Free:
     cpu: float
     mem: float
 
 
-def node_use(node: NodeView) -> tuple[float, float]:
+def node_use(node: NodeView, observe: bool = True) -> tuple[float, float]:
     """cpu and memory taken on a node.
 
     Each job counts with the larger of its allocation and its measured use; what the agent saw in use
-    beyond the jobs (processes wulf did not start, too small to be jobs) is added on top, less a
-    little background hum (BACKGROUND_CPU). So a job that
-    uses less than it was given still holds its share, and one that takes more than it was given, or
-    someone working outside wulf, takes room away from new jobs.
+    beyond the jobs (processes wulf did not start, including the external jobs made of them) is added
+    on top, less a little background hum (BACKGROUND_CPU). So a job that uses less than it was given still holds
+    its share, and one that takes more than it was given, or someone working outside wulf, takes room
+    away from new jobs. With ``observe`` false (the allocation-only policy, for comparison) only
+    allocations count.
     """
     cpu = mem = 0.0
     used_cpu = used_mem = 0.0
     for j in node.jobs:
+        if j.external:
+            continue  # outside work: it is in what the agent observed, with the rest of the hum
+        if not observe:
+            cpu += j.cpu_alloc
+            mem += j.mem_alloc
+            continue
         cpu += max(j.cpu_alloc, j.cpu_used)
         mem += max(j.mem_alloc, j.mem_used)
         used_cpu += j.cpu_used
         used_mem += j.mem_used
-    cpu += max(0.0, node.observed_cpu - used_cpu - BACKGROUND_CPU)
-    mem += max(0.0, node.observed_mem - used_mem)
+    if observe:
+        cpu += max(0.0, node.observed_cpu - used_cpu - BACKGROUND_CPU)
+        mem += max(0.0, node.observed_mem - used_mem)
     return cpu, mem
 
 
-def node_free(node: NodeView) -> Free:
-    cpu, mem = node_use(node)
+def node_free(node: NodeView, observe: bool = True) -> Free:
+    cpu, mem = node_use(node, observe)
     free_mem = node.mem_mb - mem
-    if node.mem_available is not None:
+    if observe and node.mem_available is not None:
         free_mem = min(free_mem, node.mem_available)
     return Free(node.cpus - cpu, free_mem)

@@ -27,6 +27,7 @@ from wulf.protocol import (
     InteractiveRequest,
     NiceRequest,
     PlaceReply,
+    QueueRequest,
     SignalRequest,
     SubmitReply,
     SubmitRequest,
@@ -118,6 +119,23 @@ async def signal(req: SignalRequest, daemon: DaemonDep) -> dict[str, Any]:
 async def nice(req: NiceRequest, daemon: DaemonDep) -> dict[str, Any]:
     return await daemon.renice(req.ids, req.nice, req.user)
 
+@router.post("/api/v1/jobs/hold")
+async def hold(req: IdsRequest, daemon: DaemonDep) -> dict[str, Any]:
+    return await daemon.hold(req.ids, req.user)
+
+@router.post("/api/v1/jobs/release")
+async def release(req: IdsRequest, daemon: DaemonDep) -> dict[str, Any]:
+    return await daemon.release(req.ids, req.user)
+
+@router.get("/api/v1/queues")
+async def queues(daemon: DaemonDep, user: str = "") -> dict[str, Any]:
+    return {"queues": daemon.queues(user)}
+
+@router.post("/api/v1/queues")
+async def set_queue(req: QueueRequest, daemon: DaemonDep) -> dict[str, Any]:
+    return await daemon.set_queue(req.queue, req.user, priority=req.priority, stopped=req.stopped,
+                                  window=req.window, mail=req.mail)
+
 @router.post("/api/v1/wait")
 async def wait(req: WaitRequest, daemon: DaemonDep) -> dict[str, Any]:
     return await daemon.wait(req.ids, req.queues, req.user, req.timeout)
@@ -135,8 +153,7 @@ async def place(daemon: DaemonDep) -> PlaceReply:
 async def reload(daemon: DaemonDep) -> dict[str, Any]:
     from wulf.config import load_config
 
-    daemon.config = load_config(daemon.config.path or None)
-    daemon.wake()
+    daemon.reload(load_config(daemon.config.path or None))
     return {"reloaded": daemon.config.path or "(defaults)"}
 
 @router.post("/api/v1/admin/nodes/{name}/drain")

@@ -13,14 +13,19 @@ import json
 import logging
 import secrets
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from wulf.config import Config
 from wulf.errors import NotFound, Refused, UsageError, WulfError
 from wulf.model.job import ACTIVE_STATES, FINAL_STATES, Job, JobState, Origin
-from wulf.policy.placement import best_node, free_capacity, schedule
+from wulf.policy.adapt import penalty_nice
+from wulf.policy.constraint import parse_constraint
+from wulf.policy.placement import NodePool
+from wulf.policy.scheduler import schedule
+from wulf.policy.settings import Policy
+from wulf.policy.snapshot import QueueView, UserView
 from wulf.protocol import (
     Ack,
     Cluster,
@@ -42,7 +47,10 @@ from wulf.protocol import (
     SubmitRequest,
     Welcome,
 )
+from wulf.server import adaptive, mail
 from wulf.server.nodes import AgentLink, Node, NodeState
+from wulf.server.queues import DEFAULT_QUEUE, QueueBook, QueueSettings, check_queue_name
+from wulf.server.users import groups_of
 from wulf.store.base import JobStore
 
 log = logging.getLogger("wulf.server")
@@ -65,10 +73,13 @@ class _Waiter:
 class Daemon:
     def __init__(self, config: Config, store: JobStore) -> None:
         self.config = config
+        self.policy = Policy.from_config(config)
         self.store = store
         self.jobs: dict[int, Job] = {}
-        self.queued: dict[str, dict[int, Job]] = {}  # user -> waiting jobs in the order served
+        self.book = QueueBook()  # users' queues and their waiting jobs
         self.running: Counter[str] = Counter()  # user -> running batch jobs (fair share counts these)
+        self.reasons: dict[tuple[str, str], str] = {}  # (user, queue) -> why its next job waits
+        self.impossible: dict[int, str] = {}  # job -> why no node can ever run it
         self.nodes: dict[str, Node] = {}
         self.envs: dict[str, dict[str, str]] = {}
         self.history: deque[int] = deque()
@@ -81,6 +92,14 @@ class Daemon:
         self._waiters: list[_Waiter] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._scheduler: asyncio.Task[None] | None = None
+        self._window_timer: asyncio.TimerHandle | None = None
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (checked first: a bad one raises ConfigError and changes nothing)."""
+        policy = Policy.from_config(config)
+        self.config, self.policy = config, policy
+        groups_of.cache_clear()
+        self.wake()
 
     # ------------------------------------------------------------------ start and stop
 
@@ -88,10 +107,11 @@ class Daemon:
         jobs, self.next_id = self.store.load(self.config.server.history)
         for name, state in self.store.node_states().items():
             self._node(name).drained = state == NodeState.DRAIN
+        self.book.load(self.store.queues())
         for job in jobs:
             self.jobs[job.id] = job
             if job.state is JobState.QUEUED:
-                self.queued.setdefault(job.user, {})[job.id] = job
+                self.book.add(job)
             elif job.state is JobState.RUNNING:
                 node = self._node(job.node)
                 node.jobs[job.id] = job
@@ -130,12 +150,27 @@ class Daemon:
         self._wake.set()
 
     def _ended(self, job_id: int) -> None:
-        """A job has reached a final state: tell the waiters that wait for it."""
+        """A job has reached a final state: tell the waiters that wait for it, and mail if asked."""
+        job = self.jobs.get(job_id)
+        if job is not None and job.origin is Origin.BATCH:
+            self.impossible.pop(job_id, None)
+            to = self.book.settings(job.user, job.queue).mail
+            if to:
+                self._spawn(self._mail(job, to))
         for w in self._waiters:
             if job_id in w.pending:
                 w.pending.discard(job_id)
                 if not w.pending:
                     w.event.set()
+
+    async def _mail(self, job: Job, to: str) -> None:
+        m = self.config.mail
+        msg = mail.completion_message(job.public(time.time()), to, m.sender, self.config.server.listen)
+        try:
+            await mail.send(m.smtp, msg)
+            log.info("mailed %s about job %d", to, job.id)
+        except WulfError as e:
+            log.warning("could not mail %s about job %d: %s", to, job.id, e)
 
     # ------------------------------------------------------------------ jobs from clients
 
@@ -151,9 +186,9 @@ class Daemon:
             raise UsageError("the script is empty")
         if not (cpu > 0 and mem > 0):
             raise UsageError("cpu and memory requests must be more than zero")
-        queue = spec.queue or "default"
-        if ":" in queue or not queue.isprintable():
-            raise UsageError(f"{queue!r} is not a queue name")
+        queue = check_queue_name(spec.queue or DEFAULT_QUEUE)
+        constraint = str(parse_constraint(spec.constraint)) if spec.constraint.strip() else ""
+        policy = self.policy
         job = Job(
             id=self.next_id,
             user=user,
@@ -173,6 +208,10 @@ class Daemon:
             cpu=cpu,
             mem_mb=mem,
             submitted=now,
+            constraint=constraint,
+            time_limit=policy.time.resolve(spec.time_limit),
+            cputime_limit=policy.cputime.resolve(spec.cputime_limit),
+            mem_limit_mb=policy.mem_limit.resolve(spec.mem_limit_mb),
         )
         self.next_id += 1
         return job
@@ -193,10 +232,9 @@ class Daemon:
             self.next_id = first  # nothing of a bad batch is kept
             raise
         await self.store.insert(jobs, fresh)
-        waiting = self.queued.setdefault(req.user, {})
         for job in jobs:
             self.jobs[job.id] = job
-            waiting[job.id] = job
+            self.book.add(job)
         self.wake()
         return [j.id for j in jobs]
 
@@ -231,7 +269,7 @@ class Daemon:
                 signals.setdefault(job.node, []).append(job.id)
                 self._detach(job)
             else:
-                self.queued.get(job.user, {}).pop(job.id, None)
+                self.book.remove(job)
             job.set_state(JobState.CANCELLED)
             job.ended = now
             job.reason = f"cancelled by {user or 'unknown'}"
@@ -271,19 +309,87 @@ class Daemon:
             if nice < job.nice and user != "root":
                 raise Refused(f"job {job.id} is at nice {job.nice}; only root may lower it")
             job.nice = nice
-            await self._send(job.node, Renice(id=job.id, nice=nice))
+            await self._send(job.node, Renice(id=job.id, nice=penalty_nice(nice, job.penalized, self.policy.adapt)))
             done.append(job.id)
         if done:
             await self._commit([self.jobs[i] for i in done])
         return {"reniced": done, "not_running": not_running}
 
+    async def hold(self, ids: Sequence[int], user: str) -> dict[str, list[int]]:
+        """Keep queued jobs from starting until they are released (qhold)."""
+        jobs = self._owned(ids, user, "hold")
+        held, other = [], []
+        for job in jobs:
+            if job.state is JobState.QUEUED:
+                self.book.remove(job)
+                job.set_state(JobState.HELD)
+                job.reason = f"held by {user or 'unknown'} (qrls {job.id} releases it)"
+                held.append(job)
+            elif job.state is not JobState.HELD:
+                other.append(job.id)
+        if held:
+            await self._commit(held)
+        return {"held": [j.id for j in held], "not_queued": other}
+
+    async def release(self, ids: Sequence[int], user: str) -> dict[str, list[int]]:
+        """Let held jobs go back in line, in their old places (qrls)."""
+        jobs = self._owned(ids, user, "release")
+        released, other = [], []
+        for job in jobs:
+            if job.state is JobState.HELD:
+                job.set_state(JobState.QUEUED)
+                job.reason = ""
+                self.book.add(job)
+                released.append(job)
+            else:
+                other.append(job.id)
+        if released:
+            await self._commit(released)
+            self.wake()
+        return {"released": [j.id for j in released], "not_held": other}
+
+    def _queue_owner(self, spec: str, user: str) -> tuple[str, str]:
+        """(owner, name) of ``QUEUE`` (the user's own) or ``USER:QUEUE`` (another's: administrators)."""
+        owner, _, name = spec.rpartition(":")
+        owner = owner or user
+        if not owner:
+            raise UsageError("whose queue? name it USER:QUEUE")
+        if owner != user and user != "root":
+            raise Refused(f"queue {owner}:{name} belongs to {owner}, not to {user}")
+        return owner, check_queue_name(name)
+
+    async def set_queue(self, spec: str, user: str, **changes: Any) -> dict[str, Any]:
+        owner, name = self._queue_owner(spec, user)
+        if changes.get("mail"):
+            changes["mail"] = mail.validate_address(changes["mail"])
+        settings = self.book.change(owner, name, **changes)
+        await self.store.set_queue(settings.public())
+        self.wake()
+        return self._queue_public(settings)
+
+    def _queue_public(self, st: QueueSettings) -> dict[str, Any]:
+        d = st.public()
+        q = self.book.queues.get((st.user, st.name))
+        d["queued"] = len(q.jobs) if q else 0
+        d["running"] = sum(1 for n in self.nodes.values() for j in n.jobs.values()
+                           if j.user == st.user and j.queue == st.name and j.origin is Origin.BATCH)
+        d["window_open"] = self.policy.windows.open(st.window, time.time())
+        d["reason"] = self.reasons.get((st.user, st.name), "")
+        return d
+
+    def queues(self, user: str = "") -> list[dict[str, Any]]:
+        return [self._queue_public(q.settings) for (u, _), q in sorted(self.book.queues.items())
+                if not user or u == user]
+
     # ------------------------------------------------------------------ interactive jobs (jr)
 
-    def _free(self) -> dict[str, Any]:
-        return free_capacity(n.view() for n in self.nodes.values())
+    def _pool(self) -> NodePool:
+        features = self.policy.features
+        views = (n.view(features.get(n.name, frozenset())) for n in self.nodes.values())
+        return NodePool(views, self.policy.rank, self.policy.observe, self.policy.rank_adjust())
 
     def place_now(self) -> Node:
-        name = best_node(self._free())
+        name = self._pool().best()
         if name is None:
             raise Refused("no node is up to take the job (see `jstat --nodes`)")
         return self.nodes[name]
@@ -335,18 +441,42 @@ class Daemon:
             await self._commit(placed)  # the assignment is durable before any node hears of it
             await self._dispatch(placed)
 
+    def _users(self, names: set[str]) -> dict[str, UserView]:
+        """Fair share and limits of the users with waiting jobs."""
+        policy = self.policy
+        occupied: dict[str, float] = defaultdict(float)
+        if policy.limits or policy.group_limits or policy.default_limit:
+            for node in self.nodes.values():
+                for j in node.jobs.values():
+                    if j.user in names:
+                        occupied[j.user] += j.cpu_used if j.origin is Origin.EXTERNAL else max(j.cpu, j.cpu_used)
+        out = {}
+        for name in names:
+            groups = groups_of(name) if policy.needs_groups else ()
+            out[name] = UserView(name, self.running.get(name, 0), occupied[name], policy.user_limit(name, groups),
+                                 policy.user_share(name, groups))
+        return out
+
     def _place(self) -> list[Job]:
         """Run the policy and apply its placements in memory (the caller commits, then dispatches)."""
-        if not any(self.queued.values()):
+        if not self.book.any_waiting():
+            self.reasons.clear()
             return []
-        free = self._free()
-        if not free:
-            return []
-        queued = {u: q.values() for u, q in self.queued.items() if q}
+        now = time.time()
+        queues = []
+        for q in self.book.waiting():
+            st = q.settings
+            queues.append(QueueView(st.user, st.name, q.jobs.values(), st.priority, st.stopped, st.window))
+        users = self._users({q.user for q in queues})
+        windows = self.policy.windows
+        result = schedule(queues, users, self._pool(), lambda kind: windows.open(kind, now), self.policy.plugin)
+        self.reasons = result.reasons
+        self.impossible = result.impossible
+        self._watch_windows(queues, now)
         jobs = []
-        for p in schedule(queued, self.running, free):
+        for p in result.placements:
             job = self.jobs[p.job_id]
-            del self.queued[job.user][job.id]
+            self.book.remove(job)
             job.set_state(JobState.RUNNING)
             job.node = p.node
             job.reason = ""
@@ -354,6 +484,18 @@ class Daemon:
             self.running[job.user] += 1
             jobs.append(job)
         return jobs
+
+    def _watch_windows(self, queues: list[QueueView], now: float) -> None:
+        """Wake up when the window of a waiting queue next opens or closes."""
+        kinds = {q.window for q in queues if q.window != "always" and not q.stopped}
+        changes = [c for c in (self.policy.windows.next_change(k, now) for k in kinds) if c is not None]
+        if self._window_timer is not None:
+            self._window_timer.cancel()
+            self._window_timer = None
+        if changes:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, min(changes) - now) + 0.01
+            self._window_timer = loop.call_later(delay, self.wake)
 
     async def _dispatch(self, jobs: list[Job]) -> None:
         by_node: dict[str, list[StartJob]] = {}
@@ -443,7 +585,7 @@ class Daemon:
             self._detach(job)
             job.set_state(JobState.QUEUED)
             job.node = ""
-            self.queued.setdefault(job.user, {})[job.id] = job
+            self.book.add(job)
             changed.append(job)
         if changed:
             await self._commit(changed)
@@ -543,8 +685,20 @@ class Daemon:
             if job is not None:
                 job.cpu_used, job.mem_used = use.cpu, use.mem_mb
         self._external(node, report.clusters, report.sample.time)
-        if any(self.queued.values()):
+        self._adapt(node, report.sample.time)
+        if self.book.any_waiting():
             self.wake()
+
+    def _adapt(self, node: Node, now: float) -> None:
+        """Adaptive allocation of the node's batch jobs; renice those that take others' room."""
+        features = self.policy.features.get(node.name, frozenset())
+        changed, renice = adaptive.adapt_node(node, node.view(features), now, self.policy)
+        for job in changed:
+            self._dirty[job.id] = job
+        for job_id, nice in renice:
+            self._spawn(self._send(node.name, Renice(id=job_id, nice=nice)))
+        if changed and self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(0.05, self._lazy_flush)
 
     def _external(self, node: Node, clusters: Sequence[Cluster], now: float) -> None:
         """Outside work becomes jobs of origin external while it lasts, so it counts and shows."""
@@ -609,14 +763,27 @@ class Daemon:
         up = any(n.state is NodeState.UP for n in self.nodes.values())
         for job in self._select(user, queue, all_jobs):
             d = job.public(now)
-            if job.state is JobState.QUEUED and not d["reason"]:
-                d["reason"] = "waiting for room" if up else "no node is up"
+            if job.state is JobState.QUEUED:
+                d["reason"] = self._why_waiting(job, up)
             jobs.append(d)
         return {
             "server": {"time": now, "started": self.started_at, "next_id": self.next_id},
-            "nodes": [n.public() for n in sorted(self.nodes.values(), key=lambda n: n.name)],
+            "nodes": [n.public(self.policy.features.get(n.name, frozenset()))
+                      for n in sorted(self.nodes.values(), key=lambda n: n.name)],
             "jobs": jobs,
         }
+
+    def _why_waiting(self, job: Job, up: bool) -> str:
+        if not up:
+            return "no node is up"
+        why = self.impossible.get(job.id)
+        if why:
+            return why
+        why = self.reasons.get((job.user, job.queue), "")
+        q = self.book.queues.get((job.user, job.queue))
+        if why.startswith("waiting for room") and q is not None and next(iter(q.jobs), job.id) != job.id:
+            return f"behind job {next(iter(q.jobs))} in queue {job.queue}"
+        return why or "waiting for its turn"
 
     def _wait_set(self, ids: Sequence[int], queues: Sequence[str], user: str) -> list[Job]:
         jobs = [self.get(i) for i in ids]

@@ -88,7 +88,7 @@ async def serve(config: Config, listen: str | None = None) -> None:
 
     def reload() -> None:
         try:
-            daemon.config = load_config(config.path or None)
+            daemon.reload(load_config(config.path or None))
             log.info("configuration reloaded")
         except Exception as e:
             log.error("reload failed: %s", e)

@@ -8,9 +8,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from wulf.model.job import Job
+from wulf.model.job import Job, Origin
 from wulf.policy.snapshot import NodeView, RunningUse, node_free
 from wulf.protocol import NodeInfo, NodeSample
+
+#: the sample's fields a rank expression may read (see wulf.policy.rank.METRICS)
+_METRICS = (
+    "load1", "load5", "load15", "cpu_user", "cpu_system", "cpu_idle", "mem_available_mb", "swap_total_mb",
+    "swap_free_mb", "scratch_free_mb", "io_read_mbps", "io_write_mbps", "nprocs",
+)
 
 
 class NodeState(StrEnum):
@@ -60,19 +66,31 @@ class Node:
         said = self.info.session_host if self.info else ""
         return said or (self.link.host if self.link else "")
 
-    def view(self) -> NodeView:
+    def attrs(self) -> dict[str, str]:
+        """What ``qr --constraint`` may ask of this node."""
+        i = self.info
+        return {"name": self.name, "hostname": i.hostname if i else "", "arch": i.arch if i else "",
+                "os": i.os if i else "", "kernel": i.kernel if i else "", "cpus": f"{self.cpus:g}",
+                "mem_mb": f"{self.mem_mb:g}"}
+
+    def view(self, features: frozenset[str] = frozenset()) -> NodeView:
         s = self.sample
+        metrics = {k: float(getattr(s, k)) for k in _METRICS} if s else {}
         return NodeView(
             name=self.name,
             cpus=self.cpus,
             mem_mb=self.mem_mb,
             schedulable=self.state is NodeState.UP,
-            jobs=tuple(RunningUse(j.cpu, j.mem_mb, j.cpu_used, j.mem_used) for j in self.jobs.values()),
+            jobs=tuple(RunningUse(j.cpu, j.mem_mb, j.cpu_used, j.mem_used, j.user, j.origin is Origin.EXTERNAL)
+                       for j in self.jobs.values()),
             observed_cpu=s.used_cpu if s else 0.0,
             observed_mem=s.used_mem_mb if s else 0.0,
+            attrs=self.attrs(),
+            features=features,
+            metrics=metrics,
         )
 
-    def public(self) -> dict[str, Any]:
+    def public(self, features: frozenset[str] = frozenset()) -> dict[str, Any]:
         s, i = self.sample, self.info
         free = node_free(self.view())
         return {
@@ -100,6 +118,7 @@ class Node:
             "arch": i.arch if i else "",
             "os": i.os if i else "",
             "kernel": i.kernel if i else "",
+            "features": sorted(features),
             "drained": self.drained,
             "last_seen": self.last_seen or None,
             "seen_ago": round(time.time() - self.last_seen, 1) if self.last_seen else None,

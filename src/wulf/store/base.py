@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from wulf.model.job import Job
 
@@ -31,5 +31,11 @@ class JobStore(Protocol):
     def node_states(self) -> dict[str, str]: ...
 
     def set_node_state(self, name: str, state: str) -> asyncio.Future[None]: ...
+
+    def queues(self) -> list[dict[str, Any]]:
+        """Every queue's settings: user, name, priority, stopped, window, mail."""
+        ...
+
+    def set_queue(self, settings: dict[str, Any]) -> asyncio.Future[None]: ...
 
     def close(self) -> None: ...

@@ -38,19 +38,35 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE nodes (name TEXT PRIMARY KEY, state TEXT NOT NULL);
         """,
     ),
+    (
+        "0002_queues_constraints_limits",
+        """
+        ALTER TABLE jobs ADD COLUMN "constraint" TEXT NOT NULL DEFAULT '';
+        ALTER TABLE jobs ADD COLUMN time_limit REAL;
+        ALTER TABLE jobs ADD COLUMN cputime_limit REAL;
+        ALTER TABLE jobs ADD COLUMN mem_limit_mb REAL;
+        CREATE TABLE queues (
+            user TEXT NOT NULL, name TEXT NOT NULL, priority INTEGER NOT NULL, stopped INTEGER NOT NULL,
+            window TEXT NOT NULL, mail TEXT NOT NULL, PRIMARY KEY (user, name)
+        );
+        """,
+    ),
 ]
 
 _COLUMNS = [
     "id", "user", "uid", "origin", "state", "command", "cwd", "name", "queue", "script", "env_hash",
     "output", "keep_script", "cpu_req", "mem_req", "cpu", "mem_mb", "node", "pid", "submitted",
     "started", "ended", "exit_code", "signal", "cpu_time", "peak_mem_mb", "reason", "nice", "ext_key",
+    "constraint", "time_limit", "cputime_limit", "mem_limit_mb",
 ]
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
     "peak_mem_mb", "reason", "nice", "queue",
 ]
-_INSERT = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
+_INSERT = f"INSERT INTO jobs ({_SELECT}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _UPDATE = f"UPDATE jobs SET {', '.join(c + ' = ?' for c in _MUTABLE)} WHERE id = ?"
+_QUEUE_COLUMNS = ("user", "name", "priority", "stopped", "window", "mail")
 _FINAL = tuple(str(s) for s in FINAL_STATES)
 
 
@@ -161,11 +177,11 @@ class SqliteStore:
 
     def load(self, history: int) -> tuple[list[Job], int]:
         cur = self._read.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE state IN ('queued', 'held', 'running') ORDER BY id"
+            f"SELECT {_SELECT} FROM jobs WHERE state IN ('queued', 'held', 'running') ORDER BY id"
         )
         jobs = [_job(r) for r in cur]
         cur = self._read.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE state IN (?, ?, ?) ORDER BY id DESC LIMIT ?",
+            f"SELECT {_SELECT} FROM jobs WHERE state IN (?, ?, ?) ORDER BY id DESC LIMIT ?",
             (*_FINAL, history),
         )
         jobs.extend(reversed([_job(r) for r in cur]))
@@ -192,7 +208,7 @@ class SqliteStore:
         return self._submit(op)
 
     def get(self, job_id: int) -> Job | None:
-        row = self._read.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._read.execute(f"SELECT {_SELECT} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row) if row else None
 
     def env(self, env_hash: str) -> dict[str, str]:
@@ -205,6 +221,18 @@ class SqliteStore:
     def set_node_state(self, name: str, state: str) -> asyncio.Future[None]:
         def op(c: sqlite3.Connection) -> None:
             c.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?)", (name, state))
+
+        return self._submit(op)
+
+    def queues(self) -> list[dict[str, Any]]:
+        cur = self._read.execute(f"SELECT {', '.join(_QUEUE_COLUMNS)} FROM queues")
+        return [dict(zip(_QUEUE_COLUMNS, row, strict=True)) for row in cur]
+
+    def set_queue(self, settings: dict[str, Any]) -> asyncio.Future[None]:
+        row = tuple(settings[c] for c in _QUEUE_COLUMNS)
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(f"INSERT OR REPLACE INTO queues VALUES ({', '.join('?' * len(row))})", row)
 
         return self._submit(op)
 

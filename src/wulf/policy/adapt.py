@@ -1,0 +1,90 @@
+"""Adaptive allocation: what a running job holds follows what it is measured to use.
+
+A job starts with what it asked for (or the default). Once it has run for the settling time, its
+allocation becomes its measured use. If it then uses more than it holds, it is given more while its
+node has room; when others have taken the room, it is reniced by the penalty instead (and given its
+old niceness back once it fits again). A job that, report after report, uses far less than it holds
+gives the room back.
+
+Pure: :func:`adapt` maps one job's figures and its node's room to what the job should hold now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from wulf.policy.snapshot import Free
+
+#: the least a job holds: what an idle process costs, so that room is never handed out twice
+MIN_CPU = 0.05
+MIN_MEM = 1.0
+#: how far use may pass the allocation before it counts as growth (measurements are noisy)
+GROW_SLACK_CPU = 0.1
+GROW_SLACK_MEM = 0.1  # of the allocation
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptSettings:
+    settle_seconds: float = 300.0
+    shrink_samples: int = 6
+    shrink_below: float = 0.5
+    nice_penalty: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """What a running job holds and uses, and the adaptation state carried from report to report."""
+
+    cpu: float  # allocated now
+    mem: float
+    cpu_used: float
+    mem_used: float
+    age: float  # seconds since it started
+    settled: bool = False  # its allocation has been set from its measured use
+    low_samples: int = 0  # reports in a row it used far less than it holds
+    penalized: bool = False  # reniced for taking more than it holds on a full node
+    note: str = ""
+
+
+def adapt(job: Holding, node_free: Free, s: AdaptSettings) -> Holding:
+    """What ``job`` should hold now. ``node_free`` is its node's room, the job counted at the larger
+    of what it holds and what it uses (see wulf.policy.snapshot.node_use), so negative when full."""
+    if not job.settled:
+        if job.age < s.settle_seconds:
+            return _grow_or_penalize(job, node_free)
+        job = replace(job, cpu=max(MIN_CPU, job.cpu_used), mem=max(MIN_MEM, job.mem_used), settled=True,
+                      low_samples=0)
+        return _grow_or_penalize(job, node_free)
+    job = _grow_or_penalize(job, node_free)
+    return _shrink(job, s)
+
+
+def _grow_or_penalize(job: Holding, free: Free) -> Holding:
+    over_cpu = job.cpu_used > job.cpu + GROW_SLACK_CPU
+    over_mem = job.mem_used > job.mem * (1 + GROW_SLACK_MEM) + MIN_MEM
+    if not (over_cpu or over_mem):
+        return replace(job, penalized=False, note="") if job.penalized else job
+    if free.cpu >= -1e-9 and free.mem >= -1e-9:  # the node has room for what it uses: it holds it now
+        return replace(job, cpu=max(job.cpu, job.cpu_used), mem=max(job.mem, job.mem_used), penalized=False,
+                       note="", low_samples=0)
+    what = (f"uses {job.cpu_used:.2f} cpus of {job.cpu:.2f} held" if over_cpu
+            else f"uses {job.mem_used:.0f} MB of {job.mem:.0f} MB held")
+    return replace(job, penalized=True, note=f"reniced: {what} on a full node", low_samples=0)
+
+
+def _shrink(job: Holding, s: AdaptSettings) -> Holding:
+    low_cpu = job.cpu > MIN_CPU and job.cpu_used < job.cpu * s.shrink_below
+    low_mem = job.mem > MIN_MEM and job.mem_used < job.mem * s.shrink_below
+    if not (low_cpu or low_mem):
+        return replace(job, low_samples=0) if job.low_samples else job
+    n = job.low_samples + 1
+    if n < s.shrink_samples:
+        return replace(job, low_samples=n)
+    cpu = max(MIN_CPU, job.cpu_used) if low_cpu else job.cpu
+    mem = max(MIN_MEM, job.mem_used) if low_mem else job.mem
+    return replace(job, cpu=cpu, mem=mem, low_samples=0)
+
+
+def penalty_nice(user_nice: int, penalized: bool, s: AdaptSettings) -> int:
+    """The niceness a job should run at: the user's own, plus the penalty while it is penalized."""
+    return min(19, user_nice + s.nice_penalty) if penalized else user_nice

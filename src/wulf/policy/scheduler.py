@@ -1,0 +1,185 @@
+"""One scheduling pass: which user's queue is served next, and where its next job goes.
+
+Fair share: users take turns, always the one with the fewest running jobs for their share weight, so
+competing users end up with running jobs in proportion to their weights and nobody starves another by
+queueing more. Within a user's turn, their queues are served by priority (higher first; equal
+priorities in submission order). A queue whose next job finds no room waits for this pass: its later
+jobs do not overtake it. A user at their cpu limit waits. A stopped queue, or one outside its time
+window, starts nothing. Every queue that waits gets a reason, for ``jstat``.
+
+Pure: the pass reads views and returns placements and reasons; it changes nothing else.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from wulf.policy.placement import EPS, NodePool
+from wulf.policy.snapshot import QueueView, UserView, Waiting
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    job_id: int
+    node: str
+
+
+@dataclass
+class PassResult:
+    placements: list[Placement] = field(default_factory=list)
+    #: (user, queue) -> why that queue's next job waits
+    reasons: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: job id -> why that job cannot run anywhere (it is stepped over; the jobs behind it go on)
+    impossible: dict[int, str] = field(default_factory=dict)
+
+
+class Ordering(Protocol):
+    """What a policy plugin may adjust of the order (both methods are optional on a plugin)."""
+
+    def user_key(self, user: UserView, default: float) -> float: ...
+
+    def queue_key(self, queue: QueueView, default: float) -> float: ...
+
+
+class _Queue:
+    __slots__ = ("head", "it", "key", "view")
+
+    def __init__(self, view: QueueView, key: float) -> None:
+        self.view = view
+        self.it: Iterator[Waiting] = iter(view.jobs)
+        self.head: Waiting | None = next(self.it, None)
+        self.key = key
+
+    def sort_key(self) -> tuple[float, int]:
+        return (self.key, self.head.id if self.head else 0)
+
+    def advance(self) -> None:
+        self.head = next(self.it, None)
+
+
+class _User:
+    __slots__ = ("occupied", "queues", "running", "view")
+
+    def __init__(self, view: UserView) -> None:
+        self.view = view
+        self.running = view.running
+        self.occupied = view.occupied_cpu
+        self.queues: list[tuple[tuple[float, int], int, _Queue]] = []
+
+
+def _window_reason(q: QueueView, window_open: Callable[[str], bool]) -> str:
+    if q.stopped:
+        return f"queue {q.name} is stopped (qset {q.name} --start)"
+    if q.window != "always" and not window_open(q.window):
+        return f"queue {q.name} runs at {q.window} only"
+    return ""
+
+
+def _limit_reason(user: _User, cpu: float) -> str:
+    limit = user.view.limit
+    if limit is None or user.occupied + cpu <= limit + EPS:
+        return ""
+    return f"user limit: {user.view.name} occupies {user.occupied:g} of {limit:g} cpus"
+
+
+def schedule(
+    queues: Sequence[QueueView],
+    users: Mapping[str, UserView],
+    pool: NodePool,
+    window_open: Callable[[str], bool] = lambda kind: True,
+    ordering: Ordering | None = None,
+) -> PassResult:
+    """One pass: place what fits, and say why the rest waits. ``pool`` is booked in place."""
+    out = PassResult()
+    people: dict[str, _User] = {}
+    queue_key = getattr(ordering, "queue_key", None)
+    user_key = getattr(ordering, "user_key", None)
+    for n, q in enumerate(queues):
+        why = _window_reason(q, window_open)
+        if why:
+            out.reasons[(q.user, q.name)] = why
+            continue
+        key = -float(q.priority)
+        if queue_key is not None:
+            key = queue_key(q, key)
+        entry = _Queue(q, key)
+        if entry.head is None:
+            continue
+        user = people.get(q.user)
+        if user is None:
+            user = people[q.user] = _User(users.get(q.user) or UserView(q.user))
+        user.queues.append((entry.sort_key(), n, entry))
+    turns: list[tuple[float, str]] = []
+    for user in people.values():
+        heapq.heapify(user.queues)
+        turns.append((_turn(user, user_key), user.view.name))
+    heapq.heapify(turns)
+    while turns:
+        _, name = heapq.heappop(turns)
+        user = people[name]
+        if not pool:
+            _wait(user, "waiting for room: every node is full", out)
+            continue
+        if _serve(user, pool, out):
+            heapq.heappush(turns, (_turn(user, user_key), name))
+    return out
+
+
+def _turn(user: _User, user_key: Callable[[UserView, float], float] | None) -> float:
+    key = user.running / (user.view.share or 1.0)
+    if user_key is not None:
+        key = user_key(user.view, key)
+    return key
+
+
+def _wait(user: _User, why: str, out: PassResult) -> None:
+    for _, _, q in user.queues:
+        out.reasons.setdefault((q.view.user, q.view.name), why)
+    user.queues.clear()
+
+
+def _serve(user: _User, pool: NodePool, out: PassResult) -> bool:
+    """Give ``user`` one turn: place the next job of their best queue. False when they are done."""
+    while user.queues:
+        _, n, q = user.queues[0]
+        job = q.head
+        assert job is not None
+        why = _limit_reason(user, job.cpu)
+        if why:
+            _wait(user, why, out)
+            return False
+        node = pool.pick(job.cpu, job.mem_mb, job.constraint)
+        if node is None:
+            impossible = pool.possible(job.cpu, job.mem_mb, job.constraint)
+            if impossible:  # it can never run here: step over it
+                out.impossible[job.id] = impossible
+                _next(user, q, n)
+                continue
+            heapq.heappop(user.queues)
+            out.reasons[(q.view.user, q.view.name)] = _no_room(job)
+            continue
+        pool.take(node, job.cpu, job.mem_mb)
+        out.placements.append(Placement(job.id, node))
+        user.running += 1
+        user.occupied += job.cpu
+        _next(user, q, n)
+        return bool(user.queues)
+    return False
+
+
+def _next(user: _User, q: _Queue, n: int) -> None:
+    q.advance()
+    if q.head is None:
+        heapq.heappop(user.queues)
+    else:
+        heapq.heapreplace(user.queues, (q.sort_key(), n, q))
+
+
+def _no_room(job: Waiting) -> str:
+    what = f"{job.cpu:g} cpu{'s' if job.cpu != 1 else ''} and {job.mem_mb:g} MB"
+    if job.constraint:
+        what += f" on a node matching {job.constraint!r}"
+    return f"waiting for room: needs {what}"
