@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wulf.policy.adapt import MIN_CPU, AdaptSettings, Holding, adapt, penalty_nice
+from wulf.policy.adapt import MIN_CPU, AdaptSettings, Holding, adapt, adapt_jobs, penalty_nice
 from wulf.policy.snapshot import Free
 
 S = AdaptSettings(settle_seconds=300, shrink_samples=3, shrink_below=0.5, nice_penalty=10)
@@ -62,3 +62,15 @@ def test_allocation_stays_positive_and_never_grows_without_room(cpu: float, used
     assert out.cpu >= MIN_CPU and out.mem > 0 and 0 <= out.low_samples < S.shrink_samples
     if free < -1e-6 and (settled or age < S.settle_seconds):
         assert out.cpu <= cpu and out.mem <= mem  # a full node gives nobody more
+
+
+def test_room_a_job_gives_back_is_seen_by_the_next_job_of_the_node() -> None:
+    settling = Holding(cpu=2, mem=100, cpu_used=0.5, mem_used=100, age=301)  # gives back 1.5 cpus
+    growing = Holding(cpu=1, mem=100, cpu_used=1.8, mem_used=100, age=10)  # wants 0.8 more
+    full = Free(-0.5, 1000)
+    assert adapt(growing, full, S).penalized
+    first, second = adapt_jobs([settling, growing], full, S)
+    assert first == adapt(settling, full, S) and first.cpu == 0.5
+    assert second.cpu == 1.8 and not second.penalized
+    # in the other order the growing job comes first and finds the node full
+    assert adapt_jobs([growing, settling], full, S)[0].penalized

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,3 +122,46 @@ def test_no_node_is_ever_overcommitted_and_constraints_hold(
         used[node][1] += mem
     for v in views:
         assert used[v.name][0] <= v.cpus + 1e-9 and used[v.name][1] <= v.mem_mb + 1e-9
+
+
+def test_a_pool_with_no_room_left_is_empty() -> None:
+    pool = _pool(("a", 2, 1000), ("b", 1, 1000))
+    assert pool
+    for name, cpu in (("a", 2), ("b", 1)):
+        assert pool.pick(cpu, 10) == name
+        pool.take(name, cpu, 10)
+    assert not pool and pool.pick(0.5, 10) is None
+
+
+def _views(rooms: list[tuple[float, float]]) -> list[NodeView]:
+    """Nodes of 8 cpus with a job each that holds ``cpu`` and uses ``used``."""
+    return [NodeView(f"n{i}", 8, 8000, jobs=(RunningUse(cpu, 100, used, 100),) if cpu else (),
+                     observed_cpu=used, observed_mem=100 if cpu else 0)
+            for i, (cpu, used) in enumerate(rooms)]
+
+
+_room = st.tuples(st.sampled_from([0.0, 1.0, 4.0, 7.5, 8.0]), st.sampled_from([0.0, 2.0, 8.0]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(first=st.lists(_room, min_size=1, max_size=6), changes=st.lists(st.tuples(st.integers(0, 5), _room,
+       st.booleans()), max_size=12), jobs=st.lists(st.sampled_from([0.5, 1.0, 2.0, 4.0]), max_size=12))
+def test_an_updated_pool_is_a_pool_built_anew(first: list[tuple[float, float]],
+                                              changes: list[tuple[int, tuple[float, float], bool]],
+                                              jobs: list[float]) -> None:
+    rank = compile_rank("cpu_free * 1e9 + mem_free_mb")
+    views = _views(first)
+    kept = NodePool(views, rank)
+    for i, room, up in changes:  # nodes change between passes; the kept pool is told of each
+        i %= len(views)
+        views[i] = replace(_views([room])[0], name=views[i].name, schedulable=up)
+        kept.update(views[i])
+        kept.pick(1.0, 10)  # a pass in between: what it learns must not outlive the next update
+    fresh = NodePool(views, rank)
+    assert kept.free == fresh.free and bool(kept) == bool(fresh)
+    for cpu in jobs:
+        a, b = kept.pick(cpu, 10), fresh.pick(cpu, 10)
+        assert a == b
+        if a is not None:
+            kept.take(a, cpu, 10)
+            fresh.take(a, cpu, 10)

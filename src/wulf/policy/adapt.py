@@ -6,11 +6,13 @@ node has room; when others have taken the room, it is reniced by the penalty ins
 old niceness back once it fits again). A job that, report after report, uses far less than it holds
 gives the room back.
 
-Pure: :func:`adapt` maps one job's figures and its node's room to what the job should hold now.
+Pure: :func:`adapt` maps one job's figures and its node's room to what the job should hold now;
+:func:`adapt_jobs` does it for the jobs of one node in turn.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from wulf.policy.snapshot import Free
@@ -57,6 +59,22 @@ def adapt(job: Holding, node_free: Free, s: AdaptSettings) -> Holding:
         return _grow_or_penalize(job, node_free)
     job = _grow_or_penalize(job, node_free)
     return _shrink(job, s)
+
+
+def adapt_jobs(jobs: Iterable[Holding], node_free: Free, s: AdaptSettings) -> list[Holding]:
+    """What each of one node's jobs should hold now, in order. ``node_free`` is the node's room before
+    any of them adapts; the room a job takes or gives back is seen by the jobs after it."""
+    out = []
+    free = node_free
+    for before in jobs:
+        after = adapt(before, free, s)
+        if after != before:
+            cpu = max(after.cpu, after.cpu_used) - max(before.cpu, before.cpu_used)
+            mem = max(after.mem, after.mem_used) - max(before.mem, before.mem_used)
+            if cpu or mem:
+                free = Free(free.cpu - cpu, free.mem - mem)
+        out.append(after)
+    return out
 
 
 def _grow_or_penalize(job: Holding, free: Free) -> Holding:

@@ -1,10 +1,11 @@
 """Where a job goes: the nodes with room, ranked, and the best one that fits.
 
-:class:`NodePool` is built once per scheduling pass from the node views. It keeps the nodes that
-have room in a heap by rank, so that picking a node costs a few heap operations, not a scan of every
-node: a pass over a thousand nodes places thousands of jobs. Room only shrinks during a pass, so
-once no node fits a request, no node fits any larger request with the same constraint, and the pool
-remembers that.
+:class:`NodePool` is built for a scheduling pass from the node views (or kept from pass to pass and
+told of the nodes that changed). It keeps the nodes that have room in a heap by rank, so that picking
+a node costs a few heap operations, not a scan of every node: a pass over a thousand nodes places
+thousands of jobs. Room only shrinks during a pass, so once no node fits a request, no node fits any
+larger request with the same constraint, and the pool remembers that until it is next updated; and
+when no node has the cpus a request asks for, it knows that without looking at each.
 """
 
 from __future__ import annotations
@@ -37,7 +38,12 @@ def node_metrics(node: NodeView, free: Free, jobs: int) -> dict[str, float]:
 
 
 class NodePool:
-    """The schedulable nodes of one pass: their room, their rank, and which fit a request."""
+    """The schedulable nodes of one pass: their room, their rank, and which fit a request.
+
+    A pool may also outlive a pass: :meth:`update` tells it of a node whose view changed (a simulator
+    or a server that keeps its pool between passes), and leaves it as a pool built anew from the
+    current views would be. Equally ranked nodes go in the order the pool first saw them.
+    """
 
     def __init__(
         self,
@@ -48,27 +54,50 @@ class NodePool:
     ) -> None:
         self._rank = rank
         self._adjust = adjust
+        self._observe = observe
         self.views: dict[str, NodeView] = {}
         self.free: dict[str, Free] = {}
         self._metrics: dict[str, dict[str, float]] = {}
         self._version: dict[str, int] = {}
-        self._heap: list[tuple[float, int, str, int]] = []  # (-rank, order, name, version)
-        self._order = 0
+        self._index: dict[str, int] = {}  # the order nodes were first seen in: ties of rank go by it
+        self._heap: list[tuple[float, int, str, int]] = []  # (-rank, index, name, version)
+        self._entry: dict[str, tuple[float, int, str, int]] = {}  # each node's current entry, if it has room
+        self._roomiest: list[tuple[float, int, str, int]] = []  # (-cpu free, index, name, version)
         self._constraints: dict[str, Constraint] = {"": parse_constraint("")}
         self._matches: dict[tuple[str, str], bool] = {}
         self._failed: dict[str, list[tuple[float, float]]] = {}  # constraint -> requests that fit nowhere
-        self._everywhere: list[NodeView] = []  # every node known, schedulable or not
+        self._everywhere: dict[str, NodeView] = {}  # every node known, schedulable or not
         self._possible: dict[tuple[float, float, str], str] = {}
         for node in nodes:
-            self._everywhere.append(node)
-            if not node.schedulable:
-                continue
-            free = node_free(node, observe)
-            self.views[node.name] = node
-            self.free[node.name] = free
-            self._metrics[node.name] = node_metrics(node, free, len(node.jobs))
-            self._version[node.name] = 0
-            self._push(node.name)
+            self.update(node)
+
+    def update(self, node: NodeView) -> None:
+        """The pool's knowledge of ``node`` (new, changed, or no longer schedulable) is now this view.
+
+        Between passes only: what a pass has learnt about which requests fit nowhere is forgotten.
+        """
+        name = node.name
+        old = self._everywhere.get(name)
+        if old is None:
+            self._index[name] = len(self._index)
+        if old is None or (old.cpus, old.mem_mb, old.attrs, old.features) != (
+                node.cpus, node.mem_mb, node.attrs, node.features):
+            self._possible.clear()
+            if old is not None:
+                self._matches = {k: v for k, v in self._matches.items() if k[1] != name}
+        self._everywhere[name] = node
+        self._failed.clear()
+        self._version[name] = self._version.get(name, 0) + 1
+        if not node.schedulable:
+            if name in self.views:
+                del self.views[name], self.free[name], self._metrics[name]
+                self._entry.pop(name, None)
+            return
+        free = node_free(node, self._observe)
+        self.views[name] = node
+        self.free[name] = free
+        self._metrics[name] = node_metrics(node, free, len(node.jobs))
+        self._push(name)
 
     def _score(self, name: str) -> float:
         m = self._metrics[name]
@@ -76,10 +105,30 @@ class NodePool:
         return self._adjust(self.views[name], m, r) if self._adjust is not None else r
 
     def _push(self, name: str) -> None:
-        if self.free[name].cpu < MIN_CPU:
+        free = self.free[name].cpu
+        if free < MIN_CPU:
+            self._entry.pop(name, None)
             return
-        self._order += 1
-        heapq.heappush(self._heap, (-self._score(name), self._order, name, self._version[name]))
+        index, version = self._index[name], self._version[name]
+        entry = self._entry[name] = (-self._score(name), index, name, version)
+        heapq.heappush(self._heap, entry)
+        heapq.heappush(self._roomiest, (-free, index, name, version))
+        if len(self._heap) > 4 * len(self._entry) + 64:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the entries of nodes whose room changed since (they are skipped when met anyway)."""
+        self._heap = list(self._entry.values())
+        heapq.heapify(self._heap)
+        self._roomiest = [(-self.free[n].cpu, e[1], n, e[3]) for n, e in self._entry.items()]
+        heapq.heapify(self._roomiest)
+
+    def _most_cpu_free(self) -> float:
+        """The most cpu free on any node that takes jobs (-1 when none does)."""
+        heap = self._roomiest
+        while heap and heap[0][3] != self._version[heap[0][2]]:
+            heapq.heappop(heap)
+        return -heap[0][0] if heap and heap[0][2] in self._entry else -1.0
 
     def constraint(self, text: str) -> Constraint:
         c = self._constraints.get(text)
@@ -105,7 +154,7 @@ class NodePool:
         return why
 
     def _why_impossible(self, cpu: float, mem: float, constraint: str) -> str:
-        matching = [n for n in self._everywhere if self._match(constraint, n)]
+        matching = [n for n in self._everywhere.values() if self._match(constraint, n)]
         if not matching:
             return f"no node matches the constraint {constraint!r}"
         if not any(n.cpus + EPS >= cpu for n in matching):
@@ -119,6 +168,9 @@ class NodePool:
         """The best-ranked node with ``cpu`` and ``mem`` free that meets ``constraint``; None if none."""
         failed = self._failed.get(constraint)
         if failed and any(cpu + EPS >= c and mem + EPS >= m for c, m in failed):
+            return None
+        if self._most_cpu_free() + EPS < cpu:  # no node has the cpus: no need to look at each
+            self._failed.setdefault(constraint, []).append((cpu, mem))
             return None
         skipped: list[tuple[float, int, str, int]] = []
         found: str | None = None
@@ -153,4 +205,5 @@ class NodePool:
         return max(self.views, key=self._score, default=None)
 
     def __bool__(self) -> bool:
-        return bool(self._heap)
+        """Whether any node has room left (at least MIN_CPU free)."""
+        return bool(self._entry)
