@@ -774,14 +774,15 @@ class Daemon:
         }
 
     def _why_waiting(self, job: Job, up: bool) -> str:
-        if not up:
-            return "no node is up"
         why = self.impossible.get(job.id)
         if why:
             return why
         why = self.reasons.get((job.user, job.queue), "")
+        room = not why or why.startswith("waiting for room")
+        if room and not up:
+            return "no node is up (every node is down or drained)"
         q = self.book.queues.get((job.user, job.queue))
-        if why.startswith("waiting for room") and q is not None and next(iter(q.jobs), job.id) != job.id:
+        if room and why and q is not None and next(iter(q.jobs), job.id) != job.id:
             return f"behind job {next(iter(q.jobs))} in queue {job.queue}"
         return why or "waiting for its turn"
 

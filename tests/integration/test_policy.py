@@ -1,0 +1,217 @@
+"""The scheduling policy end to end: real server, real agent, the real commands."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wulf.client import Client
+from wulfproc import Cluster, free_port, running_cluster, wait_until
+
+
+def _as(c: Cluster, user: str, *commands: str, **spec: Any) -> list[int]:
+    """Submit as ``user`` through the API (the server trusts the client's word until issue 4)."""
+    client = Client(c.url)
+    client.user = user
+    try:
+        return client.submit([{"command": cmd, "cwd": str(c.work), **spec} for cmd in commands])
+    finally:
+        client.close()
+
+
+def _post(c: Cluster, path: str, body: dict[str, Any]) -> Any:
+    client = Client(c.url)
+    try:
+        return client.post(path, body)
+    finally:
+        client.close()
+
+
+def _states(c: Cluster, ids: list[int]) -> dict[int, dict[str, Any]]:
+    jobs = {j["id"]: j for j in c.status()["jobs"]}
+    return {i: jobs[i] for i in ids}
+
+
+def _cancel_all(c: Cluster) -> None:
+    ids = [str(j["id"]) for j in c.status()["jobs"] if j["state"] in ("queued", "held", "running")
+           and j["origin"] == "batch"]
+    if ids:
+        _post(c, "/api/v1/jobs/cancel", {"ids": [int(i) for i in ids], "user": "root"})
+
+
+@pytest.fixture
+def eight(tmp_path: Path) -> Iterator[Cluster]:
+    with running_cluster(tmp_path) as c:
+        c.agent("n1", cpus=8, mem="8G")
+        yield c
+        _cancel_all(c)
+
+
+def test_a_flooding_user_does_not_starve_another(eight: Cluster) -> None:
+    eight.run("jobmgr", "drain", "n1")  # both queue up before anything starts
+    flood = _as(eight, "alice", *["sleep 60"] * 300)
+    other = _as(eight, "bob", *["sleep 60"] * 20)
+    eight.run("jobmgr", "resume", "n1")
+
+    def running() -> Counter[str]:
+        return Counter(j["user"] for j in _states(eight, flood + other).values() if j["state"] == "running")
+
+    # however much of the node is free (other work on this machine counts), they share it equally
+    wait_until("both to run", lambda: len(running()) == 2 and sum(running().values()) >= 4)
+    time.sleep(1.0)
+    counts = running()
+    assert abs(counts["alice"] - counts["bob"]) <= 1, counts
+    # as jobs end, the room goes to whoever has fewer running
+    mine = [i for i, j in _states(eight, other).items() if j["state"] == "running"]
+    _post(eight, "/api/v1/jobs/cancel", {"ids": mine[:2], "user": "root"})
+    wait_until("bob to get his turn back", lambda: running()["bob"] >= counts["bob"] - 1
+               and all(eight.job(i)["state"] == "cancelled" for i in mine[:2]))
+    counts = running()
+    assert abs(counts["alice"] - counts["bob"]) <= 1, counts
+
+
+def test_priorities_hold_release_and_stop_with_reasons(eight: Cluster) -> None:
+    eight.run("qset", "low", "--priority", "1")
+    eight.run("qset", "high", "--priority", "5")
+    eight.run("jobmgr", "drain", "n1")
+    low = eight.submit("-q", "low", "-c", "sleep 60")
+    high = eight.submit("-q", "high", "-c", "sleep 60", "-c", "sleep 60")
+    held = eight.run("qhold", str(high[1])).stdout
+    assert f"held {high[1]}" in held
+    jobs = _states(eight, low + high)
+    assert jobs[high[1]]["state"] == "held" and "held by" in jobs[high[1]]["reason"]
+    eight.run("qset", "low", "--stop")
+    assert "is stopped" in eight.job(low[0])["reason"]
+    queues = {q["name"]: q for q in eight.json("qset")["queues"]}
+    assert queues["high"]["priority"] == 5 and queues["low"]["stopped"] is True
+    # room comes: the high queue starts, the held job stays, the stopped queue starts nothing
+    eight.run("jobmgr", "resume", "n1")
+    wait_until("high to run", lambda: eight.job(high[0])["state"] == "running")
+    time.sleep(1.0)
+    jobs = _states(eight, low + high)
+    assert jobs[high[1]]["state"] == "held" and jobs[low[0]]["state"] == "queued"
+    eight.run("qrls", str(high[1]))
+    eight.run("qset", "low", "--start")
+    wait_until("the rest to run", lambda: all(j["state"] == "running" for j in _states(eight, low + high).values()))
+    bad = eight.run("qset", "low", "--priority", "soon", check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert eight.run("qrls", str(high[1]), check=False).returncode == 1  # not held any more
+
+
+def _span(start: datetime, hours: float) -> str:
+    end = start + timedelta(hours=hours)
+    return f"{start:%H:%M}-{end:%H:%M}"
+
+
+def test_a_night_queue_waits_outside_its_window(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    closed = f'[windows]\ntimezone = "UTC"\nnights = "{_span(now + timedelta(hours=2), 3)}"\nweekends = []\n'
+    with running_cluster(tmp_path, config=closed) as c:
+        c.agent("n1", cpus=8)
+        c.run("qset", "overnight", "--nights")
+        [jid] = c.submit("-q", "overnight", "-c", "true")
+        day = c.submit("-c", "true")
+        c.run("qwait", str(day[0]))
+        job = c.job(jid)
+        assert job["state"] == "queued" and job["reason"] == "queue overnight runs at nights only"
+        # night falls: the window now spans the present
+        cfg = Path(c.env["WULF_CONFIG"])
+        cfg.write_text(f'[windows]\ntimezone = "UTC"\nnights = "{_span(now - timedelta(hours=1), 3)}"\n'
+                       "weekends = []\n")
+        c.run("jobmgr", "reload")
+        c.run("qwait", str(jid))
+        assert c.job(jid)["state"] == "done"
+
+
+def test_a_user_over_their_cpu_limit_waits_with_the_reason(tmp_path: Path) -> None:
+    # (alice, not the user running the tests: everything on this machine runs as root, and a user's
+    # work outside wulf counts towards their limit too)
+    with running_cluster(tmp_path, config="[limits]\nusers = { alice = 2 }\n") as c:
+        c.agent("n1", cpus=8)
+        ids = _as(c, "alice", "sleep 60", "sleep 60", "sleep 60")
+        wait_until("two to run", lambda: [j["state"] for j in _states(c, ids).values()].count("running") == 2)
+        time.sleep(0.5)
+        third = _states(c, ids)[ids[2]]
+        assert third["state"] == "queued"
+        assert third["reason"] == "user limit: alice occupies 2 of 2 cpus"
+        _cancel_all(c)
+
+
+def test_constraints_and_features(tmp_path: Path) -> None:
+    with running_cluster(tmp_path, config='[nodes]\nfeatures = { n1 = ["bigmem"] }\n') as c:
+        c.agent("n1", cpus=8)
+        c.agent("n2", cpus=8)
+        big = c.submit("--constraint", "bigmem", "-c", "true", "-c", "true", "-c", "true")
+        c.run("qwait", *map(str, big))
+        assert {c.job(i)["node"] for i in big} == {"n1"}
+        arch = os.uname().machine
+        [plain] = c.submit("--constraint", f"arch={arch},!bigmem", "-c", "true")
+        c.run("qwait", str(plain))
+        assert c.job(plain)["node"] == "n2"
+        [never] = c.submit("--constraint", "gpu", "-c", "true")
+        wait_until("the reason", lambda: c.job(never)["reason"])
+        assert c.job(never)["reason"] == "no node matches the constraint 'gpu'"
+        nodes = {n["name"]: n for n in c.status()["nodes"]}
+        assert nodes["n1"]["features"] == ["bigmem"]
+        bad = c.run("qr", "--constraint", "arch==x", "-c", "true", check=False)
+        assert bad.returncode == 2 and "constraint" in bad.stderr and bad.stderr.count("\n") == 1
+        c.run("qcancel", str(never))
+
+
+def test_mail_when_a_job_of_the_queue_ends(tmp_path: Path) -> None:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Sink
+
+    class Box(Sink):
+        def __init__(self) -> None:
+            self.messages: list[bytes] = []
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            self.messages.append(envelope.content)
+            return "250 OK"
+
+    box = Box()
+    port = free_port()
+    smtp = Controller(box, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        config = f'[mail]\nsmtp = "127.0.0.1:{port}"\nfrom = "wulf@test"\n'
+        with running_cluster(tmp_path, config=config) as c:
+            c.agent("n1", cpus=8)
+            c.run("qset", "tell", "--mail", "alice@example.org")
+            [jid] = c.submit("-q", "tell", "-N", "answer", "-c", "exit 3")
+            c.run("qwait", str(jid), check=False)
+            wait_until("the mail", lambda: box.messages)
+            text = box.messages[0].decode()
+            assert "To: alice@example.org" in text and f"job {jid}" in text and "failed" in text
+            bad = c.run("qset", "tell", "--mail", "not an address", check=False)
+            assert bad.returncode == 2
+    finally:
+        smtp.stop()
+
+
+def test_a_job_that_outgrows_its_allocation_on_a_full_node_is_reniced(tmp_path: Path) -> None:
+    with running_cluster(tmp_path, config="[scheduler]\nsettle_seconds = 3600.0\n") as c:
+        # a node with 1.5 cpus on the books, and a job given a quarter of a cpu that takes two:
+        # there is no room for what it takes, so it is reniced (and gets no more)
+        c.agent("n1", cpus=1.5, interval=0.3)
+        burn = "while :; do :; done"
+        [greedy] = c.submit("--cpu", "0.25", "-c", f"({burn}) & ({burn}) & wait")
+        wait_until("it to run", lambda: c.job(greedy)["state"] == "running")
+        job = wait_until("the penalty", lambda: (j := c.job(greedy))["penalized"] and j)
+        assert job["reason"].startswith("reniced: uses") and job["cpu"] == 0.25
+        assert "reniced" in c.run("jstat").stdout
+        pid = job["pid"]
+
+        def nice_of(p: int) -> int:
+            return int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+        wait_until("the job's processes to be reniced", lambda: nice_of(pid) == 10)
+        c.run("qcancel", str(greedy))
