@@ -147,3 +147,48 @@ def test_killing_and_restarting_an_agent_keeps_its_jobs(three: Cluster, test_net
     for i in ids:
         assert three.job(i)["state"] == "done"
         assert (three.work / f"wulf-{i}.out").read_text() == "ok\n"
+
+
+def test_when_every_host_is_busy_jobs_wait(three: Cluster, test_network: TestNetwork) -> None:
+    """People logged in everywhere: queued work waits, with the reason, and starts when they stop."""
+    hogs = [busy(h) for h in test_network]  # (this machine has two cores: each hog gets two thirds of one)
+    try:
+        for host in test_network:
+            wait_until(f"{host.name} to look busy", lambda name=host.name: next(
+                n for n in three.status()["nodes"] if n["name"] == name)["cpu_free"] < 1.5)
+        [jid] = three.submit("--cpu", "2", "-c", "hostname")
+        reason = wait_until("a reason", lambda: three.job(jid)["reason"])
+        assert three.job(jid)["state"] == "queued" and reason.startswith("waiting for room"), reason
+    finally:
+        hogs[0].kill()  # node1's user logs out
+        hogs[0].wait()
+    try:
+        three.run("qwait", str(jid))
+        assert three.job(jid)["node"] == "node1"
+    finally:
+        for h in hogs[1:]:
+            h.kill()
+            h.wait()
+
+
+def test_two_users_share_the_cluster_equally(three: Cluster) -> None:
+    from wulf.client import Client
+
+    def submit(user: str, n: int) -> list[int]:
+        client = Client(three.url)
+        client.user = user
+        try:
+            return client.submit([{"command": "sleep 30", "cwd": str(three.work)}] * n)
+        finally:
+            client.close()
+
+    for host in ("node1", "node2", "node3"):
+        three.run("jobmgr", "drain", host)
+    flood, other = submit("alice", 200), submit("bob", 10)
+    for host in ("node1", "node2", "node3"):
+        three.run("jobmgr", "resume", host)
+    wait_until("six to run", lambda: sum(j["state"] == "running" for j in three.status()["jobs"]) >= 6)
+    running = [j for j in three.status()["jobs"] if j["state"] == "running" and j["origin"] == "batch"]
+    users = {u: sum(j["user"] == u for j in running) for u in ("alice", "bob")}
+    assert users == {"alice": 3, "bob": 3}, users
+    three.run("qcancel", *map(str, flood + other))
