@@ -204,14 +204,17 @@ def test_a_job_that_outgrows_its_allocation_on_a_full_node_is_reniced(tmp_path: 
         c.agent("n1", cpus=1.5, interval=0.3)
         burn = "while :; do :; done"
         [greedy] = c.submit("--cpu", "0.25", "-c", f"({burn}) & ({burn}) & wait")
-        wait_until("it to run", lambda: c.job(greedy)["state"] == "running")
-        job = wait_until("the penalty", lambda: (j := c.job(greedy))["penalized"] and j)
-        assert job["reason"].startswith("reniced: uses") and job["cpu"] == 0.25
-        assert "reniced" in c.run("jstat").stdout
-        pid = job["pid"]
+        try:
+            wait_until("it to run", lambda: c.job(greedy)["state"] == "running")
+            job = wait_until("the penalty", lambda: (j := c.job(greedy))["penalized"] and j)
+            assert job["reason"].startswith("reniced: uses") and job["cpu"] == 0.25
+            assert "reniced" in c.run("jstat").stdout
+            pid = job["pid"]
 
-        def nice_of(p: int) -> int:
-            return int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            def nice_of(p: int) -> int:
+                return int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
-        wait_until("the job's processes to be reniced", lambda: nice_of(pid) == 10)
-        c.run("qcancel", str(greedy))
+            wait_until("the job's processes to be reniced", lambda: nice_of(pid) == 10)
+        finally:
+            c.run("qcancel", str(greedy))
+            c.run("qwait", str(greedy), check=False)

@@ -182,7 +182,7 @@ async def shutdown(request: Request, daemon: DaemonDep) -> dict[str, Any]:
 async def page(daemon: DaemonDep) -> str:
     from wulf.server.page import render
 
-    return render(daemon.status(all_jobs=False))
+    return render(daemon.status(all_jobs=False), daemon.queues())
 
 @router.websocket("/api/v1/agent")
 async def agent(ws: WebSocket) -> None:

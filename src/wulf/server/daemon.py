@@ -93,11 +93,14 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._scheduler: asyncio.Task[None] | None = None
         self._window_timer: asyncio.TimerHandle | None = None
+        self._nodes_pool: NodePool | None = None  # kept between passes; nodes in _stale are updated first
+        self._stale: set[str] = set()
 
     def reload(self, config: Config) -> None:
         """Take a new configuration (checked first: a bad one raises ConfigError and changes nothing)."""
         policy = Policy.from_config(config)
         self.config, self.policy = config, policy
+        self._nodes_pool = None  # rank, features and the observe flag may have changed
         groups_of.cache_clear()
         self.wake()
 
@@ -143,6 +146,7 @@ class Daemon:
         node = self.nodes.get(name)
         if node is None:
             node = self.nodes[name] = Node(name)
+        self._touch(name)
         return node
 
     def wake(self) -> None:
@@ -383,10 +387,24 @@ class Daemon:
 
     # ------------------------------------------------------------------ interactive jobs (jr)
 
+    def _touch(self, node: str) -> None:
+        """Something of ``node`` changed (jobs, sample, state): the pool must see it anew."""
+        self._stale.add(node)
+
     def _pool(self) -> NodePool:
+        """The nodes' room and rank, kept between passes: only the nodes that changed are looked at."""
         features = self.policy.features
-        views = (n.view(features.get(n.name, frozenset())) for n in self.nodes.values())
-        return NodePool(views, self.policy.rank, self.policy.observe, self.policy.rank_adjust())
+        pool = self._nodes_pool
+        if pool is None:
+            views = (n.view(features.get(n.name, frozenset())) for n in self.nodes.values())
+            pool = self._nodes_pool = NodePool(views, self.policy.rank, self.policy.observe, self.policy.rank_adjust())
+        else:
+            for name in self._stale:
+                node = self.nodes.get(name)
+                if node is not None:
+                    pool.update(node.view(features.get(name, frozenset())))
+        self._stale.clear()
+        return pool
 
     def place_now(self) -> Node:
         name = self._pool().best()
@@ -405,6 +423,7 @@ class Daemon:
         await self.store.insert([job], fresh)
         self.jobs[job.id] = job
         node.jobs[job.id] = job
+        self._touch(node.name)
         token = secrets.token_urlsafe(24)
         ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._sessions[job.id] = ready
@@ -481,6 +500,7 @@ class Daemon:
             job.node = p.node
             job.reason = ""
             self.nodes[p.node].jobs[job.id] = job
+            self._touch(p.node)
             self.running[job.user] += 1
             jobs.append(job)
         return jobs
@@ -520,6 +540,7 @@ class Daemon:
         node = self.nodes.get(job.node)
         if node is not None:
             node.jobs.pop(job.id, None)
+            self._touch(node.name)
         if job.origin is Origin.BATCH and job.state is JobState.RUNNING:
             self.running[job.user] -= 1
             if self.running[job.user] <= 0:
@@ -598,6 +619,7 @@ class Daemon:
     async def agent_gone(self, node: Node, link: AgentLink) -> None:
         if node.link is link:
             node.link = None
+            self._touch(node.name)
             log.warning("node %s is down (its agent disconnected)", node.name)
 
     async def agent_message(self, node: Node, msg: Any) -> None:
@@ -680,6 +702,7 @@ class Daemon:
 
     def _report(self, node: Node, report: Report) -> None:
         node.sample = report.sample
+        self._touch(node.name)
         for use in report.jobs:
             job = node.jobs.get(use.id)
             if job is not None:
@@ -822,6 +845,7 @@ class Daemon:
         if node is None:
             raise NotFound(f"no node {name}")
         node.drained = drained
+        self._touch(name)
         await self.store.set_node_state(name, NodeState.DRAIN if drained else NodeState.UP)
         self.wake()
 
