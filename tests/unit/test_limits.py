@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,7 +11,10 @@ from hypothesis import strategies as st
 from wulf.config import parse_config
 from wulf.errors import ConfigError, UsageError
 from wulf.policy.limits import RunLimit, format_duration, parse_duration, user_limit, user_share
+from wulf.policy.placement import NodePool
+from wulf.policy.scheduler import schedule
 from wulf.policy.settings import Policy
+from wulf.policy.snapshot import NodeView, QueuedJob, QueueView, UserView
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -64,3 +69,25 @@ def test_policy_from_config_checks_values() -> None:
                 '[limits]\ntime_default = "2:00:00"\ntime_max = "1:00:00"\n', "[scheduler]\nnice_penalty = 50\n"]:
         with pytest.raises(ConfigError):
             Policy.from_config(parse_config(bad))
+
+
+def test_a_python_policy_plugin_adjusts_rank_and_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "site_policy.py").write_text(
+        "class Prefer:\n"
+        "    def rank(self, node, metrics, default):\n"
+        "        return default + (1e12 if 'fast' in node.features else 0)\n"
+        "    def user_key(self, user, default):\n"
+        "        return default - 100 if user.name == 'vip' else default\n"
+        "nothing = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    policy = Policy.from_config(parse_config('[scheduler]\npolicy_plugin = "site_policy:Prefer"\n'))
+    views = [NodeView("big", 64, 10**6), NodeView("small", 2, 1000, features=frozenset({"fast"}))]
+    pool = NodePool(views, policy.rank, policy.observe, policy.rank_adjust())
+    out = schedule([QueueView("joe", "q", [QueuedJob(1, "joe", "q", 1, 10)]),
+                    QueueView("vip", "q", [QueuedJob(2, "vip", "q", 1, 10)])],
+                   {"vip": UserView("vip", running=5)}, pool, ordering=policy.plugin)
+    assert [(p.job_id, p.node) for p in out.placements] == [(2, "small"), (1, "small")]
+    with pytest.raises(ConfigError, match="none of rank"):
+        Policy.from_config(parse_config('[scheduler]\npolicy_plugin = "site_policy:nothing"\n'))
+    with pytest.raises(ConfigError, match="package.module:object"):
+        Policy.from_config(parse_config('[scheduler]\npolicy_plugin = "site_policy"\n'))
