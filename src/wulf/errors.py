@@ -10,7 +10,7 @@ Exit codes (documented in the README):
 2     bad usage or bad input (the command line, a file, a size)
 3     the server cannot be reached
 4     not found (unknown job id, node or queue)
-5     refused by the server (not allowed, invalid state)
+5     refused by the server (not allowed, not authenticated, invalid state)
 ====  ==========================================================
 """
 
@@ -50,6 +50,24 @@ class Refused(WulfError):
     exit_code = 5
 
 
+class Unauthenticated(Refused):
+    """The server does not know who asks: no identity, or one it cannot check."""
+
+
+class Forbidden(Refused):
+    """The server knows who asks, and they may not do this (not their job, not an administrator)."""
+
+
+class SlowDown(WulfError):
+    """The caller has used up their request budget; ``retry_after`` seconds from now they may go on."""
+
+    retryable = True
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class InvalidTransition(Exception):
     """A job state change that the transition table forbids: a bug, never a user mistake."""
 
@@ -58,6 +76,9 @@ ERRORS_BY_KIND: dict[str, type[WulfError]] = {
     "usage": UsageError,
     "not_found": NotFound,
     "refused": Refused,
+    "unauthenticated": Unauthenticated,
+    "forbidden": Forbidden,
+    "slow_down": SlowDown,
     "error": WulfError,
 }
 
