@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 
 from wulf.agent.procfs import ProcInfo
@@ -85,7 +85,8 @@ class Grouping:
     """A whole scan, divided up.
 
     ``clusters`` holds the clusters big enough to report; the others are summed into ``noise``.
-    ``total`` covers every process that is not ignored: jobs + clusters + noise.
+    ``total`` covers every process that is not ignored: jobs + clusters + noise. ``job_pids`` lists
+    each job's processes.
     """
 
     jobs: dict[int, Use]
@@ -93,6 +94,7 @@ class Grouping:
     noise: Use
     ignored: Use
     total: Use
+    job_pids: dict[int, list[int]] = field(default_factory=dict)
 
 
 def starts_cluster(proc: ProcInfo, parent: ProcInfo | None) -> bool:
@@ -200,8 +202,11 @@ def group(
     by_pid = {p.pid: p for p in procs}
     sums: dict[Owner, list[float]] = {}  # owner -> [cpu, rss_kb, nprocs]
     owners = assign(by_pid, job_roots, ignore_roots)
+    job_pids: dict[int, list[int]] = {}
     for pid, proc in by_pid.items():
         owner = owners[pid]
+        if owner.kind == "job":
+            job_pids.setdefault(owner.ident, []).append(pid)
         acc = sums.get(owner)
         if acc is None:
             acc = sums[owner] = [0.0, 0, 0]
@@ -222,7 +227,7 @@ def group(
             for i, value in enumerate(acc):
                 noise[i] += value
     total = [sum(acc[i] for acc in sums.values()) for i in range(3)]
-    return Grouping(jobs, clusters, _use(noise), _use(ignored), _use(total))
+    return Grouping(jobs, clusters, _use(noise), _use(ignored), _use(total), job_pids)
 
 
 def _use(acc: Sequence[float]) -> Use:

@@ -4,6 +4,11 @@ Agents are expendable, jobs are not. Every job the agent starts is written to a 
 agent's state directory; a restarted agent reads it, finds its jobs still running (checked by pid and
 process start time), watches them again and reports them to the server, which reconciles. Exits are
 kept in the journal until the server acknowledges that it has recorded them.
+
+Each job runs in its own cgroup when the machine offers them (see :mod:`wulf.agent.cgroups`), which
+measures it whole and holds its memory limit; the enforcer (:mod:`wulf.agent.enforcer`) checks the
+jobs that have limits every second and stops those that go over one. A job's limits are in the
+journal, so a job taken back after a restart keeps them.
 """
 
 from __future__ import annotations
@@ -11,21 +16,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import os
+import resource
 import signal
 import socket
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from wulf.agent import launcher, procfs
+from wulf.agent import jobprocs, launcher, procfs
+from wulf.agent.cgroups import Cgroups, JobCgroup, group_name
+from wulf.agent.enforcer import CHECK_EVERY, Action, Enforcer, Kill, Term
+from wulf.agent.jobmeter import JobMeter
+from wulf.agent.journal import Journal
+from wulf.agent.limits import Limits, Usage, exit_reason
 from wulf.agent.monitor import Monitor
 from wulf.agent.session import SessionServer
 from wulf.config import Config, default_state_dir
@@ -50,7 +61,11 @@ from wulf.protocol import (
 
 log = logging.getLogger("wulf.agent")
 
-KILL_GRACE = 10.0  # seconds between TERM and KILL when a job is cancelled
+KILL_GRACE: Final = 10.0
+"""Seconds between TERM and KILL when a job is cancelled or stopped at a limit."""
+CGROUP_REMOVE_TRIES: Final = 8
+"""Tries to remove an ended job's cgroup (its last processes may take a moment to exit), 50 ms apart
+and doubling: about 13 s in all. A cgroup left behind is removed at the agent's next start."""
 
 
 def _proc_start(pid: int) -> int | None:
@@ -71,85 +86,41 @@ class Running:
     rc_file: str
     script_file: str | None
     keep_script: bool
+    time_limit: float | None = None
+    cputime_limit: float | None = None
+    mem_limit_mb: float | None = None
     pidfd: int = -1
     adopted: bool = False  # found again after a restart: not our child, so no wait status
+    meter: JobMeter | None = None
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.time_limit, self.cputime_limit, self.mem_limit_mb)
 
 
-class Journal:
-    """What the agent must not forget across its own restarts: jobs running, exits not yet acknowledged.
+JOURNAL_KEYS: Final = ("id", "pid", "start_ticks", "started", "rc_file", "script_file", "keep_script",
+                       "time_limit", "cputime_limit", "mem_limit_mb")
+"""The fields of a running job written to the journal; the limits may be missing in older ones."""
 
-    An append-only file of JSON lines (``start``, ``exit``, ``ack``), one write per batch of events,
-    rewritten with only the live entries when it has grown. It lives in a tmpfs runtime directory:
-    jobs do not survive a reboot, and neither need their records.
-    """
 
-    COMPACT_AFTER = 20000  # records appended before the file is rewritten
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = root / "journal.jsonl"
-        self.live: dict[int, dict[str, Any]] = {}
-        self._appended = 0
-        self._fd = -1
-
-    def load(self) -> list[dict[str, Any]]:
-        """The live entries left by a previous run; then the file is rewritten with just those."""
-        self.live.clear()
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue  # a torn last line from a crash
-                    self._apply(rec)
-        except FileNotFoundError:
-            pass
-        self._rewrite()
-        return list(self.live.values())
-
-    def _apply(self, rec: dict[str, Any]) -> None:
-        if "ack" in rec:
-            for job_id in rec["ack"]:
-                self.live.pop(int(job_id), None)
-        else:
-            self.live[int(rec["id"])] = rec
-
-    def _rewrite(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-        tmp = self.root / "journal.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.live.values()))
-        os.replace(tmp, self.path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        self._appended = 0
-
-    def append(self, records: list[dict[str, Any]]) -> None:
-        if not records:
-            return
-        for rec in records:
-            self._apply(rec)
-        if self._fd < 0:
-            self._rewrite()
-        os.write(self._fd, "".join(json.dumps(r) + "\n" for r in records).encode())
-        self._appended += len(records)
-        if self._appended > self.COMPACT_AFTER and len(self.live) < self._appended // 4:
-            self._rewrite()
+def state_tag(state: Path) -> str:
+    """A short tag of an agent's state directory: with the node name, it names this agent on its
+    machine (its runtime directory, its cgroups), the same after a restart."""
+    return hashlib.sha1(str(state.resolve()).encode()).hexdigest()[:8]
 
 
 def runtime_dir(config: Config, name: str, state: Path) -> Path:
     """tmpfs for the journal and exit-status files: fast, and gone at reboot like the jobs."""
     if config.agent.runtime_dir:
         return Path(config.agent.runtime_dir)
-    tag = hashlib.sha1(str(state.resolve()).encode()).hexdigest()[:8]
+    tag = state_tag(state)
     base = os.environ.get("XDG_RUNTIME_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else str(state))
     return Path(base) / f"wulf-{os.getuid()}" / f"{name}-{tag}"
 
 
 class Agent:
     def __init__(self, config: Config, server: str, name: str | None = None, cpus: float | None = None,
-                 mem_mb: float | None = None) -> None:
+                 mem_mb: float | None = None, cgroups: bool = True) -> None:
         self.config = config
         self.server = server
         self.name = name or socket.gethostname().split(".")[0]
@@ -175,7 +146,10 @@ class Agent:
         self._ws: ClientConnection | None = None
         self._stop = asyncio.Event()
         self.sessions: SessionServer | None = None
-        self._kill_timers: dict[int, asyncio.TimerHandle] = {}
+        self.enforcer = Enforcer(KILL_GRACE)
+        self.use_cgroups = cgroups  # False: jobs are measured and limited without cgroups
+        self.cgroups: Cgroups | None = None
+        self._cgroup_group = group_name(self.name, state_tag(state))
 
     # ------------------------------------------------------------------ jobs
 
@@ -186,19 +160,26 @@ class Agent:
             if "exit" in entry:
                 self.unacked[job_id] = JobExit.model_validate(entry["exit"])
                 continue
-            run = Running(**{k: entry[k] for k in ("id", "pid", "start_ticks", "started", "rc_file",
-                                                 "script_file", "keep_script")})
+            fields: dict[str, Any] = {k: entry.get(k) for k in JOURNAL_KEYS}
+            run = Running(**fields)
             run.adopted = True
+            cg = self.cgroups.job(job_id) if self.cgroups is not None else None
+            run.meter = JobMeter(run.pid, cg if cg is not None and cg.exists() else None)
             if not _same_process(run) or not self._watch(run):
                 self._ended_while_away(run)
             else:
                 self.jobs[job_id] = run
+                self.enforcer.watch(job_id, run.limits, run.started)
                 log.info("job %d (pid %d) is still running; watching it again", job_id, run.pid)
+        if self.cgroups is not None:
+            removed = self.cgroups.remove_stale(self.jobs)
+            if removed:
+                log.info("removed the empty cgroups of %d jobs this agent no longer runs", len(removed))
 
     def _ended_while_away(self, run: Running) -> None:
         rc = launcher.read_rc(run.rc_file)
         reason = "" if rc is not None else "lost: it ended while the agent was down and left no exit status"
-        self._finish(run, JobExit(id=run.id, exit_code=rc, time=time.time(), reason=reason))
+        self._finish(run, self._exit(run, rc, None, 0.0, 0.0, reason))
 
     def _watch(self, run: Running) -> bool:
         try:
@@ -212,21 +193,42 @@ class Agent:
         for job in jobs:
             if job.id in self.jobs or job.id in self.unacked:
                 continue  # already started: nothing is started twice
+            limits = Limits.of(job)
+            cg = self._new_cgroup(job.id, limits.mem_mb)
             try:
-                pid, launch = launcher.spawn(job, self.name, self.scratch, str(self.runtime))
+                pid, launch = launcher.spawn(job, self.name, self.scratch, str(self.runtime),
+                                             cg.procs_files() if cg is not None else ())
             except OSError as e:
                 reason = f"could not start: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
                 log.warning("job %d: %s", job.id, reason)
+                if cg is not None:
+                    cg.remove()
                 self._finish_exit(JobExit(id=job.id, exit_code=127, time=time.time(), reason=reason))
                 continue
             now = time.time()
-            run = Running(job.id, pid, None, now, launch.rc_file, launch.script_file, job.keep_script)
+            run = Running(job.id, pid, None, now, launch.rc_file, launch.script_file, job.keep_script,
+                          limits.time, limits.cpu, limits.mem_mb, meter=JobMeter(pid, cg))
             self._journal_queue.append(_record(run))
             self.jobs[job.id] = run
+            self.enforcer.watch(job.id, limits, now)
             if not self._watch(run):
                 self._reap(run)
             self._started.append(JobStarted(id=job.id, pid=pid, time=now))
             self._schedule_flush()
+
+    def _new_cgroup(self, job_id: int, mem_limit_mb: float | None) -> JobCgroup | None:
+        """A fresh cgroup for a job (with its memory limit); None without cgroups or when it cannot
+        be made, and then the job runs without one."""
+        if self.cgroups is None:
+            return None
+        cg = self.cgroups.job(job_id)
+        try:
+            cg.create(mem_limit_mb)
+        except OSError as e:
+            log.warning("job %d runs without a cgroup: cannot make %s: %s", job_id, cg.memory_dir, e)
+            cg.remove()
+            return None
+        return cg
 
     def _reap(self, run: Running) -> None:
         exit_code: int | None
@@ -245,12 +247,30 @@ class Agent:
             exit_code, sig = (code, None) if code >= 0 else (None, -code)
             if usage is not None:
                 cpu = usage.ru_utime + usage.ru_stime
-                peak = usage.ru_maxrss / 1024.0
+                peak = _job_maxrss_mb(usage.ru_maxrss)
         reason = "" if exit_code is not None or sig is not None else "lost: exit status unknown"
         if sig is not None:
             reason = f"killed by signal {sig} ({signal.Signals(sig).name if sig in signal.valid_signals() else sig})"
-        self._finish(run, JobExit(id=run.id, exit_code=exit_code, signal=sig, time=time.time(),
-                                  cpu_time=round(cpu, 3), peak_mem_mb=round(peak, 1), reason=reason))
+        self._finish(run, self._exit(run, exit_code, sig, cpu, peak, reason))
+
+    def _exit(self, run: Running, exit_code: int | None, sig: int | None, cpu: float, peak: float,
+              reason: str) -> JobExit:
+        """The exit record of a job whose shell has ended: cpu time and peak memory from its cgroup
+        when it was in one (else from its wait status and what was measured), and the limit it went
+        over as the reason, if one did it."""
+        meter = run.meter
+        ending = meter.ending(oom_kills=run.limits.mem_mb is not None) if meter is not None else None
+        oom_kills = 0
+        if meter is not None:
+            cpu, peak = max(cpu, meter.cpu_seen), max(peak, meter.peak_mb)
+        if ending is not None:
+            cpu = ending.cpu if ending.cpu is not None else cpu
+            peak = ending.peak_mb if ending.peak_mb is not None else peak
+            oom_kills = ending.oom_kills
+        succeeded = exit_code == 0 and sig is None
+        reason = self.enforcer.reason(run.id) or exit_reason(run.limits, cpu, oom_kills, succeeded) or reason
+        return JobExit(id=run.id, exit_code=exit_code, signal=sig, time=time.time(), cpu_time=round(cpu, 3),
+                       peak_mem_mb=round(peak, 1), reason=reason)
 
     def _finish(self, run: Running, exit: JobExit) -> None:
         if run.pidfd >= 0:
@@ -258,11 +278,31 @@ class Agent:
             os.close(run.pidfd)
             run.pidfd = -1
         self.jobs.pop(run.id, None)
-        timer = self._kill_timers.pop(run.id, None)
-        if timer:
-            timer.cancel()
+        stopped = self.enforcer.stopping(run.id)
+        self.enforcer.forget(run.id)
+        if run.meter is not None and run.meter.cgroup is not None:
+            self._remove_cgroup(run.id, run.meter.cgroup, quiet=stopped)
         launcher.cleanup(run.rc_file, run.script_file, run.keep_script)
+        if exit.reason and run.limits:
+            log.info("job %d: %s", run.id, exit.reason)
         self._finish_exit(exit)
+
+    def _remove_cgroup(self, job_id: int, cg: JobCgroup, tries: int = 0, quiet: bool = False) -> None:
+        """Kill what is left in an ended job's cgroup (a job is over when its shell has ended), then
+        remove it, trying again while its last processes exit (``quiet``: they were being stopped)."""
+        if cg.remove():
+            return
+        left = cg.signal(signal.SIGKILL)
+        if left and tries == 0 and not quiet:
+            log.info("job %d: killed %d processes left in its cgroup after its end", job_id, left)
+        if cg.remove():
+            return
+        if tries < CGROUP_REMOVE_TRIES:
+            asyncio.get_running_loop().call_later(0.05 * 2**tries, self._remove_cgroup, job_id, cg, tries + 1,
+                                                  True)
+        else:
+            log.warning("job %d: cannot remove its cgroup %s; it is tried again when the agent starts",
+                        job_id, cg.memory_dir)
 
     def _finish_exit(self, exit: JobExit) -> None:
         self.unacked[exit.id] = exit
@@ -290,19 +330,47 @@ class Agent:
             if run is None:
                 if self.sessions is not None:
                     self.sessions.signal(job_id, signum)
-                continue
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(run.pid, signum)
-            if signum == signal.SIGTERM and job_id not in self._kill_timers:
-                loop = asyncio.get_running_loop()
-                self._kill_timers[job_id] = loop.call_later(KILL_GRACE, self._kill, job_id)
+            elif signum == signal.SIGTERM:
+                self._apply(self.enforcer.stop(job_id, time.time()))  # KILL follows after the grace
+            else:
+                _signal_job(run, signum)
 
-    def _kill(self, job_id: int) -> None:
-        self._kill_timers.pop(job_id, None)
+    def _apply(self, actions: Sequence[Action]) -> None:
+        for action in actions:
+            run = self.jobs.get(action.job)
+            if run is None:
+                continue
+            if isinstance(action, Term):
+                if action.reason:
+                    log.info("job %d %s: stopping it", action.job, action.reason)
+                _signal_job(run, signal.SIGTERM)
+            elif isinstance(action, Kill):
+                log.info("job %d is still there %.0fs after TERM: killing it", action.job, self.enforcer.grace)
+                _signal_job(run, signal.SIGKILL)
+
+    def _measure(self, job_id: int, limits: Limits, wall: float) -> Usage:
         run = self.jobs.get(job_id)
-        if run is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(run.pid, signal.SIGKILL)
+        if run is None or run.meter is None:
+            return Usage(wall)
+        return run.meter.usage(limits, wall)
+
+    async def _enforce_loop(self) -> None:
+        """Check the jobs that have limits every second, whether or not the server is there."""
+        while True:
+            await asyncio.sleep(CHECK_EVERY)
+            if not self.enforcer.busy():
+                continue
+            try:
+                self._apply(self.enforcer.tick(time.time(), self._measure))
+            except Exception:  # a bug here must not end enforcement for good
+                log.exception("checking the jobs' limits failed")
+
+    def job_memory(self, job_id: int, pids: Sequence[int]) -> float | None:
+        """A job's memory for the report: see :meth:`JobMeter.memory_mb` (interactive jobs: by PSS)."""
+        run = self.jobs.get(job_id)
+        if run is None or run.meter is None:
+            return jobprocs.pss_mb(pids)
+        return run.meter.memory_mb(pids)
 
     def renice(self, job_id: int, nice: int) -> None:
         pid = self.jobs[job_id].pid if job_id in self.jobs else None
@@ -344,7 +412,7 @@ class Agent:
             roots = {run.pid: job_id for job_id, run in self.jobs.items()}
             if self.sessions is not None:
                 roots.update({pid: job_id for job_id, pid in self.sessions.running().items()})
-            sample, uses, clusters = self.monitor.sample(roots)
+            sample, uses, clusters = self.monitor.sample(roots, self.job_memory)
             await ws.send(Report(sample=sample, jobs=uses, clusters=clusters).model_dump_json())
             await asyncio.sleep(self.interval)
 
@@ -412,8 +480,14 @@ class Agent:
                 self._ws = None
                 reporter.cancel()
 
+    def stop(self) -> None:
+        """Make :meth:`run` return (its jobs keep running)."""
+        self._stop.set()
+
     async def run(self) -> None:
+        self.cgroups = Cgroups.setup(self._cgroup_group) if self.use_cgroups else None
         self.recover()
+        enforcing = asyncio.create_task(self._enforce_loop())
         self.sessions = SessionServer(self.name, self._session_started, self._finish_exit,
                                       listen=self.config.agent.session_listen)
         port = await self.sessions.start()
@@ -446,15 +520,41 @@ class Agent:
                 await asyncio.wait_for(asyncio.shield(self._stop.wait()), delay)
             delay = min(delay * 2, self.config.agent.reconnect_max)
         stopper.cancel()
+        enforcing.cancel()
         await self.sessions.close()
         self.monitor.close()
+        if self.cgroups is not None:
+            self.cgroups.close()
         log.info("agent %s stopped; %d jobs keep running", self.name, len(self.jobs))
 
 
 def _record(run: Running) -> dict[str, Any]:
-    rec = asdict(run)
-    del rec["pidfd"], rec["adopted"]
-    return rec
+    return {key: getattr(run, key) for key in JOURNAL_KEYS}
+
+
+def _job_maxrss_mb(maxrss_kb: int) -> float:
+    """A job's peak resident size from its wait status, 0 when that may be the agent's own.
+
+    The kernel keeps a process's high-water mark across exec, and a job is spawned with vfork
+    semantics, sharing the agent's memory until its exec: a job that stayed smaller than the agent
+    reports the agent's peak. Only a value above the agent's own peak is the job's.
+    """
+    own_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss_kb / 1024.0 if maxrss_kb > own_kb else 0.0
+
+
+def _signal_job(run: Running, signum: int) -> None:
+    """Signal every process of a job: its process group, and everything in its cgroup (or, without
+    one, below its shell), which also reaches processes that left the group."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(run.pid, signum)
+    cg = run.meter.joined() if run.meter is not None else None
+    if cg is not None:
+        cg.signal(signum)
+        return
+    for pid in jobprocs.tree(run.pid)[1:]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
 
 
 def _same_process(run: Running) -> bool:

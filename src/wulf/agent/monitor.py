@@ -9,6 +9,11 @@ memory and swap come from machine-wide files; inside a PID namespace (the test h
 ``tests/cluster``) they describe the whole machine, not the namespace. ``used_cpu`` and
 ``used_mem_mb`` are therefore summed over the processes this agent sees, which is what the server
 uses as the node's observed load. On a real node both agree.
+
+A job's memory is not the sum of its processes' resident sizes, which counts every page shared among
+them (a parent and its copy-on-write children) once per process: the agent passes ``job_memory``,
+which measures a job from its cgroup or by PSS (see :mod:`wulf.agent.jobmeter`). The node's other
+processes stay on resident size, which costs nothing more to read.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ import pwd
 import shutil
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Final
+from typing import Final, TypeAlias
 
 import psutil  # type: ignore[import-untyped,unused-ignore]  # psutil ships no type stubs
 
@@ -31,6 +36,9 @@ from wulf.protocol import Cluster, JobUse, NodeInfo, NodeSample
 
 MB: Final = 1024.0 * 1024.0
 COMMAND_MAX: Final = 200
+JobMemory: TypeAlias = Callable[[int, Sequence[int]], float | None]
+"""(job id, its processes' pids) -> its memory in MB, or None to keep the sum of resident sizes."""
+
 USER_CACHE_SECONDS: Final = 600.0
 """User names are looked up once per uid for this long: a directory service (LDAP) may be slow."""
 
@@ -105,7 +113,9 @@ class Monitor:
             session_port=session_port,
         )
 
-    def sample(self, job_roots: Mapping[int, int]) -> tuple[NodeSample, list[JobUse], list[Cluster]]:
+    def sample(
+        self, job_roots: Mapping[int, int], job_memory: JobMemory | None = None
+    ) -> tuple[NodeSample, list[JobUse], list[Cluster]]:
         """Measure now: the node, the use of each running job (by root pid -> job id), and clusters."""
         procs = self._scanner.scan()
         uptime = _uptime()
@@ -113,14 +123,19 @@ class Monitor:
         grouping = group(
             procs, job_roots, self.ignore_roots, rates, self.min_cpu, int(self.min_mem_mb * 1024)
         )
-        node = self._node_sample(uptime, len(procs), grouping)
-        jobs = [
-            JobUse(id=job, cpu=round(use.cpu, 3), mem_mb=round(use.rss_kb / 1024, 1), nprocs=use.nprocs)
-            for job, use in grouping.jobs.items()
-        ]
+        jobs = []
+        correction_mb = 0.0  # measured job memory minus the resident sizes it replaces
+        for job, use in grouping.jobs.items():
+            rss_mb = use.rss_kb / 1024
+            mem_mb = job_memory(job, grouping.job_pids.get(job, [])) if job_memory is not None else None
+            if mem_mb is None:
+                mem_mb = rss_mb
+            correction_mb += mem_mb - rss_mb
+            jobs.append(JobUse(id=job, cpu=round(use.cpu, 3), mem_mb=round(mem_mb, 1), nprocs=use.nprocs))
+        node = self._node_sample(uptime, len(procs), grouping, correction_mb)
         return node, jobs, [self._cluster(c) for c in grouping.clusters]
 
-    def _node_sample(self, uptime: float, nprocs: int, grouping: Grouping) -> NodeSample:
+    def _node_sample(self, uptime: float, nprocs: int, grouping: Grouping, job_mem_correction: float) -> NodeSample:
         load1, load5, load15 = os.getloadavg()
         user, system, idle = self._cpu_fractions()
         mem = psutil.virtual_memory()
@@ -143,7 +158,7 @@ class Monitor:
             io_write_mbps=write_mbps,
             nprocs=nprocs,
             used_cpu=round(grouping.total.cpu, 3),
-            used_mem_mb=round(grouping.total.rss_kb / 1024, 1),
+            used_mem_mb=round(max(grouping.total.rss_kb / 1024 + job_mem_correction, 0.0), 1),
         )
 
     def _cpu_fractions(self) -> tuple[float, float, float]:
