@@ -20,6 +20,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from users import User
+from wulf.auth import credential
+from wulf.auth.key import ClusterKey, load_key
+from wulf.client import Client
+
 BIN = Path(sys.executable).parent
 
 
@@ -67,6 +72,20 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
 
+class SignedClient(Client):
+    """A client that says it is ``user`` with credentials signed by the cluster key, as the agent of a
+    machine would: for tests that act as several users from one process."""
+
+    def __init__(self, url: str, key: ClusterKey, uid: int, gid: int, timeout: float = 30.0) -> None:
+        super().__init__(url, timeout)
+        self.key, self.as_uid, self.as_gid = key, uid, gid
+
+    def _identity(self, method: str, path: str, data: bytes | None) -> str:
+        digest = credential.request_digest(method, path, data or b"")
+        cred = credential.encode(self.key, credential.USER, self.as_uid, self.as_gid, "tests", time.time(), digest)
+        return f"X-Wulf-Credential: {cred}\r\n"
+
+
 class Cluster:
     """A server on a Unix socket (and TCP if ``listen``), and agents added with :meth:`agent`."""
 
@@ -90,6 +109,7 @@ class Cluster:
         self.agents: dict[str, Daemon] = {}
         self.work = root / "work"
         self.work.mkdir(exist_ok=True)
+        self.work.chmod(0o1777)  # like /tmp: the jobs of every user of a test write their output here
 
     def start_server(self) -> Daemon:
         argv = [str(BIN / "wulf"), "server", "--state", str(self.state), "--listen", self.listen]
@@ -123,6 +143,26 @@ class Cluster:
         if check and p.returncode != 0:
             raise AssertionError(f"{' '.join(argv)} exited {p.returncode}: {p.stderr.strip()}")
         return p
+
+    def run_as(self, user: User, *argv: str, check: bool = True, input: str | None = None,
+               cwd: Path | None = None, timeout: float = 60,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a wulf command as ``user`` (see tests/asuser.py)."""
+        p = subprocess.run(user.argv(*argv), capture_output=True, text=True, env={**self.env, **(env or {})},
+                           input=input, cwd=cwd or self.work, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} as {user.name} exited {p.returncode}: {p.stderr.strip()}")
+        return p
+
+    @property
+    def key_path(self) -> Path:
+        return self.state / "cluster.key"
+
+    def client(self, user: User | None = None) -> Client:
+        """A client of the API as ``user`` (root if None: this process)."""
+        if user is None:
+            return Client(self.url)
+        return SignedClient(self.url, load_key(self.key_path), user.uid, user.gid)
 
     def json(self, *argv: str) -> Any:
         return json.loads(self.run(*argv, "--json").stdout)

@@ -8,9 +8,15 @@ It is also wulf's Python API::
     c.wait(ids)
 
 It speaks just enough HTTP/1.1 itself, over a Unix socket (``unix:PATH``) or TCP
-(``http://HOST:PORT``), rather than import :mod:`http.client` (which brings :mod:`email` and
-:mod:`ssl`) and :mod:`socket` (whose enums are slow to build): a command-line tool spends most of
-its life starting up.
+(``http://HOST:PORT``, ``https://HOST:PORT``), rather than import :mod:`http.client` (which brings
+:mod:`email` and :mod:`ssl`) and :mod:`socket` (whose enums are slow to build): a command-line tool
+spends most of its life starting up. :mod:`ssl` and :mod:`hashlib` come only for TCP.
+
+Who the caller is, the server learns without the client's word for it: over the Unix socket the
+kernel tells it; over TCP each request carries a credential that the wulf agent of this machine signed
+for the caller's uid and that request (``X-Wulf-Credential``; see :mod:`wulf.auth.vouch`), or the API
+token in ``$WULF_TOKEN`` (``Authorization: Bearer``). When the server asks to slow down (HTTP 429),
+the client waits the time it names and tries again (a few times).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import os
 import pwd
 import time
 
-from wulf.errors import ServerUnreachable, WulfError, error_from_kind
+from wulf.errors import ServerUnreachable, SlowDown, Unauthenticated, WulfError, error_from_kind
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,6 +35,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_PORT = 7878
+SLOW_DOWN_TRIES = 8
+"""How many times a request the server asked to slow down is tried again before the client gives up."""
+SLOW_DOWN_WAIT = 30.0
+"""Longest wait before trying again, whatever the server names."""
 _MAX_LINE = 65536  # longest status or header line accepted
 _MAX_HEADERS = 100
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
@@ -38,6 +48,13 @@ def quote(text: str, safe: str = "/") -> str:
     """Percent-encode ``text`` (UTF-8) for a URL, like :func:`urllib.parse.quote`."""
     ok = _SAFE.union(safe.encode("ascii"))
     return "".join(chr(b) if b in ok else f"%{b:02X}" for b in text.encode("utf-8"))
+
+
+def current_umask() -> int:
+    """This process's umask (read by setting it, and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def current_user() -> tuple[str, int]:
@@ -54,13 +71,18 @@ def _how_to_start(url: str) -> str:
     return "start it with `wulf server`, or set WULF_SERVER to the right URL"
 
 
+def is_tls(url: str) -> bool:
+    return url[:8].lower() == "https://"
+
+
 def parse_server_url(url: str) -> tuple[str, int]:
-    """``(host, port)`` of a TCP server URL: ``http://HOST:PORT``, ``HOST:PORT``, ``http://[::1]:PORT``."""
+    """``(host, port)`` of a TCP server URL: ``http://HOST:PORT``, ``https://HOST:PORT``, ``HOST:PORT``,
+    ``http://[::1]:PORT``."""
     rest = url
     scheme, sep, after = url.partition("://")
     if sep:
-        if scheme.lower() != "http":
-            raise WulfError(f"unsupported server URL {url!r} (use http://HOST:PORT or unix:PATH)")
+        if scheme.lower() not in ("http", "https"):
+            raise WulfError(f"unsupported server URL {url!r} (use http://HOST:PORT, https://HOST:PORT or unix:PATH)")
         rest = after
     elif url.startswith("//"):
         rest = url[2:]
@@ -83,6 +105,29 @@ def _find_server() -> str:
     return server_url()
 
 
+def fetch_credential(path: str, digest: str, timeout: float = 10.0) -> str:
+    """A credential for one request (``digest``: see :func:`wulf.auth.credential.request_digest`) from
+    the wulf agent of this machine, which listens at ``path``. Raises OSError when there is none, and
+    Unauthenticated when it will not vouch."""
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(f"CRED {digest}\n".encode("ascii"))
+        buf = b""
+        while not buf.endswith(b"\n") and len(buf) < 8192:
+            chunk = s.recv(8192)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        s.close()
+    line = buf.decode("ascii", "replace").strip()
+    if line.startswith("OK "):
+        return line[3:]
+    raise Unauthenticated(f"the wulf agent at {path} would not vouch for you: {line[4:] or 'it did not answer'}")
+
+
 class _Disconnected(ConnectionResetError):
     """The server closed the connection before it sent anything back."""
 
@@ -98,8 +143,10 @@ class _BadResponse(Exception):
 class _Connection:
     """One HTTP/1.1 connection, kept alive between requests; one request at a time."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, ca: str = "") -> None:
         self.unix_path = url[5:] if url.startswith("unix:") else None
+        self.tls = self.unix_path is None and is_tls(url)
+        self.ca = ca
         self.addr = ("localhost", 0) if self.unix_path is not None else parse_server_url(url)
         host, port = self.addr
         self.host_header = host if self.unix_path is not None else f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -127,6 +174,10 @@ class _Connection:
             try:
                 s.settimeout(timeout)
                 s.connect(addr)
+                if self.tls:
+                    from wulf.auth.tls import client_context
+
+                    return client_context(self.ca).wrap_socket(s, server_hostname=self.addr[0])  # type: ignore[arg-type]
                 return s
             except OSError as e:
                 s.close()
@@ -212,12 +263,13 @@ class _Connection:
             raise _BadResponse(f"bad chunk size {size[:40]!r}")
         return int(size, 16)
 
-    def exchange(self, method: str, path: str, data: bytes | None, timeout: float) -> tuple[int, bytes]:
-        """Send one request and read its answer: ``(status, body)``."""
+    def exchange(self, method: str, path: str, data: bytes | None, timeout: float,
+                 extra: str = "") -> tuple[int, bytes]:
+        """Send one request (with the ``extra`` header lines) and read its answer: ``(status, body)``."""
         target = f"{method} {path}"
         if not (target.isascii() and target.isprintable()) or target.count(" ") != 1:
             raise WulfError(f"cannot send {target!r}: not ASCII, or spaces or control characters in it")
-        head = f"{target} HTTP/1.1\r\nHost: {self.host_header}\r\nAccept-Encoding: identity\r\n"
+        head = f"{target} HTTP/1.1\r\nHost: {self.host_header}\r\nAccept-Encoding: identity\r\n{extra}"
         if data is not None:
             head += "Content-Type: application/json\r\n"
         if data is not None or method in ("POST", "PUT", "PATCH"):
@@ -251,13 +303,41 @@ class Client:
         self.timeout = timeout
         self._conn: _Connection | None = None
         self.user, self.uid = current_user()
+        self.token = os.environ.get("WULF_TOKEN", "").strip()
+        self._tcp: tuple[str, str] | None = None  # (agent socket, CA certificate), looked up when needed
+        self._no_credential = ""  # why the last request went without a credential
+
+    def _tcp_settings(self) -> tuple[str, str]:
+        if self._tcp is None:
+            from wulf.locate import tcp_settings
+
+            self._tcp = tcp_settings()
+        return self._tcp
 
     # ------------------------------------------------------------------ transport
 
     def _connect(self) -> _Connection:
         if self._conn is None:
-            self._conn = _Connection(self.url)
+            tls = not self.url.startswith("unix:") and is_tls(self.url)
+            self._conn = _Connection(self.url, self._tcp_settings()[1] if tls else "")
         return self._conn
+
+    def _identity(self, method: str, path: str, data: bytes | None) -> str:
+        """The header lines that say who sends a request over TCP (none over the Unix socket)."""
+        if self.token:
+            return f"Authorization: Bearer {self.token}\r\n"
+        if self.url.startswith("unix:"):
+            return ""
+        from wulf.auth.credential import request_digest
+
+        agent = self._tcp_settings()[0]
+        try:
+            cred = fetch_credential(agent, request_digest(method, path, data or b""))
+        except OSError as e:
+            self._no_credential = f"no wulf agent here vouches for you ({agent}: {e.strerror or e})"
+            return ""
+        self._no_credential = ""
+        return f"X-Wulf-Credential: {cred}\r\n"
 
     def close(self) -> None:
         if self._conn is not None:
@@ -265,11 +345,12 @@ class Client:
             self._conn = None
 
     def _exchange(self, method: str, path: str, data: bytes | None, timeout: float | None) -> tuple[int, bytes]:
+        extra = self._identity(method, path, data)
         for attempt in range(2):  # one silent retry when a kept-alive connection was closed
             conn = self._connect()
             reused = conn.sock is not None and conn.reused
             try:
-                return conn.exchange(method, path, data, self.timeout if timeout is None else timeout)
+                return conn.exchange(method, path, data, self.timeout if timeout is None else timeout, extra)
             except (ConnectionRefusedError, FileNotFoundError) as e:
                 self.close()
                 raise ServerUnreachable(
@@ -282,12 +363,15 @@ class Client:
                 answered = conn.answered
                 self.close()
                 if attempt or not reused or answered:
-                    raise ServerUnreachable(f"the wulf server at {self.url} closed the connection ({e})") from None
+                    hint = "" if conn.tls or self.url.startswith("unix:") else "; does it speak TLS only? then use https://"
+                    raise ServerUnreachable(f"the wulf server at {self.url} closed the connection ({e}){hint}") from None
             except TimeoutError:
                 self.close()
                 raise ServerUnreachable(f"the wulf server at {self.url} did not answer in time") from None
             except OSError as e:
                 self.close()
+                if conn.tls:
+                    _tls_failure(self.url, conn.ca, e)
                 raise ServerUnreachable(
                     f"cannot reach the wulf server at {self.url} ({e.strerror or e}); {_how_to_start(self.url)}"
                 ) from None
@@ -301,6 +385,16 @@ class Client:
 
     def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
+        for attempt in range(SLOW_DOWN_TRIES + 1):
+            try:
+                return self._request_once(method, path, data, timeout)
+            except SlowDown as e:
+                if attempt == SLOW_DOWN_TRIES:
+                    raise
+                time.sleep(min(SLOW_DOWN_WAIT, max(0.01, e.retry_after)))
+        raise AssertionError("unreachable")
+
+    def _request_once(self, method: str, path: str, data: bytes | None, timeout: float | None) -> Any:
         status, payload = self._exchange(method, path, data, timeout)
         try:
             result = json.loads(payload) if payload else None
@@ -309,7 +403,13 @@ class Client:
         if status >= 400:
             err = result.get("error") if isinstance(result, dict) else None
             if isinstance(err, dict):
-                raise error_from_kind(str(err.get("kind", "error")), str(err.get("message", "")))
+                kind, message = str(err.get("kind", "error")), str(err.get("message", ""))
+                if kind == "slow_down":
+                    wait = err.get("retry_after")
+                    raise SlowDown(message, float(wait) if isinstance(wait, (int, float)) else 1.0)
+                if kind == "unauthenticated" and self._no_credential:
+                    message = f"{message}; {self._no_credential}"
+                raise error_from_kind(kind, message)
             raise WulfError(f"the server answered {status}: {payload[:200]!r}")
         return result
 
@@ -324,7 +424,7 @@ class Client:
     def submit(self, jobs: list[dict[str, Any]], env: dict[str, str] | None = None) -> list[int]:
         """Queue jobs (dicts of :class:`wulf.protocol.JobSpec` fields); returns their ids."""
         reply = self.post("/api/v1/jobs", {"jobs": jobs, "env": dict(os.environ) if env is None else env,
-                                           "user": self.user, "uid": self.uid})
+                                           "umask": current_umask()})
         return list(reply["jobs"])
 
     def status(self, user: str = "", queue: str = "", all_jobs: bool = False) -> dict[str, Any]:
@@ -339,28 +439,28 @@ class Client:
         return dict(self.get(f"/api/v1/jobs/{int(job_id)}"))
 
     def cancel(self, ids: Iterable[int]) -> dict[str, Any]:
-        return dict(self.post("/api/v1/jobs/cancel", {"ids": list(ids), "user": self.user}))
+        return dict(self.post("/api/v1/jobs/cancel", {"ids": list(ids)}))
 
     def signal(self, ids: Iterable[int], signum: int) -> dict[str, Any]:
-        return dict(self.post("/api/v1/jobs/signal", {"ids": list(ids), "signal": signum, "user": self.user}))
+        return dict(self.post("/api/v1/jobs/signal", {"ids": list(ids), "signal": signum}))
 
     def renice(self, ids: Iterable[int], nice: int) -> dict[str, Any]:
-        return dict(self.post("/api/v1/jobs/nice", {"ids": list(ids), "nice": nice, "user": self.user}))
+        return dict(self.post("/api/v1/jobs/nice", {"ids": list(ids), "nice": nice}))
 
     def hold(self, ids: Iterable[int]) -> dict[str, Any]:
-        return dict(self.post("/api/v1/jobs/hold", {"ids": list(ids), "user": self.user}))
+        return dict(self.post("/api/v1/jobs/hold", {"ids": list(ids)}))
 
     def release(self, ids: Iterable[int]) -> dict[str, Any]:
-        return dict(self.post("/api/v1/jobs/release", {"ids": list(ids), "user": self.user}))
+        return dict(self.post("/api/v1/jobs/release", {"ids": list(ids)}))
 
     def queues(self, user: str = "") -> list[dict[str, Any]]:
         return list(self.get("/api/v1/queues" + (f"?user={quote(user)}" if user else ""))["queues"])
 
     def set_queue(self, queue: str, **changes: Any) -> dict[str, Any]:
-        return dict(self.post("/api/v1/queues", {"queue": queue, "user": self.user, **changes}))
+        return dict(self.post("/api/v1/queues", {"queue": queue, **changes}))
 
     def wait_once(self, ids: list[int], queues: list[str], timeout: float) -> dict[str, Any]:
-        body = {"ids": ids, "queues": queues, "user": self.user, "timeout": timeout}
+        body = {"ids": ids, "queues": queues, "timeout": timeout}
         return dict(self.post("/api/v1/wait", body, timeout=timeout + self.timeout))
 
     def wait(self, ids: list[int], queues: list[str] | None = None, timeout: float | None = None) -> dict[str, Any]:
@@ -371,3 +471,28 @@ class Client:
             reply = self.wait_once(ids, queues or [], step)
             if reply["done"] or (deadline is not None and time.monotonic() >= deadline):
                 return reply
+
+    # ------------------------------------------------------------------ API tokens
+
+    def create_token(self, name: str = "", days: float | None = None) -> dict[str, Any]:
+        return dict(self.post("/api/v1/tokens", {"name": name, "days": days}))
+
+    def tokens(self) -> list[dict[str, Any]]:
+        return list(self.get("/api/v1/tokens")["tokens"])
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"/api/v1/tokens/{int(token_id)}"))
+
+    def whoami(self) -> dict[str, Any]:
+        return dict(self.get("/api/v1/whoami"))
+
+
+def _tls_failure(url: str, ca: str, e: OSError) -> None:
+    """Raise a clear error for a TLS failure (and nothing for other errors)."""
+    import ssl
+
+    if isinstance(e, ssl.SSLCertVerificationError):
+        raise WulfError(f"the wulf server at {url} is not who it should be: its certificate "
+                        f"{e.verify_message or 'does not verify'} (checked with {ca or 'the system CAs'})") from None
+    if isinstance(e, ssl.SSLError):
+        raise WulfError(f"cannot speak TLS with {url} ({e.reason or e}); is it a wulf server with TLS on?") from None

@@ -27,6 +27,10 @@ def default_state_dir() -> Path:
     return Path(base) / "wulf"
 
 
+def _strs(*items: str) -> list[str]:
+    return list(items)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     listen: str = f"0.0.0.0:{DEFAULT_PORT}"  # TCP address of `wulf server`; "" for none
@@ -35,6 +39,11 @@ class ServerConfig:
     synchronous: str = "full"  # SQLite durability: "full" (survives power loss) or "normal"
     history: int = 20000  # finished jobs kept in memory for jstat -a / qwait
     start_grace: float = 0.0  # seconds to wait after a restart for agents before placing jobs
+    allow: list[str] = field(default_factory=lambda: _strs("0.0.0.0/0", "::/0"), metadata={"item": str})
+    admin_group: str = "wulfadm"  # its members (and root) may act on every job and run jobmgr
+    rate_limit: float = 20.0  # requests per second each user may make (root: no limit); 0 for none
+    rate_burst: int = 100  # ... and how many at once after a pause
+    audit_log: str = ""  # administrative actions, one JSON line each; "" means <state_dir>/audit.jsonl
 
 
 @dataclass(frozen=True)
@@ -60,10 +69,6 @@ class SchedulerConfig:
     rank: str = "cpu_free * 1e9 + mem_free_mb"  # placement expression over node metrics; larger is better
     policy_plugin: str = ""  # "package.module:object", a Python policy
     use_observed: bool = True  # count what nodes are seen to use (false: allocations only)
-
-
-def _strs(*items: str) -> list[str]:
-    return list(items)
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,20 @@ class ClientConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    key_file: str = ""  # the cluster key; "" means <state_dir>/cluster.key
+    ttl: float = 60.0  # seconds a credential is good for (the cluster's clocks must agree this well)
+    agent_socket: str = "/run/wulf/agent.sock"  # where an agent vouches for its machine's users; "" for none
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    ca: str = ""  # the cluster's CA certificate: agents and commands check the server with it
+    cert: str = ""  # the server's certificate; with it (and key), the server speaks only TLS on TCP
+    key: str = ""  # the server's private key
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
@@ -119,6 +138,8 @@ class Config:
     mail: MailConfig = field(default_factory=MailConfig)
     nodes: NodesConfig = field(default_factory=NodesConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     path: str = ""  # the file this was read from, "" for defaults
 
     def state_dir(self) -> Path:
@@ -127,11 +148,17 @@ class Config:
     def socket_path(self) -> Path:
         return Path(self.server.socket) if self.server.socket else self.state_dir() / "wulf.sock"
 
+    def key_path(self) -> Path:
+        return Path(self.auth.key_file) if self.auth.key_file else self.state_dir() / "cluster.key"
+
+    def audit_path(self) -> Path:
+        return Path(self.server.audit_log) if self.server.audit_log else self.state_dir() / "audit.jsonl"
+
 
 _SECTIONS: dict[str, type] = {
     "server": ServerConfig, "agent": AgentConfig, "scheduler": SchedulerConfig, "windows": WindowsConfig,
     "limits": LimitsConfig, "shares": SharesConfig, "mail": MailConfig, "nodes": NodesConfig,
-    "client": ClientConfig,
+    "client": ClientConfig, "auth": AuthConfig, "tls": TlsConfig,
 }
 
 
@@ -212,6 +239,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
     return parse_config(text, str(p))
+
+
+def reload_config(old: Config) -> Config:
+    """The configuration file of ``old`` read again, keeping what a running server cannot change: its
+    state directory, socket and address (which may have come from its command line)."""
+    new = load_config(old.path or None)
+    s = old.server
+    return replace(new, server=replace(new.server, state_dir=s.state_dir, socket=s.socket, listen=s.listen))
 
 
 def server_url(config: Config | None = None) -> str:

@@ -17,7 +17,8 @@ SYSTEM_CONFIG = "/etc/wulf/wulf.toml"
 #: checks that they agree; a key missing here only sends a file that has it the slow way).
 KEYS: dict[str, dict[str, type]] = {
     "server": {"listen": str, "state_dir": str, "socket": str, "synchronous": str, "history": int,
-               "start_grace": float},
+               "start_grace": float, "allow": list, "admin_group": str, "rate_limit": float, "rate_burst": int,
+               "audit_log": str},
     "agent": {"interval": float, "scratch": str, "state_dir": str, "runtime_dir": str,
               "external_min_cpu": float, "external_min_mem_mb": float, "session_listen": str,
               "reconnect_max": float},
@@ -32,6 +33,8 @@ KEYS: dict[str, dict[str, type]] = {
     "mail": {"smtp": str, "from": str},
     "nodes": {"features": dict},
     "client": {"server": str},
+    "auth": {"key_file": str, "ttl": float, "agent_socket": str},
+    "tls": {"ca": str, "cert": str, "key": str},
 }
 
 
@@ -62,12 +65,12 @@ def config_file() -> str | None:
 
 
 def _plain_items(key: str, value: dict[str, object] | list[object]) -> bool:
-    """The members of a table or list value are what wulf.config accepts: names in `weekends`, lists of
-    names in `features`, numbers >= 0 elsewhere."""
+    """The members of a table or list value are what wulf.config accepts: names in `weekends` and
+    `allow`, lists of names in `features`, numbers >= 0 elsewhere."""
     for v in value.values() if isinstance(value, dict) else value:
         if key == "features":
             ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
-        elif key == "weekends":
+        elif key in ("weekends", "allow"):
             ok = isinstance(v, str)
         else:
             ok = type(v) in (int, float) and v >= 0  # type: ignore[operator]
@@ -76,8 +79,8 @@ def _plain_items(key: str, value: dict[str, object] | list[object]) -> bool:
     return True
 
 
-def _url_from_file(path: str) -> str | None:
-    """The server's URL by a file that is plainly valid; None when :mod:`wulf.config` must judge it."""
+def _plain_file(path: str) -> dict[str, dict[str, object]] | None:
+    """The tables of a file that is plainly valid; None when :mod:`wulf.config` must judge it."""
     import tomllib
 
     try:
@@ -95,12 +98,20 @@ def _url_from_file(path: str) -> str | None:
                 return None
             if isinstance(value, (dict, list)) and not _plain_items(key, value):
                 return None
+    return data
+
+
+def _url_from_file(path: str) -> str | None:
+    """The server's URL by a file that is plainly valid; None when :mod:`wulf.config` must judge it."""
+    data = _plain_file(path)
+    if data is None:
+        return None
     client, server = data.get("client", {}), data.get("server", {})
     if client.get("server"):
         return str(client["server"])
     if server.get("socket"):
-        return f"unix:{_normpath(server['socket'])}"
-    state = _normpath(server["state_dir"]) if server.get("state_dir") else default_state_dir()
+        return f"unix:{_normpath(str(server['socket']))}"
+    state = _normpath(str(server["state_dir"])) if server.get("state_dir") else default_state_dir()
     return f"unix:{_normpath(os.path.join(state, 'wulf.sock'))}"
 
 
@@ -119,3 +130,25 @@ def server_url() -> str:
     from wulf.config import server_url as from_config
 
     return from_config(load_config())
+
+
+DEFAULT_AGENT_SOCKET = "/run/wulf/agent.sock"
+
+
+def tcp_settings() -> tuple[str, str]:
+    """What a command needs to talk to the server over TCP: the local agent's socket (to vouch for
+    the caller: ``$WULF_AGENT_SOCKET``, else ``[auth] agent_socket``) and the cluster's CA
+    certificate (``[tls] ca``; "" for the system's)."""
+    path = config_file()
+    agent, ca = DEFAULT_AGENT_SOCKET, ""
+    if path is not None:
+        data = _plain_file(path)
+        if data is None:
+            from wulf.config import load_config
+
+            cfg = load_config()
+            agent, ca = cfg.auth.agent_socket, cfg.tls.ca
+        else:
+            agent = str(data.get("auth", {}).get("agent_socket", agent))
+            ca = str(data.get("tls", {}).get("ca", ""))
+    return os.environ.get("WULF_AGENT_SOCKET", agent), ca

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class Msg(BaseModel):
@@ -103,6 +103,8 @@ class StartJob(Msg):
     name: str
     user: str
     uid: int
+    gid: int | None = None  # the owner's group at submission; None: their primary group
+    umask: int | None = None  # the owner's umask at submission; None: 022
     queue: str
     command: str
     script: str | None
@@ -140,6 +142,7 @@ class Hello(Msg):
     type: Literal["hello"] = "hello"
     version: int = PROTOCOL_VERSION
     node: NodeInfo
+    auth: str = ""  # a credential of kind "agent" for this node, signed with the cluster key
     running: list[JobStarted] = []
     finished: list[JobExit] = []
 
@@ -227,10 +230,11 @@ server_message = TypeAdapter(ServerMessage)
 
 
 class SubmitRequest(Msg):
+    """Jobs to queue. Whose they are is not said here: the server knows who asks (see wulf.auth)."""
+
     jobs: list[JobSpec] = Field(min_length=1)
     env: dict[str, str] = {}
-    user: str
-    uid: int
+    umask: int | None = Field(default=None, ge=0, le=0o777)  # the jobs' umask; None: 022
 
 
 class SubmitReply(Msg):
@@ -239,7 +243,6 @@ class SubmitReply(Msg):
 
 class IdsRequest(Msg):
     ids: list[int] = Field(min_length=1)
-    user: str = ""
 
 
 class SignalRequest(IdsRequest):
@@ -253,8 +256,7 @@ class NiceRequest(IdsRequest):
 class QueueRequest(Msg):
     """qset: change a queue's settings (fields left None stay as they are)."""
 
-    queue: str  # "QUEUE" (the user's own) or "USER:QUEUE"
-    user: str = ""
+    queue: str  # "QUEUE" (the caller's own) or "USER:QUEUE"
     priority: int | None = None
     stopped: bool | None = None
     window: str | None = None  # always, nights, weekends
@@ -263,16 +265,14 @@ class QueueRequest(Msg):
 
 class WaitRequest(Msg):
     ids: list[int] = []
-    queues: list[str] = []  # "QUEUE" (of user) or "USER:QUEUE"
-    user: str = ""
+    queues: list[str] = []  # "QUEUE" (the caller's) or "USER:QUEUE"
     timeout: float = Field(default=1.0, ge=0.0, le=60.0)
 
 
 class InteractiveRequest(Msg):
     job: JobSpec
     env: dict[str, str] = {}
-    user: str
-    uid: int
+    umask: int | None = Field(default=None, ge=0, le=0o777)
     pty: bool = False
 
 
@@ -287,3 +287,18 @@ class InteractiveReply(Msg):
 class PlaceReply(Msg):
     node: str
     host: str
+
+
+class TokenRequest(Msg):
+    """wulf token create: a new API token for the caller."""
+
+    name: str = Field(default="", max_length=64)
+    days: float | None = Field(default=None, gt=0, le=3650)  # None: until revoked
+
+
+class TokenReply(Msg):
+    id: int
+    token: str  # shown this once; the server keeps only its hash
+    user: str
+    name: str
+    expires: float | None

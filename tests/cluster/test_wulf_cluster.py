@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 from hosts import Host, HostPopen, TestNetwork
 
+from users import User, Users
 from wulfproc import BIN, Cluster, free_port, running_cluster, wait_until
 
 
 @pytest.fixture
-def three(test_network: TestNetwork, tmp_path: Path) -> Iterator[Cluster]:
+def three(test_network: TestNetwork, shared_tmp: Path) -> Iterator[Cluster]:
     """A server on the bridge, and an agent with 2 cpus on each of node1..node3."""
     port = free_port(test_network.gateway)
-    with running_cluster(tmp_path, listen=f"{test_network.gateway}:{port}") as c:
+    with running_cluster(shared_tmp, listen=f"{test_network.gateway}:{port}") as c:
         c.tcp = f"http://{test_network.gateway}:{port}"  # type: ignore[attr-defined]
         for host in test_network:
             start_agent(c, host)
@@ -171,12 +172,9 @@ def test_when_every_host_is_busy_jobs_wait(three: Cluster, test_network: TestNet
             h.wait()
 
 
-def test_two_users_share_the_cluster_equally(three: Cluster) -> None:
-    from wulf.client import Client
-
-    def submit(user: str, n: int) -> list[int]:
-        client = Client(three.url)
-        client.user = user
+def test_two_users_share_the_cluster_equally(three: Cluster, users: Users) -> None:
+    def submit(user: User, n: int) -> list[int]:
+        client = three.client(user)
         try:
             return client.submit([{"command": "sleep 30", "cwd": str(three.work)}] * n)
         finally:
@@ -184,11 +182,11 @@ def test_two_users_share_the_cluster_equally(three: Cluster) -> None:
 
     for host in ("node1", "node2", "node3"):
         three.run("jobmgr", "drain", host)
-    flood, other = submit("alice", 200), submit("bob", 10)
+    flood, other = submit(users.alice, 200), submit(users.bob, 10)
     for host in ("node1", "node2", "node3"):
         three.run("jobmgr", "resume", host)
     wait_until("six to run", lambda: sum(j["state"] == "running" for j in three.status()["jobs"]) >= 6)
     running = [j for j in three.status()["jobs"] if j["state"] == "running" and j["origin"] == "batch"]
-    users = {u: sum(j["user"] == u for j in running) for u in ("alice", "bob")}
-    assert users == {"alice": 3, "bob": 3}, users
+    counts = {u: sum(j["user"] == u for j in running) for u in (users.alice.name, users.bob.name)}
+    assert list(counts.values()) == [3, 3], counts
     three.run("qcancel", *map(str, flood + other))

@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 
-from wulf.client import Client
+from users import User, Users
 from wulfproc import Cluster, free_port, running_cluster, wait_until
 
 
-def _as(c: Cluster, user: str, *commands: str, **spec: Any) -> list[int]:
-    """Submit as ``user`` through the API (the server trusts the client's word until issue 4)."""
-    client = Client(c.url)
-    client.user = user
+def _as(c: Cluster, user: User, *commands: str, **spec: Any) -> list[int]:
+    """Submit as ``user`` through the API (with a credential signed by the cluster key)."""
+    client = c.client(user)
     try:
         return client.submit([{"command": cmd, "cwd": str(c.work), **spec} for cmd in commands])
     finally:
@@ -27,7 +26,7 @@ def _as(c: Cluster, user: str, *commands: str, **spec: Any) -> list[int]:
 
 
 def _post(c: Cluster, path: str, body: dict[str, Any]) -> Any:
-    client = Client(c.url)
+    client = c.client()
     try:
         return client.post(path, body)
     finally:
@@ -43,21 +42,22 @@ def _cancel_all(c: Cluster) -> None:
     ids = [str(j["id"]) for j in c.status()["jobs"] if j["state"] in ("queued", "held", "running")
            and j["origin"] == "batch"]
     if ids:
-        _post(c, "/api/v1/jobs/cancel", {"ids": [int(i) for i in ids], "user": "root"})
+        _post(c, "/api/v1/jobs/cancel", {"ids": [int(i) for i in ids]})
 
 
 @pytest.fixture
-def eight(tmp_path: Path) -> Iterator[Cluster]:
-    with running_cluster(tmp_path) as c:
+def eight(shared_tmp: Path) -> Iterator[Cluster]:
+    with running_cluster(shared_tmp) as c:
         c.agent("n1", cpus=8, mem="8G")
         yield c
         _cancel_all(c)
 
 
-def test_a_flooding_user_does_not_starve_another(eight: Cluster) -> None:
+def test_a_flooding_user_does_not_starve_another(eight: Cluster, users: Users) -> None:
+    alice, bob = users.alice.name, users.bob.name
     eight.run("jobmgr", "drain", "n1")  # both queue up before anything starts
-    flood = _as(eight, "alice", *["sleep 60"] * 300)
-    other = _as(eight, "bob", *["sleep 60"] * 20)
+    flood = _as(eight, users.alice, *["sleep 60"] * 300)
+    other = _as(eight, users.bob, *["sleep 60"] * 20)
     eight.run("jobmgr", "resume", "n1")
 
     def running() -> Counter[str]:
@@ -67,14 +67,14 @@ def test_a_flooding_user_does_not_starve_another(eight: Cluster) -> None:
     wait_until("both to run", lambda: len(running()) == 2 and sum(running().values()) >= 4)
     time.sleep(1.0)
     counts = running()
-    assert abs(counts["alice"] - counts["bob"]) <= 1, counts
+    assert abs(counts[alice] - counts[bob]) <= 1, counts
     # as jobs end, the room goes to whoever has fewer running
     mine = [i for i, j in _states(eight, other).items() if j["state"] == "running"]
-    _post(eight, "/api/v1/jobs/cancel", {"ids": mine[:2], "user": "root"})
-    wait_until("bob to get his turn back", lambda: running()["bob"] >= counts["bob"] - 1
+    _post(eight, "/api/v1/jobs/cancel", {"ids": mine[:2]})
+    wait_until("bob to get his turn back", lambda: running()[bob] >= counts[bob] - 1
                and all(eight.job(i)["state"] == "cancelled" for i in mine[:2]))
     counts = running()
-    assert abs(counts["alice"] - counts["bob"]) <= 1, counts
+    assert abs(counts[alice] - counts[bob]) <= 1, counts
 
 
 def test_priorities_hold_release_and_stop_with_reasons(eight: Cluster) -> None:
@@ -130,17 +130,18 @@ def test_a_night_queue_waits_outside_its_window(tmp_path: Path) -> None:
         assert c.job(jid)["state"] == "done"
 
 
-def test_a_user_over_their_cpu_limit_waits_with_the_reason(tmp_path: Path) -> None:
+def test_a_user_over_their_cpu_limit_waits_with_the_reason(shared_tmp: Path, users: Users) -> None:
     # (alice, not the user running the tests: everything on this machine runs as root, and a user's
     # work outside wulf counts towards their limit too)
-    with running_cluster(tmp_path, config="[limits]\nusers = { alice = 2 }\n") as c:
+    alice = users.alice.name
+    with running_cluster(shared_tmp, config=f'[limits]\nusers = {{ "{alice}" = 2 }}\n') as c:
         c.agent("n1", cpus=8)
-        ids = _as(c, "alice", "sleep 60", "sleep 60", "sleep 60")
+        ids = _as(c, users.alice, "sleep 60", "sleep 60", "sleep 60")
         wait_until("two to run", lambda: [j["state"] for j in _states(c, ids).values()].count("running") == 2)
         time.sleep(0.5)
         third = _states(c, ids)[ids[2]]
         assert third["state"] == "queued"
-        assert third["reason"] == "user limit: alice occupies 2 of 2 cpus"
+        assert third["reason"] == f"user limit: {alice} occupies 2 of 2 cpus"
         _cancel_all(c)
 
 

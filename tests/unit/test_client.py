@@ -19,9 +19,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wulf import config, locate
+from wulf.auth import credential, vouch
+from wulf.auth.key import ClusterKey
 from wulf.cli.common import terminal_width
-from wulf.client import Client, parse_server_url, quote
-from wulf.errors import NotFound, Refused, ServerUnreachable, WulfError
+from wulf.client import Client, current_umask, parse_server_url, quote
+from wulf.errors import NotFound, Refused, ServerUnreachable, SlowDown, Unauthenticated, WulfError
 
 # ---------------------------------------------------------------------------- a fake server
 
@@ -128,7 +130,8 @@ def test_request_and_content_length(unix_server: tuple[str, list[Answer], FakeSe
     assert req.headers["host"] == "localhost"
     assert req.headers["content-type"] == "application/json"
     assert json.loads(req.body) == {"jobs": [{"command": "true", "cwd": "/"}], "env": {"A": "1"},
-                                    "user": c.user, "uid": c.uid}
+                                    "umask": current_umask()}
+    assert "x-wulf-credential" not in req.headers and "authorization" not in req.headers  # the kernel says who
 
 
 def test_get_has_no_body_and_query_is_quoted(unix_server: tuple[str, list[Answer], FakeServer]) -> None:
@@ -300,6 +303,110 @@ def test_tcp() -> None:
         Client(f"http://127.0.0.1:{port}").job(1)
 
 
+# ---------------------------------------------------------------------------- who asks, and slowing down
+
+
+@pytest.fixture
+def tcp_server() -> Iterator[tuple[str, list[Answer], FakeServer]]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+    answers: list[Answer] = []
+    server = FakeServer(sock, answers)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", answers, server
+    finally:
+        sock.close()
+        if server.thread is not None:
+            server.thread.join(5)
+
+
+def test_over_tcp_each_request_carries_a_credential_from_the_local_agent(
+        tcp_server: tuple[str, list[Answer], FakeServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, answers, server = tcp_server
+    key = ClusterKey(b"k" * 32)
+    agent = vouch.serve(tmp_path / "agent.sock", key, "here")
+    assert agent is not None
+    monkeypatch.setenv("WULF_AGENT_SOCKET", str(tmp_path / "agent.sock"))
+    monkeypatch.delenv("WULF_TOKEN", raising=False)
+    answers.extend([Answer(ok({"cancelled": [3]})), Answer(ok({"id": 3}))])
+    server.start()
+    try:
+        c = Client(url)
+        c.cancel([3])
+        c.job(3)
+        c.close()
+    finally:
+        agent.close()
+    first, second = server.seen
+    replays = credential.ReplayCache()
+    for req, method, target in ((first, "POST", "/api/v1/jobs/cancel"), (second, "GET", "/api/v1/jobs/3")):
+        cred = credential.verify(key, req.headers["x-wulf-credential"], kind="user",
+                                 digest=credential.request_digest(method, target, req.body),
+                                 now=credential.decode(key, req.headers["x-wulf-credential"]).time, ttl=60,
+                                 replays=replays)
+        assert (cred.uid, cred.host) == (os.getuid(), "here")
+
+
+def test_a_token_goes_as_bearer_and_no_agent_is_asked(
+        tcp_server: tuple[str, list[Answer], FakeServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, answers, server = tcp_server
+    monkeypatch.setenv("WULF_TOKEN", "wulf_secret")
+    monkeypatch.setenv("WULF_AGENT_SOCKET", "/nonexistent/agent.sock")
+    answers.append(Answer(ok({"id": 3})))
+    server.start()
+    c = Client(url)
+    c.job(3)
+    c.close()
+    assert server.seen[0].headers["authorization"] == "Bearer wulf_secret"
+    assert "x-wulf-credential" not in server.seen[0].headers
+
+
+def test_without_an_agent_the_refusal_says_why(
+        tcp_server: tuple[str, list[Answer], FakeServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, answers, server = tcp_server
+    monkeypatch.delenv("WULF_TOKEN", raising=False)
+    monkeypatch.setenv("WULF_AGENT_SOCKET", "/nonexistent/agent.sock")
+    body = {"error": {"kind": "unauthenticated", "message": "who are you?"}}
+    answers.append(Answer(ok(body, status="401 Unauthorized")))
+    server.start()
+    c = Client(url)
+    with pytest.raises(Unauthenticated, match=r"who are you\?; no wulf agent here vouches for you "
+                                              r"\(/nonexistent/agent.sock: No such file"):
+        c.job(3)
+    c.close()
+    assert "x-wulf-credential" not in server.seen[0].headers
+
+
+def test_slow_down_is_waited_out_and_tried_again(unix_server: tuple[str, list[Answer], FakeServer],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    url, answers, server = unix_server
+    slept: list[float] = []
+    monkeypatch.setattr("wulf.client.time.sleep", slept.append)
+    body = {"error": {"kind": "slow_down", "message": "slow down", "retry_after": 0.25}}
+    answers.extend([Answer(ok(body, "retry-after: 1", status="429 Too Many Requests"))] * 2
+                   + [Answer(ok({"id": 1}))])
+    server.start()
+    c = Client(url)
+    assert c.job(1) == {"id": 1}
+    c.close()
+    assert slept == [0.25, 0.25] and len(server.seen) == 3
+
+
+def test_slow_down_gives_up_after_a_few_tries(unix_server: tuple[str, list[Answer], FakeServer],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    url, answers, server = unix_server
+    monkeypatch.setattr("wulf.client.time.sleep", lambda s: None)
+    body = {"error": {"kind": "slow_down", "message": "slow down: too many"}}
+    answers.extend([Answer(ok(body, status="429 Too Many Requests"))] * 20)
+    server.start()
+    c = Client(url)
+    with pytest.raises(SlowDown, match="slow down: too many") as e:
+        c.job(1)
+    c.close()
+    assert e.value.exit_code == 1 and len(server.seen) == 9
+
+
 # ---------------------------------------------------------------------------- URLs and quoting
 
 
@@ -311,7 +418,8 @@ def test_parse_server_url() -> None:
     assert parse_server_url("http://user@[::1]:99/api") == ("::1", 99)
     assert parse_server_url("HTTP://[fe80::1]") == ("fe80::1", 7878)
     assert parse_server_url("http://") == ("localhost", 7878)
-    for bad in ("https://node1", "ftp://x", "http://node1:port", "http://[::1", "http://node1:99999"):
+    assert parse_server_url("https://node1") == ("node1", 7878)
+    for bad in ("ftp://x", "http://node1:port", "http://[::1", "http://node1:99999"):
         with pytest.raises(WulfError):
             parse_server_url(bad)
 

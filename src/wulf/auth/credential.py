@@ -141,10 +141,8 @@ class ReplayCache:
         return True
 
 
-def verify(key: ClusterKey, text: str, *, kind: str, digest: str, now: float, ttl: float,
-           replays: ReplayCache) -> Credential:
-    """The credential in ``text`` if it is good for this use now; else Unauthenticated says why."""
-    cred = decode(key, text)
+def check_fresh(cred: Credential, *, kind: str, now: float, ttl: float) -> None:
+    """Refuse a credential of another kind, or one too old or too new to be good now."""
     if cred.kind != kind:
         raise Unauthenticated(f"credential refused: it is a credential of kind {cred.kind!r}, not {kind!r}")
     age = now - cred.time
@@ -154,8 +152,23 @@ def verify(key: ClusterKey, text: str, *, kind: str, digest: str, now: float, tt
     if -age > ttl:
         raise Unauthenticated(f"credential refused: it was made {-age:.0f}s in the future by the clock of "
                               f"{cred.host}; the clocks of the cluster must agree")
+
+
+def check_use(cred: Credential, *, digest: str, now: float, ttl: float, replays: ReplayCache) -> None:
+    """Refuse a credential made for something else, or used before; else note its use."""
     if not hmac.compare_digest(cred.digest, digest):
         raise Unauthenticated("credential refused: it was made for another request")
     if not replays.add(cred.nonce, cred.time + ttl, now):
         raise Unauthenticated("credential refused: it was used before (a replay)")
+
+
+def verify(key: ClusterKey, text: str, *, kind: str, digest: str, now: float, ttl: float,
+           replays: ReplayCache) -> Credential:
+    """The credential in ``text`` if it is good for this use now; else Unauthenticated says why.
+
+    (The server checks a request's credential in two steps, :func:`check_fresh` before it reads the
+    body and :func:`check_use` after, so that nobody without a good credential makes it read one.)"""
+    cred = decode(key, text)
+    check_fresh(cred, kind=kind, now=now, ttl=ttl)
+    check_use(cred, digest=digest, now=now, ttl=ttl, replays=replays)
     return cred

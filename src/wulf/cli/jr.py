@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 from wulf.cli.common import ArgParser, parse_cpu, parse_mem, run
-from wulf.client import Client
+from wulf.client import Client, current_umask
 from wulf.errors import UsageError, WulfError
 from wulf.interactive import Relay, connect
 
@@ -195,8 +195,8 @@ def _main(argv: list[str]) -> int:
     client = Client()
     if args.rsh is not None:
         return _via_rsh(client, args.rsh, spec, pty)
-    reply = client.post("/api/v1/interactive", {"job": spec, "env": dict(os.environ), "user": client.user,
-                                                 "uid": client.uid, "pty": pty})
+    reply = client.post("/api/v1/interactive", {"job": spec, "env": dict(os.environ), "umask": current_umask(),
+                                                 "pty": pty})
     client.close()
     sys.stdout.flush()
     return attach(reply, pty)

@@ -84,6 +84,8 @@ class Job:
     time_limit: float | None = None  # seconds of wall time (qr --time)
     cputime_limit: float | None = None  # seconds of cpu time (qr --cputime)
     mem_limit_mb: float | None = None  # hard memory limit (qr --mem-limit)
+    gid: int | None = None  # the owner's group when they submitted it (None: their primary group)
+    umask: int | None = None  # the owner's umask when they submitted it (None: 022)
     # measured now, and the adaptive allocation's state (not stored)
     cpu_used: float = 0.0
     mem_used: float = 0.0

@@ -1,7 +1,13 @@
 """The HTTP API and the agents' WebSocket, over the daemon.
 
 Every error has one shape: ``{"error": {"kind": ..., "message": ...}}`` with kinds ``usage`` (400),
-``not_found`` (404), ``refused`` (409) and ``error`` (500).
+``unauthenticated`` (401), ``forbidden`` (403), ``not_found`` (404), ``refused`` (409), ``slow_down``
+(429, with ``retry_after``) and ``error`` (500).
+
+Who asks is established by :class:`wulf.server.guard.Guard` before a route runs; routes take it from
+``request.state.caller`` (``CallerDep``), never from the request's body. Administrative routes
+(``/api/v1/admin/...``) need an administrator (``AdminDep``); they and every action of an
+administrator on what is not theirs are written to the audit log.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from wulf import __version__
-from wulf.errors import NotFound, Refused, UsageError, WulfError
+from wulf.auth.identity import Caller
+from wulf.errors import Forbidden, NotFound, Refused, SlowDown, Unauthenticated, UsageError, WulfError
 from wulf.protocol import (
+    PROTOCOL_VERSION,
     Hello,
     IdsRequest,
     InteractiveReply,
@@ -31,16 +39,23 @@ from wulf.protocol import (
     SignalRequest,
     SubmitReply,
     SubmitRequest,
+    TokenReply,
+    TokenRequest,
     WaitRequest,
     agent_message,
 )
 from wulf.server.daemon import Daemon
+from wulf.server.guard import CALLER, COOKIE, Guard, login_page, parse_login
 from wulf.server.nodes import AgentLink
+from wulf.server.security import Security
 
 log = logging.getLogger("wulf.server")
 
-_STATUS = {UsageError: 400, NotFound: 404, Refused: 409}
-_KIND = {UsageError: "usage", NotFound: "not_found", Refused: "refused"}
+# the more particular first: Forbidden and Unauthenticated are kinds of Refused
+_STATUS: dict[type[WulfError], tuple[int, str]] = {
+    UsageError: (400, "usage"), Unauthenticated: (401, "unauthenticated"), Forbidden: (403, "forbidden"),
+    NotFound: (404, "not_found"), Refused: (409, "refused"), SlowDown: (429, "slow_down"),
+}
 
 
 def _error(kind: str, message: str, status: int) -> JSONResponse:
@@ -66,10 +81,47 @@ def _daemon(request: Request) -> Daemon:
 DaemonDep = Annotated[Daemon, Depends(_daemon)]
 
 
+def _security(request: Request) -> Security:
+    s: Security = request.app.state.security
+    return s
+
+
+SecurityDep = Annotated[Security, Depends(_security)]
+
+
+def _caller(request: Request) -> Caller:
+    caller: Caller | None = getattr(request.state, CALLER, None)
+    if caller is None:  # the guard lets no such request through; this is a second lock
+        raise Unauthenticated("who are you? (no identity came with the request)")
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+
+
+def _admin(request: Request, caller: CallerDep, security: SecurityDep) -> Caller:
+    if not caller.admin:
+        route = request.scope.get("route")
+        action = {"quit_node": "quitnode"}.get(route.name, route.name) if route is not None else request.url.path
+        name = request.path_params.get("name")
+        security.audit.record(caller, action, f"node {name}" if name else "", "refused: not an administrator")
+        group = security.admin_group
+        raise Forbidden(f"{caller.user} is not an administrator (root{' and group ' + group if group else ''}); "
+                        f"only they may do this")
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(_admin)]
+
+
 async def _wulf_error(request: Request, exc: WulfError) -> JSONResponse:
-    for cls, status in _STATUS.items():
+    for cls, (status, kind) in _STATUS.items():
         if isinstance(exc, cls):
-            return _error(_KIND[cls], exc.message, status)
+            if isinstance(exc, Refused):
+                caller = getattr(request.state, CALLER, None)
+                log.warning("refused %s %s for %s: %s", request.method, request.url.path,
+                            caller.describe() if caller else "?", exc.message)
+            return _error(kind, exc.message, status)
     return _error("error", exc.message, 500)
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -94,8 +146,8 @@ async def nodes(daemon: DaemonDep) -> dict[str, Any]:
     return {"nodes": daemon.status()["nodes"]}
 
 @router.post("/api/v1/jobs")
-async def submit(req: SubmitRequest, daemon: DaemonDep) -> SubmitReply:
-    return SubmitReply(jobs=await daemon.submit(req))
+async def submit(req: SubmitRequest, daemon: DaemonDep, caller: CallerDep) -> SubmitReply:
+    return SubmitReply(jobs=await daemon.submit(req, caller))
 
 @router.get("/api/v1/jobs")
 async def jobs(daemon: DaemonDep, user: str = "", queue: str = "", all: int = 1) -> dict[str, Any]:
@@ -105,84 +157,188 @@ async def jobs(daemon: DaemonDep, user: str = "", queue: str = "", all: int = 1)
 async def job(job_id: int, daemon: DaemonDep) -> dict[str, Any]:
     return daemon.get(job_id).public(time.time())
 
+def _others(daemon: Daemon, ids: list[int], caller: Caller) -> list[str]:
+    """The jobs named that are not the caller's (an administrator's action on them is audited)."""
+    if not caller.admin:
+        return []
+    out = []
+    for i in ids:
+        job = daemon.jobs.get(i)
+        if job is not None and job.uid != caller.uid:
+            out.append(f"{i} ({job.user})")
+    return out
+
+
+async def _on_jobs(action: str, ids: list[int], daemon: DaemonDep, security: Security, caller: Caller,
+                   call: Any) -> dict[str, Any]:
+    others = _others(daemon, ids, caller)
+    if not others:
+        result: dict[str, Any] = await call
+        return result
+    target = "jobs " + ", ".join(others)
+    try:
+        result = await call
+    except WulfError as e:
+        security.audit.record(caller, action, target, f"refused: {e.message}")
+        raise
+    security.audit.record(caller, action, target, "ok", answer=result)
+    return result
+
+
 @router.post("/api/v1/jobs/cancel")
-async def cancel(req: IdsRequest, daemon: DaemonDep) -> dict[str, Any]:
-    return await daemon.cancel(req.ids, req.user)
+async def cancel(req: IdsRequest, daemon: DaemonDep, security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
+    return await _on_jobs("cancel", req.ids, daemon, security, caller, daemon.cancel(req.ids, caller))
 
 @router.post("/api/v1/jobs/signal")
-async def signal(req: SignalRequest, daemon: DaemonDep) -> dict[str, Any]:
+async def signal(req: SignalRequest, daemon: DaemonDep, security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
     if not 1 <= req.signal <= 64:
         raise UsageError(f"{req.signal} is not a signal number")
-    return await daemon.signal(req.ids, req.signal, req.user)
+    return await _on_jobs(f"signal {req.signal}", req.ids, daemon, security, caller,
+                          daemon.signal(req.ids, req.signal, caller))
 
 @router.post("/api/v1/jobs/nice")
-async def nice(req: NiceRequest, daemon: DaemonDep) -> dict[str, Any]:
-    return await daemon.renice(req.ids, req.nice, req.user)
+async def nice(req: NiceRequest, daemon: DaemonDep, security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
+    return await _on_jobs(f"renice {req.nice}", req.ids, daemon, security, caller,
+                          daemon.renice(req.ids, req.nice, caller))
 
 @router.post("/api/v1/jobs/hold")
-async def hold(req: IdsRequest, daemon: DaemonDep) -> dict[str, Any]:
-    return await daemon.hold(req.ids, req.user)
+async def hold(req: IdsRequest, daemon: DaemonDep, security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
+    return await _on_jobs("hold", req.ids, daemon, security, caller, daemon.hold(req.ids, caller))
 
 @router.post("/api/v1/jobs/release")
-async def release(req: IdsRequest, daemon: DaemonDep) -> dict[str, Any]:
-    return await daemon.release(req.ids, req.user)
+async def release(req: IdsRequest, daemon: DaemonDep, security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
+    return await _on_jobs("release", req.ids, daemon, security, caller, daemon.release(req.ids, caller))
 
 @router.get("/api/v1/queues")
 async def queues(daemon: DaemonDep, user: str = "") -> dict[str, Any]:
     return {"queues": daemon.queues(user)}
 
 @router.post("/api/v1/queues")
-async def set_queue(req: QueueRequest, daemon: DaemonDep) -> dict[str, Any]:
-    return await daemon.set_queue(req.queue, req.user, priority=req.priority, stopped=req.stopped,
-                                  window=req.window, mail=req.mail)
+async def set_queue(req: QueueRequest, daemon: DaemonDep, security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
+    changes = {"priority": req.priority, "stopped": req.stopped, "window": req.window, "mail": req.mail}
+    owner = req.queue.rpartition(":")[0]
+    if not owner or owner == caller.user:
+        return await daemon.set_queue(req.queue, caller, **changes)
+    try:
+        result = await daemon.set_queue(req.queue, caller, **changes)
+    except WulfError as e:
+        if caller.admin:
+            security.audit.record(caller, "qset", f"queue {req.queue}", f"refused: {e.message}")
+        raise
+    security.audit.record(caller, "qset", f"queue {req.queue}", "ok",
+                          changes={k: v for k, v in changes.items() if v is not None})
+    return result
 
 @router.post("/api/v1/wait")
-async def wait(req: WaitRequest, daemon: DaemonDep) -> dict[str, Any]:
-    return await daemon.wait(req.ids, req.queues, req.user, req.timeout)
+async def wait(req: WaitRequest, daemon: DaemonDep, caller: CallerDep) -> dict[str, Any]:
+    return await daemon.wait(req.ids, req.queues, caller.user, req.timeout)
 
 @router.post("/api/v1/interactive")
-async def interactive(req: InteractiveRequest, daemon: DaemonDep) -> InteractiveReply:
-    return await daemon.interactive(req)
+async def interactive(req: InteractiveRequest, daemon: DaemonDep, caller: CallerDep) -> InteractiveReply:
+    return await daemon.interactive(req, caller)
 
 @router.get("/api/v1/place")
-async def place(daemon: DaemonDep) -> PlaceReply:
+async def place(daemon: DaemonDep, caller: CallerDep) -> PlaceReply:
     node = daemon.place_now()  # for `jr --rsh`: the remote shell goes by host name
     return PlaceReply(node=node.name, host=node.info.hostname if node.info else node.address)
 
-@router.post("/api/v1/admin/reload")
-async def reload(daemon: DaemonDep) -> dict[str, Any]:
-    from wulf.config import load_config
+async def _audited(security: Security, caller: Caller, action: str, target: str, call: Any) -> Any:
+    try:
+        result = await call
+    except WulfError as e:
+        security.audit.record(caller, action, target, f"refused: {e.message}")
+        raise
+    security.audit.record(caller, action, target, "ok")
+    return result
 
-    daemon.reload(load_config(daemon.config.path or None))
+
+@router.post("/api/v1/admin/reload")
+async def reload(daemon: DaemonDep, security: SecurityDep, caller: AdminDep) -> dict[str, Any]:
+    from wulf.config import reload_config
+
+    async def do() -> None:
+        config = reload_config(daemon.config)
+        security.reload(config)
+        daemon.reload(config)
+
+    await _audited(security, caller, "reload", daemon.config.path or "(defaults)", do())
     return {"reloaded": daemon.config.path or "(defaults)"}
 
 @router.post("/api/v1/admin/nodes/{name}/drain")
-async def drain(name: str, daemon: DaemonDep) -> dict[str, Any]:
-    await daemon.drain(name, True)
+async def drain(name: str, daemon: DaemonDep, security: SecurityDep, caller: AdminDep) -> dict[str, Any]:
+    await _audited(security, caller, "drain", f"node {name}", daemon.drain(name, True))
     return {"node": name, "state": "drain"}
 
 @router.post("/api/v1/admin/nodes/{name}/resume")
-async def resume(name: str, daemon: DaemonDep) -> dict[str, Any]:
-    await daemon.drain(name, False)
+async def resume(name: str, daemon: DaemonDep, security: SecurityDep, caller: AdminDep) -> dict[str, Any]:
+    await _audited(security, caller, "resume", f"node {name}", daemon.drain(name, False))
     return {"node": name, "state": "up"}
 
 @router.post("/api/v1/admin/nodes/{name}/quit")
-async def quit_node(name: str, daemon: DaemonDep) -> dict[str, Any]:
-    await daemon.quit_node(name)
+async def quit_node(name: str, daemon: DaemonDep, security: SecurityDep, caller: AdminDep) -> dict[str, Any]:
+    await _audited(security, caller, "quitnode", f"node {name}", daemon.quit_node(name))
     return {"node": name, "quit": True}
 
 @router.post("/api/v1/admin/shutdown")
-async def shutdown(request: Request, daemon: DaemonDep) -> dict[str, Any]:
-    await daemon.quit_all()
+async def shutdown(request: Request, daemon: DaemonDep, security: SecurityDep, caller: AdminDep) -> dict[str, Any]:
+    await _audited(security, caller, "shutdown", "the server and every agent", daemon.quit_all())
     if request.app.state.on_quit is not None:
         asyncio.get_running_loop().call_later(0.3, request.app.state.on_quit)
     return {"shutdown": True}
 
+# ---------------------------------------------------------------- API tokens
+
+@router.post("/api/v1/tokens")
+async def create_token(req: TokenRequest, security: SecurityDep, caller: CallerDep) -> TokenReply:
+    return await security.create_token(caller, req.name, req.days)
+
+@router.get("/api/v1/tokens")
+async def tokens(security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
+    return {"tokens": security.list_tokens(caller)}
+
+@router.delete("/api/v1/tokens/{token_id}")
+async def revoke_token(token_id: int, security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
+    await security.revoke_token(caller, token_id)
+    return {"revoked": token_id}
+
+@router.get("/api/v1/whoami")
+async def whoami(caller: CallerDep) -> dict[str, Any]:
+    return {"user": caller.user, "uid": caller.uid, "gid": caller.gid, "via": caller.via, "host": caller.host,
+            "admin": caller.admin}
+
+# ---------------------------------------------------------------- the web page
+
 @router.get("/", response_class=HTMLResponse)
-async def page(daemon: DaemonDep) -> str:
+async def page(daemon: DaemonDep, caller: CallerDep) -> str:
     from wulf.server.page import render
 
     return render(daemon.status(all_jobs=False), daemon.queues())
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form() -> HTMLResponse:
+    status, body = login_page("Sign in with an API token to see the cluster.")
+    return HTMLResponse(body, status_code=status)
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, security: SecurityDep) -> Response:
+    """The login form: a good token becomes a cookie (HttpOnly, SameSite=Strict) that lets the browser
+    read the page and the API (GET only: no form elsewhere can act with it)."""
+    token = parse_login(await request.body())
+    try:
+        security.from_token(token)
+    except Unauthenticated as e:
+        status, body = login_page(e.message, 401)
+        return HTMLResponse(body, status_code=status)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                        max_age=30 * 86400)
+    return response
+
+@router.get("/logout")
+async def logout() -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
 
 @router.websocket("/api/v1/agent")
 async def agent(ws: WebSocket) -> None:
@@ -196,6 +352,18 @@ async def agent(ws: WebSocket) -> None:
     if not isinstance(first, Hello):
         await ws.close(code=1002, reason="the first message must be hello")
         return
+    if first.version != PROTOCOL_VERSION:
+        log.warning("refused node %s: it speaks protocol %d, this server %d", first.node.name, first.version,
+                    PROTOCOL_VERSION)
+        await ws.close(code=1008, reason=f"protocol {first.version} is not this server's {PROTOCOL_VERSION}: "
+                                         f"run the same wulf on every node")
+        return
+    try:
+        agent_uid = ws.app.state.security.agent(first)
+    except Unauthenticated as e:
+        log.warning("refused node %s from %s: %s", first.node.name, ws.client.host if ws.client else "?", e.message)
+        await ws.close(code=1008, reason=e.message[:120])
+        return
     host = ws.client.host if ws.client and ws.client.host else "127.0.0.1"
     if not host or host.startswith("/") or host == "testclient":
         host = "127.0.0.1"
@@ -204,7 +372,7 @@ async def agent(ws: WebSocket) -> None:
         with contextlib.suppress(Exception):
             await ws.close()
 
-    link = AgentLink(send=ws.send_text, host=host, close=close)
+    link = AgentLink(send=ws.send_text, host=host, close=close, uid=agent_uid)
     node = await daemon.agent_hello(first, link)
     try:
         while True:
@@ -221,7 +389,7 @@ async def agent(ws: WebSocket) -> None:
         await daemon.agent_gone(node, link)
 
 
-def create_app(daemon: Daemon, on_quit: Any = None) -> FastAPI:
+def create_app(daemon: Daemon, security: Security, on_quit: Any = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         daemon.start()
@@ -230,10 +398,12 @@ def create_app(daemon: Daemon, on_quit: Any = None) -> FastAPI:
 
     app = FastAPI(title="wulf", version=__version__, lifespan=lifespan)
     app.state.daemon = daemon
+    app.state.security = security
     app.state.on_quit = on_quit
     app.add_exception_handler(WulfError, _wulf_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(404, _missing)
     app.add_exception_handler(405, _not_allowed)
     app.include_router(router)
+    app.add_middleware(Guard, security=security)
     return app

@@ -17,8 +17,9 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from wulf.auth.identity import Caller
 from wulf.config import Config
-from wulf.errors import NotFound, Refused, UsageError, WulfError
+from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
 from wulf.model.job import ACTIVE_STATES, FINAL_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.constraint import parse_constraint
@@ -178,7 +179,8 @@ class Daemon:
 
     # ------------------------------------------------------------------ jobs from clients
 
-    def _new_job(self, spec: JobSpec, user: str, uid: int, env_hash: str, origin: Origin, now: float) -> Job:
+    def _new_job(self, spec: JobSpec, caller: Caller, env_hash: str, origin: Origin, now: float,
+                 umask: int | None = None) -> Job:
         sched = self.config.scheduler
         cpu = spec.cpu if spec.cpu is not None else sched.default_cpu
         mem = spec.mem_mb if spec.mem_mb is not None else sched.default_mem_mb
@@ -195,8 +197,10 @@ class Daemon:
         policy = self.policy
         job = Job(
             id=self.next_id,
-            user=user,
-            uid=uid,
+            user=caller.user,
+            uid=caller.uid,
+            gid=caller.gid,
+            umask=umask,
             origin=origin,
             state=JobState.QUEUED,
             command=spec.command if spec.script is None else (spec.command or spec.name or "(script)"),
@@ -226,12 +230,12 @@ class Daemon:
         self.envs[h] = env
         return h, fresh
 
-    async def submit(self, req: SubmitRequest) -> list[int]:
+    async def submit(self, req: SubmitRequest, caller: Caller) -> list[int]:
         now = time.time()
         h, fresh = self._remember_env(req.env)
         first = self.next_id
         try:
-            jobs = [self._new_job(spec, req.user, req.uid, h, Origin.BATCH, now) for spec in req.jobs]
+            jobs = [self._new_job(spec, caller, h, Origin.BATCH, now, req.umask) for spec in req.jobs]
         except WulfError:
             self.next_id = first  # nothing of a bad batch is kept
             raise
@@ -248,19 +252,21 @@ class Daemon:
             raise NotFound(f"no job {job_id}")
         return job
 
-    def _owned(self, ids: Iterable[int], user: str, what: str = "") -> list[Job]:
-        """The jobs named, checked first (all or nothing): they exist and ``user`` may act on them."""
+    def _owned(self, ids: Iterable[int], caller: Caller, what: str = "") -> list[Job]:
+        """The jobs named, checked first (all or nothing): they exist and ``caller`` may act on them
+        (their own; administrators: all)."""
         jobs = [self.get(i) for i in ids]
         for job in jobs:
-            if user and job.user != user and user != "root":
-                raise Refused(f"job {job.id} belongs to {job.user}, not to {user}")
+            if job.uid != caller.uid and not caller.admin:
+                raise Forbidden(f"job {job.id} belongs to {job.user}, not to {caller.user}: only its owner "
+                                f"or an administrator may {what or 'change'} it")
             if what and job.origin is Origin.EXTERNAL and not job.final:
                 raise Refused(f"job {job.id} was not started by wulf, so wulf cannot {what} it "
                               f"(it is process {job.pid} on {job.node})")
         return jobs
 
-    async def cancel(self, ids: Sequence[int], user: str) -> dict[str, list[int]]:
-        jobs = self._owned(ids, user, "cancel")
+    async def cancel(self, ids: Sequence[int], caller: Caller) -> dict[str, list[int]]:
+        jobs = self._owned(ids, caller, "cancel")
         cancelled, ended = [], []
         changed: list[Job] = []
         now = time.time()
@@ -276,7 +282,7 @@ class Daemon:
                 self.book.remove(job)
             job.set_state(JobState.CANCELLED)
             job.ended = now
-            job.reason = f"cancelled by {user or 'unknown'}"
+            job.reason = f"cancelled by {caller.user}"
             self.history.append(job.id)
             self._ended(job.id)
             changed.append(job)
@@ -289,8 +295,8 @@ class Daemon:
             self.wake()
         return {"cancelled": cancelled, "already_ended": ended}
 
-    async def signal(self, ids: Sequence[int], signum: int, user: str) -> dict[str, list[int]]:
-        jobs = self._owned(ids, user, "signal")
+    async def signal(self, ids: Sequence[int], signum: int, caller: Caller) -> dict[str, list[int]]:
+        jobs = self._owned(ids, caller, "signal")
         sent, not_running = [], []
         by_node: dict[str, list[int]] = {}
         for job in jobs:
@@ -303,15 +309,15 @@ class Daemon:
             await self._send(node, Signal(ids=job_ids, signal=signum))
         return {"signalled": sent, "not_running": not_running}
 
-    async def renice(self, ids: Sequence[int], nice: int, user: str) -> dict[str, list[int]]:
-        jobs = self._owned(ids, user, "renice")
+    async def renice(self, ids: Sequence[int], nice: int, caller: Caller) -> dict[str, list[int]]:
+        jobs = self._owned(ids, caller, "renice")
         done, not_running = [], []
         for job in jobs:
             if job.state is not JobState.RUNNING:
                 not_running.append(job.id)
                 continue
-            if nice < job.nice and user != "root":
-                raise Refused(f"job {job.id} is at nice {job.nice}; only root may lower it")
+            if nice < job.nice and not caller.admin:
+                raise Forbidden(f"job {job.id} is at nice {job.nice}; only an administrator may lower it")
             job.nice = nice
             await self._send(job.node, Renice(id=job.id, nice=penalty_nice(nice, job.penalized, self.policy.adapt)))
             done.append(job.id)
@@ -319,15 +325,15 @@ class Daemon:
             await self._commit([self.jobs[i] for i in done])
         return {"reniced": done, "not_running": not_running}
 
-    async def hold(self, ids: Sequence[int], user: str) -> dict[str, list[int]]:
+    async def hold(self, ids: Sequence[int], caller: Caller) -> dict[str, list[int]]:
         """Keep queued jobs from starting until they are released (qhold)."""
-        jobs = self._owned(ids, user, "hold")
+        jobs = self._owned(ids, caller, "hold")
         held, other = [], []
         for job in jobs:
             if job.state is JobState.QUEUED:
                 self.book.remove(job)
                 job.set_state(JobState.HELD)
-                job.reason = f"held by {user or 'unknown'} (qrls {job.id} releases it)"
+                job.reason = f"held by {caller.user} (qrls {job.id} releases it)"
                 held.append(job)
             elif job.state is not JobState.HELD:
                 other.append(job.id)
@@ -335,9 +341,9 @@ class Daemon:
             await self._commit(held)
         return {"held": [j.id for j in held], "not_queued": other}
 
-    async def release(self, ids: Sequence[int], user: str) -> dict[str, list[int]]:
+    async def release(self, ids: Sequence[int], caller: Caller) -> dict[str, list[int]]:
         """Let held jobs go back in line, in their old places (qrls)."""
-        jobs = self._owned(ids, user, "release")
+        jobs = self._owned(ids, caller, "release")
         released, other = [], []
         for job in jobs:
             if job.state is JobState.HELD:
@@ -352,18 +358,17 @@ class Daemon:
             self.wake()
         return {"released": [j.id for j in released], "not_held": other}
 
-    def _queue_owner(self, spec: str, user: str) -> tuple[str, str]:
-        """(owner, name) of ``QUEUE`` (the user's own) or ``USER:QUEUE`` (another's: administrators)."""
+    def _queue_owner(self, spec: str, caller: Caller) -> tuple[str, str]:
+        """(owner, name) of ``QUEUE`` (the caller's own) or ``USER:QUEUE`` (another's: administrators)."""
         owner, _, name = spec.rpartition(":")
-        owner = owner or user
-        if not owner:
-            raise UsageError("whose queue? name it USER:QUEUE")
-        if owner != user and user != "root":
-            raise Refused(f"queue {owner}:{name} belongs to {owner}, not to {user}")
+        owner = owner or caller.user
+        if owner != caller.user and not caller.admin:
+            raise Forbidden(f"queue {owner}:{name} belongs to {owner}, not to {caller.user}: only its owner "
+                            f"or an administrator may change it")
         return owner, check_queue_name(name)
 
-    async def set_queue(self, spec: str, user: str, **changes: Any) -> dict[str, Any]:
-        owner, name = self._queue_owner(spec, user)
+    async def set_queue(self, spec: str, caller: Caller, **changes: Any) -> dict[str, Any]:
+        owner, name = self._queue_owner(spec, caller)
         if changes.get("mail"):
             changes["mail"] = mail.validate_address(changes["mail"])
         settings = self.book.change(owner, name, **changes)
@@ -412,12 +417,12 @@ class Daemon:
             raise Refused("no node is up to take the job (see `jstat --nodes`)")
         return self.nodes[name]
 
-    async def interactive(self, req: InteractiveRequest) -> InteractiveReply:
+    async def interactive(self, req: InteractiveRequest, caller: Caller) -> InteractiveReply:
         node = self.place_now()
         assert node.link is not None
         h, fresh = self._remember_env(req.env)
         now = time.time()
-        job = self._new_job(req.job, req.user, req.uid, h, Origin.INTERACTIVE, now)
+        job = self._new_job(req.job, caller, h, Origin.INTERACTIVE, now, req.umask)
         job.set_state(JobState.RUNNING)
         job.node = node.name
         await self.store.insert([job], fresh)
@@ -530,9 +535,9 @@ class Daemon:
         if env is None:
             env = self.envs[job.env_hash] = self.store.env(job.env_hash)
         return StartJob(
-            id=job.id, name=job.name, user=job.user, uid=job.uid, queue=job.queue, command=job.command,
-            script=job.script, cwd=job.cwd, env=env, output=job.output, keep_script=job.keep_script,
-            cpu=job.cpu, mem_mb=job.mem_mb,
+            id=job.id, name=job.name, user=job.user, uid=job.uid, gid=job.gid, umask=job.umask, queue=job.queue,
+            command=job.command, script=job.script, cwd=job.cwd, env=env, output=job.output,
+            keep_script=job.keep_script, cpu=job.cpu, mem_mb=job.mem_mb,
         )
 
     def _detach(self, job: Job) -> None:

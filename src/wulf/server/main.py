@@ -1,4 +1,10 @@
-"""Run the job daemon: the store, the daemon and the API on TCP and on a Unix socket."""
+"""Run the job daemon: the store, the daemon and the API on TCP and on a Unix socket.
+
+The Unix socket and the TCP address are served by two uvicorn servers on one loop and one app: the
+Unix socket names its callers by the kernel's peer credentials (:mod:`wulf.server.peer`), and TCP
+speaks TLS when ``[tls] cert`` is set (and nothing else: a plain-text connection fails its
+handshake). The first server handles the signals and the app's start and stop; the second follows it.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,21 @@ import logging
 import os
 import signal
 import socket
+import ssl
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
-from wulf.config import Config, load_config
+from wulf.auth.key import ensure_key
+from wulf.auth.tls import server_context
+from wulf.config import Config, reload_config
 from wulf.errors import UsageError
 from wulf.server.app import create_app
 from wulf.server.daemon import Daemon
+from wulf.server.peer import PeerHttpProtocol
+from wulf.server.security import Security
 from wulf.store.sqlite import SqliteStore
 
 log = logging.getLogger("wulf.server")
@@ -63,45 +76,98 @@ def _unix_socket(path: Path) -> socket.socket:
     return s
 
 
+class _MainServer(uvicorn.Server):
+    """The Unix socket's server: it takes the signals, and passes an exit on to the TCP server."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.followers: list[uvicorn.Server] = []
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        for f in self.followers:
+            f.should_exit = True
+
+
+class _FollowerServer(uvicorn.Server):
+    """The TCP server: no signal handlers of its own (they would replace the main server's)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn_config(app: Any, **kw: Any) -> uvicorn.Config:
+    return uvicorn.Config(app, log_level="warning", access_log=False, ws="websockets-sansio",
+                          ws_ping_interval=20, ws_ping_timeout=60, ws_max_size=64 * 1024 * 1024,
+                          timeout_graceful_shutdown=2, **kw)
+
+
 async def serve(config: Config, listen: str | None = None) -> None:
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True)
-    sockets = [_unix_socket(config.socket_path())]
+    tls = server_context(config.tls.cert, config.tls.key) if config.tls.cert else None
+    key, made = ensure_key(config.key_path())
+    if made:
+        log.info("made a new cluster key %s; every agent needs a copy (readable by root only)", key.path)
+    unix = _unix_socket(config.socket_path())
     listen = config.server.listen if listen is None else listen
-    if listen:
-        sockets.append(_tcp_socket(listen))
+    tcp = _tcp_socket(listen) if listen else None
     store = SqliteStore(state / "wulf.db", config.server.synchronous)
     daemon = Daemon(config, store)
     daemon.load()
-    server: uvicorn.Server | None = None
+    security = Security(config, key, store)
+    main: _MainServer | None = None
 
     def quit_now() -> None:
-        if server is not None:
-            server.should_exit = True
+        if main is not None:
+            for s in (main, *main.followers):
+                s.should_exit = True
 
-    app = create_app(daemon, on_quit=quit_now)
-    uconfig = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="websockets-sansio",
-                             http="httptools", ws_ping_interval=20, ws_ping_timeout=60,
-                             ws_max_size=64 * 1024 * 1024, timeout_graceful_shutdown=2)
-    server = uvicorn.Server(uconfig)
+    app = create_app(daemon, security, on_quit=quit_now)
+    main = _MainServer(_uvicorn_config(app, lifespan="on", http=PeerHttpProtocol))
+    follower: _FollowerServer | None = None
+    if tcp is not None:
+        factory = None if tls is None else _tls_factory(tls)
+        follower = _FollowerServer(_uvicorn_config(app, lifespan="off", http="httptools",
+                                                   ssl_context_factory=factory))
+        main.followers.append(follower)
     loop = asyncio.get_running_loop()
 
     def reload() -> None:
         try:
-            daemon.reload(load_config(config.path or None))
+            new = reload_config(daemon.config)
+            security.reload(new)
+            daemon.reload(new)
             log.info("configuration reloaded")
         except Exception as e:
             log.error("reload failed: %s", e)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
-    names = ", ".join(str(s.getsockname()) for s in sockets)
-    log.info("wulf server listening on %s; store %s", names, store.path)
+    names = ", ".join(str(s.getsockname()) for s in (unix, tcp) if s is not None)
+    log.info("wulf server listening on %s%s; store %s", names, " (TLS)" if tls and tcp else "", store.path)
+    follower_task: asyncio.Task[None] | None = None
     try:
-        await server.serve(sockets=sockets)
+        main_task = asyncio.create_task(main.serve(sockets=[unix]))
+        while not main.started and not main_task.done():
+            await asyncio.sleep(0.01)
+        if follower is not None and tcp is not None and not main_task.done():
+            follower_task = asyncio.create_task(follower.serve(sockets=[tcp]))
+        await main_task
     finally:
+        if follower is not None and follower_task is not None:
+            follower.should_exit = True
+            await follower_task
         store.close()
         with contextlib.suppress(OSError):
             config.socket_path().unlink()
+
+
+def _tls_factory(ctx: ssl.SSLContext) -> Any:
+    def factory(config: uvicorn.Config, default: Any) -> ssl.SSLContext:
+        return ctx
+
+    return factory
 
 
 def run(config: Config, listen: str | None = None) -> None:

@@ -32,6 +32,7 @@ class AgentLink:
     send: Callable[[str], Awaitable[None]]
     host: str  # the address the agent connected from (where jr reaches it)
     close: Callable[[], Awaitable[None]]
+    uid: int = 0  # the user the agent runs as (a non-root agent runs only that user's jobs)
 
 
 @dataclass(eq=False)

@@ -51,13 +51,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0003_owner_ids_and_tokens",
+        """
+        ALTER TABLE jobs ADD COLUMN gid INTEGER;
+        ALTER TABLE jobs ADD COLUMN umask INTEGER;
+        CREATE TABLE tokens (
+            id INTEGER PRIMARY KEY, user TEXT NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
+            name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created REAL NOT NULL, expires REAL
+        );
+        """,
+    ),
 ]
 
 _COLUMNS = [
     "id", "user", "uid", "origin", "state", "command", "cwd", "name", "queue", "script", "env_hash",
     "output", "keep_script", "cpu_req", "mem_req", "cpu", "mem_mb", "node", "pid", "submitted",
     "started", "ended", "exit_code", "signal", "cpu_time", "peak_mem_mb", "reason", "nice", "ext_key",
-    "constraint", "time_limit", "cputime_limit", "mem_limit_mb",
+    "constraint", "time_limit", "cputime_limit", "mem_limit_mb", "gid", "umask",
 ]
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
@@ -67,6 +78,7 @@ _SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
 _INSERT = f"INSERT INTO jobs ({_SELECT}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _UPDATE = f"UPDATE jobs SET {', '.join(c + ' = ?' for c in _MUTABLE)} WHERE id = ?"
 _QUEUE_COLUMNS = ("user", "name", "priority", "stopped", "window", "mail")
+_TOKEN_COLUMNS = ("id", "user", "uid", "gid", "name", "hash", "created", "expires")
 _FINAL = tuple(str(s) for s in FINAL_STATES)
 
 
@@ -233,6 +245,24 @@ class SqliteStore:
 
         def op(c: sqlite3.Connection) -> None:
             c.execute(f"INSERT OR REPLACE INTO queues VALUES ({', '.join('?' * len(row))})", row)
+
+        return self._submit(op)
+
+    def tokens(self) -> list[dict[str, Any]]:
+        cur = self._read.execute(f"SELECT {', '.join(_TOKEN_COLUMNS)} FROM tokens ORDER BY id")
+        return [dict(zip(_TOKEN_COLUMNS, row, strict=True)) for row in cur]
+
+    def add_token(self, record: dict[str, Any]) -> asyncio.Future[None]:
+        row = tuple(record[c] for c in _TOKEN_COLUMNS)
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(f"INSERT INTO tokens ({', '.join(_TOKEN_COLUMNS)}) VALUES ({', '.join('?' * len(row))})", row)
+
+        return self._submit(op)
+
+    def remove_token(self, token_id: int) -> asyncio.Future[None]:
+        def op(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
 
         return self._submit(op)
 

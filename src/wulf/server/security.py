@@ -1,0 +1,138 @@
+"""What the server needs to tell who asks and whether they may.
+
+The identity of a request comes from how it arrived, never from what it says:
+
+- on the server's Unix socket, the kernel names the connecting process (``SO_PEERCRED``; see
+  :mod:`wulf.server.peer`);
+- over TCP, a credential signed with the cluster key (header ``X-Wulf-Credential``), which the agent
+  of the caller's machine made for that uid and that request (see :mod:`wulf.auth.credential`);
+- or an API token (``Authorization: Bearer wulf_...``; in the browser a cookie set by ``/login``,
+  good for reading only).
+
+Root and the members of ``[server] admin_group`` are administrators.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from wulf.auth import credential
+from wulf.auth.credential import Credential, ReplayCache
+from wulf.auth.identity import CREDENTIAL, SOCKET, TOKEN, Caller, user_name
+from wulf.auth.key import ClusterKey
+from wulf.auth.netmask import AllowList
+from wulf.auth.ratelimit import RateLimiter
+from wulf.auth.tokens import Token, TokenBook, looks_like_token, new_token, token_hash
+from wulf.config import Config
+from wulf.errors import Forbidden, NotFound, Unauthenticated
+from wulf.protocol import Hello, TokenReply
+from wulf.server.audit import AuditLog
+from wulf.server.users import groups_of
+from wulf.store.base import JobStore
+
+log = logging.getLogger("wulf.server")
+
+NAME_TTL = 60.0
+"""Seconds a uid's name and administrator status are kept before they are looked up again."""
+
+NO_IDENTITY = ("who are you? Over TCP a request needs a credential from the wulf agent of your machine "
+               "(is one running there? it listens on [auth] agent_socket) or an API token "
+               "(Authorization: Bearer ..., made with `wulf token create`)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    user: str
+    admin: bool
+    until: float
+
+
+class Security:
+    def __init__(self, config: Config, key: ClusterKey, store: JobStore) -> None:
+        self.key = key
+        self.store = store
+        self.replays = ReplayCache()
+        self.tokens = TokenBook(store.tokens())
+        self._known: dict[int, _Known] = {}
+        self.reload(config)
+
+    def reload(self, config: Config) -> None:
+        """Take a new configuration (the allow-list is checked first: a bad one changes nothing)."""
+        allow = AllowList(config.server.allow)
+        self.allow = allow
+        self.limiter = RateLimiter(config.server.rate_limit, config.server.rate_burst)
+        self.admin_group = config.server.admin_group
+        self.ttl = config.auth.ttl
+        self.audit = AuditLog(config.audit_path())
+        self._known.clear()
+
+    # ------------------------------------------------------------------ who
+
+    def caller(self, uid: int, gid: int, via: str, host: str) -> Caller:
+        now = time.monotonic()
+        k = self._known.get(uid)
+        if k is None or k.until < now:
+            name = user_name(uid)
+            admin = uid == 0 or bool(self.admin_group) and self.admin_group in groups_of(name)
+            k = self._known[uid] = _Known(name, admin, now + NAME_TTL)
+        return Caller(k.user, uid, gid, via, host, k.admin)
+
+    def from_peer(self, peer: tuple[int, int, int]) -> Caller:
+        _, uid, gid = peer
+        return self.caller(uid, gid, SOCKET, "local")
+
+    def from_token(self, text: str) -> Caller:
+        token = self.tokens.find(text, time.time()) if looks_like_token(text) else None
+        if token is None:
+            raise Unauthenticated("the API token is not good (mistyped, revoked or expired); "
+                                  "`wulf token create` makes a new one")
+        return self.caller(token.uid, token.gid, TOKEN, "")
+
+    def credential(self, text: str) -> Credential:
+        """A request's credential, signed and fresh (its use is checked by :meth:`from_credential`)."""
+        cred = credential.decode(self.key, text)
+        credential.check_fresh(cred, kind=credential.USER, now=time.time(), ttl=self.ttl)
+        return cred
+
+    def from_credential(self, cred: Credential, digest: str) -> Caller:
+        credential.check_use(cred, digest=digest, now=time.time(), ttl=self.ttl, replays=self.replays)
+        return self.caller(cred.uid, cred.gid, CREDENTIAL, cred.host)
+
+    def agent(self, hello: Hello) -> int:
+        """The uid an agent runs as, if its hello carries a good credential for its node; else
+        Unauthenticated says why."""
+        if not hello.auth:  # TEMPORARY, until the agent signs its hello: then refused
+            log.warning("node %s sent no credential; it is let in for now", hello.node.name)
+            return -1
+        cred = credential.verify(self.key, hello.auth, kind=credential.AGENT,
+                                 digest=credential.agent_digest(hello.node.name), now=time.time(),
+                                 ttl=self.ttl, replays=self.replays)
+        return cred.uid
+
+    # ------------------------------------------------------------------ API tokens
+
+    async def create_token(self, caller: Caller, name: str, days: float | None) -> TokenReply:
+        if caller.via == TOKEN:
+            raise Forbidden("a token cannot make tokens: run `wulf token create` on a machine of the cluster")
+        text = new_token()
+        now = time.time()
+        token = Token(self.tokens.next_id(), caller.user, caller.uid, caller.gid, name, token_hash(text), now,
+                      None if days is None else now + days * 86400)
+        await self.store.add_token(token.record())
+        self.tokens.add(token)
+        self.audit.record(caller, "token create", f"token {token.id}", "ok", name=name)
+        return TokenReply(id=token.id, token=text, user=token.user, name=name, expires=token.expires)
+
+    def list_tokens(self, caller: Caller) -> list[dict[str, object]]:
+        return [t.public() for t in sorted(self.tokens.by_id.values(), key=lambda t: t.id)
+                if caller.admin or t.uid == caller.uid]
+
+    async def revoke_token(self, caller: Caller, token_id: int) -> None:
+        token = self.tokens.by_id.get(token_id)
+        if token is None or not (caller.admin or token.uid == caller.uid):
+            raise NotFound(f"no token {token_id} of yours (`wulf token list` shows them)")
+        await self.store.remove_token(token_id)
+        self.tokens.remove(token_id)
+        self.audit.record(caller, "token revoke", f"token {token_id} of {token.user}", "ok")
