@@ -13,6 +13,7 @@ from wulf.agent.cgroups import (
     Layout,
     Mount,
     choose_layout,
+    controllers_to_enable,
     cpu_seconds,
     group_name,
     parse_controllers,
@@ -118,6 +119,14 @@ def test_no_layout_without_a_memory_controller() -> None:
     [unified] = parse_mountinfo(MOUNTINFO_V2)
     assert choose_layout([unified], frozenset({"cpu", "pids"})) is None
     assert choose_layout([], None) is None
+
+
+def test_controllers_to_enable_on_v2() -> None:
+    offered = frozenset({"cpu", "memory", "io"})
+    assert controllers_to_enable(frozenset(), offered) == ["memory", "cpu"]
+    assert controllers_to_enable(frozenset({"memory", "cpu"}), offered) == []
+    assert controllers_to_enable(frozenset(), frozenset({"memory"})) == ["memory"]
+    assert controllers_to_enable(frozenset(), frozenset()) == ["memory"]  # and writing it fails: no cgroups
 
 
 def test_keyed_files() -> None:

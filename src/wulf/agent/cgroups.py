@@ -391,13 +391,17 @@ class Cgroups:
                 os.rmdir(d)
 
 
+def controllers_to_enable(enabled: frozenset[str], offered: frozenset[str]) -> list[str]:
+    """v2: what to write to a ``cgroup.subtree_control`` so that children have ``memory`` (always: it
+    fails loudly where not offered) and ``cpu`` (when offered), given what it has and offers."""
+    return [c for c in ("memory", "cpu") if c not in enabled and (c == "memory" or c in offered)]
+
+
 def _enable_controllers(path: str) -> None:
-    """v2: let the children of ``path`` have the memory (needed) and cpu (if offered) controllers."""
+    """v2: let the children of ``path`` have the memory controller (needed) and cpu (if offered)."""
     enabled = parse_controllers(_read(os.path.join(path, "cgroup.subtree_control")) or "")
     offered = parse_controllers(_read(os.path.join(path, "cgroup.controllers")) or "")
-    for controller in ("memory", "cpu"):
-        if controller in enabled or (controller != "memory" and controller not in offered):
-            continue
+    for controller in controllers_to_enable(enabled, offered):
         try:
             _write(os.path.join(path, "cgroup.subtree_control"), f"+{controller}")
         except OSError:
