@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from bench import policy
 from wulf.client import Client
 
 BIN = Path(sys.executable).parent
@@ -186,6 +187,7 @@ def main() -> int:
     results["end_to_end"] = [end_to_end(s, 200 if q else 1000) for s in (2, 16)]
     results["latency"] = latency(10 if q else 50)
     results["agent"] = agent_cost(100 if q else 1000, 5 if q else 30)
+    results["policy"] = policy.run(q)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
     if args.json:
@@ -211,6 +213,7 @@ def main() -> int:
         ("idle cpu: agent / server", f"{a['idle_agent_cpu_pct']:.2f} % / {a['idle_server_cpu_pct']:.2f} %",
          "close to 0"),
     ]
+    rows += policy.rows(results["policy"])
     w = max(len(r[0]) for r in rows)
     print(f"{'measure':<{w}}  {'result':>22}  target")
     for name, value, target in rows:

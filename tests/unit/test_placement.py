@@ -165,3 +165,30 @@ def test_an_updated_pool_is_a_pool_built_anew(first: list[tuple[float, float]],
         if a is not None:
             kept.take(a, cpu, 10)
             fresh.take(a, cpu, 10)
+
+
+def test_room_kept_for_a_job_lasts_while_passes_keep_it() -> None:
+    node = NodeView("a", 4, 1000, jobs=(RunningUse(3, 10, 3, 10),), observed_cpu=3, observed_mem=10)
+    other = NodeView("b", 4, 1000, jobs=(RunningUse(4, 10, 4, 10),), observed_cpu=4, observed_mem=10)
+    pool = NodePool([node, other], compile_rank("cpu_free"))
+    assert pool.pick(4, 10) is None and pool.hold(4, 10, job=7) == "a"
+    assert pool.free["a"].cpu == -3 and pool.pick(1, 10) is None  # nothing else goes there
+    pool.end_pass()
+    assert pool.free["a"].cpu == -3  # a pool kept for the next pass keeps the booking ...
+    assert pool.hold(4, 10, prefer="a", job=7) == "a" and pool.free["a"].cpu == -3  # ... held again as it is
+    pool.end_pass()
+    pool.end_pass()  # a pass that did not hold room for job 7 again: it is given back
+    assert pool.free["a"].cpu == 1 and pool.pick(1, 10) == "a"
+    assert pool.hold(4, 10, job=8) == "a"
+    pool.update(node)  # the node changed: its room is its view's again
+    assert pool.free["a"].cpu == 1
+    pool.end_pass()
+    assert pool.free["a"].cpu == 1
+
+
+def test_no_room_is_kept_on_a_node_that_could_never_take_the_job() -> None:
+    small = NodeView("small", 2, 1000)
+    busy = NodeView("busy", 8, 1000, jobs=(RunningUse(7, 10, 7, 10),), observed_cpu=7, observed_mem=10)
+    pool = NodePool([small, busy], compile_rank("cpu_free"))
+    assert pool.hold(4, 10, job=1) == "busy"  # "small" has more free, but only 2 cpus
+    assert pool.hold(4, 10, job=2) is None  # one job per node

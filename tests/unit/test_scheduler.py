@@ -130,3 +130,52 @@ def test_fair_share_for_any_mix(counts: list[int], running: list[int], cpus: int
         for v in users:
             if got[v]:  # v was served this pass while u still waits: v had no more than u, plus one
                 assert total[v] <= total[u] + 1
+
+
+def _busy(name: str, cpus: float, running: int, outside: float = 0.0) -> NodeView:
+    """A node with ``running`` 1-cpu jobs (each using its cpu) and ``outside`` cpus of other work."""
+    jobs = tuple(RunningUse(1.0, 32, 1.0, 32, "small") for _ in range(running))
+    return NodeView(name, cpus, 100_000, jobs=jobs, observed_cpu=running + outside, observed_mem=32 * running)
+
+
+def test_room_is_kept_for_the_larger_job_of_a_user_who_is_behind() -> None:
+    # "big" runs nothing and needs 4 cpus; "small" runs 7 and has 1-cpu jobs: the cpu free on n1 would
+    # go to "small" for ever, one at a time as jobs end, and "big" would never start
+    pool = NodePool([_busy("n0", 4, 4), _busy("n1", 4, 3)], RANK)
+    users = {"small": UserView("small", running=7)}
+    out = schedule([_q("big", 1, 0, cpu=4), _q("small", 5, 100)], users, pool)
+    assert out.placements == [] and out.held == {0: "n1"}
+    assert out.reasons[("big", "default")] == "waiting for room: needs 4 cpus and 32 MB (room is kept for it on n1)"
+    # one job ended on each node since: n0 has as much room now, but the room is still kept on n1
+    pool = NodePool([_busy("n0", 4, 3), _busy("n1", 4, 3)], RANK)
+    out = schedule([_q("big", 1, 0, cpu=4), _q("small", 5, 100)], users, pool, held=out.held)
+    assert out.held == {0: "n1"} and [p.node for p in out.placements] == ["n0"]
+    # unless another node has more room
+    pool = NodePool([_busy("n0", 4, 1), _busy("n1", 4, 3)], RANK)
+    out = schedule([_q("big", 1, 0, cpu=4), _q("small", 5, 100)], users, pool, held=out.held)
+    assert out.held == {0: "n0"} and [p.node for p in out.placements] == ["n1"]
+
+
+def test_no_room_is_kept_for_a_user_who_is_not_behind() -> None:
+    pool = NodePool([_busy("n0", 4, 3)], RANK)
+    out = schedule([_q("big", 1, 0, cpu=4), _q("small", 5, 100)], {"big": UserView("big", running=7),
+                                                                    "small": UserView("small", running=7)}, pool)
+    assert out.held == {} and [p.job_id for p in out.placements] == [100]
+    assert out.reasons[("big", "default")] == "waiting for room: needs 4 cpus and 32 MB"
+
+
+def test_room_kept_counts_as_a_turn_until_the_user_catches_up() -> None:
+    # four nodes with a cpu free each; "big" (0 running) is 3 behind "small"
+    pool = NodePool([_busy(f"n{i}", 4, 3) for i in range(4)], RANK)
+    out = schedule([_q("big", 10, 0, cpu=4), _q("small", 5, 100)], {"small": UserView("small", running=3)}, pool)
+    assert sorted(out.held) == [0, 1, 2]  # its next three jobs, each on its own node
+    assert len(set(out.held.values())) == 3
+    assert [p.job_id for p in out.placements] == [100]  # the last free cpu: the turn is "small"'s again
+    assert out.placements[0].node not in out.held.values()
+
+
+def test_no_room_is_kept_where_outside_work_leaves_too_little() -> None:
+    # n0 has the most cpu free, but someone outside wulf uses 2 of its 4 cpus: it could never take the job
+    pool = NodePool([_busy("n0", 4, 1, outside=2), _busy("n1", 4, 3)], RANK)
+    out = schedule([_q("big", 1, 0, cpu=4), _q("small", 5, 100)], {"small": UserView("small", running=7)}, pool)
+    assert out.held == {0: "n1"}

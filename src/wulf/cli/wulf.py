@@ -5,6 +5,7 @@
     wulf server            the job daemon (on the master)
     wulf agent --server    the node agent (on every node)
     wulf config            the effective configuration
+    wulf sim               the scheduling policy on a simulated cluster (virtual clock)
     wulf version
 """
 
@@ -202,6 +203,62 @@ def cmd_config(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_sim(args: argparse.Namespace, config: Config) -> int:
+    from wulf.sim.cli import main as sim_main
+
+    if args.sim_config:
+        config = load_config(args.sim_config)
+    elif not args.config:
+        config = Config()  # a simulation does not follow this machine's configuration unless asked to
+    return sim_main(args, config)
+
+
+_SIM_HELP = """\
+Runs wulf's real scheduling policy (fair share, placement, adaptive allocation, windows, limits) on a
+virtual clock against a simulated cluster and workload, and reports makespan, utilisation, waits,
+per-user shares, Jain's fairness index and the time of each scheduling pass.
+
+scenarios (generated workloads):
+  mixed        mixed nodes (4, 8, 16 cpus); jobs in batches of mixed sizes and run times, arriving over
+               time; jobs use more or less than they ask for (the default)
+  homogeneous  identical nodes and identical jobs, all submitted at once (makespan vs. its lower bound)
+  flood        two users: one submits 90 % of the jobs at once, the other the rest a minute later
+  outside      mixed, with outside load (interactive work) on a third of the nodes; use with --compare
+
+A workload file is JSON lines (nodes, queues, jobs): see examples/sim-workload.jsonl.
+"""
+
+
+def _sim_parser(sub: argparse._SubParsersAction[ArgParser]) -> None:
+    sim = sub.add_parser("sim", help="simulate a cluster and workload under the real policy",
+                         description=_SIM_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sim.add_argument("--nodes", type=int, metavar="N", help="nodes of a generated cluster (default 100)")
+    sim.add_argument("--jobs", type=int, metavar="M", help="jobs to generate (default 10000; homogeneous: "
+                     "10 per cpu)")
+    sim.add_argument("--users", type=int, metavar="K", help="users (default 4; flood: 2)")
+    sim.add_argument("--outside-load", type=float, metavar="FRACTION",
+                     help="fraction of nodes where interactive work wants half the cpus, on and off "
+                          "(default 0; outside: 1/3)")
+    sim.add_argument("--load", type=float, metavar="L", help="mixed and outside: the cpus the jobs ask for, "
+                     "over the span they arrive in, as a fraction of the cluster's (default 1.0)")
+    sim.add_argument("--scenario", choices=["mixed", "homogeneous", "flood", "outside"],
+                     help="the generated workload (default mixed)")
+    sim.add_argument("--workload", metavar="FILE", help="read nodes, queues and jobs from a JSON-lines file")
+    sim.add_argument("--policy", choices=["default", "allocation-only"],
+                     help="default: count observed use and allocations; allocation-only: allocations only")
+    sim.add_argument("--compare", action="store_true", help="run both policies on the same workload")
+    sim.add_argument("--config", dest="sim_config", metavar="FILE",
+                     help="take the policy (scheduler, limits, shares, windows) from this wulf.toml "
+                          "(default: the built-in defaults)")
+    sim.add_argument("--seed", type=int, default=1, help="random seed of the workload and outside load (default 1)")
+    sim.add_argument("--interval", type=float, metavar="SECONDS",
+                     help="seconds between an agent's reports (default: agent.interval, 5)")
+    sim.add_argument("--json", action="store_true", help="print the results as JSON")
+    sim.add_argument("--plot", metavar="FILE", help="plot utilisation, queue and running jobs per user over "
+                     "time to FILE.png or FILE.svg (needs matplotlib: pip install 'wulf[sim]')")
+    sim.add_argument("--save-workload", metavar="FILE", help="also write the workload as a file --workload reads")
+
+
 def _toml(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -238,6 +295,7 @@ def _parser() -> ArgParser:
     ag.add_argument("-v", "--verbose", action="store_true")
     cfg = sub.add_parser("config", help="print the effective configuration")
     cfg.add_argument("--json", action="store_true")
+    _sim_parser(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -254,7 +312,7 @@ def _main(argv: list[str]) -> int:
         if args.mem:
             parse_mem(args.mem)
     handler = {"server": cmd_server, "agent": cmd_agent, "up": cmd_up, "down": cmd_down,
-               "config": cmd_config}.get(args.cmd)
+               "config": cmd_config, "sim": cmd_sim}.get(args.cmd)
     if handler is None:
         raise UsageError(f"unknown command {args.cmd}")
     return handler(args, config)

@@ -68,7 +68,7 @@ def adapt_jobs(jobs: Iterable[Holding], node_free: Free, s: AdaptSettings) -> li
     free = node_free
     for before in jobs:
         after = adapt(before, free, s)
-        if after != before:
+        if after is not before and after != before:
             cpu = max(after.cpu, after.cpu_used) - max(before.cpu, before.cpu_used)
             mem = max(after.mem, after.mem_used) - max(before.mem, before.mem_used)
             if cpu or mem:

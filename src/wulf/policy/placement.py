@@ -62,12 +62,19 @@ class NodePool:
         self._index: dict[str, int] = {}  # the order nodes were first seen in: ties of rank go by it
         self._heap: list[tuple[float, int, str, int]] = []  # (-rank, index, name, version)
         self._entry: dict[str, tuple[float, int, str, int]] = {}  # each node's current entry, if it has room
-        self._roomiest: list[tuple[float, int, str, int]] = []  # (-cpu free, index, name, version)
+        # (-cpu free, index, name, version): made when first asked for (a pass that places all it looks at
+        # never needs it)
+        self._roomiest: list[tuple[float, int, str, int]] | None = None
         self._constraints: dict[str, Constraint] = {"": parse_constraint("")}
         self._matches: dict[tuple[str, str], bool] = {}
         self._failed: dict[str, list[tuple[float, float]]] = {}  # constraint -> requests that fit nowhere
         self._everywhere: dict[str, NodeView] = {}  # every node known, schedulable or not
         self._possible: dict[tuple[float, float, str], str] = {}
+        self._holding: set[str] = set()  # nodes that keep room for a job in this pass
+        # room booked by hold, by job: (node, cpu, mem, the node's version then); and those held this pass
+        self._kept: dict[int, tuple[str, float, float, int]] = {}
+        self._renewed: set[int] = set()
+        self._alone: dict[str, Free] = {}  # room once the jobs now on a node end (worked out when asked)
         for node in nodes:
             self.update(node)
 
@@ -80,13 +87,15 @@ class NodePool:
         old = self._everywhere.get(name)
         if old is None:
             self._index[name] = len(self._index)
-        if old is None or (old.cpus, old.mem_mb, old.attrs, old.features) != (
-                node.cpus, node.mem_mb, node.attrs, node.features):
+        if old is None or old.cpus != node.cpus or old.mem_mb != node.mem_mb or (
+                old.attrs is not node.attrs and old.attrs != node.attrs) or old.features != node.features:
             self._possible.clear()
             if old is not None:
                 self._matches = {k: v for k, v in self._matches.items() if k[1] != name}
         self._everywhere[name] = node
         self._failed.clear()
+        self._holding.discard(name)
+        self._alone.pop(name, None)
         self._version[name] = self._version.get(name, 0) + 1
         if not node.schedulable:
             if name in self.views:
@@ -112,7 +121,8 @@ class NodePool:
         index, version = self._index[name], self._version[name]
         entry = self._entry[name] = (-self._score(name), index, name, version)
         heapq.heappush(self._heap, entry)
-        heapq.heappush(self._roomiest, (-free, index, name, version))
+        if self._roomiest is not None:
+            heapq.heappush(self._roomiest, (-free, index, name, version))
         if len(self._heap) > 4 * len(self._entry) + 64:
             self._compact()
 
@@ -120,12 +130,19 @@ class NodePool:
         """Drop the entries of nodes whose room changed since (they are skipped when met anyway)."""
         self._heap = list(self._entry.values())
         heapq.heapify(self._heap)
-        self._roomiest = [(-self.free[n].cpu, e[1], n, e[3]) for n, e in self._entry.items()]
-        heapq.heapify(self._roomiest)
+        if self._roomiest is not None:
+            self._roomiest = self._roomiest_now()
+
+    def _roomiest_now(self) -> list[tuple[float, int, str, int]]:
+        heap = [(-self.free[n].cpu, e[1], n, e[3]) for n, e in self._entry.items()]
+        heapq.heapify(heap)
+        return heap
 
     def _most_cpu_free(self) -> float:
         """The most cpu free on any node that takes jobs (-1 when none does)."""
         heap = self._roomiest
+        if heap is None:
+            heap = self._roomiest = self._roomiest_now()
         while heap and heap[0][3] != self._version[heap[0][2]]:
             heapq.heappop(heap)
         return -heap[0][0] if heap and heap[0][2] in self._entry else -1.0
@@ -169,12 +186,20 @@ class NodePool:
         failed = self._failed.get(constraint)
         if failed and any(cpu + EPS >= c and mem + EPS >= m for c, m in failed):
             return None
+        heap = self._heap
+        version = self._version
+        while heap and heap[0][3] != version[heap[0][2]]:
+            heapq.heappop(heap)  # stale: the node was taken from since
+        if heap:  # most often the best-ranked node fits
+            name = heap[0][2]
+            f = self.free[name]
+            if f.cpu + EPS >= cpu and f.mem + EPS >= mem and self._match(constraint, self.views[name]):
+                return name
         if self._most_cpu_free() + EPS < cpu:  # no node has the cpus: no need to look at each
             self._failed.setdefault(constraint, []).append((cpu, mem))
             return None
         skipped: list[tuple[float, int, str, int]] = []
         found: str | None = None
-        heap = self._heap
         while heap:
             entry = heapq.heappop(heap)
             name = entry[2]
@@ -190,6 +215,96 @@ class NodePool:
         if found is None:
             self._failed.setdefault(constraint, []).append((cpu, mem))
         return found
+
+    def hold(self, cpu: float, mem: float, constraint: str = "", prefer: str | None = None,
+             job: int | None = None) -> str | None:
+        """Keep room for a job that fits nowhere now: book it on the node with the most cpu free of those
+        that could take it once the jobs now on them end (by size, outside work and constraint), so that
+        no other job is placed there in this pass and its room grows as its jobs end. ``prefer`` is the
+        node held for it before: it is kept unless another has more cpu free. A node keeps room for one
+        job at a time (and one that has no room left is not taken for another). That node, or None when
+        no node could take it.
+
+        A pool kept from pass to pass keeps the booking for ``job`` until the end of a pass that did not
+        hold room for it again (:meth:`end_pass`), or until the node is updated."""
+        kept = self._kept.get(job) if job is not None else None
+        if kept is not None and kept[0] == prefer and self._version.get(prefer) == kept[3]:
+            # booked in an earlier pass and the node unchanged since: kept, unless another has more room
+            if self.free[prefer].cpu + kept[1] + EPS >= self._most_cpu_free():
+                self._holding.add(prefer)
+                self._renewed.add(job)  # type: ignore[arg-type]
+                return prefer
+        best: str | None = None
+        if (prefer is not None and prefer in self.views and prefer not in self._holding
+                and self.free[prefer].cpu + EPS >= self._most_cpu_free() and self._could_take(prefer, cpu, mem, constraint)):
+            best = prefer  # no node has more room: no need to look further
+        else:
+            best = self._roomiest_that_could_take(cpu, mem, constraint)
+            if (prefer is not None and prefer != best and prefer in self.views and prefer not in self._holding
+                    and (best is None or self.free[prefer].cpu + EPS >= self.free[best].cpu)
+                    and self._could_take(prefer, cpu, mem, constraint)):
+                best = prefer
+        if best is not None:
+            if job is not None:
+                self._release(job)
+            self.take(best, cpu, mem)
+            self._version[best] += 1  # and out of the running for the rest of the pass, room left or not
+            self._entry.pop(best, None)
+            self._holding.add(best)
+            if job is not None:
+                self._kept[job] = (best, cpu, mem, self._version[best])
+                self._renewed.add(job)
+        return best
+
+    def end_pass(self) -> None:
+        """At the end of a pass (``schedule`` calls it): give back the room booked for jobs this pass did
+        not hold room for again; what it did hold stays booked in a pool kept for the next pass."""
+        for job in [j for j in self._kept if j not in self._renewed]:
+            self._release(job)
+        self._renewed.clear()
+        self._holding.clear()
+        self._failed.clear()
+
+    def _release(self, job: int) -> None:
+        kept = self._kept.pop(job, None)
+        if kept is None:
+            return
+        name, cpu, mem, version = kept
+        if self._version.get(name) != version or name not in self.views:
+            return  # updated since (its room is the view's again) or booked since (the caller updates it)
+        f = self.free[name]
+        free = self.free[name] = Free(f.cpu + cpu, f.mem + mem)
+        m = self._metrics[name]
+        m["cpu_free"], m["mem_free_mb"], m["jobs"] = free.cpu, free.mem, m["jobs"] - 1
+        self._version[name] += 1
+        self._push(name)
+
+    def _roomiest_that_could_take(self, cpu: float, mem: float, constraint: str) -> str | None:
+        self._most_cpu_free()  # (makes the heap)
+        heap = self._roomiest
+        assert heap is not None
+        skipped: list[tuple[float, int, str, int]] = []
+        found: str | None = None
+        while heap:
+            entry = heapq.heappop(heap)
+            name = entry[2]
+            if entry[3] != self._version[name]:
+                continue
+            skipped.append(entry)
+            if name not in self._holding and self._could_take(name, cpu, mem, constraint):
+                found = name
+                break
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        return found
+
+    def _could_take(self, name: str, cpu: float, mem: float, constraint: str) -> bool:
+        """Whether node ``name`` would have the room once the jobs now on it end."""
+        view = self.views[name]
+        room = self._alone.get(name)
+        if room is None:
+            room = self._alone[name] = node_free(view, self._observe, jobs=False)
+        return room.cpu + EPS >= cpu and room.mem + EPS >= mem and self._match(constraint, view)
 
     def take(self, name: str, cpu: float, mem: float) -> None:
         """Book ``cpu`` and ``mem`` on ``name`` for a job just placed there."""

@@ -3,9 +3,19 @@
 Fair share: users take turns, always the one with the fewest running jobs for their share weight, so
 competing users end up with running jobs in proportion to their weights and nobody starves another by
 queueing more. Within a user's turn, their queues are served by priority (higher first; equal
-priorities in submission order). A queue whose next job finds no room waits for this pass: its later
-jobs do not overtake it. A user at their cpu limit waits. A stopped queue, or one outside its time
-window, starts nothing. Every queue that waits gets a reason, for ``jstat``.
+priorities in submission order). A queue whose next job finds no room waits: its later jobs do not
+overtake it.
+
+Room is kept for a job that waits while its user runs fewer jobs, for their share, than another user
+with waiting jobs: the node closest to taking it takes no other job (see :meth:`NodePool.hold`), and
+that counts as the user's turn, as a start would. So their next jobs are kept room for in turn until
+they have caught up (at most :data:`MAX_HOLDS` at a time). Else a user whose jobs are larger than
+another's would wait for as long as the other has small jobs queued, every freed cpu going to one of
+those. Room is kept on the same node from pass to pass (the caller passes ``PassResult.held`` on to the
+next pass) unless another node has more room.
+
+A user at their cpu limit waits. A stopped queue, or one outside its time window, starts nothing.
+Every queue that waits gets a reason, for ``jstat``.
 
 Pure: the pass reads views and returns placements and reasons; it changes nothing else.
 """
@@ -34,6 +44,8 @@ class PassResult:
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     #: job id -> why that job cannot run anywhere (it is stepped over; the jobs behind it go on)
     impossible: dict[int, str] = field(default_factory=dict)
+    #: job id -> the node where room is kept for it (give it to the next pass as ``held``)
+    held: dict[int, str] = field(default_factory=dict)
 
 
 class Ordering(Protocol):
@@ -45,13 +57,14 @@ class Ordering(Protocol):
 
 
 class _Queue:
-    __slots__ = ("head", "it", "key", "view")
+    __slots__ = ("head", "holding", "it", "key", "view")
 
     def __init__(self, view: QueueView, key: float) -> None:
         self.view = view
         self.it: Iterator[Waiting] = iter(view.jobs)
         self.head: Waiting | None = next(self.it, None)
         self.key = key
+        self.holding = False  # room is kept for one of its jobs: the ones after it do not start
 
     def sort_key(self) -> tuple[float, int]:
         return (self.key, self.head.id if self.head else 0)
@@ -60,13 +73,20 @@ class _Queue:
         self.head = next(self.it, None)
 
 
+#: the most jobs one user keeps room for in a pass (each holds a node). More lets a user whose jobs are
+#: larger catch up faster (a node drains for each), but a pass then does more: with 16, a pass stays well
+#: under a millisecond at a thousand nodes, and ``wulf sim`` of 1,000 nodes and 100,000 jobs in a minute
+MAX_HOLDS = 16
+
+
 class _User:
-    __slots__ = ("occupied", "queues", "running", "view")
+    __slots__ = ("holds", "occupied", "queues", "running", "view")
 
     def __init__(self, view: UserView) -> None:
         self.view = view
-        self.running = view.running
+        self.running = view.running  # and the jobs room is kept for in this pass
         self.occupied = view.occupied_cpu
+        self.holds = 0
         self.queues: list[tuple[tuple[float, int], int, _Queue]] = []
 
 
@@ -91,9 +111,13 @@ def schedule(
     pool: NodePool,
     window_open: Callable[[str], bool] = lambda kind: True,
     ordering: Ordering | None = None,
+    held: Mapping[int, str] | None = None,
 ) -> PassResult:
-    """One pass: place what fits, and say why the rest waits. ``pool`` is booked in place."""
+    """One pass: place what fits, and say why the rest waits. ``pool`` is booked in place (a pool kept
+    for the next pass is told of the nodes that changed since, with :meth:`NodePool.update`). ``held`` is
+    the last pass's :attr:`PassResult.held`: where room is being kept for which waiting job."""
     out = PassResult()
+    held = held or {}
     people: dict[str, _User] = {}
     queue_key = getattr(ordering, "queue_key", None)
     user_key = getattr(ordering, "user_key", None)
@@ -117,14 +141,19 @@ def schedule(
         heapq.heapify(user.queues)
         turns.append((_turn(user, user_key), user.view.name))
     heapq.heapify(turns)
+
+    def behind(user: _User) -> bool:
+        return _behind(user, people, user_key)
+
     while turns:
         _, name = heapq.heappop(turns)
         user = people[name]
         if not pool:
             _wait(user, "waiting for room: every node is full", out)
             continue
-        if _serve(user, pool, out):
+        if _serve(user, pool, out, held, behind):
             heapq.heappush(turns, (_turn(user, user_key), name))
+    pool.end_pass()
     return out
 
 
@@ -141,8 +170,17 @@ def _wait(user: _User, why: str, out: PassResult) -> None:
     user.queues.clear()
 
 
-def _serve(user: _User, pool: NodePool, out: PassResult) -> bool:
-    """Give ``user`` one turn: place the next job of their best queue. False when they are done."""
+def _behind(user: _User, people: Mapping[str, _User],
+            user_key: Callable[[UserView, float], float] | None) -> bool:
+    """Whether another user with waiting jobs runs more jobs, for their share, than ``user``."""
+    mine = _turn(user, user_key)
+    return any(_turn(u, user_key) > mine for u in people.values() if u is not user)
+
+
+def _serve(user: _User, pool: NodePool, out: PassResult, held: Mapping[int, str],
+           behind: Callable[[_User], bool]) -> bool:
+    """Give ``user`` one turn: place the next job of their best queue, or keep room for it. False when
+    they are done."""
     while user.queues:
         _, n, q = user.queues[0]
         job = q.head
@@ -151,18 +189,27 @@ def _serve(user: _User, pool: NodePool, out: PassResult) -> bool:
         if why:
             _wait(user, why, out)
             return False
-        node = pool.pick(job.cpu, job.mem_mb, job.constraint)
+        node = None if q.holding else pool.pick(job.cpu, job.mem_mb, job.constraint)
         if node is None:
             impossible = pool.possible(job.cpu, job.mem_mb, job.constraint)
             if impossible:  # it can never run here: step over it
                 out.impossible[job.id] = impossible
                 _next(user, q, n)
                 continue
-            heapq.heappop(user.queues)
-            out.reasons[(q.view.user, q.view.name)] = _no_room(job)
-            continue
-        pool.take(node, job.cpu, job.mem_mb)
-        out.placements.append(Placement(job.id, node))
+            kept = None
+            if user.holds < MAX_HOLDS and behind(user):
+                kept = pool.hold(job.cpu, job.mem_mb, job.constraint, held.get(job.id), job.id)
+            if not q.holding:
+                out.reasons[(q.view.user, q.view.name)] = _no_room(job, kept)
+            if kept is None:
+                heapq.heappop(user.queues)
+                continue
+            out.held[job.id] = kept
+            user.holds += 1
+            q.holding = True
+        else:
+            pool.take(node, job.cpu, job.mem_mb)
+            out.placements.append(Placement(job.id, node))
         user.running += 1
         user.occupied += job.cpu
         _next(user, q, n)
@@ -178,8 +225,10 @@ def _next(user: _User, q: _Queue, n: int) -> None:
         heapq.heapreplace(user.queues, (q.sort_key(), n, q))
 
 
-def _no_room(job: Waiting) -> str:
+def _no_room(job: Waiting, held: str | None) -> str:
     what = f"{job.cpu:g} cpu{'s' if job.cpu != 1 else ''} and {job.mem_mb:g} MB"
     if job.constraint:
         what += f" on a node matching {job.constraint!r}"
+    if held:
+        what += f" (room is kept for it on {held})"
     return f"waiting for room: needs {what}"

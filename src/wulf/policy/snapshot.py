@@ -96,7 +96,7 @@ class Free:
     mem: float
 
 
-def node_use(node: NodeView, observe: bool = True) -> tuple[float, float]:
+def node_use(node: NodeView, observe: bool = True, jobs: bool = True) -> tuple[float, float]:
     """cpu and memory taken on a node.
 
     Each job counts with the larger of its allocation and its measured use; what the agent saw in use
@@ -104,29 +104,43 @@ def node_use(node: NodeView, observe: bool = True) -> tuple[float, float]:
     on top, less a little background hum (BACKGROUND_CPU). So a job that uses less than it was given still holds
     its share, and one that takes more than it was given, or someone working outside wulf, takes room
     away from new jobs. With ``observe`` false (the allocation-only policy, for comparison) only
-    allocations count.
+    allocations count. With ``jobs`` false, wulf's jobs do not count: what is left is what the node's
+    other work takes, whichever jobs end.
     """
     cpu = mem = 0.0
+    if not observe:
+        if not jobs:
+            return cpu, mem
+        for j in node.jobs:
+            if not j.external:  # outside work holds no allocation
+                cpu += j.cpu_alloc
+                mem += j.mem_alloc
+        return cpu, mem
     used_cpu = used_mem = 0.0
-    for j in node.jobs:
+    for j in node.jobs:  # (conditional expressions, not max(): this runs for every node of every pass)
         if j.external:
             continue  # outside work: it is in what the agent observed, with the rest of the hum
-        if not observe:
-            cpu += j.cpu_alloc
-            mem += j.mem_alloc
-            continue
-        cpu += max(j.cpu_alloc, j.cpu_used)
-        mem += max(j.mem_alloc, j.mem_used)
-        used_cpu += j.cpu_used
-        used_mem += j.mem_used
-    if observe:
-        cpu += max(0.0, node.observed_cpu - used_cpu - BACKGROUND_CPU)
-        mem += max(0.0, node.observed_mem - used_mem)
+        held, used = j.cpu_alloc, j.cpu_used
+        cpu += held if held > used else used
+        used_cpu += used
+        held, used = j.mem_alloc, j.mem_used
+        mem += held if held > used else used
+        used_mem += used
+    if not jobs:
+        cpu = mem = 0.0
+    outside = node.observed_cpu - used_cpu - BACKGROUND_CPU
+    if outside > 0:
+        cpu += outside
+    outside = node.observed_mem - used_mem
+    if outside > 0:
+        mem += outside
     return cpu, mem
 
 
-def node_free(node: NodeView, observe: bool = True) -> Free:
-    cpu, mem = node_use(node, observe)
+def node_free(node: NodeView, observe: bool = True, jobs: bool = True) -> Free:
+    """A node's room (negative when it is over-committed); with ``jobs`` false, its room once the wulf
+    jobs now on it have ended."""
+    cpu, mem = node_use(node, observe, jobs)
     free_mem = node.mem_mb - mem
     if observe and node.mem_available is not None:
         free_mem = min(free_mem, node.mem_available)

@@ -1,0 +1,211 @@
+"""The simulator's engine: the real policy on a virtual clock (small, seeded cases; no timing)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from wulf.config import Config
+from wulf.policy import scheduler
+from wulf.policy.placement import EPS, NodePool
+from wulf.policy.settings import Policy
+from wulf.policy.snapshot import node_free
+from wulf.sim import engine as engine_module
+from wulf.sim.engine import Engine
+from wulf.sim.metrics import Summary, jain
+from wulf.sim.workload import OutsideLoad, QueueSpec, SimJob, SimNode, Workload, generate, numbered
+
+POLICY = Policy.from_config(Config())
+ALLOCATION_ONLY = replace(POLICY, observe=False)
+
+
+def _nodes(n: int, cpus: float = 8, mem: float = 32768, outside: OutsideLoad | None = None) -> list[SimNode]:
+    return [SimNode(f"n{i}", cpus, mem, {"name": f"n{i}"}, frozenset(), outside) for i in range(n)]
+
+
+def _job(user: str, cpu: float = 1, duration: float = 100, arrival: float = 0, used: float | None = None,
+         queue: str = "default") -> SimJob:
+    return SimJob(0, arrival, user, queue, cpu, 512, duration, cpu if used is None else used, 400)
+
+
+def _w(nodes: list[SimNode], jobs: list[SimJob], queues: tuple[QueueSpec, ...] = ()) -> Workload:
+    return Workload(tuple(nodes), numbered(jobs), queues, "test")
+
+
+class Checked(Engine):
+    """An engine that checks, as it goes, that the clock never goes back and every job ends once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.times: list[float] = []
+        self.starts: Counter[int] = Counter()
+        self.ends: Counter[int] = Counter()
+        started, ended = self.rec.started, self.rec.ended
+
+        def start(job: SimJob, t: float) -> None:
+            self.starts[job.id] += 1
+            started(job, t)
+
+        def end(job: SimJob, t: float) -> None:
+            self.ends[job.id] += 1
+            ended(job, t)
+
+        self.rec.started = start  # type: ignore[method-assign]
+        self.rec.ended = end  # type: ignore[method-assign]
+
+    def _batch(self, t: float) -> None:
+        assert not self.times or t >= self.times[-1], "the virtual clock went back"
+        self.times.append(t)
+        super()._batch(t)
+
+
+@contextmanager
+def placements_checked() -> Iterator[list[int]]:
+    """Wrap the engine's calls of the real schedule: no pass books more on a node than the room the
+    policy sees there (its free room by the policy's accounting, from the node's view)."""
+    real = scheduler.schedule
+    passes: list[int] = []
+
+    def checked(queues: Any, users: Any, pool: NodePool, *args: Any) -> scheduler.PassResult:
+        room = {name: node_free(view, pool._observe) for name, view in pool.views.items()}
+        asked = {j.id: j for q in queues for j in q.jobs}
+        result = real(queues, users, pool, *args)
+        booked: dict[str, list[float]] = {}
+        for p in result.placements:
+            b = booked.setdefault(p.node, [0.0, 0.0])
+            b[0] += asked[p.job_id].cpu
+            b[1] += asked[p.job_id].mem_mb
+        for name, (cpu, mem) in booked.items():
+            assert cpu <= room[name].cpu + 1e-6 and mem <= room[name].mem + 1e-6, (name, cpu, room[name])
+        passes.append(len(result.placements))
+        return result
+
+    engine_module.schedule = checked  # type: ignore[assignment]
+    try:
+        yield passes
+    finally:
+        engine_module.schedule = real
+
+
+@pytest.mark.parametrize("scenario", ["mixed", "flood", "outside"])
+@pytest.mark.parametrize("policy", [POLICY, ALLOCATION_ONLY], ids=["default", "allocation-only"])
+def test_every_job_starts_and_ends_once_on_a_clock_that_never_goes_back(scenario: str, policy: Policy) -> None:
+    w = generate(scenario, 8, 400, 3, None, seed=7)
+    with placements_checked() as passes:
+        e = Checked(w, policy, seed=7)
+        s = e.run()
+    assert passes and sum(passes) == len(w.jobs)
+    assert s.finished == len(w.jobs) and s.rejected == s.never_started == 0
+    assert set(e.starts.values()) == {1} and set(e.ends.values()) == {1} and len(e.ends) == len(w.jobs)
+    assert all(not math.isnan(e.rec.end[j.id]) and e.rec.end[j.id] >= e.rec.start[j.id] + j.duration - 1e-6
+               for j in w.jobs)
+    assert all(e.rec.start[j.id] >= j.arrival for j in w.jobs)
+
+
+def test_a_run_is_the_same_for_the_same_seed() -> None:
+    w = generate("outside", 6, 300, 3, None, seed=3)
+
+    def figures(s: Summary) -> dict[str, Any]:
+        d = s.to_dict()
+        for timing in ("wall_seconds", "passes"):
+            d.pop(timing)
+        return d
+
+    assert figures(Engine(w, POLICY, seed=3).run()) == figures(Engine(w, POLICY, seed=3).run())
+
+
+def test_a_homogeneous_workload_ends_close_to_its_lower_bound() -> None:
+    w = generate("homogeneous", 4, None, 2, None, seed=1)  # 32 cpus, 320 identical jobs
+    s = Engine(w, POLICY).run()
+    assert s.bound == 10 * 600
+    assert s.makespan_over_bound <= 1.05 and s.utilisation >= 0.95
+
+
+def test_a_flooding_user_does_not_starve_another() -> None:
+    s = Engine(generate("flood", 10, 3000, 2, None, seed=2), POLICY).run()
+    assert s.jain is not None and s.jain >= 0.98
+    assert s.contended_seconds > 0
+
+
+def test_a_user_with_larger_jobs_is_not_starved_by_one_with_small_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(5)
+    jobs = [_job("flood", 1, rng.uniform(300, 900)) for _ in range(1200)]
+    jobs += [_job("big", 4, rng.uniform(300, 900), arrival=60) for _ in range(100)]
+    w = _w(_nodes(6), jobs)
+    s = Engine(w, POLICY).run()
+    assert s.jain is not None and s.jain >= 0.9
+    assert s.users["big"]["running_mean_contended"] > 0.6 * s.users["flood"]["running_mean_contended"]
+    monkeypatch.setattr(scheduler, "MAX_HOLDS", 0)  # no room kept: every freed cpu goes to a small job
+    s = Engine(w, POLICY).run()
+    assert s.users["big"]["running_mean_contended"] == 0
+
+
+def test_outside_work_slows_the_jobs_placed_beside_it() -> None:
+    busy = _nodes(1, cpus=2, outside=OutsideLoad(cpu=2))
+    w = _w(busy, [_job("u", cpu=2, duration=100)])
+    s = Engine(w, ALLOCATION_ONLY).run()  # it counts only allocations: the job goes there
+    assert s.finished == 1 and s.makespan == pytest.approx(200)  # 4 cpus wanted on 2: half speed
+    assert s.outside["taken_by_jobs"] == pytest.approx(0.5)
+    s = Engine(w, POLICY).run()  # the default sees the node in use and waits; the run still ends
+    assert s.finished == 0 and s.never_started == 1
+
+
+def test_the_default_keeps_jobs_off_busy_nodes_where_allocation_only_slows_them() -> None:
+    nodes = _nodes(2, cpus=4, outside=OutsideLoad(cpu=4)) + _nodes(4, cpus=4)[2:] + _nodes(6, cpus=4)[4:]
+    w = _w(nodes, [_job("u", 1, 600) for _ in range(8)])  # 16 free cpus away from the busy nodes
+    default, alloc = Engine(w, POLICY).run(), Engine(w, ALLOCATION_ONLY).run()
+    assert default.makespan == pytest.approx(600) and default.slowdown_mean == pytest.approx(1.0)
+    assert default.outside["taken_by_jobs"] == 0.0
+    assert alloc.makespan > default.makespan and alloc.turnaround_mean > default.turnaround_mean
+    assert alloc.outside["taken_by_jobs"] > 0
+
+
+def test_adaptive_allocation_gives_back_what_jobs_do_not_use() -> None:
+    jobs = [_job("u", 1, 1000, used=0.25) for _ in range(3)]
+    e = Engine(_w(_nodes(1, cpus=2), jobs), POLICY)
+    e.run()
+    # two start at once; the third starts once the first two have settled (300 s) to what they use,
+    # not when one of them ends (1000 s)
+    assert e.rec.start[2] == pytest.approx(300, abs=e.interval + 1)
+
+
+def test_jobs_that_no_node_can_run_are_set_aside_and_stopped_queues_never_start() -> None:
+    jobs = [_job("u", cpu=64), _job("u"), _job("v", queue="stopped")]
+    s = Engine(_w(_nodes(2), jobs, (QueueSpec("v", "stopped", stopped=True),)), POLICY).run()
+    assert (s.finished, s.rejected, s.never_started) == (1, 1, 1)
+    assert any("largest node has 8" in why for why in s.rejections)
+
+
+def test_a_night_queue_starts_its_jobs_when_the_night_begins() -> None:
+    jobs = [_job("u", queue="night"), _job("u")]
+    e = Engine(_w(_nodes(1), jobs, (QueueSpec("u", "night", window="nights"),)), POLICY)
+    e.run()
+    # the virtual clock starts on a Monday at 08:00 UTC; nights begin at 19:00
+    assert e.rec.start[1] == 0 and e.rec.start[0] == pytest.approx(11 * 3600, abs=1)
+
+
+def test_jain_index() -> None:
+    assert jain([3, 3, 3]) == 1.0
+    assert jain([1, 0]) == 0.5
+    assert jain([0, 0]) == 1.0
+
+
+def test_the_kept_pool_ends_as_a_pool_built_anew() -> None:
+    """Room kept for jobs (booked in the pool the engine keeps) is all given back once they have run."""
+    jobs = [_job("flood", 1, 300) for _ in range(64)] + [_job("big", 8, 300, arrival=10) for _ in range(4)]
+    e = Engine(_w(_nodes(4), jobs), POLICY)
+    s = e.run()
+    assert s.finished == len(jobs)
+    pool = e.pool
+    assert pool is not None
+    fresh = NodePool((e._view(n) for n in e.nodes), POLICY.rank, POLICY.observe)
+    for n in e.nodes:
+        if n not in e.stale:
+            assert abs(pool.free[n.spec.name].cpu - fresh.free[n.spec.name].cpu) < EPS
