@@ -81,6 +81,7 @@ class Daemon:
         self.running: Counter[str] = Counter()  # user -> running batch jobs (fair share counts these)
         self.reasons: dict[tuple[str, str], str] = {}  # (user, queue) -> why its next job waits
         self.impossible: dict[int, str] = {}  # job -> why no node can ever run it
+        self.held_room: dict[int, str] = {}  # job -> the node where room is kept for it (see policy.scheduler)
         self.nodes: dict[str, Node] = {}
         self.envs: dict[str, dict[str, str]] = {}
         self.history: deque[int] = deque()
@@ -485,6 +486,9 @@ class Daemon:
         """Run the policy and apply its placements in memory (the caller commits, then dispatches)."""
         if not self.book.any_waiting():
             self.reasons.clear()
+            if self.held_room:  # give back room kept for jobs that are gone
+                self.held_room = {}
+                self._nodes_pool = None
             return []
         now = time.time()
         queues = []
@@ -493,9 +497,11 @@ class Daemon:
             queues.append(QueueView(st.user, st.name, q.jobs.values(), st.priority, st.stopped, st.window))
         users = self._users({q.user for q in queues})
         windows = self.policy.windows
-        result = schedule(queues, users, self._pool(), lambda kind: windows.open(kind, now), self.policy.plugin)
+        result = schedule(queues, users, self._pool(), lambda kind: windows.open(kind, now), self.policy.plugin,
+                          self.held_room)
         self.reasons = result.reasons
         self.impossible = result.impossible
+        self.held_room = result.held
         self._watch_windows(queues, now)
         jobs = []
         for p in result.placements:
@@ -805,6 +811,9 @@ class Daemon:
         why = self.impossible.get(job.id)
         if why:
             return why
+        kept = self.held_room.get(job.id)
+        if kept:
+            return f"waiting for room: needs {job.cpu:g} cpus and {job.mem_mb:g} MB (room is kept for it on {kept})"
         why = self.reasons.get((job.user, job.queue), "")
         room = not why or why.startswith("waiting for room")
         if room and not up:
