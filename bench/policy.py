@@ -86,7 +86,7 @@ def simulation(nodes: int, jobs: int, scenario: str = "mixed") -> dict[str, Any]
 def run(quick: bool) -> dict[str, Any]:
     nodes, jobs, repeat = (200, 20_000, 3) if quick else (1000, 100_000, 5)
     out: dict[str, Any] = {kind: one_pass(nodes, jobs, kind, repeat) for kind in ("cold", "steady", "newcomer")}
-    out["simulation"] = simulation(100, 10_000) if quick else simulation(1000, 100_000)
+    out["simulation"] = simulation(50, 5_000) if quick else simulation(1000, 100_000)
     return out
 
 
