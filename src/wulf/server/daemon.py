@@ -549,8 +549,13 @@ class Daemon:
     def _detach(self, job: Job) -> None:
         """Take a running job off its node's books."""
         node = self.nodes.get(job.node)
-        if node is not None:
-            node.jobs.pop(job.id, None)
+        if node is not None and node.jobs.pop(job.id, None) is not None:
+            s = node.sample
+            if s is not None and (job.cpu_used or job.mem_used):
+                # what it used is gone with it: until the node's next report, that room must not look
+                # like someone else's work
+                node.sample = s.model_copy(update={"used_cpu": max(0.0, s.used_cpu - job.cpu_used),
+                                                   "used_mem_mb": max(0.0, s.used_mem_mb - job.mem_used)})
             self._touch(node.name)
         if job.origin is Origin.BATCH and job.state is JobState.RUNNING:
             self.running[job.user] -= 1
