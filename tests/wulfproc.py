@@ -119,11 +119,12 @@ class Cluster:
 
     def agent(self, name: str, cpus: float = 2, mem: str = "4G", server: str | None = None,
               popen: Callable[..., subprocess.Popen[bytes]] | None = None, wait: bool = True,
-              interval: float = 0.5, extra: Sequence[str] = ()) -> Daemon:
+              interval: float = 0.5, extra: Sequence[str] = (), env_extra: dict[str, str] | None = None) -> Daemon:
         state = self.root / f"agent-{name}"
         argv = [str(BIN / "wulf"), "agent", "--server", server or self.url, "--name", name, "--cpus", str(cpus),
-                "--mem", mem, "--state", str(state), "--interval", str(interval), *extra]
-        d = Daemon(argv, self.root / f"agent-{name}.log", self.env, popen).start()
+                "--mem", mem, "--state", str(state), "--interval", str(interval), "--key", str(self.key_path),
+                "--socket", str(self.root / f"agent-{name}.sock"), *extra]
+        d = Daemon(argv, self.root / f"agent-{name}.log", {**self.env, **(env_extra or {})}, popen).start()
         self.agents[name] = d
         if wait:
             self.wait_node(name)
@@ -135,28 +136,37 @@ class Cluster:
                    timeout)
 
     def run(self, *argv: str, check: bool = True, input: str | None = None, cwd: Path | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+            timeout: float = 60, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run a wulf command (qr, jstat, ...) as a user would."""
         cmd = [str(BIN / argv[0]), *argv[1:]]
-        p = subprocess.run(cmd, capture_output=True, text=True, env=self.env, input=input,
+        p = subprocess.run(cmd, capture_output=True, text=True, env={**self.env, **(env_extra or {})}, input=input,
                            cwd=cwd or self.work, timeout=timeout)
         if check and p.returncode != 0:
             raise AssertionError(f"{' '.join(argv)} exited {p.returncode}: {p.stderr.strip()}")
         return p
 
     def run_as(self, user: User, *argv: str, check: bool = True, input: str | None = None,
-               cwd: Path | None = None, timeout: float = 60,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """Run a wulf command as ``user`` (see tests/asuser.py)."""
-        p = subprocess.run(user.argv(*argv), capture_output=True, text=True, env={**self.env, **(env or {})},
+               cwd: Path | None = None, timeout: float = 60, env: dict[str, str] | None = None,
+               umask: int | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a wulf command as ``user`` (see tests/asuser.py), with ``umask`` if given."""
+        cmd = user.argv(*argv)
+        if umask is not None:
+            cmd = ["/bin/sh", "-c", f'umask {umask:04o}; exec "$@"', "sh", *cmd]
+        p = subprocess.run(cmd, capture_output=True, text=True, env={**self.env, **(env or {})},
                            input=input, cwd=cwd or self.work, timeout=timeout)
         if check and p.returncode != 0:
             raise AssertionError(f"{' '.join(argv)} as {user.name} exited {p.returncode}: {p.stderr.strip()}")
         return p
 
+    def spawn_as(self, user: User, *argv: str) -> Daemon:
+        """Start a wulf daemon as ``user`` (``wulf agent ...``; see tests/asuser.py)."""
+        return Daemon(user.argv(*argv), self.root / f"{argv[0]}-{argv[1]}-{user.name}.log", self.env).start()
+
+    key_file: Path | None = None  # the cluster key, when the config names one
+
     @property
     def key_path(self) -> Path:
-        return self.state / "cluster.key"
+        return self.key_file or self.state / "cluster.key"
 
     def client(self, user: User | None = None) -> Client:
         """A client of the API as ``user`` (root if None: this process)."""

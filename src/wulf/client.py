@@ -27,7 +27,7 @@ import os
 import pwd
 import time
 
-from wulf.errors import ServerUnreachable, SlowDown, Unauthenticated, WulfError, error_from_kind
+from wulf.errors import ServerUnreachable, SlowDown, Unauthenticated, UsageError, WulfError, error_from_kind
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -318,8 +318,13 @@ class Client:
 
     def _connect(self) -> _Connection:
         if self._conn is None:
-            tls = not self.url.startswith("unix:") and is_tls(self.url)
-            self._conn = _Connection(self.url, self._tcp_settings()[1] if tls else "")
+            if self.url.startswith("unix:"):
+                self._conn = _Connection(self.url)
+            else:
+                ca = self._tcp_settings()[1]
+                if ca and not is_tls(self.url):
+                    raise UsageError(f"this cluster speaks TLS ([tls] ca is set): use https:// in {self.url}")
+                self._conn = _Connection(self.url, ca)
         return self._conn
 
     def _identity(self, method: str, path: str, data: bytes | None) -> str:
@@ -328,7 +333,7 @@ class Client:
             return f"Authorization: Bearer {self.token}\r\n"
         if self.url.startswith("unix:"):
             return ""
-        from wulf.auth.credential import request_digest
+        from wulf.auth.digest import request_digest
 
         agent = self._tcp_settings()[0]
         try:
@@ -492,7 +497,7 @@ def _tls_failure(url: str, ca: str, e: OSError) -> None:
     import ssl
 
     if isinstance(e, ssl.SSLCertVerificationError):
-        raise WulfError(f"the wulf server at {url} is not who it should be: its certificate "
-                        f"{e.verify_message or 'does not verify'} (checked with {ca or 'the system CAs'})") from None
+        raise WulfError(f"the wulf server at {url} is not who it should be: its certificate does not verify "
+                        f"({e.verify_message or e.reason}; checked with {ca or 'the system CAs'})") from None
     if isinstance(e, ssl.SSLError):
         raise WulfError(f"cannot speak TLS with {url} ({e.reason or e}); is it a wulf server with TLS on?") from None

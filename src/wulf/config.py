@@ -262,5 +262,7 @@ def server_url(config: Config | None = None) -> str:
         return env
     cfg = config
     if cfg.client.server:
-        return cfg.client.server
+        # on the server's own machine (its configured socket is there), its socket: no TCP, no TLS
+        mine = cfg.server.socket or cfg.server.state_dir
+        return f"unix:{cfg.socket_path()}" if mine and cfg.socket_path().exists() else cfg.client.server
     return f"unix:{cfg.socket_path()}"

@@ -107,12 +107,16 @@ def _url_from_file(path: str) -> str | None:
     if data is None:
         return None
     client, server = data.get("client", {}), data.get("server", {})
-    if client.get("server"):
-        return str(client["server"])
     if server.get("socket"):
-        return f"unix:{_normpath(str(server['socket']))}"
-    state = _normpath(str(server["state_dir"])) if server.get("state_dir") else default_state_dir()
-    return f"unix:{_normpath(os.path.join(state, 'wulf.sock'))}"
+        local = f"unix:{_normpath(str(server['socket']))}"
+    else:
+        state = _normpath(str(server["state_dir"])) if server.get("state_dir") else default_state_dir()
+        local = f"unix:{_normpath(os.path.join(state, 'wulf.sock'))}"
+    if client.get("server"):
+        # on the server's own machine (its configured socket is there), its socket: no TCP, no TLS
+        mine = server.get("socket") or server.get("state_dir")
+        return local if mine and os.path.exists(local[5:]) else str(client["server"])
+    return local
 
 
 def server_url() -> str:

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 PROTOCOL_VERSION = 2
 
+JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+"""A job id as a client may name one (the store's integers are 64 bits)."""
+
 
 class Msg(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -242,7 +245,7 @@ class SubmitReply(Msg):
 
 
 class IdsRequest(Msg):
-    ids: list[int] = Field(min_length=1)
+    ids: list[JobId] = Field(min_length=1)
 
 
 class SignalRequest(IdsRequest):
@@ -264,7 +267,7 @@ class QueueRequest(Msg):
 
 
 class WaitRequest(Msg):
-    ids: list[int] = []
+    ids: list[JobId] = []
     queues: list[str] = []  # "QUEUE" (the caller's) or "USER:QUEUE"
     timeout: float = Field(default=1.0, ge=0.0, le=60.0)
 

@@ -281,3 +281,23 @@ def test_the_allow_list_filters_tcp_not_the_unix_socket(shared_tmp: Path) -> Non
         status, _, _ = call(c, "GET", "/healthz")
         assert status == 403
         assert c.status()["nodes"] == []  # the Unix socket is this machine's
+
+
+# ---------------------------------------------------------------- agents
+
+
+def test_an_agent_without_the_cluster_key_cannot_register(secure: Cluster, shared_tmp: Path) -> None:
+    from wulf.auth.key import write_key
+
+    wrong = shared_tmp / "wrong.key"
+    write_key(wrong)
+    d = secure.agent("intruder", wait=False, extra=["--key", str(wrong)])
+    log = shared_tmp / "agent-intruder.log"
+    wait_until("the server to refuse it", lambda: "refused this agent" in log.read_text())
+    assert "signature does not match" in log.read_text()
+    assert "intruder" not in {n["name"] for n in secure.status()["nodes"]}
+    assert "refused node intruder" in (shared_tmp / "server.log").read_text()
+    d.kill()
+    p = secure.run("wulf", "agent", "--server", secure.url, "--name", "keyless", "--key", str(shared_tmp / "none"),
+                   "--socket", "", check=False)
+    assert p.returncode == 2 and "no cluster key at" in p.stderr and p.stderr.count("\n") == 1

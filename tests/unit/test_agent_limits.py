@@ -90,7 +90,7 @@ def test_rlimit_lines() -> None:
 
 def test_prologue_without_cgroup_or_limits() -> None:
     text = prologue(_job(cwd="/some dir"), "/run/7.rc")
-    assert text == "cd -- '/some dir' || exit 1\ntrap 'echo $? > /run/7.rc' EXIT\n"
+    assert text == "umask 0022\ncd -- '/some dir' || exit 1\ntrap 'echo $? > /run/7.rc' EXIT\n"
 
 
 def test_prologue_without_cgroup_takes_rlimits() -> None:
@@ -108,7 +108,8 @@ def test_prologue_joins_every_hierarchy_first() -> None:
     )
     assert first.endswith("; ulimit -v 10240 2>/dev/null; }")  # the memory rlimit only when it fails
     assert rest[0] == f"ulimit -t {60 + CPU_BACKSTOP_MARGIN} 2>/dev/null"
-    assert rest[1].startswith("cd -- ")
+    assert rest[1] == "umask 0022"
+    assert rest[2].startswith("cd -- ")
 
 
 def _run(launch_argv: list[str]) -> subprocess.CompletedProcess[str]:

@@ -510,6 +510,18 @@ def test_url_from_file_is_the_configs(no_config: Path, monkeypatch: pytest.Monke
         assert locate._url_from_file(str(cfg)) == expected  # without wulf.config
 
 
+def test_on_the_servers_machine_its_socket_is_used(no_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = no_config / "wulf.toml"
+    state = no_config / "state"
+    cfg.write_text(f'[client]\nserver = "https://master:7000"\n[server]\nstate_dir = "{state}"\n')
+    monkeypatch.setenv("WULF_CONFIG", str(cfg))
+    assert locate.server_url() == "https://master:7000" == config.server_url()  # a node: no socket here
+    state.mkdir()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(state / "wulf.sock"))
+        assert locate.server_url() == f"unix:{state}/wulf.sock" == config.server_url()  # the master
+
+
 def test_url_from_env_and_file(no_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = no_config / "wulf.toml"
     cfg.write_text('[client]\nserver = "http://master:7000"\n')

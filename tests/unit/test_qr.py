@@ -57,3 +57,20 @@ def test_config_defaults_and_errors() -> None:
         parse_config("[nope]\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         parse_config("[scheduler\n")
+
+
+def test_select_env_like_slurms_export() -> None:
+    from wulf.cli.qr import select_env
+
+    env = {"PATH": "/bin", "HOME": "/home/a", "SECRET": "x"}
+    assert select_env("ALL", env) == env
+    assert select_env("all", env) == env
+    assert select_env("NONE", env) == {}
+    assert select_env("PATH,HOME", env) == {"PATH": "/bin", "HOME": "/home/a"}
+    assert select_env("PATH,MISSING", env) == {"PATH": "/bin"}
+    assert select_env("PATH, FOO=a=b ,EMPTY=", env) == {"PATH": "/bin", "FOO": "a=b", "EMPTY": ""}
+    assert select_env("ALL,SECRET=,X=1", env) == {**env, "SECRET": "", "X": "1"}
+    assert select_env("NONE,X=1", env) == {"X": "1"}
+    for bad in ("", "PATH,", ",", "1X", "A-B=1", "ALL,,X", "É=1"):
+        with pytest.raises(UsageError, match="--env"):
+            select_env(bad, env)

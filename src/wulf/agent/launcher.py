@@ -12,16 +12,30 @@ Before that, the shell puts itself in the job's cgroup (when it has one), so tha
 escapes it, and sets the job's rlimits (see :func:`wulf.agent.limits.rlimit_lines`). Should it fail to
 join its cgroup, the job still runs: it says so in its output, takes the memory rlimit a job without
 a cgroup has, and the agent, not finding it in its cgroup, measures it from its processes.
+
+A job runs with its owner's umask. When the agent is root and the job is someone else's (see
+:mod:`wulf.agent.owner`), the shell starts as the owner, and everything that touches the owner's files
+is done as them: the shell changes to the job's directory and opens the output file itself (so the
+file is theirs, and a directory they may not write stays closed to them). The agent then puts the
+shell in its cgroup from outside (a user may not move a process between root's cgroups): the shell
+waits on its standard input until the agent says it is done. The exit-status file is opened by the
+agent and handed to the shell (as its fd 8), and anything the shell says before the job's output
+is open goes to a small file in the runtime directory, from which the agent takes the reason a job
+could not start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import shlex
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wulf.agent.limits import Limits, rlimit_lines
+from wulf.agent.owner import Owner, umask_of
 from wulf.protocol import StartJob
 
 SHELL = "/bin/sh"
@@ -54,11 +68,16 @@ def script_path(scratch: str, job_id: int) -> str:
     return os.path.join(scratch, f"wulf-{job_id}.script")
 
 
+def err_path(runtime: str, job_id: int) -> str:
+    return os.path.join(runtime, f"{job_id}.err")
+
+
 @dataclass(frozen=True)
 class Launch:
     argv: list[str]
     rc_file: str
     script_file: str | None
+    err_file: str | None = None  # what the shell of a job run as its owner says before its output is open
 
 
 def join_lines(job: StartJob, cgroup_procs: Sequence[str]) -> list[str]:
@@ -74,57 +93,174 @@ def join_lines(job: StartJob, cgroup_procs: Sequence[str]) -> list[str]:
 
 
 def prologue(job: StartJob, rc: str, cgroup_procs: Sequence[str] = ()) -> str:
-    """What the job's shell does before the job: join its cgroup, set rlimits, change directory, and
-    arrange to leave its exit status in ``rc``."""
+    """What the job's shell does before the job: join its cgroup, set rlimits and its umask, change
+    directory, and arrange to leave its exit status in ``rc``."""
     lines = [
         *join_lines(job, cgroup_procs),
+        f"umask {umask_of(job):04o}",
         f"cd -- {shlex.quote(job.cwd)} || exit 1",
         f"trap {shlex.quote('echo $? > ' + shlex.quote(rc))} EXIT",
     ]
     return "".join(line + "\n" for line in lines)
 
 
-def build_launch(job: StartJob, scratch: str, runtime: str, cgroup_procs: Sequence[str] = ()) -> Launch:
+def owner_prologue(job: StartJob, in_cgroup: bool) -> str:
+    """What the shell of a job run as its owner does before the job (see the module's doc): wait
+    until the agent has put it in its cgroup (``in_cgroup``: the job has one), take the exit-status
+    file as fd 8, set the umask, change directory, open the output, and set rlimits (the memory
+    rlimit when it is in no cgroup after all)."""
+    limits = Limits.of(job)
+    warn = f"wulf: job {job.id} could not join its cgroup; its limits are enforced without it"
+    fallback = "; ".join([f"echo {shlex.quote(warn)} >&2", *rlimit_lines(limits, memory=True)])
+    lines = [
+        "read _wulf_joined || :",  # the agent writes 1 once the shell is in its cgroup, 0 if it is not
+        "exec </dev/null 8>&1",
+        f"umask {umask_of(job):04o}",
+        f"cd -- {shlex.quote(job.cwd)} || exit 1",
+        f"exec >{shlex.quote(output_path(job))} 2>&1",
+        *([f'[ "$_wulf_joined" = 1 ] || {{ {fallback}; }}', *rlimit_lines(limits, memory=False)] if in_cgroup
+          else rlimit_lines(limits, memory=True)),
+        "unset _wulf_joined",
+        "trap 'echo $? >&8' EXIT",
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
+def build_launch(job: StartJob, scratch: str, runtime: str, cgroup_procs: Sequence[str] = (),
+                 owner: Owner | None = None) -> Launch:
     """The command line that runs ``job`` (its script staged at ``script_file``), in its cgroup if
-    ``cgroup_procs`` names one."""
+    ``cgroup_procs`` names one, as ``owner`` if there is one."""
     rc = rc_path(runtime, job.id)
-    prologue_text = prologue(job, rc, cgroup_procs)
+    if owner is None:
+        prologue_text, err = prologue(job, rc, cgroup_procs), None
+    else:
+        prologue_text, err = owner_prologue(job, bool(cgroup_procs)), err_path(runtime, job.id)
     if job.script is None:
-        return Launch([SHELL, "-c", prologue_text + job.command], rc, None)
+        return Launch([SHELL, "-c", prologue_text + job.command], rc, None, err)
     script = script_path(scratch, job.id)
     if job.script.startswith("#!"):
         run = shlex.quote(script)
     else:
         run = f"{SHELL} {shlex.quote(script)}"
-    return Launch([SHELL, "-c", prologue_text + run], rc, script)
+    return Launch([SHELL, "-c", prologue_text + run], rc, script, err)
 
 
-def stage_script(launch: Launch, job: StartJob) -> None:
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _create(path: str, mode: int) -> int:
+    """A new file at ``path``, never through a link planted there (the scratch directory is shared):
+    whatever is at ``path`` already is removed first."""
+    try:
+        return os.open(path, _NEW_FILE, mode)
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, _NEW_FILE, mode)
+
+
+def stage_script(launch: Launch, job: StartJob, owner: Owner | None = None) -> None:
     if launch.script_file is None or job.script is None:
         return
-    fd = os.open(launch.script_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+    fd = _create(launch.script_file, 0o700)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
+        if owner is not None:
+            os.fchown(fd, owner.uid, owner.gid)
         f.write(job.script)
 
 
+def job_env_as(job: StartJob, node: str, owner: Owner | None) -> dict[str, str]:
+    """The job's environment: its owner's USER, LOGNAME, HOME and SHELL when it runs as them, else
+    the ones it was submitted with, or its user's where it came without them (qr --env NONE)."""
+    env = job_env(job, node)
+    if owner is not None:
+        return owner.env(env)
+    if not all(k in env for k in ("USER", "LOGNAME", "HOME", "SHELL")):
+        try:
+            pw = pwd.getpwuid(job.uid)
+        except KeyError:
+            return env
+        for k, v in (("USER", pw.pw_name), ("LOGNAME", pw.pw_name), ("HOME", pw.pw_dir), ("SHELL", pw.pw_shell)):
+            env.setdefault(k, v)
+    return env
+
+
 def spawn(job: StartJob, node: str, scratch: str, runtime: str,
-          cgroup_procs: Sequence[str] = ()) -> tuple[int, Launch]:
-    """Start ``job``; returns its pid. Raises OSError when it cannot start."""
+          cgroup_procs: Sequence[str] = (), owner: Owner | None = None) -> tuple[int, Launch]:
+    """Start ``job`` (as ``owner`` if there is one); returns its pid. Raises OSError when it cannot start."""
+    if owner is not None:
+        return _spawn_as(job, node, scratch, runtime, cgroup_procs, owner)
     launch = build_launch(job, scratch, runtime, cgroup_procs)
     stage_script(launch, job)
     out = output_path(job)
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+        (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 & ~umask_of(job)),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
-    pid = os.posix_spawn(launch.argv[0], launch.argv, job_env(job, node), file_actions=actions, setsid=True)
+    pid = os.posix_spawn(launch.argv[0], launch.argv, job_env_as(job, node, None), file_actions=actions,
+                         setsid=True)
     return pid, launch
 
 
-def cleanup(rc_file: str, script_file: str | None, keep_script: bool) -> None:
+def _spawn_as(job: StartJob, node: str, scratch: str, runtime: str, cgroup_procs: Sequence[str],
+              owner: Owner) -> tuple[int, Launch]:
+    launch = build_launch(job, scratch, runtime, cgroup_procs, owner)
+    assert launch.err_file is not None
+    stage_script(launch, job, owner)
+    fds: list[int] = []
+    try:
+        rc = _create(launch.rc_file, 0o600)
+        fds.append(rc)
+        err = _create(launch.err_file, 0o600)
+        fds.append(err)
+        wait_r, wait_w = os.pipe2(os.O_CLOEXEC)
+        fds += [wait_r, wait_w]
+        try:
+            popen = subprocess.Popen(
+                launch.argv, executable=SHELL, stdin=wait_r, stdout=rc, stderr=err, cwd="/",
+                env=job_env_as(job, node, owner), user=owner.uid, group=owner.gid, extra_groups=list(owner.groups),
+                start_new_session=True, close_fds=True,
+            )
+        except subprocess.SubprocessError as e:
+            raise OSError(f"cannot become {owner.name}: {e}") from None
+        popen.returncode = 0  # the agent reaps the job itself (through a pidfd); this must never wait for it
+        joined = _join(popen.pid, cgroup_procs)
+        os.write(wait_w, b"1\n" if joined else b"0\n")
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    return popen.pid, launch
+
+
+def _join(pid: int, cgroup_procs: Sequence[str]) -> bool:
+    """Put process ``pid`` in the cgroup whose ``cgroup.procs`` files are these; whether it went."""
+    if not cgroup_procs:
+        return False
+    try:
+        for path in cgroup_procs:
+            with open(path, "w") as f:
+                f.write(str(pid))
+    except OSError:
+        return False
+    return True
+
+
+def start_error(err_file: str | None) -> str:
+    """Why a job run as its owner did not start, from what its shell said before its output was open."""
+    if not err_file:
+        return ""
+    try:
+        with open(err_file, encoding="utf-8", errors="replace") as f:
+            text = f.read(2000).strip()
+    except OSError:
+        return ""
+    return f"could not start: {text.splitlines()[0]}" if text else ""
+
+
+def cleanup(rc_file: str, script_file: str | None, keep_script: bool, err_file: str | None = None) -> None:
     """Remove a finished job's exit-status file and (unless kept, qr -Z) its staged script."""
-    for path in (rc_file, None if keep_script else script_file):
+    for path in (rc_file, None if keep_script else script_file, err_file):
         if path:
             try:
                 os.unlink(path)

@@ -38,7 +38,10 @@ from wulf.agent.jobmeter import JobMeter
 from wulf.agent.journal import Journal
 from wulf.agent.limits import Limits, Usage, exit_reason
 from wulf.agent.monitor import Monitor
+from wulf.agent.owner import CannotRun, owner_of
 from wulf.agent.session import SessionServer
+from wulf.auth import credential, vouch
+from wulf.auth.key import ClusterKey, load_key
 from wulf.config import Config, default_state_dir
 from wulf.protocol import (
     Ack,
@@ -92,6 +95,7 @@ class Running:
     pidfd: int = -1
     adopted: bool = False  # found again after a restart: not our child, so no wait status
     meter: JobMeter | None = None
+    err_file: str | None = None  # what the shell of a job run as its owner said before its output was open
 
     @property
     def limits(self) -> Limits:
@@ -99,8 +103,8 @@ class Running:
 
 
 JOURNAL_KEYS: Final = ("id", "pid", "start_ticks", "started", "rc_file", "script_file", "keep_script",
-                       "time_limit", "cputime_limit", "mem_limit_mb")
-"""The fields of a running job written to the journal; the limits may be missing in older ones."""
+                       "time_limit", "cputime_limit", "mem_limit_mb", "err_file")
+"""The fields of a running job written to the journal; the limits and err_file may be missing in older ones."""
 
 
 def state_tag(state: Path) -> str:
@@ -120,9 +124,13 @@ def runtime_dir(config: Config, name: str, state: Path) -> Path:
 
 class Agent:
     def __init__(self, config: Config, server: str, name: str | None = None, cpus: float | None = None,
-                 mem_mb: float | None = None, cgroups: bool = True) -> None:
+                 mem_mb: float | None = None, cgroups: bool = True, key: ClusterKey | None = None,
+                 vouch_socket: str | None = None) -> None:
         self.config = config
         self.server = server
+        self.key = key  # signs the hello and the credentials of this machine's users; None: read it at run()
+        self.vouch_socket = config.auth.agent_socket if vouch_socket is None else vouch_socket
+        self.vouch: vouch.VouchServer | None = None
         self.name = name or socket.gethostname().split(".")[0]
         self.cpus = cpus
         self.mem_mb = mem_mb
@@ -193,11 +201,17 @@ class Agent:
         for job in jobs:
             if job.id in self.jobs or job.id in self.unacked:
                 continue  # already started: nothing is started twice
+            try:
+                owner = owner_of(job, self.name)
+            except CannotRun as e:
+                log.warning("job %d: %s", job.id, e)
+                self._finish_exit(JobExit(id=job.id, exit_code=None, time=time.time(), reason=str(e)))
+                continue
             limits = Limits.of(job)
             cg = self._new_cgroup(job.id, limits.mem_mb)
             try:
                 pid, launch = launcher.spawn(job, self.name, self.scratch, str(self.runtime),
-                                             cg.procs_files() if cg is not None else ())
+                                             cg.procs_files() if cg is not None else (), owner)
             except OSError as e:
                 reason = f"could not start: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
                 log.warning("job %d: %s", job.id, reason)
@@ -207,7 +221,7 @@ class Agent:
                 continue
             now = time.time()
             run = Running(job.id, pid, None, now, launch.rc_file, launch.script_file, job.keep_script,
-                          limits.time, limits.cpu, limits.mem_mb, meter=JobMeter(pid, cg))
+                          limits.time, limits.cpu, limits.mem_mb, meter=JobMeter(pid, cg), err_file=launch.err_file)
             self._journal_queue.append(_record(run))
             self.jobs[job.id] = run
             self.enforcer.watch(job.id, limits, now)
@@ -269,6 +283,8 @@ class Agent:
             oom_kills = ending.oom_kills
         succeeded = exit_code == 0 and sig is None
         reason = self.enforcer.reason(run.id) or exit_reason(run.limits, cpu, oom_kills, succeeded) or reason
+        if not succeeded and not reason:
+            reason = launcher.start_error(run.err_file)
         return JobExit(id=run.id, exit_code=exit_code, signal=sig, time=time.time(), cpu_time=round(cpu, 3),
                        peak_mem_mb=round(peak, 1), reason=reason)
 
@@ -282,7 +298,7 @@ class Agent:
         self.enforcer.forget(run.id)
         if run.meter is not None and run.meter.cgroup is not None:
             self._remove_cgroup(run.id, run.meter.cgroup, quiet=stopped)
-        launcher.cleanup(run.rc_file, run.script_file, run.keep_script)
+        launcher.cleanup(run.rc_file, run.script_file, run.keep_script, run.err_file)
         if exit.reason and run.limits:
             log.info("job %d: %s", run.id, exit.reason)
         self._finish_exit(exit)
@@ -441,10 +457,14 @@ class Agent:
 
     async def _prepare_session(self, msg: Session) -> None:
         error = ""
-        if self.sessions is None:
-            error = "this agent takes no interactive jobs"
-        else:
-            self.sessions.expect(msg)
+        try:
+            owner_of(msg.job, self.name)  # refused now, rather than when jr comes
+            if self.sessions is None:
+                error = "this agent takes no interactive jobs"
+            else:
+                self.sessions.expect(msg)
+        except CannotRun as e:
+            error = str(e)
         if self._ws is not None:
             await self._ws.send(SessionReady(id=msg.job.id, error=error).model_dump_json())
 
@@ -453,7 +473,10 @@ class Agent:
         running = [JobStarted(id=r.id, pid=r.pid, time=r.started) for r in self.jobs.values()]
         if self.sessions is not None:
             running += [JobStarted(id=i, pid=p, time=time.time()) for i, p in self.sessions.running().items()]
-        return Hello(node=info, running=running, finished=list(self.unacked.values()))
+        assert self.key is not None
+        auth = credential.encode(self.key, credential.AGENT, os.geteuid(), os.getegid(), self.name, time.time(),
+                                 credential.agent_digest(self.name))
+        return Hello(node=info, running=running, finished=list(self.unacked.values()), auth=auth)
 
     def _connect(self) -> Any:
         opts: dict[str, Any] = {"max_size": 64 * 1024 * 1024, "open_timeout": 10, "ping_interval": 20,
@@ -461,6 +484,11 @@ class Agent:
         if self.server.startswith("unix:"):
             return unix_connect(self.server[5:], "ws://localhost/api/v1/agent", **opts)
         base = self.server if "//" in self.server else "http://" + self.server
+        if base.lower().startswith("https://"):
+            from wulf.auth.tls import client_context
+
+            url = "wss://" + base[8:].rstrip("/") + "/api/v1/agent"
+            return connect(url, ssl=client_context(self.config.tls.ca), **opts)
         return connect(base.replace("http://", "ws://", 1).rstrip("/") + "/api/v1/agent", **opts)
 
     async def _session(self, port: int) -> None:
@@ -484,7 +512,23 @@ class Agent:
         """Make :meth:`run` return (its jobs keep running)."""
         self._stop.set()
 
+    def _vouch(self) -> None:
+        """Read the cluster key if not given; vouch for this machine's users (where configured)."""
+        if self.key is None:
+            self.key = load_key(self.config.key_path())
+        if self.vouch_socket:
+            self.vouch = vouch.serve(Path(self.vouch_socket), self.key, self.name)
+
+    def _no_connection(self, e: Exception, delay: float) -> None:
+        if isinstance(e, ConnectionClosed) and e.rcvd is not None and e.rcvd.code == 1008:
+            # a policy violation: the server refused this agent, and says why
+            log.error("the server at %s refused this agent: %s; trying again in %.1fs", self.server,
+                      e.rcvd.reason, delay)
+        else:
+            log.warning("no connection to %s (%s); trying again in %.1fs", self.server, e, delay)
+
     async def run(self) -> None:
+        self._vouch()
         self.cgroups = Cgroups.setup(self._cgroup_group) if self.use_cgroups else None
         self.recover()
         enforcing = asyncio.create_task(self._enforce_loop())
@@ -508,7 +552,7 @@ class Agent:
             try:
                 task.result()
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as e:
-                log.warning("no connection to %s (%s); trying again in %.1fs", self.server, e, delay)
+                self._no_connection(e, delay)
             except InvalidURI as e:
                 log.error("bad server URL %s: %s", self.server, e)
                 return
@@ -522,6 +566,8 @@ class Agent:
         stopper.cancel()
         enforcing.cancel()
         await self.sessions.close()
+        if self.vouch is not None:
+            self.vouch.close()
         self.monitor.close()
         if self.cgroups is not None:
             self.cgroups.close()
@@ -573,8 +619,9 @@ def _session_members(sid: int) -> list[int]:
     return [p.pid for p in procfs.scan_processes() if p.sid == sid]
 
 
-def run(config: Config, server: str, name: str | None, cpus: float | None, mem_mb: float | None) -> None:
+def run(config: Config, server: str, name: str | None, cpus: float | None, mem_mb: float | None,
+        vouch_socket: str | None = None) -> None:
     import uvloop
 
-    agent = Agent(config, server, name, cpus, mem_mb)
+    agent = Agent(config, server, name, cpus, mem_mb, key=load_key(config.key_path()), vouch_socket=vouch_socket)
     uvloop.run(agent.run())

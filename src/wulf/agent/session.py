@@ -19,7 +19,6 @@ import fcntl
 import hmac
 import logging
 import os
-import pwd
 import resource
 import signal
 import struct
@@ -30,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wulf.agent.launcher import SHELL, job_env
+from wulf.agent.owner import CannotRun, owner_of, umask_of
 from wulf.interactive import (
     CHUNK,
     HIGH_WATER,
@@ -88,24 +88,6 @@ def session_env(job: StartJob, node: str, term: str) -> dict[str, str]:
     return env
 
 
-@dataclass(frozen=True)
-class _Identity:
-    uid: int
-    gid: int
-    groups: list[int]
-
-
-def _identity(uid: int) -> _Identity | None:
-    """Who the job runs as when the agent must change user (it runs as root, the job is not)."""
-    if os.geteuid() != 0 or uid == 0:
-        return None
-    try:
-        pw = pwd.getpwuid(uid)
-    except KeyError:
-        return _Identity(uid, uid, [])
-    return _Identity(uid, pw.pw_gid, os.getgrouplist(pw.pw_name, pw.pw_gid))
-
-
 def _child_setup(ctty: bool, cwd: str | None) -> Callable[[], None]:
     """Runs in the child between fork and exec (after it became a session leader and changed user)."""
 
@@ -142,10 +124,15 @@ class StartError(Exception):
 
 
 def spawn(job: StartJob, node: str, hello: HelloInfo, pty: bool) -> _Proc:
-    """Start a session's job, as its owner, in its own session and process group."""
+    """Start a session's job, as its owner (see wulf.agent.owner), in its own session and process group."""
+    try:
+        ident = owner_of(job, node)
+    except CannotRun as e:
+        raise StartError(str(e)) from None
     env = session_env(job, node, hello.term)
+    if ident is not None:
+        env = ident.env(env)
     program, argv = command_line(job.command, env)
-    ident = _identity(job.uid)
     if not os.path.isdir(job.cwd):
         raise StartError(f"the directory {job.cwd} does not exist on {node}")
     setup = _child_setup(pty, job.cwd if ident is not None else None)
@@ -156,6 +143,8 @@ def spawn(job: StartJob, node: str, hello: HelloInfo, pty: bool) -> _Proc:
         if pty:
             master, slave = os.openpty()
             parent_fds, child_fds = [master], [slave]
+            if ident is not None:  # the terminal is its user's, as login makes it
+                os.fchown(slave, ident.uid, ident.gid)
             set_winsize(slave, hello.rows, hello.cols)
             stdio = (slave, slave, slave)
         else:
@@ -166,9 +155,9 @@ def spawn(job: StartJob, node: str, hello: HelloInfo, pty: bool) -> _Proc:
             stdio = (in_r, out_w, err_w)
         popen = subprocess.Popen(
             argv, executable=program, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], cwd=cwd, env=env,
-            start_new_session=True, preexec_fn=setup,
+            start_new_session=True, preexec_fn=setup, umask=umask_of(job),
             user=None if ident is None else ident.uid, group=None if ident is None else ident.gid,
-            extra_groups=None if ident is None else ident.groups,
+            extra_groups=None if ident is None else list(ident.groups),
         )
     except subprocess.SubprocessError:
         _close_all(parent_fds)

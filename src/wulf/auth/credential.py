@@ -31,27 +31,18 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from wulf.auth.digest import agent_digest, request_digest
 from wulf.auth.key import ClusterKey
 from wulf.errors import Unauthenticated
+
+__all__ = ["AGENT", "USER", "Credential", "ReplayCache", "agent_digest", "check_fresh", "check_use", "decode",
+           "encode", "request_digest", "verify"]
 
 PREFIX = "wulf1"
 USER = "user"
 AGENT = "agent"
 MAX_LENGTH = 2048
 """Longest credential accepted (a real one is about 250 characters)."""
-
-
-def request_digest(method: str, target: str, body: bytes) -> str:
-    """What a request's credential is for: SHA-256 of ``METHOD TARGET\\n`` and the body, in hex.
-    ``target`` is the path with its query string, as sent."""
-    h = hashlib.sha256(f"{method.upper()} {target}\n".encode("latin-1"))
-    h.update(body)
-    return h.hexdigest()
-
-
-def agent_digest(node: str) -> str:
-    """What an agent's credential is for: registering ``node``."""
-    return hashlib.sha256(f"agent {node}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from wulf.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 SEPARATOR = "#NEXTSCRIPT"
@@ -74,9 +75,38 @@ def _parser() -> ArgParser:
     p.add_argument("-o", "--output", default="", metavar="FILE",
                    help="file for stdout and stderr (default wulf-<id>.out; %%j is the job id)")
     p.add_argument("-Z", "--keep-script", action="store_true", help="keep the staged script after the run")
+    p.add_argument("--env", default="ALL", metavar="NONE|ALL|NAME,...",
+                   help="the environment the job gets: ALL of this one (the default), NONE, or only the "
+                        "variables NAME,... (NAME=VALUE sets one; ALL,NAME=VALUE adds to all of them)")
     p.add_argument("--json", action="store_true", help='print {"jobs": [ids]}')
     p.add_argument("words", nargs="*", help="a command to queue (as one job)")
     return p
+
+
+def _env_name(name: str) -> bool:
+    return bool(name) and (name[0].isalpha() or name[0] == "_") and name.replace("_", "a").isalnum() \
+        and name.isascii()
+
+
+def select_env(spec: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment a job gets, by ``qr --env`` (as Slurm's --export): ``ALL``, ``NONE``, or
+    ``NAME,...`` (only those of ``environ``), where ``NAME=VALUE`` sets one, and a list may start with
+    ``ALL`` (all, and these) or ``NONE`` (these only)."""
+    items = [s.strip() for s in spec.split(",")]
+    if not spec.strip() or "" in items:
+        raise UsageError(f"--env: {spec!r} is not NONE, ALL or NAME,... (an empty item)")
+    env: dict[str, str] = {}
+    if items[0].upper() in ("ALL", "NONE"):
+        env = dict(environ) if items.pop(0).upper() == "ALL" else {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not _env_name(name):
+            raise UsageError(f"--env: {name!r} is not a variable name")
+        if eq:
+            env[name] = value
+        elif name in environ:
+            env[name] = environ[name]
+    return env
 
 
 def _join_words(words: list[str]) -> str:
@@ -165,7 +195,8 @@ def _main(argv: list[str]) -> int:
             print("qr: type the script, then Ctrl-D (or use -c CMD / -s FILE)", file=sys.stderr)
         stdin_text = sys.stdin.read()
     specs = build_specs(args, cwd, stdin_text)
-    ids = Client().submit(specs)
+    env = select_env(args.env, os.environ)
+    ids = Client().submit(specs, env)
     if args.json:
         print_json({"jobs": ids})
     else:

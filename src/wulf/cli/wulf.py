@@ -5,6 +5,8 @@
     wulf server            the job daemon (on the master)
     wulf agent --server    the node agent (on every node)
     wulf config            the effective configuration
+    wulf token             API tokens for the HTTP API and the web page
+    wulf init              the key, CA and server certificate of a new cluster
     wulf sim               the scheduling policy on a simulated cluster (virtual clock)
     wulf version
 """
@@ -22,7 +24,9 @@ import time
 from pathlib import Path
 
 from wulf import __version__
+from wulf.auth.key import ensure_key
 from wulf.cli.common import ArgParser, parse_cpu, parse_mem, print_json, run
+from wulf.cli.security import check_tls, cmd_init, cmd_token, init_parser, token_parser
 from wulf.config import Config, load_config
 from wulf.errors import ServerUnreachable, UsageError, WulfError
 
@@ -61,10 +65,13 @@ def cmd_agent(args: argparse.Namespace, config: Config) -> int:
     if args.scratch:
         changes["scratch"] = os.path.abspath(args.scratch)
     config = dataclasses.replace(config, agent=dataclasses.replace(acfg, **changes))
+    if args.key:
+        config = dataclasses.replace(config, auth=dataclasses.replace(config.auth, key_file=os.path.abspath(args.key)))
     server = args.server or server_url(config)
+    check_tls(config, server)
     cpus = parse_cpu(args.cpus) if args.cpus else None
     mem = parse_mem(args.mem) if args.mem else None
-    run_agent(config, server, args.name, cpus, mem)
+    run_agent(config, server, args.name, cpus, mem, args.socket)
     return 0
 
 
@@ -113,12 +120,14 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
     except ServerUnreachable:
         pass
     name = args.name or socket.gethostname().split(".")[0]
+    ensure_key(config.key_path())  # zero set-up: the cluster key is made at the first start
     exe = [sys.executable, "-m", "wulf.cli.wulf"]
     env = dict(os.environ)
     server_argv = [*exe, "server", "--state", str(state), "--listen", args.listen or ""]
     server = _spawn(server_argv, state / "server.log", env)
     env["WULF_IGNORE_PIDS"] = f"{os.getpid()},{server.pid}"
-    agent_argv = [*exe, "agent", "--server", url, "--name", name, "--state", str(state / f"agent-{name}")]
+    agent_argv = [*exe, "agent", "--server", url, "--name", name, "--state", str(state / f"agent-{name}"),
+                  "--key", str(config.key_path())]
     for opt in ("cpus", "mem"):
         if getattr(args, opt, None):
             agent_argv += [f"--{opt}", str(getattr(args, opt))]
@@ -292,10 +301,15 @@ def _parser() -> ArgParser:
     ag.add_argument("--state", help="agent state directory (its job journal)")
     ag.add_argument("--scratch", help="scratch directory for staged scripts (default /tmp)")
     ag.add_argument("--interval", type=float, help="seconds between reports (default 5)")
+    ag.add_argument("--key", help="the cluster key (default [auth] key_file)")
+    ag.add_argument("--socket", help="where to vouch for this machine's users (default [auth] agent_socket; "
+                                     "'' for nowhere)")
     ag.add_argument("-v", "--verbose", action="store_true")
     cfg = sub.add_parser("config", help="print the effective configuration")
     cfg.add_argument("--json", action="store_true")
     _sim_parser(sub)
+    token_parser(sub)
+    init_parser(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -312,7 +326,8 @@ def _main(argv: list[str]) -> int:
         if args.mem:
             parse_mem(args.mem)
     handler = {"server": cmd_server, "agent": cmd_agent, "up": cmd_up, "down": cmd_down,
-               "config": cmd_config, "sim": cmd_sim}.get(args.cmd)
+               "config": cmd_config, "sim": cmd_sim, "token": cmd_token,
+               "init": cmd_init}.get(args.cmd)
     if handler is None:
         raise UsageError(f"unknown command {args.cmd}")
     return handler(args, config)

@@ -20,9 +20,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wulf import __version__
 from wulf.auth.identity import Caller
@@ -106,8 +108,8 @@ def _admin(request: Request, caller: CallerDep, security: SecurityDep) -> Caller
         name = request.path_params.get("name")
         security.audit.record(caller, action, f"node {name}" if name else "", "refused: not an administrator")
         group = security.admin_group
-        raise Forbidden(f"{caller.user} is not an administrator (root{' and group ' + group if group else ''}); "
-                        f"only they may do this")
+        raise Forbidden(f"{caller.user} is not an administrator (root, the server's own user"
+                        f"{' and group ' + group if group else ''}); only they may do this")
     return caller
 
 
@@ -133,6 +135,14 @@ async def _missing(request: Request, exc: Exception) -> JSONResponse:
 async def _not_allowed(request: Request, exc: Exception) -> JSONResponse:
     return _error("usage", f"{request.method} is not allowed on {request.url.path}", 405)
 
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Any other HTTP error the framework raises (a body that is not JSON, ...), in the one shape."""
+    status = getattr(exc, "status_code", 500)
+    detail = getattr(exc, "detail", None)
+    kind = {404: "not_found", 401: "unauthenticated", 403: "forbidden"}.get(status, "usage" if status < 500 else "error")
+    message = detail if isinstance(detail, str) and detail else f"the request failed ({status})"
+    return _error(kind, message[:1].lower() + message[1:], status)
+
 @router.get("/healthz")
 async def healthz() -> dict[str, Any]:
     return {"ok": True, "version": __version__}
@@ -154,7 +164,7 @@ async def jobs(daemon: DaemonDep, user: str = "", queue: str = "", all: int = 1)
     return {"jobs": daemon.status(user, queue, bool(all))["jobs"]}
 
 @router.get("/api/v1/jobs/{job_id}")
-async def job(job_id: int, daemon: DaemonDep) -> dict[str, Any]:
+async def job(job_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], daemon: DaemonDep) -> dict[str, Any]:
     return daemon.get(job_id).public(time.time())
 
 def _others(daemon: Daemon, ids: list[int], caller: Caller) -> list[str]:
@@ -297,7 +307,7 @@ async def tokens(security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
     return {"tokens": security.list_tokens(caller)}
 
 @router.delete("/api/v1/tokens/{token_id}")
-async def revoke_token(token_id: int, security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
+async def revoke_token(token_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
     await security.revoke_token(caller, token_id)
     return {"revoked": token_id}
 
@@ -404,6 +414,7 @@ def create_app(daemon: Daemon, security: Security, on_quit: Any = None) -> FastA
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(404, _missing)
     app.add_exception_handler(405, _not_allowed)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(router)
     app.add_middleware(Guard, security=security)
     return app

@@ -105,7 +105,12 @@ def _uvicorn_config(app: Any, **kw: Any) -> uvicorn.Config:
 
 async def serve(config: Config, listen: str | None = None) -> None:
     state = config.state_dir()
-    state.mkdir(parents=True, exist_ok=True)
+    state.mkdir(parents=True, exist_ok=True, mode=0o755)  # every user reaches the socket in it
+    # the database (every job's environment), the key and the audit log are the server's alone
+    os.umask(0o077)
+    for name in ("wulf.db", "wulf.db-wal", "wulf.db-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(state / name, 0o600)
     tls = server_context(config.tls.cert, config.tls.key) if config.tls.cert else None
     key, made = ensure_key(config.key_path())
     if made:

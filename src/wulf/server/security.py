@@ -9,12 +9,14 @@ The identity of a request comes from how it arrived, never from what it says:
 - or an API token (``Authorization: Bearer wulf_...``; in the browser a cookie set by ``/login``,
   good for reading only).
 
-Root and the members of ``[server] admin_group`` are administrators.
+Root, the user the server runs as (the owner of a ``wulf up``) and the members of ``[server]
+admin_group`` are administrators.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -55,6 +57,7 @@ class Security:
         self.store = store
         self.replays = ReplayCache()
         self.tokens = TokenBook(store.tokens())
+        self.own_uid = os.geteuid()  # whoever runs the server (root, or the owner of a `wulf up`) administers it
         self._known: dict[int, _Known] = {}
         self.reload(config)
 
@@ -75,7 +78,7 @@ class Security:
         k = self._known.get(uid)
         if k is None or k.until < now:
             name = user_name(uid)
-            admin = uid == 0 or bool(self.admin_group) and self.admin_group in groups_of(name)
+            admin = uid in (0, self.own_uid) or bool(self.admin_group) and self.admin_group in groups_of(name)
             k = self._known[uid] = _Known(name, admin, now + NAME_TTL)
         return Caller(k.user, uid, gid, via, host, k.admin)
 
@@ -103,9 +106,8 @@ class Security:
     def agent(self, hello: Hello) -> int:
         """The uid an agent runs as, if its hello carries a good credential for its node; else
         Unauthenticated says why."""
-        if not hello.auth:  # TEMPORARY, until the agent signs its hello: then refused
-            log.warning("node %s sent no credential; it is let in for now", hello.node.name)
-            return -1
+        if not hello.auth:
+            raise Unauthenticated("the agent sent no credential (it needs the cluster key)")
         cred = credential.verify(self.key, hello.auth, kind=credential.AGENT,
                                  digest=credential.agent_digest(hello.node.name), now=time.time(),
                                  ttl=self.ttl, replays=self.replays)

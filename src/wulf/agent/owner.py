@@ -1,0 +1,74 @@
+"""Whom a job runs as on this node: its owner, when the agent is root; else the agent's own user.
+
+An agent that runs as root starts every job as its owner: the owner's uid, the group they submitted
+with (if it is still one of theirs, else their primary group), their supplementary groups, and their
+``HOME``, ``USER``, ``LOGNAME`` and ``SHELL`` from this node's user database. An agent that is not
+root (someone's personal cluster) cannot change user, so it runs only its own user's jobs and
+refuses the others' with a reason that says so.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wulf.protocol import StartJob
+
+DEFAULT_UMASK = 0o022
+
+
+class CannotRun(Exception):
+    """This node cannot run the job as its owner; the message says why, for the job's reason."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A user to become: the job runs with these ids and this environment."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    name: str
+    home: str
+    shell: str
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        """``env`` with the owner's own USER, LOGNAME, HOME and SHELL."""
+        return {**env, "USER": self.name, "LOGNAME": self.name, "HOME": self.home, "SHELL": self.shell or "/bin/sh"}
+
+
+def _name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def owner_of(job: StartJob, node: str, agent_uid: int | None = None,
+             getpwuid: Callable[[int], pwd.struct_passwd] = pwd.getpwuid,
+             getgrouplist: Callable[[str, int], list[int]] = os.getgrouplist) -> Owner | None:
+    """Whom ``job`` runs as: an Owner to become, or None to run as the agent's own user (the agent
+    is not root and the job is its user's, or the agent is root and so is the job). Raises CannotRun
+    when the job cannot run here."""
+    me = os.geteuid() if agent_uid is None else agent_uid
+    if me != 0:
+        if job.uid != me:
+            mine = _name(me)
+            raise CannotRun(f"not started: the agent of {node} runs as {mine}, not as root, so it runs only "
+                            f"{mine}'s jobs (this one is {job.user}'s)")
+        return None
+    if job.uid == 0:
+        return None
+    try:
+        pw = getpwuid(job.uid)
+    except KeyError:
+        raise CannotRun(f"not started: {job.user} (uid {job.uid}) is not a user on {node}") from None
+    groups = tuple(getgrouplist(pw.pw_name, pw.pw_gid))
+    gid = job.gid if job.gid is not None and job.gid in groups else pw.pw_gid
+    return Owner(job.uid, gid, groups, pw.pw_name, pw.pw_dir, pw.pw_shell)
+
+
+def umask_of(job: StartJob) -> int:
+    return DEFAULT_UMASK if job.umask is None else job.umask & 0o777
