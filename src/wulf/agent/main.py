@@ -619,9 +619,19 @@ def _session_members(sid: int) -> list[int]:
     return [p.pid for p in procfs.scan_processes() if p.sid == sid]
 
 
+def key_path(config: Config, server: str) -> Path:
+    """Where the agent finds the cluster key: ``[auth] key_file``; else, for a server on this machine
+    (``unix:PATH``), the key beside its socket, where the server made it; else the default."""
+    if not config.auth.key_file and server.startswith("unix:"):
+        beside = Path(server[5:]).parent / "cluster.key"
+        if beside.exists():
+            return beside
+    return config.key_path()
+
+
 def run(config: Config, server: str, name: str | None, cpus: float | None, mem_mb: float | None,
         vouch_socket: str | None = None) -> None:
     import uvloop
 
-    agent = Agent(config, server, name, cpus, mem_mb, key=load_key(config.key_path()), vouch_socket=vouch_socket)
+    agent = Agent(config, server, name, cpus, mem_mb, key=load_key(key_path(config, server)), vouch_socket=vouch_socket)
     uvloop.run(agent.run())

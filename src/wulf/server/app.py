@@ -268,8 +268,9 @@ async def reload(daemon: DaemonDep, security: SecurityDep, caller: AdminDep) -> 
 
     async def do() -> None:
         config = reload_config(daemon.config)
+        security.check(config)
+        daemon.reload(config)  # checks the policy before it changes anything
         security.reload(config)
-        daemon.reload(config)
 
     await _audited(security, caller, "reload", daemon.config.path or "(defaults)", do())
     return {"reloaded": daemon.config.path or "(defaults)"}

@@ -142,8 +142,9 @@ async def serve(config: Config, listen: str | None = None) -> None:
     def reload() -> None:
         try:
             new = reload_config(daemon.config)
+            security.check(new)
+            daemon.reload(new)  # checks the policy before it changes anything
             security.reload(new)
-            daemon.reload(new)
             log.info("configuration reloaded")
         except Exception as e:
             log.error("reload failed: %s", e)

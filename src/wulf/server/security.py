@@ -61,10 +61,14 @@ class Security:
         self._known: dict[int, _Known] = {}
         self.reload(config)
 
+    @staticmethod
+    def check(config: Config) -> None:
+        """Raise ConfigError for a configuration this cannot take (before anything changes)."""
+        AllowList(config.server.allow)
+
     def reload(self, config: Config) -> None:
-        """Take a new configuration (the allow-list is checked first: a bad one changes nothing)."""
-        allow = AllowList(config.server.allow)
-        self.allow = allow
+        """Take a new configuration (see :meth:`check`)."""
+        self.allow = AllowList(config.server.allow)
         self.limiter = RateLimiter(config.server.rate_limit, config.server.rate_burst)
         self.admin_group = config.server.admin_group
         self.ttl = config.auth.ttl
