@@ -19,3 +19,23 @@ def test_example_config_documents_every_key_with_its_default() -> None:
         for key in dataclasses.fields(getattr(Config(), section.name)):
             name = key.metadata.get("key", key.name)
             assert f"\n{name} = " in text, f"{section.name}.{key.name} is not in examples/wulf.toml"
+
+
+def test_wulf_config_prints_toml_that_reads_back_the_same(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from wulf.config import parse_config
+
+    cfg = tmp_path / "wulf.toml"
+    cfg.write_text('[limits]\ngroups = { staff = 8 }\n[nodes.features]\nnode7 = ["bigmem"]\n"n.8" = ["a b"]\n'
+                   '[mail]\nfrom = "x@y"\n[windows]\nweekends = ["Fri"]\n')
+    wulf = Path(sys.executable).parent / "wulf"
+    out = subprocess.run([str(wulf), "config"], capture_output=True, text=True, check=True,
+                         env={**os.environ, "WULF_CONFIG": str(cfg)}).stdout
+    assert dataclasses.replace(parse_config(out), path="") == dataclasses.replace(load_config(cfg), path="")
+    cfg.write_text('[scheduler]\nrank = "bogus * 2"\n')
+    bad = subprocess.run([str(wulf), "config"], capture_output=True, text=True,
+                         env={**os.environ, "WULF_CONFIG": str(cfg)})
+    assert bad.returncode == 2 and "bogus" in bad.stderr and bad.stderr.count("\n") == 1

@@ -198,16 +198,22 @@ def _alive(pid: int) -> bool:
 
 
 def cmd_config(args: argparse.Namespace, config: Config) -> int:
-    data = dataclasses.asdict(config)
+    from wulf.policy.settings import Policy
+
+    Policy.from_config(config)  # the values are checked as the server checks them
+    print(f"# effective configuration ({config.path or 'no file: all defaults'})")
+    data: dict[str, dict[str, object]] = {}
+    for section in dataclasses.fields(config):
+        values = getattr(config, section.name)
+        if dataclasses.is_dataclass(values):
+            data[section.name] = {f.metadata.get("key", f.name): getattr(values, f.name)
+                                  for f in dataclasses.fields(values)}
     if args.json:
         print_json(data)
         return 0
-    print(f"# effective configuration ({config.path or 'no file: all defaults'})")
-    for section, values in data.items():
-        if not isinstance(values, dict):
-            continue
-        print(f"\n[{section}]")
-        for k, v in values.items():
+    for name, table in data.items():
+        print(f"\n[{name}]")
+        for k, v in table.items():
             print(f"{k} = {_toml(v)}")
     return 0
 
@@ -273,7 +279,16 @@ def _toml(v: object) -> str:
         return "true" if v else "false"
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml(x)}" for k, x in v.items()) + "}"
     return str(v)
+
+
+def _toml_key(key: object) -> str:
+    k = str(key)
+    return k if k and all(c.isalnum() or c in "_-" for c in k) else _toml(k)
 
 
 def _parser() -> ArgParser:
