@@ -383,6 +383,9 @@ async def agent(ws: WebSocket) -> None:
         with contextlib.suppress(Exception):
             await ws.close()
 
+    if agent_uid != 0:
+        log.info("node %s: its agent runs as uid %d, not as root: it runs only that user's jobs", first.node.name,
+                 agent_uid)
     link = AgentLink(send=ws.send_text, host=host, close=close, uid=agent_uid)
     node = await daemon.agent_hello(first, link)
     try:
