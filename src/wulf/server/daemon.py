@@ -543,7 +543,8 @@ class Daemon:
         return StartJob(
             id=job.id, name=job.name, user=job.user, uid=job.uid, gid=job.gid, umask=job.umask, queue=job.queue,
             command=job.command, script=job.script, cwd=job.cwd, env=env, output=job.output,
-            keep_script=job.keep_script, cpu=job.cpu, mem_mb=job.mem_mb,
+            keep_script=job.keep_script, cpu=job.cpu, mem_mb=job.mem_mb, time_limit=job.time_limit,
+            cputime_limit=job.cputime_limit, mem_limit_mb=job.mem_limit_mb,
         )
 
     def _detach(self, job: Job) -> None:
