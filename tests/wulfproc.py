@@ -210,14 +210,30 @@ class Cluster:
 
 
 def kill_leftover_jobs(root: Path) -> None:
-    """Jobs outlive their agent by design; a test must not leave any behind."""
-    for agent in root.glob("agent-*"):
-        tag = hashlib.sha1(str(agent.resolve()).encode()).hexdigest()[:8]
+    """Jobs outlive their agent by design; a test must not leave any behind (nor their cgroups)."""
+    for log in root.glob("agent-*.log"):
+        state = root / log.name.removesuffix(".log")  # the agent's --state (it may never have been made)
+        tag = hashlib.sha1(str(state.resolve()).encode()).hexdigest()[:8]
         for journal in Path("/dev/shm").glob(f"wulf-{os.getuid()}/*-{tag}/journal.jsonl"):
             for line in journal.read_text().splitlines():
                 with contextlib.suppress(OSError, ValueError, KeyError):
                     os.killpg(int(json.loads(line)["pid"]), signal.SIGKILL)
             shutil.rmtree(journal.parent, ignore_errors=True)
+        for group in Path("/sys/fs/cgroup").glob(f"*/wulf/*-{tag}"):
+            for procs in group.glob("job-*/cgroup.procs"):
+                with contextlib.suppress(OSError, ValueError):
+                    for pid in procs.read_text().split():
+                        os.kill(int(pid), signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            for job in group.glob("job-*"):
+                while time.monotonic() < deadline:
+                    try:
+                        job.rmdir()
+                        break
+                    except OSError:  # not empty yet: the killed processes are still going
+                        time.sleep(0.05)
+            with contextlib.suppress(OSError):
+                group.rmdir()
 
 
 @contextlib.contextmanager
