@@ -21,6 +21,12 @@ def test_example_config_documents_every_key_with_its_default() -> None:
             assert f"\n{name} = " in text, f"{section.name}.{key.name} is not in examples/wulf.toml"
 
 
+def test_the_default_rank_is_the_policys() -> None:
+    from wulf.policy.rank import DEFAULT_RANK
+
+    assert Config().scheduler.rank == DEFAULT_RANK
+
+
 def test_wulf_config_prints_toml_that_reads_back_the_same(tmp_path: Path) -> None:
     import os
     import subprocess

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from wulf.config import parse_config
 from wulf.errors import ConfigError, UsageError
-from wulf.policy.limits import RunLimit, format_duration, parse_duration, user_limit, user_share
+from wulf.policy.limits import (
+    RunLimit,
+    format_duration,
+    occupied_cpu,
+    parse_duration,
+    user_limit,
+    user_share,
+)
 from wulf.policy.placement import NodePool
 from wulf.policy.scheduler import schedule
 from wulf.policy.settings import Policy
@@ -42,6 +49,12 @@ def test_user_limit_by_user_then_most_generous_group_then_default() -> None:
     assert user_limit("carol", ["other"], users, groups, default=4) == 4
     assert user_limit("carol", [], users, groups) is None
     assert user_limit("root", ["staff"], users, groups) is None  # 0: no limit
+
+
+def test_what_a_job_occupies() -> None:
+    assert occupied_cpu(2.0, 0.5, external=False) == 2.0  # it holds its allocation
+    assert occupied_cpu(1.0, 3.0, external=False) == 3.0  # or more, when it takes more
+    assert occupied_cpu(0.0, 1.5, external=True) == 1.5  # outside work: what it uses
 
 
 def test_shares() -> None:

@@ -60,6 +60,12 @@ def user_limit(user: str, groups: Iterable[str], users: Mapping[str, float], by_
     return default or None
 
 
+def occupied_cpu(cpu_alloc: float, cpu_used: float, external: bool) -> float:
+    """The cpus one job counts for against its user's limit: what it holds or uses, whichever is more;
+    work wulf did not start holds nothing, so only what it uses."""
+    return cpu_used if external else max(cpu_alloc, cpu_used)
+
+
 def user_share(user: str, groups: Iterable[str], users: Mapping[str, float], by_group: Mapping[str, float]) -> float:
     """A user's fair-share weight: their own, else the largest of their groups', else 1."""
     if user in users:

@@ -14,6 +14,7 @@ import heapq
 from collections.abc import Callable, Iterable, Mapping
 
 from wulf.policy.constraint import Constraint, parse_constraint
+from wulf.policy.rank import DEFAULT_RANK, compile_rank
 from wulf.policy.snapshot import Free, NodeView, node_free
 
 # Rounding slack so that 0.1 + 0.2 cpus fit in 0.3.
@@ -23,11 +24,6 @@ MIN_CPU = 0.01
 
 #: ranks nodes from their metrics (see wulf.policy.rank); larger is better
 RankFn = Callable[[Mapping[str, float]], float]
-
-
-def default_rank(m: Mapping[str, float]) -> float:
-    """Most free cpu first, then most free memory."""
-    return m["cpu_free"] * 100_000 + m["mem_free_mb"]
 
 
 def node_metrics(node: NodeView, free: Free, jobs: int) -> dict[str, float]:
@@ -48,11 +44,11 @@ class NodePool:
     def __init__(
         self,
         nodes: Iterable[NodeView],
-        rank: RankFn = default_rank,
+        rank: RankFn | None = None,
         observe: bool = True,
         adjust: Callable[[NodeView, Mapping[str, float], float], float] | None = None,
     ) -> None:
-        self._rank = rank
+        self._rank = rank if rank is not None else compile_rank(DEFAULT_RANK)
         self._adjust = adjust
         self._observe = observe
         self.views: dict[str, NodeView] = {}

@@ -23,6 +23,7 @@ from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
 from wulf.model.job import ACTIVE_STATES, FINAL_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.constraint import parse_constraint
+from wulf.policy.limits import occupied_cpu
 from wulf.policy.placement import NodePool
 from wulf.policy.scheduler import schedule
 from wulf.policy.settings import Policy
@@ -474,7 +475,7 @@ class Daemon:
             for node in self.nodes.values():
                 for j in node.jobs.values():
                     if j.user in names:
-                        occupied[j.user] += j.cpu_used if j.origin is Origin.EXTERNAL else max(j.cpu, j.cpu_used)
+                        occupied[j.user] += occupied_cpu(j.cpu, j.cpu_used, j.origin is Origin.EXTERNAL)
         out = {}
         for name in names:
             groups = groups_of(name) if policy.needs_groups else ()

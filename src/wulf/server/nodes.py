@@ -9,14 +9,13 @@ from enum import StrEnum
 from typing import Any
 
 from wulf.model.job import Job, Origin
+from wulf.policy.rank import METRICS
 from wulf.policy.snapshot import NodeView, RunningUse, node_free
 from wulf.protocol import NodeInfo, NodeSample
 
-#: the sample's fields a rank expression may read (see wulf.policy.rank.METRICS)
-_METRICS = (
-    "load1", "load5", "load15", "cpu_user", "cpu_system", "cpu_idle", "mem_available_mb", "swap_total_mb",
-    "swap_free_mb", "scratch_free_mb", "io_read_mbps", "io_write_mbps", "nprocs",
-)
+#: the sample's fields a rank expression may read (the others it reads are the node's room, see
+#: wulf.policy.placement.node_metrics)
+_METRICS = tuple(m for m in METRICS if m in NodeSample.model_fields)
 
 
 class NodeState(StrEnum):

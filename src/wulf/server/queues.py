@@ -86,9 +86,6 @@ class QueueBook:
     def any_waiting(self) -> bool:
         return any(q.jobs for q in self.queues.values())
 
-    def count(self) -> int:
-        return sum(len(q.jobs) for q in self.queues.values())
-
     def change(self, user: str, name: str, **changes: Any) -> QueueSettings:
         """New settings for a queue (checked); the caller stores them."""
         window = changes.get("window")
@@ -100,13 +97,3 @@ class QueueBook:
         q = self.queue(user, check_queue_name(name))
         q.settings = replace(q.settings, **{k: v for k, v in changes.items() if v is not None})
         return q.settings
-
-    def listing(self, user: str = "") -> list[dict[str, Any]]:
-        out = []
-        for (u, _), q in sorted(self.queues.items()):
-            if user and u != user:
-                continue
-            d = q.settings.public()
-            d["queued"] = len(q.jobs)
-            out.append(d)
-        return out
