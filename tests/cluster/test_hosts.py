@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hosts import (
@@ -40,7 +41,12 @@ def py(host: Host, code: str, *args: str, timeout: float = 20) -> subprocess.Com
     return result
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+# Generous: these wait for a signal to be delivered, which takes milliseconds; a loaded machine (or a
+# stalled VM) must not fail the test, a signal that never arrives still does.
+PATIENCE = 30.0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = PATIENCE) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -49,8 +55,35 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     return True
 
 
-def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+def wait_gone(pid: int, timeout: float = PATIENCE) -> bool:
     return wait_until(lambda: gone(pid), timeout)
+
+
+def ended(proc: subprocess.Popen[Any], what: str = "") -> int | None:
+    """proc's return code once it ends; on timeout, fail saying what the entry process and its program
+    were doing (so that a hang can be told from a slow machine)."""
+    try:
+        return proc.wait(PATIENCE)
+    except subprocess.TimeoutExpired:
+        pass
+    states = []
+    for pid in [proc.pid, *_children(proc.pid)]:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{pid}/status").read_text()
+            pending = [ln for ln in status.splitlines() if ln.startswith(("SigPnd", "ShdPnd", "SigBlk"))]
+            wchan = Path(f"/proc/{pid}/wchan").read_text()
+            states.append(f"{pid}: state {stat[0]} wchan {wchan} {' '.join(pending)}")
+        except OSError as e:
+            states.append(f"{pid}: {e}")
+    raise AssertionError(f"{what}: still running after {PATIENCE:g}s; " + "; ".join(states))
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def gone(pid: int) -> bool:
@@ -199,7 +232,7 @@ def test_hosts_reach_each_other_and_the_root_namespace_reaches_them(test_network
             assert conn.recv(1024).decode() == f"{h.name} saw {net.gateway}"
     for s in servers:
         s.terminate()
-        assert s.wait(5) == -signal.SIGTERM
+        assert ended(s) == -signal.SIGTERM
 
 
 def test_nothing_leaves_the_test_network(test_network: TestNetwork) -> None:
@@ -243,7 +276,7 @@ def test_programs_in_one_host_see_each_other(test_network: TestNetwork) -> None:
     assert {first.ns_pid(), second.ns_pid()} <= {p.ns_pid for p in a.processes()}
     assert [p.ns_pid for p in b.processes()] == [1]
     a.kill_all()
-    assert first.wait(5) == -signal.SIGKILL and second.wait(5) == -signal.SIGKILL
+    assert ended(first) == -signal.SIGKILL and ended(second) == -signal.SIGKILL
 
 
 def test_terminate_and_kill_reach_the_program(test_network: TestNetwork) -> None:
@@ -252,7 +285,7 @@ def test_terminate_and_kill_reach_the_program(test_network: TestNetwork) -> None
                    stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert trap.stdout is not None and trap.stdout.readline() == "up\n"
     trap.terminate()  # forwarded: the program handles it
-    assert trap.wait(5) == 7
+    assert ended(trap, "trap") == 7
     assert trap.stdout.read() == "got TERM\n"
 
     for how, expected in (
@@ -269,7 +302,7 @@ def test_terminate_and_kill_reach_the_program(test_network: TestNetwork) -> None
             sleeper.kill()
         else:  # the entry process dies: the program gets SIGKILL too (PR_SET_PDEATHSIG)
             os.kill(sleeper.pid, signal.SIGKILL)
-        assert sleeper.wait(5) == expected, how
+        assert ended(sleeper, how) == expected, how
         assert wait_gone(pid), how
     assert wait_until(lambda: h.pids() == [h.keeper_pid])
 
