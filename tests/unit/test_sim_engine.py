@@ -209,3 +209,54 @@ def test_the_kept_pool_ends_as_a_pool_built_anew() -> None:
     for n in e.nodes:
         if n not in e.stale:
             assert abs(pool.free[n.spec.name].cpu - fresh.free[n.spec.name].cpu) < EPS
+
+
+def test_cpu_is_shared_by_weight_as_linux_does() -> None:
+    assert engine_module.shares(8, 4, 4) == (1.0, 1.0)  # room for all
+    assert engine_module.shares(8, 8, 8) == (0.5, 0.5)  # alike: an equal share each
+    jobs, outside = engine_module.shares(8, 8, 4, job_weight=0.25)  # niced jobs: outside comes first
+    assert outside == 1.0 and jobs == pytest.approx(0.5)
+    jobs, outside = engine_module.shares(4, 4, 8, job_weight=0.25)  # even outside alone wants it all
+    assert jobs == pytest.approx(outside / 4) and 4 * jobs + 8 * outside == pytest.approx(4)
+    assert engine_module.cfs_weight(0) == 1024 and engine_module.cfs_weight(5) == pytest.approx(335.5, abs=0.1)
+
+
+def test_outside_work_takes_longer_when_jobs_share_its_node() -> None:
+    # a person's computation is an amount of work: slowed by jobs beside it, it wants its cpus for longer
+    node = _nodes(1, cpus=2, outside=OutsideLoad(cpu=2, on=1000, off=1e9))
+    w = _w(node, [_job("u", cpu=2, duration=50_000)])
+    alone = Engine(_w(node, [_job("u", cpu=2, duration=50_000, arrival=1e7)]), ALLOCATION_ONLY).run()
+    shared = Engine(w, ALLOCATION_ONLY).run()
+    assert shared.outside["cpu_seconds_wanted"] == pytest.approx(2 * alone.outside["cpu_seconds_wanted"], rel=1e-6)
+
+
+def test_the_out_of_memory_killer_ends_the_largest_process_and_the_job_runs_again() -> None:
+    nodes = _nodes(1, cpus=4, mem=1000)
+    # each asks for 400 MB and uses 600: allocations fit, use does not
+    jobs = [SimJob(0, 0, "u", "default", 1, 400, 100, 1, 600), SimJob(0, 0, "u", "default", 1, 400, 100, 1, 600)]
+    e = Checked(_w(nodes, jobs), ALLOCATION_ONLY)
+    s = e.run()
+    assert s.finished == 2 and s.killed_for_memory >= 1 and s.makespan > 200
+    assert e.starts[0] == 1 and e.starts[1] == 1 + s.killed_for_memory  # the newer one ran again, and again
+    assert s.killed_run_seconds == 0  # (killed the moment it came)
+    # (the default fares no better: what the job asks for fits beside what the other uses)
+    # an outside computation that uses the most memory is the one killed
+    busy = _nodes(1, cpus=4, mem=1000, outside=OutsideLoad(cpu=1, mem_mb=800, on=1e6, off=10))
+    s = Engine(_w(busy, [SimJob(0, 100, "u", "default", 1, 400, 100, 1, 300)]), ALLOCATION_ONLY).run()
+    if s.outside["killed_for_memory"]:  # (it was on when the job came)
+        assert s.killed_for_memory == 0 and s.finished == 1
+
+
+def test_a_job_that_never_fits_in_memory_is_given_up_after_a_few_runs() -> None:
+    jobs = [SimJob(0, 0, "u", "default", 1, 400, 100, 1, 2000)]  # uses twice the node's memory
+    s = Engine(_w(_nodes(1, cpus=4, mem=1000), jobs), POLICY).run()
+    assert s.killed_for_memory == engine_module.MAX_RESUBMITS + 1 and s.finished == 0 and s.never_started == 1
+
+
+def test_niced_jobs_leave_outside_work_its_cpu() -> None:
+    busy = _nodes(1, cpus=2, outside=OutsideLoad(cpu=1))
+    w = _w(busy, [_job("u", cpu=2, duration=100)])
+    alike = Engine(w, ALLOCATION_ONLY).run()
+    niced = Engine(w, replace(ALLOCATION_ONLY, job_nice=10)).run()
+    assert alike.outside["taken_by_jobs"] == pytest.approx(1 / 3)  # 3 threads on 2 cpus, alike
+    assert niced.outside["taken_by_jobs"] == 0.0 and niced.makespan == pytest.approx(200)  # the job gets 1 cpu

@@ -56,6 +56,7 @@ class Policy:
     shares: Mapping[str, float] = field(default_factory=dict)
     group_shares: Mapping[str, float] = field(default_factory=dict)
     features: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    job_nice: int = 0  # the niceness batch jobs start at (outside work and jr sessions run at 0)
 
     @classmethod
     def from_config(cls, cfg: Config) -> Policy:

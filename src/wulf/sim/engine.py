@@ -9,9 +9,22 @@ What happens, and what the policy sees of it:
   anew would be; a pass that nothing could have changed (no arrival, no changed node, no window
   opening) is skipped, since it would place nothing.
 - **A job runs** on its node at the node's speed: 1 while the cpu wanted there (by the jobs, at what they
-  really use, and by the outside load) is at most the node's cpus, else cpus/wanted, as when every
-  process gets an equal share. Each node keeps a virtual "work clock" advancing at that speed, and its
-  jobs by the work-clock time they finish at, so a change of speed costs one event, not one per job.
+  really use, and by the outside load) is at most the node's cpus, else what weighted fair sharing gives
+  it, as Linux's scheduler shares a cpu: alike when jobs run at the niceness of outside work, and
+  outside work first when the jobs run niced (``scheduler.job_nice``; see :func:`shares`). Each node
+  keeps a virtual "work clock" advancing at that speed, and its jobs by the work-clock time they finish
+  at, so a change of speed costs one event, not one per job.
+- **Outside load** (interactive users) comes and goes: off for a while (the person thinks, types, is
+  away), then on with a computation of a given amount of work, ``on`` seconds of it at full speed on
+  average. That work runs at its own speed (a work clock of its own), so a computation that batch jobs share the
+  node with takes longer and keeps wanting its cpus for longer: a person's work is not done sooner
+  because others took their cpu. (Outside load that never goes off simply wants its cpus throughout.)
+- **Memory is not shared like cpu.** When what a node's processes use (jobs, at what they really use,
+  and the outside load) passes its memory, the kernel's out-of-memory killer ends the process that uses
+  the most, as Linux does, until the rest fit. A job killed so is submitted again a minute later, at
+  the head of its queue (as its user would; the work it did is lost, and its wait counts to the start
+  of the run that finishes), up to :data:`MAX_RESUBMITS` times; an outside computation killed so goes
+  off (its user starts over later).
 - **Agents report** every ``interval`` seconds (nodes spread over the interval): a report carries what
   each job uses and what the node uses in all (jobs and outside load), as a real agent measures it, and
   runs adaptive allocation (:func:`wulf.policy.adapt.adapt_jobs`) on the node's jobs, as the server
@@ -52,8 +65,31 @@ _EPS = 1e-6
 #: report phases: the nodes report in this many groups spread over the interval
 _PHASES = 5
 
+#: a job the out-of-memory killer ends is submitted again this many times, then given up
+MAX_RESUBMITS = 3
+
+#: seconds after it was killed that a job is submitted again (its user, or their script, noticed)
+RESUBMIT_AFTER = 60.0
+
 # event kinds, in the order events at the same moment are handled
-_END, _OUTSIDE, _REPORT, _WINDOW = range(4)
+_END, _OUTSIDE, _REPORT, _WINDOW, _RESUBMIT = range(5)
+
+
+def cfs_weight(nice: int) -> float:
+    """The cpu weight Linux's scheduler gives a thread at ``nice`` (1024 at 0, each step about 1.25x)."""
+    return 1024.0 / 1.25 ** nice
+
+
+def shares(cpus: float, jobs: float, outside: float, job_weight: float = 1.0) -> tuple[float, float]:
+    """The speed (fraction of the cpu each wants) of a node's jobs and of its outside load, which want
+    ``jobs`` and ``outside`` cpus: weighted fair sharing as Linux's scheduler does it, each thread of the
+    jobs weighing ``job_weight`` of an outside thread (1: they share alike), none getting more than a cpu."""
+    if jobs + outside <= cpus:
+        return 1.0, 1.0
+    unit = cpus / (outside + jobs * job_weight)  # each outside thread's share, while no one has a whole cpu
+    if unit <= 1.0:
+        return unit * job_weight, unit
+    return (cpus - outside) / jobs, 1.0  # outside threads get a whole cpu each; the jobs the rest
 
 
 class _Run:
@@ -84,8 +120,8 @@ class _Run:
 
 
 class _Node:
-    __slots__ = ("busy", "demand", "ends", "index", "mem_demand", "out_busy", "out_on", "out_rng", "out_want",
-                 "phase", "rate", "report_at", "runs", "sample_cpu", "sample_mem", "spec", "version", "view",
+    __slots__ = ("busy", "demand", "ends", "index", "mem_demand", "out_busy", "out_on", "out_rate", "out_rng",
+                 "out_vend", "out_version", "out_vtime", "out_want", "phase", "rate", "report_at", "runs", "sample_cpu", "sample_mem", "spec", "version", "view",
                  "vstamp", "vtime")
 
     def __init__(self, spec: SimNode, index: int, phase: float, seed: int) -> None:
@@ -110,6 +146,10 @@ class _Node:
         self.out_rng = random.Random(f"{seed}:{spec.name}")
         o = spec.outside
         self.out_on = o is not None and (not o.off or self.out_rng.random() < o.on / (o.on + o.off))
+        self.out_vtime = 0.0  # the outside load's work clock (it runs at its own speed)
+        self.out_rate = 1.0
+        self.out_vend = 0.0  # the outside work clock's time the computation that is on ends at
+        self.out_version = 0  # of the outside event in the queue
 
     def outside_cpu(self) -> float:
         o = self.spec.outside
@@ -149,6 +189,7 @@ class Engine:
         self.w = workload
         self.policy = policy
         self.exits_free_use = exits_free_use
+        self.job_weight = cfs_weight(policy.job_nice) / cfs_weight(0)
         self.interval = interval
         self.now = 0.0
         self.nodes = [_Node(n, i, (i % _PHASES) * interval / _PHASES, seed) for i, n in enumerate(workload.nodes)]
@@ -178,8 +219,10 @@ class Engine:
     def run(self) -> Summary:
         wall = time.perf_counter()
         for node in self.nodes:
+            o = node.spec.outside
+            if o is not None and o.off:
+                self._outside_turns(node, 0.0)
             self._set_rate(node, 0.0)
-            self._schedule_toggle(node, 0.0)
             self._sample(node)  # the agents reported before the first job came
         self.pool = NodePool((self._view(n) for n in self.nodes), self.policy.rank, self.policy.observe,
                              self.policy.rank_adjust())
@@ -221,12 +264,16 @@ class Engine:
             if not events or events[0][0] > t:
                 break
             _, kind, _, index, version = heapq.heappop(events)
+            if kind == _RESUBMIT:
+                self._requeue(self.w.jobs[index])
+                continue
             node = self.nodes[index]
             if kind == _END:
                 if version == node.version:
                     self._end(node, t)
             elif kind == _OUTSIDE:
-                self._toggle(node, t)
+                if version == node.out_version:
+                    self._toggle(node, t)
             elif kind == _REPORT:
                 if node.report_at == t:
                     self._report(node, t)
@@ -242,15 +289,15 @@ class Engine:
 
     def _advance(self, node: _Node, t: float) -> None:
         node.vtime += (t - node.vstamp) * node.rate
+        node.out_vtime += (t - node.vstamp) * node.out_rate
         node.vstamp = t
 
     def _set_rate(self, node: _Node, t: float) -> None:
         """After what the node's processes want changed (its work clock brought to ``t`` first)."""
         outside = node.outside_cpu()
-        wanted = node.demand + outside
         cpus = node.spec.cpus
-        node.rate = rate = 1.0 if wanted <= cpus else cpus / wanted
-        busy, out_busy = node.demand * rate, outside * rate
+        node.rate, node.out_rate = rate, out_rate = shares(cpus, node.demand, outside, self.job_weight)
+        busy, out_busy = node.demand * rate, outside * out_rate
         self.rec.busy += busy - node.busy
         self.rec.out_busy += out_busy - node.out_busy
         self.rec.out_wanted += outside - node.out_want
@@ -259,6 +306,8 @@ class Engine:
         if node.ends:
             left = max(0.0, node.ends[0][0] - node.vtime)
             self._push(t + left / rate, _END, node.index, node.version)
+        if node.out_on and node.spec.outside is not None and node.spec.outside.off:
+            self._push_outside(node, t + max(0.0, node.out_vend - node.out_vtime) / out_rate)
 
     def _changed(self, node: _Node, t: float) -> None:
         """The node's jobs or load changed: its view is stale, and its agent reports it next time."""
@@ -314,36 +363,92 @@ class Engine:
         ends = node.ends
         while ends and ends[0][0] <= node.vtime + _EPS:
             _, job_id = heapq.heappop(ends)
-            run = node.runs.pop(job_id)
-            if self.exits_free_use:
-                # the server takes the job's last measured use out of its node's last report (the best
-                # guess until the next one; else the room it leaves looks taken by outside work)
-                node.sample_cpu = max(0.0, node.sample_cpu - run.cpu_used)
-                node.sample_mem = max(0.0, node.sample_mem - run.mem_used)
-            user = self.users[run.job.user]
-            user.running -= 1
-            user.occupied -= run.occupied()
+            run = self._gone(node, node.runs.pop(job_id))
             self.rec.ended(run.job, t)
             self.done += 1
+        self._after_exits(node, t)
+
+    def _gone(self, node: _Node, run: _Run) -> _Run:
+        """A job has left ``node`` (it ended, or was killed): the server hears of its exit at once."""
+        if self.exits_free_use:
+            # the server takes the job's last measured use out of its node's last report (the best
+            # guess until the next one; else the room it leaves looks taken by outside work)
+            node.sample_cpu = max(0.0, node.sample_cpu - run.cpu_used)
+            node.sample_mem = max(0.0, node.sample_mem - run.mem_used)
+        user = self.users[run.job.user]
+        user.running -= 1
+        user.occupied -= run.occupied()
+        return run
+
+    def _after_exits(self, node: _Node, t: float) -> None:
         node.demand = sum(r.job.used_cpu for r in node.runs.values())
         node.mem_demand = sum(r.job.used_mem_mb for r in node.runs.values())
         self._set_rate(node, t)
         self._changed(node, t)
         self.need_pass = True
 
-    def _schedule_toggle(self, node: _Node, t: float) -> None:
-        o = node.spec.outside
-        if o is None or not o.off:
+    def _out_of_memory(self, node: _Node, t: float) -> None:
+        """While the node's processes use more memory than it has, the one that uses the most is killed."""
+        if node.mem_demand + node.outside_mem() <= node.spec.mem_mb + _EPS:
             return
-        mean = o.on if node.out_on else o.off
-        self._push(t + node.out_rng.expovariate(1 / mean), _OUTSIDE, node.index)
+        self._advance(node, t)
+        killed: list[_Run] = []
+        while node.mem_demand + node.outside_mem() > node.spec.mem_mb + _EPS:
+            # (of equals, the newest: the one whose coming did not fit)
+            run = max(node.runs.values(), key=lambda r: (r.job.used_mem_mb, r.start, r.job.id), default=None)
+            if node.outside_mem() and (run is None or node.outside_mem() >= run.job.used_mem_mb):
+                node.out_on = False
+                self._outside_turns(node, t)
+                self.rec.outside_killed += 1
+                continue
+            assert run is not None
+            killed.append(self._gone(node, node.runs.pop(run.job.id)))
+            node.mem_demand -= run.job.used_mem_mb
+        if killed:
+            node.ends = [e for e in node.ends if e[1] in node.runs]
+            heapq.heapify(node.ends)
+            for run in killed:
+                if self.rec.killed(run.job, t - run.start) <= MAX_RESUBMITS:
+                    self._push(t + RESUBMIT_AFTER, _RESUBMIT, run.job.id)
+                else:
+                    self.done += 1
+        self._after_exits(node, t)
+
+    def _requeue(self, job: SimJob) -> None:
+        """A killed job, submitted again at the head of its queue."""
+        key = (job.user, job.queue)
+        q = self.waiting.get(key)
+        if q is None:
+            q = self.waiting[key] = self.queues[key]
+        q.jobs.appendleft(job)
+        self.users[job.user].queued += 1
+        self.rec.queued += 1
+        self.need_pass = True
+
+    def _outside_turns(self, node: _Node, t: float) -> None:
+        """The outside load (that goes on and off) turns on or off at ``t`` (its work clock brought to
+        ``t``): on, with a computation of ``on`` seconds of work on average, which ends when the node's
+        work clock reaches it, so at the node's speed (:meth:`_set_rate` moves the event); off, for
+        ``off`` seconds on average."""
+        o = node.spec.outside
+        assert o is not None and o.off
+        if node.out_on:
+            node.out_vend = node.out_vtime + node.out_rng.expovariate(1 / o.on)
+        else:
+            self._push_outside(node, t + node.out_rng.expovariate(1 / o.off))
+
+    def _push_outside(self, node: _Node, at: float) -> None:
+        node.out_version += 1
+        self._push(at, _OUTSIDE, node.index, node.out_version)
 
     def _toggle(self, node: _Node, t: float) -> None:
         self._advance(node, t)
         node.out_on = not node.out_on
+        self._outside_turns(node, t)
         self._set_rate(node, t)
         self._changed(node, t)
-        self._schedule_toggle(node, t)
+        if node.out_on:
+            self._out_of_memory(node, t)
 
     def _sample(self, node: _Node) -> None:
         """What the node's agent measures now."""
@@ -358,7 +463,7 @@ class Engine:
                 run.use = run.holding = None
                 users[job.user].occupied += run.occupied() - before
                 node.view = None
-        cpu, mem = (node.demand + node.outside_cpu()) * rate, node.mem_demand + node.outside_mem()
+        cpu, mem = node.demand * rate + node.outside_cpu() * node.out_rate, node.mem_demand + node.outside_mem()
         if (cpu, mem) != (node.sample_cpu, node.sample_mem):
             node.sample_cpu, node.sample_mem = cpu, mem
             node.view = None
@@ -459,8 +564,10 @@ class Engine:
         p1 = time.perf_counter()
         self.rec.passed(p1 - p0, len(result.placements))
         jobs = self.w.jobs
+        started = {}
         for p in result.placements:
-            self._start(jobs[p.job_id], self.by_name[p.node], t)
+            node = started[p.node] = self.by_name[p.node]
+            self._start(jobs[p.job_id], node, t)
         for job_id in result.impossible:
             job = jobs[job_id]
             self.rec.rejected(job, result.impossible[job_id])
@@ -469,22 +576,34 @@ class Engine:
         gone = {p.job_id for p in result.placements} | set(result.impossible)
         if gone:
             self._forget(gone)
+        for node in started.values():  # once the placed jobs have left their queues
+            self._out_of_memory(node, t)
         self._watch_windows(queues, t)
         self.update_seconds += (time.perf_counter() - u0) - (p1 - p0)
 
     def _forget(self, gone: set[int]) -> None:
-        """Take placed and impossible jobs out of their queues. A pass goes through each queue in order
-        and stops at the first job that waits, so what it took from a queue is at its head."""
-        removed = 0
-        for key, q in list(self.waiting.items()):
-            jobs = q.jobs
-            while jobs and jobs[0].id in gone:
-                jobs.popleft()
-                removed += 1
-            if not jobs:
+        """Take placed and impossible jobs out of their queues. A pass goes through each queue in order,
+        so what it took from a queue is among the jobs nearest its head: each queue is looked through
+        only as far as its last job taken."""
+        jobs = self.w.jobs
+        per_queue: dict[tuple[str, str], int] = {}
+        for job_id in gone:
+            job = jobs[job_id]
+            key = (job.user, job.queue)
+            per_queue[key] = per_queue.get(key, 0) + 1
+        for key, count in per_queue.items():
+            q = self.waiting[key].jobs
+            kept: list[SimJob] = []
+            while count:
+                job = q.popleft()
+                if job.id in gone:
+                    count -= 1
+                else:
+                    kept.append(job)
+            q.extendleft(reversed(kept))
+            if not q:
                 del self.waiting[key]
-        self.rec.queued -= removed
-        assert removed == len(gone), "a pass took jobs that were not at the head of their queue"
+        self.rec.queued -= len(gone)
 
     def _watch_windows(self, queues: Sequence[QueueView], t: float) -> None:
         kinds = {q.window for q in queues if q.window != "always" and not q.stopped}

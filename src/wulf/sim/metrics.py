@@ -57,7 +57,7 @@ class Summary:
     jobs: int
     finished: int
     rejected: int  # no node can ever run them
-    never_started: int  # waited until the end (stopped queues, or no room ever)
+    never_started: int  # waited until the end (stopped queues, or no room ever), or killed too often
     makespan: float
     bound: float
     makespan_over_bound: float
@@ -75,6 +75,8 @@ class Summary:
     wall_seconds: float
     series: Series
     rejections: dict[str, int] = field(default_factory=dict)
+    killed_for_memory: int = 0  # jobs the out-of-memory killer ended (each ran again from the start)
+    killed_run_seconds: float = 0.0  # how long they had run
 
     def to_dict(self, series: bool = False) -> dict[str, Any]:
         d = asdict(self)
@@ -116,6 +118,10 @@ class Recorder:
         self.rejections: dict[str, int] = {}
         self.rejected_n = 0
         self.renices = 0
+        self.killed_n = 0  # jobs the out-of-memory killer ended (each ran again)
+        self.lost_s = 0.0  # the seconds they had run
+        self.outside_killed = 0  # outside computations it ended
+        self.kills: dict[int, int] = {}  # job id -> times killed
         self.last_end = self.first
         self.pass_times: list[float] = []
         self.placements = 0
@@ -177,6 +183,14 @@ class Recorder:
         self.end[job.id] = t
         self.last_end = max(self.last_end, t)
 
+    def killed(self, job: SimJob, ran: float) -> int:
+        """A run of ``job`` was killed after ``ran`` seconds; how many times it has been, now."""
+        self.killed_n += 1
+        self.lost_s += ran
+        self.start[job.id] = math.nan  # its wait lasts until a run that finishes starts
+        times = self.kills[job.id] = self.kills.get(job.id, 0) + 1
+        return times
+
     def rejected(self, job: SimJob, why: str) -> None:
         self.rejected_n += 1
         self.rejections[why] = self.rejections.get(why, 0) + 1
@@ -237,7 +251,10 @@ class Recorder:
             contended_seconds=self.contended,
             users=users,
             outside={"cpu_seconds_wanted": self.out_wanted_s,
-                     "taken_by_jobs": 1 - self.out_busy_s / self.out_wanted_s if self.out_wanted_s else 0.0},
+                     "taken_by_jobs": 1 - self.out_busy_s / self.out_wanted_s if self.out_wanted_s else 0.0,
+                     "killed_for_memory": self.outside_killed},
+            killed_for_memory=self.killed_n,
+            killed_run_seconds=self.lost_s,
             passes={"count": len(times), "placements": self.placements,
                     "mean_ms": 1000 * sum(times) / len(times) if times else 0.0,
                     "p99_ms": 1000 * _pct(times, 0.99), "max_ms": 1000 * times[-1] if times else 0.0,

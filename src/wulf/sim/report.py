@@ -51,6 +51,10 @@ _ROWS: list[tuple[str, Callable[[Summary], str]]] = [
     ("Jain, 2+ users queued", lambda r: _jain(r.jain)),
     ("Jain, moment by moment", lambda r: _jain(r.jain_instant)),
     ("time 2+ users queued", lambda r: _secs(r.contended_seconds)),
+    ("jobs killed for memory (ran again)", lambda r: f"{r.killed_for_memory:,} ({_secs(r.killed_run_seconds)} lost)"
+     if r.killed_for_memory else "0"),
+    ("outside work killed for memory", lambda r: f"{r.outside['killed_for_memory']:,.0f}"
+     if r.outside["cpu_seconds_wanted"] else "-"),
     ("outside load's cpu taken by jobs", lambda r: f"{100 * r.outside['taken_by_jobs']:.1f} %"
      if r.outside["cpu_seconds_wanted"] else "-"),
     ("renices (penalty on/off)", lambda r: f"{r.passes['renices']:,.0f}"),

@@ -11,8 +11,9 @@ are skipped. Three kinds of line, told apart by their keys::
 
 A **node** line has ``node`` (its name), ``cpus`` and ``mem_mb``; optionally ``features``, ``attrs``
 (for ``--constraint``) and ``outside``: processes wulf did not start, wanting ``cpu`` cpus and ``mem_mb``
-MB while on; they are on for ``on`` seconds and off for ``off`` seconds in turn (each period drawn from
-an exponential distribution with that mean), or always on when ``off`` is 0 (the default).
+MB while on. They are off for ``off`` seconds, then on with a computation of ``on`` seconds of work (at
+full speed: it lasts longer when jobs share its cpus), in turn (each drawn from an exponential
+distribution with that mean); or always on when ``off`` is 0 (the default).
 Without node lines the cluster is generated (``wulf sim --nodes``).
 
 A **queue** line (``queue`` and ``user``, no ``arrival``) sets a queue as ``qset`` would: ``priority``,
@@ -148,8 +149,8 @@ def cluster(n: int, mixed: bool, rng: random.Random) -> list[SimNode]:
 
 
 def with_outside_load(nodes: list[SimNode], fraction: float, rng: random.Random) -> list[SimNode]:
-    """On ``fraction`` of the nodes (chosen at random), interactive work wants half the cpus, on for an
-    hour and off for twenty minutes in turn (on average)."""
+    """On ``fraction`` of the nodes (chosen at random), interactive work wants half the cpus: computations
+    of an hour's work, with twenty minutes off between them (on average)."""
     k = round(fraction * len(nodes))
     chosen = set(rng.sample(range(len(nodes)), k))
     out = []
