@@ -88,6 +88,26 @@ def test_constraints_select_nodes() -> None:
     assert "largest node that matches has 2" in pool.possible(4, 10, "bigmem")
 
 
+def test_a_node_whose_agent_is_not_root_takes_only_its_owners_jobs() -> None:
+    nodes = [NodeView("mine", 8, 1000, owner="alice", attrs={"arch": "x86_64"}), NodeView("big", 4, 1000)]
+    pool = NodePool(nodes, compile_rank("cpu_free"))
+    assert pool.pick(1, 10, "", "alice") == "mine" and pool.best("alice") == "mine"
+    assert pool.pick(1, 10, "", "bob") == "big" and pool.best("bob") == "big"
+    assert pool.pick(1, 10) == "mine"  # (no user named: no restriction)
+    assert pool.pick(6, 10, "", "bob") is None and "largest node has 4" in pool.possible(6, 10, "", "bob")
+    assert pool.hold(6, 10, "", None, 1, "bob") is None and pool.hold(6, 10, "", None, 2, "alice") == "mine"
+    pool.end_pass()
+    pool.update(NodeView("big", 4, 1000, schedulable=False))
+    assert pool.pick(1, 10, "", "bob") is None and pool.possible(1, 10, "", "bob") == ""  # big may come back
+    pool.update(NodeView("big", 4, 1000, owner="carol"))
+    assert pool.possible(1, 10, "arch=x86_64", "bob") == (
+        "no node runs bob's jobs: the agents that match run as alice, not as root, and so run only their own "
+        "user's jobs")
+    assert "carol" in pool.possible(1, 10, "", "bob") and pool.best("bob") is None
+    pool.update(NodeView("big", 4, 1000))  # its agent now runs as root
+    assert pool.possible(1, 10, "", "bob") == "" and pool.pick(1, 10, "", "bob") == "big"
+
+
 def test_unschedulable_nodes_take_nothing_but_count_as_possible() -> None:
     nodes = [NodeView("a", 4, 1000, schedulable=False), NodeView("b", 1, 1000)]
     pool = NodePool(nodes, compile_rank("cpu_free"))

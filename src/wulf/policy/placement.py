@@ -6,6 +6,9 @@ a node costs a few heap operations, not a scan of every node: a pass over a thou
 thousands of jobs. Room only shrinks during a pass, so once no node fits a request, no node fits any
 larger request with the same constraint, and the pool remembers that until it is next updated; and
 when no node has the cpus a request asks for, it knows that without looking at each.
+
+A node whose agent does not run as root runs only its own user's jobs (:attr:`NodeView.owner`): a
+request names its user, and such a node is matched as if the request's constraint said so.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class NodePool:
         self._failed: dict[str, list[tuple[float, float]]] = {}  # constraint -> requests that fit nowhere
         self._everywhere: dict[str, NodeView] = {}  # every node known, schedulable or not
         self._possible: dict[tuple[float, float, str], str] = {}
+        self._owned = 0  # schedulable or not, nodes that run only their owner's jobs
         self._holding: set[str] = set()  # nodes that keep room for a job in this pass
         # room booked by hold, by job: (node, cpu, mem, the node's version then); and those held this pass
         self._kept: dict[int, tuple[str, float, float, int]] = {}
@@ -88,6 +92,11 @@ class NodePool:
             self._possible.clear()
             if old is not None:
                 self._matches = {k: v for k, v in self._matches.items() if k[1] != name}
+        if bool(old is not None and old.owner) != bool(node.owner):
+            self._owned += 1 if node.owner else -1
+        if old is not None and old.owner != node.owner:
+            self._possible.clear()
+            self._matches = {k: v for k, v in self._matches.items() if k[1] != name}
         self._everywhere[name] = node
         self._failed.clear()
         self._holding.discard(name)
@@ -149,25 +158,38 @@ class NodePool:
             c = self._constraints[text] = parse_constraint(text)
         return c
 
-    def _match(self, text: str, node: NodeView) -> bool:
-        if not text:
+    def _key(self, constraint: str, user: str | None) -> str:
+        """What a request must match: its constraint, and its user while some nodes run only their
+        owner's jobs (the key of the pool's caches, read back by :meth:`_match`)."""
+        return f"{constraint}\0{user}" if self._owned and user else constraint
+
+    def _match(self, key: str, node: NodeView) -> bool:
+        if not key:
             return True
-        key = (text, node.name)
-        ok = self._matches.get(key)
+        cached = (key, node.name)
+        ok = self._matches.get(cached)
         if ok is None:
-            ok = self._matches[key] = self.constraint(text).matches(node.attrs, node.features)
+            text, _, user = key.partition("\0")
+            ok = (not text or self.constraint(text).matches(node.attrs, node.features)) and (
+                not user or node.owner is None or node.owner == user)
+            self._matches[cached] = ok
         return ok
 
-    def possible(self, cpu: float, mem: float, constraint: str = "") -> str:
-        """"" if some node known (up or not) could ever take such a job; else why none can."""
-        key = (cpu, mem, constraint)
+    def possible(self, cpu: float, mem: float, constraint: str = "", user: str | None = None) -> str:
+        """"" if some node known (up or not) could ever take such a job of ``user``; else why none can."""
+        key = (cpu, mem, self._key(constraint, user))
         why = self._possible.get(key)
         if why is None:
-            why = self._possible[key] = self._why_impossible(cpu, mem, constraint)
+            why = self._possible[key] = self._why_impossible(cpu, mem, key[2])
         return why
 
-    def _why_impossible(self, cpu: float, mem: float, constraint: str) -> str:
-        matching = [n for n in self._everywhere.values() if self._match(constraint, n)]
+    def _why_impossible(self, cpu: float, mem: float, key: str) -> str:
+        matching = [n for n in self._everywhere.values() if self._match(key, n)]
+        constraint, _, user = key.partition("\0")
+        if not matching and user and any(self._match(constraint, n) for n in self._everywhere.values()):
+            owners = sorted({n.owner for n in self._everywhere.values() if n.owner and self._match(constraint, n)})
+            return (f"no node runs {user}'s jobs: the agents{' that match' if constraint else ''} run as "
+                    f"{', '.join(owners)}, not as root, and so run only their own user's jobs")
         if not matching:
             return f"no node matches the constraint {constraint!r}"
         if not any(n.cpus + EPS >= cpu for n in matching):
@@ -177,8 +199,10 @@ class NodePool:
             return f"needs {mem:g} MB; no node{' that matches' if constraint else ''} with {cpu:g} cpus has so much"
         return ""
 
-    def pick(self, cpu: float, mem: float, constraint: str = "") -> str | None:
-        """The best-ranked node with ``cpu`` and ``mem`` free that meets ``constraint``; None if none."""
+    def pick(self, cpu: float, mem: float, constraint: str = "", user: str | None = None) -> str | None:
+        """The best-ranked node with ``cpu`` and ``mem`` free that meets ``constraint`` (and runs jobs of
+        ``user``); None if none."""
+        constraint = self._key(constraint, user)
         failed = self._failed.get(constraint)
         if failed and any(cpu + EPS >= c and mem + EPS >= m for c, m in failed):
             return None
@@ -213,7 +237,7 @@ class NodePool:
         return found
 
     def hold(self, cpu: float, mem: float, constraint: str = "", prefer: str | None = None,
-             job: int | None = None) -> str | None:
+             job: int | None = None, user: str | None = None) -> str | None:
         """Keep room for a job that fits nowhere now: book it on the node with the most cpu free of those
         that could take it once the jobs now on them end (by size, outside work and constraint), so that
         no other job is placed there in this pass and its room grows as its jobs end. ``prefer`` is the
@@ -223,6 +247,7 @@ class NodePool:
 
         A pool kept from pass to pass keeps the booking for ``job`` until the end of a pass that did not
         hold room for it again (:meth:`end_pass`), or until the node is updated."""
+        constraint = self._key(constraint, user)
         kept = self._kept.get(job) if job is not None else None
         if kept is not None and kept[0] == prefer and self._version.get(prefer) == kept[3]:
             # booked in an earlier pass and the node unchanged since: kept, unless another has more room
@@ -311,9 +336,10 @@ class NodePool:
         self._version[name] += 1
         self._push(name)
 
-    def best(self) -> str | None:
-        """The node an interactive job goes to now, room or not: the best-ranked one."""
-        return max(self.views, key=self._score, default=None)
+    def best(self, user: str | None = None) -> str | None:
+        """The node an interactive job (of ``user``) goes to now, room or not: the best-ranked one."""
+        key = self._key("", user)
+        return max((n for n in self.views if self._match(key, self.views[n])), key=self._score, default=None)
 
     def __bool__(self) -> bool:
         """Whether any node has room left (at least MIN_CPU free)."""

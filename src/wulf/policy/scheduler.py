@@ -189,16 +189,16 @@ def _serve(user: _User, pool: NodePool, out: PassResult, held: Mapping[int, str]
         if why:
             _wait(user, why, out)
             return False
-        node = None if q.holding else pool.pick(job.cpu, job.mem_mb, job.constraint)
+        node = None if q.holding else pool.pick(job.cpu, job.mem_mb, job.constraint, job.user)
         if node is None:
-            impossible = pool.possible(job.cpu, job.mem_mb, job.constraint)
+            impossible = pool.possible(job.cpu, job.mem_mb, job.constraint, job.user)
             if impossible:  # it can never run here: step over it
                 out.impossible[job.id] = impossible
                 _next(user, q, n)
                 continue
             kept = None
             if user.holds < MAX_HOLDS and behind(user):
-                kept = pool.hold(job.cpu, job.mem_mb, job.constraint, held.get(job.id), job.id)
+                kept = pool.hold(job.cpu, job.mem_mb, job.constraint, held.get(job.id), job.id, job.user)
             if not q.holding:
                 out.reasons[(q.view.user, q.view.name)] = _no_room(job, kept)
             if kept is None:

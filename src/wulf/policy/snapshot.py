@@ -37,6 +37,7 @@ class NodeView:
     attrs: Mapping[str, str] = field(default_factory=dict)  # arch, os, name, ... for qr --constraint
     features: frozenset[str] = frozenset()  # admin-set, e.g. bigmem
     metrics: Mapping[str, float] = field(default_factory=dict)  # the last sample, for the rank expression
+    owner: str | None = None  # the only user whose jobs it runs (its agent is not root); None: anyone's
 
 
 class Waiting(Protocol):

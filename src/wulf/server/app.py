@@ -249,7 +249,7 @@ async def interactive(req: InteractiveRequest, daemon: DaemonDep, caller: Caller
 
 @router.get("/api/v1/place")
 async def place(daemon: DaemonDep, caller: CallerDep) -> PlaceReply:
-    node = daemon.place_now()  # for `jr --rsh`: the remote shell goes by host name
+    node = daemon.place_now(caller.user)  # for `jr --rsh`: the remote shell goes by host name
     return PlaceReply(node=node.name, host=node.info.hostname if node.info else node.address)
 
 async def _audited(security: Security, caller: Caller, action: str, target: str, call: Any) -> Any:

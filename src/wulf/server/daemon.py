@@ -413,14 +413,17 @@ class Daemon:
         self._stale.clear()
         return pool
 
-    def place_now(self) -> Node:
-        name = self._pool().best()
+    def place_now(self, user: str) -> Node:
+        """The node a job of ``user`` is to run on now (jr), room or not."""
+        pool = self._pool()
+        name = pool.best(user)
         if name is None:
-            raise Refused("no node is up to take the job (see `jstat --nodes`)")
+            why = pool.possible(0, 0, "", user) if pool.best() is not None else ""
+            raise Refused(why or "no node is up to take the job (see `jstat --nodes`)")
         return self.nodes[name]
 
     async def interactive(self, req: InteractiveRequest, caller: Caller) -> InteractiveReply:
-        node = self.place_now()
+        node = self.place_now(caller.user)
         assert node.link is not None
         h, fresh = self._remember_env(req.env)
         now = time.time()

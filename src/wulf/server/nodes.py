@@ -12,6 +12,7 @@ from wulf.model.job import Job, Origin
 from wulf.policy.rank import METRICS
 from wulf.policy.snapshot import NodeView, RunningUse, node_free
 from wulf.protocol import NodeInfo, NodeSample
+from wulf.server.users import user_name
 
 #: the sample's fields a rank expression may read (the others it reads are the node's room, see
 #: wulf.policy.placement.node_metrics)
@@ -88,6 +89,7 @@ class Node:
             attrs=self.attrs(),
             features=features,
             metrics=metrics,
+            owner=user_name(self.link.uid) if self.link is not None and self.link.uid != 0 else None,
         )
 
     def public(self, features: frozenset[str] = frozenset()) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Who users are on the server's machine: their groups, for limits and shares by group."""
+"""Who users are on the server's machine: their groups (for limits and shares by group), and the names
+of the users non-root agents run as."""
 
 from __future__ import annotations
 
@@ -30,3 +31,12 @@ def _group_ids(user: str, gid: int) -> list[int]:
         return os.getgrouplist(user, gid)
     except OSError:
         return [gid]
+
+
+@lru_cache(maxsize=256)
+def user_name(uid: int) -> str:
+    """The name of the user with ``uid`` here (the cluster shares its users); the number if unknown."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
