@@ -37,6 +37,8 @@ def nodes_table(nodes: list[dict[str, Any]]) -> str:
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> str:
+    """One line a job; why it waits (or was reniced, or ended so) comes before its command, so that a
+    long command is what the terminal's width cuts."""
     rows = []
     for j in jobs:
         state = j["state"]
@@ -46,7 +48,7 @@ def jobs_table(jobs: list[dict[str, Any]]) -> str:
         what = j["command"].replace("\n", " ")
         queue = j["queue"] if j["origin"] == "batch" else "-"
         rows.append([str(j["id"]), j["user"], queue, j["origin"], state, j["node"] or "-", f"{j['cpu']:g}",
-                     format_mb(j["mem_mb"]), format_age(j["age"]), what + (f"  [{note}]" if note else "")])
+                     format_mb(j["mem_mb"]), format_age(j["age"]), f"[{note}] {what}" if note else what])
     return format_table(["ID", "USER", "QUEUE", "ORIGIN", "STATE", "NODE", "CPU", "MEM", "AGE", "COMMAND"], rows,
                         right=(0, 6, 7, 8))
 

@@ -1,0 +1,31 @@
+"""jstat's tables (the commands themselves are run end to end in tests/integration)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wulf.cli.common import format_table
+from wulf.cli.jstat import jobs_table
+
+
+def _job(**kw: Any) -> dict[str, Any]:
+    job = {"id": 7, "user": "alice", "queue": "default", "origin": "batch", "state": "queued", "exit_code": None,
+           "node": None, "cpu": 4.0, "mem_mb": 1024.0, "age": 75.0, "reason": "", "command": "echo hi"}
+    job.update(kw)
+    return job
+
+
+def test_why_a_job_waits_survives_a_long_command(monkeypatch: Any) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    long = "python simulate.py " + " ".join(f"--option{i}=value" for i in range(30))
+    out = jobs_table([_job(command=long, reason="user limit: alice occupies 8 of 8 cpus"),
+                      _job(id=8, state="done", exit_code=3, node="n1", command="false")]).splitlines()
+    assert out[0].split() == ["ID", "USER", "QUEUE", "ORIGIN", "STATE", "NODE", "CPU", "MEM", "AGE", "COMMAND"]
+    assert "[user limit: alice occupies 8 of 8 cpus] python simulate.py" in out[1]
+    assert out[1].endswith("…") and len(out[1]) == 120
+    assert out[2].split()[4:6] == ["done(3)", "n1"] and out[2].endswith("false")
+
+
+def test_tables_cut_only_the_flexible_column() -> None:
+    out = format_table(["A", "B"], [["x" * 5, "y" * 40]], width=20).splitlines()
+    assert out[1] == "xxxxx  " + "y" * 12 + "…" and len(out[1]) == 20
