@@ -21,7 +21,7 @@ def test_why_a_job_waits_survives_a_long_command(monkeypatch: Any) -> None:
     out = jobs_table([_job(command=long, reason="user limit: alice occupies 8 of 8 cpus"),
                       _job(id=8, state="done", exit_code=3, node="n1", command="false")]).splitlines()
     assert out[0].split() == ["ID", "USER", "QUEUE", "ORIGIN", "STATE", "NODE", "CPU", "MEM", "AGE", "COMMAND"]
-    assert "[user limit: alice occupies 8 of 8 cpus] python simulate.py" in out[1]
+    assert "[user limit: alice occupies 8 of 8 cpus] python simulate" in out[1]
     assert out[1].endswith("…") and len(out[1]) == 120
     assert out[2].split()[4:6] == ["done(3)", "n1"] and out[2].endswith("false")
 
