@@ -120,6 +120,7 @@ class StartJob(Msg):
     time_limit: float | None = None  # seconds of wall time, enforced by the agent
     cputime_limit: float | None = None  # seconds of cpu time
     mem_limit_mb: float | None = None  # MB of memory (cgroup, or RLIMIT_AS without cgroups)
+    nice: int = Field(default=0, ge=-20, le=19)  # the niceness it starts at (scheduler.job_nice, jnice)
 
 
 class JobStarted(Msg):

@@ -179,3 +179,19 @@ def test_no_room_is_kept_where_outside_work_leaves_too_little() -> None:
     pool = NodePool([_busy("n0", 4, 1, outside=2), _busy("n1", 4, 3)], RANK)
     out = schedule([_q("big", 1, 0, cpu=4), _q("small", 5, 100)], {"small": UserView("small", running=7)}, pool)
     assert out.held == {0: "n1"}
+
+
+def test_why_a_job_waits() -> None:
+    from wulf.policy.scheduler import why_waiting
+    from wulf.policy.snapshot import QueuedJob
+
+    job, first = QueuedJob(7, "alice", "default", 1, 32), QueuedJob(5, "alice", "default", 4, 64)
+    room = "waiting for room: needs 4 cpus and 64 MB"
+    assert why_waiting(job, room, impossible="no node matches the constraint 'gpu'") == (
+        "no node matches the constraint 'gpu'")
+    assert why_waiting(job, room, kept="n3") == "waiting for room: needs 1 cpu and 32 MB (room is kept for it on n3)"
+    assert why_waiting(first, room, head=5) == room
+    assert why_waiting(job, room, head=5) == "behind job 5 in its queue"
+    assert why_waiting(job, room, head=5, up=False) == "no node is up (every node is down or drained)"
+    assert why_waiting(job, "queue night runs at nights only", head=5, up=False) == "queue night runs at nights only"
+    assert why_waiting(job, "") == "waiting for its turn"

@@ -232,3 +232,20 @@ def _no_room(job: Waiting, held: str | None) -> str:
     if held:
         what += f" (room is kept for it on {held})"
     return f"waiting for room: needs {what}"
+
+
+def why_waiting(job: Waiting, queue_why: str, kept: str | None = None, impossible: str | None = None,
+                head: int | None = None, up: bool = True) -> str:
+    """Why ``job`` waits, for ``jstat``, from what the last pass said: ``queue_why`` of its queue
+    (:attr:`PassResult.reasons`), ``kept`` the node room is kept on for it, ``impossible`` why it can
+    never run; ``head`` the first job of its queue, ``up`` whether any node takes jobs."""
+    if impossible:
+        return impossible
+    if kept:
+        return _no_room(job, kept)
+    room = not queue_why or queue_why.startswith("waiting for room")
+    if room and not up:
+        return "no node is up (every node is down or drained)"
+    if room and queue_why and head is not None and head != job.id:
+        return f"behind job {head} in its queue"
+    return queue_why or "waiting for its turn"

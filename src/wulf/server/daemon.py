@@ -25,7 +25,7 @@ from wulf.policy.adapt import penalty_nice
 from wulf.policy.constraint import parse_constraint
 from wulf.policy.limits import occupied_cpu
 from wulf.policy.placement import NodePool
-from wulf.policy.scheduler import schedule
+from wulf.policy.scheduler import schedule, why_waiting
 from wulf.policy.settings import Policy
 from wulf.policy.snapshot import QueueView, UserView
 from wulf.protocol import (
@@ -222,6 +222,7 @@ class Daemon:
             time_limit=policy.time.resolve(spec.time_limit),
             cputime_limit=policy.cputime.resolve(spec.cputime_limit),
             mem_limit_mb=policy.mem_limit.resolve(spec.mem_limit_mb),
+            nice=policy.job_nice if origin is Origin.BATCH else 0,  # jr sessions run as a login would
         )
         self.next_id += 1
         return job
@@ -549,6 +550,7 @@ class Daemon:
             command=job.command, script=job.script, cwd=job.cwd, env=env, output=job.output,
             keep_script=job.keep_script, cpu=job.cpu, mem_mb=job.mem_mb, time_limit=job.time_limit,
             cputime_limit=job.cputime_limit, mem_limit_mb=job.mem_limit_mb,
+            nice=penalty_nice(job.nice, job.penalized, self.policy.adapt),
         )
 
     def _detach(self, job: Job) -> None:
@@ -818,20 +820,9 @@ class Daemon:
         }
 
     def _why_waiting(self, job: Job, up: bool) -> str:
-        why = self.impossible.get(job.id)
-        if why:
-            return why
-        kept = self.held_room.get(job.id)
-        if kept:
-            return f"waiting for room: needs {job.cpu:g} cpus and {job.mem_mb:g} MB (room is kept for it on {kept})"
-        why = self.reasons.get((job.user, job.queue), "")
-        room = not why or why.startswith("waiting for room")
-        if room and not up:
-            return "no node is up (every node is down or drained)"
         q = self.book.queues.get((job.user, job.queue))
-        if room and why and q is not None and next(iter(q.jobs), job.id) != job.id:
-            return f"behind job {next(iter(q.jobs))} in queue {job.queue}"
-        return why or "waiting for its turn"
+        return why_waiting(job, self.reasons.get((job.user, job.queue), ""), self.held_room.get(job.id),
+                           self.impossible.get(job.id), next(iter(q.jobs), None) if q is not None else None, up)
 
     def _wait_set(self, ids: Sequence[int], queues: Sequence[str], user: str) -> list[Job]:
         jobs = [self.get(i) for i in ids]
