@@ -252,8 +252,8 @@ def _sim_parser(sub: argparse._SubParsersAction[ArgParser]) -> None:
                      "10 per cpu)")
     sim.add_argument("--users", type=int, metavar="K", help="users (default 4; flood: 2)")
     sim.add_argument("--outside-load", type=float, metavar="FRACTION",
-                     help="fraction of nodes where interactive work wants half the cpus, on and off "
-                          "(default 0; outside: 1/3)")
+                     help="fraction of nodes where interactive work wants half the cpus and a quarter "
+                          "of the memory, on and off (default 0; outside: 1/3)")
     sim.add_argument("--load", type=float, metavar="L", help="mixed and outside: the cpus the jobs ask for, "
                      "over the span they arrive in, as a fraction of the cluster's (default 1.0)")
     sim.add_argument("--scenario", choices=["mixed", "homogeneous", "flood", "outside"],

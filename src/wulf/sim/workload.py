@@ -149,15 +149,15 @@ def cluster(n: int, mixed: bool, rng: random.Random) -> list[SimNode]:
 
 
 def with_outside_load(nodes: list[SimNode], fraction: float, rng: random.Random) -> list[SimNode]:
-    """On ``fraction`` of the nodes (chosen at random), interactive work wants half the cpus: computations
-    of an hour's work, with twenty minutes off between them (on average)."""
+    """On ``fraction`` of the nodes (chosen at random), interactive work wants half the cpus and a quarter
+    of the memory: computations of an hour's work, with twenty minutes off between them (on average)."""
     k = round(fraction * len(nodes))
     chosen = set(rng.sample(range(len(nodes)), k))
     out = []
     for i, node in enumerate(nodes):
         if i in chosen:
             node = SimNode(node.name, node.cpus, node.mem_mb, node.attrs, node.features,
-                           OutsideLoad(cpu=node.cpus / 2, on=3600.0, off=1200.0))
+                           OutsideLoad(cpu=node.cpus / 2, mem_mb=node.mem_mb / 4, on=3600.0, off=1200.0))
         out.append(node)
     return out
 
