@@ -46,6 +46,10 @@ class ServerConfig:
     audit_log: str = ""  # administrative actions, one JSON line each; "" means <state_dir>/audit.jsonl
 
 
+CGROUPS_MODES = ("auto", "off")
+"""[agent] cgroups: use cgroups where the machine offers them (a job runs in one), or never."""
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     interval: float = 5.0  # seconds between reports
@@ -56,6 +60,15 @@ class AgentConfig:
     external_min_mem_mb: float = 64.0  # ... or this much resident memory
     session_listen: str = "0.0.0.0:0"  # where jr connects to an agent (port 0: any free port)
     reconnect_max: float = 30.0  # longest pause between reconnection attempts
+    kill_grace: float = 10.0  # seconds between TERM and KILL for a job stopped at a limit or killed
+    cgroups: str = "auto"  # "auto": a cgroup per job where the machine offers them; "off": never
+
+    def __post_init__(self) -> None:
+        if self.kill_grace < 0:
+            raise ConfigError(f"agent.kill_grace must be a number of seconds >= 0, not {self.kill_grace!r}")
+        if self.cgroups not in CGROUPS_MODES:
+            modes = " or ".join(f'"{m}"' for m in CGROUPS_MODES)
+            raise ConfigError(f'agent.cgroups must be {modes}, not "{self.cgroups}"')
 
 
 @dataclass(frozen=True)
@@ -206,7 +219,10 @@ def _section(name: str, cls: type, data: Any, where: str) -> Any:
         if "item" in f.metadata:
             value = _items(f"{where}: {name}.{key}", value, f.metadata["item"])
         values[f.name] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as e:  # a value the section itself checks (see AgentConfig)
+        raise ConfigError(f"{where}: {e.message}") from None
 
 
 def parse_config(text: str, where: str = "<config>") -> Config:

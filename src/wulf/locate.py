@@ -21,7 +21,7 @@ KEYS: dict[str, dict[str, type]] = {
                "audit_log": str},
     "agent": {"interval": float, "scratch": str, "state_dir": str, "runtime_dir": str,
               "external_min_cpu": float, "external_min_mem_mb": float, "session_listen": str,
-              "reconnect_max": float},
+              "reconnect_max": float, "kill_grace": float, "cgroups": str},
     "scheduler": {"default_cpu": float, "default_mem_mb": float, "settle_seconds": float, "shrink_samples": int,
                   "shrink_below": float, "nice_penalty": int, "rank": str, "policy_plugin": str,
                   "use_observed": bool},

@@ -46,7 +46,8 @@ time.sleep(60)
 
 
 def _remove_cgroups(group: str) -> None:
-    """Kill what a test left in its agent's cgroups (jobs outlive agents) and remove them."""
+    """Kill what a test left in its agent's cgroups (jobs outlive agents) and remove them (spares
+    too, which an agent stopped cleanly removes itself)."""
     layout = detect()
     if layout is None:
         return
@@ -54,7 +55,7 @@ def _remove_cgroups(group: str) -> None:
         top = Path(mount, BASE, group)
         if not top.is_dir():
             continue
-        for job in top.glob("job-*"):
+        for job in [*top.glob("job-*"), *top.glob("spare-*")]:
             procs = job / "cgroup.procs"
             for pid in procs.read_text().split():
                 with contextlib.suppress(OSError):

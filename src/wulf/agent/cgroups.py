@@ -12,7 +12,8 @@ A job's cgroup is ``<mount>/wulf/<group>/job-<id>`` in each hierarchy used, wher
 this agent on this machine (its node name and a tag of its runtime directory): several agents on one
 machine (the namespaced test hosts share ``/sys/fs/cgroup``) never meet, and a restarted agent finds
 its jobs' cgroups again. The job's shell puts itself in its cgroup before it runs anything (see
-:mod:`wulf.agent.launcher`), so no child escapes.
+:mod:`wulf.agent.launcher`), so no child escapes. On v1, an ended job's empty cgroup may wait as
+``spare-<n>`` for the next job, which takes it under its own name (see :mod:`wulf.agent.cgpool`).
 
 The parsing of cgroup files is pure and tested with sample text; :class:`Cgroups` and
 :class:`JobCgroup` are the only code here that touches files.
@@ -196,34 +197,71 @@ def parse_job_dir(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def spare_dir_name(n: int) -> str:
+    return f"spare-{n}"
+
+
+def parse_spare_dir(name: str) -> int | None:
+    """The number of a spare cgroup's directory name, None for other names."""
+    m = re.fullmatch(r"spare-(\d+)", name)
+    return int(m.group(1)) if m else None
+
+
 # ---------------------------------------------------------------- I/O
 
 
-def _read(path: str) -> str | None:
+# os.open/os.read rather than open(): a job's cgroup files are read and written for every job, and
+# open() adds an fstat, an ioctl and a seek to each (cgroup files are small: one read takes them whole)
+
+
+def _read(path: str, dir_fd: int | None = None) -> str | None:
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks).decode("ascii", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _write(path: str, text: str) -> None:
-    with open(path, "w", encoding="ascii") as f:
-        f.write(text)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, text.encode("ascii"))
+    finally:
+        os.close(fd)
 
 
 class JobCgroup:
     """The cgroup(s) of one job: one directory per hierarchy used (one on v2, two on v1)."""
 
-    def __init__(self, layout: Layout, relative: str) -> None:
+    def __init__(self, layout: Layout, relative: str, parent_fds: Sequence[int] = ()) -> None:
+        self.layout = layout
         self.version: Version = layout.version
         self.files = FILES[layout.version]
+        self._parent_fds = tuple(parent_fds)  # its parent directories, open, in the order of dirs(); or none
+        self._place(relative)
+        self.limited = False  # a memory limit is set on it: the kernel enforces it
+        self.reused = False  # a spare taken for this job (see wulf.agent.cgpool), not one made for it
+        self.pooled = False  # made or handed out by this agent's pool (not found again after a restart)
+        self.keep_open = False  # keep its counter files open: each read is then one pread (see _counter)
+        self._fds: dict[str, int] = {}
+
+    def _place(self, relative: str) -> None:
+        layout = self.layout
+        self.relative = relative
+        self.name = posixpath.basename(relative)
         self.memory_dir = os.path.join(layout.memory.point, relative)
         self.cpu_dir = os.path.join(layout.cpu.point, relative) if layout.cpu is not None else None
         self._paths = {"memory" if layout.version == 1 else "": posixpath.join(layout.memory.root, relative)}
         if layout.version == 1 and layout.cpu is not None:
             self._paths["cpuacct"] = posixpath.join(layout.cpu.root, relative)
-        self.limited = False  # a memory limit is set on it: the kernel enforces it
 
     def dirs(self) -> list[str]:
         return [self.memory_dir] + ([self.cpu_dir] if self.cpu_dir and self.cpu_dir != self.memory_dir else [])
@@ -266,15 +304,58 @@ class JobCgroup:
         text = _read(os.path.join(self.memory_dir, "cgroup.procs"))
         return [] if text is None else parse_procs(text)
 
-    def cpu_seconds(self) -> float | None:
-        if self.cpu_dir is None:
+    # The counter files (cpu time, memory in use, peak memory) are read at every job's end, and a
+    # spare's are reset for the next job: with ``keep_open`` they stay open (they are found by their
+    # file, so a rename does not matter), and a read or reset is one pread or pwrite, not an open, a
+    # read and a close. (cgroup.procs cannot be read so: v1 keeps the list it read first per open file.)
+
+    def _counter_path(self, which: str) -> str | None:
+        if which == "cpu":
+            return None if self.cpu_dir is None else os.path.join(self.cpu_dir, self.files.cpu)
+        return os.path.join(self.memory_dir, self.files.usage if which == "usage" else self.files.peak)
+
+    def _counter_fd(self, which: str) -> int:
+        fd = self._fds.get(which)
+        if fd is None:
+            path = self._counter_path(which)
+            if path is None:
+                raise FileNotFoundError(f"no {which} file")
+            fd = self._fds[which] = os.open(path, (os.O_RDONLY if which == "usage" else os.O_RDWR) | os.O_CLOEXEC)
+        return fd
+
+    def _counter(self, which: str) -> str | None:
+        """The text of a counter file: ``cpu``, ``usage`` or ``peak``."""
+        if not self.keep_open:
+            path = self._counter_path(which)
+            return None if path is None else _read(path)
+        try:
+            return os.pread(self._counter_fd(which), 256, 0).decode("ascii", "replace")
+        except OSError:
             return None
-        text = _read(os.path.join(self.cpu_dir, self.files.cpu))
+
+    def _reset(self, which: str) -> None:
+        if not self.keep_open:
+            path = self._counter_path(which)
+            if path is None:
+                raise FileNotFoundError(f"no {which} file")
+            _write(path, "0")
+        else:
+            os.pwrite(self._counter_fd(which), b"0", 0)
+
+    def close_files(self) -> None:
+        """Close the counter files it keeps open."""
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
+
+    def cpu_seconds(self) -> float | None:
+        text = self._counter("cpu")
         return None if text is None else cpu_seconds(text, self.version)
 
     def memory_mb(self) -> float | None:
         """The working set (see :func:`working_set`)."""
-        usage = _read(os.path.join(self.memory_dir, self.files.usage))
+        usage = self._counter("usage")
         stat = _read(os.path.join(self.memory_dir, "memory.stat"))
         value = None if usage is None else parse_value(usage)
         if value is None or stat is None:
@@ -283,7 +364,7 @@ class JobCgroup:
 
     def peak_mb(self) -> float | None:
         """Its highest memory use (page cache included); None where the kernel does not keep it."""
-        text = _read(os.path.join(self.memory_dir, self.files.peak))
+        text = self._counter("peak")
         value = None if text is None else parse_value(text)
         return None if value is None else value / MB
 
@@ -304,8 +385,50 @@ class JobCgroup:
                 os.kill(pid, signum)
         return len(pids)
 
+    def rename(self, name: str) -> None:
+        """Give it another name in the same parent, in every hierarchy (cgroup v1 only: v2 cannot
+        rename). Raises OSError when it cannot, and then keeps (or is put back under) its old name."""
+        # relative to the open parent directories where there are some: no path to look up (half the cost)
+        moves = ([(self.name, name, fd) for fd in self._parent_fds] if self._parent_fds else
+                 [(d, os.path.join(os.path.dirname(d), name), None) for d in self.dirs()])
+        done: list[tuple[str, str, int | None]] = []
+        try:
+            for src, dst, fd in moves:
+                os.rename(src, dst, src_dir_fd=fd, dst_dir_fd=fd)
+                done.append((src, dst, fd))
+        except OSError:
+            for src, dst, fd in reversed(done):
+                with contextlib.suppress(OSError):
+                    os.rename(dst, src, src_dir_fd=fd, dst_dir_fd=fd)
+            raise
+        self._place(posixpath.join(posixpath.dirname(self.relative), name))
+
+    def empty(self) -> bool:
+        """Whether no process is in it, in any hierarchy (unreadable: not known to be empty)."""
+        files = ([(f"{self.name}/cgroup.procs", fd) for fd in self._parent_fds] if self._parent_fds else
+                 [(os.path.join(d, "cgroup.procs"), None) for d in self.dirs()])
+        for path, fd in files:
+            text = _read(path, fd)
+            if text is None or parse_procs(text):
+                return False
+        return True
+
+    def usage_bytes(self) -> int | None:
+        """The memory charged to it now (page cache and kernel memory included)."""
+        text = self._counter("usage")
+        return None if text is None else parse_value(text)
+
+    def reset_counters(self) -> None:
+        """v1: start its cpu time at 0 and its peak memory at what is charged now, for a new job.
+        Raises OSError when it cannot (v2 cannot: its counters only grow)."""
+        if self.version != 1 or self.cpu_dir is None:
+            raise OSError(f"the counters of {self.memory_dir} cannot be reset")
+        self._reset("cpu")
+        self._reset("peak")
+
     def remove(self) -> bool:
-        """Remove its directories; False while processes remain (or are still exiting)."""
+        """Remove its directories (and close its open files); False while processes remain (or are
+        still exiting)."""
         done = True
         for d in self.dirs():
             try:
@@ -314,6 +437,8 @@ class JobCgroup:
                 pass
             except OSError:
                 done = False
+        if done:
+            self.close_files()
         return done
 
 
@@ -324,6 +449,7 @@ class Cgroups:
         self.layout = layout
         self.group = group
         self.relative = posixpath.join(BASE, group)
+        self._dir_fds: tuple[int, ...] = ()  # this agent's directories, open (after setup)
 
     @classmethod
     def setup(cls, group: str) -> Cgroups | None:
@@ -337,6 +463,8 @@ class Cgroups:
         cgroups = cls(layout, group)
         try:
             cgroups._prepare()
+            cgroups._dir_fds = tuple(os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                                     for d in JobCgroup(layout, cgroups.relative).dirs())
         except OSError as e:
             log.info("cannot use cgroups v%d (%s): jobs are measured from their processes and limited "
                      "with rlimits", layout.version, e)
@@ -356,21 +484,38 @@ class Cgroups:
             for d in (point, os.path.join(point, BASE), os.path.join(point, self.relative)):
                 _enable_controllers(d)
 
+    @property
+    def reusable(self) -> bool:
+        """Whether an ended job's cgroup can serve the next job: v1 with cpu accounting, where a
+        cgroup can be renamed and its cpu time and peak memory reset (v2 can do neither)."""
+        return self.layout.version == 1 and self.layout.cpu is not None
+
     def job(self, job_id: int) -> JobCgroup:
         """The handle of one job's cgroup (nothing is created)."""
-        return JobCgroup(self.layout, posixpath.join(self.relative, job_dir_name(job_id)))
+        return self.named(job_dir_name(job_id))
+
+    def named(self, name: str) -> JobCgroup:
+        """The handle of the cgroup ``name`` of this agent (a job's, or a spare)."""
+        return JobCgroup(self.layout, posixpath.join(self.relative, name), self._dir_fds)
+
+    def _names(self) -> list[str]:
+        try:
+            return os.listdir(os.path.join(self.layout.memory.point, self.relative))
+        except OSError:
+            return []
 
     def job_ids(self) -> list[int]:
         """The jobs that have a cgroup of this agent now."""
-        try:
-            names = os.listdir(os.path.join(self.layout.memory.point, self.relative))
-        except OSError:
-            return []
-        return sorted(i for i in map(parse_job_dir, names) if i is not None)
+        return sorted(i for i in map(parse_job_dir, self._names()) if i is not None)
+
+    def spare_names(self) -> list[str]:
+        """The spare cgroups of this agent now."""
+        return sorted(n for n in self._names() if parse_spare_dir(n) is not None)
 
     def remove_stale(self, known: Iterable[int]) -> list[int]:
-        """Remove the empty cgroups of jobs not in ``known`` (left by an earlier run); the ids removed.
-        One that still holds processes is left alone and logged."""
+        """Remove the empty cgroups of jobs not in ``known`` (left by an earlier run), and every spare;
+        the ids of the jobs whose cgroups were removed. One that still holds processes is left alone
+        and logged."""
         keep = set(known)
         removed = []
         for job_id in self.job_ids():
@@ -382,10 +527,19 @@ class Cgroups:
                             "left alone", job_id, cg.memory_dir)
             elif cg.remove():
                 removed.append(job_id)
+        for name in self.spare_names():
+            spare = self.named(name)
+            if spare.pids():
+                log.warning("the spare cgroup %s holds processes; left alone", spare.memory_dir)
+            else:
+                spare.remove()
         return removed
 
     def close(self) -> None:
         """Remove this agent's directories if no job cgroup is left in them."""
+        for fd in self._dir_fds:
+            os.close(fd)
+        self._dir_fds = ()
         for d in JobCgroup(self.layout, self.relative).dirs():
             with contextlib.suppress(OSError):
                 os.rmdir(d)

@@ -3,7 +3,8 @@
 A state machine without I/O (events in, actions out): the agent tells it which jobs run with which
 limits, calls :meth:`Enforcer.tick` every ``CHECK_EVERY`` seconds with a way to measure a job, and
 carries out the actions it returns (:class:`Term`, :class:`Kill`). A job being stopped gets TERM at
-once and KILL when it is still there ``grace`` seconds later; the reason is kept for its exit.
+once and KILL when it is still there ``grace`` seconds later (the agent tells it when the grace is
+over, :meth:`Enforcer.grace_over`, and a tick after it kills too); the reason is kept for its exit.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ class Enforcer:
         self._jobs: dict[int, _Watched] = {}
 
     def watch(self, job: int, limits: Limits, started: float) -> None:
-        self._jobs[job] = _Watched(limits, started)
+        """Check ``job`` against ``limits`` from now on (a job without limits needs nothing until it is
+        stopped: it is not kept)."""
+        if limits:
+            self._jobs[job] = _Watched(limits, started)
 
     def forget(self, job: int) -> None:
         self._jobs.pop(job, None)
@@ -78,6 +82,14 @@ class Enforcer:
             return []
         w.stopping_since, w.reason = now, reason
         return [Term(job, reason)]
+
+    def grace_over(self, job: int) -> list[Action]:
+        """``job``'s grace after TERM is over: KILL it, if it is still being stopped and not killed yet."""
+        w = self._jobs.get(job)
+        if w is None or w.stopping_since is None or w.killed:
+            return []
+        w.killed = True
+        return [Kill(job)]
 
     def tick(self, now: float, measure: Measure) -> list[Action]:
         """Check every job with limits that is not being stopped; KILL those whose grace is over."""

@@ -80,6 +80,7 @@ class JobMeter:
         if cg is None:
             return None
         cpu, peak = cg.cpu_seconds(), cg.peak_mb()
-        if not (self._joined or (cpu or 0.0) > 0 or (peak or 0.0) > 0):
+        # the shell got in if it used cpu there (a spare's peak is not 0: what was left charged to it)
+        if not (self._joined or (cpu or 0.0) > 0 or (not cg.reused and (peak or 0.0) > 0)):
             return None  # the shell never got in: nothing was counted there
         return Ending(cpu, peak, cg.oom_kills() if oom_kills else 0)

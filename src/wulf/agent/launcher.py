@@ -14,7 +14,8 @@ join its cgroup, the job still runs: it says so in its output, takes the memory 
 a cgroup has, and the agent, not finding it in its cgroup, measures it from its processes.
 
 A job runs with its owner's umask. When the agent is root and the job is someone else's (see
-:mod:`wulf.agent.owner`), the shell starts as the owner, and everything that touches the owner's files
+:mod:`wulf.agent.owner`), the shell starts as the owner (through util-linux's ``setpriv``, else a
+fork that changes user: see :func:`become_argv`), and everything that touches the owner's files
 is done as them: the shell changes to the job's directory and opens the output file itself (so the
 file is theirs, and a directory they may not write stays closed to them). The agent then puts the
 shell in its cgroup from outside (a user may not move a process between root's cgroups): the shell
@@ -27,15 +28,18 @@ could not start.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import pwd
 import shlex
+import shutil
+import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from wulf.agent.limits import Limits, rlimit_lines
-from wulf.agent.owner import Owner, umask_of
+from wulf.agent.owner import Owner, cached_getpwuid, umask_of
 from wulf.protocol import StartJob
 
 SHELL = "/bin/sh"
@@ -162,10 +166,14 @@ def stage_script(launch: Launch, job: StartJob, owner: Owner | None = None) -> N
     if launch.script_file is None or job.script is None:
         return
     fd = _create(launch.script_file, 0o700)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    try:
         if owner is not None:
             os.fchown(fd, owner.uid, owner.gid)
-        f.write(job.script)
+        data = memoryview(job.script.encode("utf-8"))
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 def job_env_as(job: StartJob, node: str, owner: Owner | None) -> dict[str, str]:
@@ -176,12 +184,17 @@ def job_env_as(job: StartJob, node: str, owner: Owner | None) -> dict[str, str]:
         return owner.env(env)
     if not all(k in env for k in ("USER", "LOGNAME", "HOME", "SHELL")):
         try:
-            pw = pwd.getpwuid(job.uid)
+            pw = cached_getpwuid(job.uid)
         except KeyError:
             return env
         for k, v in (("USER", pw.pw_name), ("LOGNAME", pw.pw_name), ("HOME", pw.pw_dir), ("SHELL", pw.pw_shell)):
             env.setdefault(k, v)
     return env
+
+
+RESTORE_SIGNALS: Final = (signal.SIGPIPE, signal.SIGXFSZ)
+"""Signals Python ignores, which a job must get with their default action (as subprocess restores
+them): a job in a pipeline ends at a closed pipe, not with an error on every write."""
 
 
 def spawn(job: StartJob, node: str, scratch: str, runtime: str,
@@ -198,15 +211,35 @@ def spawn(job: StartJob, node: str, scratch: str, runtime: str,
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
     pid = os.posix_spawn(launch.argv[0], launch.argv, job_env_as(job, node, None), file_actions=actions,
-                         setsid=True)
+                         setsid=True, setsigdef=RESTORE_SIGNALS)
     return pid, launch
+
+
+@functools.cache
+def setpriv() -> str | None:
+    """util-linux's ``setpriv``, which a job run as its owner starts in (see :func:`become_argv`)."""
+    return shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
+
+
+def become_argv(setpriv: str, owner: Owner) -> list[str]:
+    """The start of a command line that takes ``owner``'s user, group and supplementary groups, then
+    runs the rest. The agent starts it with vfork semantics (posix_spawn), which costs it next to
+    nothing: a fork that changes user in the child copies the agent's whole address space, over a
+    millisecond of the agent's time for every job. The kernel drops root's capabilities at the change
+    of user, as it does for ``subprocess``'s ``user=``."""
+    groups = ",".join(map(str, owner.groups))
+    return [setpriv, f"--reuid={owner.uid}", f"--regid={owner.gid}",
+            f"--groups={groups}" if groups else "--clear-groups", "--"]
 
 
 def _spawn_as(job: StartJob, node: str, scratch: str, runtime: str, cgroup_procs: Sequence[str],
               owner: Owner) -> tuple[int, Launch]:
+    """Start the job's shell as ``owner`` (with setpriv, else with a fork that changes user), put it in
+    its cgroup from outside, then let it go on (see the module's notes)."""
     launch = build_launch(job, scratch, runtime, cgroup_procs, owner)
     assert launch.err_file is not None
     stage_script(launch, job, owner)
+    env = job_env_as(job, node, owner)
     fds: list[int] = []
     try:
         rc = _create(launch.rc_file, 0o600)
@@ -215,32 +248,43 @@ def _spawn_as(job: StartJob, node: str, scratch: str, runtime: str, cgroup_procs
         fds.append(err)
         wait_r, wait_w = os.pipe2(os.O_CLOEXEC)
         fds += [wait_r, wait_w]
-        try:
-            popen = subprocess.Popen(
-                launch.argv, executable=SHELL, stdin=wait_r, stdout=rc, stderr=err, cwd="/",
-                env=job_env_as(job, node, owner), user=owner.uid, group=owner.gid, extra_groups=list(owner.groups),
-                start_new_session=True, close_fds=True,
-            )
-        except subprocess.SubprocessError as e:
-            raise OSError(f"cannot become {owner.name}: {e}") from None
-        popen.returncode = 0  # the agent reaps the job itself (through a pidfd); this must never wait for it
-        joined = _join(popen.pid, cgroup_procs)
+        helper = setpriv()
+        if helper is not None:
+            argv = [*become_argv(helper, owner), *launch.argv]
+            actions = [(os.POSIX_SPAWN_DUP2, wait_r, 0), (os.POSIX_SPAWN_DUP2, rc, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
+            pid = os.posix_spawn(helper, argv, env, file_actions=actions, setsid=True, setsigdef=RESTORE_SIGNALS)
+        else:
+            try:
+                popen = subprocess.Popen(
+                    launch.argv, executable=SHELL, stdin=wait_r, stdout=rc, stderr=err, cwd="/", env=env,
+                    user=owner.uid, group=owner.gid, extra_groups=list(owner.groups), start_new_session=True,
+                    close_fds=True,
+                )
+            except subprocess.SubprocessError as e:
+                raise OSError(f"cannot become {owner.name}: {e}") from None
+            popen.returncode = 0  # the agent reaps the job itself (through a pidfd); this must never wait for it
+            pid = popen.pid
+        joined = _join(pid, cgroup_procs)
         os.write(wait_w, b"1\n" if joined else b"0\n")
     finally:
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
-    return popen.pid, launch
+    return pid, launch
 
 
 def _join(pid: int, cgroup_procs: Sequence[str]) -> bool:
     """Put process ``pid`` in the cgroup whose ``cgroup.procs`` files are these; whether it went."""
     if not cgroup_procs:
         return False
+    data = str(pid).encode()
     try:
         for path in cgroup_procs:
-            with open(path, "w") as f:
-                f.write(str(pid))
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
     except OSError:
         return False
     return True

@@ -8,7 +8,9 @@ kept in the journal until the server acknowledges that it has recorded them.
 Each job runs in its own cgroup when the machine offers them (see :mod:`wulf.agent.cgroups`), which
 measures it whole and holds its memory limit; the enforcer (:mod:`wulf.agent.enforcer`) checks the
 jobs that have limits every second and stops those that go over one. A job's limits are in the
-journal, so a job taken back after a restart keeps them.
+journal, so a job taken back after a restart keeps them. An ended job's cgroup is dealt with after
+its exit has gone to the server, off the path from one job's end to the next one's start, and may
+serve a later job (see :mod:`wulf.agent.cgpool`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from wulf.agent import jobprocs, launcher, procfs
+from wulf.agent.cgpool import CgroupPool
 from wulf.agent.cgroups import Cgroups, JobCgroup, group_name
 from wulf.agent.enforcer import CHECK_EVERY, Action, Enforcer, Kill, Term
 from wulf.agent.jobmeter import JobMeter
@@ -64,8 +67,6 @@ from wulf.protocol import (
 
 log = logging.getLogger("wulf.agent")
 
-KILL_GRACE: Final = 10.0
-"""Seconds between TERM and KILL when a job is cancelled or stopped at a limit."""
 CGROUP_REMOVE_TRIES: Final = 8
 """Tries to remove an ended job's cgroup (its last processes may take a moment to exit), 50 ms apart
 and doubling: about 13 s in all. A cgroup left behind is removed at the agent's next start."""
@@ -124,7 +125,7 @@ def runtime_dir(config: Config, name: str, state: Path) -> Path:
 
 class Agent:
     def __init__(self, config: Config, server: str, name: str | None = None, cpus: float | None = None,
-                 mem_mb: float | None = None, cgroups: bool = True, key: ClusterKey | None = None,
+                 mem_mb: float | None = None, cgroups: bool | None = None, key: ClusterKey | None = None,
                  vouch_socket: str | None = None) -> None:
         self.config = config
         self.server = server
@@ -154,9 +155,12 @@ class Agent:
         self._ws: ClientConnection | None = None
         self._stop = asyncio.Event()
         self.sessions: SessionServer | None = None
-        self.enforcer = Enforcer(KILL_GRACE)
-        self.use_cgroups = cgroups  # False: jobs are measured and limited without cgroups
+        self.enforcer = Enforcer(acfg.kill_grace)  # [agent] kill_grace: seconds between TERM and KILL
+        # False: jobs are measured and limited without cgroups; None: as [agent] cgroups says
+        self.use_cgroups = acfg.cgroups == "auto" if cgroups is None else cgroups
         self.cgroups: Cgroups | None = None
+        self.cgpool: CgroupPool | None = None
+        self._ended_cgroups: list[tuple[int, JobCgroup, bool]] = []  # (job, its cgroup, quiet): after the flush
         self._cgroup_group = group_name(self.name, state_tag(state))
 
     # ------------------------------------------------------------------ jobs
@@ -172,6 +176,8 @@ class Agent:
             run = Running(**fields)
             run.adopted = True
             cg = self.cgroups.job(job_id) if self.cgroups is not None else None
+            if cg is not None:
+                cg.limited = run.mem_limit_mb is not None  # the earlier run set its limit
             run.meter = JobMeter(run.pid, cg if cg is not None and cg.exists() else None)
             if not _same_process(run) or not self._watch(run):
                 self._ended_while_away(run)
@@ -216,7 +222,7 @@ class Agent:
                 reason = f"could not start: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
                 log.warning("job %d: %s", job.id, reason)
                 if cg is not None:
-                    cg.remove()
+                    self._ended_cgroups.append((job.id, cg, True))
                 self._finish_exit(JobExit(id=job.id, exit_code=127, time=time.time(), reason=reason))
                 continue
             now = time.time()
@@ -231,18 +237,15 @@ class Agent:
             self._schedule_flush()
 
     def _new_cgroup(self, job_id: int, mem_limit_mb: float | None) -> JobCgroup | None:
-        """A fresh cgroup for a job (with its memory limit); None without cgroups or when it cannot
-        be made, and then the job runs without one."""
-        if self.cgroups is None:
+        """A cgroup for a job (with its memory limit), made for it or a spare; None without cgroups or
+        when it cannot be made, and then the job runs without one."""
+        if self.cgpool is None:
             return None
-        cg = self.cgroups.job(job_id)
         try:
-            cg.create(mem_limit_mb)
+            return self.cgpool.take(job_id, mem_limit_mb)
         except OSError as e:
-            log.warning("job %d runs without a cgroup: cannot make %s: %s", job_id, cg.memory_dir, e)
-            cg.remove()
+            log.warning("job %d runs without a cgroup: cannot make one: %s", job_id, e)
             return None
-        return cg
 
     def _reap(self, run: Running) -> None:
         exit_code: int | None
@@ -297,21 +300,30 @@ class Agent:
         stopped = self.enforcer.stopping(run.id)
         self.enforcer.forget(run.id)
         if run.meter is not None and run.meter.cgroup is not None:
-            self._remove_cgroup(run.id, run.meter.cgroup, quiet=stopped)
+            self._ended_cgroups.append((run.id, run.meter.cgroup, stopped))  # once its exit is sent
         launcher.cleanup(run.rc_file, run.script_file, run.keep_script, run.err_file)
         if exit.reason and run.limits:
             log.info("job %d: %s", run.id, exit.reason)
         self._finish_exit(exit)
 
+    def _release_cgroups(self) -> None:
+        """Give back the cgroups of the jobs that have ended (kept as spares, or removed)."""
+        ended, self._ended_cgroups = self._ended_cgroups, []
+        for job_id, cg, quiet in ended:
+            self._remove_cgroup(job_id, cg, quiet=quiet)
+
     def _remove_cgroup(self, job_id: int, cg: JobCgroup, tries: int = 0, quiet: bool = False) -> None:
-        """Kill what is left in an ended job's cgroup (a job is over when its shell has ended), then
-        remove it, trying again while its last processes exit (``quiet``: they were being stopped)."""
-        if cg.remove():
+        """Give back an ended job's cgroup; kill what is left in it (a job is over when its shell has
+        ended), then remove it, trying again while its last processes exit (``quiet``: they were
+        being stopped)."""
+        pool = self.cgpool
+        assert pool is not None  # a job has a cgroup only from the pool
+        if pool.give_back(cg, time.time()) if tries == 0 else pool.remove(cg):
             return
         left = cg.signal(signal.SIGKILL)
         if left and tries == 0 and not quiet:
             log.info("job %d: killed %d processes left in its cgroup after its end", job_id, left)
-        if cg.remove():
+        if pool.remove(cg):
             return
         if tries < CGROUP_REMOVE_TRIES:
             asyncio.get_running_loop().call_later(0.05 * 2**tries, self._remove_cgroup, job_id, cg, tries + 1,
@@ -360,9 +372,13 @@ class Agent:
                 if action.reason:
                     log.info("job %d %s: stopping it", action.job, action.reason)
                 _signal_job(run, signal.SIGTERM)
+                asyncio.get_running_loop().call_later(self.enforcer.grace, self._grace_over, action.job)
             elif isinstance(action, Kill):
-                log.info("job %d is still there %.0fs after TERM: killing it", action.job, self.enforcer.grace)
+                log.info("job %d is still there %gs after TERM: killing it", action.job, self.enforcer.grace)
                 _signal_job(run, signal.SIGKILL)
+
+    def _grace_over(self, job_id: int) -> None:
+        self._apply(self.enforcer.grace_over(job_id))
 
     def _measure(self, job_id: int, limits: Limits, wall: float) -> Usage:
         run = self.jobs.get(job_id)
@@ -409,6 +425,12 @@ class Agent:
         self._flush_scheduled = False
         records, self._journal_queue = self._journal_queue, []
         self.journal.append(records)  # before the server hears of it
+        try:
+            await self._send_news()
+        finally:
+            self._release_cgroups()  # after the news is out: the server can place the next jobs meanwhile
+
+    async def _send_news(self) -> None:
         ws = self._ws
         if ws is None:
             return  # sent with the next hello
@@ -425,6 +447,8 @@ class Agent:
     async def _report_loop(self, ws: ClientConnection) -> None:
         while True:
             self._note_start_ticks()
+            if self.cgpool is not None:
+                self.cgpool.trim(time.time())
             roots = {run.pid: job_id for job_id, run in self.jobs.items()}
             if self.sessions is not None:
                 roots.update({pid: job_id for job_id, pid in self.sessions.running().items()})
@@ -529,7 +553,10 @@ class Agent:
 
     async def run(self) -> None:
         self._vouch()
+        if not self.use_cgroups:
+            log.info("cgroups are off: jobs are measured from their processes and limited with rlimits")
         self.cgroups = Cgroups.setup(self._cgroup_group) if self.use_cgroups else None
+        self.cgpool = CgroupPool(self.cgroups) if self.cgroups is not None else None
         self.recover()
         enforcing = asyncio.create_task(self._enforce_loop())
         self.sessions = SessionServer(self.name, self._session_started, self._finish_exit,
@@ -569,6 +596,9 @@ class Agent:
         if self.vouch is not None:
             self.vouch.close()
         self.monitor.close()
+        self._release_cgroups()
+        if self.cgpool is not None:
+            self.cgpool.close()
         if self.cgroups is not None:
             self.cgroups.close()
         log.info("agent %s stopped; %d jobs keep running", self.name, len(self.jobs))
@@ -578,6 +608,9 @@ def _record(run: Running) -> dict[str, Any]:
     return {key: getattr(run, key) for key in JOURNAL_KEYS}
 
 
+_own_peak_kb = 0  # the agent's peak resident size (KB) when last looked at
+
+
 def _job_maxrss_mb(maxrss_kb: int) -> float:
     """A job's peak resident size from its wait status, 0 when that may be the agent's own.
 
@@ -585,8 +618,10 @@ def _job_maxrss_mb(maxrss_kb: int) -> float:
     semantics, sharing the agent's memory until its exec: a job that stayed smaller than the agent
     reports the agent's peak. Only a value above the agent's own peak is the job's.
     """
-    own_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss_kb / 1024.0 if maxrss_kb > own_kb else 0.0
+    global _own_peak_kb
+    if maxrss_kb > _own_peak_kb:  # perhaps above the agent's peak: look at it again (it only grows)
+        _own_peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss_kb / 1024.0 if maxrss_kb > _own_peak_kb else 0.0
 
 
 def _signal_job(run: Running, signum: int) -> None:

@@ -11,12 +11,57 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Final, Generic, TypeVar
 
 from wulf.protocol import StartJob
 
 DEFAULT_UMASK = 0o022
+IDENTITY_TTL: Final = 30.0
+"""Seconds a user's entry and groups are taken from the agent's cache rather than the user database
+(which may be LDAP or sssd behind NSS, and is read once per user in that time, not once per job). A
+change to a user's groups reaches their jobs within this time; a user not found is not cached."""
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    """Values kept for ``ttl`` seconds by ``clock``; a load that raises caches nothing."""
+
+    LIMIT = 4096  # entries before the expired ones are dropped
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._items: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K, load: Callable[[], V]) -> V:
+        now = self.clock()
+        hit = self._items.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        value = load()
+        if len(self._items) >= self.LIMIT:
+            self._items = {k: v for k, v in self._items.items() if now - v[0] < self.ttl}
+        self._items[key] = (now, value)
+        return value
+
+
+_passwd: TtlCache[int, pwd.struct_passwd] = TtlCache(IDENTITY_TTL)
+_groups: TtlCache[tuple[str, int], tuple[int, ...]] = TtlCache(IDENTITY_TTL)
+
+
+def cached_getpwuid(uid: int) -> pwd.struct_passwd:
+    """``pwd.getpwuid``, kept for ``IDENTITY_TTL`` seconds; KeyError for a user not found."""
+    return _passwd.get(uid, lambda: pwd.getpwuid(uid))
+
+
+def cached_getgrouplist(name: str, gid: int) -> list[int]:
+    """``os.getgrouplist``, kept for ``IDENTITY_TTL`` seconds."""
+    return list(_groups.get((name, gid), lambda: tuple(os.getgrouplist(name, gid))))
 
 
 class CannotRun(Exception):
@@ -41,14 +86,14 @@ class Owner:
 
 def _name(uid: int) -> str:
     try:
-        return pwd.getpwuid(uid).pw_name
+        return cached_getpwuid(uid).pw_name
     except KeyError:
         return f"uid {uid}"
 
 
 def owner_of(job: StartJob, node: str, agent_uid: int | None = None,
-             getpwuid: Callable[[int], pwd.struct_passwd] = pwd.getpwuid,
-             getgrouplist: Callable[[str, int], list[int]] = os.getgrouplist) -> Owner | None:
+             getpwuid: Callable[[int], pwd.struct_passwd] = cached_getpwuid,
+             getgrouplist: Callable[[str, int], list[int]] = cached_getgrouplist) -> Owner | None:
     """Whom ``job`` runs as: an Owner to become, or None to run as the agent's own user (the agent
     is not root and the job is its user's, or the agent is root and so is the job). Raises CannotRun
     when the job cannot run here."""
