@@ -79,6 +79,7 @@ class SchedulerConfig:
     shrink_samples: int = 6  # reports in a row a job uses far less than it holds before it gives room back
     shrink_below: float = 0.5  # "far less": under this fraction of its allocation
     nice_penalty: int = 10  # renice of a job that outgrows its allocation on a full node
+    job_nice: int = 0  # the niceness batch jobs start at (people's own work on a node comes first)
     rank: str = "cpu_free * 1e9 + mem_free_mb"  # placement expression over node metrics; larger is better
     policy_plugin: str = ""  # "package.module:object", a Python policy
     use_observed: bool = True  # count what nodes are seen to use (false: allocations only)

@@ -23,7 +23,7 @@ KEYS: dict[str, dict[str, type]] = {
               "external_min_cpu": float, "external_min_mem_mb": float, "session_listen": str,
               "reconnect_max": float, "kill_grace": float, "cgroups": str},
     "scheduler": {"default_cpu": float, "default_mem_mb": float, "settle_seconds": float, "shrink_samples": int,
-                  "shrink_below": float, "nice_penalty": int, "rank": str, "policy_plugin": str,
+                  "shrink_below": float, "nice_penalty": int, "job_nice": int, "rank": str, "policy_plugin": str,
                   "use_observed": bool},
     "windows": {"timezone": str, "nights": str, "weekends": list},
     "limits": {"groups": dict, "users": dict, "default": float, "time_default": str, "time_max": str,

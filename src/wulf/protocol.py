@@ -97,6 +97,7 @@ class JobSpec(Msg):
     time_limit: float | None = None  # seconds of wall time; None: the site default
     cputime_limit: float | None = None  # seconds of cpu time; None: the site default
     mem_limit_mb: float | None = None  # hard memory limit; None: the site default
+    nice: int | None = Field(default=None, ge=-20, le=19)  # None: scheduler.job_nice
 
 
 class StartJob(Msg):

@@ -219,3 +219,21 @@ def test_a_job_that_outgrows_its_allocation_on_a_full_node_is_reniced(tmp_path: 
         finally:
             c.run("qcancel", str(greedy))
             c.run("qwait", str(greedy), check=False)
+
+
+def test_batch_jobs_start_at_the_sites_niceness(shared_tmp: Path, users: Users) -> None:
+    # [scheduler] job_nice: people's own work on a node comes before the jobs there; qr --nice goes higher
+    with running_cluster(shared_tmp, config="[scheduler]\njob_nice = 5\n") as c:
+        c.agent("n1", cpus=8)
+        [plain] = c.submit("-c", "sleep 60")
+        [nicer] = c.submit("--nice", "12", "-c", "sleep 60")
+        [mine] = _as(c, users.alice, "sleep 60")
+        for jid, nice in ((plain, 5), (nicer, 12), (mine, 5)):
+            pid = wait_until(f"job {jid} to start", lambda jid=jid: c.job(jid)["pid"])
+            assert os.getpriority(os.PRIO_PROCESS, pid) == nice and c.job(jid)["nice"] == nice
+        p = c.run_as(users.alice, "qr", "--nice", "2", "-c", "true", check=False)
+        assert p.returncode == 5 and "run at nice 5 or more" in p.stderr
+        p = c.run_as(users.alice, "jnice", str(mine), "3", check=False)
+        assert p.returncode == 5 and "only an administrator may lower it" in p.stderr
+        assert c.run("jr", "sh", "-c", "nice").stdout.strip() == "0"  # jr runs as a login would
+        _cancel_all(c)

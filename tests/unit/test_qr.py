@@ -74,3 +74,15 @@ def test_select_env_like_slurms_export() -> None:
     for bad in ("", "PATH,", ",", "1X", "A-B=1", "ALL,,X", "É=1"):
         with pytest.raises(UsageError, match="--env"):
             select_env(bad, env)
+
+
+def test_qr_nice() -> None:
+    from wulf.cli.qr import _parser, build_specs
+
+    def specs(*argv: str) -> list[dict[str, object]]:
+        return build_specs(_parser().parse_args([*argv, "-c", "true"]), "/tmp")
+
+    assert specs("--nice", "7")[0]["nice"] == 7 and "nice" not in specs()[0]
+    for bad in ("x", "1.5", "20", "-21"):
+        with pytest.raises(UsageError, match="--nice"):
+            specs("--nice", bad)

@@ -212,7 +212,15 @@ def spawn(job: StartJob, node: str, scratch: str, runtime: str,
     ]
     pid = os.posix_spawn(launch.argv[0], launch.argv, job_env_as(job, node, None), file_actions=actions,
                          setsid=True, setsigdef=RESTORE_SIGNALS)
+    set_nice(pid, job.nice)  # (its shell is still reading its first lines: what it starts inherits this)
     return pid, launch
+
+
+def set_nice(pid: int, nice: int) -> None:
+    """Give the job's shell the niceness it is to run at (it started at the agent's own)."""
+    if nice != os.getpriority(os.PRIO_PROCESS, 0):
+        with contextlib.suppress(OSError):  # (an agent that is not root cannot lower it: it runs nicer)
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
 
 
 @functools.cache
@@ -265,6 +273,7 @@ def _spawn_as(job: StartJob, node: str, scratch: str, runtime: str, cgroup_procs
             popen.returncode = 0  # the agent reaps the job itself (through a pidfd); this must never wait for it
             pid = popen.pid
         joined = _join(pid, cgroup_procs)
+        set_nice(pid, job.nice)  # before it goes on
         os.write(wait_w, b"1\n" if joined else b"0\n")
     finally:
         for fd in fds:

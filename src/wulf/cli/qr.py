@@ -71,6 +71,8 @@ def _parser() -> ArgParser:
     p.add_argument("--time", metavar="HH:MM:SS", help="stop the job after this much wall time")
     p.add_argument("--cputime", metavar="HH:MM:SS", help="stop the job after this much cpu time")
     p.add_argument("--mem-limit", metavar="MB", help="stop the job if it uses more memory than this (512, 2G)")
+    p.add_argument("--nice", metavar="N", help="run it at this niceness (0-19; at least the site's "
+                   "[scheduler] job_nice; only administrators go lower)")
     p.add_argument("-N", "--name", default="", help="a name for the job")
     p.add_argument("-o", "--output", default="", metavar="FILE",
                    help="file for stdout and stderr (default wulf-<id>.out; %%j is the job id)")
@@ -144,6 +146,13 @@ def _common(args: Any, cwd: str) -> dict[str, Any]:
             common[key] = _duration(flag, getattr(args, flag))
     if args.mem_limit is not None:
         common["mem_limit_mb"] = parse_mem(args.mem_limit, "--mem-limit")
+    if args.nice is not None:
+        try:
+            common["nice"] = int(args.nice)
+        except ValueError:
+            raise UsageError(f"--nice: {args.nice!r} is not a whole number") from None
+        if not -20 <= common["nice"] <= 19:
+            raise UsageError(f"--nice: {args.nice} is not a nice value (-20 to 19)")
     return common
 
 

@@ -63,6 +63,8 @@ class Policy:
         s, lim = cfg.scheduler, cfg.limits
         if s.nice_penalty < 0 or s.nice_penalty > 39:
             raise ConfigError("scheduler.nice_penalty must be between 0 and 39")
+        if not 0 <= s.job_nice <= 19:
+            raise ConfigError("scheduler.job_nice must be between 0 and 19")
         if s.shrink_samples < 1 or not 0 < s.shrink_below <= 1:
             raise ConfigError("scheduler.shrink_samples must be >= 1 and shrink_below in (0, 1]")
         return cls(
@@ -77,6 +79,7 @@ class Policy:
             limits=dict(lim.users), group_limits=dict(lim.groups), default_limit=lim.default,
             shares=dict(cfg.shares.users), group_shares=dict(cfg.shares.groups),
             features={n: frozenset(f) for n, f in cfg.nodes.features.items()},
+            job_nice=s.job_nice,
         )
 
     def user_limit(self, user: str, groups: Iterable[str]) -> float | None:

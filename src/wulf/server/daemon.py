@@ -197,6 +197,11 @@ class Daemon:
         queue = check_queue_name(spec.queue or DEFAULT_QUEUE)
         constraint = str(parse_constraint(spec.constraint)) if spec.constraint.strip() else ""
         policy = self.policy
+        least = policy.job_nice if origin is Origin.BATCH else 0  # jr sessions run as a login would
+        nice = least if spec.nice is None else spec.nice
+        if nice < least and not caller.admin:
+            raise Forbidden(f"--nice {nice}: jobs here run at nice {least} or more; only an administrator may "
+                            "go lower")
         job = Job(
             id=self.next_id,
             user=caller.user,
@@ -222,7 +227,7 @@ class Daemon:
             time_limit=policy.time.resolve(spec.time_limit),
             cputime_limit=policy.cputime.resolve(spec.cputime_limit),
             mem_limit_mb=policy.mem_limit.resolve(spec.mem_limit_mb),
-            nice=policy.job_nice if origin is Origin.BATCH else 0,  # jr sessions run as a login would
+            nice=nice,
         )
         self.next_id += 1
         return job
