@@ -220,12 +220,12 @@ def kill_leftover_jobs(root: Path) -> None:
                     os.killpg(int(json.loads(line)["pid"]), signal.SIGKILL)
             shutil.rmtree(journal.parent, ignore_errors=True)
         for group in Path("/sys/fs/cgroup").glob(f"*/wulf/*-{tag}"):
-            for procs in group.glob("job-*/cgroup.procs"):
+            for procs in group.glob("*-*/cgroup.procs"):  # job-<id>, and spare-<n> kept for reuse
                 with contextlib.suppress(OSError, ValueError):
                     for pid in procs.read_text().split():
                         os.kill(int(pid), signal.SIGKILL)
             deadline = time.monotonic() + 5
-            for job in group.glob("job-*"):
+            for job in [*group.glob("job-*"), *group.glob("spare-*")]:
                 while time.monotonic() < deadline:
                     try:
                         job.rmdir()

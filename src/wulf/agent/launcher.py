@@ -210,9 +210,15 @@ def spawn(job: StartJob, node: str, scratch: str, runtime: str,
         (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 & ~umask_of(job)),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
-    pid = os.posix_spawn(launch.argv[0], launch.argv, job_env_as(job, node, None), file_actions=actions,
+    argv = launch.argv
+    delta = job.nice - os.getpriority(os.PRIO_PROCESS, 0)
+    nice = shutil.which("nice", path="/usr/bin:/bin") if delta else None
+    if nice is not None:  # the shell starts at its niceness: nothing it starts runs at the agent's
+        argv = [nice, "-n", str(delta), *argv]
+    pid = os.posix_spawn(argv[0], argv, job_env_as(job, node, None), file_actions=actions,
                          setsid=True, setsigdef=RESTORE_SIGNALS)
-    set_nice(pid, job.nice)  # (its shell is still reading its first lines: what it starts inherits this)
+    if delta and nice is None:
+        set_nice(pid, job.nice)
     return pid, launch
 
 
