@@ -88,15 +88,12 @@ class NodePool:
         if old is None:
             self._index[name] = len(self._index)
         if old is None or old.cpus != node.cpus or old.mem_mb != node.mem_mb or (
-                old.attrs is not node.attrs and old.attrs != node.attrs) or old.features != node.features:
+                old.attrs is not node.attrs and old.attrs != node.attrs) or old.features != node.features or (
+                old.owner != node.owner):
             self._possible.clear()
             if old is not None:
                 self._matches = {k: v for k, v in self._matches.items() if k[1] != name}
-        if bool(old is not None and old.owner) != bool(node.owner):
-            self._owned += 1 if node.owner else -1
-        if old is not None and old.owner != node.owner:
-            self._possible.clear()
-            self._matches = {k: v for k, v in self._matches.items() if k[1] != name}
+            self._owned += bool(node.owner) - bool(old is not None and old.owner)
         self._everywhere[name] = node
         self._failed.clear()
         self._holding.discard(name)
