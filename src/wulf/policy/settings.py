@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wulf.config import Config
-from wulf.errors import ConfigError
+from wulf.errors import ConfigError, Forbidden
 from wulf.policy.adapt import AdaptSettings
 from wulf.policy.limits import RunLimit, run_limit, user_limit, user_share
 from wulf.policy.rank import Rank, compile_rank
@@ -81,6 +81,16 @@ class Policy:
             features={n: frozenset(f) for n, f in cfg.nodes.features.items()},
             job_nice=s.job_nice,
         )
+
+    def start_nice(self, asked: int | None, batch: bool, admin: bool) -> int:
+        """The niceness a job starts at: what it ``asked`` for (``qr --nice``), else the site's for batch
+        jobs and 0 for ``jr`` sessions (they run as a login would); only administrators go lower."""
+        least = self.job_nice if batch else 0
+        nice = least if asked is None else asked
+        if nice < least and not admin:
+            raise Forbidden(f"--nice {nice}: jobs here run at nice {least} or more; only an administrator may "
+                            "go lower")
+        return nice
 
     def user_limit(self, user: str, groups: Iterable[str]) -> float | None:
         return user_limit(user, groups, self.limits, self.group_limits, self.default_limit)

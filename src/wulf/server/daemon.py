@@ -197,11 +197,7 @@ class Daemon:
         queue = check_queue_name(spec.queue or DEFAULT_QUEUE)
         constraint = str(parse_constraint(spec.constraint)) if spec.constraint.strip() else ""
         policy = self.policy
-        least = policy.job_nice if origin is Origin.BATCH else 0  # jr sessions run as a login would
-        nice = least if spec.nice is None else spec.nice
-        if nice < least and not caller.admin:
-            raise Forbidden(f"--nice {nice}: jobs here run at nice {least} or more; only an administrator may "
-                            "go lower")
+        nice = policy.start_nice(spec.nice, origin is Origin.BATCH, caller.admin)
         job = Job(
             id=self.next_id,
             user=caller.user,
