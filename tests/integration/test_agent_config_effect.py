@@ -8,20 +8,10 @@ from typing import Any
 
 import pytest
 
+from programs import copy_on_write, shell
 from wulfproc import Cluster, running_cluster, wait_until
 
-COW = """python3 -c '
-import os, time
-x = bytearray(100 << 20)
-for i in range(len(x) // 4096):
-    x[i * 4096] = 1  # every page resident in the parent, shared with each child
-for _ in range(10):
-    if os.fork() == 0:
-        time.sleep(60)
-        os._exit(0)
-print("forked", flush=True)
-time.sleep(60)
-'"""
+COW = shell(copy_on_write(10, "forked"))
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from programs import copy_on_write, shell
 from wulf.agent.cgroups import BASE, detect, group_name
 from wulf.agent.main import Agent, state_tag
 from wulf.auth.key import ClusterKey
@@ -31,18 +32,7 @@ CPU_REASON = "exceeded its cpu time limit of 0:00:02"
 
 ALLOCATE = "python3 -c 'x = bytearray(300 << 20); import time; time.sleep(5)'"
 BURN = "python3 -c 'while True: pass'"
-COW = """python3 -c '
-import os, time
-x = bytearray(100 << 20)
-for i in range(len(x) // 4096):
-    x[i * 4096] = 1  # every page resident in the parent, shared with each child
-for _ in range(20):
-    if os.fork() == 0:
-        time.sleep(60)
-        os._exit(0)
-print("forked", flush=True)
-time.sleep(60)
-'"""
+COW = shell(copy_on_write(20, "forked"))
 
 
 def _remove_cgroups(group: str) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+from programs import copy_on_write
 from wulf.agent import jobprocs
 from wulf.agent.jobprocs import parse_children, parse_pss_kb, parse_stat_use
 
@@ -37,18 +38,7 @@ def test_children_and_pss() -> None:
     assert parse_pss_kb("Rss: 12 kB\n") is None
 
 
-COW = """\
-import os, sys, time
-x = bytearray(100 << 20)
-for i in range(len(x) // 4096):
-    x[i * 4096] = 1  # touch every page: resident in the parent, shared with each child
-for _ in range(20):
-    if os.fork() == 0:
-        time.sleep(60)
-        os._exit(0)
-print("ready", flush=True)
-time.sleep(60)
-"""
+COW = copy_on_write(20, "ready")
 
 
 def test_copy_on_write_children_count_once() -> None:
