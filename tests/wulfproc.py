@@ -6,6 +6,7 @@ environment), talk to them with the real commands, and wait for things by pollin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -16,14 +17,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from users import User
+from wulf.agent.main import Agent
 from wulf.auth import credential
 from wulf.auth.key import ClusterKey, load_key
 from wulf.client import Client
+from wulf.config import AgentConfig, Config
 
 BIN = Path(sys.executable).parent
 
@@ -247,3 +250,22 @@ def running_cluster(root: Path, **kw: Any) -> Iterator[Cluster]:
         raise
     finally:
         c.stop()
+
+
+@contextlib.asynccontextmanager
+async def agent_in_process(tmp_path: Path, name: str, cgroups: bool) -> AsyncIterator[Agent]:
+    """An agent running in this process's event loop, with no server (its jobs' exits stay in
+    ``agent.unacked``); on the way out the jobs it still runs are killed and it stops."""
+    config = Config(agent=AgentConfig(state_dir=str(tmp_path / "state"), runtime_dir=str(tmp_path / "run"),
+                                      scratch=str(tmp_path)))
+    agent = Agent(config, f"unix:{tmp_path / 'no-server.sock'}", name=name, cgroups=cgroups,
+                  key=ClusterKey(b"k" * 32), vouch_socket="")
+    running = asyncio.create_task(agent.run())
+    try:
+        yield agent
+    finally:
+        for run in list(agent.jobs.values()):
+            with contextlib.suppress(OSError):
+                os.killpg(run.pid, signal.SIGKILL)
+        agent.stop()
+        await running

@@ -8,9 +8,7 @@ An agent in this process, with cgroups, and without a server. Needs root and cgr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,9 +18,8 @@ import pytest
 from wulf.agent import cgpool
 from wulf.agent.cgroups import BASE, detect, group_name
 from wulf.agent.main import Agent, state_tag
-from wulf.auth.key import ClusterKey
-from wulf.config import AgentConfig, Config
 from wulf.protocol import JobExit, StartJob
+from wulfproc import agent_in_process
 
 LAYOUT = detect()
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or LAYOUT is None, reason="needs root and cgroups")
@@ -47,22 +44,10 @@ def _group_dirs(tmp_path: Path) -> list[Path]:
 
 
 def _run(tmp_path: Path, steps: Callable[[Agent], Awaitable[None]]) -> None:
-    config = Config(agent=AgentConfig(state_dir=str(tmp_path / "state"), runtime_dir=str(tmp_path / "run"),
-                                      scratch=str(tmp_path)))
-
     async def main() -> None:
-        agent = Agent(config, f"unix:{tmp_path / 'no-server.sock'}", name="cg", cgroups=True,
-                      key=ClusterKey(b"k" * 32), vouch_socket="")
-        running = asyncio.create_task(agent.run())
-        try:
+        async with agent_in_process(tmp_path, "cg", cgroups=True) as agent:
             await _until(lambda: agent.cgpool is not None)
             await steps(agent)
-        finally:
-            for run in list(agent.jobs.values()):
-                with contextlib.suppress(OSError):
-                    os.killpg(run.pid, signal.SIGKILL)
-            agent.stop()
-            await running
 
     asyncio.run(main())
 

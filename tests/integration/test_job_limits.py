@@ -21,10 +21,8 @@ import pytest
 from programs import copy_on_write, shell
 from wulf.agent.cgroups import BASE, detect, group_name
 from wulf.agent.main import Agent, state_tag
-from wulf.auth.key import ClusterKey
-from wulf.config import AgentConfig, Config
 from wulf.protocol import JobExit, StartJob
-from wulfproc import Cluster, running_cluster, wait_until
+from wulfproc import Cluster, agent_in_process, running_cluster, wait_until
 
 MEMORY_REASON = "exceeded its memory limit of 50 MB"
 TIME_REASON = "exceeded its time limit of 0:00:02"
@@ -119,14 +117,9 @@ def _start_job(job_id: int, command: str, cwd: Path, **limits: float) -> StartJo
 
 def _run_agent(tmp_path: Path, jobs: list[StartJob], during: Any = None) -> dict[int, JobExit]:
     """An agent in this process, without cgroups and without a server, runs ``jobs`` to their ends."""
-    config = Config(agent=AgentConfig(state_dir=str(tmp_path / "state"), runtime_dir=str(tmp_path / "run"),
-                                      scratch=str(tmp_path)))
 
     async def main() -> dict[int, JobExit]:
-        agent = Agent(config, f"unix:{tmp_path / 'no-server.sock'}", name="solo", cgroups=False,
-                      key=ClusterKey(b"k" * 32), vouch_socket="")
-        running = asyncio.create_task(agent.run())
-        try:
+        async with agent_in_process(tmp_path, "solo", cgroups=False) as agent:
             await asyncio.sleep(0.1)
             agent.start_jobs(jobs)
             if during is not None:
@@ -135,12 +128,6 @@ def _run_agent(tmp_path: Path, jobs: list[StartJob], during: Any = None) -> dict
             while len(agent.unacked) < len(jobs) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             return dict(agent.unacked)
-        finally:
-            for run in list(agent.jobs.values()):
-                with contextlib.suppress(OSError):
-                    os.killpg(run.pid, signal.SIGKILL)
-            agent.stop()
-            await running
 
     return asyncio.run(main())
 
