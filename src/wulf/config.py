@@ -82,7 +82,7 @@ class SchedulerConfig:
     job_nice: int = 0  # the niceness batch jobs start at (people's own work on a node comes first)
     rank: str = "cpu_free * 1e9 + mem_free_mb"  # placement expression over node metrics; larger is better
     policy_plugin: str = ""  # "package.module:object", a Python policy
-    use_observed: bool = True  # count what nodes are seen to use (false: allocations only)
+    use_observed: bool = True  # count what nodes are seen to use (false: allocations only, never adapted)
 
 
 @dataclass(frozen=True)

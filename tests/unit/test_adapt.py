@@ -74,3 +74,24 @@ def test_room_a_job_gives_back_is_seen_by_the_next_job_of_the_node() -> None:
     assert second.cpu == 1.8 and not second.penalized
     # in the other order the growing job comes first and finds the node full
     assert adapt_jobs([growing, settling], full, S)[0].penalized
+
+
+def test_the_server_adapts_running_batch_jobs_and_allocation_only_never_does() -> None:
+    from wulf.config import Config
+    from wulf.model.job import Job, JobState, Origin
+    from wulf.policy.settings import Policy
+    from wulf.server.adaptive import adapt_node
+    from wulf.server.nodes import Node
+
+    def node() -> Node:
+        job = Job(1, "u", 1000, Origin.BATCH, JobState.RUNNING, "sleep", cpu=2, mem_mb=100, started=0.0,
+                  cpu_used=0.5, mem_used=40)
+        return Node("n1", jobs={1: job})
+
+    policy = Policy.from_config(Config())
+    n = node()
+    changed, _ = adapt_node(n, n.view(), 301.0, policy)  # settled: it holds what it uses
+    assert [(j.cpu, j.mem_mb, j.settled) for j in changed] == [(0.5, 40, True)]
+    n = node()
+    changed, renice = adapt_node(n, n.view(), 301.0, replace(policy, observe=False))
+    assert (changed, renice) == ([], []) and (n.jobs[1].cpu, n.jobs[1].mem_mb) == (2, 100)

@@ -176,6 +176,14 @@ def test_adaptive_allocation_gives_back_what_jobs_do_not_use() -> None:
     assert e.rec.start[2] == pytest.approx(300, abs=e.interval + 1)
 
 
+def test_allocation_only_keeps_what_jobs_asked_for() -> None:
+    jobs = [_job("u", 1, 1000, used=0.25) for _ in range(3)]
+    e = Engine(_w(_nodes(1, cpus=2), jobs), ALLOCATION_ONLY)
+    e.run()
+    # what the first two use is never looked at: the third starts when one of them ends
+    assert e.rec.start[2] == pytest.approx(1000)
+
+
 def test_jobs_that_no_node_can_run_are_set_aside_and_stopped_queues_never_start() -> None:
     jobs = [_job("u", cpu=64), _job("u"), _job("v", queue="stopped")]
     s = Engine(_w(_nodes(2), jobs, (QueueSpec("v", "stopped", stopped=True),)), POLICY).run()

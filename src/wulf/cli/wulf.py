@@ -260,7 +260,7 @@ def _sim_parser(sub: argparse._SubParsersAction[ArgParser]) -> None:
                      help="the generated workload (default mixed)")
     sim.add_argument("--workload", metavar="FILE", help="read nodes, queues and jobs from a JSON-lines file")
     sim.add_argument("--policy", choices=["default", "allocation-only"],
-                     help="default: count observed use and allocations; allocation-only: allocations only")
+                     help="default: count observed use and allocations; allocation-only: allocations as asked, never adapted")
     sim.add_argument("--compare", action="store_true", help="run both policies on the same workload")
     sim.add_argument("--config", dest="sim_config", metavar="FILE",
                      help="take the policy (scheduler, limits, shares, windows) from this wulf.toml "

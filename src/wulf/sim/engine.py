@@ -28,7 +28,8 @@ What happens, and what the policy sees of it:
 - **Agents report** every ``interval`` seconds (nodes spread over the interval): a report carries what
   each job uses and what the node uses in all (jobs and outside load), as a real agent measures it, and
   runs adaptive allocation (:func:`wulf.policy.adapt.adapt_jobs`) on the node's jobs, as the server
-  does on every report. A report of a node where nothing changed, whose jobs' allocations were left as
+  does on every report (not under allocation-only, ``observe`` false: there a job holds what it asked
+  for throughout, as in a classic batch scheduler). A report of a node where nothing changed, whose jobs' allocations were left as
   they were by the last one and none of which reaches its settling time, changes nothing and is not
   simulated. Between reports the server knows only the last one (less the jobs that ended since).
 - **Exits** reach the server at once (agents send them when they happen); the job's allocation is freed,
@@ -474,8 +475,10 @@ class Engine:
         """The node's agent reports: the server takes its figures and adapts the jobs' allocations."""
         node.report_at = None
         self._sample(node)
-        changed = self._adapt(node, t)
         self.need_pass = True
+        if not self.policy.observe:
+            return  # allocation-only: what a job holds is what it asked for, whatever it is seen to use
+        changed = self._adapt(node, t)
         if changed:
             self._want_report(node, t, strictly=True)
             return
