@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from wulf.agent.limits import Limits, rlimit_lines
+from wulf.agent.limits import Limits, open_files_lines, rlimit_lines
 from wulf.agent.owner import Owner, cached_getpwuid, umask_of
 from wulf.protocol import StartJob
 
@@ -101,6 +101,7 @@ def prologue(job: StartJob, rc: str, cgroup_procs: Sequence[str] = ()) -> str:
     directory, and arrange to leave its exit status in ``rc``."""
     lines = [
         *join_lines(job, cgroup_procs),
+        *open_files_lines(),
         f"umask {umask_of(job):04o}",
         f"cd -- {shlex.quote(job.cwd)} || exit 1",
         f"trap {shlex.quote('echo $? > ' + shlex.quote(rc))} EXIT",
@@ -124,6 +125,7 @@ def owner_prologue(job: StartJob, in_cgroup: bool) -> str:
         f"exec >{shlex.quote(output_path(job))} 2>&1",
         *([f'[ "$_wulf_joined" = 1 ] || {{ {fallback}; }}', *rlimit_lines(limits, memory=False)] if in_cgroup
           else rlimit_lines(limits, memory=True)),
+        *open_files_lines(),
         "unset _wulf_joined",
         "trap 'echo $? >&8' EXIT",
     ]

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
+from wulf import rlimits
 from wulf.protocol import StartJob
 
 CPU_BACKSTOP_MARGIN: Final = 5
@@ -97,6 +98,11 @@ def exit_reason(limits: Limits, cpu: float, oom_kills: int, succeeded: bool) -> 
     if limits.cpu is not None and not succeeded and cpu >= limits.cpu:
         return cpu_reason(limits.cpu)
     return None
+
+
+def open_files_lines() -> list[str]:
+    """A shell line giving the job back the open-file limit the agent was given, if it raised its own."""
+    return [] if rlimits.given is None else [f"ulimit -Sn {rlimits.given}"]
 
 
 def rlimit_lines(limits: Limits, memory: bool) -> list[str]:

@@ -668,5 +668,8 @@ def run(config: Config, server: str, name: str | None, cpus: float | None, mem_m
         vouch_socket: str | None = None) -> None:
     import uvloop
 
+    from wulf.rlimits import raise_open_files
+
+    raise_open_files()  # a few files per running job; the jobs get the limit the agent was given
     agent = Agent(config, server, name, cpus, mem_mb, key=load_key(key_path(config, server)), vouch_socket=vouch_socket)
     uvloop.run(agent.run())

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from wulf import rlimits
 from wulf.agent.launcher import SHELL, job_env
 from wulf.agent.owner import CannotRun, owner_of, umask_of
 from wulf.interactive import (
@@ -99,6 +100,7 @@ def _child_setup(ctty: bool, cwd: str | None) -> Callable[[], None]:
             os.chdir(cwd)
         if ctty:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        rlimits.restore_in_child()  # the open-file limit the agent was given, as a login would have
 
     return setup
 

@@ -179,4 +179,7 @@ def _tls_factory(ctx: ssl.SSLContext) -> Any:
 def run(config: Config, listen: str | None = None) -> None:
     import uvloop
 
+    from wulf.rlimits import raise_open_files
+
+    raise_open_files()  # a connection per node and per client
     uvloop.run(serve(config, listen))
