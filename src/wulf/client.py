@@ -479,8 +479,8 @@ class Client:
 
     # ------------------------------------------------------------------ API tokens
 
-    def create_token(self, name: str = "", days: float | None = None) -> dict[str, Any]:
-        return dict(self.post("/api/v1/tokens", {"name": name, "days": days}))
+    def create_token(self, name: str = "", days: float | None = None, read_only: bool = False) -> dict[str, Any]:
+        return dict(self.post("/api/v1/tokens", {"name": name, "days": days, "read_only": read_only}))
 
     def tokens(self) -> list[dict[str, Any]]:
         return list(self.get("/api/v1/tokens")["tokens"])

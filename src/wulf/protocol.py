@@ -299,6 +299,7 @@ class TokenRequest(Msg):
 
     name: str = Field(default="", max_length=64)
     days: float | None = Field(default=None, gt=0, le=3650)  # None: until revoked
+    read_only: bool = False  # the token may look (GET, and wait for jobs), not change anything
 
 
 class TokenReply(Msg):
@@ -307,3 +308,4 @@ class TokenReply(Msg):
     user: str
     name: str
     expires: float | None
+    read_only: bool = False

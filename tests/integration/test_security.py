@@ -237,6 +237,30 @@ def test_api_tokens(secure: Cluster, users: Users) -> None:
     assert status == 401 and "not good" in payload["error"]["message"]
 
 
+def test_a_read_only_token_looks_and_changes_nothing(secure: Cluster, users: Users) -> None:
+    alice = users.alice
+    jid = submit_as(secure, alice, "-c", "sleep 60")
+    token = secure.run_as(alice, "wulf", "token", "create", "--read-only", "--name", "dash").stdout.strip()
+    bearer = {"Authorization": f"Bearer {token}"}
+    status, jobs, _ = call(secure, "GET", "/api/v1/jobs", headers=bearer)
+    assert status == 200 and jid in [j["id"] for j in jobs["jobs"]]
+    status, waited, _ = call(secure, "POST", "/api/v1/wait", {"ids": [jid], "timeout": 0.1}, bearer)
+    assert status == 200 and not waited["done"]  # waiting changes nothing
+    for method, path, body in (("POST", "/api/v1/jobs/cancel", {"ids": [jid]}),
+                               ("POST", "/api/v1/jobs", {"jobs": [{"command": "true", "cwd": "/tmp"}]}),
+                               ("DELETE", "/api/v1/tokens/1", None)):
+        status, payload, _ = call(secure, method, path, body, bearer)
+        assert status == 403 and "read-only" in payload["error"]["message"], (path, payload)
+    assert secure.job(jid)["state"] == "running"
+    p = secure.run_as(alice, "qcancel", str(jid), check=False,
+                      env={"WULF_SERVER": secure.tcp, "WULF_TOKEN": token,  # type: ignore[attr-defined]
+                           "WULF_AGENT_SOCKET": "/nonexistent"})
+    assert p.returncode == 5 and "read-only" in p.stderr and "Traceback" not in p.stderr
+    listed = json.loads(secure.run_as(alice, "wulf", "token", "list", "--json").stdout)["tokens"]
+    assert [(t["name"], t["read_only"]) for t in listed] == [("dash", True)]
+    assert "read-only" in secure.run_as(alice, "wulf", "token", "list").stdout
+
+
 def test_the_web_page_asks_for_a_token_and_reads_with_it(secure: Cluster, users: Users) -> None:
     token = secure.run_as(users.alice, "wulf", "token", "create").stdout.strip()
     conn = http.client.HTTPConnection("127.0.0.1", secure.port, timeout=10)  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ class Caller:
     via: str
     host: str = ""  # where the request came from: "local", a host name, an address
     admin: bool = False
+    read_only: bool = False  # came with a read-only API token: may look, not change anything
 
     def __str__(self) -> str:
         return self.user

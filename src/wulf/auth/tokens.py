@@ -39,6 +39,7 @@ class Token:
     hash: str
     created: float
     expires: float | None = None  # None: until revoked
+    read_only: bool = False  # it may look (GET, and waiting for jobs), not change anything
 
     def expired(self, now: float) -> bool:
         return self.expires is not None and now >= self.expires

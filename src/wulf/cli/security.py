@@ -15,7 +15,8 @@ TOKEN_HELP = """\
 API tokens let the HTTP API and the web page know you without the wulf agent of a machine of the
 cluster: send one as `Authorization: Bearer TOKEN`, set WULF_TOKEN for the commands, or sign in on
 the web page with it. A token is shown once, when it is made; the server keeps only its hash. It acts
-with all your rights until it expires or you revoke it.
+with all your rights until it expires or you revoke it; a --read-only one may only look (jstat, the web
+page, qwait), for a dashboard or a monitoring script.
 """
 
 
@@ -26,6 +27,9 @@ def token_parser(sub: argparse._SubParsersAction[ArgParser]) -> None:
     create = tsub.add_parser("create", help="make a token (printed once)")
     create.add_argument("--name", default="", help="what it is for (shown by `wulf token list`)")
     create.add_argument("--days", type=float, help="it expires after this many days (default: never)")
+    create.add_argument("--read-only", action="store_true",
+                        help="it may look (jstat, the web page, qwait), not change anything (for dashboards, "
+                             "monitoring)")
     create.add_argument("--json", action="store_true")
     lst = tsub.add_parser("list", help="your tokens (administrators: everyone's)")
     lst.add_argument("--json", action="store_true")
@@ -42,12 +46,13 @@ def cmd_token(args: argparse.Namespace, config: Config) -> int:
 
     client = Client()
     if args.token_cmd == "create":
-        reply = client.create_token(args.name, args.days)
+        reply = client.create_token(args.name, args.days, args.read_only)
         if args.json:
             print_json(reply)
         else:
             print(reply["token"])
-            print(f"token {reply['id']} of {reply['user']}, expires {_when(reply['expires'])}; it is not shown "
+            access = "read-only " if reply.get("read_only") else ""
+            print(f"{access}token {reply['id']} of {reply['user']}, expires {_when(reply['expires'])}; it is not shown "
                   f"again (`wulf token revoke {reply['id']}` revokes it)", file=sys.stderr)
         return 0
     if args.token_cmd == "list":
@@ -57,8 +62,9 @@ def cmd_token(args: argparse.Namespace, config: Config) -> int:
         elif not tokens:
             print("no tokens (`wulf token create` makes one)")
         else:
-            rows = [[str(t["id"]), t["user"], _when(t["created"]), _when(t["expires"]), t["name"]] for t in tokens]
-            print(format_table(["ID", "USER", "CREATED", "EXPIRES", "NAME"], rows, right=[0]))
+            rows = [[str(t["id"]), t["user"], "read-only" if t.get("read_only") else "full", _when(t["created"]),
+                     _when(t["expires"]), t["name"]] for t in tokens]
+            print(format_table(["ID", "USER", "ACCESS", "CREATED", "EXPIRES", "NAME"], rows, right=[0]))
         return 0
     client.revoke_token(args.id)
     print(f"revoked token {args.id}")

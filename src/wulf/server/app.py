@@ -301,7 +301,7 @@ async def shutdown(request: Request, daemon: DaemonDep, security: SecurityDep, c
 
 @router.post("/api/v1/tokens")
 async def create_token(req: TokenRequest, security: SecurityDep, caller: CallerDep) -> TokenReply:
-    return await security.create_token(caller, req.name, req.days)
+    return await security.create_token(caller, req.name, req.days, req.read_only)
 
 @router.get("/api/v1/tokens")
 async def tokens(security: SecurityDep, caller: CallerDep) -> dict[str, Any]:

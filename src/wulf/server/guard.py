@@ -38,6 +38,8 @@ CREDENTIAL_HEADER = b"x-wulf-credential"
 COOKIE = "wulf_token"
 PUBLIC = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/login",
                     "/logout"})
+#: what a read-only API token may ask besides GET and HEAD: to wait for jobs (it changes nothing)
+READ_ONLY_POSTS = frozenset({"/api/v1/wait"})
 MAX_BODY = 64 * 1024 * 1024
 """Largest request body read to check a credential (the same bound as agents' messages)."""
 
@@ -166,13 +168,23 @@ class Guard:
         if found is None:
             return  # the client went away
         caller, receive = found
+        if await self._admit(scope, send, caller):
+            state[CALLER] = caller
+            await self.app(scope, receive, send)
+
+    async def _admit(self, scope: Scope, send: Send, caller: Caller) -> bool:
+        """Whether a known caller's request goes on: not a change asked with a read-only token, and
+        within the caller's request budget. If not, the refusal is sent."""
+        if caller.read_only and scope["method"] not in ("GET", "HEAD") and scope["path"] not in READ_ONLY_POSTS:
+            await refuse(send, 403, "forbidden", "this API token is read-only: it may look, not change anything "
+                         "(`wulf token create` without --read-only makes one that may)")
+            return False
         if caller.uid != 0:
             wait = self.security.limiter.take(caller.user, time.monotonic())
             if wait > 0:
                 await self._slow_down(send, caller, wait)
-                return
-        state[CALLER] = caller
-        await self.app(scope, receive, send)
+                return False
+        return True
 
     async def _identify(self, scope: Scope, receive: Receive,
                         peer: tuple[int, int, int] | None) -> tuple[Caller, Receive] | None:

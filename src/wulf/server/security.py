@@ -15,6 +15,7 @@ admin_group`` are administrators.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -95,7 +96,8 @@ class Security:
         if token is None:
             raise Unauthenticated("the API token is not good (mistyped, revoked or expired); "
                                   "`wulf token create` makes a new one")
-        return self.caller(token.uid, token.gid, TOKEN, "")
+        caller = self.caller(token.uid, token.gid, TOKEN, "")
+        return dataclasses.replace(caller, read_only=True) if token.read_only else caller
 
     def credential(self, text: str) -> Credential:
         """A request's credential, signed and fresh (its use is checked by :meth:`from_credential`)."""
@@ -119,17 +121,18 @@ class Security:
 
     # ------------------------------------------------------------------ API tokens
 
-    async def create_token(self, caller: Caller, name: str, days: float | None) -> TokenReply:
+    async def create_token(self, caller: Caller, name: str, days: float | None, read_only: bool = False) -> TokenReply:
         if caller.via == TOKEN:
             raise Forbidden("a token cannot make tokens: run `wulf token create` on a machine of the cluster")
         text = new_token()
         now = time.time()
         token = Token(self.tokens.next_id(), caller.user, caller.uid, caller.gid, name, token_hash(text), now,
-                      None if days is None else now + days * 86400)
+                      None if days is None else now + days * 86400, read_only)
         await self.store.add_token(token.record())
         self.tokens.add(token)
-        self.audit.record(caller, "token create", f"token {token.id}", "ok", name=name)
-        return TokenReply(id=token.id, token=text, user=token.user, name=name, expires=token.expires)
+        self.audit.record(caller, "token create", f"token {token.id}", "ok", name=name, read_only=read_only)
+        return TokenReply(id=token.id, token=text, user=token.user, name=name, expires=token.expires,
+                          read_only=read_only)
 
     def list_tokens(self, caller: Caller) -> list[dict[str, object]]:
         return [t.public() for t in sorted(self.tokens.by_id.values(), key=lambda t: t.id)

@@ -62,6 +62,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0004_read_only_tokens",
+        """
+        ALTER TABLE tokens ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
 _COLUMNS = [
@@ -78,7 +84,7 @@ _SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
 _INSERT = f"INSERT INTO jobs ({_SELECT}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _UPDATE = f"UPDATE jobs SET {', '.join(c + ' = ?' for c in _MUTABLE)} WHERE id = ?"
 _QUEUE_COLUMNS = ("user", "name", "priority", "stopped", "window", "mail")
-_TOKEN_COLUMNS = ("id", "user", "uid", "gid", "name", "hash", "created", "expires")
+_TOKEN_COLUMNS = ("id", "user", "uid", "gid", "name", "hash", "created", "expires", "read_only")
 _FINAL = tuple(str(s) for s in FINAL_STATES)
 
 
@@ -250,7 +256,7 @@ class SqliteStore:
 
     def tokens(self) -> list[dict[str, Any]]:
         cur = self._read.execute(f"SELECT {', '.join(_TOKEN_COLUMNS)} FROM tokens ORDER BY id")
-        return [dict(zip(_TOKEN_COLUMNS, row, strict=True)) for row in cur]
+        return [{**dict(zip(_TOKEN_COLUMNS, row, strict=True)), "read_only": bool(row[-1])} for row in cur]
 
     def add_token(self, record: dict[str, Any]) -> asyncio.Future[None]:
         row = tuple(record[c] for c in _TOKEN_COLUMNS)
