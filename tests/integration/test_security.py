@@ -292,6 +292,29 @@ def test_the_web_page_asks_for_a_token_and_reads_with_it(secure: Cluster, users:
         conn.close()
 
 
+def test_the_web_page_sums_up_users_and_lists_the_first_waiting_jobs(secure: Cluster, users: Users) -> None:
+    from wulf.server.page import MAX_WAITING
+
+    client = secure.client(users.alice)
+    try:
+        ids = client.submit([{"command": "sleep 60", "cwd": str(secure.work), "cpu": 4}] * (MAX_WAITING + 5))
+    finally:
+        client.close()
+    wait_until("one to run", lambda: secure.job(ids[0])["state"] == "running")
+    token = secure.run_as(users.alice, "wulf", "token", "create", "--read-only").stdout.strip()
+    conn = http.client.HTTPConnection("127.0.0.1", secure.port, timeout=10)  # type: ignore[attr-defined]
+    try:
+        conn.request("GET", "/", headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        page = resp.read().decode()
+    finally:
+        conn.close()
+    assert resp.status == 200
+    assert f"<tr class=''><td>{users.alice.name}</td><td>1</td><td>4</td><td>{MAX_WAITING + 4}</td><td>0</td></tr>" in page
+    assert f"{MAX_WAITING + 4:,} waiting" in page and "and 4 more waiting" in page
+    assert page.count("<tr class='queued'>") == MAX_WAITING and f"<td>{ids[-1]}</td>" not in page
+
+
 # ---------------------------------------------------------------- the network allow-list
 
 

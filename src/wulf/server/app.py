@@ -321,9 +321,9 @@ async def whoami(caller: CallerDep) -> dict[str, Any]:
 
 @router.get("/", response_class=HTMLResponse)
 async def page(daemon: DaemonDep, caller: CallerDep) -> str:
-    from wulf.server.page import render
+    from wulf.server.page import MAX_WAITING, render
 
-    return render(daemon.status(all_jobs=False), daemon.queues())
+    return render(daemon.status(all_jobs=False, max_waiting=MAX_WAITING), daemon.queues(), daemon.users_summary())
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_form() -> HTMLResponse:

@@ -20,7 +20,7 @@ from typing import Any
 from wulf.auth.identity import Caller
 from wulf.config import Config
 from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
-from wulf.model.job import ACTIVE_STATES, FINAL_STATES, Job, JobState, Origin
+from wulf.model.job import ACTIVE_STATES, FINAL_STATES, WAITING_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.constraint import parse_constraint
 from wulf.policy.limits import occupied_cpu
@@ -804,21 +804,50 @@ class Daemon:
             out.append(job)
         return out
 
-    def status(self, user: str = "", queue: str = "", all_jobs: bool = False) -> dict[str, Any]:
+    def status(self, user: str = "", queue: str = "", all_jobs: bool = False,
+               max_waiting: int | None = None) -> dict[str, Any]:
+        """Nodes and jobs as the API shows them. With ``max_waiting``, only the first that many waiting
+        jobs (queued or held, earliest first) are listed; ``waiting_not_listed`` counts the rest."""
         now = time.time()
         jobs = []
         up = any(n.state is NodeState.UP for n in self.nodes.values())
+        waiting = 0
         for job in self._select(user, queue, all_jobs):
+            if max_waiting is not None and job.state in WAITING_STATES:
+                waiting += 1
+                if waiting > max_waiting:
+                    continue
             d = job.public(now)
             if job.state is JobState.QUEUED:
                 d["reason"] = self._why_waiting(job, up)
             jobs.append(d)
-        return {
+        out = {
             "server": {"time": now, "started": self.started_at, "next_id": self.next_id},
             "nodes": [n.public(self.policy.features.get(n.name, frozenset()))
                       for n in sorted(self.nodes.values(), key=lambda n: n.name)],
             "jobs": jobs,
         }
+        if max_waiting is not None:
+            out["waiting_not_listed"] = max(0, waiting - max_waiting)
+        return out
+
+    def users_summary(self) -> list[dict[str, Any]]:
+        """Per user: jobs running and the cpus they hold, jobs queued and held (the web page's table)."""
+        users: dict[str, dict[str, Any]] = {}
+        for job in self.jobs.values():
+            if job.state not in ACTIVE_STATES:
+                continue
+            u = users.get(job.user)
+            if u is None:
+                u = users[job.user] = {"user": job.user, "running": 0, "cpus": 0.0, "queued": 0, "held": 0}
+            if job.state is JobState.RUNNING:
+                u["running"] += 1
+                u["cpus"] += job.cpu
+            elif job.state is JobState.QUEUED:
+                u["queued"] += 1
+            else:
+                u["held"] += 1
+        return [users[name] for name in sorted(users)]
 
     def _why_waiting(self, job: Job, up: bool) -> str:
         q = self.book.queues.get((job.user, job.queue))

@@ -6,6 +6,9 @@ import html
 import time
 from typing import Any
 
+#: waiting jobs the page lists (earliest first); `jstat` lists them all
+MAX_WAITING = 200
+
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin-bottom:2em}
@@ -20,7 +23,16 @@ def _row(cells: list[Any], cls: str = "") -> str:
     return f"<tr class='{cls}'>{tds}</tr>"
 
 
-def render(status: dict[str, Any], queues: list[dict[str, Any]] | None = None) -> str:
+def _head(*names: str) -> str:
+    return "<tr>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
+
+
+def render(status: dict[str, Any], queues: list[dict[str, Any]] | None = None,
+           users: list[dict[str, Any]] | None = None) -> str:
+    """The page, from the daemon's status (``waiting_not_listed``: waiting jobs left out of it), its
+    queues and its per-user summary."""
+    up = [n for n in status["nodes"] if n["state"] == "up"]
+    cpus, free = sum(n["cpus"] for n in up), sum(max(0.0, n["cpu_free"]) for n in up)
     nodes = "".join(
         _row([n["name"], n["state"], n["cpus"], n["load"], f"{n['cpu_free']:.1f}", f"{n['mem_free_mb']:.0f}",
               n["jobs"], " ".join(n.get("features", []))], n["state"])
@@ -31,19 +43,26 @@ def render(status: dict[str, Any], queues: list[dict[str, Any]] | None = None) -
               j["cpu"], f"{j['mem_mb']:.0f}", j["command"][:80], j["reason"]], j["state"])
         for j in status["jobs"]
     )
+    more = status.get("waiting_not_listed", 0)
+    if more:
+        jobs += f"<tr><td colspan='10'>and {more:,} more waiting: <code>jstat</code> lists them all</td></tr>"
     qrows = "".join(
         _row([f"{q['user']}:{q['name']}", q["priority"], "stopped" if q["stopped"] else q["window"], q["queued"],
               q["running"], q["reason"]])
         for q in queues or []
     )
+    users = users or []
+    urows = "".join(_row([u["user"], u["running"], f"{u['cpus']:g}", u["queued"], u["held"]]) for u in users)
+    running = sum(u["running"] for u in users)
+    waiting = sum(u["queued"] + u["held"] for u in users)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["server"]["time"]))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>wulf</title>
 <meta http-equiv="refresh" content="5"><style>{_STYLE}</style></head><body>
-<h1>wulf</h1><p>{html.escape(when)}: {len(status['nodes'])} nodes, {len(status['jobs'])} jobs</p>
-<h2>Nodes</h2><table><tr><th>node</th><th>state</th><th>cpus</th><th>load</th><th>free cpus</th><th>free MB</th>
-<th>jobs</th><th>features</th></tr>
+<h1>wulf</h1><p>{html.escape(when)}: {len(up)} of {len(status['nodes'])} nodes up, {cpus:g} cpus ({free:.1f} free);
+{running:,} jobs running, {waiting:,} waiting</p>
+<h2>Users</h2><table>{_head("user", "running", "cpus", "queued", "held")}{urows}</table>
+<h2>Nodes</h2><table>{_head("node", "state", "cpus", "load", "free cpus", "free MB", "jobs", "features")}
 {nodes}</table>
-<h2>Queues</h2><table><tr><th>queue</th><th>priority</th><th>runs</th><th>queued</th><th>running</th>
-<th>waiting because</th></tr>{qrows}</table>
-<h2>Jobs</h2><table><tr><th>id</th><th>user</th><th>queue</th><th>origin</th><th>state</th><th>node</th><th>cpu</th>
-<th>MB</th><th>command</th><th>reason</th></tr>{jobs}</table></body></html>"""
+<h2>Queues</h2><table>{_head("queue", "priority", "runs", "queued", "running", "waiting because")}{qrows}</table>
+<h2>Jobs</h2><table>{_head("id", "user", "queue", "origin", "state", "node", "cpu", "MB", "command", "reason")}
+{jobs}</table></body></html>"""
