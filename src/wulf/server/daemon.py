@@ -821,7 +821,7 @@ class Daemon:
             if job.state is JobState.QUEUED:
                 d["reason"] = self._why_waiting(job, up)
             jobs.append(d)
-        out = {
+        out: dict[str, Any] = {
             "server": {"time": now, "started": self.started_at, "next_id": self.next_id},
             "nodes": [n.public(self.policy.features.get(n.name, frozenset()))
                       for n in sorted(self.nodes.values(), key=lambda n: n.name)],
