@@ -8,9 +8,9 @@ kept in the journal until the server acknowledges that it has recorded them.
 Each job runs in its own cgroup when the machine offers them (see :mod:`wulf.agent.cgroups`), which
 measures it whole and holds its memory limit; the enforcer (:mod:`wulf.agent.enforcer`) checks the
 jobs that have limits every second and stops those that go over one. A job's limits are in the
-journal, so a job taken back after a restart keeps them. An ended job's cgroup is dealt with after
-its exit has gone to the server, off the path from one job's end to the next one's start, and may
-serve a later job (see :mod:`wulf.agent.cgpool`).
+journal, so a job taken back after a restart keeps them. An ended job's cgroup (which may serve a
+later job: see :mod:`wulf.agent.cgpool`) and its files are dealt with after its exit has gone to the
+server, off the path from one job's end to the next one's start.
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ class Agent:
         self._started: list[JobStarted] = []
         self._exited: list[JobExit] = []
         self._flush_scheduled = False
+        self._flush_tasks: set[asyncio.Task[None]] = set()
         self._ws: ClientConnection | None = None
         self._stop = asyncio.Event()
         self.sessions: SessionServer | None = None
@@ -161,6 +162,7 @@ class Agent:
         self.cgroups: Cgroups | None = None
         self.cgpool: CgroupPool | None = None
         self._ended_cgroups: list[tuple[int, JobCgroup, bool]] = []  # (job, its cgroup, quiet): after the flush
+        self._ended_files: list[Running] = []  # ended jobs whose files are removed after the flush
         self._cgroup_group = group_name(self.name, state_tag(state))
 
     # ------------------------------------------------------------------ jobs
@@ -301,13 +303,17 @@ class Agent:
         self.enforcer.forget(run.id)
         if run.meter is not None and run.meter.cgroup is not None:
             self._ended_cgroups.append((run.id, run.meter.cgroup, stopped))  # once its exit is sent
-        launcher.cleanup(run.rc_file, run.script_file, run.keep_script, run.err_file)
+        self._ended_files.append(run)  # its exit-status file and script: once its exit is sent
         if exit.reason and run.limits:
             log.info("job %d: %s", run.id, exit.reason)
         self._finish_exit(exit)
 
     def _release_cgroups(self) -> None:
-        """Give back the cgroups of the jobs that have ended (kept as spares, or removed)."""
+        """Remove the files of the jobs that have ended (their exits are in the journal by now), and give
+        back their cgroups (kept as spares, or removed)."""
+        files, self._ended_files = self._ended_files, []
+        for run in files:
+            launcher.cleanup(run.rc_file, run.script_file, run.keep_script, run.err_file)
         ended, self._ended_cgroups = self._ended_cgroups, []
         for job_id, cg, quiet in ended:
             self._remove_cgroup(job_id, cg, quiet=quiet)
@@ -417,9 +423,13 @@ class Agent:
     # ------------------------------------------------------------------ talking to the server
 
     def _schedule_flush(self) -> None:
+        """Write the journal and send the news once the events at hand are handled (one flush for all
+        of them: the flush's task runs after the callbacks already due)."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._flush_tasks.add(task)  # a task nothing refers to may be collected before it is done
+            task.add_done_callback(self._flush_tasks.discard)
 
     async def _flush(self) -> None:
         self._flush_scheduled = False

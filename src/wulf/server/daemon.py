@@ -697,9 +697,9 @@ class Daemon:
         placed = self._place()
         if ended or placed:
             await self._commit(ended + placed)
-        await self._send(node.name, Ack(ids=[e.id for e in exits]))
-        if placed:
+        if placed:  # the next jobs first: the agent starts them before it takes the ack
             await self._dispatch(placed)
+        await self._send(node.name, Ack(ids=[e.id for e in exits]))
         self._forget_old()
 
     def _record_exit(self, job: Job, e: JobExit) -> None:
