@@ -215,20 +215,9 @@ class NodePool:
         if self._most_cpu_free() + EPS < cpu:  # no node has the cpus: no need to look at each
             self._failed.setdefault(constraint, []).append((cpu, mem))
             return None
-        skipped: list[tuple[float, int, str, int]] = []
-        found: str | None = None
-        while heap:
-            entry = heapq.heappop(heap)
-            name = entry[2]
-            if entry[3] != self._version[name]:
-                continue  # stale: the node was taken from since
-            skipped.append(entry)
-            f = self.free[name]
-            if f.cpu + EPS >= cpu and f.mem + EPS >= mem and self._match(constraint, self.views[name]):
-                found = name
-                break
-        for entry in skipped:
-            heapq.heappush(heap, entry)
+        free, views, match = self.free, self.views, self._match
+        found = self._first(heap, lambda name: (f := free[name]).cpu + EPS >= cpu and f.mem + EPS >= mem
+                            and match(constraint, views[name]))
         if found is None:
             self._failed.setdefault(constraint, []).append((cpu, mem))
         return found
@@ -301,16 +290,21 @@ class NodePool:
         self._most_cpu_free()  # (makes the heap)
         heap = self._roomiest
         assert heap is not None
-        skipped: list[tuple[float, int, str, int]] = []
+        return self._first(heap, lambda name: name not in self._holding and self._could_take(name, cpu, mem, constraint))
+
+    def _first(self, heap: list[tuple[float, int, str, int]], test: Callable[[str], bool]) -> str | None:
+        """The first node in ``heap``'s order that passes ``test``, else None. Stale entries (the node
+        changed since) are dropped on the way; the live ones looked at are put back."""
+        version = self._version
+        skipped = []
         found: str | None = None
         while heap:
             entry = heapq.heappop(heap)
-            name = entry[2]
-            if entry[3] != self._version[name]:
-                continue
+            if entry[3] != version[entry[2]]:
+                continue  # stale: the node was taken from since
             skipped.append(entry)
-            if name not in self._holding and self._could_take(name, cpu, mem, constraint):
-                found = name
+            if test(entry[2]):
+                found = entry[2]
                 break
         for entry in skipped:
             heapq.heappush(heap, entry)
