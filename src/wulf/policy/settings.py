@@ -92,6 +92,13 @@ class Policy:
                             "go lower")
         return nice
 
+    @property
+    def adaptive(self) -> bool:
+        """Whether a running job's allocation follows its measured use (adaptive allocation and the renice
+        penalty). Not under allocation-only (``observe`` false): like a classic batch scheduler, it
+        ignores every observed figure, and a job holds what it asked for until it ends."""
+        return self.observe
+
     def user_limit(self, user: str, groups: Iterable[str]) -> float | None:
         return user_limit(user, groups, self.limits, self.group_limits, self.default_limit)
 

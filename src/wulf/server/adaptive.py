@@ -16,8 +16,8 @@ def adapt_node(node: Node, view: NodeView, now: float, policy: Policy) -> tuple[
     """
     changed: list[Job] = []
     renice: list[tuple[int, int]] = []
-    if not policy.observe:
-        return changed, renice  # allocation-only: a job holds what it asked for, whatever it is seen to use
+    if not policy.adaptive:
+        return changed, renice
     jobs: list[Job] = []
     before: list[Holding] = []
     for job in node.jobs.values():

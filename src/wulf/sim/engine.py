@@ -476,8 +476,8 @@ class Engine:
         node.report_at = None
         self._sample(node)
         self.need_pass = True
-        if not self.policy.observe:
-            return  # allocation-only: what a job holds is what it asked for, whatever it is seen to use
+        if not self.policy.adaptive:
+            return
         changed = self._adapt(node, t)
         if changed:
             self._want_report(node, t, strictly=True)
