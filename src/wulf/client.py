@@ -432,8 +432,9 @@ class Client:
                                            "umask": current_umask()})
         return list(reply["jobs"])
 
-    def status(self, user: str = "", queue: str = "", all_jobs: bool = False) -> dict[str, Any]:
-        q = f"?all={int(all_jobs)}"
+    def status(self, user: str = "", queue: str = "", all_jobs: bool = False, brief: bool = False) -> dict[str, Any]:
+        """Nodes and jobs; ``brief``: only the fields a listing shows of each job (see Job.brief)."""
+        q = f"?all={int(all_jobs)}" + ("&brief=1" if brief else "")
         if user:
             q += "&user=" + quote(user)
         if queue:
@@ -457,6 +458,9 @@ class Client:
 
     def release(self, ids: Iterable[int]) -> dict[str, Any]:
         return dict(self.post("/api/v1/jobs/release", {"ids": list(ids)}))
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self.get("/api/v1/nodes")["nodes"])
 
     def queues(self, user: str = "") -> list[dict[str, Any]]:
         return list(self.get("/api/v1/queues" + (f"?user={quote(user)}" if user else ""))["queues"])

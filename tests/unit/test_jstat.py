@@ -29,3 +29,14 @@ def test_why_a_job_waits_survives_a_long_command(monkeypatch: Any) -> None:
 def test_tables_cut_only_the_flexible_column() -> None:
     out = format_table(["A", "B"], [["x" * 5, "y" * 40]], width=20).splitlines()
     assert out[1] == "xxxxx  " + "y" * 12 + "…" and len(out[1]) == 20
+
+
+def test_the_table_needs_only_the_brief_listing_of_a_job() -> None:
+    from wulf.model.job import Job, JobState, Origin
+
+    job = Job(9, "bob", 1001, Origin.BATCH, JobState.DONE, "true", node="n2", exit_code=0, submitted=0.0)
+    brief = job.brief(now=30.0)
+    assert set(brief) == set(_job())  # what jstat's table reads, and no more
+    assert set(brief) < set(job.public(now=30.0))
+    assert jobs_table([brief]).splitlines()[1].split() == ["9", "bob", "default", "batch", "done", "n2", "1", "32M",
+                                                          "30s", "true"]

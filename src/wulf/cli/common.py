@@ -154,23 +154,18 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: i
     width = terminal_width() if width is None else width
     cols = len(headers)
     flex = flex % cols
-    widths = [len(h) for h in headers]
-    for r in rows:
-        for i, cell in enumerate(r):
-            widths[i] = max(widths[i], len(cell))
+    columns = list(zip(*rows, strict=True)) if rows else [()] * cols
+    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, columns, strict=True)]
     fixed = sum(w for i, w in enumerate(widths) if i != flex) + 2 * (cols - 1)
-    widths[flex] = max(len(headers[flex]), min(widths[flex], width - fixed))
-
-    def line(cells: Sequence[str]) -> str:
-        out = []
-        for i, cell in enumerate(cells):
-            w = widths[i]
-            if len(cell) > w:
-                cell = cell[: max(1, w - 1)] + "…"
-            out.append(cell.rjust(w) if i in right else cell.ljust(w))
-        return "  ".join(out).rstrip()
-
-    return "\n".join([line(headers)] + [line(r) for r in rows])
+    cut = widths[flex] = max(len(headers[flex]), min(widths[flex], width - fixed))
+    # one format for every line (tens of thousands of jobs): only the flex column can be too wide
+    fmt = "  ".join(f"{{:{'>' if i in right else '<'}{w}}}" for i, w in enumerate(widths))
+    lines = [fmt.format(*headers).rstrip()]
+    for r in rows:
+        if len(r[flex]) > cut:
+            r = [*r[:flex], r[flex][: max(1, cut - 1)] + "…", *r[flex + 1:]]
+        lines.append(fmt.format(*r).rstrip())
+    return "\n".join(lines)
 
 
 def format_age(seconds: float) -> str:

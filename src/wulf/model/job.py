@@ -101,6 +101,24 @@ class Job:
         check_transition(self.id, self.state, new)
         self.state = new
 
+    def brief(self, now: float) -> dict[str, Any]:
+        """What a listing of jobs (jstat's table) shows of the job: a few of :meth:`public`'s fields, so
+        that a listing of a hundred thousand jobs is quick to make, send and read."""
+        return {
+            "id": self.id,
+            "user": self.user,
+            "origin": str(self.origin),
+            "state": str(self.state),
+            "queue": self.queue,
+            "node": self.node or None,
+            "exit_code": self.exit_code,
+            "command": self.command,
+            "cpu": self.cpu,
+            "mem_mb": self.mem_mb,
+            "age": round(now - (self.started or self.submitted), 3),
+            "reason": self.reason,
+        }
+
     def public(self, now: float) -> dict[str, Any]:
         """The job as the API and `jstat --json` show it."""
         return {

@@ -148,12 +148,12 @@ async def healthz() -> dict[str, Any]:
     return {"ok": True, "version": __version__}
 
 @router.get("/api/v1/status")
-async def status(daemon: DaemonDep, user: str = "", queue: str = "", all: int = 0) -> dict[str, Any]:
-    return daemon.status(user, queue, bool(all))
+async def status(daemon: DaemonDep, user: str = "", queue: str = "", all: int = 0, brief: int = 0) -> dict[str, Any]:
+    return daemon.status(user, queue, bool(all), brief=bool(brief))
 
 @router.get("/api/v1/nodes")
 async def nodes(daemon: DaemonDep) -> dict[str, Any]:
-    return {"nodes": daemon.status()["nodes"]}
+    return {"nodes": daemon.nodes_public()}
 
 @router.post("/api/v1/jobs")
 async def submit(req: SubmitRequest, daemon: DaemonDep, caller: CallerDep) -> SubmitReply:

@@ -805,9 +805,10 @@ class Daemon:
         return out
 
     def status(self, user: str = "", queue: str = "", all_jobs: bool = False,
-               max_waiting: int | None = None) -> dict[str, Any]:
-        """Nodes and jobs as the API shows them. With ``max_waiting``, only the first that many waiting
-        jobs (queued or held, earliest first) are listed; ``waiting_not_listed`` counts the rest."""
+               max_waiting: int | None = None, brief: bool = False) -> dict[str, Any]:
+        """Nodes and jobs as the API shows them (``brief``: the jobs' listing fields only, see
+        Job.brief). With ``max_waiting``, only the first that many waiting jobs (queued or held,
+        earliest first) are listed; ``waiting_not_listed`` counts the rest."""
         now = time.time()
         jobs = []
         up = any(n.state is NodeState.UP for n in self.nodes.values())
@@ -817,19 +818,23 @@ class Daemon:
                 waiting += 1
                 if waiting > max_waiting:
                     continue
-            d = job.public(now)
+            d = job.brief(now) if brief else job.public(now)
             if job.state is JobState.QUEUED:
                 d["reason"] = self._why_waiting(job, up)
             jobs.append(d)
         out: dict[str, Any] = {
             "server": {"time": now, "started": self.started_at, "next_id": self.next_id},
-            "nodes": [n.public(self.policy.features.get(n.name, frozenset()))
-                      for n in sorted(self.nodes.values(), key=lambda n: n.name)],
+            "nodes": self.nodes_public(),
             "jobs": jobs,
         }
         if max_waiting is not None:
             out["waiting_not_listed"] = max(0, waiting - max_waiting)
         return out
+
+    def nodes_public(self) -> list[dict[str, Any]]:
+        """The nodes as the API shows them, by name."""
+        return [n.public(self.policy.features.get(n.name, frozenset()))
+                for n in sorted(self.nodes.values(), key=lambda n: n.name)]
 
     def users_summary(self) -> list[dict[str, Any]]:
         """Per user: jobs running and the cpus they hold, jobs queued and held (the web page's table)."""
