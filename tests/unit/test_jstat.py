@@ -40,3 +40,16 @@ def test_the_table_needs_only_the_brief_listing_of_a_job() -> None:
     assert set(brief) < set(job.public(now=30.0))
     assert jobs_table([brief]).splitlines()[1].split() == ["9", "bob", "default", "batch", "done", "n2", "1", "32M",
                                                           "30s", "true"]
+
+
+def test_json_for_a_program_puts_each_record_on_a_line_of_its_own(capsys: Any) -> None:
+    import json
+
+    from wulf.cli.common import print_json
+
+    data = {"nodes": [], "jobs": [_job(), _job(id=8, command='say "hi"\nthen go')], "server": {"time": 1.5}}
+    print_json(data)  # captured: not a terminal
+    out = capsys.readouterr().out
+    assert json.loads(out) == data
+    lines = out.splitlines()
+    assert len(lines) == 8 and lines[4].strip().startswith('{"id": 8') and lines[-1] == "}"
