@@ -18,20 +18,19 @@ _CEILING = 1 << 20
 given: int | None = None
 
 
-def raise_open_files() -> int:
-    """Raise this process's soft limit of open files to its hard limit; returns the new soft limit."""
+def raise_open_files() -> None:
+    """Raise this process's soft limit of open files to its hard limit (remembering the one it had)."""
     global given
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = _CEILING if hard == resource.RLIM_INFINITY else hard
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            return soft
-        if given is None:
-            given = soft
-        return target
-    return soft
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return
+    if given is None:
+        given = soft
 
 
 def restore_in_child() -> None:

@@ -150,7 +150,8 @@ def parse_cmdline(raw: bytes, comm: str) -> str:
 
 def default_max_open() -> int:
     """How many stat files a scanner may keep open: half the soft descriptor limit, so that the agent
-    keeps the other half for its sockets and jobs. Raise RLIMIT_NOFILE to keep more."""
+    keeps the other half for its sockets and jobs (the agent raises its soft limit to the hard one when it
+    starts: see wulf.rlimits)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         soft = 1 << 20

@@ -64,15 +64,16 @@ def _main(argv: list[str]) -> int:
         else:
             sys.stdout.write((queues_table(queues) if queues else "no queues") + "\n")
         return 0
-    if args.nodes and not args.json:
+    if args.nodes:  # no jobs asked for: none are fetched
         nodes = Client().nodes()
-        sys.stdout.write((nodes_table(nodes) if nodes else "no nodes have joined yet") + "\n")
+        if args.json:
+            print_json({"nodes": nodes})
+        else:
+            sys.stdout.write((nodes_table(nodes) if nodes else "no nodes have joined yet") + "\n")
         return 0
     status = Client().status(args.user, args.queue, args.all, brief=not args.json)
     if args.json:
-        out = {k: status[k] for k in ("nodes", "jobs") if not (args.nodes and k == "jobs")
-               and not (args.jobs and k == "nodes")}
-        print_json(out)
+        print_json({k: status[k] for k in ("nodes", "jobs") if not (args.jobs and k == "nodes")})
         return 0
     parts = []
     if not args.jobs:

@@ -323,7 +323,7 @@ async def whoami(caller: CallerDep) -> dict[str, Any]:
 async def page(daemon: DaemonDep, caller: CallerDep) -> str:
     from wulf.server.page import MAX_WAITING, render
 
-    return render(daemon.status(all_jobs=False, max_waiting=MAX_WAITING), daemon.queues(), daemon.users_summary())
+    return render(daemon.page_view(MAX_WAITING), daemon.queues())
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_form() -> HTMLResponse:

@@ -20,7 +20,7 @@ from typing import Any
 from wulf.auth.identity import Caller
 from wulf.config import Config
 from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
-from wulf.model.job import ACTIVE_STATES, FINAL_STATES, WAITING_STATES, Job, JobState, Origin
+from wulf.model.job import ACTIVE_STATES, FINAL_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.constraint import parse_constraint
 from wulf.policy.limits import occupied_cpu
@@ -804,55 +804,57 @@ class Daemon:
             out.append(job)
         return out
 
-    def status(self, user: str = "", queue: str = "", all_jobs: bool = False,
-               max_waiting: int | None = None, brief: bool = False) -> dict[str, Any]:
-        """Nodes and jobs as the API shows them (``brief``: the jobs' listing fields only, see
-        Job.brief). With ``max_waiting``, only the first that many waiting jobs (queued or held,
-        earliest first) are listed; ``waiting_not_listed`` counts the rest."""
+    def status(self, user: str = "", queue: str = "", all_jobs: bool = False, brief: bool = False) -> dict[str, Any]:
+        """Nodes and jobs as the API shows them (``brief``: the jobs' listing fields only, see Job.brief)."""
         now = time.time()
         jobs = []
         up = any(n.state is NodeState.UP for n in self.nodes.values())
-        waiting = 0
         for job in self._select(user, queue, all_jobs):
-            if max_waiting is not None and job.state in WAITING_STATES:
-                waiting += 1
-                if waiting > max_waiting:
-                    continue
             d = job.brief(now) if brief else job.public(now)
             if job.state is JobState.QUEUED:
                 d["reason"] = self._why_waiting(job, up)
             jobs.append(d)
-        out: dict[str, Any] = {
+        return {
             "server": {"time": now, "started": self.started_at, "next_id": self.next_id},
             "nodes": self.nodes_public(),
             "jobs": jobs,
         }
-        if max_waiting is not None:
-            out["waiting_not_listed"] = max(0, waiting - max_waiting)
-        return out
 
     def nodes_public(self) -> list[dict[str, Any]]:
         """The nodes as the API shows them, by name."""
         return [n.public(self.policy.features.get(n.name, frozenset()))
                 for n in sorted(self.nodes.values(), key=lambda n: n.name)]
 
-    def users_summary(self) -> list[dict[str, Any]]:
-        """Per user: jobs running and the cpus they hold, jobs queued and held (the web page's table)."""
+    def page_view(self, max_waiting: int) -> dict[str, Any]:
+        """What the web page shows, in one pass over the jobs: the nodes; the running jobs and the first
+        ``max_waiting`` waiting ones (earliest first; ``waiting_not_listed`` counts the rest), as
+        listed (Job.brief); and per user, jobs running and the cpus they hold, jobs queued and held."""
+        now = time.time()
+        up = any(n.state is NodeState.UP for n in self.nodes.values())
+        jobs = []
         users: dict[str, dict[str, Any]] = {}
+        waiting = 0
         for job in self.jobs.values():
-            if job.state not in ACTIVE_STATES:
+            state = job.state
+            if state not in ACTIVE_STATES:
                 continue
             u = users.get(job.user)
             if u is None:
                 u = users[job.user] = {"user": job.user, "running": 0, "cpus": 0.0, "queued": 0, "held": 0}
-            if job.state is JobState.RUNNING:
+            if state is JobState.RUNNING:
                 u["running"] += 1
                 u["cpus"] += job.cpu
-            elif job.state is JobState.QUEUED:
-                u["queued"] += 1
             else:
-                u["held"] += 1
-        return [users[name] for name in sorted(users)]
+                u["queued" if state is JobState.QUEUED else "held"] += 1
+                waiting += 1
+                if waiting > max_waiting:
+                    continue
+            d = job.brief(now)
+            if state is JobState.QUEUED:
+                d["reason"] = self._why_waiting(job, up)
+            jobs.append(d)
+        return {"server": {"time": now}, "nodes": self.nodes_public(), "jobs": jobs,
+                "waiting_not_listed": max(0, waiting - max_waiting), "users": [users[n] for n in sorted(users)]}
 
     def _why_waiting(self, job: Job, up: bool) -> str:
         q = self.book.queues.get((job.user, job.queue))

@@ -27,10 +27,8 @@ def _head(*names: str) -> str:
     return "<tr>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
 
 
-def render(status: dict[str, Any], queues: list[dict[str, Any]] | None = None,
-           users: list[dict[str, Any]] | None = None) -> str:
-    """The page, from the daemon's status (``waiting_not_listed``: waiting jobs left out of it), its
-    queues and its per-user summary."""
+def render(status: dict[str, Any], queues: list[dict[str, Any]] | None = None) -> str:
+    """The page, from what the daemon says the page shows (Daemon.page_view) and its queues."""
     up = [n for n in status["nodes"] if n["state"] == "up"]
     cpus, free = sum(n["cpus"] for n in up), sum(max(0.0, n["cpu_free"]) for n in up)
     nodes = "".join(
@@ -43,7 +41,7 @@ def render(status: dict[str, Any], queues: list[dict[str, Any]] | None = None,
               j["cpu"], f"{j['mem_mb']:.0f}", j["command"][:80], j["reason"]], j["state"])
         for j in status["jobs"]
     )
-    more = status.get("waiting_not_listed", 0)
+    more = status["waiting_not_listed"]
     if more:
         jobs += f"<tr><td colspan='10'>and {more:,} more waiting: <code>jstat</code> lists them all</td></tr>"
     qrows = "".join(
@@ -51,7 +49,7 @@ def render(status: dict[str, Any], queues: list[dict[str, Any]] | None = None,
               q["running"], q["reason"]])
         for q in queues or []
     )
-    users = users or []
+    users = status["users"]
     urows = "".join(_row([u["user"], u["running"], f"{u['cpus']:g}", u["queued"], u["held"]]) for u in users)
     running = sum(u["running"] for u in users)
     waiting = sum(u["queued"] + u["held"] for u in users)

@@ -29,9 +29,9 @@ What happens, and what the policy sees of it:
   each job uses and what the node uses in all (jobs and outside load), as a real agent measures it, and
   runs adaptive allocation (:func:`wulf.policy.adapt.adapt_jobs`) on the node's jobs, as the server
   does on every report (not under allocation-only, ``observe`` false: there a job holds what it asked
-  for throughout, as in a classic batch scheduler). A report of a node where nothing changed, whose jobs' allocations were left as
-  they were by the last one and none of which reaches its settling time, changes nothing and is not
-  simulated. Between reports the server knows only the last one (less the jobs that ended since).
+  for throughout, as in a classic batch scheduler). A report of a node where nothing changed, whose
+  jobs' allocations were left as they were by the last one and none of which reaches its settling
+  time, changes nothing and is not simulated. Between reports the server knows only the last one (less the jobs that ended since).
 - **Exits** reach the server at once (agents send them when they happen); the job's allocation is freed,
   and its last measured use is taken out of its node's last report (``exits_free_use``; without it the
   room a job leaves looks taken by outside work until the node next reports, and room kept for a job
