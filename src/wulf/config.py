@@ -80,6 +80,8 @@ class SchedulerConfig:
     shrink_below: float = 0.5  # "far less": under this fraction of its allocation
     nice_penalty: int = 10  # renice of a job that outgrows its allocation on a full node
     job_nice: int = 0  # the niceness batch jobs start at (people's own work on a node comes first)
+    history_jobs: int = 5  # a job starts with what the last this many of its kind used, if less (0: off)
+    history_min_seconds: float = 60.0  # a job that ended done after this long teaches its kind
     rank: str = "cpu_free * 1e9 + mem_free_mb"  # placement expression over node metrics; larger is better
     policy_plugin: str = ""  # "package.module:object", a Python policy
     use_observed: bool = True  # count what nodes are seen to use (false: allocations only, never adapted)

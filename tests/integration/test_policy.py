@@ -237,3 +237,45 @@ def test_batch_jobs_start_at_the_sites_niceness(shared_tmp: Path, users: Users) 
         assert p.returncode == 5 and "only an administrator may lower it" in p.stderr
         assert c.run("jr", "sh", "-c", "nice").stdout.strip() == "0"  # jr runs as a login would
         _cancel_all(c)
+
+
+def test_jobs_of_a_kind_start_with_what_the_last_ones_used(tmp_path: Path) -> None:
+    # a job that ends done after history_min_seconds teaches its kind (user, name, request) its mean cpu
+    # and peak memory; the next of the kind starts with that when it is less than it asks for
+    with running_cluster(tmp_path, config="[scheduler]\nhistory_min_seconds = 1.0\n") as c:
+        c.agent("n1", cpus=16, mem="8G", interval=0.3)  # room for all of them at once, as asked
+        one_cpu = "timeout 1.5 sh -c 'while :; do :; done'"  # about one cpu for a second and a half
+        ask = ("--cpu", "3", "--mem", "500")
+        [teacher] = c.submit("-N", "burn", *ask, "-c", f"{one_cpu}; true")
+        [failed] = c.submit("-N", "broken", *ask, "-c", f"{one_cpu}; false")  # exit 1: teaches nothing
+        [short] = c.submit("-N", "quick", *ask, "-c", "true")  # too short to teach
+        c.run("qwait", str(teacher), str(failed), str(short), check=False)
+        taught = c.job(teacher)
+        assert taught["state"] == "done" and 0.3 < taught["cpu_time"] < 2.5 and 0 < taught["peak_mem_mb"] < 500
+        ids = {}
+        for name, extra in (("burn", ()), ("burn[2]", ()), ("other", ()), ("broken", ()), ("quick", ()),
+                            ("burn", ("--cpu", "2"))):  # asking otherwise is another kind
+            [ids[(name, extra)]] = c.submit("-N", name, *ask, *extra, "-c", "sleep 60")
+        try:
+            jobs = {key: wait_until(f"{key} to start", lambda jid=jid: (j := c.job(jid))["pid"] and j)
+                    for key, jid in ids.items()}
+            ran = taught["ended"] - taught["started"]
+            for key in (("burn", ()), ("burn[2]", ())):  # the number of a script in a file is not its kind
+                job = jobs[key]
+                assert job["cpu_req"] == 3 and job["mem_req_mb"] == 500
+                assert job["cpu"] == pytest.approx(taught["cpu_time"] / ran, abs=0.011)
+                assert job["mem_mb"] == pytest.approx(taught["peak_mem_mb"], abs=1)
+            for key in (("other", ()), ("broken", ()), ("quick", ())):
+                assert (jobs[key]["cpu"], jobs[key]["mem_mb"]) == (3, 500), key
+            assert jobs[("burn", ("--cpu", "2"))]["cpu"] == 2
+            # what was taught outlives the server: it is learnt again from the jobs kept in the store
+            _cancel_all(c)
+            assert c.server is not None
+            c.server.kill()
+            c.start_server()
+            c.wait_node("n1")
+            [again] = c.submit("-N", "burn", *ask, "-c", "sleep 60")
+            job = wait_until("it to start", lambda: (j := c.job(again))["pid"] and j)
+            assert job["cpu"] == jobs[("burn", ())]["cpu"] and job["mem_mb"] == jobs[("burn", ())]["mem_mb"]
+        finally:
+            _cancel_all(c)

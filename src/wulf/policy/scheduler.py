@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from wulf.policy.history import Sized
 from wulf.policy.placement import EPS, NodePool
 from wulf.policy.snapshot import QueueView, UserView, Waiting
 
@@ -35,6 +36,8 @@ from wulf.policy.snapshot import QueueView, UserView, Waiting
 class Placement:
     job_id: int
     node: str
+    cpu: float  # what the job starts with: what it asked for, or less when its kind taught that
+    mem_mb: float
 
 
 @dataclass
@@ -209,7 +212,7 @@ def _serve(user: _User, pool: NodePool, out: PassResult, held: Mapping[int, str]
             q.holding = True
         else:
             pool.take(node, job.cpu, job.mem_mb)
-            out.placements.append(Placement(job.id, node))
+            out.placements.append(Placement(job.id, node, job.cpu, job.mem_mb))
         user.running += 1
         user.occupied += job.cpu
         _next(user, q, n)
@@ -227,6 +230,8 @@ def _next(user: _User, q: _Queue, n: int) -> None:
 
 def _no_room(job: Waiting, held: str | None) -> str:
     what = f"{job.cpu:g} cpu{'s' if job.cpu != 1 else ''} and {job.mem_mb:g} MB"
+    if isinstance(job, Sized):
+        what += " (what its last jobs like it used)"
     if job.constraint:
         what += f" on a node matching {job.constraint!r}"
     if held:

@@ -11,6 +11,7 @@ from typing import Any
 from wulf.config import Config
 from wulf.errors import ConfigError, Forbidden
 from wulf.policy.adapt import AdaptSettings
+from wulf.policy.history import History
 from wulf.policy.limits import RunLimit, run_limit, user_limit, user_share
 from wulf.policy.rank import Rank, compile_rank
 from wulf.policy.windows import Windows
@@ -57,6 +58,8 @@ class Policy:
     group_shares: Mapping[str, float] = field(default_factory=dict)
     features: Mapping[str, frozenset[str]] = field(default_factory=dict)
     job_nice: int = 0  # the niceness batch jobs start at (outside work and jr sessions run at 0)
+    history_jobs: int = 5  # jobs of a kind start with what the last this many used (policy.history)
+    history_min_seconds: float = 60.0
 
     @classmethod
     def from_config(cls, cfg: Config) -> Policy:
@@ -65,6 +68,8 @@ class Policy:
             raise ConfigError("scheduler.nice_penalty must be between 0 and 39")
         if not 0 <= s.job_nice <= 19:
             raise ConfigError("scheduler.job_nice must be between 0 and 19")
+        if s.history_jobs < 0 or s.history_min_seconds < 0:
+            raise ConfigError("scheduler.history_jobs and scheduler.history_min_seconds must be 0 or more")
         if s.shrink_samples < 1 or not 0 < s.shrink_below <= 1:
             raise ConfigError("scheduler.shrink_samples must be >= 1 and shrink_below in (0, 1]")
         return cls(
@@ -80,6 +85,8 @@ class Policy:
             shares=dict(cfg.shares.users), group_shares=dict(cfg.shares.groups),
             features={n: frozenset(f) for n, f in cfg.nodes.features.items()},
             job_nice=s.job_nice,
+            history_jobs=s.history_jobs,
+            history_min_seconds=s.history_min_seconds,
         )
 
     def start_nice(self, asked: int | None, batch: bool, admin: bool) -> int:
@@ -98,6 +105,14 @@ class Policy:
         penalty). Not under allocation-only (``observe`` false): like a classic batch scheduler, it
         ignores every observed figure, and a job holds what it asked for until it ends."""
         return self.observe
+
+    def history(self) -> History | None:
+        """What learns, from the jobs that end, what the next jobs of their kind need
+        (:mod:`wulf.policy.history`); None when jobs start with what they ask for, as under
+        allocation-only (which ignores every observed figure) or with ``history_jobs`` 0."""
+        if not self.adaptive or not self.history_jobs:
+            return None
+        return History(self.history_jobs, self.history_min_seconds)
 
     def user_limit(self, user: str, groups: Iterable[str]) -> float | None:
         return user_limit(user, groups, self.limits, self.group_limits, self.default_limit)

@@ -53,6 +53,8 @@ class Waiting(Protocol):
     def mem_mb(self) -> float: ...
     @property
     def constraint(self) -> str: ...
+    @property
+    def name(self) -> str: ...  # what it is called: with its user and request, its kind (policy.history)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class QueuedJob:
     cpu: float
     mem_mb: float
     constraint: str = ""
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
 from wulf.model.job import ACTIVE_STATES, FINAL_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.constraint import parse_constraint
+from wulf.policy.history import History, kind_of
 from wulf.policy.limits import occupied_cpu
 from wulf.policy.placement import NodePool
 from wulf.policy.scheduler import schedule, why_waiting
@@ -86,6 +87,7 @@ class Daemon:
         self.nodes: dict[str, Node] = {}
         self.envs: dict[str, dict[str, str]] = {}
         self.history: deque[int] = deque()
+        self.kinds: History | None = self.policy.history()  # what ended jobs taught the next of their kind
         self.next_id = 1
         self.started_at = time.time()
         self._wake = asyncio.Event()
@@ -102,7 +104,11 @@ class Daemon:
     def reload(self, config: Config) -> None:
         """Take a new configuration (checked first: a bad one raises ConfigError and changes nothing)."""
         policy = Policy.from_config(config)
-        self.config, self.policy = config, policy
+        old, self.config, self.policy = self.policy, config, policy
+        if (old.history_jobs, old.history_min_seconds, old.adaptive) != (
+                policy.history_jobs, policy.history_min_seconds, policy.adaptive):
+            self.kinds = policy.history()
+            self._teach([self.jobs[i] for i in self.history if i in self.jobs])
         self._nodes_pool = None  # rank, features and the observe flag may have changed
         groups_of.cache_clear()
         self.wake()
@@ -127,7 +133,21 @@ class Daemon:
                     self.running[job.user] += 1
             elif job.final:
                 self.history.append(job.id)
+        self._teach(self.jobs[i] for i in self.history)
         log.info("loaded %d jobs from the store; next id %d", len(jobs), self.next_id)
+
+    def _teach(self, ended: Iterable[Job]) -> None:
+        """Let the jobs that ended teach their kinds, in the order they ended."""
+        if self.kinds is not None:
+            for job in sorted(ended, key=lambda j: j.ended or 0.0):
+                self._taught(job)
+
+    def _taught(self, job: Job) -> None:
+        """An ended batch job teaches its kind what it used (see wulf.policy.history)."""
+        if self.kinds is None or job.origin is not Origin.BATCH or job.started is None or job.ended is None:
+            return
+        self.kinds.teach(kind_of(job.user, job.name, job.cpu_req, job.mem_req), job.state is JobState.DONE,
+                         job.ended - job.started, job.cpu_time, job.peak_mem_mb)
 
     def start(self) -> None:
         self._scheduler = asyncio.create_task(self._schedule_loop(), name="wulf-scheduler")
@@ -498,9 +518,12 @@ class Daemon:
             return []
         now = time.time()
         queues = []
+        sized = self.kinds.sized if self.kinds is not None else None
         for q in self.book.waiting():
             st = q.settings
-            queues.append(QueueView(st.user, st.name, q.jobs.values(), st.priority, st.stopped, st.window))
+            waiting = q.jobs.values()
+            queues.append(QueueView(st.user, st.name, waiting if sized is None else map(sized, waiting),
+                                    st.priority, st.stopped, st.window))
         users = self._users({q.user for q in queues})
         windows = self.policy.windows
         result = schedule(queues, users, self._pool(), lambda kind: windows.open(kind, now), self.policy.plugin,
@@ -515,6 +538,7 @@ class Daemon:
             self.book.remove(job)
             job.set_state(JobState.RUNNING)
             job.node = p.node
+            job.cpu, job.mem_mb = p.cpu, p.mem_mb  # what it asked for, or what its kind taught
             job.reason = ""
             self.nodes[p.node].jobs[job.id] = job
             self._touch(p.node)
@@ -630,6 +654,7 @@ class Daemon:
             self._detach(job)
             job.set_state(JobState.QUEUED)
             job.node = ""
+            job.cpu, job.mem_mb = job.cpu_req, job.mem_req  # a waiting job holds nothing: it asks again
             self.book.add(job)
             changed.append(job)
         if changed:
@@ -703,7 +728,8 @@ class Daemon:
         self._forget_old()
 
     def _record_exit(self, job: Job, e: JobExit) -> None:
-        if job.state is JobState.RUNNING:
+        ran = job.state is JobState.RUNNING
+        if ran:
             self._detach(job)
             if e.exit_code == 0 and e.signal is None and not e.reason:
                 job.set_state(JobState.DONE)
@@ -718,6 +744,8 @@ class Daemon:
         job.cpu_time = e.cpu_time
         job.peak_mem_mb = e.peak_mem_mb
         job.started = job.started or e.time
+        if ran:
+            self._taught(job)
 
     async def _end(self, job: Job, e: JobExit) -> None:
         self._record_exit(job, e)
@@ -858,7 +886,8 @@ class Daemon:
 
     def _why_waiting(self, job: Job, up: bool) -> str:
         q = self.book.queues.get((job.user, job.queue))
-        return why_waiting(job, self.reasons.get((job.user, job.queue), ""), self.held_room.get(job.id),
+        sized = job if self.kinds is None else self.kinds.sized(job)
+        return why_waiting(sized, self.reasons.get((job.user, job.queue), ""), self.held_room.get(job.id),
                            self.impossible.get(job.id), next(iter(q.jobs), None) if q is not None else None, up)
 
     def _wait_set(self, ids: Sequence[int], queues: Sequence[str], user: str) -> list[Job]:

@@ -37,6 +37,11 @@ What happens, and what the policy sees of it:
   room a job leaves looks taken by outside work until the node next reports, and room kept for a job
   as large as a node moves away after every exit there, so such a job never starts while smaller ones
   are queued).
+- **Jobs of a kind learn from each other** (:mod:`wulf.policy.history`): a job that ends after
+  ``history_min_seconds`` teaches its kind (its user, name and request) its mean cpu and peak memory,
+  and the next jobs of the kind start with what the last ones used, when that is less than they ask
+  for, as the server does from the exits it records (not under allocation-only). A job the
+  out-of-memory killer ended teaches nothing.
 - **Night and weekend windows** open and close on the virtual clock (day 0 is a Monday, 08:00 in the
   configured time zone's UTC offset at the epoch below).
 """
@@ -52,6 +57,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wulf.policy.adapt import Holding, adapt_jobs
+from wulf.policy.history import kind_of
 from wulf.policy.placement import NodePool
 from wulf.policy.scheduler import schedule
 from wulf.policy.settings import Policy
@@ -212,6 +218,7 @@ class Engine:
                             record_every or max(interval, 1.0))
         self.pool: NodePool | None = None
         self.held: dict[int, str] = {}  # where the last pass kept room for which job
+        self.history = policy.history()
         self.pass_seconds = 0.0
         self.update_seconds = 0.0
 
@@ -344,9 +351,14 @@ class Engine:
         self.rec.queued += 1
         self.need_pass = True
 
-    def _start(self, job: SimJob, node: _Node, t: float) -> None:
+    def _start(self, job: SimJob, node: _Node, t: float, cpu: float, mem: float) -> None:
+        """``job`` starts on ``node`` holding ``cpu`` and ``mem`` (what it asked for, or what its kind
+        taught)."""
         self._advance(node, t)
         run = _Run(job, t, node.vtime + job.duration)
+        if (cpu, mem) != (job.cpu, job.mem_mb):
+            run.cpu, run.mem = cpu, mem
+            self.rec.sized += 1
         node.runs[job.id] = run
         heapq.heappush(node.ends, (run.vend, job.id))
         node.demand += job.used_cpu
@@ -366,6 +378,10 @@ class Engine:
             _, job_id = heapq.heappop(ends)
             run = self._gone(node, node.runs.pop(job_id))
             self.rec.ended(run.job, t)
+            if self.history is not None:
+                job = run.job
+                self.history.teach(kind_of(job.user, job.name, job.cpu, job.mem_mb), True, t - run.start,
+                                   job.work, job.used_mem_mb)
             self.done += 1
         self._after_exits(node, t)
 
@@ -552,7 +568,9 @@ class Engine:
         for node in self.stale:
             pool.update(self._view(node))
         self.stale.clear()
-        queues = [QueueView(q.spec.user, q.spec.name, q.jobs, q.spec.priority, q.spec.stopped, q.spec.window)
+        sized = self.history.sized if self.history is not None else None
+        queues = [QueueView(q.spec.user, q.spec.name, q.jobs if sized is None else map(sized, q.jobs),
+                            q.spec.priority, q.spec.stopped, q.spec.window)
                   for q in self.waiting.values()]
         users = {}
         for q in queues:
@@ -570,7 +588,7 @@ class Engine:
         started = {}
         for p in result.placements:
             node = started[p.node] = self.by_name[p.node]
-            self._start(jobs[p.job_id], node, t)
+            self._start(jobs[p.job_id], node, t, p.cpu, p.mem_mb)
         for job_id in result.impossible:
             job = jobs[job_id]
             self.rec.rejected(job, result.impossible[job_id])

@@ -13,6 +13,8 @@
   average of the index at each moment (stricter: it counts the time a newcomer needs to get their
   share, as running jobs end).
 - **outside load**: the cpu-seconds it wanted and the part it did not get (taken by jobs).
+- **started as taught**: jobs that started with less than they asked for, as the last jobs of their kind
+  used (wulf.policy.history).
 - **passes**: how many, and the wall time of each call of the real ``schedule``.
 """
 
@@ -77,6 +79,7 @@ class Summary:
     rejections: dict[str, int] = field(default_factory=dict)
     killed_for_memory: int = 0  # jobs the out-of-memory killer ended (each ran again from the start)
     killed_run_seconds: float = 0.0  # how long they had run
+    started_as_taught: int = 0  # jobs that started with less than they asked for, as their kind taught
 
     def to_dict(self, series: bool = False) -> dict[str, Any]:
         d = asdict(self)
@@ -118,6 +121,7 @@ class Recorder:
         self.rejections: dict[str, int] = {}
         self.rejected_n = 0
         self.renices = 0
+        self.sized = 0  # jobs that started with less than they asked for, as their kind taught
         self.killed_n = 0  # jobs the out-of-memory killer ended (each ran again)
         self.lost_s = 0.0  # the seconds they had run
         self.outside_killed = 0  # outside computations it ended
@@ -255,6 +259,7 @@ class Recorder:
                      "killed_for_memory": self.outside_killed},
             killed_for_memory=self.killed_n,
             killed_run_seconds=self.lost_s,
+            started_as_taught=self.sized,
             passes={"count": len(times), "placements": self.placements,
                     "mean_ms": 1000 * sum(times) / len(times) if times else 0.0,
                     "p99_ms": 1000 * _pct(times, 0.99), "max_ms": 1000 * times[-1] if times else 0.0,

@@ -57,6 +57,7 @@ _ROWS: list[tuple[str, Callable[[Summary], str]]] = [
      if r.outside["cpu_seconds_wanted"] else "-"),
     ("outside load's cpu taken by jobs", lambda r: f"{100 * r.outside['taken_by_jobs']:.1f} %"
      if r.outside["cpu_seconds_wanted"] else "-"),
+    ("jobs started with what their kind used", lambda r: f"{r.started_as_taught:,}"),
     ("renices (penalty on/off)", lambda r: f"{r.passes['renices']:,.0f}"),
     ("scheduling passes", lambda r: f"{r.passes['count']:,.0f}"),
     ("schedule() mean", lambda r: _ms(r.passes["mean_ms"])),

@@ -7,7 +7,7 @@ are skipped. Three kinds of line, told apart by their keys::
      "outside": {"cpu": 4, "mem_mb": 0, "on": 3600, "off": 1200}}
     {"queue": "night", "user": "alice", "priority": 0, "window": "nights", "stopped": false}
     {"arrival": 0, "user": "alice", "queue": "default", "cpu": 1, "mem_mb": 1024, "duration": 600,
-     "used_cpu": 0.8, "used_mem_mb": 700, "constraint": ""}
+     "used_cpu": 0.8, "used_mem_mb": 700, "constraint": "", "name": "fit.py"}
 
 A **node** line has ``node`` (its name), ``cpus`` and ``mem_mb``; optionally ``features``, ``attrs``
 (for ``--constraint``) and ``outside``: processes wulf did not start, wanting ``cpu`` cpus and ``mem_mb``
@@ -22,7 +22,9 @@ A **queue** line (``queue`` and ``user``, no ``arrival``) sets a queue as ``qset
 A **job** line has ``arrival`` (seconds from the start), ``user`` and ``duration`` (its run time when it
 gets all the cpu it uses); optionally ``queue`` (default "default"), ``cpu`` and ``mem_mb`` (what it asks
 for: default 1 and 32), ``used_cpu`` and ``used_mem_mb`` (what it really uses: default what it asks
-for) and ``constraint``. Jobs are submitted in order of arrival (ties in file order).
+for), ``constraint`` and ``name`` (the program it runs: jobs of one user with the same name and request are
+of a kind, and learn from each other what they need, see wulf.policy.history; none by default).
+Jobs are submitted in order of arrival (ties in file order).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class SimJob:
     used_cpu: float
     used_mem_mb: float
     constraint: str = ""
+    name: str = ""  # its kind, with its user and what it asks for (wulf.policy.history); "" for none
 
     @property
     def work(self) -> float:
@@ -122,7 +125,7 @@ def numbered(jobs: Iterable[SimJob]) -> tuple[SimJob, ...]:
     """The jobs by arrival (stable), numbered from 0 in that order."""
     ordered = sorted(jobs, key=lambda j: j.arrival)
     return tuple(SimJob(i, j.arrival, j.user, j.queue, j.cpu, j.mem_mb, j.duration, j.used_cpu, j.used_mem_mb,
-                        j.constraint) for i, j in enumerate(ordered))
+                        j.constraint, j.name) for i, j in enumerate(ordered))
 
 
 # ---------------------------------------------------------------------------------------- generator
@@ -191,11 +194,11 @@ def mixed_jobs(m: int, users: list[str], cpus: float, rng: random.Random, load: 
     span = sum(j.cpu * j.duration for j in jobs) / (cpus * load)
     out = []
     k = 0
-    for _, _, _, _, size in batches:
+    for b, (_, _, _, _, size) in enumerate(batches):
         at = rng.uniform(0, span)
-        for j in jobs[k:k + size]:
+        for j in jobs[k:k + size]:  # the jobs of a batch run one program: one name
             out.append(SimJob(0, round(at, 1), j.user, j.queue, j.cpu, j.mem_mb, j.duration, j.used_cpu,
-                              j.used_mem_mb))
+                              j.used_mem_mb, "", f"batch{b + 1}"))
         k += size
     return out
 
@@ -252,7 +255,8 @@ def flood_jobs(m: int, users: list[str], rng: random.Random) -> list[SimJob]:
 _NODE_KEYS = {"node", "cpus", "mem_mb", "features", "attrs", "outside"}
 _OUTSIDE_KEYS = {"cpu", "mem_mb", "on", "off"}
 _QUEUE_KEYS = {"queue", "user", "priority", "window", "stopped"}
-_JOB_KEYS = {"arrival", "user", "queue", "cpu", "mem_mb", "duration", "used_cpu", "used_mem_mb", "constraint"}
+_JOB_KEYS = {"arrival", "user", "queue", "cpu", "mem_mb", "duration", "used_cpu", "used_mem_mb", "constraint",
+             "name"}
 
 
 class _Line:
@@ -363,7 +367,7 @@ def _read_job(line: _Line) -> SimJob:
         raise line.fail("'user' must not be empty")
     return SimJob(0, line.number("arrival"), user, line.text("queue", "default"), cpu, mem,
                   line.number("duration", positive=True), line.number("used_cpu", cpu),
-                  line.number("used_mem_mb", mem), constraint)
+                  line.number("used_mem_mb", mem), constraint, line.text("name", ""))
 
 
 def read_workload(path: str | Path) -> Workload:
@@ -414,4 +418,6 @@ def write_workload(path: str | Path, w: Workload) -> None:
                  "duration": j.duration, "used_cpu": j.used_cpu, "used_mem_mb": j.used_mem_mb}
             if j.constraint:
                 d["constraint"] = j.constraint
+            if j.name:
+                d["name"] = j.name
             f.write(json.dumps(d) + "\n")
