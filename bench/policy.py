@@ -2,7 +2,8 @@
 whole simulation (``wulf sim``) on a virtual clock.
 
 A pass is measured on a cluster of identical nodes (8 cpus, 32 GB) with 10 users' queued jobs (1 cpu,
-1 GB each):
+1 GB each), read as the server reads them: through the history of their kind, which taught that they
+use 1 cpu and 1,000 MB (so each is looked up, and sized):
 
 - **cold**: every node empty; the pass places up to capacity.
 - **steady**: every node full but a few, one cpu free on each of those; the users run equally many.
@@ -17,6 +18,7 @@ import time
 from typing import Any
 
 from wulf.config import Config
+from wulf.policy.history import History, kind_of
 from wulf.policy.placement import NodePool
 from wulf.policy.rank import DEFAULT_RANK, compile_rank
 from wulf.policy.scheduler import schedule
@@ -37,12 +39,20 @@ def _node(i: int, running: int) -> NodeView:
 
 def _queues(jobs: int, newcomer: bool) -> list[QueueView]:
     per = jobs // USERS
-    queues = [QueueView(f"u{u}", "default", [QueuedJob(u * per + i, f"u{u}", "default", 1.0, 1024)
+    queues = [QueueView(f"u{u}", "default", [QueuedJob(u * per + i, f"u{u}", "default", 1.0, 1024, "", "fit")
                                               for i in range(per)]) for u in range(USERS)]
     if newcomer:
-        queues.append(QueueView("new", "default", [QueuedJob(jobs + i, "new", "default", 4.0, 1024)
+        queues.append(QueueView("new", "default", [QueuedJob(jobs + i, "new", "default", 4.0, 1024, "", "fit")
                                                    for i in range(per)]))
     return queues
+
+
+def _history() -> History:
+    h = History(5, 60.0)
+    for user in [f"u{u}" for u in range(USERS)] + ["new"]:
+        for cpu in (1.0, 4.0):
+            h.teach(kind_of(user, "fit", cpu, 1024), True, 100.0, 100.0 * cpu, 1000.0)
+    return h
 
 
 def one_pass(nodes: int, jobs: int, kind: str, repeat: int) -> dict[str, Any]:
@@ -55,10 +65,12 @@ def one_pass(nodes: int, jobs: int, kind: str, repeat: int) -> dict[str, Any]:
         views = [_node(i, CPUS - 1 if i < free_nodes else CPUS) for i in range(nodes)]
         running = (nodes * CPUS - free_nodes) // USERS
         users = {f"u{u}": UserView(f"u{u}", running) for u in range(USERS)}
-    queues = _queues(jobs, kind == "newcomer")
+    waiting = _queues(jobs, kind == "newcomer")
+    history = _history()
     build, run, total = [], [], []
     placed = held = 0
     for _ in range(repeat):
+        queues = [QueueView(q.user, q.name, map(history.sized, q.jobs)) for q in waiting]
         t0 = time.perf_counter()
         pool = NodePool(views, rank)
         t1 = time.perf_counter()
@@ -68,7 +80,7 @@ def one_pass(nodes: int, jobs: int, kind: str, repeat: int) -> dict[str, Any]:
         run.append((t2 - t1) * 1000)
         total.append((t2 - t0) * 1000)
         placed, held = len(result.placements), len(result.held)
-    return {"nodes": nodes, "queued": sum(len(q.jobs) for q in queues), "placed": placed,  # type: ignore[arg-type]
+    return {"nodes": nodes, "queued": sum(len(q.jobs) for q in waiting), "placed": placed,  # type: ignore[arg-type]
             "held": held, "pool_ms": statistics.median(build), "schedule_ms": statistics.median(run),
             "median_ms": statistics.median(total), "max_ms": max(total)}
 

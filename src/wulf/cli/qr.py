@@ -73,7 +73,9 @@ def _parser() -> ArgParser:
     p.add_argument("--mem-limit", metavar="MB", help="stop the job if it uses more memory than this (512, 2G)")
     p.add_argument("--nice", metavar="N", help="run it at this niceness (0-19; at least the site's "
                    "[scheduler] job_nice; only administrators go lower)")
-    p.add_argument("-N", "--name", default="", help="a name for the job")
+    p.add_argument("-N", "--name", default="",
+                   help="a name for the job (default: the program or script). Your jobs of one name and "
+                        "request are of a kind: each starts with what the last ones used, if less than asked")
     p.add_argument("-o", "--output", default="", metavar="FILE",
                    help="file for stdout and stderr (default wulf-<id>.out; %%j is the job id)")
     p.add_argument("-Z", "--keep-script", action="store_true", help="keep the staged script after the run")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict, deque
-from dataclasses import dataclass
 
 from wulf.policy.adapt import MIN_CPU, MIN_MEM
 from wulf.policy.snapshot import Waiting
@@ -43,21 +42,25 @@ def kind_of(user: str, name: str, cpu: float, mem_mb: float) -> Kind | None:
     """The kind of a job of ``user`` named ``name`` that asks for ``cpu`` and ``mem_mb``."""
     if not name:
         return None
-    return (user, _NUMBER.sub("", name), cpu, mem_mb)
+    return (user, _NUMBER.sub("", name) if name.endswith("]") else name, cpu, mem_mb)
 
 
-@dataclass(frozen=True, slots=True)
 class Sized:
-    """A waiting job as a pass reads it once its kind has taught what it needs (less than it asks for)."""
+    """A waiting job as a pass reads it once its kind has taught what it needs (less than it asks for).
 
-    id: int
-    user: str
-    name: str
-    cpu: float
-    mem_mb: float
-    constraint: str
-    asked_cpu: float
-    asked_mem: float
+    (A plain class: a pass may make thousands, and a frozen dataclass is several times slower to make.)
+    """
+
+    __slots__ = ("asked_cpu", "asked_mem", "constraint", "cpu", "id", "mem_mb", "name", "user")
+
+    def __init__(self, job: Waiting, cpu: float, mem_mb: float) -> None:
+        self.id, self.user, self.name, self.constraint = job.id, job.user, job.name, job.constraint
+        self.cpu, self.mem_mb = cpu, mem_mb
+        self.asked_cpu, self.asked_mem = job.cpu, job.mem_mb
+
+    def __repr__(self) -> str:
+        return (f"Sized(id={self.id}, user={self.user!r}, cpu={self.cpu:g} of {self.asked_cpu:g}, "
+                f"mem_mb={self.mem_mb:g} of {self.asked_mem:g})")
 
 
 class History:
@@ -107,4 +110,4 @@ class History:
         cpu, mem = min(job.cpu, got[0]), min(job.mem_mb, got[1])
         if cpu == job.cpu and mem == job.mem_mb:
             return job
-        return Sized(job.id, job.user, job.name, cpu, mem, job.constraint, job.cpu, job.mem_mb)
+        return Sized(job, cpu, mem)
