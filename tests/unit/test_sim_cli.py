@@ -68,6 +68,8 @@ def test_save_workload(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     (["--plot", "out.pdf"], ".png or .svg"),
     (["--workload", EXAMPLE, "--jobs", "5"], "--jobs does not go with --workload"),
     (["--workload", EXAMPLE, "--nodes", "5"], "--nodes does not go with a workload file"),
+    (["--programs", "0"], "--programs must be at least 1"),
+    (["--workload", EXAMPLE, "--programs", "3"], "--programs does not go with --workload"),
     (["--scenario", "chaos"], "invalid choice"),
     (["--config", "/nonexistent/wulf.toml"], "wulf.toml"),
 ])

@@ -29,6 +29,17 @@ def test_scenario_defaults() -> None:
     assert sum(1 for n in generate("mixed", 30, 10, None, 0.5, 1).nodes if n.outside) == 15
 
 
+def test_batches_run_programs_that_users_run_again() -> None:
+    w = generate("mixed", 10, 2000, 3, None, 1)  # each batch a program of its own
+    assert len({j.name for j in w.jobs}) == len({(j.name, j.user, j.cpu, j.mem_mb) for j in w.jobs}) > 10
+    w = generate("mixed", 10, 2000, 3, None, 1, programs=4)
+    for user in w.users:
+        mine = [j for j in w.jobs if j.user == user]
+        assert {j.name for j in mine} <= {"prog1", "prog2", "prog3", "prog4"}
+        for name in {j.name for j in mine}:  # a program always asks for the same
+            assert len({(j.cpu, j.mem_mb) for j in mine if j.name == name}) == 1
+
+
 def test_a_workload_file_reads_back_what_was_written(tmp_path: Path) -> None:
     w = generate("outside", 6, 50, 3, None, 2)
     path = tmp_path / "w.jsonl"

@@ -256,6 +256,10 @@ def _sim_parser(sub: argparse._SubParsersAction[ArgParser]) -> None:
                           "of the memory, on and off (default 0; outside: 1/3)")
     sim.add_argument("--load", type=float, metavar="L", help="mixed and outside: the cpus the jobs ask for, "
                      "over the span they arrive in, as a fraction of the cluster's (default 1.0)")
+    sim.add_argument("--programs", type=int, metavar="K",
+                     help="mixed and outside: each user runs K programs, a batch one of them (jobs of a "
+                          "program are of a kind, and learn from each other what they need); default: "
+                          "each batch a program of its own")
     sim.add_argument("--scenario", choices=["mixed", "homogeneous", "flood", "outside"],
                      help="the generated workload (default mixed)")
     sim.add_argument("--workload", metavar="FILE", help="read nodes, queues and jobs from a JSON-lines file")

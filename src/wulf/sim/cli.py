@@ -32,13 +32,15 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} must be at least {least}")
     if args.outside_load is not None and not 0 <= args.outside_load <= 1:
         raise UsageError("--outside-load is the fraction of nodes with outside load: 0 to 1")
+    if args.programs is not None and args.programs < 1:
+        raise UsageError("--programs must be at least 1")
     if args.load is not None and not args.load > 0:
         raise UsageError("--load must be more than zero")
     if args.interval is not None and not args.interval > 0:
         raise UsageError("--interval must be more than zero seconds")
     if args.workload:
         for flag, value in (("--jobs", args.jobs), ("--users", args.users), ("--scenario", args.scenario),
-                            ("--load", args.load)):
+                            ("--load", args.load), ("--programs", args.programs)):
             if value is not None:
                 raise UsageError(f"{flag} does not go with --workload (the file has the jobs)")
     if args.plot:
@@ -48,7 +50,7 @@ def _check(args: argparse.Namespace) -> None:
 def workload(args: argparse.Namespace) -> Workload:
     if not args.workload:
         return generate(args.scenario or "mixed", args.nodes or DEFAULT_NODES, args.jobs, args.users,
-                        args.outside_load, args.seed, args.load or 1.0)
+                        args.outside_load, args.seed, args.load or 1.0, args.programs or 0)
     w = read_workload(args.workload)
     if w.nodes:
         for flag, value in (("--nodes", args.nodes), ("--outside-load", args.outside_load)):

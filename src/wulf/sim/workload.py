@@ -181,30 +181,42 @@ def _job(rng: random.Random, arrival: float, user: str, cpu: float, mem: float, 
                   round(mem * rng.uniform(0.3, 1.0)))
 
 
-def mixed_jobs(m: int, users: list[str], cpus: float, rng: random.Random, load: float = 1.0) -> list[SimJob]:
-    """``m`` jobs in batches (job arrays of one shape), submitted at random times over a span in which
-    they would keep ``cpus`` busy at ``load`` (by what they ask for)."""
+def mixed_jobs(m: int, users: list[str], cpus: float, rng: random.Random, load: float = 1.0,
+               programs: int = 0) -> list[SimJob]:
+    """``m`` jobs in batches (job arrays of one program and shape), submitted at random times over a span
+    in which they would keep ``cpus`` busy at ``load`` (by what they ask for). Each user runs
+    ``programs`` programs (each of a shape of its own), a batch one of them; 0: each batch is a program
+    of its own."""
     batches: list[tuple[str, float, float, str, int]] = []
+    names: list[str] = []
+    repertoire = {u: [_shape(rng) for _ in range(programs)] for u in users} if programs else {}
     left = m
     while left > 0:
         size = min(left, 1 + int(rng.expovariate(1 / 40)))
-        batches.append((rng.choice(users), *_shape(rng), size))
+        user = rng.choice(users)
+        if programs:
+            k = rng.randrange(programs)
+            batches.append((user, *repertoire[user][k], size))
+            names.append(f"prog{k + 1}")
+        else:
+            batches.append((user, *_shape(rng), size))
+            names.append(f"batch{len(names) + 1}")
         left -= size
     jobs = [_job(rng, 0.0, user, cpu, mem, use) for user, cpu, mem, use, size in batches for _ in range(size)]
     span = sum(j.cpu * j.duration for j in jobs) / (cpus * load)
     out = []
     k = 0
-    for b, (_, _, _, _, size) in enumerate(batches):
+    for name, (_, _, _, _, size) in zip(names, batches, strict=True):
         at = rng.uniform(0, span)
         for j in jobs[k:k + size]:  # the jobs of a batch run one program: one name
             out.append(SimJob(0, round(at, 1), j.user, j.queue, j.cpu, j.mem_mb, j.duration, j.used_cpu,
-                              j.used_mem_mb, "", f"batch{b + 1}"))
+                              j.used_mem_mb, "", name))
         k += size
     return out
 
 
 def generate(scenario: str, nodes: int, jobs: int | None, users: int | None, outside: float | None,
-             seed: int, load: float = 1.0) -> Workload:
+             seed: int, load: float = 1.0, programs: int = 0) -> Workload:
     """A synthetic workload (see :data:`SCENARIOS` and ``wulf sim --help``)."""
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
@@ -228,8 +240,10 @@ def generate(scenario: str, nodes: int, jobs: int | None, users: int | None, out
         what = f"{m} jobs: {names[0]} submits {m - m // 10} at once, then the others {m // 10} between them"
     else:
         m = jobs if jobs is not None else 10_000
-        job_list = mixed_jobs(m, names, cpus, rng, load)
+        job_list = mixed_jobs(m, names, cpus, rng, load, programs)
         what = f"{m} jobs in batches of mixed shapes, arriving over time (offered load {load:g})"
+        if programs:
+            what += f", each user's batches one of their {programs} programs"
     loaded = sum(1 for n in node_list if n.outside)
     description = (f"{scenario}: {len(node_list)} nodes ({cpus:g} cpus, {'identical' if homogeneous else 'mixed'}), "
                    f"{k} users, {what}; outside load on {loaded} nodes; seed {seed}")
