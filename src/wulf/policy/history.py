@@ -51,12 +51,24 @@ class Sized:
     (A plain class: a pass may make thousands, and a frozen dataclass is several times slower to make.)
     """
 
-    __slots__ = ("asked_cpu", "asked_mem", "constraint", "cpu", "id", "mem_mb", "name", "user")
+    __slots__ = ("constraint", "cpu", "id", "job", "mem_mb", "name", "user")
 
     def __init__(self, job: Waiting, cpu: float, mem_mb: float) -> None:
-        self.id, self.user, self.name, self.constraint = job.id, job.user, job.name, job.constraint
-        self.cpu, self.mem_mb = cpu, mem_mb
-        self.asked_cpu, self.asked_mem = job.cpu, job.mem_mb
+        self.job = job
+        self.cpu = cpu
+        self.mem_mb = mem_mb
+        self.id = job.id
+        self.user = job.user
+        self.constraint = job.constraint
+        self.name = job.name
+
+    @property
+    def asked_cpu(self) -> float:
+        return self.job.cpu
+
+    @property
+    def asked_mem(self) -> float:
+        return self.job.mem_mb
 
     def __repr__(self) -> str:
         return (f"Sized(id={self.id}, user={self.user!r}, cpu={self.cpu:g} of {self.asked_cpu:g}, "
@@ -102,12 +114,17 @@ class History:
 
     def sized(self, job: Waiting) -> Waiting:
         """``job`` as a pass should read it: the job itself, or what its kind needs when that is less
-        than it asks for."""
-        kind = kind_of(job.user, job.name, job.cpu, job.mem_mb)
-        got = None if kind is None else self._expect.get(kind)
+        than it asks for. (A pass calls this for every job it looks at: kind_of, inlined.)"""
+        name = job.name
+        if not name:
+            return job
+        if name[-1] == "]":
+            name = _NUMBER.sub("", name)
+        cpu, mem = job.cpu, job.mem_mb
+        got = self._expect.get((job.user, name, cpu, mem))
         if got is None:
             return job
-        cpu, mem = min(job.cpu, got[0]), min(job.mem_mb, got[1])
-        if cpu == job.cpu and mem == job.mem_mb:
+        c, m = got
+        if c >= cpu and m >= mem:
             return job
-        return Sized(job, cpu, mem)
+        return Sized(job, c if c < cpu else cpu, m if m < mem else mem)
