@@ -73,8 +73,8 @@ def test_a_waiting_job_is_sized_down_never_up() -> None:
     h = _taught((0.5, 300))
     sized = h.sized(_job(7))
     assert isinstance(sized, Sized)
-    assert (sized.id, sized.user, sized.cpu, sized.mem_mb, sized.asked_cpu, sized.asked_mem) == (
-        7, "alice", 0.5, 300, 2, 1000)
+    assert (sized.id, sized.user, sized.name, sized.constraint, sized.cpu, sized.mem_mb) == (
+        7, "alice", "fit", "", 0.5, 300)
     h = _taught((3.0, 300))  # it used more cpu than asked for: it still asks for no more than it did
     sized = h.sized(_job())
     assert (sized.cpu, sized.mem_mb) == (2, 300)

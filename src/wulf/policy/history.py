@@ -51,28 +51,18 @@ class Sized:
     (A plain class: a pass may make thousands, and a frozen dataclass is several times slower to make.)
     """
 
-    __slots__ = ("constraint", "cpu", "id", "job", "mem_mb", "name", "user")
+    __slots__ = ("constraint", "cpu", "id", "mem_mb", "name", "user")
 
     def __init__(self, job: Waiting, cpu: float, mem_mb: float) -> None:
-        self.job = job
-        self.cpu = cpu
-        self.mem_mb = mem_mb
         self.id = job.id
         self.user = job.user
-        self.constraint = job.constraint
         self.name = job.name
-
-    @property
-    def asked_cpu(self) -> float:
-        return self.job.cpu
-
-    @property
-    def asked_mem(self) -> float:
-        return self.job.mem_mb
+        self.constraint = job.constraint
+        self.cpu = cpu
+        self.mem_mb = mem_mb
 
     def __repr__(self) -> str:
-        return (f"Sized(id={self.id}, user={self.user!r}, cpu={self.cpu:g} of {self.asked_cpu:g}, "
-                f"mem_mb={self.mem_mb:g} of {self.asked_mem:g})")
+        return f"Sized(id={self.id}, user={self.user!r}, cpu={self.cpu:g}, mem_mb={self.mem_mb:g})"
 
 
 class History:

@@ -886,9 +886,11 @@ class Daemon:
 
     def _why_waiting(self, job: Job, up: bool) -> str:
         q = self.book.queues.get((job.user, job.queue))
-        sized = job if self.kinds is None else self.kinds.sized(job)
-        return why_waiting(sized, self.reasons.get((job.user, job.queue), ""), self.held_room.get(job.id),
-                           self.impossible.get(job.id), next(iter(q.jobs), None) if q is not None else None, up)
+        kept = self.held_room.get(job.id)
+        # (what it needs shows only where room is kept for it: only then is it looked up)
+        waiting = self.kinds.sized(job) if kept and self.kinds is not None else job
+        return why_waiting(waiting, self.reasons.get((job.user, job.queue), ""), kept, self.impossible.get(job.id),
+                           next(iter(q.jobs), None) if q is not None else None, up)
 
     def _wait_set(self, ids: Sequence[int], queues: Sequence[str], user: str) -> list[Job]:
         jobs = [self.get(i) for i in ids]
