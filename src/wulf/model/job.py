@@ -120,24 +120,15 @@ class Job:
         }
 
     def public(self, now: float) -> dict[str, Any]:
-        """The job as the API and `jstat --json` show it."""
+        """The job as the API and `jstat --json` show it: what a listing shows (:meth:`brief`), and the rest."""
         return {
-            "id": self.id,
+            **self.brief(now),
             "name": self.name,
-            "user": self.user,
             "uid": self.uid,
-            "origin": str(self.origin),
-            "state": str(self.state),
-            "queue": self.queue,
-            "node": self.node or None,
             "pid": self.pid,
-            "exit_code": self.exit_code,
             "signal": self.signal,
-            "command": self.command,
             "cwd": self.cwd,
             "output": self.output,
-            "cpu": self.cpu,
-            "mem_mb": self.mem_mb,
             "cpu_req": self.cpu_req,
             "mem_req_mb": self.mem_req,
             "cpu_used": round(self.cpu_used, 3),
@@ -147,10 +138,8 @@ class Job:
             "submitted": self.submitted,
             "started": self.started,
             "ended": self.ended,
-            "age": round(now - (self.started or self.submitted), 3),
             "nice": self.nice,
             "penalized": self.penalized,
-            "reason": self.reason,
             "constraint": self.constraint,
             "time_limit": self.time_limit,
             "cputime_limit": self.cputime_limit,

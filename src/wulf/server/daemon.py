@@ -108,7 +108,7 @@ class Daemon:
         if (old.history_jobs, old.history_min_seconds, old.adaptive) != (
                 policy.history_jobs, policy.history_min_seconds, policy.adaptive):
             self.kinds = policy.history()
-            self._teach([self.jobs[i] for i in self.history if i in self.jobs])
+            self._teach_from_kept()
         self._nodes_pool = None  # rank, features and the observe flag may have changed
         groups_of.cache_clear()
         self.wake()
@@ -133,12 +133,14 @@ class Daemon:
                     self.running[job.user] += 1
             elif job.final:
                 self.history.append(job.id)
-        self._teach(self.jobs[i] for i in self.history)
+        self._teach_from_kept()
         log.info("loaded %d jobs from the store; next id %d", len(jobs), self.next_id)
 
-    def _teach(self, ended: Iterable[Job]) -> None:
-        """Let the jobs that ended teach their kinds, in the order they ended."""
+    def _teach_from_kept(self) -> None:
+        """Let the finished jobs kept in memory teach their kinds, in the order they ended (at the start,
+        and when the history's settings change)."""
         if self.kinds is not None:
+            ended = [self.jobs[i] for i in self.history if i in self.jobs]
             for job in sorted(ended, key=lambda j: j.ended or 0.0):
                 self._taught(job)
 
