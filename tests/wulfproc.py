@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from users import User
+from wulf.agent.jobprocs import tree
 from wulf.agent.main import Agent
 from wulf.auth import credential
 from wulf.auth.key import ClusterKey, load_key
@@ -212,6 +213,15 @@ class Cluster:
         kill_leftover_jobs(self.root)
 
 
+def kill_job(supervisor: int) -> None:
+    """Kill a job's supervisor and everything below it (the job runs in a session of its own)."""
+    for pid in [*tree(supervisor)[1:], supervisor]:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def kill_leftover_jobs(root: Path) -> None:
     """Jobs outlive their agent by design; a test must not leave any behind (nor their cgroups)."""
     for log in root.glob("agent-*.log"):
@@ -219,8 +229,8 @@ def kill_leftover_jobs(root: Path) -> None:
         tag = hashlib.sha1(str(state.resolve()).encode()).hexdigest()[:8]
         for journal in Path("/dev/shm").glob(f"wulf-{os.getuid()}/*-{tag}/journal.jsonl"):
             for line in journal.read_text().splitlines():
-                with contextlib.suppress(OSError, ValueError, KeyError):
-                    os.killpg(int(json.loads(line)["pid"]), signal.SIGKILL)
+                with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                    kill_job(int(json.loads(line)["pid"]))
             shutil.rmtree(journal.parent, ignore_errors=True)
         for group in Path("/sys/fs/cgroup").glob(f"*/wulf/*-{tag}"):
             for procs in group.glob("*-*/cgroup.procs"):  # job-<id>, and spare-<n> kept for reuse
@@ -261,11 +271,13 @@ async def agent_in_process(tmp_path: Path, name: str, cgroups: bool) -> AsyncIte
     agent = Agent(config, f"unix:{tmp_path / 'no-server.sock'}", name=name, cgroups=cgroups,
                   key=ClusterKey(b"k" * 32), vouch_socket="")
     running = asyncio.create_task(agent.run())
+    deadline = time.monotonic() + 10
+    while agent.sessions is None and not running.done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)  # until it has taken back its journal's jobs, as before any start
     try:
         yield agent
     finally:
         for run in list(agent.jobs.values()):
-            with contextlib.suppress(OSError):
-                os.killpg(run.pid, signal.SIGKILL)
+            kill_job(run.pid)
         agent.stop()
         await running

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from wulf.agent.launcher import build_launch, join_lines, prologue
+from wulf.agent.launcher import build_launch, join_lines, prologue, run_line
 from wulf.agent.limits import (
     CPU_BACKSTOP_MARGIN,
     Limits,
@@ -89,8 +90,15 @@ def test_rlimit_lines() -> None:
 
 
 def test_prologue_without_cgroup_or_limits() -> None:
-    text = prologue(_job(cwd="/some dir"), "/run/7.rc")
-    assert text == "umask 0022\ncd -- '/some dir' || exit 1\ntrap 'echo $? > /run/7.rc' EXIT\n"
+    text = prologue(_job(cwd="/some dir"))
+    assert text == "umask 0022\ncd -- '/some dir' || exit 1\n"
+
+
+def test_the_supervisor_runs_the_job_in_a_session_of_its_own_and_keeps_its_status() -> None:
+    line = run_line(_job(command="exec x"), None)
+    assert line.endswith(' -c "$1" 8>&- 9<&-; _wulf_rc=$?; echo "$_wulf_rc" >&8; exit "$_wulf_rc"')
+    assert "exec x" not in line  # the command is the supervisor's $1, never quoted into its text
+    assert run_line(_job(script="#!/bin/bash\n"), "/s/wulf-7.script").split()[1] == "/s/wulf-7.script"
 
 
 def test_prologue_without_cgroup_takes_rlimits() -> None:
@@ -100,7 +108,7 @@ def test_prologue_without_cgroup_takes_rlimits() -> None:
 
 def test_prologue_joins_every_hierarchy_first() -> None:
     job = _job(mem_limit_mb=10.0, cputime_limit=60.0)
-    text = prologue(job, "/run/7.rc", ["/cg/memory/wulf/g/job-7/cgroup.procs", "/cg/cpu acct/job-7/cgroup.procs"])
+    text = prologue(job, ["/cg/memory/wulf/g/job-7/cgroup.procs", "/cg/cpu acct/job-7/cgroup.procs"])
     first, *rest = text.splitlines()
     assert first.startswith(
         "{ echo $$ > /cg/memory/wulf/g/job-7/cgroup.procs && echo $$ > '/cg/cpu acct/job-7/cgroup.procs'; }"
@@ -112,15 +120,17 @@ def test_prologue_joins_every_hierarchy_first() -> None:
     assert rest[2].startswith("cd -- ")
 
 
-def _run(launch_argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(launch_argv, capture_output=True, text=True, timeout=30)
+def _run(launch_argv: list[str], rc: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a supervisor as the agent does: its exit-status file as fd 8."""
+    argv = ["/bin/sh", "-c", 'exec 8>"$0"; exec "$@"', str(rc or os.devnull), *launch_argv]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30)
 
 
 def test_the_shell_joins_its_cgroup(tmp_path: Path) -> None:
     procs = [tmp_path / "a.procs", tmp_path / "b.procs"]  # stand-ins: plain files take the pid too
-    launch = build_launch(_job(command="echo $$", cwd=str(tmp_path)), str(tmp_path), str(tmp_path),
+    launch = build_launch(_job(command="echo $PPID", cwd=str(tmp_path)), str(tmp_path), str(tmp_path),
                           [str(p) for p in procs])
-    p = _run(launch.argv)
+    p = _run(launch.argv, Path(launch.rc_file))
     assert p.returncode == 0 and p.stderr == ""
     pid = p.stdout.strip()
     assert [f.read_text().strip() for f in procs] == [pid, pid]

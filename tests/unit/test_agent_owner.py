@@ -75,7 +75,9 @@ def test_the_owners_shell_waits_for_its_cgroup_then_opens_its_output_as_itself()
     assert lines[:5] == ["read _wulf_joined || :", "exec </dev/null 8>&1", "umask 0027", "cd -- '/w d' || exit 1",
                          "exec >'/w d/wulf-7.out' 2>&1"]
     assert lines[5].startswith('[ "$_wulf_joined" = 1 ] || { echo ') and "ulimit -v 10240" in lines[5]
-    assert lines[-1] == "trap 'echo $? >&8' EXIT"
+    assert lines[-1] == "unset _wulf_joined"
+    with_env = launcher.owner_prologue(_job(), in_cgroup=True, env_fd=True).splitlines()
+    assert with_env[-1] == ". /proc/self/fd/9"  # the job's environment, once the shell is its owner's
     no_cgroup = launcher.owner_prologue(_job(mem_limit_mb=10.0), in_cgroup=False).splitlines()
     assert "ulimit -v 10240 2>/dev/null" in no_cgroup and not any("_wulf_joined\" =" in x for x in no_cgroup)
 

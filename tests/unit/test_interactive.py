@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from wulf.agent.session import command_line, parse_listen
 from wulf.cli.jr import build_parser, command_string, rsh_argv
-from wulf.errors import UsageError
+from wulf.errors import UsageError, WulfError
 from wulf.interactive import (
     MAX_PAYLOAD,
     Decoder,
@@ -167,8 +167,11 @@ def test_options_stop_at_the_command() -> None:
 def test_rsh_command_line() -> None:
     argv = rsh_argv("ssh -o BatchMode=yes", "n1", "/home/a b", "make -j4", tty=True)
     assert argv[:4] == ["ssh", "-o", "BatchMode=yes", "-t"]
-    assert argv[4] == "n1"
-    assert shlex.split(argv[5]) == ["cd", "/home/a b", "&&", "make", "-j4"]
+    assert argv[4:6] == ["--", "n1"]  # the host is never taken for an option
+    assert shlex.split(argv[6]) == ["cd", "/home/a b", "&&", "make", "-j4"]
+    for host in ("-oProxyCommand=touch /tmp/x", "n1 -v", "", "a\nb"):
+        with pytest.raises(WulfError, match="not a host name"):
+            rsh_argv("ssh", host, "/x", "ls", tty=False)
     assert rsh_argv("rsh", "n1", "/x", "", tty=True) == ["rsh", "n1", 'cd /x && exec "${SHELL:-/bin/sh}" -l']
     assert "-t" not in rsh_argv("ssh", "n1", "/x", "ls", tty=False)
     with pytest.raises(UsageError):

@@ -373,10 +373,10 @@ class JobCgroup:
         text = _read(os.path.join(self.memory_dir, self.files.events))
         return 0 if text is None else parse_keyed(text).get("oom_kill", 0)
 
-    def signal(self, signum: int) -> int:
-        """Send ``signum`` to every process in it; how many there were."""
-        pids = self.pids()
-        if signum == signal.SIGKILL and self.version == 2 and pids:
+    def signal(self, signum: int, spare: int | None = None) -> int:
+        """Send ``signum`` to every process in it but ``spare``; how many there were."""
+        pids = [pid for pid in self.pids() if pid != spare]
+        if signum == signal.SIGKILL and spare is None and self.version == 2 and pids:
             with contextlib.suppress(OSError):
                 _write(os.path.join(self.memory_dir, "cgroup.kill"), "1")  # atomic, since Linux 5.14
                 return len(pids)

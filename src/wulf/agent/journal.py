@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -19,8 +20,7 @@ class Journal:
     COMPACT_AFTER = 20000  # records appended before the file is rewritten
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root = root  # the agent's own (see wulf.agent.rundir); its files are still never opened through a link
         self.path = root / "journal.jsonl"
         self.live: dict[int, dict[str, Any]] = {}
         self._appended = 0
@@ -30,13 +30,14 @@ class Journal:
         """The live entries left by a previous run; then the file is rewritten with just those."""
         self.live.clear()
         try:
-            with open(self.path, encoding="utf-8") as f:
+            with open(os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), encoding="utf-8",
+                      errors="replace") as f:
                 for line in f:
                     try:
                         rec = json.loads(line)
-                    except ValueError:
+                        self._apply(rec)
+                    except (ValueError, TypeError, KeyError, AttributeError):
                         continue  # a torn last line from a crash
-                    self._apply(rec)
         except FileNotFoundError:
             pass
         self._rewrite()
@@ -53,9 +54,13 @@ class Journal:
         if self._fd >= 0:
             os.close(self._fd)
         tmp = self.root / "journal.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.live.values()))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in self.live.values()))
         os.replace(tmp, self.path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
         self._appended = 0
 
     def append(self, records: list[dict[str, Any]]) -> None:

@@ -3,26 +3,29 @@
 Pure parts (the environment, the output path, the command line) are separate from the one call that
 starts a process, so they are tested without processes.
 
-A job runs under ``/bin/sh`` in its own session (so signals reach its whole process group). The shell
-first changes to the job's directory and sets an EXIT trap that writes the job's exit status to a
-small file in the agent's runtime directory (tmpfs): if the agent is restarted while the job runs, the new agent
-cannot wait for the job (it is no longer its child) and reads its exit status from that file instead.
+A job runs under a small *supervisor*: a ``/bin/sh`` in a session of its own, which prepares the job
+(cgroup, rlimits, umask, directory, output), starts it as its child in a session of its own
+(util-linux ``setsid``), waits for it, and writes its exit status to a file in the agent's runtime
+directory (tmpfs, handed to it as fd 8). The job's own shell is the job: it may ``exec``, set its own
+EXIT trap, or trap a signal that ``jkill`` sends it (signals go to the job's session and cgroup, not
+to the supervisor), and its exit status is still known. The agent waits for the supervisor (its
+child) and reads the status file only when it was restarted meanwhile and can no longer wait.
 
-Before that, the shell puts itself in the job's cgroup (when it has one), so that nothing the job starts
+The supervisor first puts itself in the job's cgroup (when it has one), so that nothing the job starts
 escapes it, and sets the job's rlimits (see :func:`wulf.agent.limits.rlimit_lines`). Should it fail to
 join its cgroup, the job still runs: it says so in its output, takes the memory rlimit a job without
 a cgroup has, and the agent, not finding it in its cgroup, measures it from its processes.
 
 A job runs with its owner's umask. When the agent is root and the job is someone else's (see
-:mod:`wulf.agent.owner`), the shell starts as the owner (through util-linux's ``setpriv``, else a
+:mod:`wulf.agent.owner`), the supervisor starts as the owner (through util-linux's ``setpriv``, else a
 fork that changes user: see :func:`become_argv`), and everything that touches the owner's files
 is done as them: the shell changes to the job's directory and opens the output file itself (so the
-file is theirs, and a directory they may not write stays closed to them). The agent then puts the
-shell in its cgroup from outside (a user may not move a process between root's cgroups): the shell
-waits on its standard input until the agent says it is done. The exit-status file is opened by the
-agent and handed to the shell (as its fd 8), and anything the shell says before the job's output
-is open goes to a small file in the runtime directory, from which the agent takes the reason a job
-could not start.
+file is theirs, and a directory they may not write stays closed to them). Nothing of the user's
+reaches a process while it is root: setpriv starts with a fixed environment, and the supervisor reads
+the job's own from a descriptor once it is the owner's. The agent puts the supervisor in its cgroup
+from outside (a user may not move a process between root's cgroups): the shell waits on its standard
+input until the agent says it is done. Anything the shell says before the job's output is open goes
+to a small file in the runtime directory, from which the agent takes the reason a job could not start.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -96,24 +100,51 @@ def join_lines(job: StartJob, cgroup_procs: Sequence[str]) -> list[str]:
     return [f"{{ {join}; }} 2>/dev/null || {{ {fallback}; }}", *rlimit_lines(limits, memory=False)]
 
 
-def prologue(job: StartJob, rc: str, cgroup_procs: Sequence[str] = ()) -> str:
-    """What the job's shell does before the job: join its cgroup, set rlimits and its umask, change
-    directory, and arrange to leave its exit status in ``rc``."""
+ENV_FD: Final = 9
+"""The descriptor on which a job run through setpriv finds its environment (see :func:`env_script`)."""
+
+
+@functools.cache
+def _setsid() -> str | None:
+    """util-linux's ``setsid``: the job runs in a session of its own, apart from its supervisor."""
+    return shutil.which("setsid", path="/usr/bin:/bin:/usr/sbin:/sbin")
+
+
+def run_line(job: StartJob, script_file: str | None) -> str:
+    """The supervisor's last line (see :func:`prologue`): run the job as a child in a session of its
+    own, write its exit status to fd 8, and end with it. The job gets neither fd 8 nor fd 9. Its
+    command is the supervisor's ``$1``, so it is never quoted into the supervisor's own text."""
+    if script_file is None:
+        run = f'{SHELL} -c "$1"'
+    elif job.script is not None and job.script.startswith("#!"):
+        run = shlex.quote(script_file)
+    else:
+        run = f"{SHELL} {shlex.quote(script_file)}"
+    setsid = _setsid()
+    if setsid is not None:
+        run = f"{shlex.quote(setsid)} {run}"
+    return f'{run} 8>&- {ENV_FD}<&-; _wulf_rc=$?; echo "$_wulf_rc" >&8; exit "$_wulf_rc"'
+
+
+def prologue(job: StartJob, cgroup_procs: Sequence[str] = ()) -> str:
+    """What the supervisor of a job run as the agent's own user does before the job: join its cgroup,
+    set rlimits and its umask, change directory. Its output is open already (see :func:`spawn`) and
+    the agent hands it the exit-status file as fd 8."""
     lines = [
         *join_lines(job, cgroup_procs),
         *open_files_lines(),
         f"umask {umask_of(job):04o}",
         f"cd -- {shlex.quote(job.cwd)} || exit 1",
-        f"trap {shlex.quote('echo $? > ' + shlex.quote(rc))} EXIT",
     ]
     return "".join(line + "\n" for line in lines)
 
 
-def owner_prologue(job: StartJob, in_cgroup: bool) -> str:
-    """What the shell of a job run as its owner does before the job (see the module's doc): wait
+def owner_prologue(job: StartJob, in_cgroup: bool, env_fd: bool = False) -> str:
+    """What the supervisor of a job run as its owner does before the job (see the module's doc): wait
     until the agent has put it in its cgroup (``in_cgroup``: the job has one), take the exit-status
-    file as fd 8, set the umask, change directory, open the output, and set rlimits (the memory
-    rlimit when it is in no cgroup after all)."""
+    file as fd 8, set the umask, change directory, open the output, set rlimits (the memory rlimit when
+    it is in no cgroup after all), and, with ``env_fd``, take the job's environment from fd 9: it
+    started with a fixed one, so that nothing of the user's reached it while it was root."""
     limits = Limits.of(job)
     warn = f"wulf: job {job.id} could not join its cgroup; its limits are enforced without it"
     fallback = "; ".join([f"echo {shlex.quote(warn)} >&2", *rlimit_lines(limits, memory=True)])
@@ -127,28 +158,41 @@ def owner_prologue(job: StartJob, in_cgroup: bool) -> str:
           else rlimit_lines(limits, memory=True)),
         *open_files_lines(),
         "unset _wulf_joined",
-        "trap 'echo $? >&8' EXIT",
+        *([f". /proc/self/fd/{ENV_FD}"] if env_fd else []),
     ]
     return "".join(line + "\n" for line in lines)
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def env_script(env: dict[str, str]) -> bytes:
+    """The job's environment as lines its supervisor sources once it is its owner. Names that are
+    not shell names (``BASH_FUNC_x%%``) are left out, as /bin/sh leaves them out of what it passes on."""
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items() if _NAME.match(k)).encode()
+
+
+MINIMAL_PATH: Final = "/usr/local/bin:/usr/bin:/bin"
+
+
+def helper_env(job: StartJob) -> dict[str, str]:
+    """The fixed environment of a job's supervisor while it is root (setpriv), before it takes the
+    job's own: the job id, so that a restarted agent can find it."""
+    return {"PATH": MINIMAL_PATH, "WULF_JOB_ID": str(job.id)}
+
+
 def build_launch(job: StartJob, scratch: str, runtime: str, cgroup_procs: Sequence[str] = (),
-                 owner: Owner | None = None) -> Launch:
-    """The command line that runs ``job`` (its script staged at ``script_file``), in its cgroup if
-    ``cgroup_procs`` names one, as ``owner`` if there is one."""
+                 owner: Owner | None = None, env_fd: bool = False) -> Launch:
+    """The command line that runs ``job`` under its supervisor shell (its script staged at
+    ``script_file``), in its cgroup if ``cgroup_procs`` names one, as ``owner`` if there is one."""
     rc = rc_path(runtime, job.id)
+    script = None if job.script is None else script_path(scratch, job.id)
     if owner is None:
-        prologue_text, err = prologue(job, rc, cgroup_procs), None
+        prologue_text, err = prologue(job, cgroup_procs), None
     else:
-        prologue_text, err = owner_prologue(job, bool(cgroup_procs)), err_path(runtime, job.id)
-    if job.script is None:
-        return Launch([SHELL, "-c", prologue_text + job.command], rc, None, err)
-    script = script_path(scratch, job.id)
-    if job.script.startswith("#!"):
-        run = shlex.quote(script)
-    else:
-        run = f"{SHELL} {shlex.quote(script)}"
-    return Launch([SHELL, "-c", prologue_text + run], rc, script, err)
+        prologue_text, err = owner_prologue(job, bool(cgroup_procs), env_fd), err_path(runtime, job.id)
+    return Launch([SHELL, "-c", prologue_text + run_line(job, script), f"wulf-{job.id}", job.command],
+                  rc, script, err)
 
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -198,27 +242,54 @@ RESTORE_SIGNALS: Final = (signal.SIGPIPE, signal.SIGXFSZ)
 """Signals Python ignores, which a job must get with their default action (as subprocess restores
 them): a job in a pipeline ends at a closed pipe, not with an error on every write."""
 
+_OUTPUT = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def check_job(job: StartJob) -> None:
+    """Refuse (ValueError) what no process can be started with. The server refuses it at submission;
+    this is the agent's own guard, so that one bad job fails alone and never stops the agent."""
+    texts = [job.command, job.cwd, job.output, job.name, *(job.script,), *job.env.values()]
+    if any("\0" in t for t in texts if t):
+        raise ValueError("a NUL byte in its command, script, directory, output or environment")
+    for name in job.env:
+        if not name or "=" in name or "\0" in name:
+            raise ValueError(f"{name!r} is not an environment variable name")
+    Limits.of(job)  # raises on a limit that is not a finite number within bounds
+
 
 def spawn(job: StartJob, node: str, scratch: str, runtime: str,
           cgroup_procs: Sequence[str] = (), owner: Owner | None = None) -> tuple[int, Launch]:
-    """Start ``job`` (as ``owner`` if there is one); returns its pid. Raises OSError when it cannot start."""
+    """Start ``job``'s supervisor (as ``owner`` if there is one); returns its pid. Raises OSError when
+    it cannot start, ValueError for a job no process can be started with."""
+    check_job(job)
     if owner is not None:
         return _spawn_as(job, node, scratch, runtime, cgroup_procs, owner)
     launch = build_launch(job, scratch, runtime, cgroup_procs)
     stage_script(launch, job)
-    out = output_path(job)
+    # the output is never opened through a link: a root job's must not follow one a user planted
+    out = os.open(output_path(job), _OUTPUT, 0o666 & ~umask_of(job))
+    try:
+        rc = _create(launch.rc_file, 0o600)
+    except OSError:
+        os.close(out)
+        raise
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 & ~umask_of(job)),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
+        (os.POSIX_SPAWN_DUP2, out, 1),
+        (os.POSIX_SPAWN_DUP2, out, 2),
+        (os.POSIX_SPAWN_DUP2, rc, 8),
     ]
     argv = launch.argv
     delta = job.nice - os.getpriority(os.PRIO_PROCESS, 0)
     nice = shutil.which("nice", path="/usr/bin:/bin") if delta else None
     if nice is not None:  # the shell starts at its niceness: nothing it starts runs at the agent's
         argv = [nice, "-n", str(delta), *argv]
-    pid = os.posix_spawn(argv[0], argv, job_env_as(job, node, None), file_actions=actions,
-                         setsid=True, setsigdef=RESTORE_SIGNALS)
+    try:
+        pid = os.posix_spawn(argv[0], argv, job_env_as(job, node, None), file_actions=actions,
+                             setsid=True, setsigdef=RESTORE_SIGNALS)
+    finally:
+        os.close(out)
+        os.close(rc)
     if delta and nice is None:
         set_nice(pid, job.nice)
     return pid, launch
@@ -242,17 +313,32 @@ def become_argv(setpriv: str, owner: Owner) -> list[str]:
     runs the rest. The agent starts it with vfork semantics (posix_spawn), which costs it next to
     nothing: a fork that changes user in the child copies the agent's whole address space, over a
     millisecond of the agent's time for every job. The kernel drops root's capabilities at the change
-    of user, as it does for ``subprocess``'s ``user=``."""
+    of user, as it does for ``subprocess``'s ``user=``.
+
+    setpriv runs as root until it changes user, and the dynamic loader reads its environment before
+    that (``LD_PRELOAD``, ``LD_LIBRARY_PATH``, ``LD_AUDIT``, ``GCONV_PATH``...). So it is started with a
+    fixed environment (:func:`helper_env`), and the job's own reaches the job's shell only once that
+    shell is its owner's, on a descriptor (:func:`env_script`): never through a command line, which
+    every user may read."""
     groups = ",".join(map(str, owner.groups))
     return [setpriv, f"--reuid={owner.uid}", f"--regid={owner.gid}",
             f"--groups={groups}" if groups else "--clear-groups", "--"]
+
+
+def _env_memfd(env: dict[str, str]) -> int:
+    fd = os.memfd_create("wulf-env", os.MFD_CLOEXEC)
+    data = memoryview(env_script(env))
+    while data:
+        data = data[os.write(fd, data):]
+    return fd
 
 
 def _spawn_as(job: StartJob, node: str, scratch: str, runtime: str, cgroup_procs: Sequence[str],
               owner: Owner) -> tuple[int, Launch]:
     """Start the job's shell as ``owner`` (with setpriv, else with a fork that changes user), put it in
     its cgroup from outside, then let it go on (see the module's notes)."""
-    launch = build_launch(job, scratch, runtime, cgroup_procs, owner)
+    helper = setpriv()
+    launch = build_launch(job, scratch, runtime, cgroup_procs, owner, env_fd=helper is not None)
     assert launch.err_file is not None
     stage_script(launch, job, owner)
     env = job_env_as(job, node, owner)
@@ -264,12 +350,15 @@ def _spawn_as(job: StartJob, node: str, scratch: str, runtime: str, cgroup_procs
         fds.append(err)
         wait_r, wait_w = os.pipe2(os.O_CLOEXEC)
         fds += [wait_r, wait_w]
-        helper = setpriv()
         if helper is not None:
+            env_fd = _env_memfd(env)
+            fds.append(env_fd)
             argv = [*become_argv(helper, owner), *launch.argv]
-            actions = [(os.POSIX_SPAWN_DUP2, wait_r, 0), (os.POSIX_SPAWN_DUP2, rc, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
-            pid = os.posix_spawn(helper, argv, env, file_actions=actions, setsid=True, setsigdef=RESTORE_SIGNALS)
-        else:
+            actions = [(os.POSIX_SPAWN_DUP2, wait_r, 0), (os.POSIX_SPAWN_DUP2, rc, 1), (os.POSIX_SPAWN_DUP2, err, 2),
+                       (os.POSIX_SPAWN_DUP2, env_fd, ENV_FD)]
+            pid = os.posix_spawn(helper, argv, helper_env(job), file_actions=actions, setsid=True,
+                                 setsigdef=RESTORE_SIGNALS)
+        else:  # the child changes user before it runs anything: the environment is safe to pass
             try:
                 popen = subprocess.Popen(
                     launch.argv, executable=SHELL, stdin=wait_r, stdout=rc, stderr=err, cwd="/", env=env,

@@ -20,8 +20,20 @@ CPU_BACKSTOP_MARGIN: Final = 5
 check (every second) not have come first (while the agent is down or restarting)."""
 
 
-def _positive(value: float | None) -> float | None:
-    return value if value is not None and value > 0 else None
+MAX_SECONDS: Final = 100 * 365 * 86400.0
+"""The largest time limit taken (a century): anything above is a mistake, not a limit."""
+MAX_MB: Final = float(2**40)
+"""The largest memory limit taken, in MB (an exabyte): past it the kernel's own counters overflow."""
+
+
+def _positive(value: float | None, what: str, top: float) -> float | None:
+    """A limit; one of 0 or less is none. Raises ValueError for one that is not a finite number within
+    ``top``: NaN would compare as no limit at all, and 1e308 overflows what the kernel takes."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or value > top:
+        raise ValueError(f"its {what} limit ({value}) is not a number within {top:g}")
+    return value if value > 0 else None
 
 
 @dataclass(frozen=True)
@@ -32,8 +44,10 @@ class Limits:
 
     @classmethod
     def of(cls, job: StartJob) -> Limits:
-        """A job's limits; one of 0 or less is taken as none (a limit nothing can meet is a mistake)."""
-        return cls(_positive(job.time_limit), _positive(job.cputime_limit), _positive(job.mem_limit_mb))
+        """A job's limits; one of 0 or less is taken as none (a limit nothing can meet is a mistake).
+        Raises ValueError for one that is not a finite number within bounds."""
+        return cls(_positive(job.time_limit, "time", MAX_SECONDS), _positive(job.cputime_limit, "cpu time", MAX_SECONDS),
+                   _positive(job.mem_limit_mb, "memory", MAX_MB))
 
     def __bool__(self) -> bool:
         return self.time is not None or self.cpu is not None or self.mem_mb is not None

@@ -42,6 +42,7 @@ from wulf.agent.journal import Journal
 from wulf.agent.limits import Limits, Usage, exit_reason
 from wulf.agent.monitor import Monitor
 from wulf.agent.owner import CannotRun, owner_of
+from wulf.agent.rundir import secure_dir
 from wulf.agent.session import SessionServer
 from wulf.auth import credential, vouch
 from wulf.auth.key import ClusterKey, load_key
@@ -97,6 +98,7 @@ class Running:
     adopted: bool = False  # found again after a restart: not our child, so no wait status
     meter: JobMeter | None = None
     err_file: str | None = None  # what the shell of a job run as its owner said before its output was open
+    signalled: int = 0  # the last signal wulf sent the job: an exit status of 128 + it is that signal
 
     @property
     def limits(self) -> Limits:
@@ -123,6 +125,12 @@ def runtime_dir(config: Config, name: str, state: Path) -> Path:
     return Path(base) / f"wulf-{os.getuid()}" / f"{name}-{tag}"
 
 
+def make_runtime_dir(config: Config, name: str, state: Path) -> Path:
+    """The runtime directory, made (or found) the agent's alone: see :mod:`wulf.agent.rundir`."""
+    path = runtime_dir(config, name, state)
+    return secure_dir(path, levels=1 if config.agent.runtime_dir else 2)
+
+
 class Agent:
     def __init__(self, config: Config, server: str, name: str | None = None, cpus: float | None = None,
                  mem_mb: float | None = None, cgroups: bool | None = None, key: ClusterKey | None = None,
@@ -138,7 +146,7 @@ class Agent:
         acfg = config.agent
         self.scratch = acfg.scratch
         state = Path(acfg.state_dir) if acfg.state_dir else default_state_dir() / f"agent-{self.name}"
-        self.runtime = runtime_dir(config, self.name, state)
+        self.runtime = make_runtime_dir(config, self.name, state)
         self.journal = Journal(self.runtime)
         self._journal_queue: list[dict[str, Any]] = []
         ignore = {os.getpid()}
@@ -170,18 +178,26 @@ class Agent:
     def recover(self) -> None:
         """Take back the jobs of a previous run of this agent from the journal."""
         for entry in self.journal.load():
-            job_id = int(entry["id"])
-            if "exit" in entry:
-                self.unacked[job_id] = JobExit.model_validate(entry["exit"])
+            try:
+                job_id = int(entry["id"])
+                if "exit" in entry:
+                    self.unacked[job_id] = JobExit.model_validate(entry["exit"])
+                    continue
+                run = self._from_journal(job_id, entry)
+            except (KeyError, TypeError, ValueError, ValidationError) as e:
+                log.warning("ignoring a journal entry the agent cannot read (%s): %.200r", e, entry)
                 continue
-            fields: dict[str, Any] = {k: entry.get(k) for k in JOURNAL_KEYS}
-            run = Running(**fields)
-            run.adopted = True
+            if run.pid <= 0:  # it died between its intent and its spawn's record: look for the job
+                found = _find_supervisor(job_id)
+                if found is None:
+                    self._ended_while_away(run)
+                    continue
+                run.pid, run.start_ticks = found, _proc_start(found)
             cg = self.cgroups.job(job_id) if self.cgroups is not None else None
             if cg is not None:
                 cg.limited = run.mem_limit_mb is not None  # the earlier run set its limit
             run.meter = JobMeter(run.pid, cg if cg is not None and cg.exists() else None)
-            if not _same_process(run) or not self._watch(run):
+            if not _is_the_job(run) or not self._watch(run):
                 self._ended_while_away(run)
             else:
                 self.jobs[job_id] = run
@@ -191,6 +207,21 @@ class Agent:
             removed = self.cgroups.remove_stale(self.jobs)
             if removed:
                 log.info("removed the empty cgroups of %d jobs this agent no longer runs", len(removed))
+
+    def _from_journal(self, job_id: int, entry: dict[str, Any]) -> Running:
+        """A running job as the journal has it. Its files are where this agent puts a job's files,
+        whatever the entry says: the agent never acts on a path it did not make."""
+        pid = entry.get("pid")
+        ticks = entry.get("start_ticks")
+        script = launcher.script_path(self.scratch, job_id) if entry.get("script_file") else None
+        err = launcher.err_path(str(self.runtime), job_id) if entry.get("err_file") else None
+        time_limit, cputime_limit, mem_limit_mb = (None if entry.get(k) is None else float(entry[k])
+                                                   for k in ("time_limit", "cputime_limit", "mem_limit_mb"))
+        run = Running(job_id, int(pid) if pid is not None else 0, int(ticks) if ticks is not None else None,
+                      float(entry["started"]), launcher.rc_path(str(self.runtime), job_id), script,
+                      bool(entry.get("keep_script")), time_limit, cputime_limit, mem_limit_mb, err_file=err)
+        run.adopted = True
+        return run
 
     def _ended_while_away(self, run: Running) -> None:
         rc = launcher.read_rc(run.rc_file)
@@ -206,37 +237,53 @@ class Agent:
         return True
 
     def start_jobs(self, jobs: list[StartJob]) -> None:
+        jobs = [job for job in jobs if job.id not in self.jobs and job.id not in self.unacked]  # never twice
+        # the intent to start them is in the journal before any starts: an agent that dies while
+        # starting them finds each again at its restart (running, or ended), and none is started twice
+        self.journal.append([self._intent(job) for job in jobs])
         for job in jobs:
-            if job.id in self.jobs or job.id in self.unacked:
-                continue  # already started: nothing is started twice
             try:
-                owner = owner_of(job, self.name)
-            except CannotRun as e:
-                log.warning("job %d: %s", job.id, e)
-                self._finish_exit(JobExit(id=job.id, exit_code=None, time=time.time(), reason=str(e)))
-                continue
-            limits = Limits.of(job)
-            cg = self._new_cgroup(job.id, limits.mem_mb)
-            try:
-                pid, launch = launcher.spawn(job, self.name, self.scratch, str(self.runtime),
-                                             cg.procs_files() if cg is not None else (), owner)
-            except OSError as e:
-                reason = f"could not start: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+                self._start(job)
+            except Exception as e:  # whatever one job does, the agent goes on with the rest
+                code, reason = _start_failure(e)
                 log.warning("job %d: %s", job.id, reason)
-                if cg is not None:
-                    self._ended_cgroups.append((job.id, cg, True))
-                self._finish_exit(JobExit(id=job.id, exit_code=127, time=time.time(), reason=reason))
-                continue
-            now = time.time()
-            run = Running(job.id, pid, None, now, launch.rc_file, launch.script_file, job.keep_script,
-                          limits.time, limits.cpu, limits.mem_mb, meter=JobMeter(pid, cg), err_file=launch.err_file)
-            self._journal_queue.append(_record(run))
-            self.jobs[job.id] = run
-            self.enforcer.watch(job.id, limits, now)
-            if not self._watch(run):
-                self._reap(run)
-            self._started.append(JobStarted(id=job.id, pid=pid, time=now))
-            self._schedule_flush()
+                self._finish_exit(JobExit(id=job.id, exit_code=code, time=time.time(), reason=reason))
+
+    def _intent(self, job: StartJob) -> dict[str, Any]:
+        """The journal's record of a job about to start: what its running record has, but no pid."""
+        try:
+            limits = Limits.of(job)
+        except ValueError:
+            limits = Limits()
+        return {"id": job.id, "pid": None, "start_ticks": None, "started": time.time(),
+                "rc_file": launcher.rc_path(str(self.runtime), job.id),
+                "script_file": None if job.script is None else launcher.script_path(self.scratch, job.id),
+                "keep_script": job.keep_script, "time_limit": limits.time, "cputime_limit": limits.cpu,
+                "mem_limit_mb": limits.mem_mb, "err_file": None}
+
+    def _start(self, job: StartJob) -> None:
+        """Start one job; raises whatever stops it from starting (the caller fails the job alone)."""
+        owner = owner_of(job, self.name)
+        launcher.check_job(job)
+        limits = Limits.of(job)
+        cg = self._new_cgroup(job.id, limits.mem_mb)
+        try:
+            pid, launch = launcher.spawn(job, self.name, self.scratch, str(self.runtime),
+                                         cg.procs_files() if cg is not None else (), owner)
+        except BaseException:
+            if cg is not None:
+                self._ended_cgroups.append((job.id, cg, True))
+            raise
+        now = time.time()
+        run = Running(job.id, pid, None, now, launch.rc_file, launch.script_file, job.keep_script,
+                      limits.time, limits.cpu, limits.mem_mb, meter=JobMeter(pid, cg), err_file=launch.err_file)
+        self._journal_queue.append(_record(run))
+        self.jobs[job.id] = run
+        self.enforcer.watch(job.id, limits, now)
+        if not self._watch(run):
+            self._reap(run)
+        self._started.append(JobStarted(id=job.id, pid=pid, time=now))
+        self._schedule_flush()
 
     def _new_cgroup(self, job_id: int, mem_limit_mb: float | None) -> JobCgroup | None:
         """A cgroup for a job (with its memory limit), made for it or a spare; None without cgroups or
@@ -267,6 +314,8 @@ class Agent:
             if usage is not None:
                 cpu = usage.ru_utime + usage.ru_stime
                 peak = _job_maxrss_mb(usage.ru_maxrss)
+        if exit_code is not None and run.signalled and exit_code == 128 + run.signalled:
+            exit_code, sig = None, run.signalled  # the job died of the signal wulf sent it (as its shell says)
         reason = "" if exit_code is not None or sig is not None else "lost: exit status unknown"
         if sig is not None:
             reason = f"killed by signal {sig} ({signal.Signals(sig).name if sig in signal.valid_signals() else sig})"
@@ -411,12 +460,14 @@ class Agent:
         return run.meter.memory_mb(pids)
 
     def renice(self, job_id: int, nice: int) -> None:
-        pid = self.jobs[job_id].pid if job_id in self.jobs else None
-        if pid is None and self.sessions is not None:
-            pid = self.sessions.running().get(job_id)
-        if pid is None:
+        run = self.jobs.get(job_id)
+        if run is not None:
+            pids = jobprocs.tree(run.pid)  # the supervisor and the job, in a session of its own below it
+        elif self.sessions is not None and job_id in self.sessions.running():
+            pids = _session_members(self.sessions.running()[job_id])
+        else:
             return
-        for p in _session_members(pid):
+        for p in pids:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, p, nice)
 
@@ -618,6 +669,18 @@ def _record(run: Running) -> dict[str, Any]:
     return {key: getattr(run, key) for key in JOURNAL_KEYS}
 
 
+def _start_failure(e: Exception) -> tuple[int | None, str]:
+    """The exit code and reason of a job that could not start because of ``e``."""
+    if isinstance(e, CannotRun):
+        return None, str(e)
+    if isinstance(e, OSError):
+        return 127, f"could not start: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+    if isinstance(e, ValueError):
+        return None, f"could not start: {e}"
+    log.error("starting a job failed", exc_info=e)  # a bug of the agent's: its trace goes to the log
+    return None, f"could not start: {type(e).__name__}: {e}"
+
+
 _own_peak_kb = 0  # the agent's peak resident size (KB) when last looked at
 
 
@@ -635,28 +698,58 @@ def _job_maxrss_mb(maxrss_kb: int) -> float:
 
 
 def _signal_job(run: Running, signum: int) -> None:
-    """Signal every process of a job: its process group, and everything in its cgroup (or, without
-    one, below its shell), which also reaches processes that left the group."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(run.pid, signum)
+    """Signal every process of a job: everything in its cgroup (or, without one, below its supervisor),
+    which also reaches processes that left the job's session, but not the supervisor (``run.pid``),
+    which waits to write the job's exit status; SIGKILL ends the supervisor too."""
+    run.signalled = signum
+    spare = None if signum == signal.SIGKILL else run.pid
+    below = jobprocs.tree(run.pid)[1:]
+    for pid in below[:1]:  # the job's own session leader first: its whole process group
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signum)
     cg = run.meter.joined() if run.meter is not None else None
     if cg is not None:
-        cg.signal(signum)
-        return
-    for pid in jobprocs.tree(run.pid)[1:]:
+        cg.signal(signum, spare=spare)
+    else:
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+    if spare is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signum)
+            os.killpg(run.pid, signum)
 
 
-def _same_process(run: Running) -> bool:
-    """Is the process with the job's pid still the job (and not a later process with the same pid)?"""
-    if run.start_ticks is not None:
-        return _proc_start(run.pid) == run.start_ticks
-    try:  # started too recently to have its start time noted: look for its job id in its environment
-        with open(f"/proc/{run.pid}/environ", "rb") as f:
-            return f"WULF_JOB_ID={run.id}".encode() in f.read().split(b"\0")
-    except OSError:
+def _job_id_in(pid: int) -> int | None:
+    """The WULF_JOB_ID a process was started with (a job's supervisor, and the job), if any."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"WULF_JOB_ID="):
+                    return int(item[12:])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _is_the_job(run: Running) -> bool:
+    """Is the process with the job's pid still the job's supervisor: the same process (by its start
+    time, when noted), started for this job (by the job id in its environment), leading its session?"""
+    if run.start_ticks is not None and _proc_start(run.pid) != run.start_ticks:
         return False
+    if _job_id_in(run.pid) != run.id:
+        return False
+    with contextlib.suppress(OSError):
+        return os.getsid(run.pid) == run.pid
+    return False
+
+
+def _find_supervisor(job_id: int) -> int | None:
+    """The supervisor of a job whose spawn the journal did not record (the agent died meanwhile): the
+    session leader started for the job whose parent was not (the job itself leads a session too)."""
+    leaders = {p.pid: p for p in procfs.scan_processes() if p.pid == p.sid}
+    found = {pid for pid in leaders if _job_id_in(pid) == job_id}
+    tops = [pid for pid in found if leaders[pid].ppid not in found]
+    return tops[0] if len(tops) == 1 else None
 
 
 def _session_members(sid: int) -> list[int]:

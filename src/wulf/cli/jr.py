@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shlex
 import signal
 import sys
@@ -87,10 +88,16 @@ def rsh_argv(rsh: str, host: str, cwd: str, command: str, tty: bool) -> list[str
         raise UsageError(f"--rsh: {e}") from None
     if not argv:
         raise UsageError("--rsh: give the remote shell to use, e.g. --rsh ssh")
+    if not _HOST.match(host):  # a node's host name as its agent reported it: never an option of ssh's
+        raise WulfError(f"the server named a node host that is not a host name: {host!r}")
     remote = f"cd {shlex.quote(cwd)} && " + (command if command.strip() else 'exec "${SHELL:-/bin/sh}" -l')
-    if tty and os.path.basename(argv[0]) == "ssh":
+    ssh = os.path.basename(argv[0]) == "ssh"
+    if tty and ssh:
         argv.append("-t")
-    return [*argv, host, remote]
+    return [*argv, *(["--"] if ssh else []), host, remote]
+
+
+_HOST = re.compile(r"[A-Za-z0-9_.:\[\]][A-Za-z0-9_.:\[\]-]*\Z")
 
 
 def job_spec(args: argparse.Namespace, command: str, cwd: str) -> dict[str, Any]:
