@@ -167,6 +167,9 @@ def spawn(job: StartJob, node: str, hello: HelloInfo, pty: bool) -> _Proc:
     except OSError as e:
         _close_all(parent_fds)
         raise StartError(f"cannot start the job on {node}: {e.strerror or e}") from None
+    except ValueError as e:  # a NUL byte, a bad environment name: refused at submission, and here too
+        _close_all(parent_fds)
+        raise StartError(f"cannot start the job on {node}: {e}") from None
     finally:
         _close_all(child_fds)
     for fd in parent_fds:
