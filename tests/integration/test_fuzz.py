@@ -9,6 +9,7 @@ error shape, and nothing of the other user's, or of the cluster's, changes.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,27 +108,51 @@ def _error_shape(response: Any) -> None:
         assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 
-def _fuzz(schema: Any, check: Any) -> int:
+def _fuzz(schema: Any, check: Any, examples: int = EXAMPLES) -> tuple[int, int]:
     """Throw well-formed and malformed requests (schemathesis' positive and negative modes) at every
-    operation of ``schema``; ``check(case, response)`` each answer. How many operations there were."""
+    operation of ``schema``; ``check(case, response)`` each answer. How many operations there were,
+    and how many requests were made."""
     operations = [r.ok() for r in schema.get_all_operations()]
+    calls = 0
     for op in operations:
         strategy = st.one_of(op.as_strategy(GenerationMode.POSITIVE), op.as_strategy(GenerationMode.NEGATIVE))
 
         @given(case=strategy)
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def one(case: Any) -> None:
+            nonlocal calls
+            calls += 1
             response = case.call()
             case.validate_response(response, checks=[not_a_server_error])
             _error_shape(response)
             check(case, response)
 
         one()
-    return len(operations)
+    return len(operations), calls
 
 
 def test_an_ordinary_user_gets_no_server_error(world: World) -> None:
-    assert _fuzz(_schema(world, FUZZER), lambda case, response: None) > 20
+    assert _fuzz(_schema(world, FUZZER), lambda case, response: None)[0] > 20
+
+
+MANY = int(os.environ.get("WULF_FUZZ_REQUESTS", "100000"))
+
+
+@pytest.mark.slow
+def test_a_hundred_thousand_requests_without_a_server_error(world: World) -> None:
+    """The long run (the slow stage of ./dev test): 10^5 generated requests, as an ordinary user and
+    as nobody at all, and not one server error. Hypothesis stops early on an operation with few
+    distinct requests, so rounds go on until the count is reached."""
+    schemas = [_schema(world, FUZZER), _schema(world, None)]
+    per = MANY // (len(schemas) * 30) + 1
+    done = rounds = 0
+    while done < MANY and rounds < 20:
+        for schema in schemas:
+            done += _fuzz(schema, lambda case, response: None, examples=per)[1]
+        rounds += 1
+    print(f"fuzz: {done} requests in {rounds} rounds, no server error")
+    assert done >= MANY
+    assert world.snapshot() == world.before  # and nothing of anyone else's changed
 
 
 def test_nobody_unknown_gets_in(world: World) -> None:
