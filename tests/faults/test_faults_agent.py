@@ -120,6 +120,9 @@ def test_a_second_agent_with_the_same_name_is_refused(cluster: Cluster, ledger: 
     finally:
         twin.kill()
     fig = ledger.figures("a second agent with the same name", listed)
+    states = [j["state"] for j in by_id(listed, ids).values()]
+    print(f"\nthe first agent's jobs: {states.count('done')} done, {len(states) - states.count('done')} not "
+          f"(killed); the second agent {'was refused' if refused else 'was not refused'}")
     check(fig)
     assert {j["state"] for j in by_id(listed, ids).values()} == {"done"}, "the first agent's jobs were killed"
     assert first.alive() and refused, "the second agent was not refused"

@@ -22,7 +22,8 @@ KILL_AT = 0.4  # the server is killed once this share of the burst is acknowledg
 STOP_SECONDS = 10.0  # the issue stopped the server 30 s; 10 s shows the same (agents' ping timeout is 60 s)
 
 
-def submit_files(c: Cluster, ledger: Ledger, files: list[Path], errors: list[str], deadline: float) -> None:
+def submit_files(c: Cluster, ledger: Ledger, files: list[Path], errors: list[str],
+                 deadline: float) -> list[threading.Thread]:
     """CLIENTS clients take the files in turn; a client whose `qr` fails (the server is down) tries the
     same file again, as a user would, until it is acknowledged."""
     todo: queue.SimpleQueue[Path] = queue.SimpleQueue()
@@ -51,8 +52,7 @@ def submit_files(c: Cluster, ledger: Ledger, files: list[Path], errors: list[str
     threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
     for t in threads:
         t.start()
-    threading.Thread(target=lambda: [t.join() for t in threads], daemon=True).start()
-    c.threads = threads  # type: ignore[attr-defined]
+    return threads
 
 
 @pytest.mark.timeout(360)
@@ -60,14 +60,14 @@ def test_server_killed_mid_burst_loses_no_acknowledged_job(cluster: Cluster, led
                                                            tmp_path: Path) -> None:
     files = [ledger.script_file(tmp_path / f"burst-{k}.jobs", PER_FILE) for k in range(BURST // PER_FILE)]
     errors: list[str] = []
-    submit_files(cluster, ledger, files, errors, time.monotonic() + 120)
+    clients = submit_files(cluster, ledger, files, errors, time.monotonic() + 120)
     wait_until("part of the burst to be acknowledged", lambda: len(ledger.acked) >= KILL_AT * BURST,
                timeout=60, every=0.005)
     assert cluster.server is not None
     cluster.server.kill()  # SIGKILL, mid-burst
     at_kill = len(ledger.acked)
     cluster.start_server()
-    for t in cluster.threads:  # type: ignore[attr-defined]
+    for t in clients:
         t.join(timeout=150)
     print(f"\nclients while the server was down: {len(errors)} failed qr, saying {sorted(set(errors))}")
     assert not [e for e in errors if e.startswith("client failed")], errors
