@@ -70,7 +70,6 @@ def test_agent_back_with_ended_jobs_and_a_queue_waiting_runs_each_job_once(clust
     exits_right(listed, ids + waiting)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: exit status lost for jobs that exec (agent restart: 'failed, lost')")
 def test_agent_restart_keeps_the_exit_code_of_a_job_that_execs(cluster: Cluster, ledger: Ledger,
                                                               tmp_path: Path) -> None:
     gate = Gate(tmp_path / "gate")
@@ -89,8 +88,6 @@ def test_agent_restart_keeps_the_exit_code_of_a_job_that_execs(cluster: Cluster,
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(strict=True, reason="issue 10: a job runs twice when its agent dies right after starting it "
-                                       "(spawn before journal)")
 def test_agent_killed_just_after_starting_jobs_runs_none_twice(cluster: Cluster, ledger: Ledger) -> None:
     rng = random.Random(10)
     for _ in range(ROUNDS):

@@ -189,6 +189,12 @@ class Agent:
                 continue
             if run.pid <= 0:  # it died between its intent and its spawn's record: look for the job
                 found = _find_supervisor(job_id)
+                if found is None and not os.path.lexists(run.rc_file):
+                    # its status file is made just before the spawn: without it, it never started,
+                    # and the server, not told of it, places it again
+                    log.info("job %d was never started; the server places it again", job_id)
+                    self._journal_queue.append({"ack": [job_id]})
+                    continue
                 if found is None:
                     self._ended_while_away(run)
                     continue
