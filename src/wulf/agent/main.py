@@ -171,6 +171,7 @@ class Agent:
         self.cgpool: CgroupPool | None = None
         self._ended_cgroups: list[tuple[int, JobCgroup, bool]] = []  # (job, its cgroup, quiet): after the flush
         self._ended_files: list[Running] = []  # ended jobs whose files are removed after the flush
+        self._removing: dict[int, JobCgroup] = {}  # ended jobs' cgroups waiting for their last processes
         self._cgroup_group = group_name(self.name, state_tag(state))
 
     # ------------------------------------------------------------------ jobs
@@ -379,6 +380,7 @@ class Agent:
         being stopped)."""
         pool = self.cgpool
         assert pool is not None  # a job has a cgroup only from the pool
+        self._removing.pop(job_id, None)
         if pool.give_back(cg, time.time()) if tries == 0 else pool.remove(cg):
             return
         left = cg.signal(signal.SIGKILL)
@@ -387,9 +389,25 @@ class Agent:
         if pool.remove(cg):
             return
         if tries < CGROUP_REMOVE_TRIES:
+            self._removing[job_id] = cg
             asyncio.get_running_loop().call_later(0.05 * 2**tries, self._remove_cgroup, job_id, cg, tries + 1,
                                                   True)
         else:
+            log.warning("job %d: cannot remove its cgroup %s; it is tried again when the agent starts",
+                        job_id, cg.memory_dir)
+
+    def _remove_left_cgroups(self, within: float = 2.0) -> None:
+        """The agent stops: remove the cgroups of ended jobs whose last processes were still exiting
+        (killed already), waiting for them a little, rather than leave them to the next start."""
+        pool, deadline = self.cgpool, time.monotonic() + within
+        while self._removing and pool is not None and time.monotonic() < deadline:
+            for job_id, cg in list(self._removing.items()):
+                cg.signal(signal.SIGKILL)
+                if pool.remove(cg):
+                    del self._removing[job_id]
+            if self._removing:
+                time.sleep(0.02)
+        for job_id, cg in self._removing.items():
             log.warning("job %d: cannot remove its cgroup %s; it is tried again when the agent starts",
                         job_id, cg.memory_dir)
 
@@ -664,6 +682,7 @@ class Agent:
             self.vouch.close()
         self.monitor.close()
         self._release_cgroups()
+        self._remove_left_cgroups()
         if self.cgpool is not None:
             self.cgpool.close()
         if self.cgroups is not None:
