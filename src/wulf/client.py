@@ -31,14 +31,22 @@ from wulf.errors import ServerUnreachable, SlowDown, Unauthenticated, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from typing import Any
+    from collections.abc import Callable, Iterable
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 DEFAULT_PORT = 7878
 SLOW_DOWN_TRIES = 8
 """How many times a request the server asked to slow down is tried again before the client gives up."""
 SLOW_DOWN_WAIT = 30.0
 """Longest wait before trying again, whatever the server names."""
+SUBMIT_TRIES = 4
+"""How many times a submission whose answer was lost (a timeout, a dropped connection) is sent, with the
+same idempotency key: the server queues it once and answers its ids each time."""
+RECONNECT_FOR = 600.0
+"""How long waiting for jobs (qwait, :meth:`Client.wait`) keeps trying to reach a server that went away
+(restarted), unless its own timeout ends sooner."""
 _MAX_LINE = 65536  # longest status or header line accepted
 _MAX_HEADERS = 100
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
@@ -126,6 +134,32 @@ def fetch_credential(path: str, digest: str, timeout: float = 10.0) -> str:
     if line.startswith("OK "):
         return line[3:]
     raise Unauthenticated(f"the wulf agent at {path} would not vouch for you: {line[4:] or 'it did not answer'}")
+
+
+class AnswerLost(ServerUnreachable):
+    """The request went out and no answer came back: the server may have carried it out."""
+
+
+def new_key() -> str:
+    """An idempotency key for one submission (see :meth:`Client.submit`)."""
+    return os.urandom(16).hex()
+
+
+def retrying(call: Callable[[], T], patience: float, notice: Callable[[WulfError], None] | None = None) -> T:
+    """``call()``; while the server cannot be reached, again after a pause (0.2 s, doubling up to 5 s),
+    until ``patience`` seconds have passed without an answer (then the last error is raised)."""
+    give_up = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except ServerUnreachable as e:
+            if time.monotonic() + delay > give_up:
+                raise
+            if notice is not None:
+                notice(e)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class _Disconnected(ConnectionResetError):
@@ -363,16 +397,16 @@ class Client:
                 ) from None
             except _Truncated as e:
                 self.close()
-                raise ServerUnreachable(f"the wulf server at {self.url} stopped answering: {e}") from None
+                raise AnswerLost(f"the wulf server at {self.url} stopped answering: {e}") from None
             except (BrokenPipeError, ConnectionResetError) as e:
                 answered = conn.answered
                 self.close()
                 if attempt or not reused or answered:
                     hint = "" if conn.tls or self.url.startswith("unix:") else "; does it speak TLS only? then use https://"
-                    raise ServerUnreachable(f"the wulf server at {self.url} closed the connection ({e}){hint}") from None
+                    raise AnswerLost(f"the wulf server at {self.url} closed the connection ({e}){hint}") from None
             except TimeoutError:
                 self.close()
-                raise ServerUnreachable(f"the wulf server at {self.url} did not answer in time") from None
+                raise AnswerLost(f"the wulf server at {self.url} did not answer in time") from None
             except OSError as e:
                 self.close()
                 if conn.tls:
@@ -426,11 +460,24 @@ class Client:
 
     # ------------------------------------------------------------------ API
 
-    def submit(self, jobs: list[dict[str, Any]], env: dict[str, str] | None = None) -> list[int]:
-        """Queue jobs (dicts of :class:`wulf.protocol.JobSpec` fields); returns their ids."""
-        reply = self.post("/api/v1/jobs", {"jobs": jobs, "env": dict(os.environ) if env is None else env,
-                                           "umask": current_umask()})
-        return list(reply["jobs"])
+    def submit(self, jobs: list[dict[str, Any]], env: dict[str, str] | None = None, key: str = "") -> list[int]:
+        """Queue jobs (dicts of :class:`wulf.protocol.JobSpec` fields); returns their ids.
+
+        The submission carries an idempotency ``key`` (a new one unless given): when its answer is lost
+        (a timeout, a dropped connection), it is sent again with that key, up to SUBMIT_TRIES times, and
+        the server, which remembers keys for a day, answers the same ids without queueing the jobs again.
+        Give the same ``key`` to try again yourself after an error."""
+        body = {"jobs": jobs, "env": dict(os.environ) if env is None else env, "umask": current_umask(),
+                "key": key or new_key()}
+        for attempt in range(1, SUBMIT_TRIES + 1):
+            try:
+                reply = self.post("/api/v1/jobs", body)
+                return list(reply["jobs"])
+            except AnswerLost:
+                if attempt == SUBMIT_TRIES:
+                    raise
+                time.sleep(0.2 * 2 ** attempt)
+        raise AssertionError("unreachable")
 
     def status(self, user: str = "", queue: str = "", all_jobs: bool = False, brief: bool = False) -> dict[str, Any]:
         """Nodes and jobs; ``brief``: only the fields a listing shows of each job (see Job.brief)."""
@@ -473,11 +520,13 @@ class Client:
         return dict(self.post("/api/v1/wait", body, timeout=timeout + self.timeout))
 
     def wait(self, ids: list[int], queues: list[str] | None = None, timeout: float | None = None) -> dict[str, Any]:
-        """Block until every job named (or in the queues named) has ended; returns the last answer."""
+        """Block until every job named (or in the queues named) has ended; returns the last answer.
+        A server that goes away (restarts) is waited for, up to RECONNECT_FOR seconds (or ``timeout``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             step = 30.0 if deadline is None else max(0.0, min(30.0, deadline - time.monotonic()))
-            reply = self.wait_once(ids, queues or [], step)
+            patience = RECONNECT_FOR if deadline is None else max(0.0, deadline - time.monotonic())
+            reply = retrying(lambda: self.wait_once(ids, queues or [], step), patience)  # noqa: B023 (called at once)
             if reply["done"] or (deadline is not None and time.monotonic() >= deadline):
                 return reply
 

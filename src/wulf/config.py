@@ -39,6 +39,7 @@ class ServerConfig:
     synchronous: str = "full"  # SQLite durability: "full" (survives power loss) or "normal"
     history: int = 20000  # finished jobs kept in memory for jstat -a / qwait
     start_grace: float = 0.0  # seconds to wait after a restart for agents before placing jobs
+    node_lost_after: float = 300.0  # seconds a node may be down before its running jobs end failed (lost); 0: never
     allow: list[str] = field(default_factory=lambda: _strs("0.0.0.0/0", "::/0"), metadata={"item": str})
     admin_group: str = "wulfadm"  # its members (and root) may act on every job and run jobmgr
     rate_limit: float = 20.0  # requests per second each user may make (root: no limit); 0 for none

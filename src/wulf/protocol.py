@@ -240,6 +240,8 @@ class SubmitRequest(Msg):
     jobs: list[JobSpec] = Field(min_length=1)
     env: dict[str, str] = {}
     umask: int | None = Field(default=None, ge=0, le=0o777)  # the jobs' umask; None: 022
+    # idempotency: the same caller's submission with the same key (within a day) answers the first's ids
+    key: str = Field(default="", max_length=128, pattern=r"^[A-Za-z0-9._:-]*$")
 
 
 class SubmitReply(Msg):

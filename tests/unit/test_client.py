@@ -123,14 +123,14 @@ def test_request_and_content_length(unix_server: tuple[str, list[Answer], FakeSe
     answers.append(Answer(ok({"jobs": [7, 8]})))
     server.start()
     c = Client(url)
-    assert c.submit([{"command": "true", "cwd": "/"}], env={"A": "1"}) == [7, 8]
+    assert c.submit([{"command": "true", "cwd": "/"}], env={"A": "1"}, key="k1") == [7, 8]
     c.close()
     (req,) = server.seen
     assert req.line == "POST /api/v1/jobs HTTP/1.1"
     assert req.headers["host"] == "localhost"
     assert req.headers["content-type"] == "application/json"
     assert json.loads(req.body) == {"jobs": [{"command": "true", "cwd": "/"}], "env": {"A": "1"},
-                                    "umask": current_umask()}
+                                    "umask": current_umask(), "key": "k1"}
     assert "x-wulf-credential" not in req.headers and "authorization" not in req.headers  # the kernel says who
 
 

@@ -11,7 +11,7 @@ import os
 import sys
 
 from wulf.cli.common import ArgParser, parse_cpu, parse_mem, print_json, run
-from wulf.client import Client
+from wulf.client import Client, new_key
 from wulf.errors import UsageError
 
 TYPE_CHECKING = False
@@ -207,7 +207,9 @@ def _main(argv: list[str]) -> int:
         stdin_text = sys.stdin.read()
     specs = build_specs(args, cwd, stdin_text)
     env = select_env(args.env, os.environ)
-    ids = Client().submit(specs, env)
+    # one key for this invocation: should the answer be lost, the client sends it again with this key and
+    # the server queues the jobs once
+    ids = Client().submit(specs, env, key=new_key())
     if args.json:
         print_json({"jobs": ids})
     else:

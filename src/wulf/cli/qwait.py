@@ -3,6 +3,9 @@
     qwait               all of your own queued and running jobs
     qwait 12 13         these jobs
     qwait night         every job now in your queue 'night' (alice:night for alice's)
+
+When the server goes away (a restart), qwait says so once and keeps trying to reach it, for up to ten
+minutes (RECONNECT_FOR) or until its --timeout, and then waits on.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import sys
 import time
 
 from wulf.cli.common import ArgParser, print_json, run
-from wulf.client import Client
+from wulf.client import RECONNECT_FOR, Client, retrying
+from wulf.errors import WulfError
 
 TIMED_OUT = 124  # as timeout(1)
 
@@ -33,6 +37,23 @@ def _bar(counts: dict[str, int], total: int, width: int = 30) -> str:
     return f"\r[{'#' * filled}{'.' * (width - filled)}] {ended}/{total} ended{extra}\033[K"
 
 
+class _Notice:
+    """Says once that the server went away (and once that it is back)."""
+
+    def __init__(self) -> None:
+        self.lost = False
+
+    def __call__(self, e: WulfError) -> None:
+        if not self.lost:
+            print(f"qwait: {e.message}; trying again", file=sys.stderr)
+        self.lost = True
+
+    def back(self) -> None:
+        if self.lost:
+            print("qwait: the server answers again; waiting on", file=sys.stderr)
+        self.lost = False
+
+
 def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     ids = [int(t) for t in args.targets if t.isdigit()]
@@ -41,11 +62,15 @@ def _main(argv: list[str]) -> int:
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     show = not args.quiet and not args.json and sys.stderr.isatty()
     first = True
+    notice = _Notice()
     while True:
         step = 1.0 if show else 30.0
+        patience = RECONNECT_FOR
         if deadline is not None:
             step = max(0.0, min(step, deadline - time.monotonic()))
-        reply = client.wait_once(ids, queues, step)
+            patience = max(0.0, deadline - time.monotonic())
+        reply = retrying(lambda: client.wait_once(ids, queues, step), patience, notice)  # noqa: B023 (called at once)
+        notice.back()
         if first:  # from now on wait for exactly the jobs that were there when we started
             ids, queues, first = [j["id"] for j in reply["jobs"]], [], False
         if show:

@@ -387,7 +387,11 @@ async def agent(ws: WebSocket) -> None:
         log.info("node %s: its agent runs as uid %d, not as root: it runs only that user's jobs", first.node.name,
                  agent_uid)
     link = AgentLink(send=ws.send_text, host=host, close=close, uid=agent_uid)
-    node = await daemon.agent_hello(first, link)
+    try:
+        node = await daemon.agent_hello(first, link)
+    except Refused as e:  # another agent has this node's name
+        await ws.close(code=1008, reason=e.message[:120])
+        return
     try:
         while True:
             text = await ws.receive_text()

@@ -54,12 +54,16 @@ from wulf.server import adaptive, mail
 from wulf.server.nodes import AgentLink, Node, NodeState
 from wulf.server.queues import DEFAULT_QUEUE, QueueBook, QueueSettings, check_queue_name
 from wulf.server.users import groups_of
-from wulf.store.base import JobStore
+from wulf.store.base import KEY_TTL, JobStore, Submission
 
 log = logging.getLogger("wulf.server")
 
 #: how many reports in a row an outside process cluster may be missing before its job is over
 EXTERNAL_GONE_AFTER = 2
+#: how many report intervals (at least SILENT_MIN seconds) an agent may be silent before another agent
+#: may take its node's name
+SILENT_REPORTS = 4
+SILENT_MIN = 15.0
 
 
 def _env_hash(env: dict[str, str]) -> tuple[str, str]:
@@ -100,6 +104,10 @@ class Daemon:
         self._window_timer: asyncio.TimerHandle | None = None
         self._nodes_pool: NodePool | None = None  # kept between passes; nodes in _stale are updated first
         self._stale: set[str] = set()
+        self.keys: dict[tuple[int, str], tuple[float, list[int]]] = {}  # (uid, key) -> (expires, ids)
+        self._submitting: dict[tuple[int, str], asyncio.Event] = {}  # keys whose submission is under way
+        self.down_since: dict[str, float] = {}  # node -> when its agent went away (see _watch_lost)
+        self._lost_watch: asyncio.Task[None] | None = None
 
     def reload(self, config: Config) -> None:
         """Take a new configuration (checked first: a bad one raises ConfigError and changes nothing)."""
@@ -134,6 +142,10 @@ class Daemon:
             elif job.final:
                 self.history.append(job.id)
         self._teach_from_kept()
+        now = time.time()
+        self.keys = self.store.submissions(now)
+        for node in self.nodes.values():  # nobody is connected yet
+            self.down_since[node.name] = self.started_at
         log.info("loaded %d jobs from the store; next id %d", len(jobs), self.next_id)
 
     def _teach_from_kept(self) -> None:
@@ -153,11 +165,14 @@ class Daemon:
 
     def start(self) -> None:
         self._scheduler = asyncio.create_task(self._schedule_loop(), name="wulf-scheduler")
+        self._lost_watch = asyncio.create_task(self._watch_lost(), name="wulf-lost-nodes")
         self.wake()
 
     async def stop(self) -> None:
         if self._scheduler:
             self._scheduler.cancel()
+        if self._lost_watch:
+            self._lost_watch.cancel()
         for node in self.nodes.values():
             if node.link:
                 await node.link.close()
@@ -250,22 +265,59 @@ class Daemon:
         self.next_id += 1
         return job
 
-    def _remember_env(self, env: dict[str, str]) -> tuple[str, dict[str, str]]:
+    def _env_rows(self, env: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """The environment's hash, and its row for the store unless it is known to be stored already.
+        It is known (cached in ``envs``) only once an insert with it has committed: see _remember_env."""
         h, text = _env_hash(env)
-        fresh = {} if h in self.envs else {h: text}
+        return h, ({} if h in self.envs else {h: text})
+
+    def _remember_env(self, h: str, env: dict[str, str]) -> None:
+        """Cache an environment whose row is committed (after its insert, never before: an insert that
+        failed would leave later jobs with the same environment stored without it)."""
         self.envs[h] = env
-        return h, fresh
 
     async def submit(self, req: SubmitRequest, caller: Caller) -> list[int]:
+        """Queue the jobs; with an idempotency key, a submission tried again (the same caller and key,
+        within KEY_TTL) answers the ids of the first and queues nothing."""
+        if not req.key:
+            return await self._submit(req, caller, None)
+        k = (caller.uid, req.key)
+        while (busy := self._submitting.get(k)) is not None:  # the same submission is under way
+            await busy.wait()
         now = time.time()
-        h, fresh = self._remember_env(req.env)
+        self._forget_keys(now)
+        known = self.keys.get(k)
+        if known is not None:
+            log.info("submission %r of %s tried again: jobs %s", req.key, caller.user, known[1][:5])
+            return list(known[1])
+        busy = self._submitting[k] = asyncio.Event()
+        try:
+            ids = await self._submit(req, caller, Submission(caller.uid, req.key, now + KEY_TTL))
+            self.keys[k] = (now + KEY_TTL, ids)
+            return ids
+        finally:
+            del self._submitting[k]
+            busy.set()
+
+    def _forget_keys(self, now: float) -> None:
+        """Drop expired keys (they were added in the order they expire)."""
+        while self.keys:
+            k, (expires, _) = next(iter(self.keys.items()))
+            if expires >= now:
+                break
+            del self.keys[k]
+
+    async def _submit(self, req: SubmitRequest, caller: Caller, submission: Submission | None) -> list[int]:
+        now = time.time()
+        h, fresh = self._env_rows(req.env)
         first = self.next_id
         try:
             jobs = [self._new_job(spec, caller, h, Origin.BATCH, now, req.umask) for spec in req.jobs]
         except WulfError:
             self.next_id = first  # nothing of a bad batch is kept
             raise
-        await self.store.insert(jobs, fresh)
+        await self.store.insert(jobs, fresh, submission)
+        self._remember_env(h, req.env)
         for job in jobs:
             self.jobs[job.id] = job
             self.book.add(job)
@@ -449,12 +501,13 @@ class Daemon:
     async def interactive(self, req: InteractiveRequest, caller: Caller) -> InteractiveReply:
         node = self.place_now(caller.user)
         assert node.link is not None
-        h, fresh = self._remember_env(req.env)
+        h, fresh = self._env_rows(req.env)
         now = time.time()
         job = self._new_job(req.job, caller, h, Origin.INTERACTIVE, now, req.umask)
         job.set_state(JobState.RUNNING)
         job.node = node.name
         await self.store.insert([job], fresh)
+        self._remember_env(h, req.env)
         self.jobs[job.id] = job
         node.jobs[job.id] = job
         self._touch(node.name)
@@ -616,62 +669,139 @@ class Daemon:
     # ------------------------------------------------------------------ agents
 
     async def agent_hello(self, hello: Hello, link: AgentLink) -> Node:
+        """A (re)connected agent. Refused (Refused) while another agent is connected under its name and
+        still heard from: two agents with one name would take each other's jobs for lost."""
         node = self._node(hello.node.name)
         if node.link is not None:
-            log.warning("node %s connected again; dropping its old connection", node.name)
+            silent = time.time() - node.last_seen
+            if silent < max(SILENT_MIN, SILENT_REPORTS * self.config.agent.interval):
+                log.warning("refused an agent from %s as node %s: another agent is connected as node %s "
+                            "(from %s, heard from %.0fs ago)", link.host, node.name, node.name, node.link.host,
+                            silent)
+                raise Refused(f"another agent is connected as node {node.name[:40]} (from {node.link.host}): "
+                              "stop it, or give this one another --name")
+            log.warning("node %s connected again; its old connection was silent for %.0fs: dropping it",
+                        node.name, silent)
             old, node.link = node.link, None
             await old.close()
+        # what the node is to run is settled before anything can be sent to it on the new connection:
+        # a job placed there from now on is sent on it, so it is the agent's
+        changed, stray, finished = self._reconcile(node, hello)
         node.info = hello.node
         node.link = link
         node.last_seen = time.time()
+        self.down_since.pop(node.name, None)
         log.info("node %s is up (%s, %g cpus, %.0f MB)", node.name, link.host, node.info.cpus, node.info.mem_mb)
         await link.send(Welcome(interval=self.config.agent.interval, known=list(node.jobs)).model_dump_json())
-        await self._reconcile(node, hello)
+        if changed:
+            await self._commit(changed)
+        if finished:
+            await self._exited(node, finished)
+        if stray:
+            await self._send(node.name, Signal(ids=stray, signal=9))
         self.wake()
         return node
 
-    async def _reconcile(self, node: Node, hello: Hello) -> None:
-        """Agree with a (re)connected agent on what runs there. Nothing is started twice."""
+    def _reconcile(self, node: Node, hello: Hello) -> tuple[list[Job], list[int], list[JobExit]]:
+        """Agree with a (re)connected agent on what runs there, in memory and at once (no await), so that
+        each job is either the agent's (running, or ended, as it reports) or back in line, never both.
+        Returns the jobs changed (to commit), the strays to kill and the exits to record."""
         reported = {r.id: r for r in hello.running}
-        finished = {f.id for f in hello.finished}
+        changed: dict[int, Job] = {}
         stray: list[int] = []
-        changed: list[Job] = []
         for r in hello.running:
             job = self.jobs.get(r.id)
+            if job is not None and self._adopt(node, job):
+                changed[job.id] = job
             if job is None or job.final or job.node != node.name:
-                stray.append(r.id)  # cancelled while the agent was away, or not ours any more
+                stray.append(r.id)  # cancelled or lost while the agent was away, or not ours any more
             elif job.pid != r.pid:
                 job.pid, job.started = r.pid, job.started or r.time
-                changed.append(job)
-        if hello.finished:
-            await self._exited(node, hello.finished)
-        requeue: list[Job] = []
-        lost: list[Job] = []
+                changed[job.id] = job
+        finished: list[JobExit] = []
+        for e in hello.finished:
+            job = self.jobs.get(e.id)
+            if job is not None:
+                self._adopt(node, job)
+                if job.state is JobState.RUNNING and job.node != node.name:
+                    continue  # it runs elsewhere now; this stale exit is not its end
+            finished.append(e)
+        done = {e.id for e in hello.finished}
         for job in list(node.jobs.values()):
-            if job.id in reported or job.id in finished or job.origin is Origin.EXTERNAL:
+            if job.id in reported or job.id in done or job.origin is Origin.EXTERNAL:
                 continue
-            # a batch job the node never got goes back in line; an interactive one cannot wait
-            (lost if job.started or job.origin is Origin.INTERACTIVE else requeue).append(job)
-        for job in requeue:  # assigned, but the node never got it: it goes back in line
-            self._detach(job)
-            job.set_state(JobState.QUEUED)
-            job.node = ""
-            job.cpu, job.mem_mb = job.cpu_req, job.mem_req  # a waiting job holds nothing: it asks again
-            self.book.add(job)
-            changed.append(job)
-        if changed:
-            await self._commit(changed)
-        for job in lost:
-            await self._end(job, JobExit(id=job.id, exit_code=None, time=time.time(),
-                                         reason=f"lost: {node.name} no longer knows this job"))
-        if stray:
-            await self._send(node.name, Signal(ids=stray, signal=9))
+            if job.started or job.origin is Origin.INTERACTIVE:  # an interactive job cannot wait
+                self._record_exit(job, JobExit(id=job.id, exit_code=None, time=time.time(),
+                                               reason=f"lost: {node.name} no longer knows this job"))
+            else:  # a batch job the node never got goes back in line
+                self._detach(job)
+                job.set_state(JobState.QUEUED)
+                job.node = ""
+                job.cpu, job.mem_mb = job.cpu_req, job.mem_req  # a waiting job holds nothing: it asks again
+                self.book.add(job)
+            changed[job.id] = job
+        return list(changed.values()), stray, finished
+
+    def _adopt(self, node: Node, job: Job) -> bool:
+        """A waiting batch job that the agent runs (or ran) after all is the agent's: it runs there."""
+        if job.state is not JobState.QUEUED or job.origin is not Origin.BATCH:
+            return False
+        log.warning("job %d, waiting, is run by node %s: it is that node's", job.id, node.name)
+        self.book.remove(job)
+        job.set_state(JobState.RUNNING)
+        job.node = node.name
+        node.jobs[job.id] = job
+        self._touch(node.name)
+        self.running[job.user] += 1
+        return True
 
     async def agent_gone(self, node: Node, link: AgentLink) -> None:
         if node.link is link:
             node.link = None
+            self.down_since[node.name] = time.time()
             self._touch(node.name)
             log.warning("node %s is down (its agent disconnected)", node.name)
+
+    # ------------------------------------------------------------------ nodes that do not come back
+
+    async def _watch_lost(self) -> None:
+        """End the running jobs of nodes down longer than ``[server] node_lost_after`` (0: never)."""
+        while True:
+            after = self.config.server.node_lost_after
+            await asyncio.sleep(min(15.0, max(0.5, after / 4)) if after > 0 else 15.0)
+            if after <= 0:
+                continue
+            now = time.time()
+            for name, since in list(self.down_since.items()):
+                node = self.nodes.get(name)
+                if node is not None and node.link is None and now - since >= after and node.jobs:
+                    try:
+                        await self._lose_node(node, since)
+                    except WulfError as e:  # the store failed: try again on the next round
+                        log.error("could not record the jobs of node %s as lost: %s", name, e.message)
+
+    async def _lose_node(self, node: Node, since: float) -> None:
+        """The node has been down too long: its jobs end (failed, lost). Should its agent come back still
+        running one, that job is killed (see _reconcile: it is a stray) and its record stays as is."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+        reason = f"lost: node {node.name} down since {stamp}"
+        changed = []
+        now = time.time()
+        for job in list(node.jobs.values()):
+            if job.origin is Origin.EXTERNAL:
+                node.external.pop(job.ext_key, None)
+                self._detach(job)
+                job.set_state(JobState.DONE)
+                job.ended = now
+                self.history.append(job.id)
+                self._ended(job.id)
+            elif job.state is JobState.RUNNING:
+                self._record_exit(job, JobExit(id=job.id, exit_code=None, time=now, reason=reason))
+            changed.append(job)
+        log.warning("node %s has been down since %s: %d jobs there are lost", node.name, stamp, len(changed))
+        if changed:
+            await self._commit(changed)
+        self.wake()
 
     async def agent_message(self, node: Node, msg: Any) -> None:
         node.last_seen = time.time()

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wulf.model.job import Job
+
+KEY_TTL = 24 * 3600.0
+"""How long a submission's idempotency key is remembered (seconds): a client that tries again within
+this time gets the ids of its first try."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submission's idempotency key: ``uid``'s ``key`` names these jobs until ``expires``."""
+
+    uid: int
+    key: str
+    expires: float
 
 
 class JobStore(Protocol):
@@ -14,10 +28,17 @@ class JobStore(Protocol):
         """Every unfinished job and the newest ``history`` finished ones, and the next free job id."""
         ...
 
-    def insert(self, jobs: Sequence[Job], envs: dict[str, str]) -> asyncio.Future[None]:
-        """Durably record new jobs (and their environments, by hash); the future is done once committed.
+    def insert(self, jobs: Sequence[Job], envs: dict[str, str],
+               submission: Submission | None = None) -> asyncio.Future[None]:
+        """Durably record new jobs (and their environments, by hash, and the key they were submitted
+        with); the future is done once committed (it fails with a WulfError).
 
         Writes are applied in the order of the calls, whether or not the caller awaits them."""
+        ...
+
+    def submissions(self, now: float) -> dict[tuple[int, str], tuple[float, list[int]]]:
+        """When the key of each submission not expired at ``now`` expires, and its jobs' ids, by (uid, key),
+        the first to expire first."""
         ...
 
     def update(self, jobs: Sequence[Job]) -> asyncio.Future[None]:

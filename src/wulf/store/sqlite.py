@@ -4,12 +4,19 @@ Every write is handed to the writer thread with a future. The thread takes whate
 while it was busy and commits it in one transaction, so a burst of a thousand submissions costs one
 commit (one fsync), not a thousand. Readers use their own connection; WAL lets them read while the
 writer writes.
+
+The thread survives any failure of one write: a write whose own data cannot be stored (text that is not
+UTF-8, a broken constraint) fails alone, its caller gets the error, and the rest of its group is
+committed without it; a failure of the database itself (a full disk) fails the whole group. Callers
+get a :class:`~wulf.errors.WulfError` that says what is wrong (see :func:`store_error`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -17,7 +24,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from wulf.errors import UsageError, WulfError
 from wulf.model.job import FINAL_STATES, Job, JobState, Origin
+from wulf.store.base import KEY_TTL, Submission
+
+log = logging.getLogger("wulf.store")
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -66,6 +77,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         "0004_read_only_tokens",
         """
         ALTER TABLE tokens ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
+    (
+        "0005_submission_keys",
+        """
+        CREATE TABLE submissions (
+            uid INTEGER NOT NULL, key TEXT NOT NULL, ids TEXT NOT NULL, expires REAL NOT NULL,
+            PRIMARY KEY (uid, key)
+        );
+        CREATE INDEX submissions_expire ON submissions (expires);
         """,
     ),
 ]
@@ -166,24 +187,48 @@ class SqliteStore:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except BaseException as e:  # a bug here must not end the thread: every later write would hang
+                log.exception("the store's writer failed")
+                for _, fut in batch:
+                    _settle_soon(fut, store_error(e))
 
     def _commit(self, batch: list[tuple[_Op, asyncio.Future[None]]]) -> None:
-        error: BaseException | None = None
+        """Commit the batch in one transaction. A write that fails on its own data is taken out (its
+        caller gets the error) and the rest is tried again without it."""
+        while batch:
+            failed, error = self._try(batch)
+            if error is None:
+                self.commits += 1
+                for _, fut in batch:
+                    _settle_soon(fut, None)
+                return
+            if failed is None:  # the database failed, not one write: the whole group fails
+                log.error("could not write the database: %s", error)
+                for _, fut in batch:
+                    _settle_soon(fut, store_error(error))
+                return
+            log.warning("a write could not be stored: %s", error)
+            _settle_soon(batch[failed][1], store_error(error))
+            batch = batch[:failed] + batch[failed + 1:]
+
+    def _try(self, batch: list[tuple[_Op, asyncio.Future[None]]]) -> tuple[int | None, BaseException | None]:
+        """One attempt: ``(None, None)`` when committed; else the index of the write to blame (None when
+        it is the database's failure) and the error. Rolled back on failure."""
+        at: int | None = None
         try:
             self._write.execute("BEGIN IMMEDIATE")
-            for op, _ in batch:
+            for i, (op, _) in enumerate(batch):
+                at = i
                 op(self._write)
+            at = None
             self._write.execute("COMMIT")
-            self.commits += 1
-        except sqlite3.Error as e:
-            error = e
-            try:
+            return None, None
+        except Exception as e:
+            with contextlib.suppress(sqlite3.Error):
                 self._write.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-        for _, fut in batch:
-            fut.get_loop().call_soon_threadsafe(_settle, fut, error)
+            return (at if at is not None and _of_the_write(e) else None), e
 
     def _submit(self, op: _Op) -> asyncio.Future[None]:
         """Queue a write now (writes keep the order of these calls); await the result to know it is committed."""
@@ -207,16 +252,27 @@ class SqliteStore:
         top = self._read.execute("SELECT max(id) FROM jobs").fetchone()[0]
         return jobs, (top or 0) + 1
 
-    def insert(self, jobs: Sequence[Job], envs: dict[str, str]) -> asyncio.Future[None]:
+    def insert(self, jobs: Sequence[Job], envs: dict[str, str],
+               submission: Submission | None = None) -> asyncio.Future[None]:
         rows = [_row(j) for j in jobs]
         env_rows = list(envs.items())
+        key_row = (submission.uid, submission.key, json.dumps([j.id for j in jobs]), submission.expires) \
+            if submission is not None else None
 
         def op(c: sqlite3.Connection) -> None:
             if env_rows:
                 c.executemany("INSERT OR IGNORE INTO envs VALUES (?, ?)", env_rows)
             c.executemany(_INSERT, rows)
+            if key_row is not None:
+                c.execute("DELETE FROM submissions WHERE expires < ?", (key_row[3] - KEY_TTL,))  # those of old
+                c.execute("INSERT OR REPLACE INTO submissions VALUES (?, ?, ?, ?)", key_row)
 
         return self._submit(op)
+
+    def submissions(self, now: float) -> dict[tuple[int, str], tuple[float, list[int]]]:
+        cur = self._read.execute("SELECT uid, key, expires, ids FROM submissions WHERE expires >= ? ORDER BY expires",
+                                 (now,))
+        return {(uid, key): (expires, list(json.loads(ids))) for uid, key, expires, ids in cur}
 
     def update(self, jobs: Sequence[Job]) -> asyncio.Future[None]:
         rows = [_changes(j) for j in jobs]
@@ -277,6 +333,35 @@ class SqliteStore:
         self._thread.join(timeout=10)
         self._write.close()
         self._read.close()
+
+
+def _of_the_write(e: BaseException) -> bool:
+    """Whether an error belongs to one write's data (it fails alone), not to the database."""
+    return isinstance(e, (ValueError, TypeError, OverflowError, sqlite3.IntegrityError, sqlite3.InterfaceError,
+                          sqlite3.ProgrammingError, sqlite3.DataError))
+
+
+def store_error(e: BaseException) -> WulfError:
+    """What the caller of a failed write is told: what went wrong, in words that say what to do."""
+    if isinstance(e, WulfError):
+        return e
+    if isinstance(e, UnicodeError):
+        return UsageError("cannot store text that is not valid UTF-8 (a path, command, name or environment "
+                          "variable with undecodable bytes?): rename it, or leave it out")
+    if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(e):
+        err = WulfError("the server's disk is full: it cannot record anything until its administrator "
+                        f"frees space where the server keeps its database ({e})")
+        err.retryable = True
+        return err
+    if isinstance(e, sqlite3.Error):
+        return WulfError(f"the server could not write its database: {e}")
+    return WulfError(f"the server could not record this: {type(e).__name__}: {e}")
+
+
+def _settle_soon(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    """Settle ``fut`` on its own loop (from the writer thread)."""
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+        fut.get_loop().call_soon_threadsafe(_settle, fut, error)
 
 
 def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
