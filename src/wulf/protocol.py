@@ -7,7 +7,7 @@ below, told apart by its ``type``. Clients use the HTTP API, whose bodies are th
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -141,6 +141,11 @@ class JobExit(Msg):
 
 
 # ---------------------------------------------------------------- agent -> server
+
+
+NAME_TAKEN: Final = 4409
+"""The WebSocket close code with which the server refuses an agent because another agent is connected
+under its node's name: the refused agent says so and stops (it is a mistake to correct, not to wait out)."""
 
 
 class Hello(Msg):

@@ -102,7 +102,6 @@ def test_agent_killed_just_after_starting_jobs_runs_none_twice(cluster: Cluster,
     assert {j["state"] for j in by_id(listed, ledger.acked).values()} == {"done"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: two agents with the same name kill each other's jobs")
 def test_a_second_agent_with_the_same_name_is_refused(cluster: Cluster, ledger: Ledger, tmp_path: Path) -> None:
     gate = Gate(tmp_path / "gate")
     ids = cluster.submit("--cpu", SMALL, *(["-c", ledger.command(f"{gate.wait()}; {ledger.end()}")] * 12))

@@ -86,8 +86,6 @@ def test_full_state_disk_loses_nothing_and_the_server_recovers(
     assert any(p.returncode != 0 for p in refused), "nothing was refused on a full disk"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: store errors answer a plain-text 500, not the error shape; "
-                                       "'disk full' must say so")
 def test_full_state_disk_refuses_submissions_with_a_clear_error(
         full_disk_cluster: tuple[Cluster, Path], ledger: Ledger) -> None:
     c, state = full_disk_cluster
@@ -100,8 +98,6 @@ def test_full_state_disk_refuses_submissions_with_a_clear_error(
         assert "no space" in said or "disk full" in said or "disk is full" in said, err
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: an acknowledged job loses its environment after a failed insert "
-                                       "(disk full) and a restart")
 def test_jobs_acknowledged_after_a_full_disk_keep_their_environment(
         full_disk_cluster: tuple[Cluster, Path], ledger: Ledger) -> None:
     c, state = full_disk_cluster

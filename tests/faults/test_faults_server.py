@@ -131,7 +131,6 @@ def test_server_back_with_jobs_ended_and_a_queue_waiting_runs_each_job_once(clus
 
 
 @pytest.mark.parametrize("how", ["restart", "kill -9"])
-@pytest.mark.xfail(strict=True, reason="issue 10: qwait dies on a server restart (exit 3) instead of waiting on")
 def test_qwait_waits_across_a_server_restart(cluster: Cluster, ledger: Ledger, tmp_path: Path, how: str) -> None:
     gate = Gate(tmp_path / "gate")
     ids = cluster.submit("--cpu", SMALL, *(["-c", ledger.command(f"{gate.wait()}; exit 0")] * 5))

@@ -47,7 +47,9 @@ from wulf.agent.session import SessionServer
 from wulf.auth import credential, vouch
 from wulf.auth.key import ClusterKey, load_key
 from wulf.config import Config, default_state_dir
+from wulf.errors import WulfError
 from wulf.protocol import (
+    NAME_TAKEN,
     Ack,
     Exited,
     Hello,
@@ -171,6 +173,7 @@ class Agent:
         self.cgpool: CgroupPool | None = None
         self._ended_cgroups: list[tuple[int, JobCgroup, bool]] = []  # (job, its cgroup, quiet): after the flush
         self._ended_files: list[Running] = []  # ended jobs whose files are removed after the flush
+        self.refused = ""  # why the server refused this agent for good (its node's name is taken)
         self._removing: dict[int, JobCgroup] = {}  # ended jobs' cgroups waiting for their last processes
         self._cgroup_group = group_name(self.name, state_tag(state))
 
@@ -629,7 +632,10 @@ class Agent:
             self.vouch = vouch.serve(Path(self.vouch_socket), self.key, self.name)
 
     def _no_connection(self, e: Exception, delay: float) -> None:
-        if isinstance(e, ConnectionClosed) and e.rcvd is not None and e.rcvd.code == 1008:
+        if isinstance(e, ConnectionClosed) and e.rcvd is not None and e.rcvd.code == NAME_TAKEN:
+            self.refused = f"the server at {self.server} refused this agent: {e.rcvd.reason}"
+            self._stop.set()
+        elif isinstance(e, ConnectionClosed) and e.rcvd is not None and e.rcvd.code == 1008:
             # a policy violation: the server refused this agent, and says why
             log.error("the server at %s refused this agent: %s; trying again in %.1fs", self.server,
                       e.rcvd.reason, delay)
@@ -801,3 +807,5 @@ def run(config: Config, server: str, name: str | None, cpus: float | None, mem_m
     raise_open_files()  # a few files per running job; the jobs get the limit the agent was given
     agent = Agent(config, server, name, cpus, mem_mb, key=load_key(key_path(config, server)), vouch_socket=vouch_socket)
     uvloop.run(agent.run())
+    if agent.refused:
+        raise WulfError(agent.refused)

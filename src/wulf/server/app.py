@@ -30,6 +30,7 @@ from wulf import __version__
 from wulf.auth.identity import Caller
 from wulf.errors import Forbidden, NotFound, Refused, SlowDown, Unauthenticated, UsageError, WulfError
 from wulf.protocol import (
+    NAME_TAKEN,
     PROTOCOL_VERSION,
     Hello,
     IdsRequest,
@@ -390,7 +391,7 @@ async def agent(ws: WebSocket) -> None:
     try:
         node = await daemon.agent_hello(first, link)
     except Refused as e:  # another agent has this node's name
-        await ws.close(code=1008, reason=e.message[:120])
+        await ws.close(code=NAME_TAKEN, reason=e.message[:120])
         return
     try:
         while True:
