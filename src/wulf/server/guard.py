@@ -208,7 +208,10 @@ class Guard:
                 status, body = login_page(e.message, 401)
                 await _respond(send, status, body, b"text/html; charset=utf-8")
             else:
-                await refuse(send, 401, "unauthenticated", e.message, [(b"www-authenticate", b'Bearer realm="wulf"')])
+                # a body nobody will read: the connection goes with the answer, not on taking it in
+                unread = [CLOSE] if _declared(scope) or _header(scope, b"transfer-encoding") else []
+                await refuse(send, 401, "unauthenticated", e.message,
+                             [(b"www-authenticate", b'Bearer realm="wulf"'), *unread])
             return
         if found is None:
             return  # the client went away
