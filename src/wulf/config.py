@@ -33,7 +33,9 @@ def _strs(*items: str) -> list[str]:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    listen: str = f"0.0.0.0:{DEFAULT_PORT}"  # TCP address of `wulf server`; "" for none
+    # TCP address of `wulf server`; "" for none. Without a host (":7878"): every address when TLS is set up
+    # ([tls] cert), else loopback only (127.0.0.1): no plain text to the network unless asked for by name
+    listen: str = f":{DEFAULT_PORT}"
     state_dir: str = ""  # database, socket, logs; "" means default_state_dir()
     socket: str = ""  # Unix socket path; "" means <state_dir>/wulf.sock
     synchronous: str = "full"  # SQLite durability: "full" (survives power loss) or "normal"
@@ -45,6 +47,16 @@ class ServerConfig:
     rate_limit: float = 20.0  # requests per second each user may make (root: no limit); 0 for none
     rate_burst: int = 100  # ... and how many at once after a pause
     audit_log: str = ""  # administrative actions, one JSON line each; "" means <state_dir>/audit.jsonl
+    max_body_mb: float = 64.0  # largest request body of a known caller (a caller not yet known: 64 KB)
+    request_timeout: float = 10.0  # seconds a request's headers (and an agent's hello) may take to arrive
+    max_connections: int = 256  # open connections per address (TCP) and per user (Unix socket; root: no limit)
+    trusted_proxies: list[str] = field(default_factory=list, metadata={"item": str})  # X-Forwarded-For from these
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_mb", "request_timeout", "max_connections"):
+            value = getattr(self, name)
+            if not value > 0 or value == float("inf"):
+                raise ConfigError(f"server.{name} must be a number > 0, not {value!r}")
 
 
 CGROUPS_MODES = ("auto", "off")

@@ -18,7 +18,8 @@ SYSTEM_CONFIG = "/etc/wulf/wulf.toml"
 KEYS: dict[str, dict[str, type]] = {
     "server": {"listen": str, "state_dir": str, "socket": str, "synchronous": str, "history": int,
                "start_grace": float, "node_lost_after": float, "allow": list, "admin_group": str,
-               "rate_limit": float, "rate_burst": int, "audit_log": str},
+               "rate_limit": float, "rate_burst": int, "audit_log": str, "max_body_mb": float,
+               "request_timeout": float, "max_connections": int, "trusted_proxies": list},
     "agent": {"interval": float, "scratch": str, "state_dir": str, "runtime_dir": str,
               "external_min_cpu": float, "external_min_mem_mb": float, "session_listen": str,
               "reconnect_max": float, "kill_grace": float, "cgroups": str},

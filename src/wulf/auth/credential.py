@@ -17,7 +17,8 @@ d     the SHA-256 of what it is for (a request: its method, target and body; an 
 The server refuses a credential that is unsigned or altered, made for another purpose, more than
 ``ttl`` seconds old (or made more than ``ttl`` seconds in the future by its clock: the clocks of a
 cluster must agree, as MUNGE's do), or seen before: it keeps the nonces it has accepted until they
-would have expired anyway (:class:`ReplayCache`).
+would have expired anyway (:class:`ReplayCache`), and refuses those made before it started (whose
+nonces it did not keep).
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ class ReplayCache:
         return True
 
 
-def check_fresh(cred: Credential, *, kind: str, now: float, ttl: float) -> None:
-    """Refuse a credential of another kind, or one too old or too new to be good now."""
+def check_fresh(cred: Credential, *, kind: str, now: float, ttl: float, not_before: float = 0.0) -> None:
+    """Refuse a credential of another kind, or one too old or too new to be good now, or made before
+    ``not_before`` (when the server started: whether it was used before, the server cannot know)."""
     if cred.kind != kind:
         raise Unauthenticated(f"credential refused: it is a credential of kind {cred.kind!r}, not {kind!r}")
     age = now - cred.time
@@ -143,6 +145,10 @@ def check_fresh(cred: Credential, *, kind: str, now: float, ttl: float) -> None:
     if -age > ttl:
         raise Unauthenticated(f"credential refused: it was made {-age:.0f}s in the future by the clock of "
                               f"{cred.host}; the clocks of the cluster must agree")
+    if cred.time < not_before:
+        raise Unauthenticated(f"credential refused: it was made before the server started ({not_before - cred.time:.1f}s "
+                              f"before, on {cred.host}), so it may have been used already; try again (do the clocks "
+                              "agree?)")
 
 
 def check_use(cred: Credential, *, digest: str, now: float, ttl: float, replays: ReplayCache) -> None:
@@ -154,12 +160,12 @@ def check_use(cred: Credential, *, digest: str, now: float, ttl: float, replays:
 
 
 def verify(key: ClusterKey, text: str, *, kind: str, digest: str, now: float, ttl: float,
-           replays: ReplayCache) -> Credential:
+           replays: ReplayCache, not_before: float = 0.0) -> Credential:
     """The credential in ``text`` if it is good for this use now; else Unauthenticated says why.
 
     (The server checks a request's credential in two steps, :func:`check_fresh` before it reads the
     body and :func:`check_use` after, so that nobody without a good credential makes it read one.)"""
     cred = decode(key, text)
-    check_fresh(cred, kind=kind, now=now, ttl=ttl)
+    check_fresh(cred, kind=kind, now=now, ttl=ttl, not_before=not_before)
     check_use(cred, digest=digest, now=now, ttl=ttl, replays=replays)
     return cred

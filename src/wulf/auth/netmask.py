@@ -11,13 +11,13 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AllowList:
-    def __init__(self, networks: Sequence[str]) -> None:
+    def __init__(self, networks: Sequence[str], key: str = "allow") -> None:
         self.networks: list[_Network] = []
         for text in networks:
             try:
                 self.networks.append(ipaddress.ip_network(text.strip(), strict=False))
             except ValueError:
-                raise ConfigError(f"[server] allow: {text!r} is not a network (examples: 10.0.0.0/8, "
+                raise ConfigError(f"[server] {key}: {text!r} is not a network (examples: 10.0.0.0/8, "
                                   f"192.168.1.7, ::1/128)") from None
 
     def allows(self, host: str) -> bool:

@@ -47,7 +47,7 @@ def cmd_server(args: argparse.Namespace, config: Config) -> int:
     from wulf.server.main import run as run_server
 
     _logging(args.verbose)
-    run_server(_with_state(config, args.state), args.listen)
+    run_server(_with_state(config, args.state), args.listen, owner_only=args.owner_only)
     return 0
 
 
@@ -123,7 +123,8 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
     ensure_key(config.key_path())  # zero set-up: the cluster key is made at the first start
     exe = [sys.executable, "-m", "wulf.cli.wulf"]
     env = dict(os.environ)
-    server_argv = [*exe, "server", "--state", str(state), "--listen", args.listen or ""]
+    # a personal cluster: its socket is its owner's alone
+    server_argv = [*exe, "server", "--state", str(state), "--listen", args.listen or "", "--owner-only"]
     server = _spawn(server_argv, state / "server.log", env)
     env["WULF_IGNORE_PIDS"] = f"{os.getpid()},{server.pid}"
     agent_argv = [*exe, "agent", "--server", url, "--name", name, "--state", str(state / f"agent-{name}"),
@@ -309,7 +310,10 @@ def _parser() -> ArgParser:
     down = sub.add_parser("down", help="stop the cluster `wulf up` started")
     down.add_argument("--state", help="state directory (default ~/.local/state/wulf)")
     srv = sub.add_parser("server", help="run the job daemon")
-    srv.add_argument("--listen", help="TCP HOST:PORT (default 0.0.0.0:7878; '' for none)")
+    srv.add_argument("--listen", help="TCP HOST:PORT (default :7878: every address with TLS, else loopback; "
+                     "'' for none)")
+    srv.add_argument("--owner-only", action="store_true",
+                     help="only the user running the server (and root) may use its Unix socket (as `wulf up` does)")
     srv.add_argument("--state", help="state directory: database, socket, logs")
     srv.add_argument("-v", "--verbose", action="store_true")
     ag = sub.add_parser("agent", help="run the node agent")

@@ -1,8 +1,8 @@
 """The HTTP API and the agents' WebSocket, over the daemon.
 
-Every error has one shape: ``{"error": {"kind": ..., "message": ...}}`` with kinds ``usage`` (400),
-``unauthenticated`` (401), ``forbidden`` (403), ``not_found`` (404), ``refused`` (409), ``slow_down``
-(429, with ``retry_after``) and ``error`` (500).
+Every error has one shape: ``{"error": {"kind": ..., "message": ...}}`` with kinds ``usage`` (400; and
+408, 413, 431 for a request too slow or too large), ``unauthenticated`` (401), ``forbidden`` (403),
+``not_found`` (404), ``refused`` (409), ``slow_down`` (429, with ``retry_after``) and ``error`` (500).
 
 Who asks is established by :class:`wulf.server.guard.Guard` before a route runs; routes take it from
 ``request.state.caller`` (``CallerDep``), never from the request's body. Administrative routes
@@ -48,8 +48,9 @@ from wulf.protocol import (
     agent_message,
 )
 from wulf.server.daemon import Daemon
+from wulf.server.edge import TRUST
 from wulf.server.guard import CALLER, COOKIE, Guard, login_page, parse_login
-from wulf.server.nodes import AgentLink
+from wulf.server.nodes import AgentLink, Node
 from wulf.server.security import Security
 
 log = logging.getLogger("wulf.server")
@@ -61,8 +62,8 @@ _STATUS: dict[type[WulfError], tuple[int, str]] = {
 }
 
 
-def _error(kind: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status)
+def _error(kind: str, message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status, headers=headers)
 
 
 def _describe(exc: RequestValidationError | ValidationError) -> str:
@@ -142,7 +143,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = getattr(exc, "detail", None)
     kind = {404: "not_found", 401: "unauthenticated", 403: "forbidden"}.get(status, "usage" if status < 500 else "error")
     message = detail if isinstance(detail, str) and detail else f"the request failed ({status})"
-    return _error(kind, message[:1].lower() + message[1:], status)
+    return _error(kind, message[:1].lower() + message[1:], status, getattr(exc, "headers", None))
 
 @router.get("/healthz")
 async def healthz() -> dict[str, Any]:
@@ -337,7 +338,7 @@ async def login(request: Request, security: SecurityDep) -> Response:
     read the page and the API (GET only: no form elsewhere can act with it)."""
     token = parse_login(await request.body())
     try:
-        security.from_token(token)
+        await security.from_token(token)
     except Unauthenticated as e:
         status, body = login_page(e.message, 401)
         return HTMLResponse(body, status_code=status)
@@ -352,30 +353,57 @@ async def logout() -> Response:
     response.delete_cookie(COOKIE)
     return response
 
+async def _refuse_ws(ws: WebSocket, code: int, reason: str = "") -> None:
+    with contextlib.suppress(Exception):  # it may have gone already
+        await ws.close(code=code, reason=reason[:120])
+
+
+async def _hello(ws: WebSocket, timeout: float) -> Hello | None:
+    """An agent's first message, if it is a hello that came within ``timeout`` seconds and speaks this
+    server's protocol; else None, and the WebSocket is closed (the edge lets it be 512 KB at most)."""
+    where = ws.client.host if ws.client and ws.client.host else "the Unix socket"
+    try:
+        async with asyncio.timeout(timeout):
+            first = agent_message.validate_json(await ws.receive_text())
+    except TimeoutError:
+        log.warning("refused a WebSocket from %s: no hello within %gs ([server] request_timeout)", where, timeout)
+        await _refuse_ws(ws, 1008, f"no hello within {timeout:g}s")
+        return None
+    except WebSocketDisconnect as e:
+        if e.code == 1009:
+            log.warning("refused a WebSocket from %s: its first message was too large for a hello", where)
+        return None
+    except (ValidationError, KeyError):  # KeyError: bytes, not text
+        await _refuse_ws(ws, 1002, "the first message must be a hello")
+        return None
+    if not isinstance(first, Hello):
+        await _refuse_ws(ws, 1002, "the first message must be hello")
+        return None
+    if first.version != PROTOCOL_VERSION:
+        log.warning("refused node %s: it speaks protocol %d, this server %d", first.node.name, first.version,
+                    PROTOCOL_VERSION)
+        await _refuse_ws(ws, 1008, f"protocol {first.version} is not this server's {PROTOCOL_VERSION}: "
+                                   f"run the same wulf on every node")
+        return None
+    return first
+
+
 @router.websocket("/api/v1/agent")
 async def agent(ws: WebSocket) -> None:
     daemon: Daemon = ws.app.state.daemon
     await ws.accept()
-    try:
-        first = agent_message.validate_json(await ws.receive_text())
-    except (ValidationError, WebSocketDisconnect):
-        await ws.close(code=1002)
-        return
-    if not isinstance(first, Hello):
-        await ws.close(code=1002, reason="the first message must be hello")
-        return
-    if first.version != PROTOCOL_VERSION:
-        log.warning("refused node %s: it speaks protocol %d, this server %d", first.node.name, first.version,
-                    PROTOCOL_VERSION)
-        await ws.close(code=1008, reason=f"protocol {first.version} is not this server's {PROTOCOL_VERSION}: "
-                                         f"run the same wulf on every node")
+    first = await _hello(ws, daemon.config.server.request_timeout)
+    if first is None:
         return
     try:
         agent_uid = ws.app.state.security.agent(first)
     except Unauthenticated as e:
         log.warning("refused node %s from %s: %s", first.node.name, ws.client.host if ws.client else "?", e.message)
-        await ws.close(code=1008, reason=e.message[:120])
+        await _refuse_ws(ws, 1008, e.message)
         return
+    trust = ws.scope.get("state", {}).get(TRUST)
+    if callable(trust):
+        trust()  # a good hello: later messages may be as large as agents send
     host = ws.client.host if ws.client and ws.client.host else "127.0.0.1"
     if not host or host.startswith("/") or host == "testclient":
         host = "127.0.0.1"
@@ -389,23 +417,32 @@ async def agent(ws: WebSocket) -> None:
                  agent_uid)
     link = AgentLink(send=ws.send_text, host=host, close=close, uid=agent_uid)
     try:
-        node = await daemon.agent_hello(first, link)
-    except Refused as e:  # another agent has this node's name
-        await ws.close(code=NAME_TAKEN, reason=e.message[:120])
-        return
-    try:
-        while True:
-            text = await ws.receive_text()
-            try:
-                msg = agent_message.validate_json(text)
-            except ValidationError as e:
-                log.warning("bad message from %s: %s", node.name, _describe(e))
-                continue
-            await daemon.agent_message(node, msg)
+        try:
+            node = await daemon.agent_hello(first, link)
+        except Refused as e:  # another agent has this node's name: this one stops (see NAME_TAKEN)
+            await _refuse_ws(ws, NAME_TAKEN, e.message)
+            return
+        await _serve_agent(ws, daemon, node)
     except WebSocketDisconnect:
         pass
+    except Exception as e:  # the handshake (or a message) failed: the node must not stay up
+        log.error("node %s: dropped its connection: %s: %s", first.node.name, type(e).__name__, e)
+        await _refuse_ws(ws, 1011, "the server failed to take in what this agent said")
     finally:
-        await daemon.agent_gone(node, link)
+        node_now = daemon.nodes.get(first.node.name)
+        if node_now is not None:
+            await daemon.agent_gone(node_now, link)  # only if this connection is still the node's
+
+
+async def _serve_agent(ws: WebSocket, daemon: Daemon, node: Node) -> None:
+    while True:
+        text = await ws.receive_text()
+        try:
+            msg = agent_message.validate_json(text)
+        except ValidationError as e:
+            log.warning("bad message from %s: %s", node.name, _describe(e))
+            continue
+        await daemon.agent_message(node, msg)
 
 
 def create_app(daemon: Daemon, security: Security, on_quit: Any = None) -> FastAPI:

@@ -6,6 +6,10 @@ the login page) must say who sends it (see :mod:`wulf.server.security`); the rou
 in ``request.state.caller``. A caller who has used up their budget (``[server] rate_limit`` and
 ``rate_burst``) is answered 429 with ``Retry-After``; root is not limited. WebSockets (the agents)
 pass the allow-list here and authenticate with their first message.
+
+Every body is capped before it is read: 64 KB while the sender is not known (the public paths), and
+``[server] max_body_mb`` for a known caller; beyond, the answer is 413 (and an unknown sender's
+connection is closed). On a personal cluster's socket (``wulf up``), other users are turned away.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.exceptions import HTTPException
+
 from wulf.auth import credential
-from wulf.auth.identity import Caller
+from wulf.auth.identity import Caller, user_name
 from wulf.errors import Unauthenticated, WulfError
 from wulf.server.peer import PEER
-from wulf.server.security import NO_IDENTITY, Security
+from wulf.server.security import NO_IDENTITY, PUBLIC_MAX_BODY, Security
 
 log = logging.getLogger("wulf.server")
 
@@ -40,8 +46,7 @@ PUBLIC = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect
                     "/logout"})
 #: what a read-only API token may ask besides GET and HEAD: to wait for jobs (it changes nothing)
 READ_ONLY_POSTS = frozenset({"/api/v1/wait"})
-MAX_BODY = 64 * 1024 * 1024
-"""Largest request body read to check a credential (the same bound as agents' messages)."""
+CLOSE = (b"connection", b"close")
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes,
@@ -94,12 +99,51 @@ def _target(scope: Scope) -> str:
     return (bytes(raw) + (b"?" + bytes(query) if query else b"")).decode("latin-1")
 
 
-class _BodyTooLarge(Exception):
-    pass
+def too_large(limit: int) -> str:
+    if limit == PUBLIC_MAX_BODY:
+        return f"the request is larger than {limit // 1024} KB, all that may be sent before saying who sends it"
+    return f"the request is larger than {limit / 2**20:g} MB ([server] max_body_mb)"
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, Receive] | None:
-    """The whole body, and a receive that hands it to the app again; None if the client left."""
+class BodyTooLarge(HTTPException):
+    """A body grew past its cap while the app read it: answered 413 in the one error shape."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, too_large(limit), headers={"connection": "close"})
+
+
+def _declared(scope: Scope) -> int:
+    """The body's length as its Content-Length says (0 if it says nothing readable)."""
+    text = _header(scope, b"content-length")
+    return int(text) if text is not None and text.strip().isdigit() else 0
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """``receive``, raising :class:`BodyTooLarge` once the body passes ``limit`` bytes."""
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        msg = await receive()
+        seen += len(msg.get("body", b""))
+        if seen > limit:
+            raise BodyTooLarge(limit)
+        return msg
+
+    return capped
+
+
+async def _drain(receive: Receive) -> None:
+    """Read what is left of a body and drop it (a known caller then gets its answer, not a closed pipe)."""
+    while True:
+        msg = await receive()
+        if msg["type"] != "http.request" or not msg.get("more_body", False):
+            return
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, Receive] | None:
+    """The whole body, and a receive that hands it to the app again; None if the client left.
+    A body over ``limit`` is read to its end, dropped, and raises BodyTooLarge."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -108,8 +152,10 @@ async def _read_body(receive: Receive) -> tuple[bytes, Receive] | None:
             return None
         chunk = msg.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
-            raise _BodyTooLarge
+        if size > limit:
+            if msg.get("more_body", False):
+                await _drain(receive)
+            raise BodyTooLarge(limit)
         chunks.append(chunk)
         if not msg.get("more_body", False):
             break
@@ -139,23 +185,22 @@ class Guard:
             return
         state = scope.setdefault("state", {})
         peer = state.get(PEER)
-        if peer is None:
-            host = (scope.get("client") or ("",))[0] or ""
-            if not self.security.allow.allows(host):
-                log.warning("refused a connection from %s: not in [server] allow", host or "an unknown address")
-                if kind == "websocket":
-                    await send({"type": "websocket.close", "code": 1008, "reason": "address not allowed"})
-                else:
-                    await refuse(send, 403, "forbidden", f"connections from {host or 'your address'} are not "
-                                 "allowed ([server] allow)")
-                return
-        if kind == "websocket" or scope["path"] in PUBLIC:
+        if not await self._from_where(scope, send, peer):
+            return
+        if kind == "websocket":
             await self.app(scope, receive, send)
             return
+        if scope["path"] in PUBLIC:
+            if _declared(scope) > PUBLIC_MAX_BODY:
+                await refuse(send, 413, "usage", too_large(PUBLIC_MAX_BODY), [CLOSE])
+                return
+            await self.app(scope, _capped(receive, PUBLIC_MAX_BODY), send)
+            return
+        limit = self.security.max_body
         try:
-            found = await self._identify(scope, receive, peer)
-        except _BodyTooLarge:
-            await refuse(send, 413, "usage", f"the request is larger than {MAX_BODY // 2**20} MB")
+            found = await self._identify(scope, receive, peer, limit)
+        except BodyTooLarge as e:
+            await refuse(send, 413, "usage", str(e.detail))
             return
         except Unauthenticated as e:
             log.warning("refused %s %s from %s: %s", scope["method"], scope["path"], _where(scope, peer), e.message)
@@ -163,14 +208,43 @@ class Guard:
                 status, body = login_page(e.message, 401)
                 await _respond(send, status, body, b"text/html; charset=utf-8")
             else:
-                await refuse(send, 401, "unauthenticated", e.message, [(b"www-authenticate", b'Bearer realm="wulf"')])
+                # a body nobody will read: the connection goes with the answer, not on taking it in
+                unread = [CLOSE] if _declared(scope) or _header(scope, b"transfer-encoding") else []
+                await refuse(send, 401, "unauthenticated", e.message,
+                             [(b"www-authenticate", b'Bearer realm="wulf"'), *unread])
             return
         if found is None:
             return  # the client went away
         caller, receive = found
+        if _declared(scope) > limit:
+            await _drain(receive)
+            await refuse(send, 413, "usage", too_large(limit))
+            return
         if await self._admit(scope, send, caller):
             state[CALLER] = caller
-            await self.app(scope, receive, send)
+            await self.app(scope, _capped(receive, limit), send)
+
+    async def _from_where(self, scope: Scope, send: Send, peer: tuple[int, int, int] | None) -> bool:
+        """Whether the connection may be served at all: over TCP from an allowed address, on a personal
+        cluster's socket by its owner (or root). If not, the refusal is sent."""
+        websocket = scope["type"] == "websocket"
+        if peer is not None:
+            if not self.security.foreign(peer):
+                return True
+            owner = user_name(self.security.own_uid)
+            why = f"this wulf cluster is {owner}'s alone (a `wulf up`): only {owner} and root may use it"
+            log.warning("refused uid %d (pid %d) on the socket of a personal cluster", peer[1], peer[0])
+        else:
+            host = (scope.get("client") or ("",))[0] or ""
+            if self.security.allow.allows(host):
+                return True
+            log.warning("refused a connection from %s: not in [server] allow", host or "an unknown address")
+            why = f"connections from {host or 'your address'} are not allowed ([server] allow)"
+        if websocket:
+            await send({"type": "websocket.close", "code": 1008, "reason": why[:120]})
+        else:
+            await refuse(send, 403, "forbidden", why)
+        return False
 
     async def _admit(self, scope: Scope, send: Send, caller: Caller) -> bool:
         """Whether a known caller's request goes on: not a change asked with a read-only token, and
@@ -186,28 +260,29 @@ class Guard:
                 return False
         return True
 
-    async def _identify(self, scope: Scope, receive: Receive,
-                        peer: tuple[int, int, int] | None) -> tuple[Caller, Receive] | None:
+    async def _identify(self, scope: Scope, receive: Receive, peer: tuple[int, int, int] | None,
+                        limit: int) -> tuple[Caller, Receive] | None:
         sec = self.security
         auth = _header(scope, b"authorization")
         if auth is not None:
             scheme, _, token = auth.strip().partition(" ")
             if scheme.lower() != "bearer":
                 raise Unauthenticated("only Authorization: Bearer <API token> is understood")
-            return sec.from_token(token.strip()), receive
+            return await sec.from_token(token.strip()), receive
         text = _header(scope, CREDENTIAL_HEADER)
         if text is not None:
             cred = sec.credential(text.strip())  # signed and fresh, before the body is read
-            read = await _read_body(receive)
+            read = await _read_body(receive, limit)
             if read is None:
                 return None
             body, receive = read
-            return sec.from_credential(cred, credential.request_digest(scope["method"], _target(scope), body)), receive
+            digest = credential.request_digest(scope["method"], _target(scope), body)
+            return await sec.from_credential(cred, digest), receive
         if peer is not None:
-            return sec.from_peer(peer), receive
+            return await sec.from_peer(peer), receive
         cookie = _cookie(scope, COOKIE)
         if cookie and scope["method"] in ("GET", "HEAD"):
-            return sec.from_token(cookie), receive
+            return await sec.from_token(cookie), receive
         raise Unauthenticated(NO_IDENTITY)
 
     async def _slow_down(self, send: Send, caller: Caller, wait: float) -> None:

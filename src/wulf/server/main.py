@@ -4,12 +4,18 @@ The Unix socket and the TCP address are served by two uvicorn servers on one loo
 Unix socket names its callers by the kernel's peer credentials (:mod:`wulf.server.peer`), and TCP
 speaks TLS when ``[tls] cert`` is set (and nothing else: a plain-text connection fails its
 handshake). The first server handles the signals and the app's start and stop; the second follows it.
+Both limit what a connection may cost (:mod:`wulf.server.edge`).
+
+An address without a host (``:7878``, the default) means every address once TLS is set up, and
+loopback only until then. A personal cluster (``wulf up``: ``owner_only``) keeps its socket to its
+owner (mode 0600, and the guard turns other users away should it be opened to them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -27,22 +33,26 @@ from wulf.config import Config, reload_config
 from wulf.errors import UsageError
 from wulf.server.app import create_app
 from wulf.server.daemon import Daemon
-from wulf.server.peer import PeerHttpProtocol
+from wulf.server.edge import protocols
 from wulf.server.security import Security
 from wulf.store.sqlite import SqliteStore
 
 log = logging.getLogger("wulf.server")
 
 
-def parse_listen(text: str) -> tuple[str, int]:
+def parse_listen(text: str, tls: bool = True) -> tuple[str, int]:
+    """HOST and PORT of ``text``; no host means every address with ``tls``, else loopback only."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise UsageError(f"--listen: {text!r} is not HOST:PORT (example: 0.0.0.0:7878)")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return host.strip("[]") or ("0.0.0.0" if tls else "127.0.0.1"), int(port)
 
 
-def _tcp_socket(listen: str) -> socket.socket:
-    host, port = parse_listen(listen)
+def _tcp_socket(listen: str, tls: bool) -> socket.socket:
+    host, port = parse_listen(listen, tls)
+    if not tls and not _loopback(host):
+        log.warning("listening on %s:%d in plain text: anyone on the network can read and alter what is said "
+                    "there (`wulf init` sets up TLS)", host, port)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -56,7 +66,14 @@ def _tcp_socket(listen: str) -> socket.socket:
     return s
 
 
-def _unix_socket(path: Path) -> socket.socket:
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _unix_socket(path: Path, owner_only: bool) -> socket.socket:
     path.parent.mkdir(parents=True, exist_ok=True)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -71,7 +88,8 @@ def _unix_socket(path: Path) -> socket.socket:
     finally:
         probe.close()
     s.bind(str(path))
-    os.chmod(path, 0o666)  # every user of this machine talks to the server through it
+    # every user of this machine talks to the server through it; a personal cluster's, its owner alone
+    os.chmod(path, 0o600 if owner_only else 0o666)
     s.listen(1024)
     return s
 
@@ -98,12 +116,11 @@ class _FollowerServer(uvicorn.Server):
 
 
 def _uvicorn_config(app: Any, **kw: Any) -> uvicorn.Config:
-    return uvicorn.Config(app, log_level="warning", access_log=False, ws="websockets-sansio",
-                          ws_ping_interval=20, ws_ping_timeout=60, ws_max_size=64 * 1024 * 1024,
-                          timeout_graceful_shutdown=2, **kw)
+    return uvicorn.Config(app, log_level="warning", access_log=False, ws_ping_interval=20, ws_ping_timeout=60,
+                          ws_max_size=64 * 1024 * 1024, timeout_graceful_shutdown=2, timeout_keep_alive=5, **kw)
 
 
-async def serve(config: Config, listen: str | None = None) -> None:
+async def serve(config: Config, listen: str | None = None, owner_only: bool = False) -> None:
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True, mode=0o755)  # every user reaches the socket in it
     # the database (every job's environment), the key and the audit log are the server's alone
@@ -115,13 +132,14 @@ async def serve(config: Config, listen: str | None = None) -> None:
     key, made = ensure_key(config.key_path())
     if made:
         log.info("made a new cluster key %s; every agent needs a copy (readable by root only)", key.path)
-    unix = _unix_socket(config.socket_path())
+    Security.check(config)
+    unix = _unix_socket(config.socket_path(), owner_only)
     listen = config.server.listen if listen is None else listen
-    tcp = _tcp_socket(listen) if listen else None
+    tcp = _tcp_socket(listen, tls is not None) if listen else None
     store = SqliteStore(state / "wulf.db", config.server.synchronous)
     daemon = Daemon(config, store)
     daemon.load()
-    security = Security(config, key, store)
+    security = Security(config, key, store, owner_only=owner_only)
     main: _MainServer | None = None
 
     def quit_now() -> None:
@@ -130,12 +148,15 @@ async def serve(config: Config, listen: str | None = None) -> None:
                 s.should_exit = True
 
     app = create_app(daemon, security, on_quit=quit_now)
-    main = _MainServer(_uvicorn_config(app, lifespan="on", http=PeerHttpProtocol))
+    http, ws = protocols(security.limits)
+    main = _MainServer(_uvicorn_config(app, lifespan="on", http=http, ws=ws, proxy_headers=False))
     follower: _FollowerServer | None = None
     if tcp is not None:
         factory = None if tls is None else _tls_factory(tls)
-        follower = _FollowerServer(_uvicorn_config(app, lifespan="off", http="httptools",
-                                                   ssl_context_factory=factory))
+        proxies = config.server.trusted_proxies  # X-Forwarded-For is believed from these alone
+        follower = _FollowerServer(_uvicorn_config(app, lifespan="off", http=http, ws=ws,
+                                                   ssl_context_factory=factory, proxy_headers=bool(proxies),
+                                                   forwarded_allow_ips=list(proxies) or None))
         main.followers.append(follower)
     loop = asyncio.get_running_loop()
 
@@ -176,10 +197,10 @@ def _tls_factory(ctx: ssl.SSLContext) -> Any:
     return factory
 
 
-def run(config: Config, listen: str | None = None) -> None:
+def run(config: Config, listen: str | None = None, owner_only: bool = False) -> None:
     import uvloop
 
     from wulf.rlimits import raise_open_files
 
     raise_open_files()  # a connection per node and per client
-    uvloop.run(serve(config, listen))
+    uvloop.run(serve(config, listen, owner_only))

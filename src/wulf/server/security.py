@@ -10,14 +10,22 @@ The identity of a request comes from how it arrived, never from what it says:
   good for reading only).
 
 Root, the user the server runs as (the owner of a ``wulf up``) and the members of ``[server]
-admin_group`` are administrators.
+admin_group`` are administrators. Whether someone is one is looked up again after :data:`ADMIN_TTL`
+seconds (off the event loop: the group database may be a directory service), so that leaving the group
+takes effect without a reload.
+
+A credential is good once: the server remembers the nonces it accepted until they expire. It does not
+remember them across a restart; it refuses instead every credential made before it started.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import grp
 import logging
 import os
+import pwd
 import time
 from dataclasses import dataclass
 
@@ -32,13 +40,15 @@ from wulf.config import Config
 from wulf.errors import Forbidden, NotFound, Unauthenticated
 from wulf.protocol import Hello, TokenReply
 from wulf.server.audit import AuditLog
-from wulf.server.users import groups_of
+from wulf.server.edge import Limits
 from wulf.store.base import JobStore
 
 log = logging.getLogger("wulf.server")
 
-NAME_TTL = 60.0
+ADMIN_TTL = 10.0
 """Seconds a uid's name and administrator status are kept before they are looked up again."""
+PUBLIC_MAX_BODY = 64 * 1024
+"""Largest body of a request whose sender is not known yet (the login form, ...)."""
 
 NO_IDENTITY = ("who are you? Over TCP a request needs a credential from the wulf agent of your machine "
                "(is one running there? it listens on [auth] agent_socket) or an API token "
@@ -52,13 +62,29 @@ class _Known:
     until: float
 
 
+def _in_group(user: str, group: str) -> bool:
+    """Whether ``user`` is a member of ``group`` now (asked of the system afresh: no cache)."""
+    try:
+        pw = pwd.getpwnam(user)
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return False
+    try:
+        return gid in os.getgrouplist(user, pw.pw_gid)
+    except OSError:
+        return gid == pw.pw_gid
+
+
 class Security:
-    def __init__(self, config: Config, key: ClusterKey, store: JobStore) -> None:
+    def __init__(self, config: Config, key: ClusterKey, store: JobStore, owner_only: bool = False) -> None:
         self.key = key
         self.store = store
         self.replays = ReplayCache()
+        self.started = time.time()  # credentials made before are refused: their nonces were not kept
         self.tokens = TokenBook(store.tokens())
         self.own_uid = os.geteuid()  # whoever runs the server (root, or the owner of a `wulf up`) administers it
+        self.owner_only = owner_only  # a personal cluster: its owner (and root) alone may use its socket
+        self.limits = Limits()  # what a connection may cost (wulf.server.edge reads it)
         self._known: dict[int, _Known] = {}
         self.reload(config)
 
@@ -66,6 +92,7 @@ class Security:
     def check(config: Config) -> None:
         """Raise ConfigError for a configuration this cannot take (before anything changes)."""
         AllowList(config.server.allow)
+        AllowList(config.server.trusted_proxies, key="trusted_proxies")
 
     def reload(self, config: Config) -> None:
         """Take a new configuration (see :meth:`check`)."""
@@ -74,40 +101,50 @@ class Security:
         self.admin_group = config.server.admin_group
         self.ttl = config.auth.ttl
         self.audit = AuditLog(config.audit_path())
+        self.max_body = int(config.server.max_body_mb * 2**20)
+        self.limits.max_connections = config.server.max_connections
+        self.limits.request_timeout = config.server.request_timeout
         self._known.clear()
 
     # ------------------------------------------------------------------ who
 
-    def caller(self, uid: int, gid: int, via: str, host: str) -> Caller:
+    def _look_up(self, uid: int) -> tuple[str, bool]:
+        name = user_name(uid)
+        return name, uid in (0, self.own_uid) or bool(self.admin_group) and _in_group(name, self.admin_group)
+
+    async def caller(self, uid: int, gid: int, via: str, host: str) -> Caller:
         now = time.monotonic()
         k = self._known.get(uid)
         if k is None or k.until < now:
-            name = user_name(uid)
-            admin = uid in (0, self.own_uid) or bool(self.admin_group) and self.admin_group in groups_of(name)
-            k = self._known[uid] = _Known(name, admin, now + NAME_TTL)
+            name, admin = await asyncio.to_thread(self._look_up, uid)
+            k = self._known[uid] = _Known(name, admin, time.monotonic() + ADMIN_TTL)
         return Caller(k.user, uid, gid, via, host, k.admin)
 
-    def from_peer(self, peer: tuple[int, int, int]) -> Caller:
-        _, uid, gid = peer
-        return self.caller(uid, gid, SOCKET, "local")
+    def foreign(self, peer: tuple[int, int, int]) -> bool:
+        """Whether a process on the Unix socket may not use a personal cluster (it is not its owner's)."""
+        return self.owner_only and peer[1] not in (0, self.own_uid)
 
-    def from_token(self, text: str) -> Caller:
+    async def from_peer(self, peer: tuple[int, int, int]) -> Caller:
+        _, uid, gid = peer
+        return await self.caller(uid, gid, SOCKET, "local")
+
+    async def from_token(self, text: str) -> Caller:
         token = self.tokens.find(text, time.time()) if looks_like_token(text) else None
         if token is None:
             raise Unauthenticated("the API token is not good (mistyped, revoked or expired); "
                                   "`wulf token create` makes a new one")
-        caller = self.caller(token.uid, token.gid, TOKEN, "")
+        caller = await self.caller(token.uid, token.gid, TOKEN, "")
         return dataclasses.replace(caller, read_only=True) if token.read_only else caller
 
     def credential(self, text: str) -> Credential:
         """A request's credential, signed and fresh (its use is checked by :meth:`from_credential`)."""
         cred = credential.decode(self.key, text)
-        credential.check_fresh(cred, kind=credential.USER, now=time.time(), ttl=self.ttl)
+        credential.check_fresh(cred, kind=credential.USER, now=time.time(), ttl=self.ttl, not_before=self.started)
         return cred
 
-    def from_credential(self, cred: Credential, digest: str) -> Caller:
+    async def from_credential(self, cred: Credential, digest: str) -> Caller:
         credential.check_use(cred, digest=digest, now=time.time(), ttl=self.ttl, replays=self.replays)
-        return self.caller(cred.uid, cred.gid, CREDENTIAL, cred.host)
+        return await self.caller(cred.uid, cred.gid, CREDENTIAL, cred.host)
 
     def agent(self, hello: Hello) -> int:
         """The uid an agent runs as, if its hello carries a good credential for its node; else
@@ -116,7 +153,7 @@ class Security:
             raise Unauthenticated("the agent sent no credential (it needs the cluster key)")
         cred = credential.verify(self.key, hello.auth, kind=credential.AGENT,
                                  digest=credential.agent_digest(hello.node.name), now=time.time(),
-                                 ttl=self.ttl, replays=self.replays)
+                                 ttl=self.ttl, replays=self.replays, not_before=self.started)
         return cred.uid
 
     # ------------------------------------------------------------------ API tokens
