@@ -8,6 +8,7 @@ there is a file to read.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -186,7 +187,7 @@ def _member_ok(v: Any, item: type) -> bool:
     if item is list:
         return isinstance(v, list) and all(isinstance(x, str) for x in v)
     if item is float:
-        return type(v) is float and v >= 0
+        return type(v) is float and math.isfinite(v) and v >= 0
     return type(v) is item
 
 
@@ -215,6 +216,8 @@ def _section(name: str, cls: type, data: Any, where: str) -> Any:
         default = getattr(cls(), f.name)
         if isinstance(default, float):
             value = _number(value)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{where}: {name}.{key} must be a finite number, not {value}")
         if type(value) is not type(default):
             raise ConfigError(
                 f"{where}: {name}.{key} must be {type(default).__name__}, not {type(value).__name__}"
