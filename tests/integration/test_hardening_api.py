@@ -293,9 +293,11 @@ def test_big_scripts_all_start_without_stalling_their_node(tmp_path: Path) -> No
             path = tmp_path / f"big{i}.sh"
             path.write_text(f"echo {i}\n#" + "x" * (6 * 1024 * 1024) + "\n")
             scripts.append(path)
+        c.agent("n1", cpus=12)
+        c.run("qset", "big", "--stop")
         ids: list[int] = []
         for half in (scripts[:6], scripts[6:]):
-            ids += c.submit(*[a for s in half for a in ("-s", str(s))])
-        c.agent("n1", cpus=12)  # all of them placed in one pass, on one node
+            ids += c.submit("-q", "big", *[a for s in half for a in ("-s", str(s))])
+        c.run("qset", "big", "--start")  # all of them placed in one pass, on one node
         c.run("qwait", *map(str, ids), timeout=120)
         assert {c.job(i)["state"] for i in ids} == {"done"}

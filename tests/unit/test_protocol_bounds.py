@@ -18,10 +18,14 @@ from wulf.protocol import (
     IdsRequest,
     InteractiveRequest,
     QueueRequest,
+    Start,
+    StartJob,
     SubmitRequest,
     TokenRequest,
     WaitRequest,
 )
+from wulf.server.daemon import program_of, start_messages
+from wulf.server.mail import check_domain, digest_message
 
 
 def _submit(job: dict[str, Any] | None = None, **request: Any) -> SubmitRequest:
@@ -113,3 +117,50 @@ def test_run_limits_refuse_what_is_not_a_finite_number(value: float) -> None:
         limit.resolve(value)
     with pytest.raises(UsageError):
         RunLimit("time").resolve(value)
+
+
+# ---------------------------------------------------------------- what the server sends: bounded too
+
+
+def _start(job_id: int, script_mb: float) -> StartJob:
+    return StartJob(id=job_id, name="big", user="alice", uid=1000, queue="default", command="big.sh",
+                    script="#" * int(script_mb * 1024 * 1024), cwd="/tmp", env={"PATH": "/bin"}, output="",
+                    keep_script=False, cpu=1.0, mem_mb=32.0)
+
+
+def test_starts_for_a_node_go_in_messages_an_agent_takes() -> None:
+    starts = [_start(i, 6) for i in range(1, 13)]  # 72 MB: more than an agent takes in one message
+    messages = list(start_messages(starts))
+    assert len(messages) > 1
+    assert all(len(m.encode()) < 32 * 1024 * 1024 for m in messages)
+    got = [s for m in messages for s in Start.model_validate_json(m).jobs]
+    assert got == starts
+    assert [Start.model_validate_json(m) for m in start_messages(starts[:2])] == [Start(jobs=starts[:2])]
+
+
+def test_mail_goes_only_to_the_sites_domains() -> None:
+    allowed = ["example.org", "lab.test."]
+    for addr in ("a@example.org", "a@cs.example.org", "a@LAB.test", "alice"):
+        assert check_domain(addr, allowed) == addr
+    for addr in ("a@evil.test", "a@notexample.org", "a@example.org.evil.test"):
+        with pytest.raises(UsageError, match="allowed_domains"):
+            check_domain(addr, allowed)
+    assert check_domain("a@anywhere.test", []) == "a@anywhere.test"
+
+
+def test_jobs_ending_together_make_one_digest() -> None:
+    jobs = [{"id": i, "state": "done" if i % 3 else "failed", "exit_code": 0 if i % 3 else 1, "name": f"j{i}",
+             "node": "n1"} for i in range(1, 1201)]
+    msg = digest_message(jobs, "alice@example.org", "wulf@test", "master")
+    assert msg["Subject"] == "wulf: 1200 jobs ended (800 done, 400 failed)"
+    text = msg.get_content()
+    assert "\n1 done on n1 j1\n" in text and "\n3 failed (exit 1) on n1 j3\n" in text
+    assert "and 200 more" in text and "\n1001 " not in text
+    one = digest_message(jobs[:1], "alice@example.org", "wulf@test", "master")
+    assert one["Subject"] == "wulf: job 1 (j1) done on n1"
+
+
+def test_others_see_only_the_program_of_a_command_line() -> None:
+    assert program_of("/usr/bin/python3 train.py --token=secret") == "python3"
+    assert program_of("[kworker/0:1]") == "[kworker/0:1]"
+    assert program_of("") == ""

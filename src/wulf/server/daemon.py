@@ -81,7 +81,7 @@ def _by_id(job: Job) -> int:
     return job.id
 
 
-def _start_messages(starts: Sequence[StartJob]) -> Iterator[str]:
+def start_messages(starts: Sequence[StartJob]) -> Iterator[str]:
     """The Start messages for one node: as few as hold them in about START_MESSAGE_BYTES each (a job
     is at most [limits] job_max_mb, so each message stays under what an agent takes)."""
     head = '{"type":"start","jobs":['
@@ -384,12 +384,12 @@ class Daemon:
         return jobs
 
     def _read(self, ids: Iterable[int]) -> dict[int, Job]:
+        """The jobs of these ids that the store has (run in a thread: see :meth:`fetch`)."""
         out = {}
         for i in dict.fromkeys(ids):
             job = self.store.get(i)
-            if job is None:
-                break  # one unknown job fails the request: no need to read on
-            out[i] = job
+            if job is not None:
+                out[i] = job
         return out
 
     async def _owned(self, ids: Sequence[int], caller: Caller, what: str = "") -> list[Job]:
@@ -684,7 +684,7 @@ class Daemon:
             if job.state is JobState.RUNNING:  # not cancelled meanwhile
                 by_node.setdefault(job.node, []).append(self._start_job(job))
         for node_name, starts in by_node.items():
-            for text in _start_messages(starts):
+            for text in start_messages(starts):
                 await self._send_text(node_name, text)
 
     def _start_job(self, job: Job) -> StartJob:
@@ -837,8 +837,10 @@ class Daemon:
     async def _exited(self, node: Node, exits: Sequence[JobExit]) -> None:
         """Record exits, and place jobs in the room they leave: one commit for both."""
         ended = []
+        missing = [e.id for e in exits if e.id not in self.jobs]
+        stored = await asyncio.to_thread(self._read, missing) if missing else {}
         for e in exits:
-            job = self.jobs.get(e.id) or self.store.get(e.id)
+            job = self.jobs.get(e.id) or stored.get(e.id)
             if job is None:
                 continue
             self._record_exit(job, e)
