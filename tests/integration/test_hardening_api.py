@@ -301,3 +301,7 @@ def test_big_scripts_all_start_without_stalling_their_node(tmp_path: Path) -> No
         c.run("qset", "big", "--start")  # all of them placed in one pass, on one node
         c.run("qwait", *map(str, ids), timeout=120)
         assert {c.job(i)["state"] for i in ids} == {"done"}
+        # and the node took them without dropping its connection (an agent refuses a message over
+        # 64 MiB, reconnects, and was sent the same again: its jobs went back and forth meanwhile)
+        log = (tmp_path / "agent-n1.log").read_text()
+        assert log.count("connected to") == 1 and "too big" not in log, log[-2000:]
