@@ -90,7 +90,7 @@ def start_messages(starts: Sequence[StartJob]) -> Iterator[str]:
     for start in starts:
         text = start.model_dump_json()
         n = len(text) if text.isascii() else len(text.encode())
-        if batch and size + len(text) > START_MESSAGE_BYTES:
+        if batch and size + n > START_MESSAGE_BYTES:
             yield head + ",".join(batch) + "]}"
             batch, size = [], 0
         batch.append(text)
