@@ -47,6 +47,10 @@ same idempotency key: the server queues it once and answers its ids each time.""
 RECONNECT_FOR = 600.0
 """How long waiting for jobs (qwait, :meth:`Client.wait`) keeps trying to reach a server that went away
 (restarted), unless its own timeout ends sooner."""
+MAX_IDS = 10_000
+"""Most job ids one request names (wulf.protocol.MAX_IDS): longer lists go in several requests."""
+MAX_SUBMIT_JOBS = 10_000
+"""Most jobs one submission carries (wulf.protocol.MAX_SUBMIT_JOBS): more go in several."""
 _MAX_LINE = 65536  # longest status or header line accepted
 _MAX_HEADERS = 100
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
@@ -466,13 +470,28 @@ class Client:
         The submission carries an idempotency ``key`` (a new one unless given): when its answer is lost
         (a timeout, a dropped connection), it is sent again with that key, up to SUBMIT_TRIES times, and
         the server, which remembers keys for a day, answers the same ids without queueing the jobs again.
-        Give the same ``key`` to try again yourself after an error."""
-        body = {"jobs": jobs, "env": dict(os.environ) if env is None else env, "umask": current_umask(),
-                "key": key or new_key()}
+        Give the same ``key`` to try again yourself after an error.
+
+        More than MAX_SUBMIT_JOBS go in several requests (keys ``KEY:1``, ``KEY:2``...), each all or
+        nothing: if one is refused, the error says which jobs the earlier ones queued."""
+        body = {"env": dict(os.environ) if env is None else env, "umask": current_umask()}
+        key = key or new_key()
+        parts = range(0, max(1, len(jobs)), MAX_SUBMIT_JOBS)
+        ids: list[int] = []
+        for n, start in enumerate(parts):
+            part = {"jobs": jobs[start:start + MAX_SUBMIT_JOBS], **body, "key": key if len(parts) == 1 else f"{key}:{n}"}
+            try:
+                ids += self._submit_once(part)
+            except WulfError as e:
+                if ids:
+                    e.message += f" (the first {len(ids)} jobs were queued: {ids[0]}-{ids[-1]})"
+                raise
+        return ids
+
+    def _submit_once(self, body: dict[str, Any]) -> list[int]:
         for attempt in range(1, SUBMIT_TRIES + 1):
             try:
-                reply = self.post("/api/v1/jobs", body)
-                return list(reply["jobs"])
+                return list(self.post("/api/v1/jobs", body)["jobs"])
             except AnswerLost:
                 if attempt == SUBMIT_TRIES:
                     raise
@@ -480,31 +499,50 @@ class Client:
         raise AssertionError("unreachable")
 
     def status(self, user: str = "", queue: str = "", all_jobs: bool = False, brief: bool = False) -> dict[str, Any]:
-        """Nodes and jobs; ``brief``: only the fields a listing shows of each job (see Job.brief)."""
+        """Nodes and jobs; ``brief``: only the fields a listing shows of each job (see Job.brief). The
+        server answers a page of jobs at a time: this asks for the next until there are no more."""
         q = f"?all={int(all_jobs)}" + ("&brief=1" if brief else "")
         if user:
             q += "&user=" + quote(user)
         if queue:
             q += "&queue=" + quote(queue)
-        return dict(self.get("/api/v1/status" + q))
+        reply = dict(self.get("/api/v1/status" + q))
+        jobs = list(reply["jobs"])
+        after = reply.pop("next", None)
+        while after:
+            page = self.get(f"/api/v1/status{q}&after={int(after)}")
+            jobs += page["jobs"]
+            after = page.get("next")
+        reply["jobs"] = jobs
+        return reply
 
     def job(self, job_id: int) -> dict[str, Any]:
         return dict(self.get(f"/api/v1/jobs/{int(job_id)}"))
 
+    def _on_ids(self, path: str, ids: Iterable[int], **more: Any) -> dict[str, Any]:
+        """POST an action on jobs, MAX_IDS at a time; the answers' lists are joined."""
+        todo = list(ids)
+        out: dict[str, Any] = {}
+        for start in range(0, max(1, len(todo)), MAX_IDS):
+            reply = self.post(path, {"ids": todo[start:start + MAX_IDS], **more})
+            for k, v in reply.items():
+                out[k] = out.get(k, []) + v if isinstance(v, list) else v
+        return out
+
     def cancel(self, ids: Iterable[int]) -> dict[str, Any]:
-        return dict(self.post("/api/v1/jobs/cancel", {"ids": list(ids)}))
+        return self._on_ids("/api/v1/jobs/cancel", ids)
 
     def signal(self, ids: Iterable[int], signum: int) -> dict[str, Any]:
-        return dict(self.post("/api/v1/jobs/signal", {"ids": list(ids), "signal": signum}))
+        return self._on_ids("/api/v1/jobs/signal", ids, signal=signum)
 
     def renice(self, ids: Iterable[int], nice: int) -> dict[str, Any]:
-        return dict(self.post("/api/v1/jobs/nice", {"ids": list(ids), "nice": nice}))
+        return self._on_ids("/api/v1/jobs/nice", ids, nice=nice)
 
     def hold(self, ids: Iterable[int]) -> dict[str, Any]:
-        return dict(self.post("/api/v1/jobs/hold", {"ids": list(ids)}))
+        return self._on_ids("/api/v1/jobs/hold", ids)
 
     def release(self, ids: Iterable[int]) -> dict[str, Any]:
-        return dict(self.post("/api/v1/jobs/release", {"ids": list(ids)}))
+        return self._on_ids("/api/v1/jobs/release", ids)
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self.get("/api/v1/nodes")["nodes"])
@@ -516,8 +554,21 @@ class Client:
         return dict(self.post("/api/v1/queues", {"queue": queue, **changes}))
 
     def wait_once(self, ids: list[int], queues: list[str], timeout: float) -> dict[str, Any]:
-        body = {"ids": ids, "queues": queues, "timeout": timeout}
-        return dict(self.post("/api/v1/wait", body, timeout=timeout + self.timeout))
+        """One wait of at most ``timeout`` seconds; more than MAX_IDS jobs are waited for a part at a
+        time (a part not done when the time is up: the others are only looked at)."""
+        if len(ids) <= MAX_IDS:
+            body = {"ids": ids, "queues": queues, "timeout": timeout}
+            return dict(self.post("/api/v1/wait", body, timeout=timeout + self.timeout))
+        deadline = time.monotonic() + timeout
+        out: dict[str, Any] = {"done": True, "jobs": [], "counts": {}}
+        for start in range(0, len(ids), MAX_IDS):
+            left = max(0.0, deadline - time.monotonic()) if out["done"] else 0.0
+            part = self.wait_once(ids[start:start + MAX_IDS], queues if start == 0 else [], left)
+            out["done"] = out["done"] and part["done"]
+            out["jobs"] += part["jobs"]
+            for state, n in part["counts"].items():
+                out["counts"][state] = out["counts"].get(state, 0) + n
+        return out
 
     def wait(self, ids: list[int], queues: list[str] | None = None, timeout: float | None = None) -> dict[str, Any]:
         """Block until every job named (or in the queues named) has ended; returns the last answer.

@@ -8,6 +8,7 @@ there is a file to read.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -51,12 +52,15 @@ class ServerConfig:
     request_timeout: float = 10.0  # seconds a request's headers (and an agent's hello) may take to arrive
     max_connections: int = 256  # open connections per address (TCP) and per user (Unix socket; root: no limit)
     trusted_proxies: list[str] = field(default_factory=list, metadata={"item": str})  # X-Forwarded-For from these
+    jobs_per_page: int = 5000  # most jobs one status reply lists (jstat asks for the next page)
 
     def __post_init__(self) -> None:
         for name in ("max_body_mb", "request_timeout", "max_connections"):
             value = getattr(self, name)
             if not value > 0 or value == float("inf"):
                 raise ConfigError(f"server.{name} must be a number > 0, not {value!r}")
+        if self.jobs_per_page < 1:
+            raise ConfigError(f"server.jobs_per_page must be at least 1, not {self.jobs_per_page}")
 
 
 CGROUPS_MODES = ("auto", "off")
@@ -107,6 +111,10 @@ class WindowsConfig:
     weekends: list[str] = field(default_factory=lambda: _strs("Sat", "Sun"), metadata={"item": str})
 
 
+JOB_MAX_MB_CAP = 32.0
+"""The most [limits] job_max_mb may be: half of the largest message an agent takes."""
+
+
 @dataclass(frozen=True)
 class LimitsConfig:
     groups: dict[str, float] = field(default_factory=dict, metadata={"item": float})
@@ -118,6 +126,16 @@ class LimitsConfig:
     cputime_max: str = ""
     mem_limit_default_mb: float = 0.0  # 0 for none
     mem_limit_max_mb: float = 0.0
+    job_max_mb: float = 8.0  # largest job: its script, command, environment and paths, as sent to a node
+    max_queued_per_user: int = 50000  # jobs one user may have waiting (queued or held); 0 for no limit
+
+    def __post_init__(self) -> None:
+        if not 0 < self.job_max_mb <= JOB_MAX_MB_CAP:
+            raise ConfigError(f"limits.job_max_mb must be more than 0 and at most {JOB_MAX_MB_CAP:g} (an agent "
+                              f"takes messages of up to 64 MiB), not {self.job_max_mb:g}")
+        if self.max_queued_per_user < 0:
+            raise ConfigError(f"limits.max_queued_per_user must be 0 (no limit) or more, not "
+                              f"{self.max_queued_per_user}")
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,16 @@ class SharesConfig:
 class MailConfig:
     smtp: str = "localhost:25"
     sender: str = field(default="wulf@localhost", metadata={"key": "from"})
+    # mail only to these domains and their subdomains (and to bare local user names); [] for any
+    allowed_domains: list[str] = field(default_factory=list, metadata={"item": str})
+    digest_seconds: float = 10.0  # jobs of one recipient ending within this long make one mail
+
+    def __post_init__(self) -> None:
+        if self.digest_seconds < 0:
+            raise ConfigError(f"mail.digest_seconds must be a number of seconds >= 0, not {self.digest_seconds:g}")
+        for d in self.allowed_domains:
+            if not d.strip(". ") or any(ch.isspace() or ch == "@" for ch in d):
+                raise ConfigError(f"mail.allowed_domains: {d!r} is not a domain (e.g. \"example.org\")")
 
 
 @dataclass(frozen=True)
@@ -199,7 +227,7 @@ def _member_ok(v: Any, item: type) -> bool:
     if item is list:
         return isinstance(v, list) and all(isinstance(x, str) for x in v)
     if item is float:
-        return type(v) is float and v >= 0
+        return type(v) is float and math.isfinite(v) and v >= 0
     return type(v) is item
 
 
@@ -228,6 +256,8 @@ def _section(name: str, cls: type, data: Any, where: str) -> Any:
         default = getattr(cls(), f.name)
         if isinstance(default, float):
             value = _number(value)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{where}: {name}.{key} must be a finite number, not {value}")
         if type(value) is not type(default):
             raise ConfigError(
                 f"{where}: {name}.{key} must be {type(default).__name__}, not {type(value).__name__}"

@@ -7,18 +7,81 @@ below, told apart by its ``type``. Clients use the HTTP API, whose bodies are th
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 PROTOCOL_VERSION = 2
 
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 """A job id as a client may name one (the store's integers are 64 bits)."""
 
+# ---------------------------------------------------------------- what a client may send
+# Everything a client sends reaches the store and, through an agent running as root, a process.
+# It is checked here, where it arrives (HTTP 400, kind "usage"): text is UTF-8 without NUL bytes,
+# numbers are finite and within bounds, lists and strings are bounded. Sizes a site may want to
+# change (scripts, environments, queued jobs) are checked by the daemon against [limits].
+
+MAX_IDS = 10_000
+"""Most job ids one request may name (the client splits longer lists)."""
+MAX_SUBMIT_JOBS = 10_000
+"""Most jobs one submission may carry (the client splits larger ones)."""
+MAX_COMMAND_BYTES = 128 * 1024 - 1
+"""The longest command line: the kernel's limit on one argument (MAX_ARG_STRLEN), as `sh -c` gets it."""
+MAX_PATH = 4096
+MAX_CPUS = 100_000.0
+MAX_MB = 1e9  # a petabyte
+MAX_SECONDS = 1e9  # thirty years
+
+
+def _text(value: Any) -> Any:
+    """UTF-8 text without NUL: what may reach a process, a file name or the store (checked before
+    the length, whose own check would call a lone surrogate just "not a valid string")."""
+    if not isinstance(value, str):
+        return value  # not text: the type's own check says so
+    if "\x00" in value:
+        raise ValueError("contains a NUL byte")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: bytes that were not UTF-8 where the client read them
+            raise ValueError("is not valid UTF-8 text (it has undecodable bytes)") from None
+    return value
+
+
+def _command(value: str) -> str:
+    if len(value) > MAX_COMMAND_BYTES // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_COMMAND_BYTES:
+        raise ValueError("is longer than the 128 KiB the system allows for one command line: "
+                         "put it in a script (qr -s FILE)")
+    return value
+
+
+def _env_name(name: str) -> str:
+    """Any name a process environment can hold (not empty, no '='): ``BASH_FUNC_module%%`` too."""
+    if not name or "=" in name:
+        raise ValueError(f"{name[:40]!r} is not an environment variable name (empty, or has '=')")
+    return name
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+ShortText = Annotated[str, Field(max_length=256), BeforeValidator(_text)]
+PathText = Annotated[str, Field(max_length=MAX_PATH), BeforeValidator(_text)]
+CommandText = Annotated[str, BeforeValidator(_text), AfterValidator(_command)]
+EnvName = Annotated[str, Field(max_length=MAX_PATH), BeforeValidator(_text), AfterValidator(_env_name)]
+Env = dict[EnvName, Text]
+Cpus = Annotated[float, Field(gt=0, le=MAX_CPUS)]
+Megabytes = Annotated[float, Field(gt=0, le=MAX_MB)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+
 
 class Msg(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Request(Msg):
+    """What a client sends: as a message, and no NaN or infinity anywhere."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- shared records
@@ -81,22 +144,22 @@ class Cluster(Msg):
     started: float
 
 
-class JobSpec(Msg):
-    """One job as a client submits it."""
+class JobSpec(Request):
+    """One job as a client submits it (its script's size is checked against [limits] script_max_mb)."""
 
-    command: str = ""  # run with /bin/sh -c
-    script: str | None = None  # or a script staged as a file and run by its #! line (or /bin/sh)
-    name: str = ""
-    queue: str = "default"
-    cwd: str
-    cpu: float | None = None  # None: the configured default
-    mem_mb: float | None = None
-    output: str = ""  # "" means <cwd>/wulf-<id>.out; %j is replaced by the job id
+    command: CommandText = ""  # run with /bin/sh -c
+    script: Text | None = None  # or a script staged as a file and run by its #! line (or /bin/sh)
+    name: ShortText = ""
+    queue: ShortText = "default"
+    cwd: PathText
+    cpu: Cpus | None = None  # None: the configured default
+    mem_mb: Megabytes | None = None
+    output: PathText = ""  # "" means <cwd>/wulf-<id>.out; %j is replaced by the job id
     keep_script: bool = False
-    constraint: str = ""  # node attributes the job needs, e.g. "arch=x86_64,bigmem"
-    time_limit: float | None = None  # seconds of wall time; None: the site default
-    cputime_limit: float | None = None  # seconds of cpu time; None: the site default
-    mem_limit_mb: float | None = None  # hard memory limit; None: the site default
+    constraint: Annotated[str, Field(max_length=1024), BeforeValidator(_text)] = ""  # e.g. "arch=x86_64,bigmem"
+    time_limit: Seconds | None = None  # seconds of wall time; None: the site default
+    cputime_limit: Seconds | None = None  # seconds of cpu time; None: the site default
+    mem_limit_mb: Megabytes | None = None  # hard memory limit; None: the site default
     nice: int | None = Field(default=None, ge=-20, le=19)  # None: scheduler.job_nice
 
 
@@ -239,11 +302,11 @@ server_message = TypeAdapter(ServerMessage)
 # ---------------------------------------------------------------- client <-> server (HTTP)
 
 
-class SubmitRequest(Msg):
+class SubmitRequest(Request):
     """Jobs to queue. Whose they are is not said here: the server knows who asks (see wulf.auth)."""
 
-    jobs: list[JobSpec] = Field(min_length=1)
-    env: dict[str, str] = {}
+    jobs: list[JobSpec] = Field(min_length=1, max_length=MAX_SUBMIT_JOBS)
+    env: Env = {}  # its size is checked against [limits] env_max_kb
     umask: int | None = Field(default=None, ge=0, le=0o777)  # the jobs' umask; None: 022
     # idempotency: the same caller's submission with the same key (within a day) answers the first's ids
     key: str = Field(default="", max_length=128, pattern=r"^[A-Za-z0-9._:-]*$")
@@ -253,8 +316,8 @@ class SubmitReply(Msg):
     jobs: list[int]
 
 
-class IdsRequest(Msg):
-    ids: list[JobId] = Field(min_length=1)
+class IdsRequest(Request):
+    ids: list[JobId] = Field(min_length=1, max_length=MAX_IDS)
 
 
 class SignalRequest(IdsRequest):
@@ -265,25 +328,25 @@ class NiceRequest(IdsRequest):
     nice: int = Field(ge=-20, le=19)
 
 
-class QueueRequest(Msg):
+class QueueRequest(Request):
     """qset: change a queue's settings (fields left None stay as they are)."""
 
-    queue: str  # "QUEUE" (the caller's own) or "USER:QUEUE"
-    priority: int | None = None
+    queue: ShortText  # "QUEUE" (the caller's own) or "USER:QUEUE"
+    priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
     stopped: bool | None = None
-    window: str | None = None  # always, nights, weekends
-    mail: str | None = None  # "" for no mail
+    window: ShortText | None = None  # always, nights, weekends
+    mail: ShortText | None = None  # "" for no mail
 
 
-class WaitRequest(Msg):
-    ids: list[JobId] = []
-    queues: list[str] = []  # "QUEUE" (the caller's) or "USER:QUEUE"
+class WaitRequest(Request):
+    ids: list[JobId] = Field(default=[], max_length=MAX_IDS)
+    queues: list[ShortText] = Field(default=[], max_length=100)  # "QUEUE" (the caller's) or "USER:QUEUE"
     timeout: float = Field(default=1.0, ge=0.0, le=60.0)
 
 
-class InteractiveRequest(Msg):
+class InteractiveRequest(Request):
     job: JobSpec
-    env: dict[str, str] = {}
+    env: Env = {}
     umask: int | None = Field(default=None, ge=0, le=0o777)
     pty: bool = False
 
@@ -301,10 +364,10 @@ class PlaceReply(Msg):
     host: str
 
 
-class TokenRequest(Msg):
+class TokenRequest(Request):
     """wulf token create: a new API token for the caller."""
 
-    name: str = Field(default="", max_length=64)
+    name: Annotated[str, Field(max_length=64), BeforeValidator(_text)] = ""
     days: float | None = Field(default=None, gt=0, le=3650)  # None: until revoked
     read_only: bool = False  # the token may look (GET, and wait for jobs), not change anything
 

@@ -113,6 +113,20 @@ def select_env(spec: str, environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8 where they were read (a lone surrogate)
+        return False
+    return True
+
+
+def carried_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The variables wulf can carry (UTF-8 names and values), and the names of those it cannot."""
+    kept = {k: v for k, v in env.items() if _utf8(k) and _utf8(v)}
+    return kept, [k.encode("utf-8", "replace").decode() for k in env if k not in kept]
+
+
 def _join_words(words: list[str]) -> str:
     """The words of ``qr CMD ...`` as one command line (one word is taken as a command line)."""
     if len(words) == 1:
@@ -200,13 +214,24 @@ def _main(argv: list[str]) -> int:
         cwd = os.getcwd()
     except FileNotFoundError:
         raise UsageError("the current directory no longer exists") from None
+    if not _utf8(cwd):
+        raise UsageError("the current directory's name is not UTF-8 text: wulf carries only UTF-8 (cd elsewhere)")
     stdin_text = None
     if not (args.command or args.script or args.words):
         if sys.stdin.isatty():
             print("qr: type the script, then Ctrl-D (or use -c CMD / -s FILE)", file=sys.stderr)
-        stdin_text = sys.stdin.read()
+        try:
+            stdin_text = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError("the script read from standard input is not UTF-8 text") from None
     specs = build_specs(args, cwd, stdin_text)
-    env = select_env(args.env, os.environ)
+    for spec in specs:
+        if not _utf8(spec["command"]):
+            raise UsageError("the command is not UTF-8 text (it has bytes that are not): wulf carries only UTF-8")
+    env, dropped = carried_env(select_env(args.env, os.environ))
+    if dropped:
+        print(f"qr: left out of the job's environment (not UTF-8 text): {', '.join(dropped[:5])}"
+              + (" ..." if len(dropped) > 5 else ""), file=sys.stderr)
     # one key for this invocation: should the answer be lost, the client sends it again with this key and
     # the server queues the jobs once
     ids = Client().submit(specs, env, key=new_key())

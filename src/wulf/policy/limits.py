@@ -5,6 +5,7 @@ Pure: group membership is looked up by the caller and passed in.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -87,6 +88,8 @@ class RunLimit:
         """The limit a job runs with. Raises UsageError if it asks for more than the site allows."""
         if asked is None:
             return self.default
+        if not math.isfinite(asked):  # NaN passes both comparisons below; inf would mean "none"
+            raise UsageError(f"a {self.what} limit must be a finite number, not {asked}")
         if asked <= 0:
             raise UsageError(f"a {self.what} limit must be more than zero")
         if self.maximum is not None and asked > self.maximum:
@@ -108,6 +111,8 @@ def run_limit(what: str, default: str | float, maximum: str | float, key: str) -
                 return parse_duration(v)
             except ValueError as e:
                 raise ConfigError(f"limits.{key}_{name}: {e}") from None
+        if not math.isfinite(float(v)):
+            raise ConfigError(f"limits.{key}_{name}: must be a finite number, not {v}")
         return float(v) or None
 
     d, m = value(default, "default"), value(maximum, "max")

@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -69,8 +68,9 @@ def _error(kind: str, message: str, status: int, headers: dict[str, str] | None 
 def _describe(exc: RequestValidationError | ValidationError) -> str:
     parts = []
     for e in exc.errors()[:3]:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-        parts.append(f"{loc}: {e.get('msg', 'invalid')}" if loc else str(e.get("msg", "invalid")))
+        loc = ".".join(str(x)[:40] for x in e.get("loc", ()) if x != "body")
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
     return "bad request: " + "; ".join(parts)
 
 
@@ -149,9 +149,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def healthz() -> dict[str, Any]:
     return {"ok": True, "version": __version__}
 
+PageAfter = Annotated[int, Query(ge=0, le=2**63 - 1)]
+PageLimit = Annotated[int, Query(ge=0, le=2**31)]
+
+
 @router.get("/api/v1/status")
-async def status(daemon: DaemonDep, user: str = "", queue: str = "", all: int = 0, brief: int = 0) -> dict[str, Any]:
-    return daemon.status(user, queue, bool(all), brief=bool(brief))
+async def status(daemon: DaemonDep, caller: CallerDep, user: str = "", queue: str = "", all: int = 0,
+                 brief: int = 0, after: PageAfter = 0, limit: PageLimit = 0) -> dict[str, Any]:
+    """Nodes and a page of jobs (``after``: the ``next`` of the last page; ``limit``: at most [server]
+    jobs_per_page)."""
+    return daemon.status(user, queue, bool(all), brief=bool(brief), viewer=caller, after=after, limit=limit)
 
 @router.get("/api/v1/nodes")
 async def nodes(daemon: DaemonDep) -> dict[str, Any]:
@@ -162,12 +169,16 @@ async def submit(req: SubmitRequest, daemon: DaemonDep, caller: CallerDep) -> Su
     return SubmitReply(jobs=await daemon.submit(req, caller))
 
 @router.get("/api/v1/jobs")
-async def jobs(daemon: DaemonDep, user: str = "", queue: str = "", all: int = 1) -> dict[str, Any]:
-    return {"jobs": daemon.status(user, queue, bool(all))["jobs"]}
+async def jobs(daemon: DaemonDep, caller: CallerDep, user: str = "", queue: str = "", all: int = 1,
+               after: PageAfter = 0, limit: PageLimit = 0) -> dict[str, Any]:
+    page = daemon.status(user, queue, bool(all), viewer=caller, after=after, limit=limit)
+    return {"jobs": page["jobs"], "next": page["next"]}
 
 @router.get("/api/v1/jobs/{job_id}")
-async def job(job_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], daemon: DaemonDep) -> dict[str, Any]:
-    return daemon.get(job_id).public(time.time())
+async def job(job_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], daemon: DaemonDep,
+              caller: CallerDep) -> dict[str, Any]:
+    [found] = await daemon.fetch([job_id])
+    return daemon.shown(found, caller)
 
 def _others(daemon: Daemon, ids: list[int], caller: Caller) -> list[str]:
     """The jobs named that are not the caller's (an administrator's action on them is audited)."""
@@ -222,8 +233,8 @@ async def release(req: IdsRequest, daemon: DaemonDep, security: SecurityDep, cal
     return await _on_jobs("release", req.ids, daemon, security, caller, daemon.release(req.ids, caller))
 
 @router.get("/api/v1/queues")
-async def queues(daemon: DaemonDep, user: str = "") -> dict[str, Any]:
-    return {"queues": daemon.queues(user)}
+async def queues(daemon: DaemonDep, caller: CallerDep, user: str = "") -> dict[str, Any]:
+    return {"queues": daemon.queues(user, viewer=caller)}
 
 @router.post("/api/v1/queues")
 async def set_queue(req: QueueRequest, daemon: DaemonDep, security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
@@ -325,7 +336,7 @@ async def whoami(caller: CallerDep) -> dict[str, Any]:
 async def page(daemon: DaemonDep, caller: CallerDep) -> str:
     from wulf.server.page import MAX_WAITING, render
 
-    return render(daemon.page_view(MAX_WAITING), daemon.queues())
+    return render(daemon.page_view(MAX_WAITING, viewer=caller), daemon.queues(viewer=caller))
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_form() -> HTMLResponse:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import json
 import logging
+import os
 import secrets
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from wulf.auth.identity import Caller
@@ -44,7 +46,6 @@ from wulf.protocol import (
     Session,
     SessionReady,
     Signal,
-    Start,
     Started,
     StartJob,
     SubmitRequest,
@@ -64,6 +65,48 @@ EXTERNAL_GONE_AFTER = 2
 #: may take its node's name
 SILENT_REPORTS = 4
 SILENT_MIN = 15.0
+#: a listing of jobs shows this much of each command (the job itself, GET /api/v1/jobs/ID, all of it)
+LIST_COMMAND_CHARS = 1000
+#: starts for one node go in messages of about this size (an agent takes messages of up to 64 MiB)
+START_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def _wire_size(text: str | None) -> int:
+    """Bytes ``text`` takes in a JSON message: six at most a character (an escaped control character),
+    counted exactly only when that bound is not small enough to tell."""
+    return 0 if not text else 6 * len(text)
+
+
+def _exact_size(text: str | None) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode()) if text else 0
+
+
+def _by_id(job: Job) -> int:
+    return job.id
+
+
+def start_messages(starts: Sequence[StartJob]) -> Iterator[str]:
+    """The Start messages for one node: as few as hold them in about START_MESSAGE_BYTES each (a job
+    is at most [limits] job_max_mb, so each message stays under what an agent takes)."""
+    head = '{"type":"start","jobs":['
+    batch: list[str] = []
+    size = 0
+    for start in starts:
+        text = start.model_dump_json()
+        n = len(text) if text.isascii() else len(text.encode())
+        if batch and size + n > START_MESSAGE_BYTES:
+            yield head + ",".join(batch) + "]}"
+            batch, size = [], 0
+        batch.append(text)
+        size += n + 1
+    if batch:
+        yield head + ",".join(batch) + "]}"
+
+
+def program_of(command: str) -> str:
+    """What others see of a command line that is not theirs: the program's name, not its arguments."""
+    first = command.split(maxsplit=1)[0] if command.strip() else ""
+    return first if first.startswith("[") else os.path.basename(first)
 
 
 def _env_hash(env: dict[str, str]) -> tuple[str, str]:
@@ -108,6 +151,7 @@ class Daemon:
         self._submitting: dict[tuple[int, str], asyncio.Event] = {}  # keys whose submission is under way
         self.down_since: dict[str, float] = {}  # node -> when its agent went away (see _watch_lost)
         self._lost_watch: asyncio.Task[None] | None = None
+        self._mailbox: dict[str, list[dict[str, Any]]] = {}  # address -> jobs ended since its last mail
 
     def reload(self, config: Config) -> None:
         """Take a new configuration (checked first: a bad one raises ConfigError and changes nothing)."""
@@ -200,21 +244,33 @@ class Daemon:
             self.impossible.pop(job_id, None)
             to = self.book.settings(job.user, job.queue).mail
             if to:
-                self._spawn(self._mail(job, to))
+                self._post(to, job)
         for w in self._waiters:
             if job_id in w.pending:
                 w.pending.discard(job_id)
                 if not w.pending:
                     w.event.set()
 
-    async def _mail(self, job: Job, to: str) -> None:
+    def _post(self, to: str, job: Job) -> None:
+        """Mail ``to`` about ``job``, with the others of theirs that end within [mail] digest_seconds."""
+        box = self._mailbox.setdefault(to, [])
+        box.append(job.public(time.time()))
+        if len(box) == 1:
+            asyncio.get_running_loop().call_later(self.config.mail.digest_seconds,
+                                                  lambda: self._spawn(self._mail(to)))
+
+    async def _mail(self, to: str) -> None:
+        jobs = self._mailbox.pop(to, [])
+        if not jobs:
+            return
         m = self.config.mail
-        msg = mail.completion_message(job.public(time.time()), to, m.sender, self.config.server.listen)
+        msg = mail.digest_message(jobs, to, m.sender, self.config.server.listen)
+        what = f"job {jobs[0]['id']}" if len(jobs) == 1 else f"{len(jobs)} jobs"
         try:
             await mail.send(m.smtp, msg)
-            log.info("mailed %s about job %d", to, job.id)
+            log.info("mailed %s about %s", to, what)
         except WulfError as e:
-            log.warning("could not mail %s about job %d: %s", to, job.id, e)
+            log.warning("could not mail %s about %s: %s", to, what, e)
 
     # ------------------------------------------------------------------ jobs from clients
 
@@ -276,6 +332,37 @@ class Daemon:
         failed would leave later jobs with the same environment stored without it)."""
         self.envs[h] = env
 
+    def _check_sizes(self, jobs: Sequence[JobSpec], env: dict[str, str]) -> None:
+        """Refuse a job larger than [limits] job_max_mb as sent to its node (UsageError): what an agent
+        cannot take in one message would stall its node."""
+        limit_mb = self.config.limits.job_max_mb
+        limit = int(limit_mb * 1024 * 1024)
+        env_size = sum(_wire_size(k) + _wire_size(v) for k, v in env.items())
+        exact_env: int | None = None
+        for n, spec in enumerate(jobs, 1):
+            texts = (spec.command, spec.script, spec.cwd, spec.output, spec.name)
+            if env_size + sum(map(_wire_size, texts)) <= limit:
+                continue
+            if exact_env is None:
+                exact_env = sum(_exact_size(k) + _exact_size(v) for k, v in env.items())
+            size = exact_env + sum(map(_exact_size, texts))
+            if size > limit:
+                which = f"job {n} of {len(jobs)}" if len(jobs) > 1 else "the job"
+                raise UsageError(f"{which} takes {size / 1048576:.1f} MB (script, command, environment and paths), "
+                                 f"more than the {limit_mb:g} MB this site allows ([limits] job_max_mb): "
+                                 f"keep big data in files the job reads")
+
+    def _check_queued(self, caller: Caller, more: int) -> None:
+        """Refuse jobs past [limits] max_queued_per_user waiting (queued or held) for one user (root: no limit)."""
+        cap = self.config.limits.max_queued_per_user
+        if not cap or caller.uid == 0:
+            return
+        waiting = sum(1 for j in self.jobs.values()
+                      if j.uid == caller.uid and (j.state is JobState.QUEUED or j.state is JobState.HELD))
+        if waiting + more > cap:
+            raise Refused(f"{caller.user} has {waiting} jobs waiting: {more} more would be over the {cap} jobs one "
+                          f"user may have waiting ([limits] max_queued_per_user); wait for some to start")
+
     async def submit(self, req: SubmitRequest, caller: Caller) -> list[int]:
         """Queue the jobs; with an idempotency key, a submission tried again (the same caller and key,
         within KEY_TTL) answers the ids of the first and queues nothing."""
@@ -308,6 +395,8 @@ class Daemon:
             del self.keys[k]
 
     async def _submit(self, req: SubmitRequest, caller: Caller, submission: Submission | None) -> list[int]:
+        self._check_sizes(req.jobs, req.env)
+        self._check_queued(caller, len(req.jobs))
         now = time.time()
         h, fresh = self._env_rows(req.env)
         first = self.next_id
@@ -325,15 +414,40 @@ class Daemon:
         return [j.id for j in jobs]
 
     def get(self, job_id: int) -> Job:
+        """One job, from memory or else the store (a read on the caller's thread: see :meth:`fetch`)."""
         job = self.jobs.get(job_id) or self.store.get(job_id)
         if job is None:
             raise NotFound(f"no job {job_id}")
         return job
 
-    def _owned(self, ids: Iterable[int], caller: Caller, what: str = "") -> list[Job]:
+    async def fetch(self, ids: Sequence[int]) -> list[Job]:
+        """The jobs named, in order; those no longer kept in memory are read from the store in a thread,
+        all at once, never on the event loop. NotFound names the first that does not exist."""
+        missing = [i for i in ids if i not in self.jobs]
+        found: dict[int, Job] = {}
+        if missing:
+            found = await asyncio.to_thread(self._read, missing)
+        jobs = []
+        for i in ids:
+            job = self.jobs.get(i) or found.get(i)
+            if job is None:
+                raise NotFound(f"no job {i}")
+            jobs.append(job)
+        return jobs
+
+    def _read(self, ids: Iterable[int]) -> dict[int, Job]:
+        """The jobs of these ids that the store has (run in a thread: see :meth:`fetch`)."""
+        out = {}
+        for i in dict.fromkeys(ids):
+            job = self.store.get(i)
+            if job is not None:
+                out[i] = job
+        return out
+
+    async def _owned(self, ids: Sequence[int], caller: Caller, what: str = "") -> list[Job]:
         """The jobs named, checked first (all or nothing): they exist and ``caller`` may act on them
         (their own; administrators: all)."""
-        jobs = [self.get(i) for i in ids]
+        jobs = await self.fetch(ids)
         for job in jobs:
             if job.uid != caller.uid and not caller.admin:
                 raise Forbidden(f"job {job.id} belongs to {job.user}, not to {caller.user}: only its owner "
@@ -344,7 +458,7 @@ class Daemon:
         return jobs
 
     async def cancel(self, ids: Sequence[int], caller: Caller) -> dict[str, list[int]]:
-        jobs = self._owned(ids, caller, "cancel")
+        jobs = await self._owned(ids, caller, "cancel")
         cancelled, ended = [], []
         changed: list[Job] = []
         now = time.time()
@@ -374,7 +488,7 @@ class Daemon:
         return {"cancelled": cancelled, "already_ended": ended}
 
     async def signal(self, ids: Sequence[int], signum: int, caller: Caller) -> dict[str, list[int]]:
-        jobs = self._owned(ids, caller, "signal")
+        jobs = await self._owned(ids, caller, "signal")
         sent, not_running = [], []
         by_node: dict[str, list[int]] = {}
         for job in jobs:
@@ -388,7 +502,7 @@ class Daemon:
         return {"signalled": sent, "not_running": not_running}
 
     async def renice(self, ids: Sequence[int], nice: int, caller: Caller) -> dict[str, list[int]]:
-        jobs = self._owned(ids, caller, "renice")
+        jobs = await self._owned(ids, caller, "renice")
         done, not_running = [], []
         for job in jobs:
             if job.state is not JobState.RUNNING:
@@ -405,7 +519,7 @@ class Daemon:
 
     async def hold(self, ids: Sequence[int], caller: Caller) -> dict[str, list[int]]:
         """Keep queued jobs from starting until they are released (qhold)."""
-        jobs = self._owned(ids, caller, "hold")
+        jobs = await self._owned(ids, caller, "hold")
         held, other = [], []
         for job in jobs:
             if job.state is JobState.QUEUED:
@@ -421,7 +535,7 @@ class Daemon:
 
     async def release(self, ids: Sequence[int], caller: Caller) -> dict[str, list[int]]:
         """Let held jobs go back in line, in their old places (qrls)."""
-        jobs = self._owned(ids, caller, "release")
+        jobs = await self._owned(ids, caller, "release")
         released, other = [], []
         for job in jobs:
             if job.state is JobState.HELD:
@@ -448,14 +562,16 @@ class Daemon:
     async def set_queue(self, spec: str, caller: Caller, **changes: Any) -> dict[str, Any]:
         owner, name = self._queue_owner(spec, caller)
         if changes.get("mail"):
-            changes["mail"] = mail.validate_address(changes["mail"])
+            changes["mail"] = mail.check_domain(mail.validate_address(changes["mail"]), self.config.mail.allowed_domains)
         settings = self.book.change(owner, name, **changes)
         await self.store.set_queue(settings.public())
         self.wake()
         return self._queue_public(settings)
 
-    def _queue_public(self, st: QueueSettings) -> dict[str, Any]:
+    def _queue_public(self, st: QueueSettings, viewer: Caller | None = None) -> dict[str, Any]:
         d = st.public()
+        if viewer is not None and viewer.user != st.user and not viewer.admin:
+            d["mail"] = ""  # where its owner gets mail is theirs to know
         q = self.book.queues.get((st.user, st.name))
         d["queued"] = len(q.jobs) if q else 0
         d["running"] = sum(1 for n in self.nodes.values() for j in n.jobs.values()
@@ -464,8 +580,9 @@ class Daemon:
         d["reason"] = self.reasons.get((st.user, st.name), "")
         return d
 
-    def queues(self, user: str = "") -> list[dict[str, Any]]:
-        return [self._queue_public(q.settings) for (u, _), q in sorted(self.book.queues.items())
+    def queues(self, user: str = "", viewer: Caller | None = None) -> list[dict[str, Any]]:
+        """The queues (of ``user``); ``viewer`` sees the mail address of their own only (administrators: all)."""
+        return [self._queue_public(q.settings, viewer) for (u, _), q in sorted(self.book.queues.items())
                 if not user or u == user]
 
     # ------------------------------------------------------------------ interactive jobs (jr)
@@ -499,6 +616,7 @@ class Daemon:
         return self.nodes[name]
 
     async def interactive(self, req: InteractiveRequest, caller: Caller) -> InteractiveReply:
+        self._check_sizes([req.job], req.env)
         node = self.place_now(caller.user)
         assert node.link is not None
         h, fresh = self._env_rows(req.env)
@@ -619,7 +737,8 @@ class Daemon:
             if job.state is JobState.RUNNING:  # not cancelled meanwhile
                 by_node.setdefault(job.node, []).append(self._start_job(job))
         for node_name, starts in by_node.items():
-            await self._send(node_name, Start(jobs=starts))
+            for text in start_messages(starts):
+                await self._send_text(node_name, text)
 
     def _start_job(self, job: Job) -> StartJob:
         env = self.envs.get(job.env_hash)
@@ -658,11 +777,14 @@ class Daemon:
                 del self.jobs[old]
 
     async def _send(self, node_name: str, msg: Any) -> None:
+        await self._send_text(node_name, msg.model_dump_json())
+
+    async def _send_text(self, node_name: str, text: str) -> None:
         node = self.nodes.get(node_name)
         if node is None or node.link is None:
             return
         try:
-            await node.link.send(msg.model_dump_json())
+            await node.link.send(text)
         except Exception as e:  # the connection is going away; the agent reconciles when it is back
             log.info("could not send to %s: %s", node_name, e)
 
@@ -845,8 +967,10 @@ class Daemon:
     async def _exited(self, node: Node, exits: Sequence[JobExit]) -> None:
         """Record exits, and place jobs in the room they leave: one commit for both."""
         ended = []
+        missing = [e.id for e in exits if e.id not in self.jobs]
+        stored = await asyncio.to_thread(self._read, missing) if missing else {}
         for e in exits:
-            job = self.jobs.get(e.id) or self.store.get(e.id)
+            job = self.jobs.get(e.id) or stored.get(e.id)
             if job is None:
                 continue
             self._record_exit(job, e)
@@ -964,13 +1088,22 @@ class Daemon:
             out.append(job)
         return out
 
-    def status(self, user: str = "", queue: str = "", all_jobs: bool = False, brief: bool = False) -> dict[str, Any]:
-        """Nodes and jobs as the API shows them (``brief``: the jobs' listing fields only, see Job.brief)."""
+    def status(self, user: str = "", queue: str = "", all_jobs: bool = False, brief: bool = False,
+               viewer: Caller | None = None, after: int = 0, limit: int = 0) -> dict[str, Any]:
+        """Nodes and one page of jobs as the API shows them, by id: the first ``limit`` (at most [server]
+        jobs_per_page) after the id ``after``; ``next`` is the ``after`` of the next page, None at the
+        end. ``brief``: the jobs' listing fields only (see Job.brief). Commands are cut to
+        LIST_COMMAND_CHARS, and ``viewer`` sees only the program of others' outside work."""
         now = time.time()
-        jobs = []
+        page = self.config.server.jobs_per_page
+        limit = min(limit, page) if limit > 0 else page
+        chosen = [j for j in self._select(user, queue, all_jobs) if j.id > after]
+        more = len(chosen) > limit
+        chosen = heapq.nsmallest(limit, chosen, key=_by_id) if more else sorted(chosen, key=_by_id)
         up = any(n.state is NodeState.UP for n in self.nodes.values())
-        for job in self._select(user, queue, all_jobs):
-            d = job.brief(now) if brief else job.public(now)
+        jobs = []
+        for job in chosen:
+            d = self._listed(job, job.brief(now) if brief else job.public(now), viewer)
             if job.state is JobState.QUEUED:
                 d["reason"] = self._why_waiting(job, up)
             jobs.append(d)
@@ -978,14 +1111,31 @@ class Daemon:
             "server": {"time": now, "started": self.started_at, "next_id": self.next_id},
             "nodes": self.nodes_public(),
             "jobs": jobs,
+            "next": chosen[-1].id if more else None,
         }
+
+    def shown(self, job: Job, viewer: Caller | None) -> dict[str, Any]:
+        """One job as ``viewer`` may see it (GET /api/v1/jobs/ID): all of it, but only the program of
+        another user's outside work (its command line may hold what is not for everyone)."""
+        d = job.public(time.time())
+        if viewer is not None and job.origin is Origin.EXTERNAL and job.uid != viewer.uid and not viewer.admin:
+            d["command"] = program_of(job.command)
+        return d
+
+    @staticmethod
+    def _listed(job: Job, d: dict[str, Any], viewer: Caller | None) -> dict[str, Any]:
+        command = job.command
+        if viewer is not None and job.origin is Origin.EXTERNAL and job.uid != viewer.uid and not viewer.admin:
+            command = program_of(command)
+        d["command"] = command if len(command) <= LIST_COMMAND_CHARS else command[:LIST_COMMAND_CHARS] + "…"
+        return d
 
     def nodes_public(self) -> list[dict[str, Any]]:
         """The nodes as the API shows them, by name."""
         return [n.public(self.policy.features.get(n.name, frozenset()))
                 for n in sorted(self.nodes.values(), key=lambda n: n.name)]
 
-    def page_view(self, max_waiting: int) -> dict[str, Any]:
+    def page_view(self, max_waiting: int, viewer: Caller | None = None) -> dict[str, Any]:
         """What the web page shows, in one pass over the jobs: the nodes; the running jobs and the first
         ``max_waiting`` waiting ones (earliest first; ``waiting_not_listed`` counts the rest), as
         listed (Job.brief); and per user, jobs running and the cpus they hold, jobs queued and held."""
@@ -1009,7 +1159,7 @@ class Daemon:
                 waiting += 1
                 if waiting > max_waiting:
                     continue
-            d = job.brief(now)
+            d = self._listed(job, job.brief(now), viewer)
             if state is JobState.QUEUED:
                 d["reason"] = self._why_waiting(job, up)
             jobs.append(d)
@@ -1024,8 +1174,8 @@ class Daemon:
         return why_waiting(waiting, self.reasons.get((job.user, job.queue), ""), kept, self.impossible.get(job.id),
                            next(iter(q.jobs), None) if q is not None else None, up)
 
-    def _wait_set(self, ids: Sequence[int], queues: Sequence[str], user: str) -> list[Job]:
-        jobs = [self.get(i) for i in ids]
+    async def _wait_set(self, ids: Sequence[int], queues: Sequence[str], user: str) -> list[Job]:
+        jobs = await self.fetch(ids)
         for q in queues:
             owner, _, name = q.rpartition(":")
             jobs.extend(self._select(owner or user, name))
@@ -1035,7 +1185,7 @@ class Daemon:
 
     async def wait(self, ids: Sequence[int], queues: Sequence[str], user: str, timeout: float) -> dict[str, Any]:
         """Answer when every job in the set has ended, or when ``timeout`` has passed."""
-        jobs = self._wait_set(ids, queues, user)
+        jobs = await self._wait_set(ids, queues, user)
         waiter = _Waiter({j.id for j in jobs if j.state not in FINAL_STATES})
         if waiter.pending and timeout > 0:
             self._waiters.append(waiter)

@@ -1,7 +1,7 @@
 """Mail when a job ends, for queues set with ``qset QUEUE --mail ADDR``.
 
-:func:`completion_message` builds the message (pure); :func:`send` hands it to an SMTP server in a
-thread. A failure to send is a :class:`MailError` with a one-line message for the server's log: mail
+:func:`completion_message` builds the message of one job and :func:`digest_message` that of several
+that ended close together (pure); :func:`send` hands it to an SMTP server in a thread. A failure to send is a :class:`MailError` with a one-line message for the server's log: mail
 must never disturb the daemon.
 """
 
@@ -11,7 +11,8 @@ import asyncio
 import re
 import signal
 import smtplib
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, tzinfo
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -57,6 +58,50 @@ def validate_address(addr: str) -> str:
     if problem:
         raise UsageError(f"bad mail address {addr!r}: {problem}; give one address like user@example.org")
     return text
+
+
+def check_domain(addr: str, allowed: Iterable[str]) -> str:
+    """``addr`` if the site lets wulf mail it: a bare local user name, or an address in one of the
+    ``allowed`` domains or their subdomains (none given: any). Raises UsageError otherwise."""
+    domains = [d.strip().strip(".").lower() for d in allowed]
+    domain = addr.rpartition("@")[2].lower() if "@" in addr else ""
+    if not domains or not domain or any(domain == d or domain.endswith("." + d) for d in domains):
+        return addr
+    raise UsageError(f"wulf mails only addresses in {', '.join(domains)} (this site's [mail] allowed_domains), "
+                     f"not {addr}")
+
+
+#: most jobs a digest lists one by one (the rest are counted)
+DIGEST_LINES = 1000
+
+
+def digest_message(jobs: Sequence[Mapping[str, Any]], to: str, sender: str, server_name: str,
+                   tz: tzinfo | None = None) -> EmailMessage:
+    """One mail about several jobs (as :meth:`wulf.model.job.Job.public` gives them) that ended close
+    together: a count by outcome, then a line a job."""
+    if len(jobs) == 1:
+        return completion_message(jobs[0], to, sender, server_name, tz)
+    counts = Counter(str(j.get("state") or "ended") for j in jobs)
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    msg = EmailMessage()
+    msg["Subject"] = f"wulf: {len(jobs)} jobs ended ({summary})"
+    msg["From"] = _one_line(sender)
+    msg["To"] = _one_line(to)
+    host = _one_line(server_name) or "localhost"
+    msg["Date"] = format_datetime(datetime.now().astimezone() if tz is None else datetime.now(tz))
+    first, last = jobs[0].get("id"), jobs[-1].get("id")
+    msg["Message-ID"] = f"<wulf-jobs-{first}-{last}.{len(jobs)}@{re.sub(r'[^A-Za-z0-9.-]', '', host)}>"
+    msg["Auto-Submitted"] = "auto-generated"
+    lines = [f"{len(jobs)} jobs ended: {summary}.", ""]
+    for j in jobs[:DIGEST_LINES]:
+        name = _one_line(str(j.get("name") or j.get("command") or ""))[:60]
+        where = f" on {_one_line(str(j['node']))}" if j.get("node") else ""
+        lines.append(f"{j.get('id')} {outcome(j)}{where} {name}".rstrip())
+    if len(jobs) > DIGEST_LINES:
+        lines.append(f"... and {len(jobs) - DIGEST_LINES} more")
+    lines += ["", f"-- wulf on {host}"]
+    msg.set_content("\n".join(lines) + "\n")
+    return msg
 
 
 def completion_message(
