@@ -139,6 +139,7 @@ MANY = int(os.environ.get("WULF_FUZZ_REQUESTS", "100000"))
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_a_hundred_thousand_requests_without_a_server_error(world: World) -> None:
     """The long run (the slow stage of ./dev test): 10^5 generated requests, as an ordinary user and
     as nobody at all, and not one server error. Hypothesis stops early on an operation with few
