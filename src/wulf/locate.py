@@ -36,6 +36,7 @@ KEYS: dict[str, dict[str, type]] = {
     "client": {"server": str},
     "auth": {"key_file": str, "ttl": float, "agent_socket": str},
     "tls": {"ca": str, "cert": str, "key": str},
+    "log": {"format": str, "file": str, "max_mb": float, "keep": int, "level": str},
 }
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import signal
 import subprocess
@@ -31,9 +30,10 @@ from wulf.config import Config, load_config
 from wulf.errors import ServerUnreachable, UsageError, WulfError
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def _logging(args: argparse.Namespace, config: Config, daemon: str) -> None:
+    from wulf import logs
+
+    logs.setup(config.log, daemon, args.verbose, args.log_file)
 
 
 def _with_state(config: Config, state: str | None) -> Config:
@@ -46,7 +46,7 @@ def _with_state(config: Config, state: str | None) -> Config:
 def cmd_server(args: argparse.Namespace, config: Config) -> int:
     from wulf.server.main import run as run_server
 
-    _logging(args.verbose)
+    _logging(args, config, "server")
     run_server(_with_state(config, args.state), args.listen, owner_only=args.owner_only)
     return 0
 
@@ -55,7 +55,7 @@ def cmd_agent(args: argparse.Namespace, config: Config) -> int:
     from wulf.agent.main import run as run_agent
     from wulf.config import server_url
 
-    _logging(args.verbose)
+    _logging(args, config, "agent")
     acfg = config.agent
     changes = {}
     if args.state:
@@ -121,14 +121,15 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
         pass
     name = args.name or socket.gethostname().split(".")[0]
     ensure_key(config.key_path())  # zero set-up: the cluster key is made at the first start
-    exe = [sys.executable, "-m", "wulf.cli.wulf"]
+    exe = [sys.executable, "-m", "wulf.cli.wulf", *(["--config", args.config] if args.config else [])]
     env = dict(os.environ)
     # a personal cluster: its socket is its owner's alone
-    server_argv = [*exe, "server", "--state", str(state), "--listen", args.listen or "", "--owner-only"]
+    server_argv = [*exe, "server", "--state", str(state), "--listen", args.listen or "", "--owner-only",
+                   "--log-file", str(state / "server.log")]
     server = _spawn(server_argv, state / "server.log", env)
     env["WULF_IGNORE_PIDS"] = f"{os.getpid()},{server.pid}"
     agent_argv = [*exe, "agent", "--server", url, "--name", name, "--state", str(state / f"agent-{name}"),
-                  "--key", str(config.key_path())]
+                  "--key", str(config.key_path()), "--log-file", str(state / "agent.log")]
     for opt in ("cpus", "mem"):
         if getattr(args, opt, None):
             agent_argv += [f"--{opt}", str(getattr(args, opt))]
@@ -315,7 +316,9 @@ def _parser() -> ArgParser:
     srv.add_argument("--owner-only", action="store_true",
                      help="only the user running the server (and root) may use its Unix socket (as `wulf up` does)")
     srv.add_argument("--state", help="state directory: database, socket, logs")
-    srv.add_argument("-v", "--verbose", action="store_true")
+    srv.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    srv.add_argument("--log-file", metavar="FILE", help="log to FILE, rotated by size ([log] max_mb, keep), "
+                     "instead of [log] file; '' for stderr")
     ag = sub.add_parser("agent", help="run the node agent")
     ag.add_argument("--server", help="server URL: http://HOST:PORT or unix:PATH")
     ag.add_argument("--name", help="node name (default: the host name)")
@@ -327,7 +330,9 @@ def _parser() -> ArgParser:
     ag.add_argument("--key", help="the cluster key (default [auth] key_file)")
     ag.add_argument("--socket", help="where to vouch for this machine's users (default [auth] agent_socket; "
                                      "'' for nowhere)")
-    ag.add_argument("-v", "--verbose", action="store_true")
+    ag.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    ag.add_argument("--log-file", metavar="FILE", help="log to FILE, rotated by size ([log] max_mb, keep), "
+                    "instead of [log] file; '' for stderr")
     cfg = sub.add_parser("config", help="print the effective configuration")
     cfg.add_argument("--json", action="store_true")
     _sim_parser(sub)
