@@ -79,10 +79,14 @@ class AgentConfig:
     reconnect_max: float = 30.0  # longest pause between reconnection attempts
     kill_grace: float = 10.0  # seconds between TERM and KILL for a job stopped at a limit or killed
     cgroups: str = "auto"  # "auto": a cgroup per job where the machine offers them; "off": never
+    purge_scratch_hours: float = 0.0  # remove what jobs left in scratch unused this long (wulf purge-scratch); 0: off
 
     def __post_init__(self) -> None:
         if self.kill_grace < 0:
             raise ConfigError(f"agent.kill_grace must be a number of seconds >= 0, not {self.kill_grace!r}")
+        if self.purge_scratch_hours < 0:
+            raise ConfigError(f"agent.purge_scratch_hours must be a number of hours >= 0 (0: off), not "
+                              f"{self.purge_scratch_hours:g}")
         if self.cgroups not in CGROUPS_MODES:
             modes = " or ".join(f'"{m}"' for m in CGROUPS_MODES)
             raise ConfigError(f'agent.cgroups must be {modes}, not "{self.cgroups}"')

@@ -7,6 +7,7 @@
     wulf config            the effective configuration
     wulf token             API tokens for the HTTP API and the web page
     wulf init              the key, CA and server certificate of a new cluster
+    wulf purge-scratch     remove old leftovers of jobs from this node's scratch directory
     wulf sim               the scheduling policy on a simulated cluster (virtual clock)
     wulf version
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 from wulf import __version__
 from wulf.auth.key import ensure_key
 from wulf.cli.common import ArgParser, parse_cpu, parse_mem, print_json, run
+from wulf.cli.purge import cmd_purge, purge_parser
 from wulf.cli.security import check_tls, cmd_init, cmd_token, init_parser, token_parser
 from wulf.config import Config, load_config
 from wulf.errors import ServerUnreachable, UsageError, WulfError
@@ -338,6 +340,7 @@ def _parser() -> ArgParser:
     _sim_parser(sub)
     token_parser(sub)
     init_parser(sub)
+    purge_parser(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -355,7 +358,7 @@ def _main(argv: list[str]) -> int:
             parse_mem(args.mem)
     handler = {"server": cmd_server, "agent": cmd_agent, "up": cmd_up, "down": cmd_down,
                "config": cmd_config, "sim": cmd_sim, "token": cmd_token,
-               "init": cmd_init}.get(args.cmd)
+               "init": cmd_init, "purge-scratch": cmd_purge}.get(args.cmd)
     if handler is None:
         raise UsageError(f"unknown command {args.cmd}")
     return handler(args, config)
