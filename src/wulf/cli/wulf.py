@@ -8,6 +8,7 @@
     wulf token             API tokens for the HTTP API and the web page
     wulf init              the key, CA and server certificate of a new cluster
     wulf purge-scratch     remove old leftovers of jobs from this node's scratch directory
+    wulf man / completion  manual pages and shell completion, from the same parsers as --help
     wulf sim               the scheduling policy on a simulated cluster (virtual clock)
     wulf version
 """
@@ -26,6 +27,8 @@ from pathlib import Path
 from wulf import __version__
 from wulf.auth.key import ensure_key
 from wulf.cli.common import ArgParser, parse_cpu, parse_mem, print_json, run
+from wulf.cli.completion import cmd_completion, completion_parser
+from wulf.cli.manpage import cmd_man, man_parser
 from wulf.cli.purge import cmd_purge, purge_parser
 from wulf.cli.security import check_tls, cmd_init, cmd_token, init_parser, token_parser
 from wulf.config import Config, load_config
@@ -341,6 +344,8 @@ def _parser() -> ArgParser:
     token_parser(sub)
     init_parser(sub)
     purge_parser(sub)
+    man_parser(sub)
+    completion_parser(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -358,7 +363,8 @@ def _main(argv: list[str]) -> int:
             parse_mem(args.mem)
     handler = {"server": cmd_server, "agent": cmd_agent, "up": cmd_up, "down": cmd_down,
                "config": cmd_config, "sim": cmd_sim, "token": cmd_token,
-               "init": cmd_init, "purge-scratch": cmd_purge}.get(args.cmd)
+               "init": cmd_init, "purge-scratch": cmd_purge,
+               "man": cmd_man, "completion": cmd_completion}.get(args.cmd)
     if handler is None:
         raise UsageError(f"unknown command {args.cmd}")
     return handler(args, config)
