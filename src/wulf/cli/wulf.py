@@ -8,6 +8,7 @@
     wulf token             API tokens for the HTTP API and the web page
     wulf init              the key, CA and server certificate of a new cluster
     wulf purge-scratch     remove old leftovers of jobs from this node's scratch directory
+    wulf doctor            check this machine's set-up, one line per check
     wulf man / completion  manual pages and shell completion, from the same parsers as --help
     wulf sim               the scheduling policy on a simulated cluster (virtual clock)
     wulf version
@@ -28,6 +29,7 @@ from wulf import __version__
 from wulf.auth.key import ensure_key
 from wulf.cli.common import ArgParser, parse_cpu, parse_mem, print_json, run
 from wulf.cli.completion import cmd_completion, completion_parser
+from wulf.cli.doctor import cmd_doctor, doctor_parser
 from wulf.cli.manpage import cmd_man, man_parser
 from wulf.cli.purge import cmd_purge, purge_parser
 from wulf.cli.security import check_tls, cmd_init, cmd_token, init_parser, token_parser
@@ -346,6 +348,7 @@ def _parser() -> ArgParser:
     purge_parser(sub)
     man_parser(sub)
     completion_parser(sub)
+    doctor_parser(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -355,6 +358,8 @@ def _main(argv: list[str]) -> int:
     if args.cmd == "version":
         print(f"wulf {__version__}")
         return 0
+    if args.cmd == "doctor":  # it reads the configuration itself: a file that does not parse is a finding
+        return cmd_doctor(args)
     config = load_config(args.config)
     if args.cmd in ("agent", "up"):  # check sizes before anything starts
         if args.cpus:
