@@ -8,6 +8,7 @@
     wulf token             API tokens for the HTTP API and the web page
     wulf init              the key, CA and server certificate of a new cluster
     wulf purge-scratch     remove old leftovers of jobs from this node's scratch directory
+    wulf install ROLE      systemd units, tmpfiles and a config skeleton (server, node, client); uninstall
     wulf doctor            check this machine's set-up, one line per check
     wulf man / completion  manual pages and shell completion, from the same parsers as --help
     wulf sim               the scheduling policy on a simulated cluster (virtual clock)
@@ -30,6 +31,7 @@ from wulf.auth.key import ensure_key
 from wulf.cli.common import ArgParser, parse_cpu, parse_mem, print_json, run
 from wulf.cli.completion import cmd_completion, completion_parser
 from wulf.cli.doctor import cmd_doctor, doctor_parser
+from wulf.cli.install import cmd_install, cmd_uninstall, install_parsers
 from wulf.cli.manpage import cmd_man, man_parser
 from wulf.cli.purge import cmd_purge, purge_parser
 from wulf.cli.security import check_tls, cmd_init, cmd_token, init_parser, token_parser
@@ -349,6 +351,7 @@ def _parser() -> ArgParser:
     man_parser(sub)
     completion_parser(sub)
     doctor_parser(sub)
+    install_parsers(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -369,7 +372,8 @@ def _main(argv: list[str]) -> int:
     handler = {"server": cmd_server, "agent": cmd_agent, "up": cmd_up, "down": cmd_down,
                "config": cmd_config, "sim": cmd_sim, "token": cmd_token,
                "init": cmd_init, "purge-scratch": cmd_purge,
-               "man": cmd_man, "completion": cmd_completion}.get(args.cmd)
+               "man": cmd_man, "completion": cmd_completion, "install": cmd_install,
+               "uninstall": cmd_uninstall}.get(args.cmd)
     if handler is None:
         raise UsageError(f"unknown command {args.cmd}")
     return handler(args, config)
