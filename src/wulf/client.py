@@ -192,6 +192,7 @@ class _Connection:
         self.buf = bytearray()
         self.reused = False  # whether an answer came on this connection already (it may have gone stale)
         self.answered = False  # whether any of the answer to the current request has come
+        self.headers: dict[str, str] = {}  # of the last answer
 
     def close(self) -> None:
         if self.sock is not None:
@@ -324,6 +325,7 @@ class _Connection:
             if status == 101:
                 raise _BadResponse("the server switched protocols")
             status, version, headers = self._read_head()
+        self.headers = headers
         body, keep = self._read_body(method, status, headers)
         tokens = [t.strip() for t in headers.get("connection", "").lower().split(",")]
         if keep and ("keep-alive" in tokens if version == b"HTTP/1.0" else "close" not in tokens) and not self.buf:
@@ -344,6 +346,7 @@ class Client:
         self.token = os.environ.get("WULF_TOKEN", "").strip()
         self._tcp: tuple[str, str] | None = None  # (agent socket, CA certificate), looked up when needed
         self._no_credential = ""  # why the last request went without a credential
+        self.headers: dict[str, str] = {}  # of the last answer (names in lower case): wulf doctor reads its Date
 
     def _tcp_settings(self) -> tuple[str, str]:
         if self._tcp is None:
@@ -393,7 +396,9 @@ class Client:
             conn = self._connect()
             reused = conn.sock is not None and conn.reused
             try:
-                return conn.exchange(method, path, data, self.timeout if timeout is None else timeout, extra)
+                answer = conn.exchange(method, path, data, self.timeout if timeout is None else timeout, extra)
+                self.headers = conn.headers
+                return answer
             except (ConnectionRefusedError, FileNotFoundError) as e:
                 self.close()
                 raise ServerUnreachable(

@@ -79,10 +79,14 @@ class AgentConfig:
     reconnect_max: float = 30.0  # longest pause between reconnection attempts
     kill_grace: float = 10.0  # seconds between TERM and KILL for a job stopped at a limit or killed
     cgroups: str = "auto"  # "auto": a cgroup per job where the machine offers them; "off": never
+    purge_scratch_hours: float = 0.0  # remove what jobs left in scratch unused this long (wulf purge-scratch); 0: off
 
     def __post_init__(self) -> None:
         if self.kill_grace < 0:
             raise ConfigError(f"agent.kill_grace must be a number of seconds >= 0, not {self.kill_grace!r}")
+        if self.purge_scratch_hours < 0:
+            raise ConfigError(f"agent.purge_scratch_hours must be a number of hours >= 0 (0: off), not "
+                              f"{self.purge_scratch_hours:g}")
         if self.cgroups not in CGROUPS_MODES:
             modes = " or ".join(f'"{m}"' for m in CGROUPS_MODES)
             raise ConfigError(f'agent.cgroups must be {modes}, not "{self.cgroups}"')
@@ -184,6 +188,29 @@ class TlsConfig:
     key: str = ""  # the server's private key
 
 
+LOG_FORMATS = ("text", "json")
+"""[log] format: one line of text, or one JSON object a line (time, level, logger, message)."""
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: str = "text"  # "text", or "json": one object a line
+    file: str = ""  # "" for stderr (journald); else a file ("{daemon}" becomes server or agent), rotated by size
+    max_mb: float = 50.0  # a log file is rotated when it reaches this size
+    keep: int = 5  # log files kept, the current one included (never more: the oldest is removed)
+    level: str = "info"  # "debug", "info", "warning" or "error" (-v: debug)
+
+    def __post_init__(self) -> None:
+        if self.format not in LOG_FORMATS:
+            raise ConfigError(f'log.format must be "text" or "json", not "{self.format}"')
+        if not 0 < self.max_mb < 1e6:
+            raise ConfigError(f"log.max_mb must be a number of megabytes > 0, not {self.max_mb:g}")
+        if not 1 <= self.keep <= 1000:
+            raise ConfigError(f"log.keep must be a number of files from 1 to 1000, not {self.keep}")
+        if self.level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f'log.level must be "debug", "info", "warning" or "error", not "{self.level}"')
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -197,6 +224,7 @@ class Config:
     client: ClientConfig = field(default_factory=ClientConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     path: str = ""  # the file this was read from, "" for defaults
 
     def state_dir(self) -> Path:
@@ -215,7 +243,7 @@ class Config:
 _SECTIONS: dict[str, type] = {
     "server": ServerConfig, "agent": AgentConfig, "scheduler": SchedulerConfig, "windows": WindowsConfig,
     "limits": LimitsConfig, "shares": SharesConfig, "mail": MailConfig, "nodes": NodesConfig,
-    "client": ClientConfig, "auth": AuthConfig, "tls": TlsConfig,
+    "client": ClientConfig, "auth": AuthConfig, "tls": TlsConfig, "log": LogConfig,
 }
 
 

@@ -22,7 +22,8 @@ KEYS: dict[str, dict[str, type]] = {
                "request_timeout": float, "max_connections": int, "trusted_proxies": list, "jobs_per_page": int},
     "agent": {"interval": float, "scratch": str, "state_dir": str, "runtime_dir": str,
               "external_min_cpu": float, "external_min_mem_mb": float, "session_listen": str,
-              "reconnect_max": float, "kill_grace": float, "cgroups": str},
+              "reconnect_max": float, "kill_grace": float, "cgroups": str,
+              "purge_scratch_hours": float},
     "scheduler": {"default_cpu": float, "default_mem_mb": float, "settle_seconds": float, "shrink_samples": int,
                   "shrink_below": float, "nice_penalty": int, "job_nice": int, "history_jobs": int,
                   "history_min_seconds": float, "rank": str, "policy_plugin": str, "use_observed": bool},
@@ -36,6 +37,7 @@ KEYS: dict[str, dict[str, type]] = {
     "client": {"server": str},
     "auth": {"key_file": str, "ttl": float, "agent_socket": str},
     "tls": {"ca": str, "cert": str, "key": str},
+    "log": {"format": str, "file": str, "max_mb": float, "keep": int, "level": str},
 }
 
 

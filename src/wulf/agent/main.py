@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from wulf.agent import jobprocs, launcher, procfs
+from wulf.agent import jobprocs, launcher, procfs, purge
 from wulf.agent.cgpool import CgroupPool
 from wulf.agent.cgroups import Cgroups, JobCgroup, group_name
 from wulf.agent.enforcer import CHECK_EVERY, Action, Enforcer, Kill, Term
@@ -650,6 +650,9 @@ class Agent:
         self.cgpool = CgroupPool(self.cgroups) if self.cgroups is not None else None
         self.recover()
         enforcing = asyncio.create_task(self._enforce_loop())
+        # [agent] purge_scratch_hours: old leftovers of jobs go from scratch, never a running job's files
+        purging = asyncio.create_task(purge.every(self.scratch, self.config.agent.purge_scratch_hours,
+                                                  lambda: list(self.jobs)))
         self.sessions = SessionServer(self.name, self._session_started, self._finish_exit,
                                       listen=self.config.agent.session_listen)
         port = await self.sessions.start()
@@ -683,6 +686,7 @@ class Agent:
             delay = min(delay * 2, self.config.agent.reconnect_max)
         stopper.cancel()
         enforcing.cancel()
+        purging.cancel()
         await self.sessions.close()
         if self.vouch is not None:
             self.vouch.close()

@@ -91,6 +91,11 @@ class _HelpFormatter(argparse.HelpFormatter):
                  width: int | None = None) -> None:
         super().__init__(prog, indent_increment, max_help_position, _columns(80) - 2 if width is None else width)
 
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):  # laid out by hand (wulf.cli.examples): kept as it is
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
 
 class ArgParser(argparse.ArgumentParser):
     """argparse that reports a usage mistake as one line and exit code 2."""
@@ -99,6 +104,13 @@ class ArgParser(argparse.ArgumentParser):
         if len(args) <= 5:  # formatter_class is the sixth parameter
             kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def format_help(self) -> str:
+        if self.epilog is None:  # the examples of every command, kept in one table (read only for --help)
+            from wulf.cli.examples import EXAMPLES
+
+            self.epilog = EXAMPLES.get(self.prog)
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")

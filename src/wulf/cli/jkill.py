@@ -22,12 +22,16 @@ def parse_signal(text: str) -> int:
     raise UsageError(f"-s: {text!r} is not a signal (examples: TERM, KILL, INT, 9)")
 
 
-def _main(argv: list[str]) -> int:
+def build_parser() -> ArgParser:
     p = ArgParser(prog="jkill", description="Signal running jobs (default TERM).")
     p.add_argument("-s", "--signal", default="TERM", help="signal name or number (default TERM)")
     p.add_argument("ids", nargs="+", metavar="ID")
     p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     signum = parse_signal(args.signal)
     reply = Client().signal(parse_ids(args.ids), signum)
     if args.json:

@@ -7,12 +7,16 @@ from wulf.client import Client
 from wulf.errors import UsageError
 
 
-def _main(argv: list[str]) -> int:
+def build_parser() -> ArgParser:
     p = ArgParser(prog="jnice", description="Set the nice value of a running job (0..19; root: -20..19).")
     p.add_argument("id", metavar="ID")
     p.add_argument("nice", metavar="N")
     p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     try:
         nice = int(args.nice)
     except ValueError:

@@ -6,7 +6,7 @@ from wulf.cli.common import ArgParser, print_json, run
 from wulf.client import Client, quote
 
 
-def _main(argv: list[str]) -> int:
+def build_parser() -> ArgParser:
     p = ArgParser(prog="jobmgr", description="Administer the cluster.")
     p.add_argument("--json", action="store_true")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -16,7 +16,11 @@ def _main(argv: list[str]) -> int:
                        ("quitnode", "stop the agent on NODE (its jobs go on)")):
         sub.add_parser(name, help=text).add_argument("node", metavar="NODE")
     sub.add_parser("quitjobd", help="stop every agent, then the server")
-    args = p.parse_args(argv)
+    return p
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     c = Client()
     if args.action == "reload":
         reply = c.post("/api/v1/admin/reload")

@@ -6,11 +6,15 @@ from wulf.cli.common import ArgParser, parse_ids, print_json, run
 from wulf.client import Client
 
 
-def _main(argv: list[str]) -> int:
+def build_parser() -> ArgParser:
     p = ArgParser(prog="qcancel", description="Cancel queued or running jobs.")
     p.add_argument("ids", nargs="+", metavar="ID")
     p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     reply = Client().cancel(parse_ids(args.ids))
     if args.json:
         print_json(reply)

@@ -7,6 +7,10 @@
     wulf config            the effective configuration
     wulf token             API tokens for the HTTP API and the web page
     wulf init              the key, CA and server certificate of a new cluster
+    wulf purge-scratch     remove old leftovers of jobs from this node's scratch directory
+    wulf install ROLE      systemd units, tmpfiles and a config skeleton (server, node, client); uninstall
+    wulf doctor            check this machine's set-up, one line per check
+    wulf man / completion  manual pages and shell completion, from the same parsers as --help
     wulf sim               the scheduling policy on a simulated cluster (virtual clock)
     wulf version
 """
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import signal
 import subprocess
@@ -26,14 +29,20 @@ from pathlib import Path
 from wulf import __version__
 from wulf.auth.key import ensure_key
 from wulf.cli.common import ArgParser, parse_cpu, parse_mem, print_json, run
+from wulf.cli.completion import cmd_completion, completion_parser
+from wulf.cli.doctor import cmd_doctor, doctor_parser
+from wulf.cli.install import cmd_install, cmd_uninstall, install_parsers
+from wulf.cli.manpage import cmd_man, man_parser
+from wulf.cli.purge import cmd_purge, purge_parser
 from wulf.cli.security import check_tls, cmd_init, cmd_token, init_parser, token_parser
 from wulf.config import Config, load_config
 from wulf.errors import ServerUnreachable, UsageError, WulfError
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def _logging(args: argparse.Namespace, config: Config, daemon: str) -> None:
+    from wulf import logs
+
+    logs.setup(config.log, daemon, args.verbose, args.log_file)
 
 
 def _with_state(config: Config, state: str | None) -> Config:
@@ -46,7 +55,7 @@ def _with_state(config: Config, state: str | None) -> Config:
 def cmd_server(args: argparse.Namespace, config: Config) -> int:
     from wulf.server.main import run as run_server
 
-    _logging(args.verbose)
+    _logging(args, config, "server")
     run_server(_with_state(config, args.state), args.listen, owner_only=args.owner_only)
     return 0
 
@@ -55,7 +64,7 @@ def cmd_agent(args: argparse.Namespace, config: Config) -> int:
     from wulf.agent.main import run as run_agent
     from wulf.config import server_url
 
-    _logging(args.verbose)
+    _logging(args, config, "agent")
     acfg = config.agent
     changes = {}
     if args.state:
@@ -121,14 +130,15 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
         pass
     name = args.name or socket.gethostname().split(".")[0]
     ensure_key(config.key_path())  # zero set-up: the cluster key is made at the first start
-    exe = [sys.executable, "-m", "wulf.cli.wulf"]
+    exe = [sys.executable, "-m", "wulf.cli.wulf", *(["--config", args.config] if args.config else [])]
     env = dict(os.environ)
     # a personal cluster: its socket is its owner's alone
-    server_argv = [*exe, "server", "--state", str(state), "--listen", args.listen or "", "--owner-only"]
+    server_argv = [*exe, "server", "--state", str(state), "--listen", args.listen or "", "--owner-only",
+                   "--log-file", str(state / "server.log")]
     server = _spawn(server_argv, state / "server.log", env)
     env["WULF_IGNORE_PIDS"] = f"{os.getpid()},{server.pid}"
     agent_argv = [*exe, "agent", "--server", url, "--name", name, "--state", str(state / f"agent-{name}"),
-                  "--key", str(config.key_path())]
+                  "--key", str(config.key_path()), "--log-file", str(state / "agent.log")]
     for opt in ("cpus", "mem"):
         if getattr(args, opt, None):
             agent_argv += [f"--{opt}", str(getattr(args, opt))]
@@ -315,7 +325,9 @@ def _parser() -> ArgParser:
     srv.add_argument("--owner-only", action="store_true",
                      help="only the user running the server (and root) may use its Unix socket (as `wulf up` does)")
     srv.add_argument("--state", help="state directory: database, socket, logs")
-    srv.add_argument("-v", "--verbose", action="store_true")
+    srv.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    srv.add_argument("--log-file", metavar="FILE", help="log to FILE, rotated by size ([log] max_mb, keep), "
+                     "instead of [log] file; '' for stderr")
     ag = sub.add_parser("agent", help="run the node agent")
     ag.add_argument("--server", help="server URL: http://HOST:PORT or unix:PATH")
     ag.add_argument("--name", help="node name (default: the host name)")
@@ -327,12 +339,19 @@ def _parser() -> ArgParser:
     ag.add_argument("--key", help="the cluster key (default [auth] key_file)")
     ag.add_argument("--socket", help="where to vouch for this machine's users (default [auth] agent_socket; "
                                      "'' for nowhere)")
-    ag.add_argument("-v", "--verbose", action="store_true")
+    ag.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    ag.add_argument("--log-file", metavar="FILE", help="log to FILE, rotated by size ([log] max_mb, keep), "
+                    "instead of [log] file; '' for stderr")
     cfg = sub.add_parser("config", help="print the effective configuration")
     cfg.add_argument("--json", action="store_true")
     _sim_parser(sub)
     token_parser(sub)
     init_parser(sub)
+    purge_parser(sub)
+    man_parser(sub)
+    completion_parser(sub)
+    doctor_parser(sub)
+    install_parsers(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -342,6 +361,8 @@ def _main(argv: list[str]) -> int:
     if args.cmd == "version":
         print(f"wulf {__version__}")
         return 0
+    if args.cmd == "doctor":  # it reads the configuration itself: a file that does not parse is a finding
+        return cmd_doctor(args)
     config = load_config(args.config)
     if args.cmd in ("agent", "up"):  # check sizes before anything starts
         if args.cpus:
@@ -350,7 +371,9 @@ def _main(argv: list[str]) -> int:
             parse_mem(args.mem)
     handler = {"server": cmd_server, "agent": cmd_agent, "up": cmd_up, "down": cmd_down,
                "config": cmd_config, "sim": cmd_sim, "token": cmd_token,
-               "init": cmd_init}.get(args.cmd)
+               "init": cmd_init, "purge-scratch": cmd_purge,
+               "man": cmd_man, "completion": cmd_completion, "install": cmd_install,
+               "uninstall": cmd_uninstall}.get(args.cmd)
     if handler is None:
         raise UsageError(f"unknown command {args.cmd}")
     return handler(args, config)

@@ -116,7 +116,8 @@ class _FollowerServer(uvicorn.Server):
 
 
 def _uvicorn_config(app: Any, **kw: Any) -> uvicorn.Config:
-    return uvicorn.Config(app, log_level="warning", access_log=False, ws_ping_interval=20, ws_ping_timeout=60,
+    # log_config=None: uvicorn's lines go through wulf's handlers ([log]), not handlers of its own
+    return uvicorn.Config(app, log_level="warning", log_config=None, access_log=False, ws_ping_interval=20, ws_ping_timeout=60,
                           ws_max_size=64 * 1024 * 1024, timeout_graceful_shutdown=2, timeout_keep_alive=5, **kw)
 
 

@@ -1,0 +1,138 @@
+"""The examples at the end of every command's ``--help`` (and of its manual page), by the command's prog.
+
+A parser that sets an epilog of its own keeps it. Read only when help is shown: no command pays for it
+at start.
+"""
+
+from __future__ import annotations
+
+EXAMPLES: dict[str, str] = {
+    "wulf": """examples:
+  wulf up -d                        # a server and an agent on this machine, in the background
+  wulf init --host master.example.org   # as root on the master: key, CA, certificate, wulf.toml
+  wulf doctor                       # is this machine set up right?
+  wulf COMMAND --help               # each command's options and examples
+""",
+    "wulf up": """examples:
+  wulf up                           # runs until Ctrl-C
+  wulf up -d --cpus 4 --mem 8G      # in the background, offering 4 cpus and 8 GB
+  wulf up -d --listen 127.0.0.1:7878   # also on TCP, for the HTTP API
+""",
+    "wulf down": """examples:
+  wulf down
+  wulf down --state /tmp/mycluster
+""",
+    "wulf server": """examples:
+  wulf server                       # as root on the master, with /etc/wulf/wulf.toml
+  wulf server --state /var/lib/wulf --listen :7878 -v
+  wulf server --log-file /var/log/wulf/server.log
+""",
+    "wulf agent": """examples:
+  wulf agent                        # as root on a node, with /etc/wulf/wulf.toml
+  wulf agent --name node7 --cpus 8 --mem 16G
+  wulf agent --server https://master.example.org:7878 --scratch /scratch
+""",
+    "wulf config": """examples:
+  wulf config                       # the configuration in effect, every key
+  wulf --config /etc/wulf/test.toml config --json
+""",
+    "wulf sim": """examples:
+  wulf sim                          # the mixed scenario: 100 nodes, 10000 jobs
+  wulf sim --scenario flood --compare
+  wulf sim --nodes 1000 --jobs 100000 --json
+  wulf sim --workload examples/sim-workload.jsonl --plot run.png
+""",
+    "wulf token": """examples:
+  wulf token create --name dashboard --read-only --days 90
+  wulf token list
+  wulf token revoke 3
+""",
+    "wulf token create": """examples:
+  wulf token create --name ci --days 30
+  WULF_TOKEN=$(wulf token create --read-only) jstat
+""",
+    "wulf token list": """examples:
+  wulf token list
+  wulf token list --json
+""",
+    "wulf token revoke": """examples:
+  wulf token revoke 3
+""",
+    "wulf init": """examples:
+  wulf init --host master.example.org --host 10.0.0.1
+  wulf init --dir /tmp/newcluster --port 7979
+""",
+    "wulf purge-scratch": """examples:
+  wulf purge-scratch --dry-run           # what would go, and the space it would free
+  wulf purge-scratch --hours 24          # as root, on a node: what is unused for a day
+  wulf purge-scratch --scratch /scratch --json
+""",
+    "wulf version": """examples:
+  wulf version
+""",
+    "wulf man": """examples:
+  wulf man qr | man -l -            # read qr's manual page
+  wulf man --write /usr/local/share/man
+""",
+    "wulf completion": """examples:
+  source <(wulf completion bash)    # in ~/.bashrc
+  wulf completion zsh > "${fpath[1]}/_wulf"
+  wulf completion fish > ~/.config/fish/completions/wulf.fish
+""",
+    "wulf doctor": """examples:
+  wulf doctor                       # on any machine of the cluster
+  wulf --config /etc/wulf/wulf.toml doctor --json
+""",
+    "wulf install": """examples:
+  wulf install server               # as root on the master
+  wulf install node --server https://master.example.org:7878
+  wulf install client --dry-run     # only say what it would write
+""",
+    "wulf uninstall": """examples:
+  wulf uninstall                    # remove what `wulf install` wrote (not the job database)
+""",
+    "jr": """examples:
+  jr make -j4                       # on the best node, attached to this terminal
+  jr --cpu 4 --mem 8G matlab -nodisplay
+  jr --name render blender -b scene.blend
+""",
+    "jstat": """examples:
+  jstat                             # nodes and jobs
+  jstat -a -u alice                 # alice's jobs, also the ones that ended
+  jstat --queues                    # the queues, and why their jobs wait
+  jstat --json | jq '.jobs[].id'
+""",
+    "qwait": """examples:
+  qwait                             # until all your jobs have ended
+  qwait 12 13 --timeout 600
+  qwait --quiet --json
+""",
+    "qcancel": """examples:
+  qcancel 12                        # cancel job 12, waiting or running
+  qcancel $(jstat --json | jq '.jobs[].id')
+""",
+    "jkill": """examples:
+  jkill 12                          # TERM to every process of job 12
+  jkill -s KILL 12 13
+  jkill -s USR1 12                  # e.g. ask it to checkpoint
+""",
+    "jnice": """examples:
+  jnice 12 10                       # job 12 now runs at nice 10
+""",
+    "jobmgr": """examples:
+  jobmgr drain node7                # no new jobs on node7; running ones go on
+  jobmgr resume node7
+  jobmgr reload                     # read /etc/wulf/wulf.toml again
+""",
+    "jobmgr reload": "examples:\n  jobmgr reload\n",
+    "jobmgr drain": "examples:\n  jobmgr drain node7\n",
+    "jobmgr resume": "examples:\n  jobmgr resume node7\n",
+    "jobmgr quitnode": "examples:\n  jobmgr quitnode node7\n",
+    "jobmgr quitjobd": "examples:\n  jobmgr quitjobd\n",
+    "qhold": """examples:
+  qhold 12 13                       # they keep their place in line but do not start
+""",
+    "qrls": """examples:
+  qrls 12 13
+""",
+}
