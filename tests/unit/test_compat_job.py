@@ -148,3 +148,10 @@ def test_qr_pbs_runs_in_home_with_its_shell(tmp_path: Path) -> None:
     assert spec["cwd"] == os.path.expanduser("~") and spec["cpu"] == 3.0
     assert spec["output"] == f"{tmp_path}/job.sh.o%j"
     assert spec["script"] == "#!/bin/bash\n#PBS -S /bin/bash\n#PBS -l nodes=1:ppn=3\necho\n"
+
+
+def test_qr_stdin_script_takes_its_name_from_its_directives() -> None:
+    args = _parser().parse_args([])
+    [named] = build_specs(args, "/tmp", "#SBATCH -J fromdirective\necho\n")
+    [plain] = build_specs(args, "/tmp", "echo\n")
+    assert (named["name"], named["command"], plain["name"]) == ("fromdirective", "(stdin)", "stdin")

@@ -221,8 +221,7 @@ def _stdin_specs(args: Any, cwd: str, given: dict[str, Any], stdin_text: str | N
     specs = []
     for i, script in enumerate(scripts):
         label = "(stdin)" if len(scripts) == 1 else f"(stdin)[{i + 1}]"
-        specs.append(script_spec(script, label, "STDIN", cwd, given, args.strict) | ({} if "name" in given else
-                                                                                      {"name": "stdin"}))
+        specs.append(script_spec(script, label, "STDIN", cwd, given, args.strict, name="stdin"))
     return specs
 
 
@@ -274,11 +273,11 @@ def submit(specs: list[dict[str, Any]]) -> list[int]:
 
 
 def script_spec(script: str, label: str, file_name: str, cwd: str, given: dict[str, Any],
-                strict: bool) -> dict[str, Any]:
+                strict: bool, name: str = "") -> dict[str, Any]:
     """A script's job: its directives (#SBATCH, #PBS, #$, #WULF) under the options of the command line."""
     from wulf.cli.scriptjob import from_directives
 
-    return from_directives(script, label, file_name, cwd, given, strict)
+    return from_directives(script, label, file_name, cwd, given, strict, name or label)
 
 
 def main() -> None:

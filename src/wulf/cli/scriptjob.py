@@ -53,7 +53,9 @@ def _in_dir(spec: dict[str, Any], default: str) -> None:
 
 
 def from_directives(script: str, label: str, file_name: str, cwd: str, given: dict[str, Any],
-                    strict: bool) -> dict[str, Any]:
+                    strict: bool, name: str) -> dict[str, Any]:
+    """The spec of one script (``label`` names it in messages and is its command; ``name`` is its name
+    unless its directives or the command line give one)."""
     from wulf.compat.directives import read, submit_env, with_shell
     from wulf.compat.request import DirectiveError, Where
 
@@ -68,7 +70,7 @@ def from_directives(script: str, label: str, file_name: str, cwd: str, given: di
     fields = {k: getattr(req, k) for k in _FIELDS if getattr(req, k) is not None}
     if req.env is not None:
         fields["_env"] = req.env
-    spec: dict[str, Any] = {"cwd": cwd, "queue": "default", "output": "", "keep_script": False, "name": label,
+    spec: dict[str, Any] = {"cwd": cwd, "queue": "default", "output": "", "keep_script": False, "name": name,
                             **fields, **wulf, **given}
     spec.update(script=with_shell(script, req.shell), command=label)
     if req.dialect:
