@@ -187,6 +187,8 @@ def test_bad_values_say_where() -> None:
         "#PBS -S bash\n": "not the absolute path of a shell",
         "#$ -pe smp\n": "line 1: #$ -pe needs two values",
         "#$ -l h_vmem=much\n": "line 1: #$ -l h_vmem: 'much' is not a size",
+        "#SBATCH --export=ALL,1X=2\n": "line 1: #SBATCH --export: '1X' is not a variable name",
+        "#PBS -v A-B=1\n": "line 1: #PBS -v: 'A-B' is not a variable name",
     }
     for text, message in cases.items():
         with pytest.raises(DirectiveError) as e:
@@ -196,7 +198,7 @@ def test_bad_values_say_where() -> None:
 
 def test_every_slurm_option_is_handled() -> None:
     for name, opt in slurm.LONG.items():
-        value = {"none": "", "optional": ""}.get(opt.arity, "1")
+        value = {"none": "", "optional": ""}.get(opt.arity, "ALL" if name == "export" else "1")
         read(f"#SBATCH --{name}{'=' + value if value else ''}\n", where("x"))
 
 

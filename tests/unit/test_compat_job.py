@@ -155,3 +155,15 @@ def test_qr_stdin_script_takes_its_name_from_its_directives() -> None:
     [named] = build_specs(args, "/tmp", "#SBATCH -J fromdirective\necho\n")
     [plain] = build_specs(args, "/tmp", "echo\n")
     assert (named["name"], named["command"], plain["name"]) == ("fromdirective", "(stdin)", "stdin")
+
+
+def test_command_output_directory_and_dialect_bounds(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from wulf.protocol import JobSpec
+
+    [spec] = build_specs(_parser().parse_args(["-o", str(tmp_path), "-c", "true"]), "/tmp")
+    assert spec["output"] == f"{tmp_path}/wulf-%j.out"
+    assert JobSpec(cwd="/", command="x", dialect="pbs").dialect == "pbs"
+    with pytest.raises(ValidationError):
+        JobSpec(cwd="/", command="x", dialect="lsf")  # type: ignore[arg-type]

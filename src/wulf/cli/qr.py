@@ -199,6 +199,10 @@ def build_specs(args: Any, cwd: str, stdin_text: str | None = None) -> list[dict
         if not cmd.strip():
             raise UsageError("-c: the command is empty")
         specs.append({"name": cmd.split()[0][:40]} | common | {"command": cmd})
+        if specs[-1]["output"]:
+            from wulf.cli.scriptjob import in_dir
+
+            in_dir(specs[-1], "wulf-%j.out")
     for path in args.script:
         scripts = split_scripts(_read_script(path))
         if not scripts:

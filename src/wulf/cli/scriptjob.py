@@ -43,7 +43,7 @@ def _report(label: str, notes: list[Any], strict: bool) -> None:
             print(f"qr: {label}: warning: {note}", file=sys.stderr)
 
 
-def _in_dir(spec: dict[str, Any], default: str) -> None:
+def in_dir(spec: dict[str, Any], default: str) -> None:
     """An output that names a directory gets the dialect's default name inside it."""
     out = spec.get("output") or ""
     if out and "%" not in out.replace("%%", ""):
@@ -78,5 +78,5 @@ def from_directives(script: str, label: str, file_name: str, cwd: str, given: di
         import socket
 
         spec["_env_add"] = submit_env(req.dialect, where, socket.gethostname(), dict(os.environ))
-    _in_dir(spec, req.default_output)
+    in_dir(spec, req.default_output)
     return spec

@@ -20,6 +20,7 @@ from wulf.compat.request import (
     colon_seconds,
     count,
     directive_lines,
+    env_items,
     pattern_text,
     size_mb,
     words,
@@ -113,7 +114,7 @@ class _Reader:
         self.req.queue = v.split("@")[0] or None  # QUEUE@SERVER
 
     def _opt_vars(self, v: str, what: str) -> None:
-        self.vars += [s.strip() for s in v.split(",") if s.strip()]
+        self.vars += env_items(v, what)
 
     def _opt_shell(self, v: str, what: str) -> None:
         self.req.shell = _shell(v, what)

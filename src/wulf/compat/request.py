@@ -160,6 +160,19 @@ def count(text: str, what: str, *, low: int = 1, high: int = 100_000) -> int:
     return int(text)
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def env_items(value: str, what: str) -> list[str]:
+    """The items of an environment list (``NAME``, ``NAME=VALUE``), each name checked."""
+    items = [s.strip() for s in value.split(",") if s.strip()]
+    for item in items:
+        name = item.partition("=")[0]
+        if not _ENV_NAME.fullmatch(name) and name.upper() not in ("ALL", "NONE", "NIL"):
+            raise DirectiveError(f"{what}: {name!r} is not a variable name")
+    return items
+
+
 def pattern_text(text: str) -> str:
     """Literal text inside an output pattern: its '%' doubled."""
     return text.replace("%", "%%")

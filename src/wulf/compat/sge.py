@@ -20,6 +20,7 @@ from wulf.compat.request import (
     colon_seconds,
     count,
     directive_lines,
+    env_items,
     pattern_text,
     size_mb,
     words,
@@ -113,7 +114,7 @@ class _Reader:
         self.cwd = absolute(v, self.where.submit_dir)
 
     def _opt_v(self, v: str, what: str) -> None:
-        self.vars += [s.strip() for s in v.split(",") if s.strip()]
+        self.vars += env_items(v, what)
 
     def _opt_S(self, v: str, what: str) -> None:
         if not v.startswith("/") or re.search(r"\s", v):

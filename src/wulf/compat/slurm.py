@@ -19,6 +19,7 @@ from wulf.compat.request import (
     check_seconds,
     count,
     directive_lines,
+    env_items,
     size_mb,
     words,
 )
@@ -195,7 +196,7 @@ class _Reader:
             self.req.note(what, f"one partition only: the job goes to {self.req.queue!r}", strict=False)
 
     def _export(self, v: str, what: str) -> None:
-        items = [s.strip() for s in v.split(",")]
+        items = env_items(v, what) or ["ALL"]
         if items[0].upper() == "NIL":
             items[0] = "NONE"
         self.req.env = ",".join(items)
