@@ -221,3 +221,20 @@ def test_submit_env_and_shell() -> None:
     assert with_shell("#!/bin/csh\necho\n", "/bin/bash") == "#!/bin/bash\necho\n"
     assert with_shell("echo\n", "/bin/bash") == "#!/bin/bash\necho\n"
     assert with_shell("echo\n", None) == "echo\n"
+
+
+def test_pbs_node_properties_and_queues() -> None:
+    req = read("#PBS -l nodes=1:ppn=16:bigmem:ssd -q batch@server1\n", where("x"))
+    assert (req.cpu, req.constraint, req.queue, req.notes) == (16.0, "bigmem,ssd", "batch", [])
+    req = read("#PBS -l nodes=dijon03:ppn=1,walltime=10000:00\n", where("x"))
+    assert req.time_limit == 10000 * 60.0 and [n.directive for n in req.notes] == ["#PBS -l nodes=dijon03"]
+    req = read("#PBS -lselect=2:ncpus=3:mem=1gb+1:ncpus=2 -l place=scatter\n", where("x"))
+    assert (req.cpu, req.mem_mb, req.nodes) == (8.0, 2048.0, 3)
+    assert {n.directive for n in req.notes} == {"#PBS -l select=2:ncpus=3:mem=1gb+1:ncpus=2", "#PBS -l place=scatter"}
+    req = read("#$ -q cpu-e.q@* -pe smp 2-8 -l h_rt=INFINITY\n", where("x"))
+    assert (req.queue, req.cpu, req.time_limit, req.notes) == ("cpu-e.q", 2.0, None, [])
+
+
+def test_wulf_lines_alone() -> None:
+    req = read("#!/bin/sh\n# a comment\n#WULF --cpu 2\n#WULF --mem 1G  # trailing\necho\n#WULF --cpu 9\n", where("x"))
+    assert (req.dialect, req.wulf_args) == ("", ["--cpu", "2", "--mem", "1G"])
