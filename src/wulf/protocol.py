@@ -72,6 +72,7 @@ Env = dict[EnvName, Text]
 Cpus = Annotated[float, Field(gt=0, le=MAX_CPUS)]
 Megabytes = Annotated[float, Field(gt=0, le=MAX_MB)]
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+Dialect = Literal["", "slurm", "pbs", "sge"]
 
 
 class Msg(BaseModel):
@@ -161,6 +162,7 @@ class JobSpec(Request):
     cputime_limit: Seconds | None = None  # seconds of cpu time; None: the site default
     mem_limit_mb: Megabytes | None = None  # hard memory limit; None: the site default
     nice: int | None = Field(default=None, ge=-20, le=19)  # None: scheduler.job_nice
+    dialect: Dialect = ""  # the system its script was written for: its jobs see that system's variables
 
 
 class StartJob(Msg):
@@ -185,6 +187,7 @@ class StartJob(Msg):
     cputime_limit: float | None = None  # seconds of cpu time
     mem_limit_mb: float | None = None  # MB of memory (cgroup, or RLIMIT_AS without cgroups)
     nice: int = Field(default=0, ge=-20, le=19)  # the niceness it starts at (scheduler.job_nice, jnice)
+    dialect: str = ""  # "slurm", "pbs", "sge": the job's environment gets that system's variables
 
 
 class JobStarted(Msg):

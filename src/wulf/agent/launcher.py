@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import re
 import shlex
@@ -49,7 +50,9 @@ from wulf.protocol import StartJob
 SHELL = "/bin/sh"
 
 
-def job_env(job: StartJob, node: str) -> dict[str, str]:
+def job_env(job: StartJob, node: str, hosts_file: str | None = None) -> dict[str, str]:
+    """The job's environment: what it was submitted with, wulf's ``WULF_*``, and the variables of the
+    system its script was written for (see :func:`dialect_env`)."""
     env = dict(job.env)
     env.update(
         WULF_JOB_ID=str(job.id),
@@ -59,13 +62,80 @@ def job_env(job: StartJob, node: str) -> dict[str, str]:
         WULF_SUBMIT_DIR=job.cwd,
     )
     env.setdefault("PATH", os.defpath)
+    dialect_env(env, job, node, hosts_file)
     return env
 
 
-def output_path(job: StartJob) -> str:
-    """Where stdout and stderr go: ``-o`` (``%j`` is the job id), else ``wulf-<id>.out`` in its cwd."""
-    out = job.output.replace("%j", str(job.id)) if job.output else f"wulf-{job.id}.out"
-    return os.path.join(job.cwd, out)
+def dialect_env(env: dict[str, str], job: StartJob, node: str, hosts_file: str | None) -> None:
+    """Add the variables a Slurm, PBS or Grid Engine script reads, with what wulf knows: the job runs as one
+    task on one node, with all its cpus. Where it was submitted from (``SLURM_SUBMIT_DIR``, ``PBS_O_*``,
+    ``SGE_O_*``) comes with the job from qr; the job's directory stands in when it did not."""
+    cpus = str(max(1, math.ceil(job.cpu)))
+    jid = str(job.id)
+    if job.dialect == "slurm":
+        env.update(SLURM_JOB_ID=jid, SLURM_JOBID=jid, SLURM_JOB_NAME=job.name, SLURM_CPUS_PER_TASK=cpus,
+                   SLURM_CPUS_ON_NODE=cpus, SLURM_JOB_CPUS_PER_NODE=cpus, SLURM_NTASKS="1", SLURM_NPROCS="1",
+                   SLURM_JOB_NUM_NODES="1", SLURM_NNODES="1", SLURM_JOB_NODELIST=node, SLURM_NODELIST=node,
+                   SLURMD_NODENAME=node, SLURM_JOB_PARTITION=job.queue, SLURM_MEM_PER_NODE=str(round(job.mem_mb)),
+                   SLURM_RESTART_COUNT="0", SLURM_CLUSTER_NAME="wulf", SLURM_JOB_USER=job.user,
+                   SLURM_JOB_UID=str(job.uid))
+        env.setdefault("SLURM_SUBMIT_DIR", job.cwd)
+        env.setdefault("SLURM_SUBMIT_HOST", node)
+    elif job.dialect == "pbs":
+        env.update(PBS_JOBID=jid, PBS_JOBNAME=job.name, PBS_QUEUE=job.queue, PBS_O_QUEUE=job.queue, PBS_NP=cpus,
+                   PBS_NUM_NODES="1", PBS_NUM_PPN=cpus, NCPUS=cpus, OMP_NUM_THREADS=cpus,
+                   PBS_ENVIRONMENT="PBS_BATCH", PBS_TASKNUM="1", PBS_NODENUM="0", PBS_VNODENUM="0")
+        if hosts_file:
+            env["PBS_NODEFILE"] = hosts_file
+        env.setdefault("PBS_O_WORKDIR", job.cwd)
+        env.setdefault("PBS_O_HOST", node)
+    elif job.dialect == "sge":
+        env.update(JOB_ID=jid, JOB_NAME=job.name, NSLOTS=cpus, NHOSTS="1", QUEUE=job.queue, ENVIRONMENT="BATCH",
+                   SGE_TASK_ID="undefined", SGE_TASK_FIRST="undefined", SGE_TASK_LAST="undefined",
+                   SGE_TASK_STEPSIZE="undefined")
+        if hosts_file:
+            env["PE_HOSTFILE"] = hosts_file
+            env.setdefault("TMPDIR", os.path.dirname(hosts_file))
+        env.setdefault("SGE_O_WORKDIR", job.cwd)
+        env.setdefault("SGE_O_HOST", node)
+
+
+def hosts_text(job: StartJob, node: str) -> str | None:
+    """The node file of a PBS job (its node once per cpu) or the ``PE_HOSTFILE`` of a Grid Engine job
+    (``host slots queue processors``); None for other jobs."""
+    cpus = max(1, math.ceil(job.cpu))
+    if job.dialect == "pbs":
+        return f"{node}\n" * cpus
+    if job.dialect == "sge":
+        return f"{node} {cpus} {job.queue}@{node} UNDEFINED\n"
+    return None
+
+
+def hosts_path(script_file: str | None) -> str | None:
+    """Where a script job's hosts file is: beside its staged script (a job without one has none)."""
+    return None if script_file is None else script_file + ".hosts"
+
+
+_PATTERN = re.compile(r"%(\d*)([%jJAaxuN])")
+
+
+def output_path(job: StartJob, node: str = "") -> str:
+    """Where stdout and stderr go: ``-o``, else ``wulf-<id>.out``, in its cwd. In ``-o``, as in Slurm:
+    ``%j`` (and ``%J``, ``%A``) is the job id, ``%x`` its name, ``%u`` its user, ``%N`` the node, ``%a``
+    an array index (4294967294, Slurm's, for a job that is not in an array), ``%%`` a '%'; a number
+    after the '%' pads with zeros (``%5j``)."""
+    if not job.output:
+        return os.path.join(job.cwd, f"wulf-{job.id}.out")
+    values = {"j": str(job.id), "J": str(job.id), "A": str(job.id), "a": "4294967294", "x": job.name,
+              "u": job.user, "N": node}
+
+    def fill(m: re.Match[str]) -> str:
+        if m.group(2) == "%":
+            return "%" + m.group(1) if m.group(1) else "%"
+        value = values[m.group(2)]
+        return value.zfill(int(m.group(1))) if m.group(1) and value.isdigit() else value
+
+    return os.path.join(job.cwd, _PATTERN.sub(fill, job.output))
 
 
 def rc_path(runtime: str, job_id: int) -> str:
@@ -139,7 +209,7 @@ def prologue(job: StartJob, cgroup_procs: Sequence[str] = ()) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def owner_prologue(job: StartJob, in_cgroup: bool, env_fd: bool = False) -> str:
+def owner_prologue(job: StartJob, in_cgroup: bool, env_fd: bool = False, node: str = "") -> str:
     """What the supervisor of a job run as its owner does before the job (see the module's doc): wait
     until the agent has put it in its cgroup (``in_cgroup``: the job has one), take the exit-status
     file as fd 8, set the umask, change directory, open the output, set rlimits (the memory rlimit when
@@ -153,7 +223,7 @@ def owner_prologue(job: StartJob, in_cgroup: bool, env_fd: bool = False) -> str:
         "exec </dev/null 8>&1",
         f"umask {umask_of(job):04o}",
         f"cd -- {shlex.quote(job.cwd)} || exit 1",
-        f"exec >{shlex.quote(output_path(job))} 2>&1",
+        f"exec >{shlex.quote(output_path(job, node))} 2>&1",
         *([f'[ "$_wulf_joined" = 1 ] || {{ {fallback}; }}', *rlimit_lines(limits, memory=False)] if in_cgroup
           else rlimit_lines(limits, memory=True)),
         *open_files_lines(),
@@ -182,7 +252,7 @@ def helper_env(job: StartJob) -> dict[str, str]:
 
 
 def build_launch(job: StartJob, scratch: str, runtime: str, cgroup_procs: Sequence[str] = (),
-                 owner: Owner | None = None, env_fd: bool = False) -> Launch:
+                 owner: Owner | None = None, env_fd: bool = False, node: str = "") -> Launch:
     """The command line that runs ``job`` under its supervisor shell (its script staged at
     ``script_file``), in its cgroup if ``cgroup_procs`` names one, as ``owner`` if there is one."""
     rc = rc_path(runtime, job.id)
@@ -190,7 +260,7 @@ def build_launch(job: StartJob, scratch: str, runtime: str, cgroup_procs: Sequen
     if owner is None:
         prologue_text, err = prologue(job, cgroup_procs), None
     else:
-        prologue_text, err = owner_prologue(job, bool(cgroup_procs), env_fd), err_path(runtime, job.id)
+        prologue_text, err = owner_prologue(job, bool(cgroup_procs), env_fd, node), err_path(runtime, job.id)
     return Launch([SHELL, "-c", prologue_text + run_line(job, script), f"wulf-{job.id}", job.command],
                   rc, script, err)
 
@@ -208,24 +278,32 @@ def _create(path: str, mode: int) -> int:
         return os.open(path, _NEW_FILE, mode)
 
 
-def stage_script(launch: Launch, job: StartJob, owner: Owner | None = None) -> None:
+def stage_script(launch: Launch, job: StartJob, owner: Owner | None = None, node: str = "") -> None:
+    """Write the job's script (and, for a PBS or Grid Engine job, its hosts file beside it), as its owner's."""
     if launch.script_file is None or job.script is None:
         return
-    fd = _create(launch.script_file, 0o700)
+    _write_new(launch.script_file, job.script, 0o700, owner)
+    hosts = hosts_text(job, node)
+    if hosts is not None:
+        _write_new(hosts_path(launch.script_file) or "", hosts, 0o644, owner)
+
+
+def _write_new(path: str, text: str, mode: int, owner: Owner | None) -> None:
+    fd = _create(path, mode)
     try:
         if owner is not None:
             os.fchown(fd, owner.uid, owner.gid)
-        data = memoryview(job.script.encode("utf-8"))
+        data = memoryview(text.encode("utf-8"))
         while data:
             data = data[os.write(fd, data):]
     finally:
         os.close(fd)
 
 
-def job_env_as(job: StartJob, node: str, owner: Owner | None) -> dict[str, str]:
+def job_env_as(job: StartJob, node: str, owner: Owner | None, hosts_file: str | None = None) -> dict[str, str]:
     """The job's environment: its owner's USER, LOGNAME, HOME and SHELL when it runs as them, else
     the ones it was submitted with, or its user's where it came without them (qr --env NONE)."""
-    env = job_env(job, node)
+    env = job_env(job, node, hosts_file)
     if owner is not None:
         return owner.env(env)
     if not all(k in env for k in ("USER", "LOGNAME", "HOME", "SHELL")):
@@ -264,10 +342,10 @@ def spawn(job: StartJob, node: str, scratch: str, runtime: str,
     check_job(job)
     if owner is not None:
         return _spawn_as(job, node, scratch, runtime, cgroup_procs, owner)
-    launch = build_launch(job, scratch, runtime, cgroup_procs)
-    stage_script(launch, job)
+    launch = build_launch(job, scratch, runtime, cgroup_procs, node=node)
+    stage_script(launch, job, node=node)
     # the output is never opened through a link: a root job's must not follow one a user planted
-    out = os.open(output_path(job), _OUTPUT, 0o666 & ~umask_of(job))
+    out = os.open(output_path(job, node), _OUTPUT, 0o666 & ~umask_of(job))
     try:
         rc = _create(launch.rc_file, 0o600)
     except OSError:
@@ -285,7 +363,7 @@ def spawn(job: StartJob, node: str, scratch: str, runtime: str,
     if nice is not None:  # the shell starts at its niceness: nothing it starts runs at the agent's
         argv = [nice, "-n", str(delta), *argv]
     try:
-        pid = os.posix_spawn(argv[0], argv, job_env_as(job, node, None), file_actions=actions,
+        pid = os.posix_spawn(argv[0], argv, job_env_as(job, node, None, _hosts(launch, job)), file_actions=actions,
                              setsid=True, setsigdef=RESTORE_SIGNALS)
     finally:
         os.close(out)
@@ -293,6 +371,10 @@ def spawn(job: StartJob, node: str, scratch: str, runtime: str,
     if delta and nice is None:
         set_nice(pid, job.nice)
     return pid, launch
+
+
+def _hosts(launch: Launch, job: StartJob) -> str | None:
+    return hosts_path(launch.script_file) if hosts_text(job, "") is not None else None
 
 
 def set_nice(pid: int, nice: int) -> None:
@@ -338,10 +420,10 @@ def _spawn_as(job: StartJob, node: str, scratch: str, runtime: str, cgroup_procs
     """Start the job's shell as ``owner`` (with setpriv, else with a fork that changes user), put it in
     its cgroup from outside, then let it go on (see the module's notes)."""
     helper = setpriv()
-    launch = build_launch(job, scratch, runtime, cgroup_procs, owner, env_fd=helper is not None)
+    launch = build_launch(job, scratch, runtime, cgroup_procs, owner, env_fd=helper is not None, node=node)
     assert launch.err_file is not None
-    stage_script(launch, job, owner)
-    env = job_env_as(job, node, owner)
+    stage_script(launch, job, owner, node)
+    env = job_env_as(job, node, owner, _hosts(launch, job))
     fds: list[int] = []
     try:
         rc = _create(launch.rc_file, 0o600)
@@ -409,8 +491,8 @@ def start_error(err_file: str | None) -> str:
 
 
 def cleanup(rc_file: str, script_file: str | None, keep_script: bool, err_file: str | None = None) -> None:
-    """Remove a finished job's exit-status file and (unless kept, qr -Z) its staged script."""
-    for path in (rc_file, None if keep_script else script_file, err_file):
+    """Remove a finished job's exit-status file, its hosts file, and (unless kept, qr -Z) its staged script."""
+    for path in (rc_file, None if keep_script else script_file, err_file, hosts_path(script_file)):
         if path:
             try:
                 os.unlink(path)

@@ -64,8 +64,8 @@ def _parser() -> ArgParser:
                    help="a script file to queue; '#NEXTSCRIPT' lines separate several scripts")
     p.add_argument("--mem", metavar="MB", help="memory the job needs (512, 512M, 2G; default 32M)")
     p.add_argument("--cpu", metavar="N", help="cpus the job needs (default 1)")
-    p.add_argument("-q", "--queue", default="default", help="the queue to put it in (default: default)")
-    p.add_argument("--constraint", default="", metavar="EXPR",
+    p.add_argument("-q", "--queue", help="the queue to put it in (default: default)")
+    p.add_argument("--constraint", metavar="EXPR",
                    help="nodes it may run on: features and key=value terms joined by ',' (and) or '|' (or), "
                         "e.g. 'arch=x86_64,bigmem'")
     p.add_argument("--time", metavar="HH:MM:SS", help="stop the job after this much wall time")
@@ -73,15 +73,19 @@ def _parser() -> ArgParser:
     p.add_argument("--mem-limit", metavar="MB", help="stop the job if it uses more memory than this (512, 2G)")
     p.add_argument("--nice", metavar="N", help="run it at this niceness (0-19; at least the site's "
                    "[scheduler] job_nice; only administrators go lower)")
-    p.add_argument("-N", "--name", default="",
+    p.add_argument("-N", "--name",
                    help="a name for the job (default: the program or script). Your jobs of one name and "
                         "request are of a kind: each starts with what the last ones used, if less than asked")
-    p.add_argument("-o", "--output", default="", metavar="FILE",
-                   help="file for stdout and stderr (default wulf-<id>.out; %%j is the job id)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="file for stdout and stderr (default wulf-<id>.out; %%j is the job id, %%x its name, "
+                        "%%u the user, %%N the node; a directory gets the default name inside it)")
     p.add_argument("-Z", "--keep-script", action="store_true", help="keep the staged script after the run")
-    p.add_argument("--env", default="ALL", metavar="NONE|ALL|NAME,...",
+    p.add_argument("--env", metavar="NONE|ALL|NAME,...",
                    help="the environment the job gets: ALL of this one (the default), NONE, or only the "
                         "variables NAME,... (NAME=VALUE sets one; ALL,NAME=VALUE adds to all of them)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a script with #SBATCH, #PBS or #$ directives wulf cannot carry out, or does not know "
+                        "(without it, they are warnings)")
     p.add_argument("--json", action="store_true", help='print {"jobs": [ids]}')
     p.add_argument("words", nargs="*", help="a command to queue (as one job)")
     return p
@@ -145,35 +149,48 @@ def _duration(flag: str, text: str) -> float:
         raise UsageError(f"--{flag}: {e}") from None
 
 
-def _common(args: Any, cwd: str) -> dict[str, Any]:
-    """What every job of one qr call shares: where, which queue, and what it needs."""
-    common: dict[str, Any] = {"cwd": cwd, "queue": args.queue, "output": args.output,
-                              "keep_script": args.keep_script}
+def _given(args: Any) -> dict[str, Any]:
+    """The job fields the options on a command line (or on #WULF lines) say; ``_env`` is --env's value."""
+    given: dict[str, Any] = {key: getattr(args, key) for key in ("queue", "output", "name")
+                             if getattr(args, key) is not None}
+    if args.keep_script:
+        given["keep_script"] = True
+    if args.env is not None:
+        given["_env"] = args.env
     if args.mem is not None:
-        common["mem_mb"] = parse_mem(args.mem)
+        given["mem_mb"] = parse_mem(args.mem)
     if args.cpu is not None:
-        common["cpu"] = parse_cpu(args.cpu)
-    if args.constraint.strip():
+        given["cpu"] = parse_cpu(args.cpu)
+    if args.constraint is not None and args.constraint.strip():
         from wulf.policy.constraint import parse_constraint
 
-        common["constraint"] = str(parse_constraint(args.constraint))
+        given["constraint"] = str(parse_constraint(args.constraint))
     for flag, key in (("time", "time_limit"), ("cputime", "cputime_limit")):
         if getattr(args, flag) is not None:
-            common[key] = _duration(flag, getattr(args, flag))
+            given[key] = _duration(flag, getattr(args, flag))
     if args.mem_limit is not None:
-        common["mem_limit_mb"] = parse_mem(args.mem_limit, "--mem-limit")
+        given["mem_limit_mb"] = parse_mem(args.mem_limit, "--mem-limit")
     if args.nice is not None:
         try:
-            common["nice"] = int(args.nice)
+            given["nice"] = int(args.nice)
         except ValueError:
             raise UsageError(f"--nice: {args.nice!r} is not a whole number") from None
-        if not -20 <= common["nice"] <= 19:
+        if not -20 <= given["nice"] <= 19:
             raise UsageError(f"--nice: {args.nice} is not a nice value (-20 to 19)")
-    return common
+    return given
+
+
+DEFAULTS: dict[str, Any] = {"queue": "default", "output": "", "keep_script": False}
+
+
+def _common(args: Any, cwd: str) -> dict[str, Any]:
+    """What every job of one qr call shares: where, which queue, and what it needs."""
+    return {"cwd": cwd, **DEFAULTS, **_given(args)}
 
 
 def build_specs(args: Any, cwd: str, stdin_text: str | None = None) -> list[dict[str, Any]]:
     common = _common(args, cwd)
+    given = _given(args)
     specs: list[dict[str, Any]] = []
     commands = list(args.command)
     if args.words:
@@ -181,7 +198,11 @@ def build_specs(args: Any, cwd: str, stdin_text: str | None = None) -> list[dict
     for cmd in commands:
         if not cmd.strip():
             raise UsageError("-c: the command is empty")
-        specs.append(common | {"command": cmd, "name": args.name or cmd.split()[0][:40]})
+        specs.append({"name": cmd.split()[0][:40]} | common | {"command": cmd})
+        if specs[-1]["output"]:
+            from wulf.cli.scriptjob import in_dir
+
+            in_dir(specs[-1], "wulf-%j.out")
     for path in args.script:
         scripts = split_scripts(_read_script(path))
         if not scripts:
@@ -189,13 +210,13 @@ def build_specs(args: Any, cwd: str, stdin_text: str | None = None) -> list[dict
         base = os.path.basename(path)
         for i, script in enumerate(scripts):
             label = base if len(scripts) == 1 else f"{base}[{i + 1}]"
-            specs.append(common | {"script": script, "command": label, "name": args.name or label})
+            specs.append(script_spec(script, label, base, cwd, given, args.strict))
     if not specs:
-        specs = _stdin_specs(args, common, stdin_text)
+        specs = _stdin_specs(args, cwd, given, stdin_text)
     return specs
 
 
-def _stdin_specs(args: Any, common: dict[str, Any], stdin_text: str | None) -> list[dict[str, Any]]:
+def _stdin_specs(args: Any, cwd: str, given: dict[str, Any], stdin_text: str | None) -> list[dict[str, Any]]:
     if stdin_text is None:
         raise UsageError("nothing to queue: give -c CMD, -s FILE or a command (see `qr --help`)")
     scripts = split_scripts(stdin_text)
@@ -204,7 +225,7 @@ def _stdin_specs(args: Any, common: dict[str, Any], stdin_text: str | None) -> l
     specs = []
     for i, script in enumerate(scripts):
         label = "(stdin)" if len(scripts) == 1 else f"(stdin)[{i + 1}]"
-        specs.append(common | {"script": script, "command": label, "name": args.name or "stdin"})
+        specs.append(script_spec(script, label, "STDIN", cwd, given, args.strict, name="stdin"))
     return specs
 
 
@@ -228,18 +249,39 @@ def _main(argv: list[str]) -> int:
     for spec in specs:
         if not _utf8(spec["command"]):
             raise UsageError("the command is not UTF-8 text (it has bytes that are not): wulf carries only UTF-8")
-    env, dropped = carried_env(select_env(args.env, os.environ))
-    if dropped:
-        print(f"qr: left out of the job's environment (not UTF-8 text): {', '.join(dropped[:5])}"
-              + (" ..." if len(dropped) > 5 else ""), file=sys.stderr)
-    # one key for this invocation: should the answer be lost, the client sends it again with this key and
-    # the server queues the jobs once
-    ids = Client().submit(specs, env, key=new_key())
+    ids = submit(specs)
     if args.json:
         print_json({"jobs": ids})
     else:
         sys.stdout.write("".join(f"{i}\n" for i in ids))
     return 0
+
+
+def submit(specs: list[dict[str, Any]]) -> list[int]:
+    """Queue the specs; those whose environments differ (a script's --export, #PBS -v) go in separate
+    submissions, in order. Each has one key: should its answer be lost, the client sends it again with
+    that key and the server queues the jobs once."""
+    groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[dict[str, Any]]] = {}
+    for spec in specs:
+        what = (spec.pop("_env", None) or "ALL", tuple(spec.pop("_env_add", {}).items()))
+        groups.setdefault(what, []).append(spec)
+    client = Client()
+    ids: list[int] = []
+    for (spec_text, added), jobs in groups.items():
+        env, dropped = carried_env(select_env(spec_text, os.environ) | dict(added))
+        if dropped:
+            print(f"qr: left out of the job's environment (not UTF-8 text): {', '.join(dropped[:5])}"
+                  + (" ..." if len(dropped) > 5 else ""), file=sys.stderr)
+        ids += client.submit(jobs, env, key=new_key())
+    return ids
+
+
+def script_spec(script: str, label: str, file_name: str, cwd: str, given: dict[str, Any],
+                strict: bool, name: str = "") -> dict[str, Any]:
+    """A script's job: its directives (#SBATCH, #PBS, #$, #WULF) under the options of the command line."""
+    from wulf.cli.scriptjob import from_directives
+
+    return from_directives(script, label, file_name, cwd, given, strict, name or label)
 
 
 def main() -> None:

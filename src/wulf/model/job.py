@@ -86,6 +86,7 @@ class Job:
     mem_limit_mb: float | None = None  # hard memory limit (qr --mem-limit)
     gid: int | None = None  # the owner's group when they submitted it (None: their primary group)
     umask: int | None = None  # the owner's umask when they submitted it (None: 022)
+    dialect: str = ""  # "slurm", "pbs", "sge": the system its script was written for (see wulf.compat)
     # measured now, and the adaptive allocation's state (not stored)
     cpu_used: float = 0.0
     mem_used: float = 0.0
@@ -144,4 +145,5 @@ class Job:
             "time_limit": self.time_limit,
             "cputime_limit": self.cputime_limit,
             "mem_limit_mb": self.mem_limit_mb,
+            "dialect": self.dialect,
         }

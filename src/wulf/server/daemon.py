@@ -317,6 +317,7 @@ class Daemon:
             cputime_limit=policy.cputime.resolve(spec.cputime_limit),
             mem_limit_mb=policy.mem_limit.resolve(spec.mem_limit_mb),
             nice=nice,
+            dialect=spec.dialect,
         )
         self.next_id += 1
         return job
@@ -749,7 +750,7 @@ class Daemon:
             command=job.command, script=job.script, cwd=job.cwd, env=env, output=job.output,
             keep_script=job.keep_script, cpu=job.cpu, mem_mb=job.mem_mb, time_limit=job.time_limit,
             cputime_limit=job.cputime_limit, mem_limit_mb=job.mem_limit_mb,
-            nice=penalty_nice(job.nice, job.penalized, self.policy.adapt),
+            nice=penalty_nice(job.nice, job.penalized, self.policy.adapt), dialect=job.dialect,
         )
 
     def _detach(self, job: Job) -> None:

@@ -89,13 +89,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX submissions_expire ON submissions (expires);
         """,
     ),
+    (
+        "0006_job_dialect",
+        """
+        ALTER TABLE jobs ADD COLUMN dialect TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]
 
 _COLUMNS = [
     "id", "user", "uid", "origin", "state", "command", "cwd", "name", "queue", "script", "env_hash",
     "output", "keep_script", "cpu_req", "mem_req", "cpu", "mem_mb", "node", "pid", "submitted",
     "started", "ended", "exit_code", "signal", "cpu_time", "peak_mem_mb", "reason", "nice", "ext_key",
-    "constraint", "time_limit", "cputime_limit", "mem_limit_mb", "gid", "umask",
+    "constraint", "time_limit", "cputime_limit", "mem_limit_mb", "gid", "umask", "dialect",
 ]
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",

@@ -1,0 +1,72 @@
+"""Which system a script was written for, and what its directives ask for.
+
+A script's dialect is that of the first directive at its top (``#SBATCH``, ``#PBS`` or ``#$``); lines of
+the other systems are then ignored, with a note. ``#WULF`` lines (in the same top block) hold ``qr``'s
+own long options; they are returned as words for ``qr`` to read, and win over the dialect's directives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from wulf.compat import pbs, sge, slurm
+from wulf.compat.request import PREFIXES, WULF_PREFIX, DirectiveError, Request, Where, directive_lines, words
+
+PARSERS: dict[str, Callable[[str, Where], Request]] = {"slurm": slurm.parse, "pbs": pbs.parse, "sge": sge.parse}
+
+
+def dialect_of(text: str) -> str:
+    """"slurm", "pbs", "sge", or "" for a script with no directives of theirs."""
+    first: tuple[int, str] | None = None
+    for dialect, prefix in PREFIXES.items():
+        lines = directive_lines(text, prefix, indent=dialect == "pbs")
+        if lines and (first is None or lines[0][0] < first[0]):
+            first = (lines[0][0], dialect)
+    if first is not None:
+        return first[1]
+    return "sge" if directive_lines(text, PREFIXES["sge"], whole=True) else ""
+
+
+def read(text: str, where: Where) -> Request:
+    """The request of a script: its dialect's directives, the words of its ``#WULF`` lines, and notes for
+    what was not applied. Raises :class:`DirectiveError` (one line, with the line number) for a bad value."""
+    dialect = dialect_of(text)
+    req = PARSERS[dialect](text, where) if dialect else Request()
+    for other, prefix in PREFIXES.items():
+        if other != dialect and directive_lines(text, prefix, indent=other == "pbs"):
+            req.note(prefix, f"ignored: this script is read as {PREFIXES[dialect]} directives", strict=False)
+    for number, rest in directive_lines(text, WULF_PREFIX):
+        try:
+            req.wulf_args += words(rest)
+        except DirectiveError as e:
+            raise DirectiveError(f"line {number}: {WULF_PREFIX}: {e.message}") from None
+    return req
+
+
+_SUBMIT_VARS = {
+    "pbs": ("PBS_O_", ("HOME", "LANG", "LOGNAME", "PATH", "MAIL", "SHELL", "TZ")),
+    "sge": ("SGE_O_", ("HOME", "LOGNAME", "PATH", "MAIL", "SHELL")),
+}
+
+
+def submit_env(dialect: str, where: Where, host: str, environ: dict[str, str]) -> dict[str, str]:
+    """The variables of a dialect that say where the job was submitted from (the agent adds those of where
+    it runs): ``SLURM_SUBMIT_DIR``, ``PBS_O_WORKDIR``, ``SGE_O_WORKDIR``, the host, and the submitter's
+    ``HOME``, ``PATH``... under PBS's and Grid Engine's ``*_O_`` names."""
+    if dialect == "slurm":
+        return {"SLURM_SUBMIT_DIR": where.submit_dir, "SLURM_SUBMIT_HOST": host}
+    if dialect not in _SUBMIT_VARS:
+        return {}
+    prefix, names = _SUBMIT_VARS[dialect]
+    env = {prefix + "WORKDIR": where.submit_dir, prefix + "HOST": host}
+    env.update({prefix + n: environ[n] for n in names if n in environ})
+    return env
+
+
+def with_shell(script: str, shell: str | None) -> str:
+    """The script run by ``shell`` (``#PBS -S``, ``#$ -S``): its ``#!`` line replaced, or one added."""
+    if shell is None:
+        return script
+    body = script.split("\n", 1)[1] if script.startswith("#!") and "\n" in script else (
+        "" if script.startswith("#!") else script)
+    return f"#!{shell}\n{body}"
