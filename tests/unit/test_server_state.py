@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import TypeVar
 
 from wulf.config import Config, ServerConfig
 from wulf.model.job import Job, JobState, Origin
@@ -35,6 +36,7 @@ from wulf.server.instructions import (
 from wulf.server.state import EXTERNAL_GONE_AFTER, ServerState
 
 T0 = 1_000_000.0
+Ins = TypeVar("Ins")
 
 
 def _state(**server: float) -> ServerState:
@@ -55,7 +57,7 @@ def _submit(state: ServerState, n: int, user: str = "alice", cpu: float = 1.0, q
     return jobs
 
 
-def _of(todo: list[Instruction], kind: type) -> list[Instruction]:
+def _of(todo: list[Instruction], kind: type[Ins]) -> list[Ins]:
     return [i for i in todo if isinstance(i, kind)]
 
 
@@ -83,7 +85,7 @@ def test_a_pass_commits_its_placements_before_it_starts_them() -> None:
     assert _started(todo) == [a.id, b.id]
     assert _committed(todo) == {a.id, b.id}
     assert _index(todo, Commit) < _index(todo, StartJobs)
-    assert [i.node for i in _of(todo, StartJobs)] == ["n1"]  # type: ignore[attr-defined]
+    assert [i.node for i in _of(todo, StartJobs)] == ["n1"]
     assert (a.state, a.node, c.state) == (JobState.RUNNING, "n1", JobState.QUEUED)
     assert state.running["alice"] == 2
     assert _started(state.handle(SchedulePass(T0))) == []  # no room left
@@ -156,7 +158,7 @@ def test_hold_and_release() -> None:
     state.handle(JobsExited("n1", (JobExit(id=b.id, exit_code=0, time=T0),), T0))
     assert a.state is JobState.HELD
     todo = state.handle(ReleaseRequested((a, b)))
-    assert a.state is JobState.QUEUED and _committed(todo) == {a.id} and todo[-1] == Wake()
+    assert (a.state, _committed(todo), todo[-1]) == (JobState.QUEUED, {a.id}, Wake())
     assert _started(state.handle(SchedulePass(T0))) == [a.id]
     assert state.handle(HoldRequested((a,), "alice")) == []  # running: not held
 
@@ -196,6 +198,7 @@ def test_reconcile_a_started_job_the_node_lost() -> None:
     todo = _up(state, now=T0 + 2)
     assert a.state is JobState.FAILED and a.reason == "lost: n1 no longer knows this job"
     assert _ended(todo) == [a.id] and a.id in _committed(todo)
+    assert _index(todo, Commit) < _index(todo, JobEnded)
 
 
 def test_reconcile_strays_and_exits_from_the_hello() -> None:
@@ -265,7 +268,7 @@ def test_outside_work_becomes_a_job_while_it_lasts() -> None:
                 started=T0 - 50)
     todo = state.handle(_report(T0, [c]))
     [commit] = _of(todo, Commit)
-    [ext] = commit.new  # type: ignore[attr-defined]
+    [ext] = commit.new
     assert (ext.origin, ext.state, ext.user, ext.cpu, ext.node) == (Origin.EXTERNAL, JobState.RUNNING, "bob", 1.5, "n1")
     assert _of(state.handle(_report(T0 + 5, [c])), Commit) == []  # still there: nothing new
     for n in range(1, EXTERNAL_GONE_AFTER):

@@ -11,11 +11,7 @@ restarted server never starts a job twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import heapq
-import json
 import logging
-import os
 import secrets
 import time
 from collections import Counter
@@ -24,12 +20,10 @@ from typing import Any
 
 from wulf.auth.identity import Caller
 from wulf.config import Config
-from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
-from wulf.model.job import ACTIVE_STATES, FINAL_STATES, Job, JobState, Origin
+from wulf.errors import Forbidden, NotFound, Refused, WulfError
+from wulf.model.job import FINAL_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
-from wulf.policy.constraint import parse_constraint
 from wulf.policy.history import History
-from wulf.policy.scheduler import why_waiting
 from wulf.policy.settings import Policy
 from wulf.protocol import (
     Exited,
@@ -49,7 +43,7 @@ from wulf.protocol import (
     SubmitRequest,
     Welcome,
 )
-from wulf.server import mail
+from wulf.server import intake, mail, views
 from wulf.server.events import (
     CancelRequested,
     Drained,
@@ -79,7 +73,7 @@ from wulf.server.instructions import (
     WakeAt,
 )
 from wulf.server.nodes import AgentLink, Node, NodeState
-from wulf.server.queues import DEFAULT_QUEUE, QueueBook, QueueSettings, check_queue_name
+from wulf.server.queues import QueueBook, check_queue_name
 from wulf.server.state import ServerState
 from wulf.server.users import groups_of
 from wulf.store.base import KEY_TTL, JobStore, Submission
@@ -90,24 +84,8 @@ log = logging.getLogger("wulf.server")
 #: may take its node's name
 SILENT_REPORTS = 4
 SILENT_MIN = 15.0
-#: a listing of jobs shows this much of each command (the job itself, GET /api/v1/jobs/ID, all of it)
-LIST_COMMAND_CHARS = 1000
 #: starts for one node go in messages of about this size (an agent takes messages of up to 64 MiB)
 START_MESSAGE_BYTES = 16 * 1024 * 1024
-
-
-def _wire_size(text: str | None) -> int:
-    """Bytes ``text`` takes in a JSON message: six at most a character (an escaped control character),
-    counted exactly only when that bound is not small enough to tell."""
-    return 0 if not text else 6 * len(text)
-
-
-def _exact_size(text: str | None) -> int:
-    return len(json.dumps(text, ensure_ascii=False).encode()) if text else 0
-
-
-def _by_id(job: Job) -> int:
-    return job.id
 
 
 def start_messages(starts: Sequence[StartJob]) -> Iterator[str]:
@@ -126,17 +104,6 @@ def start_messages(starts: Sequence[StartJob]) -> Iterator[str]:
         size += n + 1
     if batch:
         yield head + ",".join(batch) + "]}"
-
-
-def program_of(command: str) -> str:
-    """What others see of a command line that is not theirs: the program's name, not its arguments."""
-    first = command.split(maxsplit=1)[0] if command.strip() else ""
-    return first if first.startswith("[") else os.path.basename(first)
-
-
-def _env_hash(env: dict[str, str]) -> tuple[str, str]:
-    text = json.dumps(env, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:32], text
 
 
 class _Waiter:
@@ -324,91 +291,19 @@ class Daemon:
 
     def _new_job(self, spec: JobSpec, caller: Caller, env_hash: str, origin: Origin, now: float,
                  umask: int | None = None) -> Job:
-        sched = self.config.scheduler
-        cpu = spec.cpu if spec.cpu is not None else sched.default_cpu
-        mem = spec.mem_mb if spec.mem_mb is not None else sched.default_mem_mb
-        if not spec.cwd.startswith("/"):
-            raise UsageError(f"the working directory must be an absolute path, not {spec.cwd!r}")
-        if spec.script is None and not spec.command.strip():
-            raise UsageError("a job needs a command or a script")
-        if spec.script is not None and not spec.script.strip():
-            raise UsageError("the script is empty")
-        if not (cpu > 0 and mem > 0):
-            raise UsageError("cpu and memory requests must be more than zero")
-        queue = check_queue_name(spec.queue or DEFAULT_QUEUE)
-        constraint = str(parse_constraint(spec.constraint)) if spec.constraint.strip() else ""
-        policy = self.policy
-        nice = policy.start_nice(spec.nice, origin is Origin.BATCH, caller.admin)
-        job = Job(
-            id=self.state.new_id(),
-            user=caller.user,
-            uid=caller.uid,
-            gid=caller.gid,
-            umask=umask,
-            origin=origin,
-            state=JobState.QUEUED,
-            command=spec.command if spec.script is None else (spec.command or spec.name or "(script)"),
-            cwd=spec.cwd,
-            name=spec.name,
-            queue=queue,
-            script=spec.script,
-            env_hash=env_hash,
-            output=spec.output,
-            keep_script=spec.keep_script,
-            cpu_req=cpu,
-            mem_req=mem,
-            cpu=cpu,
-            mem_mb=mem,
-            submitted=now,
-            constraint=constraint,
-            time_limit=policy.time.resolve(spec.time_limit),
-            cputime_limit=policy.cputime.resolve(spec.cputime_limit),
-            mem_limit_mb=policy.mem_limit.resolve(spec.mem_limit_mb),
-            nice=nice,
-        )
-        return job
+        return intake.new_job(self.state.new_id(), spec, caller, env_hash, origin, now, self.config, self.policy,
+                              umask)
 
     def _env_rows(self, env: dict[str, str]) -> tuple[str, dict[str, str]]:
         """The environment's hash, and its row for the store unless it is known to be stored already.
         It is known (cached in ``envs``) only once an insert with it has committed: see _remember_env."""
-        h, text = _env_hash(env)
+        h, text = intake.env_hash(env)
         return h, ({} if h in self.envs else {h: text})
 
     def _remember_env(self, h: str, env: dict[str, str]) -> None:
         """Cache an environment whose row is committed (after its insert, never before: an insert that
         failed would leave later jobs with the same environment stored without it)."""
         self.envs[h] = env
-
-    def _check_sizes(self, jobs: Sequence[JobSpec], env: dict[str, str]) -> None:
-        """Refuse a job larger than [limits] job_max_mb as sent to its node (UsageError): what an agent
-        cannot take in one message would stall its node."""
-        limit_mb = self.config.limits.job_max_mb
-        limit = int(limit_mb * 1024 * 1024)
-        env_size = sum(_wire_size(k) + _wire_size(v) for k, v in env.items())
-        exact_env: int | None = None
-        for n, spec in enumerate(jobs, 1):
-            texts = (spec.command, spec.script, spec.cwd, spec.output, spec.name)
-            if env_size + sum(map(_wire_size, texts)) <= limit:
-                continue
-            if exact_env is None:
-                exact_env = sum(_exact_size(k) + _exact_size(v) for k, v in env.items())
-            size = exact_env + sum(map(_exact_size, texts))
-            if size > limit:
-                which = f"job {n} of {len(jobs)}" if len(jobs) > 1 else "the job"
-                raise UsageError(f"{which} takes {size / 1048576:.1f} MB (script, command, environment and paths), "
-                                 f"more than the {limit_mb:g} MB this site allows ([limits] job_max_mb): "
-                                 f"keep big data in files the job reads")
-
-    def _check_queued(self, caller: Caller, more: int) -> None:
-        """Refuse jobs past [limits] max_queued_per_user waiting (queued or held) for one user (root: no limit)."""
-        cap = self.config.limits.max_queued_per_user
-        if not cap or caller.uid == 0:
-            return
-        waiting = sum(1 for j in self.jobs.values()
-                      if j.uid == caller.uid and (j.state is JobState.QUEUED or j.state is JobState.HELD))
-        if waiting + more > cap:
-            raise Refused(f"{caller.user} has {waiting} jobs waiting: {more} more would be over the {cap} jobs one "
-                          f"user may have waiting ([limits] max_queued_per_user); wait for some to start")
 
     async def submit(self, req: SubmitRequest, caller: Caller) -> list[int]:
         """Queue the jobs; with an idempotency key, a submission tried again (the same caller and key,
@@ -442,8 +337,8 @@ class Daemon:
             del self.keys[k]
 
     async def _submit(self, req: SubmitRequest, caller: Caller, submission: Submission | None) -> list[int]:
-        self._check_sizes(req.jobs, req.env)
-        self._check_queued(caller, len(req.jobs))
+        intake.check_sizes(req.jobs, req.env, self.config.limits.job_max_mb)
+        intake.check_queued(self.jobs.values(), caller, len(req.jobs), self.config.limits.max_queued_per_user)
         now = time.time()
         h, fresh = self._env_rows(req.env)
         first = self.state.next_id
@@ -580,24 +475,11 @@ class Daemon:
         settings = self.book.change(owner, name, **changes)
         await self.store.set_queue(settings.public())
         self.wake()
-        return self._queue_public(settings)
-
-    def _queue_public(self, st: QueueSettings, viewer: Caller | None = None) -> dict[str, Any]:
-        d = st.public()
-        if viewer is not None and viewer.user != st.user and not viewer.admin:
-            d["mail"] = ""  # where its owner gets mail is theirs to know
-        q = self.book.queues.get((st.user, st.name))
-        d["queued"] = len(q.jobs) if q else 0
-        d["running"] = sum(1 for n in self.nodes.values() for j in n.jobs.values()
-                           if j.user == st.user and j.queue == st.name and j.origin is Origin.BATCH)
-        d["window_open"] = self.policy.windows.open(st.window, time.time())
-        d["reason"] = self.state.reasons.get((st.user, st.name), "")
-        return d
+        return views.queue_public(self.state, settings, time.time())
 
     def queues(self, user: str = "", viewer: Caller | None = None) -> list[dict[str, Any]]:
         """The queues (of ``user``); ``viewer`` sees the mail address of their own only (administrators: all)."""
-        return [self._queue_public(q.settings, viewer) for (u, _), q in sorted(self.book.queues.items())
-                if not user or u == user]
+        return views.queues(self.state, time.time(), user, viewer)
 
     # ------------------------------------------------------------------ interactive jobs (jr)
 
@@ -606,7 +488,7 @@ class Daemon:
         return self.state.place_now(user)
 
     async def interactive(self, req: InteractiveRequest, caller: Caller) -> InteractiveReply:
-        self._check_sizes([req.job], req.env)
+        intake.check_sizes([req.job], req.env, self.config.limits.job_max_mb)
         node = self.place_now(caller.user)
         assert node.link is not None
         h, fresh = self._env_rows(req.env)
@@ -761,115 +643,30 @@ class Daemon:
         stored = await asyncio.to_thread(self._read, missing) if missing else {}
         await self._apply(self.state.handle(JobsExited(node, tuple(exits), time.time(), stored)))
 
-    # ------------------------------------------------------------------ queries
-
-    def _select(self, user: str = "", queue: str = "", all_jobs: bool = False) -> list[Job]:
-        qu, _, qn = queue.rpartition(":") if ":" in queue else ("", "", queue)
-        out = []
-        for job in self.jobs.values():
-            if not all_jobs and job.state not in ACTIVE_STATES:
-                continue
-            if user and job.user != user:
-                continue
-            if qn and (job.queue != qn or (qu and job.user != qu)):
-                continue
-            out.append(job)
-        return out
+    # ------------------------------------------------------------------ queries (see wulf.server.views)
 
     def status(self, user: str = "", queue: str = "", all_jobs: bool = False, brief: bool = False,
                viewer: Caller | None = None, after: int = 0, limit: int = 0) -> dict[str, Any]:
-        """Nodes and one page of jobs as the API shows them, by id: the first ``limit`` (at most [server]
-        jobs_per_page) after the id ``after``; ``next`` is the ``after`` of the next page, None at the
-        end. ``brief``: the jobs' listing fields only (see Job.brief). Commands are cut to
-        LIST_COMMAND_CHARS, and ``viewer`` sees only the program of others' outside work."""
-        now = time.time()
-        page = self.config.server.jobs_per_page
-        limit = min(limit, page) if limit > 0 else page
-        chosen = [j for j in self._select(user, queue, all_jobs) if j.id > after]
-        more = len(chosen) > limit
-        chosen = heapq.nsmallest(limit, chosen, key=_by_id) if more else sorted(chosen, key=_by_id)
-        up = any(n.state is NodeState.UP for n in self.nodes.values())
-        jobs = []
-        for job in chosen:
-            d = self._listed(job, job.brief(now) if brief else job.public(now), viewer)
-            if job.state is JobState.QUEUED:
-                d["reason"] = self._why_waiting(job, up)
-            jobs.append(d)
-        return {
-            "server": {"time": now, "started": self.started_at, "next_id": self.next_id},
-            "nodes": self.nodes_public(),
-            "jobs": jobs,
-            "next": chosen[-1].id if more else None,
-        }
+        """Nodes and one page of jobs as the API shows them (see views.status)."""
+        return views.status(self.state, time.time(), self.started_at, user, queue, all_jobs, brief, viewer, after,
+                            limit)
 
     def shown(self, job: Job, viewer: Caller | None) -> dict[str, Any]:
-        """One job as ``viewer`` may see it (GET /api/v1/jobs/ID): all of it, but only the program of
-        another user's outside work (its command line may hold what is not for everyone)."""
-        d = job.public(time.time())
-        if viewer is not None and job.origin is Origin.EXTERNAL and job.uid != viewer.uid and not viewer.admin:
-            d["command"] = program_of(job.command)
-        return d
-
-    @staticmethod
-    def _listed(job: Job, d: dict[str, Any], viewer: Caller | None) -> dict[str, Any]:
-        command = job.command
-        if viewer is not None and job.origin is Origin.EXTERNAL and job.uid != viewer.uid and not viewer.admin:
-            command = program_of(command)
-        d["command"] = command if len(command) <= LIST_COMMAND_CHARS else command[:LIST_COMMAND_CHARS] + "…"
-        return d
+        return views.shown(job, viewer, time.time())
 
     def nodes_public(self) -> list[dict[str, Any]]:
-        """The nodes as the API shows them, by name."""
-        return [n.public(self.policy.features.get(n.name, frozenset()))
-                for n in sorted(self.nodes.values(), key=lambda n: n.name)]
+        return views.nodes_public(self.state)
 
     def page_view(self, max_waiting: int, viewer: Caller | None = None) -> dict[str, Any]:
-        """What the web page shows, in one pass over the jobs: the nodes; the running jobs and the first
-        ``max_waiting`` waiting ones (earliest first; ``waiting_not_listed`` counts the rest), as
-        listed (Job.brief); and per user, jobs running and the cpus they hold, jobs queued and held."""
-        now = time.time()
-        up = any(n.state is NodeState.UP for n in self.nodes.values())
-        jobs = []
-        users: dict[str, dict[str, Any]] = {}
-        waiting = 0
-        for job in self.jobs.values():
-            state = job.state
-            if state not in ACTIVE_STATES:
-                continue
-            u = users.get(job.user)
-            if u is None:
-                u = users[job.user] = {"user": job.user, "running": 0, "cpus": 0.0, "queued": 0, "held": 0}
-            if state is JobState.RUNNING:
-                u["running"] += 1
-                u["cpus"] += job.cpu
-            else:
-                u["queued" if state is JobState.QUEUED else "held"] += 1
-                waiting += 1
-                if waiting > max_waiting:
-                    continue
-            d = self._listed(job, job.brief(now), viewer)
-            if state is JobState.QUEUED:
-                d["reason"] = self._why_waiting(job, up)
-            jobs.append(d)
-        return {"server": {"time": now}, "nodes": self.nodes_public(), "jobs": jobs,
-                "waiting_not_listed": max(0, waiting - max_waiting), "users": [users[n] for n in sorted(users)]}
-
-    def _why_waiting(self, job: Job, up: bool) -> str:
-        q = self.book.queues.get((job.user, job.queue))
-        kept = self.state.held_room.get(job.id)
-        # (what it needs shows only where room is kept for it: only then is it looked up)
-        waiting = self.kinds.sized(job) if kept and self.kinds is not None else job
-        st = self.state
-        return why_waiting(waiting, st.reasons.get((job.user, job.queue), ""), kept, st.impossible.get(job.id),
-                           next(iter(q.jobs), None) if q is not None else None, up)
+        return views.page_view(self.state, time.time(), max_waiting, viewer)
 
     async def _wait_set(self, ids: Sequence[int], queues: Sequence[str], user: str) -> list[Job]:
         jobs = await self.fetch(ids)
         for q in queues:
             owner, _, name = q.rpartition(":")
-            jobs.extend(self._select(owner or user, name))
+            jobs.extend(views.select(self.state, owner or user, name))
         if not ids and not queues:
-            jobs = [j for j in self._select(user) if j.origin is Origin.BATCH]
+            jobs = [j for j in views.select(self.state, user) if j.origin is Origin.BATCH]
         return jobs
 
     async def wait(self, ids: Sequence[int], queues: Sequence[str], user: str, timeout: float) -> dict[str, Any]:

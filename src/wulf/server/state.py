@@ -442,14 +442,15 @@ class ServerState:
         """Agree with a (re)connected agent on what runs there, at once, so that each job is either the
         agent's (running, or ended, as it reports) or back in line, never both."""
         node = self.node(ev.info.name)
-        log: list[Instruction] = []
-        changed, stray, finished = self._reconcile(node, ev, log)
+        out: list[Instruction] = []
+        ended: list[Instruction] = []
+        changed, stray, finished = self._reconcile(node, ev, out, ended)
         node.info = ev.info
         node.up, node.host, node.agent_uid = True, ev.host, ev.uid
         self.down_since.pop(node.name, None)
-        out: list[Instruction] = log
         if changed:
             out.append(Commit(tuple(changed)))
+        out += ended
         if finished:
             out.append(RecordExits(node.name, tuple(finished)))
         if stray:
@@ -457,8 +458,10 @@ class ServerState:
         out.append(Wake())
         return out
 
-    def _reconcile(self, node: Node, ev: NodeUp, out: list[Instruction]) -> tuple[list[Job], list[int], list[JobExit]]:
-        """Returns the jobs changed (to commit), the strays to kill and the exits to record."""
+    def _reconcile(self, node: Node, ev: NodeUp, out: list[Instruction],
+                   ended: list[Instruction]) -> tuple[list[Job], list[int], list[JobExit]]:
+        """Returns the jobs changed (to commit), the strays to kill and the exits to record; adds what
+        is to be done before the commit to ``out``, and after it (the ends) to ``ended``."""
         reported = {r.id for r in ev.running}
         changed: dict[int, Job] = {}
         stray: list[int] = []
@@ -484,8 +487,8 @@ class ServerState:
             if job.id in reported or job.id in done or job.origin is Origin.EXTERNAL:
                 continue
             if job.started or job.origin is Origin.INTERACTIVE:  # an interactive job cannot wait
-                out += self._record_exit(job, JobExit(id=job.id, exit_code=None, time=ev.now,
-                                                      reason=f"lost: {node.name} no longer knows this job"))
+                ended += self._record_exit(job, JobExit(id=job.id, exit_code=None, time=ev.now,
+                                                        reason=f"lost: {node.name} no longer knows this job"))
             else:  # a batch job the node never got goes back in line
                 self._detach(job)
                 job.set_state(JobState.QUEUED)
