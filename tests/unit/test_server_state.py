@@ -6,6 +6,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TypeVar
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from wulf.config import Config, ServerConfig
 from wulf.model.job import Job, JobState, Origin
 from wulf.protocol import Ack, Cluster, JobExit, JobStarted, NodeInfo, NodeSample, Report, Signal
@@ -348,3 +351,79 @@ def test_every_end_goes_through_one_path_once() -> None:
     assert len(ended) == 6  # two cancelled, an exit, a lost node's, outside work, a session
     assert seen == Counter(j.id for j in ended)  # each ended job once, and only those
     assert third.state is JobState.RUNNING
+
+
+# ---------------------------------------------------------------------- any order of events
+
+_STEP = st.tuples(st.sampled_from(["submit", "pass", "start", "exit", "cancel", "hold", "release", "down", "up",
+                                   "tick"]), st.integers(0, 1000))
+
+
+def _check_books(state: ServerState) -> None:
+    """What must hold after any event: each job where its state says, and counted once."""
+    queued = {i for q in state.book.queues.values() for i in q.jobs}
+    on_nodes = {i: n.name for n in state.nodes.values() for i in n.jobs}
+    running: Counter[str] = Counter()
+    for job in state.jobs.values():
+        assert (job.id in queued) == (job.state is JobState.QUEUED), job
+        assert (job.id in on_nodes) == (job.state is JobState.RUNNING), job
+        if job.state is JobState.RUNNING:
+            assert on_nodes[job.id] == job.node
+            running[job.user] += 1
+        assert job.final == (job.ended is not None), job
+    assert state.running == running
+
+
+def _up_again(state: ServerState, k: int, pick: list[Job], now: float) -> None:
+    """A node's agent comes back with the picked jobs it runs (and some it was thought not to have)."""
+    name = f"n{1 + k % 2}"
+    kept = [JobStarted(id=j.id, pid=1, time=now) for j in pick
+            if j.node == name and j.state is JobState.RUNNING or j.state is JobState.QUEUED and k % 2]
+    todo = _up(state, name, cpus=3 - (1 + k % 2), running=kept, now=now)
+    for ins in _of(todo, RecordExits):
+        state.handle(JobsExited(ins.node, ins.exits, now))
+
+
+def _exits(state: ServerState, k: int, pick: list[Job], now: float) -> None:
+    for node in ("n1", "n2"):
+        state.handle(JobsExited(node, tuple(JobExit(id=j.id, exit_code=k % 2, time=now) for j in pick
+                                            if j.node == node), now))
+
+
+def _starts(state: ServerState, pick: list[Job], now: float) -> None:
+    for node in ("n1", "n2"):
+        state.handle(JobsStarted(node, tuple(JobStarted(id=j.id, pid=1, time=now) for j in pick
+                                             if j.node == node and j.state is JobState.RUNNING)))
+
+
+def _step(state: ServerState, what: str, k: int, now: float) -> None:
+    jobs = sorted(state.jobs.values(), key=lambda j: j.id)
+    pick = [j for n, j in enumerate(jobs) if (n + k) % 3 == 0]
+    steps = {
+        "submit": lambda: _submit(state, 1 + k % 3, user=f"u{k % 2}"),
+        "pass": lambda: state.handle(SchedulePass(now)),
+        "start": lambda: _starts(state, pick, now),
+        "exit": lambda: _exits(state, k, pick, now),
+        "cancel": lambda: state.handle(CancelRequested(tuple(pick), "u0", now)),
+        "hold": lambda: state.handle(HoldRequested(tuple(pick), "u0")),
+        "release": lambda: state.handle(ReleaseRequested(tuple(pick))),
+        "down": lambda: state.handle(NodeDown(f"n{1 + k % 2}", now)),
+        "up": lambda: _up_again(state, k, pick, now),
+        "tick": lambda: state.handle(Tick(now)),
+    }
+    steps[what]()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_STEP, max_size=40))
+def test_the_books_hold_and_each_job_ends_once_whatever_happens(steps: list[tuple[str, int]]) -> None:
+    state = _state(node_lost_after=30)
+    ends: Counter[int] = Counter()
+    state.end_hooks.append(lambda job: ends.update([job.id]) or [])
+    _up(state, "n1", cpus=2)
+    _up(state, "n2", cpus=1)
+    for n, (what, k) in enumerate(steps, 1):
+        _step(state, what, k, T0 + 7 * n)
+        _check_books(state)
+    assert all(n == 1 for n in ends.values())
+    assert set(ends) == {j.id for j in state.jobs.values() if j.final}
