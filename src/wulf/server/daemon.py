@@ -201,7 +201,9 @@ class Daemon:
         """Carry out the state machine's instructions in their order, each awaited before the next (a
         commit is durable before the starts and acknowledgements that follow it)."""
         for ins in todo:
-            if isinstance(ins, Commit):
+            if type(ins) is JobEnded:  # the most frequent (one a job)
+                self._ended(ins.job)
+            elif isinstance(ins, Commit):
                 if ins.new:
                     await self.store.insert(ins.new, {})
                 if ins.jobs:
@@ -251,6 +253,8 @@ class Daemon:
 
     def _ended(self, job: Job) -> None:
         """A job has reached a final state: tell the waiters that wait for it."""
+        if not self._waiters:
+            return
         for w in self._waiters:
             if job.id in w.pending:
                 w.pending.discard(job.id)

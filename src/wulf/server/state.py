@@ -180,27 +180,31 @@ class ServerState:
         self.history.append(job.id)
         out: list[Instruction] = []
         for hook in self.end_hooks:
-            out.extend(hook(job))
+            told = hook(job)
+            if told:
+                out += told
         out.append(JobEnded(job))
         return out
 
-    def _teach(self, job: Job) -> list[Instruction]:
+    def _teach(self, job: Job) -> Iterable[Instruction]:
         """An ended batch job teaches its kind what it used (see wulf.policy.history)."""
         if self.kinds is not None and job.origin is Origin.BATCH and job.started is not None and job.ended is not None:
             self.kinds.teach(kind_of(job.user, job.name, job.cpu_req, job.mem_req), job.state is JobState.DONE,
                              job.ended - job.started, job.cpu_time, job.peak_mem_mb)
-        return []
+        return ()
 
-    def _unlist(self, job: Job) -> list[Instruction]:
-        self.impossible.pop(job.id, None)
-        return []
+    def _unlist(self, job: Job) -> Iterable[Instruction]:
+        """A job that has ended is no longer one no node can run."""
+        if self.impossible:
+            self.impossible.pop(job.id, None)
+        return ()
 
-    def _mail(self, job: Job) -> list[Instruction]:
+    def _mail(self, job: Job) -> Iterable[Instruction]:
         """The queue's owner asked to be mailed when its jobs end (qset --mail)."""
         if job.origin is not Origin.BATCH:
-            return []
+            return ()
         to = self.book.settings(job.user, job.queue).mail
-        return [Mail(to, job)] if to else []
+        return (Mail(to, job),) if to else ()
 
     def _record_exit(self, job: Job, e: JobExit) -> list[Instruction]:
         """What the agent measured; a running job ends (done, or failed with a reason)."""
