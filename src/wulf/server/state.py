@@ -3,8 +3,11 @@ policy, with no I/O inside (the model is dask's ``worker_state_machine``).
 
 :meth:`ServerState.handle` takes an event (:mod:`wulf.server.events`) and returns the instructions
 (:mod:`wulf.server.instructions`) that carry it out, in order; the shell (the asyncio daemon, or a
-simulator on a virtual clock) commits, sends and mails. Every job that ends, however it ends, goes
-through :meth:`ServerState.end`, and what cares about an end subscribes to it (:attr:`end_hooks`).
+simulator on a virtual clock) commits, sends and mails. Every job that ends, however it ends (an
+exit, a cancel, a node lost or a reconnecting node that no longer knows it, outside work gone, an
+interactive session that could not start), goes through :meth:`ServerState.end`; what cares about an
+end subscribes to it (:attr:`end_hooks`: the kinds' teaching, the impossible list, the queue's mail;
+the shell's waiters through the :class:`~wulf.server.instructions.JobEnded` that ends every end).
 """
 
 from __future__ import annotations
