@@ -24,8 +24,9 @@ from wulf.protocol import (
     TokenRequest,
     WaitRequest,
 )
-from wulf.server.daemon import program_of, start_messages
+from wulf.server.daemon import start_messages
 from wulf.server.mail import check_domain, digest_message
+from wulf.server.views import program_of
 
 
 def _submit(job: dict[str, Any] | None = None, **request: Any) -> SubmitRequest:

@@ -41,7 +41,10 @@ class Node:
     info: NodeInfo | None = None
     sample: NodeSample | None = None
     drained: bool = False
-    link: AgentLink | None = None
+    up: bool = False  # an agent is connected (the state machine's view; the shell keeps ``link``)
+    host: str = ""  # where that agent connected from (where jr reaches it)
+    agent_uid: int = 0  # the user it runs as (a non-root agent runs only that user's jobs)
+    link: AgentLink | None = None  # the shell's connection to it (never used by the state machine)
     last_seen: float = 0.0
     jobs: dict[int, Job] = field(default_factory=dict)  # running here (batch, interactive, external)
     external: dict[str, int] = field(default_factory=dict)  # cluster key -> job id
@@ -49,7 +52,7 @@ class Node:
 
     @property
     def state(self) -> NodeState:
-        if self.link is None:
+        if not self.up:
             return NodeState.DOWN
         return NodeState.DRAIN if self.drained else NodeState.UP
 
@@ -65,7 +68,7 @@ class Node:
     def address(self) -> str:
         """Where clients reach this node's agent (jr): what it says, else where it connected from."""
         said = self.info.session_host if self.info else ""
-        return said or (self.link.host if self.link else "")
+        return said or (self.host if self.up else "")
 
     def attrs(self) -> dict[str, str]:
         """What ``qr --constraint`` may ask of this node."""
@@ -89,7 +92,7 @@ class Node:
             attrs=self.attrs(),
             features=features,
             metrics=metrics,
-            owner=user_name(self.link.uid) if self.link is not None and self.link.uid != 0 else None,
+            owner=user_name(self.agent_uid) if self.up and self.agent_uid != 0 else None,
         )
 
     def public(self, features: frozenset[str] = frozenset()) -> dict[str, Any]:

@@ -1,0 +1,128 @@
+"""What happens to the server, as :class:`~wulf.server.state.ServerState` is told of it.
+
+Each event is a fact the shell (:class:`~wulf.server.daemon.Daemon`, or a simulator) has already
+established: a submission is committed before :class:`Submitted` is handed in, an agent's message has
+been read and checked, the jobs an exit names that are no longer in memory have been read from the
+store. Time is always passed in, never read: the same events on a virtual clock give the same answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from wulf.model.job import Job
+from wulf.protocol import JobExit, JobStarted, NodeInfo, Report
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """New jobs, committed: batch jobs wait in their queues; an interactive one already runs on its node."""
+
+    jobs: tuple[Job, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePass:
+    """Run the policy over the waiting jobs and place what it places."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobsStarted:
+    """An agent started these jobs (their pids and start times)."""
+
+    node: str
+    jobs: tuple[JobStarted, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobsExited:
+    """An agent reports these exits. ``stored``: the jobs they name that are not in memory any more, as
+    read from the store (their exit is recorded, nothing else)."""
+
+    node: str
+    exits: tuple[JobExit, ...]
+    now: float
+    stored: Mapping[int, Job] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    """``by`` cancels these jobs (checked: theirs, or an administrator's); those already ended stay so."""
+
+    jobs: tuple[Job, ...]
+    by: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRequested:
+    """``by`` holds these jobs (qhold): those queued stop waiting for a node."""
+
+    jobs: tuple[Job, ...]
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequested:
+    """These jobs, held, go back in line in their old places (qrls)."""
+
+    jobs: tuple[Job, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """An administrator drains a node (it takes no new jobs) or resumes it."""
+
+    node: str
+    drained: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeUp:
+    """An agent said hello: what it still runs and what ended while it was away (the reconciliation)."""
+
+    info: NodeInfo
+    host: str  # where it connected from
+    uid: int  # the user it runs as (0: root)
+    running: tuple[JobStarted, ...]
+    finished: tuple[JobExit, ...]
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDown:
+    """The node's agent went away (its jobs go on: it reconciles when it is back)."""
+
+    node: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """A node's periodic report: its sample, its jobs' use, the outside work seen there."""
+
+    node: str
+    report: Report
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFailed:
+    """An interactive job's node could not start it."""
+
+    job_id: int
+    error: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passes: nodes down longer than ``[server] node_lost_after`` lose their jobs."""
+
+    now: float
+
+
+Event = (Submitted | SchedulePass | JobsStarted | JobsExited | CancelRequested | HoldRequested | ReleaseRequested
+         | Drained | NodeUp | NodeDown | Reported | SessionFailed | Tick)
