@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from wulf.auth.identity import Caller
 from wulf.config import Config, ServerConfig
-from wulf.protocol import Hello, JobExit, JobSpec, NodeInfo, SubmitRequest
+from wulf.model.job import Job
+from wulf.protocol import Exited, Hello, JobExit, JobSpec, NodeInfo, SubmitRequest
 from wulf.server.daemon import Daemon
 from wulf.server.nodes import AgentLink
 from wulf.store.sqlite import SqliteStore
@@ -69,3 +71,63 @@ async def _scenario(tmp_path: Path) -> None:
 
 def test_jobs_sent_to_a_reconnecting_agent_are_not_put_back_in_line(tmp_path: Path) -> None:
     asyncio.run(_scenario(tmp_path))
+
+
+class _GatedStore(SqliteStore):
+    """The real store, whose updates are durable only once the gate opens (a slow disk)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = asyncio.Event()
+        self.updates = 0
+
+    def update(self, jobs: Sequence[Job]) -> asyncio.Future[None]:
+        done = super().update(jobs)
+        self.updates += 1
+        gate = self.gate
+
+        async def after_gate() -> None:
+            await done
+            await gate.wait()
+
+        return asyncio.ensure_future(after_gate())
+
+
+async def _gated(tmp_path: Path) -> None:
+    store = _GatedStore(tmp_path / "wulf.db")
+    daemon = Daemon(Config(server=ServerConfig(state_dir=str(tmp_path))), store)
+    daemon.load()
+    try:
+        link = _Link()
+        node = await daemon.agent_hello(_hello(), AgentLink(send=link.send, host="h", close=link.close))
+        spec = [JobSpec(command="x", cwd="/", cpu=4.0) for _ in range(2)]  # one at a time on 4 cpus
+        first, second = await daemon.submit(SubmitRequest(jobs=spec), ALICE)
+        passing = asyncio.ensure_future(daemon._pass())
+        while not store.updates:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        assert link.started() == set(), "started before its assignment was committed"
+        store.gate.set()
+        await passing
+        assert link.started() == {first}
+        store.gate.clear()
+        exiting = asyncio.ensure_future(daemon.agent_message(node, Exited(jobs=[JobExit(id=first, exit_code=0,
+                                                                                         time=1.0)])))
+        while store.updates < 2:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        assert not [m for m in link.sent if m["type"] == "ack"], "an exit acknowledged before it was committed"
+        assert link.started() == {first}, "the next job started before its assignment was committed"
+        assert store.updates == 2  # the exit and the next placement: one commit
+        store.gate.set()
+        await exiting
+        assert link.started() == {first, second}
+        assert [m["ids"] for m in link.sent if m["type"] == "ack"] == [[first]]
+        assert link.sent[-1]["type"] == "ack"  # after the start of the job that took its room
+    finally:
+        await daemon.stop()
+        store.close()
+
+
+def test_starts_and_acks_wait_for_their_commit(tmp_path: Path) -> None:
+    asyncio.run(_gated(tmp_path))

@@ -6,12 +6,14 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TypeVar
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wulf.config import Config, ServerConfig
+from wulf.errors import UsageError
 from wulf.model.job import Job, JobState, Origin
-from wulf.protocol import Ack, Cluster, JobExit, JobStarted, NodeInfo, NodeSample, Report, Signal
+from wulf.protocol import Ack, Cluster, JobExit, JobStarted, NodeInfo, NodeSample, Renice, Report, Signal
 from wulf.server.events import (
     CancelRequested,
     HoldRequested,
@@ -19,7 +21,9 @@ from wulf.server.events import (
     JobsStarted,
     NodeDown,
     NodeUp,
+    QueueChanged,
     ReleaseRequested,
+    ReniceRequested,
     Reported,
     SchedulePass,
     SessionFailed,
@@ -164,6 +168,25 @@ def test_hold_and_release() -> None:
     assert (a.state, _committed(todo), todo[-1]) == (JobState.QUEUED, {a.id}, Wake())
     assert _started(state.handle(SchedulePass(T0))) == [a.id]
     assert state.handle(HoldRequested((a,), "alice")) == []  # running: not held
+
+
+def test_renice_of_running_jobs_is_committed_then_sent() -> None:
+    state = _state()
+    _up(state, cpus=1)
+    a, b = _submit(state, 2)
+    state.handle(SchedulePass(T0))
+    todo = state.handle(ReniceRequested((a, b, a), 7))
+    assert (a.nice, b.nice) == (7, 0)  # b waits: left as it is
+    assert todo == [Commit((a,)), Send("n1", Renice(id=a.id, nice=7))]
+
+
+def test_a_queue_change_is_checked_and_wakes_a_pass() -> None:
+    state = _state()
+    assert state.handle(QueueChanged("alice", "q", {"priority": 5})) == [Wake()]
+    assert state.book.settings("alice", "q").priority == 5
+    with pytest.raises(UsageError):
+        state.handle(QueueChanged("alice", "q", {"window": "sometimes", "priority": 1}))
+    assert state.book.settings("alice", "q").priority == 5  # nothing of a refused change is kept
 
 
 def test_reconcile_a_job_the_agent_reports_running() -> None:

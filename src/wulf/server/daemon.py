@@ -33,7 +33,6 @@ from wulf.protocol import (
     JobExit,
     JobSpec,
     Quit,
-    Renice,
     Report,
     Session,
     SessionReady,
@@ -52,7 +51,9 @@ from wulf.server.events import (
     JobsStarted,
     NodeDown,
     NodeUp,
+    QueueChanged,
     ReleaseRequested,
+    ReniceRequested,
     Reported,
     SchedulePass,
     SessionFailed,
@@ -427,6 +428,7 @@ class Daemon:
         return {"signalled": sent, "not_running": not_running}
 
     async def renice(self, ids: Sequence[int], nice: int, caller: Caller) -> dict[str, list[int]]:
+        """Renice running jobs (all or none: lowering a job's niceness is for administrators)."""
         jobs = await self._owned(ids, caller, "renice")
         done, not_running = [], []
         for job in jobs:
@@ -435,11 +437,8 @@ class Daemon:
                 continue
             if nice < job.nice and not caller.admin:
                 raise Forbidden(f"job {job.id} is at nice {job.nice}; only an administrator may lower it")
-            job.nice = nice
-            await self._send(job.node, Renice(id=job.id, nice=penalty_nice(nice, job.penalized, self.policy.adapt)))
             done.append(job.id)
-        if done:
-            await self._commit([self.jobs[i] for i in done])
+        await self._apply(self.state.handle(ReniceRequested(tuple(jobs), nice)))
         return {"reniced": done, "not_running": not_running}
 
     async def hold(self, ids: Sequence[int], caller: Caller) -> dict[str, list[int]]:
@@ -476,9 +475,10 @@ class Daemon:
         owner, name = self._queue_owner(spec, caller)
         if changes.get("mail"):
             changes["mail"] = mail.check_domain(mail.validate_address(changes["mail"]), self.config.mail.allowed_domains)
-        settings = self.book.change(owner, name, **changes)
+        todo = self.state.handle(QueueChanged(owner, name, changes))
+        settings = self.book.settings(owner, name)
         await self.store.set_queue(settings.public())
-        self.wake()
+        await self._apply(todo)
         return views.queue_public(self.state, settings, time.time())
 
     def queues(self, user: str = "", viewer: Caller | None = None) -> list[dict[str, Any]]:

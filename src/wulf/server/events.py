@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from wulf.model.job import Job
 from wulf.protocol import JobExit, JobStarted, NodeInfo, Report
@@ -73,6 +74,24 @@ class ReleaseRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class ReniceRequested:
+    """These jobs are to run at ``nice`` (checked: lowering it is for administrators); those not
+    running are left as they are."""
+
+    jobs: tuple[Job, ...]
+    nice: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChanged:
+    """A queue's settings change (qset; checked here: UsageError): its jobs may start now, or not."""
+
+    user: str
+    name: str
+    changes: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Drained:
     """An administrator drains a node (it takes no new jobs) or resumes it."""
 
@@ -125,4 +144,4 @@ class Tick:
 
 
 Event = (Submitted | SchedulePass | JobsStarted | JobsExited | CancelRequested | HoldRequested | ReleaseRequested
-         | Drained | NodeUp | NodeDown | Reported | SessionFailed | Tick)
+         | ReniceRequested | QueueChanged | Drained | NodeUp | NodeDown | Reported | SessionFailed | Tick)

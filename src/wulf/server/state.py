@@ -21,6 +21,7 @@ from typing import Any
 from wulf.config import Config
 from wulf.errors import Refused
 from wulf.model.job import Job, JobState, Origin
+from wulf.policy.adapt import penalty_nice
 from wulf.policy.history import History, kind_of
 from wulf.policy.limits import occupied_cpu
 from wulf.policy.placement import NodePool
@@ -38,7 +39,9 @@ from wulf.server.events import (
     JobsStarted,
     NodeDown,
     NodeUp,
+    QueueChanged,
     ReleaseRequested,
+    ReniceRequested,
     Reported,
     SchedulePass,
     SessionFailed,
@@ -98,7 +101,8 @@ class ServerState:
         self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
             Submitted: self._submitted, SchedulePass: self._scheduled, JobsStarted: self._started,
             JobsExited: self._exited, CancelRequested: self._cancel, HoldRequested: self._hold,
-            ReleaseRequested: self._release, Drained: self._drained, NodeUp: self._node_up,
+            ReleaseRequested: self._release, ReniceRequested: self._renice, QueueChanged: self._queue_changed,
+            Drained: self._drained, NodeUp: self._node_up,
             NodeDown: self._node_down, Reported: self._reported, SessionFailed: self._session_failed,
             Tick: self._tick,
         }
@@ -395,6 +399,19 @@ class ServerState:
                 self.book.add(job)
                 released.append(job)
         return [Commit(tuple(released)), Wake()] if released else []
+
+    def _renice(self, ev: ReniceRequested) -> list[Instruction]:
+        changed = list({j.id: j for j in ev.jobs if j.state is JobState.RUNNING}.values())
+        for job in changed:
+            job.nice = ev.nice
+        out: list[Instruction] = [Commit(tuple(changed))] if changed else []
+        adapt = self.policy.adapt
+        out += [Send(j.node, Renice(id=j.id, nice=penalty_nice(j.nice, j.penalized, adapt))) for j in changed]
+        return out
+
+    def _queue_changed(self, ev: QueueChanged) -> list[Instruction]:
+        self.book.change(ev.user, ev.name, **ev.changes)
+        return [Wake()]
 
     def _session_failed(self, ev: SessionFailed) -> list[Instruction]:
         job = self.jobs.get(ev.job_id)
