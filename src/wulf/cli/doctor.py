@@ -46,8 +46,8 @@ def check_config(path: str | None) -> tuple[Check, Config | None]:
         config = load_config(path)
     except ConfigError as e:
         return Check("config", FAIL, e.message), None
-    where = config.path or "no file: the defaults"
-    return Check("config", OK, f"{where} parses"), config
+    said = f"{config.path} parses" if config.path else "no file: the defaults are in effect"
+    return Check("config", OK, said), config
 
 
 def check_server(config: Config) -> tuple[Check, dict[str, str]]:
