@@ -754,24 +754,12 @@ def _signal_job(run: Running, signum: int) -> None:
             os.killpg(run.pid, signum)
 
 
-def _job_id_in(pid: int) -> int | None:
-    """The WULF_JOB_ID a process was started with (a job's supervisor, and the job), if any."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            for item in f.read().split(b"\0"):
-                if item.startswith(b"WULF_JOB_ID="):
-                    return int(item[12:])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 def _is_the_job(run: Running) -> bool:
     """Is the process with the job's pid still the job's supervisor: the same process (by its start
     time, when noted), started for this job (by the job id in its environment), leading its session?"""
     if run.start_ticks is not None and _proc_start(run.pid) != run.start_ticks:
         return False
-    if _job_id_in(run.pid) != run.id:
+    if procfs.job_id_of(run.pid) != run.id:
         return False
     with contextlib.suppress(OSError):
         return os.getsid(run.pid) == run.pid
@@ -782,7 +770,7 @@ def _find_supervisor(job_id: int) -> int | None:
     """The supervisor of a job whose spawn the journal did not record (the agent died meanwhile): the
     session leader started for the job whose parent was not (the job itself leads a session too)."""
     leaders = {p.pid: p for p in procfs.scan_processes() if p.pid == p.sid}
-    found = {pid for pid in leaders if _job_id_in(pid) == job_id}
+    found = {pid for pid in leaders if procfs.job_id_of(pid) == job_id}
     tops = [pid for pid in found if leaders[pid].ppid not in found]
     return tops[0] if len(tops) == 1 else None
 

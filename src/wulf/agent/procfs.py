@@ -286,6 +286,18 @@ def scan_processes(proc: str = "/proc") -> list[ProcInfo]:
         return scanner.scan()
 
 
+def job_id_of(pid: int | str, proc: str = "/proc") -> int | None:
+    """The WULF_JOB_ID a process was started with (a job's supervisor, and the job), if any."""
+    try:
+        with open(f"{proc}/{pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"WULF_JOB_ID="):
+                    return int(item[12:])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def read_cmdline(pid: int, comm: str, proc: str = "/proc") -> str:
     """The command line of one process for display, ``[comm]`` if it has none or is gone."""
     try:

@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from wulf.agent import procfs
+
 log = logging.getLogger("wulf.agent.purge")
 _JOB_NAME = re.compile(r"wulf-(\d{1,18})(?!\d)")
 MAX_DEPTH = 64  # deeper directories are left as they are (and so are the directories above them)
@@ -191,16 +193,6 @@ def _proc_pids(proc: str) -> Iterable[str]:
         return []
 
 
-def _job_of(proc: str, pid: str) -> int | None:
-    try:
-        with open(f"{proc}/{pid}/environ", "rb") as f:
-            for item in f.read().split(b"\0"):
-                if item.startswith(b"WULF_JOB_ID="):
-                    return int(item[12:])
-    except (OSError, ValueError):
-        pass
-    return None
-
 
 def _open_on(proc: str, pid: str, dev: int) -> set[tuple[int, int]]:
     """The (dev, ino) of the files (and working directory) process ``pid`` holds on file system ``dev``."""
@@ -227,7 +219,7 @@ def in_use(scratch: str, job_ids: Iterable[int] = (), proc: str = "/proc") -> In
     dev = os.stat(scratch).st_dev
     jobs, uids, files = set(job_ids), set(), set()
     for pid in _proc_pids(proc):
-        job = _job_of(proc, pid)
+        job = procfs.job_id_of(pid, proc)
         if job is not None:
             jobs.add(job)
             try:
