@@ -347,7 +347,7 @@ def spawn(job: StartJob, node: str, scratch: str, runtime: str,
     # the output is never opened through a link: a root job's must not follow one a user planted
     out = os.open(output_path(job, node), _OUTPUT, 0o666 & ~umask_of(job))
     try:
-        rc = _create(launch.rc_file, 0o600)
+        rc = _create(pending_rc(launch.rc_file), 0o600)
     except OSError:
         os.close(out)
         raise
@@ -365,9 +365,13 @@ def spawn(job: StartJob, node: str, scratch: str, runtime: str,
     try:
         pid = os.posix_spawn(argv[0], argv, job_env_as(job, node, None, _hosts(launch, job)), file_actions=actions,
                              setsid=True, setsigdef=RESTORE_SIGNALS)
+    except BaseException:
+        _not_spawned(launch.rc_file)
+        raise
     finally:
         os.close(out)
         os.close(rc)
+    os.rename(pending_rc(launch.rc_file), launch.rc_file)
     if delta and nice is None:
         set_nice(pid, job.nice)
     return pid, launch
@@ -425,8 +429,9 @@ def _spawn_as(job: StartJob, node: str, scratch: str, runtime: str, cgroup_procs
     stage_script(launch, job, owner, node)
     env = job_env_as(job, node, owner, _hosts(launch, job))
     fds: list[int] = []
+    pid = 0
     try:
-        rc = _create(launch.rc_file, 0o600)
+        rc = _create(pending_rc(launch.rc_file), 0o600)
         fds.append(rc)
         err = _create(launch.err_file, 0o600)
         fds.append(err)
@@ -451,9 +456,14 @@ def _spawn_as(job: StartJob, node: str, scratch: str, runtime: str, cgroup_procs
                 raise OSError(f"cannot become {owner.name}: {e}") from None
             popen.returncode = 0  # the agent reaps the job itself (through a pidfd); this must never wait for it
             pid = popen.pid
+        os.rename(pending_rc(launch.rc_file), launch.rc_file)
         joined = _join(pid, cgroup_procs)
         set_nice(pid, job.nice)  # before it goes on
         os.write(wait_w, b"1\n" if joined else b"0\n")
+    except BaseException:
+        if not pid:
+            _not_spawned(launch.rc_file)
+        raise
     finally:
         for fd in fds:
             with contextlib.suppress(OSError):
@@ -488,6 +498,18 @@ def start_error(err_file: str | None) -> str:
     except OSError:
         return ""
     return f"could not start: {text.splitlines()[0]}" if text else ""
+
+
+def pending_rc(rc_file: str) -> str:
+    """Where a job's exit-status file is made, before its supervisor is spawned; it is renamed to
+    ``rc_file`` once the spawn is done (the supervisor writes to it whatever its name). So an agent that
+    died meanwhile tells, at its restart, a job that never started (this file, empty) from one that did."""
+    return rc_file + ".new"
+
+
+def _not_spawned(rc_file: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(pending_rc(rc_file))
 
 
 def cleanup(rc_file: str, script_file: str | None, keep_script: bool, err_file: str | None = None) -> None:

@@ -193,9 +193,8 @@ class Agent:
                 continue
             if run.pid <= 0:  # it died between its intent and its spawn's record: look for the job
                 found = _find_supervisor(job_id)
-                if found is None and not os.path.lexists(run.rc_file):
-                    # its status file is made just before the spawn: without it, it never started,
-                    # and the server, not told of it, places it again
+                if not _spawned(run.rc_file, found):
+                    # the server, not told of it, places it again
                     log.info("job %d was never started; the server places it again", job_id)
                     self._journal_queue.append({"ack": [job_id]})
                     continue
@@ -764,6 +763,20 @@ def _is_the_job(run: Running) -> bool:
     with contextlib.suppress(OSError):
         return os.getsid(run.pid) == run.pid
     return False
+
+
+def _spawned(rc_file: str, supervisor: int | None) -> bool:
+    """Whether the job of a journaled intent was started, by its status file (see launcher.pending_rc)
+    and its supervisor, if one was found; the file gets its final name meanwhile."""
+    pending = launcher.pending_rc(rc_file)
+    if os.path.lexists(pending):
+        if supervisor is None and launcher.read_rc(pending) is None:  # made, and no spawn followed
+            with contextlib.suppress(OSError):
+                os.unlink(pending)
+            return False
+        os.replace(pending, rc_file)  # spawned (it runs, or ran and said how it ended)
+        return True
+    return supervisor is not None or os.path.lexists(rc_file)
 
 
 def _find_supervisor(job_id: int) -> int | None:
