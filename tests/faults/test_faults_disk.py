@@ -118,3 +118,19 @@ def test_jobs_acknowledged_after_a_full_disk_keep_their_environment(
     assert ok and p.returncode != 0
     for i in ledger.acked:
         assert (c.work / f"wulf-{i}.out").read_text() == "kept\n", f"job {i} ran without its environment"
+
+
+def test_jobs_placed_while_the_disk_is_full_start_once_space_is_back(
+        needs_root: None, tmp_path: Path, ledger: Ledger) -> None:
+    """The scheduling pass that places jobs cannot record the placement: the jobs must not stay 'running'
+    in the server's memory without ever being sent; they start once the disk has room again."""
+    with small_state_fs(tmp_path) as state, running_cluster(tmp_path, config=CONFIG) as c:
+        assert submit(c, ledger, 20).returncode == 0  # no agent yet: they wait
+        filler = fill(state)
+        c.agent("n1", cpus=2)  # the pass its arrival makes fails to commit
+        wait_until("the node to be up", lambda: (s := c.try_status()) is not None
+                   and any(n["name"] == "n1" and n["state"] == "up" for n in s["nodes"]), timeout=30)
+        filler.unlink()
+        listed = ledger.final_only_states(c, timeout=60)
+        fig = ledger.figures("jobs placed while the disk is full", listed)
+        check(fig)

@@ -20,6 +20,12 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     """A ``sleep`` in its own session, as the launcher starts a job."""
     child = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
+        # until it sleeps: just after exec, before it has run, its memory is nearly nothing (a loaded
+        # machine may not run it for a while)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "S":
+            assert time.monotonic() < deadline, "sleep did not start"
+            time.sleep(0.005)
         yield child
     finally:
         child.kill()

@@ -87,6 +87,7 @@ SILENT_REPORTS = 4
 SILENT_MIN = 15.0
 #: starts for one node go in messages of about this size (an agent takes messages of up to 64 MiB)
 START_MESSAGE_BYTES = 16 * 1024 * 1024
+STALL_RETRY = 1.0  # seconds between attempts to write what waits for a store that could not write
 
 
 def start_messages(starts: Sequence[StartJob]) -> Iterator[str]:
@@ -124,6 +125,8 @@ class Daemon:
         self._sessions: dict[int, asyncio.Future[str]] = {}
         self._dirty: dict[int, Job] = {}  # changed in memory, not yet handed to the store
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._stalled: list[list[Instruction]] = []  # instructions waiting for the store to write again
+        self._unstaller: asyncio.Task[None] | None = None
         self._waiters: list[_Waiter] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._scheduler: asyncio.Task[None] | None = None
@@ -200,15 +203,35 @@ class Daemon:
 
     async def _apply(self, todo: Iterable[Instruction]) -> None:
         """Carry out the state machine's instructions in their order, each awaited before the next (a
-        commit is durable before the starts and acknowledgements that follow it)."""
-        for ins in todo:
+        commit is durable before the starts and acknowledgements that follow it).
+
+        When the store cannot write for now (its disk is full), the commit and everything after it wait,
+        in order, and are tried again until the store writes (see :meth:`_retry_stalled`): what the
+        state machine decided in memory is neither lost nor carried out before it is recorded. The
+        caller still gets the error (a client is told the disk is full)."""
+        rest, error = await self._carry_out(list(todo))
+        if error is not None:
+            self._stall(rest)
+            raise error
+
+    async def _carry_out(self, todo: list[Instruction]) -> tuple[list[Instruction], WulfError | None]:
+        """Carry out ``todo``; on a commit the store cannot make for now, return it with what follows it
+        (not done) and the error."""
+        for i, ins in enumerate(todo):
             if type(ins) is JobEnded:  # the most frequent (one a job)
                 self._ended(ins.job)
             elif isinstance(ins, Commit):
-                if ins.new:
-                    await self.store.insert(ins.new, {})
-                if ins.jobs:
-                    await self._commit(list(ins.jobs))
+                step = ins
+                try:
+                    if ins.new:
+                        await self.store.insert(ins.new, {})
+                        step = Commit(ins.jobs)  # inserted: what is left to do
+                    if ins.jobs:
+                        await self._commit(list(ins.jobs))
+                except WulfError as e:
+                    if not e.retryable:
+                        raise
+                    return [step, *todo[i + 1:]], e
             elif isinstance(ins, StartJobs):
                 await self._dispatch(ins)
             elif isinstance(ins, Send):
@@ -217,6 +240,30 @@ class Daemon:
                 await self._exited(ins.node, ins.exits)
             else:
                 self._note(ins)
+        return [], None
+
+    def _stall(self, todo: list[Instruction]) -> None:
+        self._stalled.append(todo)
+        if self._unstaller is None:
+            self._unstaller = asyncio.create_task(self._retry_stalled(), name="wulf-stalled")
+            log.error("the store cannot write: jobs placed, ended or changed are kept in memory and "
+                      "recorded (then started) once it can")
+
+    async def _retry_stalled(self) -> None:
+        """Try the stalled instructions again, oldest first, every ``STALL_RETRY`` seconds, until all
+        are done."""
+        try:
+            while self._stalled:
+                await asyncio.sleep(STALL_RETRY)
+                while self._stalled:
+                    rest, error = await self._carry_out(self._stalled[0])
+                    if error is not None:
+                        self._stalled[0] = rest
+                        break
+                    self._stalled.pop(0)
+            log.info("the store writes again: what waited is recorded and carried out")
+        finally:
+            self._unstaller = None
 
     def _apply_soon(self, todo: Iterable[Instruction]) -> None:
         """Carry out instructions without waiting for them (a node's reports: the store applies writes
@@ -530,6 +577,8 @@ class Daemon:
             self._wake.clear()
             try:
                 await self._pass()
+            except WulfError as e:  # the store could not write: the placements wait (see _apply)
+                log.error("scheduling pass: %s", e.message)
             except Exception:  # a bug must not stop scheduling for good
                 log.exception("scheduling pass failed")
 
@@ -638,7 +687,20 @@ class Daemon:
             extra = [j for j in self._dirty.values() if j not in jobs]
             self._dirty.clear()
             jobs = jobs + extra
-        return self.store.update(jobs)
+        written = self.store.update(jobs)
+        written.add_done_callback(lambda fut: self._written(fut, jobs))
+        return written
+
+    def _written(self, fut: asyncio.Future[None], jobs: list[Job]) -> None:
+        """A write failed for now (a full disk): the jobs are written again with the next commit or by a
+        retry, so that what the store holds catches up with memory (callers that wait are told)."""
+        error = None if fut.cancelled() else fut.exception()
+        if not isinstance(error, WulfError) or not error.retryable:
+            return
+        for job in jobs:
+            self._dirty.setdefault(job.id, job)
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(STALL_RETRY, self._lazy_flush)
 
     async def _exited(self, node: str, exits: Sequence[JobExit]) -> None:
         """Record exits (the jobs no longer in memory read from the store, off the loop), and place jobs
