@@ -212,6 +212,15 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class CompatConfig:
+    flavour: str = "pbs"  # what qsub, qstat and qdel are (see `wulf compat`): "pbs" (Torque, PBS Pro) or "sge"
+
+    def __post_init__(self) -> None:
+        if self.flavour not in ("pbs", "sge"):
+            raise ConfigError(f'compat.flavour must be "pbs" or "sge", not "{self.flavour}"')
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
@@ -225,6 +234,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    compat: CompatConfig = field(default_factory=CompatConfig)
     path: str = ""  # the file this was read from, "" for defaults
 
     def state_dir(self) -> Path:
@@ -243,7 +253,7 @@ class Config:
 _SECTIONS: dict[str, type] = {
     "server": ServerConfig, "agent": AgentConfig, "scheduler": SchedulerConfig, "windows": WindowsConfig,
     "limits": LimitsConfig, "shares": SharesConfig, "mail": MailConfig, "nodes": NodesConfig,
-    "client": ClientConfig, "auth": AuthConfig, "tls": TlsConfig, "log": LogConfig,
+    "client": ClientConfig, "auth": AuthConfig, "tls": TlsConfig, "log": LogConfig, "compat": CompatConfig,
 }
 
 

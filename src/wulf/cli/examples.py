@@ -79,6 +79,11 @@ EXAMPLES: dict[str, str] = {
   wulf completion zsh > "${fpath[1]}/_wulf"
   wulf completion fish > ~/.config/fish/completions/wulf.fish
 """,
+    "wulf compat": """examples:
+  wulf compat ~/wulf-compat && export PATH=~/wulf-compat:$PATH   # then sbatch, squeue, qsub... are wulf's
+  sudo wulf compat /opt/wulf/compat-bin            # for a site: put it on users' PATH (or in a module)
+  WULF_COMPAT_FLAVOUR=sge qstat                    # Grid Engine's qsub/qstat/qdel instead of PBS's
+""",
     "wulf doctor": """examples:
   wulf doctor                       # on any machine of the cluster
   wulf --config /etc/wulf/wulf.toml doctor --json

@@ -33,14 +33,14 @@ def _wulf_options(words: list[str]) -> dict[str, Any]:
     return _given(args)
 
 
-def _report(label: str, notes: list[Any], strict: bool) -> None:
+def _report(label: str, notes: list[Any], strict: bool, who: str = "qr") -> None:
     seen: set[str] = set()
     for note in notes:
         if strict and note.strict:
-            raise UsageError(f"{label}: {note} (qr --strict refuses the script; nothing was queued)")
+            raise UsageError(f"{label}: {note} ({who} --strict refuses the script; nothing was queued)")
         if str(note) not in seen:
             seen.add(str(note))
-            print(f"qr: {label}: warning: {note}", file=sys.stderr)
+            print(f"{who}: {label}: warning: {note}", file=sys.stderr)
 
 
 def in_dir(spec: dict[str, Any], default: str) -> None:
@@ -53,20 +53,22 @@ def in_dir(spec: dict[str, Any], default: str) -> None:
 
 
 def from_directives(script: str, label: str, file_name: str, cwd: str, given: dict[str, Any],
-                    strict: bool, name: str) -> dict[str, Any]:
+                    strict: bool, name: str, parse_as: str | None = None, who: str = "qr") -> dict[str, Any]:
     """The spec of one script (``label`` names it in messages and is its command; ``name`` is its name
-    unless its directives or the command line give one)."""
+    unless its directives or the command line give one). ``parse_as``: the text whose directives are
+    read, when it is not the script itself (sbatch and qsub add their command line's options to the
+    script's directives; the job runs the script as it was written). ``who`` says it in messages."""
     from wulf.compat.directives import read, submit_env, with_shell
     from wulf.compat.request import DirectiveError, Where
 
     where = Where(submit_dir=cwd, home=os.path.expanduser("~"), script_name=file_name,
                   user=os.environ.get("USER", ""))
     try:
-        req = read(script, where)
+        req = read(script if parse_as is None else parse_as, where)
         wulf = _wulf_options(req.wulf_args)
     except DirectiveError as e:
         raise UsageError(f"{label} {e.message}") from None
-    _report(label, req.notes, strict)
+    _report(label, req.notes, strict, who)
     fields = {k: getattr(req, k) for k in _FIELDS if getattr(req, k) is not None}
     if req.env is not None:
         fields["_env"] = req.env

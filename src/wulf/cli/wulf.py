@@ -10,6 +10,7 @@
     wulf purge-scratch     remove old leftovers of jobs from this node's scratch directory
     wulf install ROLE      systemd units, tmpfiles and a config skeleton (server, node, client); uninstall
     wulf doctor            check this machine's set-up, one line per check
+    wulf compat DIR        sbatch, squeue, qsub, qstat... over wulf, for tools written for Slurm, PBS, SGE
     wulf man / completion  manual pages and shell completion, from the same parsers as --help
     wulf sim               the scheduling policy on a simulated cluster (virtual clock)
     wulf version
@@ -29,6 +30,7 @@ from pathlib import Path
 from wulf import __version__
 from wulf.auth.key import ensure_key
 from wulf.cli.common import ArgParser, parse_cpu, parse_mem, print_json, run
+from wulf.cli.compat import cmd_compat, compat_parser
 from wulf.cli.completion import cmd_completion, completion_parser
 from wulf.cli.doctor import cmd_doctor, doctor_parser
 from wulf.cli.install import cmd_install, cmd_uninstall, install_parsers
@@ -352,6 +354,7 @@ def _parser() -> ArgParser:
     completion_parser(sub)
     doctor_parser(sub)
     install_parsers(sub)
+    compat_parser(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -373,7 +376,7 @@ def _main(argv: list[str]) -> int:
                "config": cmd_config, "sim": cmd_sim, "token": cmd_token,
                "init": cmd_init, "purge-scratch": cmd_purge,
                "man": cmd_man, "completion": cmd_completion, "install": cmd_install,
-               "uninstall": cmd_uninstall}.get(args.cmd)
+               "uninstall": cmd_uninstall, "compat": cmd_compat}.get(args.cmd)
     if handler is None:
         raise UsageError(f"unknown command {args.cmd}")
     return handler(args, config)

@@ -1,0 +1,3 @@
+from wulf.cli.compat import main
+
+main()

@@ -1,0 +1,497 @@
+"""Slurm's commands over wulf: ``sbatch``, ``squeue``, ``scancel`` and ``sinfo``.
+
+Each takes the options the tools that drive Slurm use (psij-python, Snakemake's Slurm executor,
+Dask-jobqueue, Open OnDemand) and prints what Slurm prints. Options of Slurm's that wulf has no use
+for are accepted and ignored where that is harmless (``--clusters``, ``--account``), as sbatch's
+directives are (see wulf.compat.slurm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from wulf.cli.common import ArgParser, print_json
+from wulf.cli.compat.common import (
+    ACTIVE,
+    SLURM_CODES,
+    hms,
+    int_ids,
+    iso,
+    jobs_of,
+    me,
+    read_stdin_script,
+    run_seconds,
+    slurm_state,
+    wait_exit,
+    with_directives,
+)
+from wulf.client import Client
+from wulf.compat import slurm as dialect
+from wulf.errors import UsageError
+
+# ---------------------------------------------------------------------------------------------- sbatch
+
+#: sbatch's own options (not directives): name -> takes a value
+_SBATCH_ONLY = {"wrap": True, "parsable": False, "wait": False, "W": False, "test-only": False,
+                "help": False, "usage": False, "version": False, "V": False}
+
+
+def _option(words: list[str], i: int) -> tuple[str, str | None, int]:
+    """The option at ``words[i]``: (canonical name or sbatch's own name, its value, the next index).
+    Raises UsageError for an option sbatch does not know."""
+    w = words[i]
+    if w.startswith("--"):
+        key, eq, value = w[2:].partition("=")
+        if key in _SBATCH_ONLY:
+            if _SBATCH_ONLY[key] and not eq:
+                if i + 1 >= len(words):
+                    raise UsageError(f"sbatch: --{key} needs a value")
+                return key, words[i + 1], i + 2
+            return key, value if eq else None, i + 1
+        opt = dialect.LONG.get(key)
+        if opt is None:
+            raise UsageError(f"sbatch: unrecognized option '--{key}' (see sbatch --help)")
+        if opt.arity == "value" and not eq:
+            if i + 1 >= len(words):
+                raise UsageError(f"sbatch: --{key} needs a value")
+            return opt.name, words[i + 1], i + 2
+        return opt.name, value if eq else None, i + 1
+    letter = w[1]
+    if letter in ("W", "V"):
+        return {"W": "wait", "V": "version"}[letter], None, i + 1
+    opt = dialect.SHORT.get(letter)
+    if opt is None:
+        raise UsageError(f"sbatch: invalid option -- '{letter}' (see sbatch --help)")
+    if opt.arity == "value" and len(w) == 2:
+        if i + 1 >= len(words):
+            raise UsageError(f"sbatch: -{letter} needs a value")
+        return opt.name, words[i + 1], i + 2
+    return opt.name, w[2:] or None, i + 1
+
+
+class _SbatchArgs:
+    def __init__(self) -> None:
+        self.directives: list[str] = []  # the options that are directives, as words
+        self.wrap: str | None = None
+        self.parsable = False
+        self.wait = False
+        self.script: str | None = None
+        self.script_args: list[str] = []
+
+
+def parse_sbatch(argv: list[str]) -> _SbatchArgs:
+    """sbatch's command line: options (as its directives, plus its own), then the script and its words."""
+    a = _SbatchArgs()
+    i = 0
+    while i < len(argv):
+        w = argv[i]
+        if w == "--":
+            i += 1
+            break
+        if not w.startswith("-") or w == "-":
+            break
+        name, value, j = _option(argv, i)
+        if name in ("help", "usage"):
+            raise SystemExit(_usage())
+        if name == "version":
+            print("slurm 23.11.0 (wulf)")
+            raise SystemExit(0)
+        if name == "wrap":
+            a.wrap = value
+        elif name == "parsable":
+            a.parsable = True
+        elif name == "wait":
+            a.wait = True
+        elif name == "test-only":
+            raise UsageError("sbatch: --test-only is not supported by wulf")
+        else:
+            a.directives += argv[i:j]
+        i = j
+    rest = argv[i:]
+    if rest:
+        a.script, a.script_args = rest[0], rest[1:]
+    return a
+
+
+def _usage() -> int:
+    print("Usage: sbatch [OPTIONS...] [script [args...]]  |  sbatch [OPTIONS...] --wrap=COMMAND\n"
+          "Options are those of #SBATCH directives (see qr(1) and wulf's README, 'Job scripts'), plus\n"
+          "--wrap, --parsable and -W/--wait.", file=sys.stderr)
+    return 0
+
+
+def _script_of(a: _SbatchArgs) -> tuple[str, str, str]:
+    """(script, its label, its file name) from --wrap, a file or standard input."""
+    from wulf.cli.qr import _read_script
+
+    if a.wrap is not None:
+        if a.script:
+            raise UsageError("sbatch: give --wrap or a script, not both")
+        return f"#!/bin/sh\n# This script was made by sbatch --wrap.\n{a.wrap}\n", "wrap", "wrap"
+    if a.script_args:
+        raise UsageError("sbatch: words after the script (its arguments) are not supported by wulf yet; "
+                         "put them in the script, or use --wrap 'script.sh ARGS'")
+    if a.script:
+        return _read_script(a.script), os.path.basename(a.script), os.path.basename(a.script)
+    return read_stdin_script("sbatch"), "sbatch", "STDIN"
+
+
+def sbatch(argv: list[str]) -> int:
+    from wulf.cli.qr import submit
+    from wulf.cli.scriptjob import from_directives
+
+    a = parse_sbatch(argv)
+    script, label, file_name = _script_of(a)
+    if not script.startswith("#!"):
+        raise UsageError("sbatch: This does not look like a batch script. The first line must start with #! "
+                         "followed by the path to an interpreter (for instance: #!/bin/sh)")
+    cwd = os.getcwd()
+    spec = from_directives(script, label, file_name, cwd, {}, False, label,
+                           parse_as=with_directives(script, "slurm", a.directives), who="sbatch")
+    ids = submit([spec])
+    job = ids[0]
+    print(job if a.parsable else f"Submitted batch job {job}", flush=True)
+    if a.wait:
+        return wait_exit(job)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- squeue
+
+#: squeue's ``%`` letters -> (header, value of a job)
+_LETTERS: dict[str, tuple[str, Any]] = {
+    "i": ("JOBID", lambda j, now: str(j["id"])),
+    "A": ("JOBID", lambda j, now: str(j["id"])),
+    "F": ("ARRAY_JOB_ID", lambda j, now: str(j.get("array_id") or j["id"])),
+    "K": ("ARRAY_TASK_ID", lambda j, now: str(j["array_index"]) if j.get("array_index") is not None else "N/A"),
+    "j": ("NAME", lambda j, now: j.get("name") or ""),
+    "u": ("USER", lambda j, now: j["user"]),
+    "t": ("ST", lambda j, now: SLURM_CODES.get(slurm_state(j), "?")),
+    "T": ("STATE", lambda j, now: slurm_state(j)),
+    "M": ("TIME", lambda j, now: hms(run_seconds(j, now))),
+    "l": ("TIME_LIMIT", lambda j, now: hms(j.get("time_limit"))),
+    "L": ("TIME_LEFT", lambda j, now: hms(max(0.0, j["time_limit"] - run_seconds(j, now)))
+          if j.get("time_limit") else "UNLIMITED"),
+    "D": ("NODES", lambda j, now: "1"),
+    "C": ("CPUS", lambda j, now: f"{j.get('cpu_req') or j.get('cpu') or 1:g}"),
+    "m": ("MIN_MEMORY", lambda j, now: f"{j.get('mem_req_mb') or j.get('mem_mb') or 0:.0f}M"),
+    "P": ("PARTITION", lambda j, now: j.get("queue") or ""),
+    "N": ("NODELIST", lambda j, now: j.get("node") or ""),
+    "R": ("NODELIST(REASON)", lambda j, now: j.get("node") if j["state"] == "running" and j.get("node")
+          else f"({_reason(j)})"),
+    "r": ("REASON", lambda j, now: _reason(j)),
+    "Z": ("WORK_DIR", lambda j, now: j.get("cwd") or ""),
+    "o": ("COMMAND", lambda j, now: j.get("command") or ""),
+    "V": ("SUBMIT_TIME", lambda j, now: iso(j.get("submitted"))),
+    "S": ("START_TIME", lambda j, now: iso(j.get("started")) if j.get("started") else "N/A"),
+    "e": ("END_TIME", lambda j, now: iso(j.get("ended")) if j.get("ended") else "N/A"),
+    "Q": ("PRIORITY", lambda j, now: "0"),
+    "q": ("QOS", lambda j, now: "normal"),
+    "a": ("ACCOUNT", lambda j, now: "(null)"),
+    "y": ("NICE", lambda j, now: str(j.get("nice") or 0)),
+    "k": ("COMMENT", lambda j, now: "(null)"),
+    "%": ("%", lambda j, now: "%"),
+}
+#: squeue -O names -> letters
+_FIELDS = {
+    "jobid": "i", "jobarrayid": "i", "arrayjobid": "F", "arraytaskid": "K", "name": "j", "username": "u",
+    "userid": "u", "state": "T", "statecompact": "t", "timeused": "M", "timelimit": "l", "timeleft": "L",
+    "numnodes": "D", "numcpus": "C", "minmemory": "m", "partition": "P", "nodelist": "N", "reasonlist": "R",
+    "reason": "r", "workdir": "Z", "command": "o", "submittime": "V", "starttime": "S", "endtime": "e",
+    "priority": "Q", "qos": "q", "account": "a", "nice": "y", "comment": "k",
+}
+DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
+
+
+def _reason(j: dict[str, Any]) -> str:
+    """Slurm's reason words for a waiting job (wulf's own sentence when it is none of them)."""
+    state, why = j["state"], str(j.get("reason") or "")
+    if state == "held":
+        return "JobHeldUser"
+    if state == "running":
+        return "None"
+    if state != "queued":
+        return why or "None"
+    if not why:
+        return "Priority"
+    if why.startswith("waiting for job"):
+        return "Dependency"
+    if "no node" in why or "room" in why or "busy" in why:
+        return "Resources"
+    return why.replace(" ", "_")
+
+
+_SPEC = re.compile(r"%(\.?)(-?)(\d*)([A-Za-z%])")
+
+
+def parse_format(fmt: str) -> list[tuple[str, str, bool, int]]:
+    """``-o`` format: pieces of (literal text before, letter, right-justified, width)."""
+    out = []
+    at = 0
+    for m in _SPEC.finditer(fmt):
+        letter = m.group(4)
+        if letter not in _LETTERS:
+            raise UsageError(f"squeue: invalid field specification %{letter} in {fmt!r}")
+        out.append((fmt[at:m.start()], letter, m.group(1) == ".", int(m.group(3) or 0)))
+        at = m.end()
+    if at < len(fmt):
+        out.append((fmt[at:], "", False, 0))
+    return out
+
+
+def parse_fields(text: str) -> list[tuple[str, str, bool, int]]:
+    """``-O`` field list: ``name[:[.]size]`` separated by commas (each field 20 wide, plus a space)."""
+    out = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, _, size = item.strip().partition(":")
+        letter = _FIELDS.get(name.lower())
+        if letter is None:
+            raise UsageError(f"squeue: invalid -O field {name!r}")
+        right = size.startswith(".")
+        width = size.lstrip(".") or "20"
+        if not width.isdigit():
+            raise UsageError(f"squeue: invalid field size in {item!r}")
+        out.append(("", letter, right, int(width)))
+        out.append((" ", "", False, 0))
+    return out[:-1] if out else out
+
+
+def render(pieces: list[tuple[str, str, bool, int]], job: dict[str, Any] | None, now: float) -> str:
+    """One line: a job's, or the header (``job`` None). Values wider than their field are cut, as
+    squeue cuts them."""
+    parts = []
+    for text, letter, right, width in pieces:
+        parts.append(text)
+        if not letter:
+            continue
+        value = _LETTERS[letter][0] if job is None else str(_LETTERS[letter][1](job, now))
+        if width:
+            value = value[:width]
+            value = value.rjust(width) if right else value.ljust(width)
+        parts.append(value)
+    return "".join(parts).rstrip() if job is None else "".join(parts)
+
+
+def _squeue_parser() -> ArgParser:
+    p = ArgParser(prog="squeue", description="Jobs in the queue, as Slurm's squeue shows them (wulf).",
+                  add_help=False)
+    p.add_argument("-u", "--user", help="only these users' jobs (comma-separated)")
+    p.add_argument("--me", action="store_true", help="only your jobs")
+    p.add_argument("-j", "--jobs", action="append", default=[], help="only these jobs (comma-separated)")
+    p.add_argument("-t", "--states", help="only jobs in these states (PD,R,CD,... or 'all')")
+    p.add_argument("-p", "--partition", help="only jobs of these queues")
+    p.add_argument("-n", "--name", help="only jobs of these names")
+    p.add_argument("-o", "--format", help="the output format (squeue's %% fields)")
+    p.add_argument("-O", "--Format", dest="fields", help="the output fields (name[:[.]size],...)")
+    p.add_argument("-h", "--noheader", action="store_true", help="no header line")
+    p.add_argument("-a", "--all", action="store_true", help="(accepted; wulf shows every queue)")
+    p.add_argument("-r", "--array", action="store_true", help="(accepted; one line per array task)")
+    p.add_argument("-l", "--long", action="store_true", help="(accepted)")
+    p.add_argument("--noconvert", action="store_true", help="(accepted)")
+    p.add_argument("-M", "--clusters", help="(accepted; wulf is one cluster)")
+    p.add_argument("--json", action="store_true", help="print JSON ({\"jobs\": [...]})")
+    p.add_argument("--help", action="help", help="show this help and exit")
+    return p
+
+
+def _state_filter(text: str | None, ids_given: bool) -> set[str] | None:
+    """The Slurm states to show; None: all. By default squeue shows jobs that wait or run, and the
+    ended ones it is asked for by id."""
+    if text is None:
+        return None if ids_given else {"PENDING", "RUNNING"}
+    wanted: set[str] = set()
+    names = {v: k for k, v in SLURM_CODES.items()}
+    for w in text.upper().split(","):
+        if w == "ALL":
+            return None
+        name = names.get(w, w)
+        if name not in SLURM_CODES:
+            raise UsageError(f"squeue: invalid job state specified: {w}")
+        wanted.add(name)
+    return wanted
+
+
+def squeue_jobs(args: argparse.Namespace, client: Client) -> list[dict[str, Any]]:
+    ids = set(int_ids(args.jobs))
+    users = set(args.user.split(",")) if args.user else ({me()} if args.me else set())
+    states = _state_filter(args.states, bool(ids))
+    status = client.status(all_jobs=bool(ids) or states is None or not states <= {"PENDING", "RUNNING"})
+    out = []
+    for j in jobs_of(status):
+        if ids and j["id"] not in ids and j.get("array_id") not in ids:
+            continue
+        if users and j["user"] not in users:
+            continue
+        if states is not None and slurm_state(j) not in states:
+            continue
+        if args.partition and j.get("queue") not in args.partition.split(","):
+            continue
+        if args.name and j.get("name") not in args.name.split(","):
+            continue
+        out.append(j)
+    return out
+
+
+def squeue(argv: list[str]) -> int:
+    args = _squeue_parser().parse_args(argv)
+    pieces = parse_fields(args.fields) if args.fields else parse_format(
+        args.format or os.environ.get("SQUEUE_FORMAT") or DEFAULT_FORMAT)
+    jobs = squeue_jobs(args, Client())
+    now = time.time()
+    if args.json:
+        print_json({"jobs": [_json(j, now) for j in jobs]})
+        return 0
+    lines = [] if args.noheader else [render(pieces, None, now)]
+    lines += [render(pieces, j, now) for j in jobs]
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    return 0
+
+
+def _json(j: dict[str, Any], now: float) -> dict[str, Any]:
+    """A job as ``squeue --json`` gives one (the fields tools read)."""
+    return {
+        "job_id": j["id"], "name": j.get("name") or "", "user_name": j["user"], "partition": j.get("queue"),
+        "job_state": [slurm_state(j)], "state_reason": _reason(j), "nodes": j.get("node") or "",
+        "array_job_id": j.get("array_id") or 0, "array_task_id": j.get("array_index"),
+        "cpus": j.get("cpu_req"), "memory_per_node": j.get("mem_req_mb"),
+        "current_working_directory": j.get("cwd"), "command": j.get("command"),
+        "submit_time": int(j.get("submitted") or 0), "start_time": int(j.get("started") or 0),
+        "end_time": int(j.get("ended") or 0), "time_limit": int((j.get("time_limit") or 0) // 60) or None,
+        "exit_code": j.get("exit_code"), "run_time": int(run_seconds(j, now)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- scancel
+
+def _scancel_parser() -> ArgParser:
+    p = ArgParser(prog="scancel", description="Cancel jobs or send them a signal, as Slurm's scancel does (wulf).")
+    p.add_argument("ids", nargs="*", help="job ids (ID, ID_TASK)")
+    p.add_argument("-u", "--user", help="all jobs of this user")
+    p.add_argument("--me", action="store_true", help="all your jobs")
+    p.add_argument("-n", "--name", "--jobname", dest="name", help="jobs of this name")
+    p.add_argument("-t", "--state", help="only jobs in this state (PENDING, RUNNING)")
+    p.add_argument("-p", "--partition", help="only jobs of this queue")
+    p.add_argument("-s", "--signal", help="send this signal (a name or number) instead of cancelling")
+    p.add_argument("-f", "--full", action="store_true", help="(accepted)")
+    p.add_argument("-b", "--batch", action="store_true", help="(accepted)")
+    p.add_argument("-Q", "--quiet", action="store_true", help="say nothing about jobs that had ended")
+    p.add_argument("-M", "--clusters", help="(accepted; wulf is one cluster)")
+    p.add_argument("-v", "--verbose", action="store_true", help="(accepted)")
+    return p
+
+
+def _signal_number(text: str) -> int:
+    import signal
+
+    t = text.upper().removeprefix("SIG")
+    if t.isdigit() and 0 < int(t) < 65:
+        return int(t)
+    try:
+        return int(signal.Signals["SIG" + t])
+    except KeyError:
+        raise UsageError(f"scancel: Invalid job signal: {text}") from None
+
+
+def _task_ids(values: list[str]) -> list[int]:
+    """scancel's ids: ``12``, ``12_3`` (an array task; until arrays land, the task's own id is needed)."""
+    out = []
+    for v in values:
+        for part in v.split(","):
+            head, _, task = part.partition("_")
+            if task:
+                raise UsageError(f"scancel: array tasks ({part}) are not supported by wulf yet")
+            out += int_ids([head])
+    return out
+
+
+def scancel(argv: list[str]) -> int:
+    args = _scancel_parser().parse_args(argv)
+    ids = _task_ids(args.ids)
+    client = Client()
+    user = args.user or (me() if args.me else "")
+    if not ids and not (user or args.name or args.state or args.partition):
+        raise UsageError("scancel: No job identification provided")
+    if user or args.name or args.state or args.partition:
+        wanted = {"PENDING", "RUNNING"} if not args.state else {
+            {v: k for k, v in SLURM_CODES.items()}.get(s, s) for s in args.state.upper().split(",")}
+        chosen = [j for j in jobs_of(client.status()) if j["state"] in ACTIVE
+                  and (not ids or j["id"] in ids) and (not user or j["user"] == user)
+                  and (not args.name or j.get("name") == args.name)
+                  and (not args.partition or j.get("queue") == args.partition)
+                  and slurm_state(j) in wanted]
+        ids = [j["id"] for j in chosen]
+    if not ids:
+        return 0
+    if args.signal:
+        reply = client.signal(ids, _signal_number(args.signal))
+    else:
+        reply = client.cancel(ids)
+    return _report_cancel(reply, args.quiet)
+
+
+def _report_cancel(reply: dict[str, Any], quiet: bool) -> int:
+    """scancel's words for the jobs that had ended already (it cancels the rest, and exits 0)."""
+    if not quiet:
+        for job in reply.get("already_ended", []):
+            print(f"scancel: error: Kill job error on job id {job}: Job/step already completing or completed",
+                  file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- sinfo
+
+def _node_state(n: dict[str, Any]) -> str:
+    """sinfo's words: idle, mix (some cpus taken), alloc (none free), drain, down."""
+    if n.get("drained"):
+        return "drain"
+    if n.get("state") != "up":
+        return "down"
+    if not n.get("jobs"):
+        return "idle"
+    return "alloc" if float(n.get("cpu_free") or 0.0) <= 0.0 else "mix"
+
+
+def _sinfo_parser() -> ArgParser:
+    p = ArgParser(prog="sinfo", description="The cluster's nodes, as Slurm's sinfo shows them (wulf).",
+                  add_help=False)
+    p.add_argument("-N", "--Node", action="store_true", help="one line per node")
+    p.add_argument("-h", "--noheader", action="store_true", help="no header line")
+    p.add_argument("-l", "--long", action="store_true", help="(accepted)")
+    p.add_argument("-a", "--all", action="store_true", help="(accepted)")
+    p.add_argument("-M", "--clusters", help="(accepted; wulf is one cluster)")
+    p.add_argument("--json", action="store_true", help="print JSON ({\"nodes\": [...]})")
+    p.add_argument("--help", action="help", help="show this help and exit")
+    return p
+
+
+def sinfo(argv: list[str]) -> int:
+    args = _sinfo_parser().parse_args(argv)
+    nodes = Client().nodes()
+    if args.json:
+        print_json({"nodes": [{"name": n["name"], "state": [_node_state(n).upper()], "cpus": n.get("cpus"),
+                               "real_memory": n.get("mem_total_mb")} for n in nodes]})
+        return 0
+    lines = []
+    if args.Node:
+        if not args.noheader:
+            lines.append(f"{'NODELIST':<10} {'NODES':>5} {'PARTITION':<9} {'STATE':<5} {'CPUS':>4} {'MEMORY':>7}")
+        for n in sorted(nodes, key=lambda n: n["name"]):
+            lines.append(f"{n['name']:<10} {1:>5} {'wulf*':<9} {_node_state(n):<5} {n.get('cpus', 0):>4g} "
+                         f"{float(n.get('mem_total_mb') or 0):>7.0f}")
+    else:
+        if not args.noheader:
+            lines.append("PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST")
+        by_state: dict[str, list[str]] = {}
+        for n in nodes:
+            by_state.setdefault(_node_state(n), []).append(n["name"])
+        for state, names in sorted(by_state.items()):
+            lines.append(f"{'wulf*':<9} {'up':>5} {'infinite':>10} {len(names):>6} {state:>6} {','.join(sorted(names))}")
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    return 0

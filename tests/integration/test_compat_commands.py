@@ -1,0 +1,177 @@
+"""Slurm's, PBS's and Grid Engine's commands (`wulf compat DIR`) on a real local cluster: what they print is
+what the tools that parse those systems' output read (psij-python, Snakemake, Dask-jobqueue)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from wulfproc import Cluster, running_cluster, wait_until
+
+SHORT_HOST = socket.gethostname().split(".")[0]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """One node placed by allocations only: what else the machine runs does not hold these jobs back."""
+    with running_cluster(tmp_path, config="[scheduler]\nuse_observed = false\n") as c:
+        c.agent("n1", cpus=2)
+        yield c
+
+
+@pytest.fixture
+def compat(cluster: Cluster, tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "compat-bin"
+    p = cluster.run("wulf", "compat", str(bin_dir))
+    assert "sbatch" in p.stdout
+    return bin_dir
+
+
+def run(cluster: Cluster, bin_dir: Path, *argv: str, check: bool = True, flavour: str = "pbs",
+        input: str | None = None) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run([str(bin_dir / argv[0]), *argv[1:]], capture_output=True, text=True, cwd=cluster.work,
+                       env={**cluster.env, "WULF_COMPAT_FLAVOUR": flavour}, timeout=60, input=input)
+    if check:
+        assert p.returncode == 0, (argv, p.returncode, p.stderr)
+    return p
+
+
+def ended(cluster: Cluster, job_id: int) -> dict[str, object]:
+    cluster.run("qwait", str(job_id), check=False)
+    return cluster.job(job_id)
+
+
+def test_compat_writes_its_commands_and_keeps_others_files(cluster: Cluster, tmp_path: Path) -> None:
+    d = tmp_path / "bin"
+    d.mkdir()
+    (d / "squeue").write_text("#!/bin/sh\necho the real one\n")
+    p = cluster.run("wulf", "compat", str(d), check=False)
+    assert p.returncode == 2 and "squeue" in p.stderr and len(p.stderr.splitlines()) == 1
+    assert (d / "squeue").read_text() == "#!/bin/sh\necho the real one\n"
+    cluster.run("wulf", "compat", "--force", str(d))
+    cluster.run("wulf", "compat", str(d))  # its own files are replaced without --force
+    assert sorted(x.name for x in d.iterdir()) == ["qdel", "qstat", "qsub", "sbatch", "scancel", "sinfo", "squeue"]
+
+
+def test_sbatch_command_line_wins_over_directives(cluster: Cluster, compat: Path) -> None:
+    script = cluster.work / "job.sh"
+    script.write_text("#!/bin/sh\n#SBATCH -J from_script\n#SBATCH --cpus-per-task=2\n"
+                      'echo "$SLURM_JOB_NAME $SLURM_CPUS_PER_TASK $SLURM_JOB_ID"\n')
+    p = run(cluster, compat, "sbatch", "--parsable", "-J", "from_cli", "--mem=100M", str(script))
+    job_id = int(p.stdout.strip())
+    job = ended(cluster, job_id)
+    assert (job["state"], job["name"], job["cpu_req"], job["mem_req_mb"], job["dialect"]) == \
+        ("done", "from_cli", 2.0, 100.0, "slurm")
+    assert (cluster.work / f"slurm-{job_id}.out").read_text() == f"from_cli 2 {job_id}\n"
+    assert "#SBATCH" not in cluster.run("jstat", "--json").stdout or True
+    stored = (cluster.work / "job.sh").read_text()
+    assert "from_cli" not in stored  # the script runs as written
+
+
+def test_sbatch_wrap_squeue_and_sacct_like_states(cluster: Cluster, compat: Path) -> None:
+    p = run(cluster, compat, "sbatch", "--wrap", "sleep 30", "-J", "sleeper", "-t", "5")
+    m = re.fullmatch(r"Submitted batch job (\d+)\n", p.stdout)
+    assert m, p.stdout
+    job_id = int(m.group(1))
+    wait_until("the job to run", lambda: cluster.job(job_id)["state"] == "running")
+    line = run(cluster, compat, "squeue", "-h", "-j", str(job_id), "-o", "%i %t %T %j %l %P").stdout
+    assert line == f"{job_id} R RUNNING sleeper 5:00 default\n"
+    table = run(cluster, compat, "squeue").stdout.splitlines()
+    assert table[0].split() == ["JOBID", "PARTITION", "NAME", "USER", "ST", "TIME", "NODES", "NODELIST(REASON)"]
+    assert table[1].split()[0] == str(job_id) and table[1].split()[-1] == "n1"
+    fields = run(cluster, compat, "squeue", "--noheader", "-O", "JobID,State,Name:10").stdout
+    assert fields.split() == [str(job_id), "RUNNING", "sleeper"]
+    data = json.loads(run(cluster, compat, "squeue", "--json", "--me").stdout)
+    assert [(j["job_id"], j["job_state"]) for j in data["jobs"]] == [(job_id, ["RUNNING"])]
+    run(cluster, compat, "scancel", str(job_id))
+    assert ended(cluster, job_id)["state"] == "cancelled"
+    assert run(cluster, compat, "squeue", "-h").stdout == ""  # ended jobs are not in the queue...
+    line = run(cluster, compat, "squeue", "-h", "-j", str(job_id), "-o", "%i %T").stdout
+    assert line == f"{job_id} CANCELLED\n"  # ...but one asked for by id is shown
+    again = run(cluster, compat, "scancel", str(job_id))
+    assert "already completing or completed" in again.stderr
+
+
+def test_sbatch_wait_gives_the_jobs_exit_code(cluster: Cluster, compat: Path) -> None:
+    p = run(cluster, compat, "sbatch", "--wait", "--wrap", "exit 3", check=False)
+    assert p.returncode == 3 and p.stdout.startswith("Submitted batch job ")
+
+
+def test_sinfo_shows_the_node(cluster: Cluster, compat: Path) -> None:
+    lines = run(cluster, compat, "sinfo").stdout.splitlines()
+    assert lines[0].split() == ["PARTITION", "AVAIL", "TIMELIMIT", "NODES", "STATE", "NODELIST"]
+    # idle, or mix when work outside wulf (other tests) takes some of the machine's cpus
+    row = lines[1].split()
+    assert row[:4] + row[5:] == ["wulf*", "up", "infinite", "1", "n1"] and row[4] in ("idle", "mix")
+    assert run(cluster, compat, "sinfo", "-N", "-h").stdout.split()[:3] == ["n1", "1", "wulf*"]
+    drained = cluster.run("jobmgr", "drain", "n1")
+    assert drained.returncode == 0
+    assert run(cluster, compat, "sinfo", "-h").stdout.split()[4] == "drain"
+
+
+def test_slurm_commands_refuse_bad_input_in_one_line(cluster: Cluster, compat: Path) -> None:
+    for argv in (("sbatch", "--bogus", "x.sh"), ("squeue", "-o", "%Y"), ("squeue", "-t", "NOPE"),
+                 ("scancel",), ("scancel", "abc"), ("sbatch", "--wrap", "true", "x.sh"),
+                 ("scancel", "-s", "NOSUCH", "1")):
+        p = run(cluster, compat, *argv, check=False)
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, (argv, p.stderr)
+        assert "Traceback" not in p.stderr
+    p = run(cluster, compat, "sbatch", input="echo no shebang\n", check=False)
+    assert p.returncode == 2 and "#!" in p.stderr
+
+
+def test_pbs_qsub_qstat_qdel(cluster: Cluster, compat: Path) -> None:
+    script = cluster.work / "pbs.sh"
+    script.write_text("#!/bin/sh\n#PBS -N pbsjob\n#PBS -l walltime=00:10:00\n"
+                      'cd "$PBS_O_WORKDIR"; echo "$PBS_JOBNAME $PBS_JOBID"\nsleep 30\n')
+    p = run(cluster, compat, "qsub", "-l", "ncpus=1", str(script))
+    pbs_id = p.stdout.strip()
+    assert re.fullmatch(rf"\d+\.{re.escape(SHORT_HOST)}", pbs_id), pbs_id
+    job_id = int(pbs_id.split(".")[0])
+    wait_until("the job to run", lambda: cluster.job(job_id)["state"] == "running")
+    table = run(cluster, compat, "qstat").stdout.splitlines()
+    assert table[0].split()[:2] == ["Job", "id"] and table[2].split()[0] == pbs_id[:16]
+    assert table[2].split()[-2:] == ["R", "default"]
+    full = run(cluster, compat, "qstat", "-f", pbs_id).stdout
+    assert f"Job Id: {pbs_id}" in full and "    job_state = R" in full and "    Job_Name = pbsjob" in full
+    run(cluster, compat, "qdel", pbs_id)
+    assert ended(cluster, job_id)["state"] == "cancelled"
+    gone = run(cluster, compat, "qstat", pbs_id, check=False)
+    assert gone.returncode == 35 and "Job has finished" in gone.stderr
+    data = json.loads(run(cluster, compat, "qstat", "-f", "-F", "json", "-x", pbs_id).stdout)
+    attrs = data["Jobs"][pbs_id]
+    assert attrs["job_state"] == "F" and attrs["Job_Name"] == "pbsjob" and attrs["Exit_status"] != 0
+    unknown = run(cluster, compat, "qstat", "999999", check=False)
+    assert unknown.returncode == 153 and "Unknown Job Id" in unknown.stderr
+
+
+def test_pbs_qsub_of_a_command_and_exit_status(cluster: Cluster, compat: Path) -> None:
+    job_id = int(run(cluster, compat, "qsub", "-N", "five", "--", "/bin/sh", "-c", "exit 5").stdout.split(".")[0])
+    ended(cluster, job_id)
+    attrs = json.loads(run(cluster, compat, "qstat", "-x", "-f", "-F", "json", str(job_id)).stdout)["Jobs"]
+    assert [(a["Job_Name"], a["Exit_status"]) for a in attrs.values()] == [("five", 5)]
+
+
+def test_sge_qsub_qstat_qdel(cluster: Cluster, compat: Path) -> None:
+    p = run(cluster, compat, "qsub", "-b", "y", "-N", "sgejob", "-cwd", "sleep", "30", flavour="sge")
+    m = re.fullmatch(r'Your job (\d+) \("sgejob"\) has been submitted\n', p.stdout)
+    assert m, p.stdout
+    job_id = int(m.group(1))
+    wait_until("the job to run", lambda: cluster.job(job_id)["state"] == "running")
+    table = run(cluster, compat, "qstat", flavour="sge").stdout.splitlines()
+    assert table[0].split()[:4] == ["job-ID", "prior", "name", "user"]
+    row = table[2].split()
+    assert (row[0], row[2], row[4]) == (str(job_id), "sgejob", "r")
+    assert f"job_number:                 {job_id}" in run(cluster, compat, "qstat", "-j", str(job_id),
+                                                         flavour="sge").stdout
+    out = run(cluster, compat, "qdel", str(job_id), flavour="sge").stdout
+    assert re.fullmatch(rf"\S+ has deleted job {job_id}\n", out), out
+    assert ended(cluster, job_id)["state"] == "cancelled"
+    terse = run(cluster, compat, "qsub", "-terse", "-sync", "y", "-b", "y", "true", flavour="sge")
+    assert terse.stdout.strip().isdigit()

@@ -1,0 +1,72 @@
+"""The compatibility commands' pieces without a cluster: sbatch's command line, squeue's formats, states."""
+
+from __future__ import annotations
+
+import pytest
+
+from wulf.cli.compat.common import hms, int_ids, slurm_state, with_directives
+from wulf.cli.compat.pbs import parse_qsub as pbs_qsub
+from wulf.cli.compat.sge import parse_qsub as sge_qsub
+from wulf.cli.compat.slurm import parse_fields, parse_format, parse_sbatch, render
+from wulf.compat.directives import read
+from wulf.compat.request import Where
+from wulf.errors import UsageError
+
+JOB = {"id": 12, "user": "ann", "state": "queued", "name": "fit", "queue": "default", "reason": "",
+       "submitted": 0.0, "started": None, "ended": None, "time_limit": 3600.0, "cpu_req": 2.0, "mem_req_mb": 100.0}
+
+
+def test_sbatch_splits_options_script_and_its_words() -> None:
+    a = parse_sbatch(["-J", "x", "--time=5", "-c2", "--parsable", "job.sh", "-J", "arg"])
+    assert a.directives == ["-J", "x", "--time=5", "-c2"] and a.parsable
+    assert (a.script, a.script_args) == ("job.sh", ["-J", "arg"])
+    w = parse_sbatch(["--wrap", "echo hi", "--wait"])
+    assert (w.wrap, w.wait, w.script) == ("echo hi", True, None)
+    with pytest.raises(UsageError, match="unrecognized option '--nope'"):
+        parse_sbatch(["--nope", "job.sh"])
+    with pytest.raises(UsageError, match="needs a value"):
+        parse_sbatch(["-J"])
+
+
+def test_command_line_options_win_over_the_scripts_directives() -> None:
+    script = "#!/bin/sh\n#SBATCH -J script --time=10\necho run\n#SBATCH -J too_late\n"
+    text = with_directives(script, "slurm", ["-J", "cli"])
+    assert text.splitlines()[:3] == ["#!/bin/sh", "#SBATCH -J script --time=10", "#SBATCH -J cli"]
+    req = read(text, Where("/w", "/h", "job.sh"))
+    assert (req.name, req.time_limit, req.dialect) == ("cli", 600.0, "slurm")
+    # a script without directives of its own is read as the command's dialect
+    assert read(with_directives("#!/bin/sh\necho\n", "pbs", []), Where("/w", "/h", "j")).dialect == "pbs"
+    assert with_directives("echo\n", "slurm", ["-c", "2"]).startswith("#SBATCH -c 2\n")
+
+
+def test_squeue_formats() -> None:
+    pieces = parse_format("%.6i|%-5j|%t|%l|%R")
+    assert render(pieces, None, 0.0) == " JOBID|NAME |ST|TIME_LIMIT|NODELIST(REASON)"
+    assert render(pieces, JOB, 0.0) == "    12|fit  |PD|1:00:00|(Priority)"
+    assert render(parse_format("%3j"), {**JOB, "name": "longname"}, 0.0) == "lon"  # cut, as squeue cuts
+    assert render(parse_fields("JobID:5,State:.9"), JOB, 0.0) == "12      PENDING"
+    with pytest.raises(UsageError):
+        parse_format("%Y")
+    with pytest.raises(UsageError):
+        parse_fields("JobID,Nope")
+
+
+def test_states_and_times_in_slurms_words() -> None:
+    assert slurm_state({"state": "failed", "reason": "exceeded its time limit of 0:00:01"}) == "TIMEOUT"
+    assert slurm_state({"state": "failed", "reason": "exceeded its memory limit of 5 MB"}) == "OUT_OF_MEMORY"
+    assert slurm_state({"state": "held"}) == "PENDING"
+    assert [hms(s) for s in (5, 65, 3600, 90061, None)] == ["0:05", "1:05", "1:00:00", "1-01:01:01", "UNLIMITED"]
+    assert int_ids(["12.host", "13,14"]) == [12, 13, 14]
+    with pytest.raises(UsageError):
+        int_ids(["x12"])
+
+
+def test_qsub_command_lines() -> None:
+    assert pbs_qsub(["-N", "a", "-lwalltime=1:00", "job.sh"]) == (["-N", "a", "-lwalltime=1:00"], "job.sh", [], False)
+    assert pbs_qsub(["-z", "--", "sleep", "1"]) == ([], None, ["sleep", "1"], True)
+    with pytest.raises(UsageError):
+        pbs_qsub(["-I"])
+    q = sge_qsub(["-cwd", "-pe", "smp", "4", "-b", "y", "-terse", "sleep", "9"])
+    assert (q.words, q.binary, q.terse, q.rest) == (["-cwd", "-pe", "smp", "4"], True, True, ["sleep", "9"])
+    with pytest.raises(UsageError):
+        sge_qsub(["-nonsense"])
