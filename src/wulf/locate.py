@@ -38,6 +38,7 @@ KEYS: dict[str, dict[str, type]] = {
     "auth": {"key_file": str, "ttl": float, "agent_socket": str},
     "tls": {"ca": str, "cert": str, "key": str},
     "log": {"format": str, "file": str, "max_mb": float, "keep": int, "level": str},
+    "compat": {"flavour": str},
 }
 
 

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
+"""2: wulf 0.1.0. 3: wulf 0.2.0 (a start names the job's dialect; an agent of 0.1.0 could not read it)."""
 
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 """A job id as a client may name one (the store's integers are 64 bits)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -375,7 +376,13 @@ async def _hello(ws: WebSocket, timeout: float) -> Hello | None:
     where = ws.client.host if ws.client and ws.client.host else "the Unix socket"
     try:
         async with asyncio.timeout(timeout):
-            first = agent_message.validate_json(await ws.receive_text())
+            text = await ws.receive_text()
+        mismatch = _other_protocol(text)
+        if mismatch:
+            log.warning("refused node %s", mismatch)
+            await _refuse_ws(ws, 1008, mismatch)
+            return None
+        first = agent_message.validate_json(text)
     except TimeoutError:
         log.warning("refused a WebSocket from %s: no hello within %gs ([server] request_timeout)", where, timeout)
         await _refuse_ws(ws, 1008, f"no hello within {timeout:g}s")
@@ -390,13 +397,25 @@ async def _hello(ws: WebSocket, timeout: float) -> Hello | None:
     if not isinstance(first, Hello):
         await _refuse_ws(ws, 1002, "the first message must be hello")
         return None
-    if first.version != PROTOCOL_VERSION:
-        log.warning("refused node %s: it speaks protocol %d, this server %d", first.node.name, first.version,
-                    PROTOCOL_VERSION)
-        await _refuse_ws(ws, 1008, f"protocol {first.version} is not this server's {PROTOCOL_VERSION}: "
-                                   f"run the same wulf on every node")
-        return None
     return first
+
+
+def _other_protocol(text: str) -> str:
+    """Why a hello of another protocol is refused ("" if it speaks this server's), read before the hello
+    is: a newer agent's hello may have fields this server does not know. Says which side to upgrade
+    (it goes in the close frame's reason: short)."""
+    try:
+        hello = json.loads(text)
+        version, node = hello.get("version"), hello.get("node") or {}
+        name = str(node.get("name", "?"))[:32] if isinstance(node, dict) else "?"
+    except (ValueError, AttributeError):
+        return ""  # not a hello at all: validation says so
+    if not isinstance(version, int) or version == PROTOCOL_VERSION:
+        return ""
+    name = "".join(ch if ch.isprintable() else "?" for ch in name)
+    if version < PROTOCOL_VERSION:
+        return f"{name}: protocol {version} < {PROTOCOL_VERSION} (wulf {__version__}): upgrade wulf on node {name}"
+    return f"{name}: protocol {version} > {PROTOCOL_VERSION} (wulf {__version__}): upgrade the server first"
 
 
 @router.websocket("/api/v1/agent")
