@@ -247,7 +247,17 @@ class SessionReady(Msg):
     error: str = ""
 
 
-AgentMessage = Annotated[Hello | Report | Started | Exited | SessionReady, Field(discriminator="type")]
+class Ran(Msg):
+    """What a command of ``wulf runall`` did on this node (see RunCommand)."""
+
+    type: Literal["ran"] = "ran"
+    id: int
+    exit_code: int | None = None  # None: it did not end by itself (timed out and killed, or did not start)
+    output: str = ""  # its stdout and stderr, at most RUNALL_OUTPUT_BYTES (the end is kept)
+    error: str = ""  # why there is no exit code
+
+
+AgentMessage = Annotated[Hello | Report | Started | Exited | SessionReady | Ran, Field(discriminator="type")]
 agent_message = TypeAdapter(AgentMessage)
 
 
@@ -297,8 +307,22 @@ class Quit(Msg):
     type: Literal["quit"] = "quit"
 
 
+RUNALL_OUTPUT_BYTES = 256 * 1024
+"""The most output of one node's command ``wulf runall`` shows (its end: what a failure says last)."""
+
+
+class RunCommand(Msg):
+    """``wulf runall``: run ``command`` as root with ``sh -c`` on this node (an administrator asked;
+    the server has audited it), for at most ``timeout`` seconds; answer with Ran."""
+
+    type: Literal["run"] = "run"
+    id: int
+    command: str
+    timeout: float
+
+
 ServerMessage = Annotated[
-    Welcome | Start | Signal | Renice | Session | Ack | Quit, Field(discriminator="type")
+    Welcome | Start | Signal | Renice | Session | Ack | Quit | RunCommand, Field(discriminator="type")
 ]
 server_message = TypeAdapter(ServerMessage)
 
@@ -366,6 +390,16 @@ class InteractiveReply(Msg):
 class PlaceReply(Msg):
     node: str
     host: str
+
+
+class RunAllRequest(Request):
+    """``wulf runall``: a command to run as root on nodes (all of them when neither is given)."""
+
+    command: CommandText = Field(min_length=1)
+    nodes: list[ShortText] = Field(default=[], max_length=MAX_IDS)
+    features: ShortText = ""  # only nodes with these features (a constraint: "gpu,bigmem")
+    timeout: Seconds = 60.0
+    parallel: int = Field(default=32, ge=1, le=10_000)
 
 
 class TokenRequest(Request):

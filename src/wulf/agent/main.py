@@ -58,6 +58,7 @@ from wulf.protocol import (
     Quit,
     Renice,
     Report,
+    RunCommand,
     Session,
     SessionReady,
     Signal,
@@ -164,6 +165,7 @@ class Agent:
         self._flush_scheduled = False
         self._flush_tasks: set[asyncio.Task[None]] = set()
         self._ws: ClientConnection | None = None
+        self._runs: set[asyncio.Task[None]] = set()  # wulf runall's commands under way
         self._stop = asyncio.Event()
         self.sessions: SessionServer | None = None
         self.enforcer = Enforcer(acfg.kill_grace)  # [agent] kill_grace: seconds between TERM and KILL
@@ -565,6 +567,21 @@ class Agent:
         elif isinstance(msg, Quit):
             log.info("the server asked this agent to quit")
             self._stop.set()
+        elif isinstance(msg, RunCommand):
+            self._runs.add(task := asyncio.create_task(self._runall(msg)))
+            task.add_done_callback(self._runs.discard)
+
+    async def _runall(self, msg: RunCommand) -> None:
+        """``wulf runall``: run the command, send what it did (on the connection of the time: one that
+        went away meanwhile has no server waiting for the answer)."""
+        from wulf.agent import runall
+
+        log.info("running an administrator's command (wulf runall %d): %s", msg.id, msg.command[:200])
+        ws = self._ws
+        ran = await runall.run(msg)
+        if ws is not None and ws is self._ws:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(ran.model_dump_json())
 
     async def _prepare_session(self, msg: Session) -> None:
         error = ""

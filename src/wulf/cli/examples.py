@@ -79,6 +79,11 @@ EXAMPLES: dict[str, str] = {
   wulf completion zsh > "${fpath[1]}/_wulf"
   wulf completion fish > ~/.config/fish/completions/wulf.fish
 """,
+    "wulf runall": """examples:
+  wulf runall uptime                               # every node, each line after its node's name
+  wulf runall -n n1,n2 --timeout 300 -- apt-get -y upgrade
+  wulf runall --features gpu --group nvidia-smi -L   # nodes with feature gpu; same outputs shown once
+""",
     "wulf compat": """examples:
   wulf compat ~/wulf-compat && export PATH=~/wulf-compat:$PATH   # then sbatch, squeue, qsub... are wulf's
   sudo wulf compat /opt/wulf/compat-bin            # for a site: put it on users' PATH (or in a module)

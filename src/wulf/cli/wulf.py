@@ -10,6 +10,7 @@
     wulf purge-scratch     remove old leftovers of jobs from this node's scratch directory
     wulf install ROLE      systemd units, tmpfiles and a config skeleton (server, node, client); uninstall
     wulf doctor            check this machine's set-up, one line per check
+    wulf runall CMD        run a command as root on all or some nodes (administrators)
     wulf compat DIR        sbatch, squeue, qsub, qstat... over wulf, for tools written for Slurm, PBS, SGE
     wulf man / completion  manual pages and shell completion, from the same parsers as --help
     wulf sim               the scheduling policy on a simulated cluster (virtual clock)
@@ -36,6 +37,7 @@ from wulf.cli.doctor import cmd_doctor, doctor_parser
 from wulf.cli.install import cmd_install, cmd_uninstall, install_parsers
 from wulf.cli.manpage import cmd_man, man_parser
 from wulf.cli.purge import cmd_purge, purge_parser
+from wulf.cli.runall import cmd_runall, runall_parser
 from wulf.cli.security import check_tls, cmd_init, cmd_token, init_parser, token_parser
 from wulf.config import Config, load_config
 from wulf.errors import ServerUnreachable, UsageError, WulfError
@@ -355,6 +357,7 @@ def _parser() -> ArgParser:
     doctor_parser(sub)
     install_parsers(sub)
     compat_parser(sub)
+    runall_parser(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -376,7 +379,7 @@ def _main(argv: list[str]) -> int:
                "config": cmd_config, "sim": cmd_sim, "token": cmd_token,
                "init": cmd_init, "purge-scratch": cmd_purge,
                "man": cmd_man, "completion": cmd_completion, "install": cmd_install,
-               "uninstall": cmd_uninstall, "compat": cmd_compat}.get(args.cmd)
+               "uninstall": cmd_uninstall, "compat": cmd_compat, "runall": cmd_runall}.get(args.cmd)
     if handler is None:
         raise UsageError(f"unknown command {args.cmd}")
     return handler(args, config)

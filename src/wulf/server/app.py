@@ -39,6 +39,7 @@ from wulf.protocol import (
     NiceRequest,
     PlaceReply,
     QueueRequest,
+    RunAllRequest,
     SignalRequest,
     SubmitReply,
     SubmitRequest,
@@ -303,6 +304,19 @@ async def resume(name: str, daemon: DaemonDep, security: SecurityDep, caller: Ad
 async def quit_node(name: str, daemon: DaemonDep, security: SecurityDep, caller: AdminDep) -> dict[str, Any]:
     await _audited(security, caller, "quitnode", f"node {name}", daemon.quit_node(name))
     return {"node": name, "quit": True}
+
+@router.post("/api/v1/admin/runall")
+async def run_all(req: RunAllRequest, daemon: DaemonDep, security: SecurityDep, caller: AdminDep) -> dict[str, Any]:
+    """``wulf runall``: a command as root on nodes; audited with the command and each node's exit."""
+    target = f"nodes {','.join(req.nodes)}" if req.nodes else ("nodes " + req.features if req.features else "every node")
+    try:
+        results = await daemon.runall(req)
+    except WulfError as e:
+        security.audit.record(caller, "runall", target, f"refused: {e.message}", command=req.command)
+        raise
+    security.audit.record(caller, "runall", target, "ok", command=req.command,
+                          exits={r["node"]: r["exit_code"] if not r["error"] else r["error"] for r in results})
+    return {"results": results}
 
 @router.post("/api/v1/admin/shutdown")
 async def shutdown(request: Request, daemon: DaemonDep, security: SecurityDep, caller: AdminDep) -> dict[str, Any]:

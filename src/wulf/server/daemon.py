@@ -33,7 +33,9 @@ from wulf.protocol import (
     JobExit,
     JobSpec,
     Quit,
+    Ran,
     Report,
+    RunAllRequest,
     Session,
     SessionReady,
     Signal,
@@ -42,7 +44,7 @@ from wulf.protocol import (
     SubmitRequest,
     Welcome,
 )
-from wulf.server import intake, mail, views
+from wulf.server import intake, mail, runall, views
 from wulf.server.events import (
     CancelRequested,
     Drained,
@@ -125,6 +127,7 @@ class Daemon:
         self._sessions: dict[int, asyncio.Future[str]] = {}
         self._dirty: dict[int, Job] = {}  # changed in memory, not yet handed to the store
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._runs = runall.RunAll(self._send_text)
         self._stalled: list[list[Instruction]] = []  # instructions waiting for the store to write again
         self._unstaller: asyncio.Task[None] | None = None
         self._waiters: list[_Waiter] = []
@@ -605,14 +608,24 @@ class Daemon:
     async def _send(self, node_name: str, msg: Any) -> None:
         await self._send_text(node_name, msg.model_dump_json())
 
-    async def _send_text(self, node_name: str, text: str) -> None:
+    async def _send_text(self, node_name: str, text: str) -> bool:
+        """Send to a node's agent; whether it went (a node down, or a connection going away, drops it:
+        the agent reconciles when it is back)."""
         node = self.nodes.get(node_name)
         if node is None or node.link is None:
-            return
+            return False
         try:
             await node.link.send(text)
-        except Exception as e:  # the connection is going away; the agent reconciles when it is back
+        except Exception as e:
             log.info("could not send to %s: %s", node_name, e)
+            return False
+        return True
+
+    async def runall(self, req: RunAllRequest) -> list[dict[str, Any]]:
+        """``wulf runall``: the command on the nodes chosen, through their agents (see wulf.server.runall)."""
+        features = self.policy.features
+        nodes = runall.choose(self.nodes, req.nodes, req.features, lambda n: features.get(n, frozenset()))
+        return await self._runs.run(req, nodes)
 
     # ------------------------------------------------------------------ agents
 
@@ -649,6 +662,7 @@ class Daemon:
             node.link = None
             self.state.handle(NodeDown(node.name, time.time()))
             log.warning("node %s is down (its agent disconnected)", node.name)
+            self._runs.gone(node.name)
 
     async def _watch_lost(self) -> None:
         """Time passes for the state machine: the jobs of nodes down longer than ``[server] node_lost_after``
@@ -669,6 +683,8 @@ class Daemon:
             self._apply_soon(self.state.handle(JobsStarted(node.name, tuple(msg.jobs))))
         elif isinstance(msg, Exited):
             await self._exited(node.name, msg.jobs)
+        elif isinstance(msg, Ran):
+            self._runs.answered(node.name, msg)
         elif isinstance(msg, SessionReady):
             fut = self._sessions.get(msg.id)
             if fut is not None and not fut.done():
