@@ -132,6 +132,25 @@ key = "{d / _CERT_KEY}"
 """
 
 
+def _add_tls(d: Path) -> bool:
+    """A wulf.toml that is there already (``wulf install`` wrote it) and says nothing of TLS gets the
+    cluster's [tls] lines at its end; True if they were added."""
+    import tomllib
+
+    path = d / _TOML
+    try:
+        text = path.read_text()
+        if "tls" in tomllib.loads(text):
+            return False
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False  # wulf doctor and the daemons say what is wrong with it
+    tls = (f"\n# added by `wulf init`: the server speaks TLS; agents and commands check it with the cluster's CA\n"
+           f'[tls]\nca = "{d / _CA}"\ncert = "{d / _CERT}"\nkey = "{d / _CERT_KEY}"\n')
+    with path.open("a") as f:
+        f.write(("" if text.endswith("\n") or not text else "\n") + tls)
+    return True
+
+
 def cmd_init(args: argparse.Namespace, config: Config) -> int:
     from wulf.auth import pki
     from wulf.auth.key import write_key
@@ -159,13 +178,16 @@ def cmd_init(args: argparse.Namespace, config: Config) -> int:
     wrote_toml = not (d / _TOML).exists()
     if wrote_toml:
         pki.write_new(d / _TOML, toml.encode(), 0o644)
+    elif _add_tls(d):
+        wrote_toml = True
     print(f"""made a new wulf cluster in {d}:
   {_KEY:<12} the cluster key (root only): copy it to every node, keep it secret
   {_CA:<12} the cluster's certificate authority: copy it to every node
   {_CA_KEY:<12} the authority's key (root only): keep it here or offline; nodes never need it
   {_CERT:<12} the server's certificate, for {', '.join(hosts)}
   {_CERT_KEY:<12} the server's key (root only): stays here
-  {_TOML:<12} {'the configuration: copy it to every node' if wrote_toml else 'was there already: add these lines'}""")
+  {_TOML:<12} {'the configuration (TLS added): copy it to every node' if wrote_toml
+                  else 'was there already, with a [tls] of its own: check it has these lines'}""")
     if not wrote_toml:
         print("\n" + toml)
     print(f"""
