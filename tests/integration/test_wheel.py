@@ -41,3 +41,16 @@ def test_the_wheel_builds_reproducibly_and_installs(tmp_path: Path) -> None:
         assert (env / "share" / "man" / page).exists(), page
     p = subprocess.run([str(env / "bin" / "wulf"), "man", "wulf.toml"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "purge_scratch_hours" in p.stdout, p.stderr
+
+
+def test_the_sdist_builds_reproducibly(tmp_path: Path) -> None:
+    builds = []
+    for name in ("a", "b"):
+        p = subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path / name), str(REPO)],
+                           capture_output=True, text=True, timeout=600)
+        if p.returncode != 0 and "Could not find a version" in p.stdout + p.stderr:
+            pytest.skip("the build backend cannot be installed here (no package index)")
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        [sdist] = (tmp_path / name).glob("wulf-*.tar.gz")
+        builds.append(hashlib.sha256(sdist.read_bytes()).hexdigest())
+    assert builds[0] == builds[1], "two source distributions of the same tree differ"
