@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hosts import TestNetwork, cleanup_stale, skip_or_fail, unavailable_reason
+from hosts import Host, TestNetwork, cleanup_stale, skip_or_fail, unavailable_reason
+
+from wulfproc import Cluster, free_port, running_cluster
 
 _HERE = Path(__file__).resolve().parent
 
@@ -62,3 +64,18 @@ def test_network(
     request: pytest.FixtureRequest, make_test_network: Callable[..., TestNetwork]
 ) -> TestNetwork:
     return make_test_network(getattr(request, "param", 3))
+
+
+@pytest.fixture
+def three(test_network: TestNetwork, shared_tmp: Path) -> Iterator[Cluster]:
+    """A server on the bridge, and an agent with 2 cpus on each of node1..node3."""
+    port = free_port(test_network.gateway)
+    with running_cluster(shared_tmp, listen=f"{test_network.gateway}:{port}") as c:
+        c.tcp = f"http://{test_network.gateway}:{port}"  # type: ignore[attr-defined]
+        for host in test_network:
+            start_agent(c, host)
+        yield c
+
+
+def start_agent(c: Cluster, host: Host, wait: bool = True) -> None:
+    c.agent(host.name, cpus=2, server=c.tcp, popen=host.popen, wait=wait)  # type: ignore[attr-defined]

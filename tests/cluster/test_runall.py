@@ -4,25 +4,9 @@ one of them fails; an ordinary user is refused; every use is in the audit log.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from hosts import TestNetwork
-from test_wulf_cluster import start_agent
 
 from users import Users
-from wulfproc import Cluster, free_port, running_cluster
-
-
-@pytest.fixture
-def three(test_network: TestNetwork, shared_tmp: Path) -> Iterator[Cluster]:
-    port = free_port(test_network.gateway)
-    with running_cluster(shared_tmp, listen=f"{test_network.gateway}:{port}") as c:
-        c.tcp = f"http://{test_network.gateway}:{port}"  # type: ignore[attr-defined]
-        for host in test_network:
-            start_agent(c, host)
-        yield c
+from wulfproc import Cluster
 
 
 def test_runall_runs_on_every_host_and_says_which_failed(three: Cluster) -> None:

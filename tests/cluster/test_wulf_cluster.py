@@ -5,29 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from hosts import Host, HostPopen, TestNetwork
 
 from users import User, Users
-from wulfproc import BIN, Cluster, free_port, running_cluster, wait_until
-
-
-@pytest.fixture
-def three(test_network: TestNetwork, shared_tmp: Path) -> Iterator[Cluster]:
-    """A server on the bridge, and an agent with 2 cpus on each of node1..node3."""
-    port = free_port(test_network.gateway)
-    with running_cluster(shared_tmp, listen=f"{test_network.gateway}:{port}") as c:
-        c.tcp = f"http://{test_network.gateway}:{port}"  # type: ignore[attr-defined]
-        for host in test_network:
-            start_agent(c, host)
-        yield c
-
-
-def start_agent(c: Cluster, host: Host, wait: bool = True) -> None:
-    c.agent(host.name, cpus=2, server=c.tcp, popen=host.popen, wait=wait)  # type: ignore[attr-defined]
+from wulfproc import BIN, Cluster, wait_until
 
 
 def busy(host: Host) -> HostPopen:
@@ -141,7 +123,7 @@ def test_killing_and_restarting_an_agent_keeps_its_jobs(three: Cluster, test_net
     three.wait_node("node1", "down")
     inside = {p.ns_pid for p in test_network["node1"].processes()}
     assert all(three.job(i)["pid"] in inside for i in on1)
-    start_agent(three, test_network["node1"])
+    three.agent("node1", cpus=2, server=three.tcp, popen=test_network["node1"].popen)  # type: ignore[attr-defined]
     assert all(three.job(i)["state"] == "running" for i in on1)
     marker.touch()
     three.run("qwait", *map(str, ids))
