@@ -212,6 +212,11 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    public: bool = False  # GET /metrics without a credential or token (for a Prometheus on a trusted network)
+
+
+@dataclass(frozen=True)
 class CompatConfig:
     flavour: str = "pbs"  # what qsub, qstat and qdel are (see `wulf compat`): "pbs" (Torque, PBS Pro) or "sge"
 
@@ -235,6 +240,7 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     compat: CompatConfig = field(default_factory=CompatConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     path: str = ""  # the file this was read from, "" for defaults
 
     def state_dir(self) -> Path:
@@ -254,6 +260,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerConfig, "agent": AgentConfig, "scheduler": SchedulerConfig, "windows": WindowsConfig,
     "limits": LimitsConfig, "shares": SharesConfig, "mail": MailConfig, "nodes": NodesConfig,
     "client": ClientConfig, "auth": AuthConfig, "tls": TlsConfig, "log": LogConfig, "compat": CompatConfig,
+    "metrics": MetricsConfig,
 }
 
 

@@ -39,6 +39,7 @@ KEYS: dict[str, dict[str, type]] = {
     "tls": {"ca": str, "cert": str, "key": str},
     "log": {"format": str, "file": str, "max_mb": float, "keep": int, "level": str},
     "compat": {"flavour": str},
+    "metrics": {"public": bool},
 }
 
 

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -51,6 +51,7 @@ from wulf.protocol import (
 from wulf.server.daemon import Daemon
 from wulf.server.edge import TRUST
 from wulf.server.guard import CALLER, COOKIE, Guard, login_page, parse_login
+from wulf.server.metrics import CONTENT_TYPE, CountRequests
 from wulf.server.nodes import AgentLink, Node
 from wulf.server.security import Security
 
@@ -146,6 +147,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     kind = {404: "not_found", 401: "unauthenticated", 403: "forbidden"}.get(status, "usage" if status < 500 else "error")
     message = detail if isinstance(detail, str) and detail else f"the request failed ({status})"
     return _error(kind, message[:1].lower() + message[1:], status, getattr(exc, "headers", None))
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request, daemon: DaemonDep) -> Response:
+    """Prometheus' text format (see wulf.server.metrics). It needs a credential or a token (a read-only
+    one serves) unless ``[metrics] public``: the guard lets it through then."""
+    if not request.app.state.security.metrics_public:
+        _caller(request)
+    return Response(daemon.metrics.text(), media_type=CONTENT_TYPE)
 
 @router.get("/healthz")
 async def healthz() -> dict[str, Any]:
@@ -507,4 +516,5 @@ def create_app(daemon: Daemon, security: Security, on_quit: Any = None) -> FastA
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(router)
     app.add_middleware(Guard, security=security)
+    app.add_middleware(CountRequests, metrics=daemon.metrics)
     return app

@@ -75,6 +75,7 @@ from wulf.server.instructions import (
     Wake,
     WakeAt,
 )
+from wulf.server.metrics import Metrics
 from wulf.server.nodes import AgentLink, Node, NodeState
 from wulf.server.queues import QueueBook, check_queue_name
 from wulf.server.state import ServerState
@@ -128,6 +129,7 @@ class Daemon:
         self._dirty: dict[int, Job] = {}  # changed in memory, not yet handed to the store
         self._flush_timer: asyncio.TimerHandle | None = None
         self._runs = runall.RunAll(self._send_text)
+        self.metrics = Metrics(self.state)
         self._stalled: list[list[Instruction]] = []  # instructions waiting for the store to write again
         self._unstaller: asyncio.Task[None] | None = None
         self._waiters: list[_Waiter] = []
@@ -303,7 +305,8 @@ class Daemon:
             log.log(ins.level, "%s", ins.text)
 
     def _ended(self, job: Job) -> None:
-        """A job has reached a final state: tell the waiters that wait for it."""
+        """A job has reached a final state: count it; tell the waiters that wait for it."""
+        self.metrics.ended_one(job.state, job.origin)
         if not self._waiters:
             return
         for w in self._waiters:
@@ -403,6 +406,7 @@ class Daemon:
             self.state.next_id = first  # nothing of a bad batch is kept
             raise
         await self.store.insert(jobs, fresh, submission)
+        self.metrics.submitted.inc(len(jobs))
         self._remember_env(h, req.env)
         await self._apply(self.state.handle(Submitted(tuple(jobs))))
         return [j.id for j in jobs]
@@ -551,6 +555,7 @@ class Daemon:
         job.set_state(JobState.RUNNING)
         job.node = node.name
         await self.store.insert([job], fresh)
+        self.metrics.submitted.inc()
         self._remember_env(h, req.env)
         await self._apply(self.state.handle(Submitted((job,))))
         token = secrets.token_urlsafe(24)
@@ -586,10 +591,14 @@ class Daemon:
                 log.exception("scheduling pass failed")
 
     async def _pass(self) -> None:
-        await self._apply(self.state.handle(SchedulePass(time.time())))
+        t0 = time.perf_counter()
+        todo = self.state.handle(SchedulePass(time.time()))
+        self.metrics.passes.observe(time.perf_counter() - t0)
+        await self._apply(todo)
 
     async def _dispatch(self, starts: StartJobs) -> None:
         jobs = [self._start_job(j) for j in starts.jobs if j.state is JobState.RUNNING]  # not cancelled meanwhile
+        self.metrics.started.inc(len(jobs))
         for text in start_messages(jobs):
             await self._send_text(starts.node, text)
 
@@ -705,6 +714,7 @@ class Daemon:
             jobs = jobs + extra
         written = self.store.update(jobs)
         written.add_done_callback(lambda fut: self._written(fut, jobs))
+        written.add_done_callback(self.metrics.commit_timer())
         return written
 
     def _written(self, fut: asyncio.Future[None], jobs: list[Job]) -> None:

@@ -190,7 +190,7 @@ class Guard:
         if kind == "websocket":
             await self.app(scope, receive, send)
             return
-        if scope["path"] in PUBLIC:
+        if scope["path"] in PUBLIC or scope["path"] == "/metrics" and self.security.metrics_public:
             if _declared(scope) > PUBLIC_MAX_BODY:
                 await refuse(send, 413, "usage", too_large(PUBLIC_MAX_BODY), [CLOSE])
                 return

@@ -102,6 +102,7 @@ class Security:
         self.ttl = config.auth.ttl
         self.audit = AuditLog(config.audit_path())
         self.max_body = int(config.server.max_body_mb * 2**20)
+        self.metrics_public = config.metrics.public
         self.limits.max_connections = config.server.max_connections
         self.limits.request_timeout = config.server.request_timeout
         self._known.clear()
