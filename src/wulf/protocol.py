@@ -15,6 +15,8 @@ PROTOCOL_VERSION = 2
 
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 """A job id as a client may name one (the store's integers are 64 bits)."""
+JobRef = JobId | Annotated[str, Field(pattern=r"^[0-9]{1,19}(\[[0-9]{1,10}\])?$")]
+"""A job as a client may name one: its id, or ``"ID[i]"``, task i of array ID (see wulf.model.array)."""
 
 # ---------------------------------------------------------------- what a client may send
 # Everything a client sends reaches the store and, through an agent running as root, a process.
@@ -163,6 +165,7 @@ class JobSpec(Request):
     mem_limit_mb: Megabytes | None = None  # hard memory limit; None: the site default
     nice: int | None = Field(default=None, ge=-20, le=19)  # None: scheduler.job_nice
     dialect: Dialect = ""  # the system its script was written for: its jobs see that system's variables
+    array: Annotated[str, Field(max_length=1024), BeforeValidator(_text)] = ""  # "1-100%5": one job a task
 
 
 class StartJob(Msg):
@@ -188,6 +191,13 @@ class StartJob(Msg):
     mem_limit_mb: float | None = None  # MB of memory (cgroup, or RLIMIT_AS without cgroups)
     nice: int = Field(default=0, ge=-20, le=19)  # the niceness it starts at (scheduler.job_nice, jnice)
     dialect: str = ""  # "slurm", "pbs", "sge": the job's environment gets that system's variables
+    # a task of a job array: its array's id, its index, and the array's count and first and last index
+    array_id: int | None = None
+    array_index: int | None = None
+    array_count: int | None = None
+    array_min: int | None = None
+    array_max: int | None = None
+    array_step: int | None = None  # the step between indices when it is one range (0-30:3: 3), else 1
 
 
 class JobStarted(Msg):
@@ -320,7 +330,7 @@ class SubmitReply(Msg):
 
 
 class IdsRequest(Request):
-    ids: list[JobId] = Field(min_length=1, max_length=MAX_IDS)
+    ids: list[JobRef] = Field(min_length=1, max_length=MAX_IDS)
 
 
 class SignalRequest(IdsRequest):
@@ -342,7 +352,7 @@ class QueueRequest(Request):
 
 
 class WaitRequest(Request):
-    ids: list[JobId] = Field(default=[], max_length=MAX_IDS)
+    ids: list[JobRef] = Field(default=[], max_length=MAX_IDS)
     queues: list[ShortText] = Field(default=[], max_length=100)  # "QUEUE" (the caller's) or "USER:QUEUE"
     timeout: float = Field(default=1.0, ge=0.0, le=60.0)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-from wulf.cli.common import ArgParser, print_json, run
+from wulf.cli.common import ArgParser, parse_ids, print_json, run
 from wulf.client import RECONNECT_FOR, Client, retrying
 from wulf.errors import WulfError
 
@@ -56,8 +56,9 @@ class _Notice:
 
 def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    ids = [int(t) for t in args.targets if t.isdigit()]
-    queues = [t for t in args.targets if not t.isdigit()]
+    refs = [t for t in args.targets if t.isdigit() or (t.endswith("]") and t[:1].isdigit())]
+    ids = parse_ids(refs)
+    queues = [t for t in args.targets if t not in refs]
     client = Client()
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     show = not args.quiet and not args.json and sys.stderr.isatty()
