@@ -521,7 +521,8 @@ class Client:
             arrays.update(page.get("arrays") or {})
             after = page.get("next")
         reply["jobs"] = jobs
-        reply["arrays"] = arrays
+        if "arrays" in reply:  # (a server before arrays has none)
+            reply["arrays"] = arrays
         return reply
 
     def job(self, job_id: int) -> dict[str, Any]:

@@ -57,6 +57,9 @@ def parse_cpu(text: str) -> float:
     return value
 
 
+IDS_HELP = "job ids, as jstat shows them; ID[i] is task i of array ID, and an array's id names all its tasks"
+
+
 def parse_ids(values: Sequence[str]) -> list[int | str]:
     """Jobs as a user names them: ``12`` (a job, or all of array 12) is sent as the number, ``12[5]``
     (task 5 of array 12) as the text, which the server resolves (see wulf.model.array.parse_job_ref)."""

@@ -22,7 +22,7 @@ TIMED_OUT = 124  # as timeout(1)
 
 def _parser() -> ArgParser:
     p = ArgParser(prog="qwait", description="Wait for jobs to end.")
-    p.add_argument("targets", nargs="*", metavar="ID|QUEUE", help="job ids or queue names")
+    p.add_argument("targets", nargs="*", metavar="ID|QUEUE", help="job ids (ID[i]: task i of array ID; an array's id: all its tasks) or queue names")
     p.add_argument("-t", "--timeout", type=float, default=None, help="give up after this many seconds (exit 124)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the jobs' final states as JSON")

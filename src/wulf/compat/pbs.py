@@ -259,6 +259,9 @@ class _Reader:
             out, err = err or absolute(f"{pattern_text(name)}.e{tail}", where.submit_dir), None
         elif self.join == "oe":
             err = None
+        if req.array:  # PBS Pro's ^array_index^ in a task's file names
+            out = out.replace("^array_index^", "%a")
+            err = err.replace("^array_index^", "%a") if err else err
         req.output = out
         if err is not None and err != out:
             req.error = err

@@ -17,8 +17,8 @@ MAX_TASKS = 100_000
 #: the largest task index (Slurm's MaxArraySize is far smaller; a bound keeps ranges finite)
 MAX_INDEX = 10**9
 
-_PART = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
-_REF = re.compile(r"^(\d+)(?:\[(\d+)\])?$")
+_PART = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$", re.ASCII)
+_REF = re.compile(r"^(\d+)(?:\[(\d+)\])?$", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)

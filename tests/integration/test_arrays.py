@@ -1,0 +1,104 @@
+"""Job arrays end to end (qr --array), with the real server and agent as processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wulfproc import Cluster, running_cluster, wait_until
+
+
+@pytest.fixture
+def wide(tmp_path: Path) -> Cluster:
+    """A server and one agent with room for far more than five tasks at once."""
+    with running_cluster(tmp_path) as c:
+        c.agent("n1", cpus=64, mem="64G")
+        yield c
+
+
+def _overlap(spans: list[tuple[float, float]]) -> int:
+    """The most spans open at one moment (an end at the same moment as a start does not overlap)."""
+    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda x: (x[0], x[1]))
+    most = now = 0
+    for _, d in edges:
+        now += d
+        most = max(most, now)
+    return most
+
+
+def test_array_of_200_with_throttle_5_never_runs_more_than_5(wide: Cluster) -> None:
+    """Each task writes its own start and end times (a clock the tasks share): never more than five
+    overlap, and every index ran once with its variables."""
+    log = wide.work / "spans"
+    log.mkdir()
+    cmd = ('s=$(date +%s.%N); sleep 0.05; e=$(date +%s.%N); '
+           'echo "$s $e $WULF_JOB_ID $WULF_ARRAY_JOB_ID $WULF_ARRAY_TASK_COUNT $WULF_ARRAY_TASK_MIN '
+           '$WULF_ARRAY_TASK_MAX" > spans/$WULF_ARRAY_TASK_ID')
+    [aid] = wide.submit("--array", "1-200%5", "--mem", "8M", "-o", "out/%A-%a.txt", "-c", cmd)
+    (wide.work / "out").mkdir()
+    wide.run("qwait", str(aid), timeout=600)
+    spans = []
+    ids = set()
+    for i in range(1, 201):
+        start, end, job_id, array_id, count, first, last = (log / str(i)).read_text().split()
+        spans.append((float(start), float(end)))
+        ids.add(int(job_id))
+        assert (int(array_id), count, first, last) == (aid, "200", "1", "200")
+    assert ids == set(range(aid, aid + 200))  # each task its own id, one block from the array's
+    assert _overlap(spans) <= 5
+    assert (wide.work / "out" / f"{aid}-7.txt").exists()
+    status = wide.status()
+    tasks = [j for j in status["jobs"] if j.get("array_id") == aid]
+    assert len(tasks) == 200 and all(j["state"] == "done" for j in tasks)
+    assert sorted(j["array_index"] for j in tasks) == list(range(1, 201))
+
+
+def test_jstat_and_qcancel_of_an_array_and_of_one_task(cluster: Cluster) -> None:
+    """A pending array is one line with its counts; ``ID[i]`` names one task for jstat's listing,
+    qcancel and qwait; ``qcancel ID`` cancels every task not ended."""
+    [aid] = cluster.submit("--array", "1,4,7-9%1", "-c", "sleep 300")
+    wait_until("a task to run", lambda: any(j.get("array_id") == aid and j["state"] == "running"
+                                             for j in cluster.status()["jobs"]))
+    text = cluster.run("jstat", "--jobs").stdout
+    assert f"{aid}[1,4,7-9%1]" in text and "queued 4, running 1, done 0, failed 0" in text
+    assert f"{aid}[1]" in text and "running" in text  # the running task, a line of its own
+    expanded = cluster.run("jstat", "--jobs", "--expand").stdout
+    assert all(f"{aid}[{i}]" in expanded for i in (1, 4, 7, 8, 9))
+    p = cluster.run("qcancel", f"{aid}[8]", "--json")
+    assert json.loads(p.stdout)["cancelled"] == [aid + 3]  # 1,4,7,8,9: index 8 is the fourth
+    assert cluster.job(aid + 3)["state"] == "cancelled"
+    assert cluster.job(aid)["state"] == "running"  # the others go on
+    p = cluster.run("qcancel", str(aid), "--json")
+    assert sorted(json.loads(p.stdout)["cancelled"]) == [aid, aid + 1, aid + 2, aid + 4]
+    cluster.run("qwait", f"{aid}[1]", f"{aid}[9]", check=False)
+    assert {cluster.job(aid + k)["state"] for k in range(5)} == {"cancelled"}
+
+
+def test_bad_array_specs_queue_nothing(cluster: Cluster) -> None:
+    for spec in ("1-x", "5-1", "1-10%0", "", "1-10%", "0-30:0"):
+        p = cluster.run("qr", "--array", spec, "-c", "true", check=False)
+        assert p.returncode == 2, (spec, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    script = cluster.work / "two.sh"
+    script.write_text("echo a\n#NEXTSCRIPT\necho b\n")
+    p = cluster.run("qr", "--array", "1-3", "-s", str(script), check=False)
+    assert p.returncode == 2 and "#NEXTSCRIPT" in p.stderr
+    p = cluster.run("qcancel", "1[5]x", check=False)
+    assert p.returncode == 2
+    assert cluster.status()["jobs"] == []  # nothing half-queued
+
+
+def test_slurm_array_script_sees_its_variables(cluster: Cluster) -> None:
+    script = cluster.work / "job.sbatch"
+    script.write_text("#!/bin/sh\n#SBATCH --array=0-4:2\n#SBATCH --job-name=sweep\n"
+                      'echo "$SLURM_ARRAY_JOB_ID $SLURM_ARRAY_TASK_ID $SLURM_ARRAY_TASK_COUNT '
+                      '$SLURM_ARRAY_TASK_STEP $WULF_ARRAY_TASK_ID"\n')
+    p = cluster.run("qr", "--json", "-s", str(script))
+    assert "not supported" not in p.stderr
+    [aid] = json.loads(p.stdout)["jobs"]
+    cluster.run("qwait", str(aid))
+    for index in (0, 2, 4):
+        out = (cluster.work / f"slurm-{aid}_{index}.out").read_text()
+        assert out == f"{aid} {index} 3 2 {index}\n"
