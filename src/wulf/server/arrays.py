@@ -84,6 +84,30 @@ class ArrayBook:
             heapq.heappush(rec.order, job.id)
         return False
 
+    def admit_all(self, tasks: list[Job]) -> list[Job]:
+        """:meth:`admit` for many tasks at once (a new array's, in id order); returns those that may wait
+        in their queue now."""
+        out: list[Job] = []
+        by_array: dict[int | None, list[Job]] = {}
+        for job in tasks:
+            by_array.setdefault(job.array_id, []).append(job)
+        for array_id, jobs in by_array.items():
+            rec = self.arrays.get(array_id) if array_id is not None else None
+            if rec is None or not rec.spec.throttle:
+                out += jobs
+                continue
+            room = max(0, rec.spec.throttle - len(rec.active))
+            out += jobs[:room]
+            rec.active.update(j.id for j in jobs[:room])
+            parked = [j.id for j in jobs[room:] if j.id not in rec.parked]
+            rec.parked.update(parked)
+            if rec.order:
+                for job_id in parked:
+                    heapq.heappush(rec.order, job_id)
+            else:
+                rec.order = sorted(parked)  # a sorted list is a heap
+        return out
+
     def running(self, job: Job) -> None:
         """A task runs (also one that started without being admitted: see ServerState._adopt)."""
         rec = self.of(job)

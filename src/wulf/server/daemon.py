@@ -400,28 +400,29 @@ class Daemon:
         now = time.time()
         h, fresh = self._env_rows(req.env)
         first = self.state.next_id
-        jobs: list[Job] = []
-        ids: list[int] = []
-        arrays: list[tuple[int, ArraySpec]] = []
+        jobs: list[Job] = []  # what is stored (of an array, its first task)
+        arrays: list[tuple[Job, ArraySpec]] = []
         rows: list[ArrayRow] = []
         try:
             for spec, array in zip(req.jobs, specs, strict=True):
                 job = self._new_job(spec, caller, h, Origin.BATCH, now, req.umask)
-                ids.append(job.id)
-                if array is None:
-                    jobs.append(job)
-                    continue
-                self.state.next_id = job.id + array.count
-                jobs += intake.new_tasks(job, array)
-                arrays.append((job.id, array))
-                rows.append(ArrayRow(job.id, array.text(), job.script))
+                jobs.append(job)
+                if array is not None:
+                    self.state.next_id = job.id + array.count
+                    job.array_id, job.array_index = job.id, array.first
+                    arrays.append((job, array))
+                    rows.append(ArrayRow(job.id, array.text(), job.script, array.indices[1:]))
         except WulfError:
             self.state.next_id = first  # nothing of a bad batch is kept
             raise
-        await self.store.insert(jobs, fresh, submission, rows)
+        written = self.store.insert(jobs, fresh, submission, rows)
+        # the other tasks are made while the store writes them (its thread copies the first's row)
+        tasks = {job.id: intake.new_tasks(job, array) for job, array in arrays}
+        await written
         self._remember_env(h, req.env)
-        await self._apply(self.state.handle(Submitted(tuple(jobs), tuple(arrays))))
-        return ids
+        queued = [t for j in jobs for t in tasks.get(j.id, (j,))]
+        await self._apply(self.state.handle(Submitted(tuple(queued), tuple((j.id, a) for j, a in arrays))))
+        return [j.id for j in jobs]
 
     def get(self, job_id: int) -> Job:
         """One job, from memory or else the store (a read on the caller's thread: see :meth:`fetch`)."""

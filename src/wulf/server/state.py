@@ -362,13 +362,19 @@ class ServerState:
     def _submitted(self, ev: Submitted) -> list[Instruction]:
         for array_id, spec in ev.arrays:
             self.arrays.add(array_id, spec)
+        tasks: list[Job] = []
         for job in ev.jobs:
             self.jobs[job.id] = job
             if job.state is JobState.QUEUED:
-                self._enqueue(job)
+                if job.array_id is None:
+                    self.book.add(job)
+                else:
+                    tasks.append(job)
             elif job.state is JobState.RUNNING:  # interactive: placed already (see place_now)
                 self.nodes[job.node].jobs[job.id] = job
                 self.touch(job.node)
+        if tasks:
+            self._enqueue_tasks(tasks)
         return [Wake()]
 
     def _cancel(self, ev: CancelRequested) -> list[Instruction]:
@@ -655,6 +661,11 @@ class ServerState:
         """A queued job waits in its queue, unless it is a task its array's throttle keeps parked."""
         if job.array_id is None or self.arrays.admit(job):
             self.book.add(job)
+
+    def _enqueue_tasks(self, tasks: list[Job]) -> None:
+        """:meth:`_enqueue` for the tasks of new arrays, at once."""
+        for task in self.arrays.admit_all(tasks):
+            self.book.add(task)
 
     def _array_left(self, job: Job) -> bool:
         """A task stopped being active (held, or ended): the parked tasks it makes room for wait in

@@ -301,13 +301,9 @@ class SqliteStore:
 
     def insert(self, jobs: Sequence[Job], envs: dict[str, str],
                submission: Submission | None = None, arrays: Sequence[ArrayRow] = ()) -> asyncio.Future[None]:
-        """(see JobStore.insert) The tasks of an array in ``arrays`` follow its first, in order, and
-        differ from it only in id and index (as wulf.server.intake.new_tasks makes them)."""
-        copies = {a.id for a in arrays}  # tasks after the first: copies of the first's row (see _TASKS)
-        rows = [_row(j) for j in jobs if j.array_id not in copies or j.id == j.array_id]
+        rows = [_row(j) for j in jobs]
         array_rows = [(a.id, a.spec, a.script) for a in arrays]
-        tasks = [(json.dumps([j.array_index for j in jobs if j.array_id == a.id and j.id != a.id]), a.id)
-                 for a in arrays]
+        tasks = [(json.dumps(list(a.rest)), a.id) for a in arrays if a.rest]  # copies of the first's row
         env_rows = list(envs.items())
         key_row = (submission.uid, submission.key, json.dumps([j.id for j in jobs]), submission.expires) \
             if submission is not None else None
