@@ -36,8 +36,8 @@ def test_array_of_200_with_throttle_5_never_runs_more_than_5(wide: Cluster) -> N
     cmd = ('s=$(date +%s.%N); sleep 0.05; e=$(date +%s.%N); '
            'echo "$s $e $WULF_JOB_ID $WULF_ARRAY_JOB_ID $WULF_ARRAY_TASK_COUNT $WULF_ARRAY_TASK_MIN '
            '$WULF_ARRAY_TASK_MAX" > spans/$WULF_ARRAY_TASK_ID')
-    [aid] = wide.submit("--array", "1-200%5", "--mem", "8M", "-o", "out/%A-%a.txt", "-c", cmd)
     (wide.work / "out").mkdir()
+    [aid] = wide.submit("--array", "1-200%5", "--mem", "8M", "-o", "out/%A-%a.txt", "-c", cmd)
     wide.run("qwait", str(aid), timeout=600)
     spans = []
     ids = set()
@@ -87,7 +87,7 @@ def test_bad_array_specs_queue_nothing(cluster: Cluster) -> None:
     assert p.returncode == 2 and "#NEXTSCRIPT" in p.stderr
     p = cluster.run("qcancel", "1[5]x", check=False)
     assert p.returncode == 2
-    assert cluster.status()["jobs"] == []  # nothing half-queued
+    assert [j for j in cluster.status()["jobs"] if j["origin"] == "batch"] == []  # nothing half-queued
 
 
 def test_slurm_array_script_sees_its_variables(cluster: Cluster) -> None:
@@ -102,3 +102,32 @@ def test_slurm_array_script_sees_its_variables(cluster: Cluster) -> None:
     for index in (0, 2, 4):
         out = (cluster.work / f"slurm-{aid}_{index}.out").read_text()
         assert out == f"{aid} {index} 3 2 {index}\n"
+
+
+def test_hold_release_kill_and_a_restart_keep_the_throttle(wide: Cluster) -> None:
+    """qhold ID holds an array's waiting tasks, qrls ID[i] releases one (it waits under the throttle),
+    a restarted server still runs at most N, and jkill ID[i] makes room for the next."""
+    [aid] = wide.submit("--array", "1-6%2", "-c", "sleep 300")
+
+    def states() -> list[str]:
+        by_id = {j["id"]: j for j in wide.status()["jobs"]}
+        return [by_id[aid + k]["state"] for k in range(6)]
+
+    wait_until("two tasks to run", lambda: states().count("running") == 2)
+    held = json.loads(wide.run("qhold", str(aid), "--json").stdout)["held"]
+    assert sorted(held) == [aid + k for k in range(2, 6)]
+    assert json.loads(wide.run("qrls", f"{aid}[6]", "--json").stdout)["released"] == [aid + 5]
+    assert states() == ["running", "running", "held", "held", "held", "queued"]
+    reason = wide.job(aid + 5)["reason"]
+    assert reason == f"array {aid} runs at most 2 tasks at once"
+    assert wide.server is not None
+    wide.server.kill()  # SIGKILL: what it knows is what the store kept
+    wide.start_server()
+    wide.wait_node("n1")
+    wide.run("qrls", f"{aid}[5]")
+    assert states() == ["running", "running", "held", "held", "queued", "queued"]
+    wide.run("jkill", f"{aid}[1]")
+    wait_until("task 5 to run", lambda: states()[4] == "running")
+    assert states() == ["failed", "running", "held", "held", "running", "queued"]
+    wide.run("qcancel", str(aid))
+    wait_until("every task to end", lambda: all(s in ("cancelled", "failed") for s in states()))

@@ -462,6 +462,17 @@ class Daemon:
             return [r for r in refs if isinstance(r, int)]
         return list(self.state.arrays.resolve(refs))
 
+    def _whole_arrays(self, refs: Sequence[int | str]) -> set[int]:
+        """The ids of the tasks that ``refs`` name through their array's id (all of them)."""
+        out: set[int] = set()
+        for ref in refs:
+            if isinstance(ref, str) and not ref.isdigit():
+                continue
+            rec = self.state.arrays.arrays.get(int(ref))
+            if rec is not None:
+                out.update(rec.task_ids())
+        return out
+
     async def _owned(self, ids: Sequence[int | str], caller: Caller, what: str = "") -> list[Job]:
         """The jobs named (see :meth:`resolve`), checked first (all or nothing): they exist and ``caller``
         may act on them (their own; administrators: all)."""
@@ -519,7 +530,9 @@ class Daemon:
         """Keep queued jobs from starting until they are released (qhold)."""
         jobs = await self._owned(ids, caller, "hold")
         held = list(dict.fromkeys(j.id for j in jobs if j.state is JobState.QUEUED))
-        other = [j.id for j in jobs if j.state is not JobState.QUEUED and j.state is not JobState.HELD]
+        whole = self._whole_arrays(ids)  # an array's tasks that run or ended are not worth a word
+        other = [j.id for j in jobs if j.state is not JobState.QUEUED and j.state is not JobState.HELD
+                 and j.id not in whole]
         await self._apply(self.state.handle(HoldRequested(tuple(jobs), caller.user)))
         return {"held": held, "not_queued": other}
 
@@ -528,10 +541,11 @@ class Daemon:
         jobs = await self._owned(ids, caller, "release")
         released: dict[int, None] = {}
         other = []
+        whole = self._whole_arrays(ids)
         for job in jobs:
             if job.state is JobState.HELD and job.id not in released:
                 released[job.id] = None
-            else:
+            elif job.id not in whole:
                 other.append(job.id)
         await self._apply(self.state.handle(ReleaseRequested(tuple(jobs))))
         return {"released": list(released), "not_held": other}
