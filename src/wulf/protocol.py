@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    model_serializer,
+)
 
 PROTOCOL_VERSION = 2
 
@@ -198,6 +207,19 @@ class StartJob(Msg):
     array_min: int | None = None
     array_max: int | None = None
     array_step: int | None = None  # the step between indices when it is one range (0-30:3: 3), else 1
+
+    @model_serializer(mode="wrap")
+    def _without_array(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A job that is no task is sent without the array fields, as before arrays: an agent of the
+        same protocol version that predates them (it forbids fields it does not know) still takes it."""
+        data: dict[str, Any] = handler(self)
+        if self.array_id is None:
+            for name in _ARRAY_FIELDS:
+                data.pop(name, None)
+        return data
+
+
+_ARRAY_FIELDS = ("array_id", "array_index", "array_count", "array_min", "array_max", "array_step")
 
 
 class JobStarted(Msg):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from wulfproc import Cluster, running_cluster, wait_until
 
 
 @pytest.fixture
-def wide(tmp_path: Path) -> Cluster:
+def wide(tmp_path: Path) -> Iterator[Cluster]:
     """A server and one agent with room for far more than five tasks at once."""
     with running_cluster(tmp_path) as c:
         c.agent("n1", cpus=64, mem="64G")

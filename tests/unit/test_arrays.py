@@ -3,17 +3,22 @@ instructions out; see wulf.server.arrays)."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wulf.agent import launcher
 from wulf.config import Config, ServerConfig
 from wulf.errors import UsageError
 from wulf.model.array import MAX_TASKS, ArraySpec, parse_array, parse_job_ref
 from wulf.model.job import Job, JobState, Origin
-from wulf.protocol import JobExit, JobStarted, NodeInfo
+from wulf.protocol import JobExit, JobStarted, NodeInfo, StartJob
 from wulf.server.events import (
     CancelRequested,
     HoldRequested,
@@ -28,6 +33,8 @@ from wulf.server.events import (
 from wulf.server.instructions import Instruction, StartJobs, Wake
 from wulf.server.intake import new_tasks
 from wulf.server.state import ServerState
+from wulf.store.base import ArrayRow
+from wulf.store.sqlite import SqliteStore
 
 T0 = 1_000_000.0
 
@@ -255,3 +262,67 @@ def test_a_throttle_is_never_exceeded(steps: list[tuple[str, int]]) -> None:
 
 def test_array_spec_is_frozen_and_hashable() -> None:
     assert ArraySpec(range(1, 3), 2) == parse_array("1-2%2")
+
+
+# ---------------------------------------------------------------- the store, the agent, the wire
+
+
+def test_the_store_keeps_an_arrays_script_once_and_gives_it_back(tmp_path: Path) -> None:
+    script = "#!/bin/sh\n" + "# padding\n" * 500 + "echo $WULF_ARRAY_TASK_ID\n"
+
+    async def go() -> None:
+        store = SqliteStore(tmp_path / "wulf.db")
+        try:
+            a = parse_array("0-30:3%2")
+            first = Job(id=5, user="u", uid=1000, origin=Origin.BATCH, state=JobState.QUEUED, command="x", cwd="/",
+                        script=script, array_id=5, array_index=0)
+            plain = Job(id=16, user="u", uid=1000, origin=Origin.BATCH, state=JobState.QUEUED, command="y", cwd="/")
+            await store.insert([first, plain], {}, None, [ArrayRow(5, a.text(), script, a.indices[1:])])
+            jobs, next_id = store.load(10)
+            assert next_id == 17
+            tasks = [j for j in jobs if j.array_id == 5]
+            assert [(j.id, j.array_index) for j in tasks] == [(5 + k, 3 * k) for k in range(11)]
+            assert all(j.script == script and j.command == "x" for j in tasks)
+            assert store.arrays() == {5: "0-30:3%2"}
+            got = store.get(9)
+            assert got is not None and (got.array_index, got.script) == (12, script)
+        finally:
+            store.close()
+        db = sqlite3.connect(tmp_path / "wulf.db")
+        stored = db.execute("SELECT count(*) FROM jobs WHERE script IS NOT NULL").fetchone()[0]
+        assert stored == 0  # on the array's row only
+        assert db.execute("SELECT count(*) FROM arrays WHERE script = ?", (script,)).fetchone()[0] == 1
+
+    asyncio.run(go())
+
+
+def _start(**kw: Any) -> StartJob:
+    base: dict[str, Any] = dict(id=42, name="run", user="alice", uid=1000, queue="short", command="job.sh",
+                                script="echo\n", cwd="/work", env={}, output="", keep_script=False, cpu=1.0,
+                                mem_mb=32.0)
+    return StartJob(**{**base, **kw})
+
+
+def test_a_task_sees_its_array_and_names_its_output() -> None:
+    task = dict(array_id=40, array_index=6, array_count=11, array_min=0, array_max=30, array_step=3)
+    env = launcher.job_env(_start(**task), "n1")
+    assert {k: v for k, v in env.items() if k.startswith("WULF_ARRAY") or k == "WULF_JOB_ID"} == {
+        "WULF_JOB_ID": "42", "WULF_ARRAY_JOB_ID": "40", "WULF_ARRAY_TASK_ID": "6", "WULF_ARRAY_TASK_COUNT": "11",
+        "WULF_ARRAY_TASK_MIN": "0", "WULF_ARRAY_TASK_MAX": "30"}
+    env = launcher.job_env(_start(dialect="slurm", **task), "n1")
+    assert (env["SLURM_JOB_ID"], env["SLURM_ARRAY_JOB_ID"], env["SLURM_ARRAY_TASK_ID"], env["SLURM_ARRAY_TASK_STEP"],
+            env["SLURM_ARRAY_TASK_MAX"]) == ("42", "40", "6", "3", "30")
+    env = launcher.job_env(_start(dialect="pbs", **task), "n1")
+    assert (env["PBS_ARRAY_INDEX"], env["PBS_ARRAY_ID"], env["PBS_JOBID"]) == ("6", "40[]", "42")
+    env = launcher.job_env(_start(dialect="sge", **task), "n1")
+    assert (env["JOB_ID"], env["SGE_TASK_ID"], env["SGE_TASK_FIRST"], env["SGE_TASK_LAST"],
+            env["SGE_TASK_STEPSIZE"]) == ("40", "6", "0", "30", "3")
+    assert "WULF_ARRAY_TASK_ID" not in launcher.job_env(_start(), "n1")
+    out = launcher.output_path(_start(output="o/%A_%a-%j-%x-%u-%3a.txt", **task))
+    assert out == "/work/o/40_6-42-run-alice-006.txt"
+    assert launcher.output_path(_start(output="%A_%a")) == "/work/42_4294967294"  # no array: Slurm's
+
+
+def test_a_job_that_is_no_task_goes_on_the_wire_as_before_arrays() -> None:
+    assert "array" not in _start().model_dump_json()
+    assert '"array_index":6' in _start(array_id=40, array_index=6).model_dump_json()
