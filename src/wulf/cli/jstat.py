@@ -24,8 +24,8 @@ def _parser() -> ArgParser:
                    help="every task of an array on a line of its own (without it, an array's waiting tasks are one "
                         "line, ID[SPEC], with its counts)")
     p.add_argument("--json", action="store_true",
-                   help="print JSON: {nodes: [...], jobs: [...]}; an array's tasks are jobs with array_id and "
-                        "array_index")
+                   help="print JSON: {nodes: [...], jobs: [...], arrays: {ID: spec and counts}}; an array's tasks "
+                        "are jobs with array_id and array_index")
     return p
 
 
@@ -110,7 +110,8 @@ def _main(argv: list[str]) -> int:
         return 0
     status = Client().status(args.user, args.queue, args.all, brief=not args.json)
     if args.json:
-        print_json({k: status[k] for k in ("nodes", "jobs") if not (args.jobs and k == "nodes")})
+        print_json({k: status[k] for k in ("nodes", "jobs", "arrays")
+                    if k in status and not (args.jobs and k == "nodes")})
         return 0
     parts = []
     if not args.jobs:

@@ -20,7 +20,7 @@ from typing import Any
 
 from wulf.auth.identity import Caller
 from wulf.config import Config
-from wulf.errors import Forbidden, NotFound, Refused, WulfError
+from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
 from wulf.model.array import ArraySpec, parse_array
 from wulf.model.job import FINAL_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
@@ -580,6 +580,8 @@ class Daemon:
         return self.state.place_now(user)
 
     async def interactive(self, req: InteractiveRequest, caller: Caller) -> InteractiveReply:
+        if req.job.array:
+            raise UsageError("an interactive job runs once: arrays are queued with qr --array")
         intake.check_sizes([req.job], req.env, self.config.limits.job_max_mb)
         node = self.place_now(caller.user)
         assert node.link is not None

@@ -6,7 +6,8 @@ policy, with no I/O inside (the model is dask's ``worker_state_machine``).
 simulator on a virtual clock) commits, sends and mails. Every job that ends, however it ends (an
 exit, a cancel, a node lost or a reconnecting node that no longer knows it, outside work gone, an
 interactive session that could not start), goes through :meth:`ServerState.end`; what cares about an
-end subscribes to it (:attr:`end_hooks`: the kinds' teaching, the impossible list, the queue's mail;
+end subscribes to it (:attr:`end_hooks`: the kinds' teaching, the impossible list, the queue's mail,
+the throttle of an array (see wulf.server.arrays);
 the shell's waiters through the :class:`~wulf.server.instructions.JobEnded` that ends every end).
 """
 
