@@ -13,7 +13,8 @@ from wulfproc import Cluster, running_cluster, wait_until
 
 @pytest.fixture
 def wide(tmp_path: Path) -> Iterator[Cluster]:
-    """A server and one agent with room for far more than five tasks at once."""
+    """A server and one agent with room for far more than five tasks at once (and room left when other
+    work on this machine counts against it)."""
     with running_cluster(tmp_path) as c:
         c.agent("n1", cpus=64, mem="64G")
         yield c
@@ -56,25 +57,25 @@ def test_array_of_200_with_throttle_5_never_runs_more_than_5(wide: Cluster) -> N
     assert sorted(j["array_index"] for j in tasks) == list(range(1, 201))
 
 
-def test_jstat_and_qcancel_of_an_array_and_of_one_task(cluster: Cluster) -> None:
+def test_jstat_and_qcancel_of_an_array_and_of_one_task(wide: Cluster) -> None:
     """A pending array is one line with its counts; ``ID[i]`` names one task for jstat's listing,
     qcancel and qwait; ``qcancel ID`` cancels every task not ended."""
-    [aid] = cluster.submit("--array", "1,4,7-9%1", "-c", "sleep 300")
+    [aid] = wide.submit("--array", "1,4,7-9%1", "-c", "sleep 300")
     wait_until("a task to run", lambda: any(j.get("array_id") == aid and j["state"] == "running"
-                                             for j in cluster.status()["jobs"]))
-    text = cluster.run("jstat", "--jobs").stdout
+                                             for j in wide.status()["jobs"]))
+    text = wide.run("jstat", "--jobs").stdout
     assert f"{aid}[1,4,7-9%1]" in text and "queued 4, running 1, done 0, failed 0" in text
     assert f"{aid}[1]" in text and "running" in text  # the running task, a line of its own
-    expanded = cluster.run("jstat", "--jobs", "--expand").stdout
+    expanded = wide.run("jstat", "--jobs", "--expand").stdout
     assert all(f"{aid}[{i}]" in expanded for i in (1, 4, 7, 8, 9))
-    p = cluster.run("qcancel", f"{aid}[8]", "--json")
+    p = wide.run("qcancel", f"{aid}[8]", "--json")
     assert json.loads(p.stdout)["cancelled"] == [aid + 3]  # 1,4,7,8,9: index 8 is the fourth
-    assert cluster.job(aid + 3)["state"] == "cancelled"
-    assert cluster.job(aid)["state"] == "running"  # the others go on
-    p = cluster.run("qcancel", str(aid), "--json")
+    assert wide.job(aid + 3)["state"] == "cancelled"
+    assert wide.job(aid)["state"] == "running"  # the others go on
+    p = wide.run("qcancel", str(aid), "--json")
     assert sorted(json.loads(p.stdout)["cancelled"]) == [aid, aid + 1, aid + 2, aid + 4]
-    cluster.run("qwait", f"{aid}[1]", f"{aid}[9]", check=False)
-    assert {cluster.job(aid + k)["state"] for k in range(5)} == {"cancelled"}
+    wide.run("qwait", f"{aid}[1]", f"{aid}[9]", check=False)
+    assert {wide.job(aid + k)["state"] for k in range(5)} == {"cancelled"}
 
 
 def test_bad_array_specs_queue_nothing(cluster: Cluster) -> None:
@@ -91,17 +92,17 @@ def test_bad_array_specs_queue_nothing(cluster: Cluster) -> None:
     assert [j for j in cluster.status()["jobs"] if j["origin"] == "batch"] == []  # nothing half-queued
 
 
-def test_slurm_array_script_sees_its_variables(cluster: Cluster) -> None:
-    script = cluster.work / "job.sbatch"
+def test_slurm_array_script_sees_its_variables(wide: Cluster) -> None:
+    script = wide.work / "job.sbatch"
     script.write_text("#!/bin/sh\n#SBATCH --array=0-4:2\n#SBATCH --job-name=sweep\n"
                       'echo "$SLURM_ARRAY_JOB_ID $SLURM_ARRAY_TASK_ID $SLURM_ARRAY_TASK_COUNT '
                       '$SLURM_ARRAY_TASK_STEP $WULF_ARRAY_TASK_ID"\n')
-    p = cluster.run("qr", "--json", "-s", str(script))
+    p = wide.run("qr", "--json", "-s", str(script))
     assert "not supported" not in p.stderr
     [aid] = json.loads(p.stdout)["jobs"]
-    cluster.run("qwait", str(aid))
+    wide.run("qwait", str(aid))
     for index in (0, 2, 4):
-        out = (cluster.work / f"slurm-{aid}_{index}.out").read_text()
+        out = (wide.work / f"slurm-{aid}_{index}.out").read_text()
         assert out == f"{aid} {index} 3 2 {index}\n"
 
 
