@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from bench import policy
+from bench import arrays, policy
 from wulf.client import Client
 
 BIN = Path(sys.executable).parent
@@ -188,6 +188,7 @@ def main() -> int:
     results["latency"] = latency(10 if q else 50)
     results["agent"] = agent_cost(100 if q else 1000, 5 if q else 30)
     results["policy"] = policy.run(q)
+    results["arrays"] = arrays.run(q)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
     if args.json:
@@ -214,6 +215,7 @@ def main() -> int:
          "close to 0"),
     ]
     rows += policy.rows(results["policy"])
+    rows += arrays.rows(results["arrays"])
     w = max(len(r[0]) for r in rows)
     print(f"{'measure':<{w}}  {'result':>22}  target")
     for name, value, target in rows:

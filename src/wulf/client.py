@@ -31,7 +31,7 @@ from wulf.errors import ServerUnreachable, SlowDown, Unauthenticated, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -513,18 +513,22 @@ class Client:
             q += "&queue=" + quote(queue)
         reply = dict(self.get("/api/v1/status" + q))
         jobs = list(reply["jobs"])
+        arrays = dict(reply.get("arrays") or {})
         after = reply.pop("next", None)
         while after:
             page = self.get(f"/api/v1/status{q}&after={int(after)}")
             jobs += page["jobs"]
+            arrays.update(page.get("arrays") or {})
             after = page.get("next")
         reply["jobs"] = jobs
+        if "arrays" in reply:  # (a server before arrays has none)
+            reply["arrays"] = arrays
         return reply
 
     def job(self, job_id: int) -> dict[str, Any]:
         return dict(self.get(f"/api/v1/jobs/{int(job_id)}"))
 
-    def _on_ids(self, path: str, ids: Iterable[int], **more: Any) -> dict[str, Any]:
+    def _on_ids(self, path: str, ids: Iterable[int | str], **more: Any) -> dict[str, Any]:
         """POST an action on jobs, MAX_IDS at a time; the answers' lists are joined."""
         todo = list(ids)
         out: dict[str, Any] = {}
@@ -534,19 +538,19 @@ class Client:
                 out[k] = out.get(k, []) + v if isinstance(v, list) else v
         return out
 
-    def cancel(self, ids: Iterable[int]) -> dict[str, Any]:
+    def cancel(self, ids: Iterable[int | str]) -> dict[str, Any]:
         return self._on_ids("/api/v1/jobs/cancel", ids)
 
-    def signal(self, ids: Iterable[int], signum: int) -> dict[str, Any]:
+    def signal(self, ids: Iterable[int | str], signum: int) -> dict[str, Any]:
         return self._on_ids("/api/v1/jobs/signal", ids, signal=signum)
 
-    def renice(self, ids: Iterable[int], nice: int) -> dict[str, Any]:
+    def renice(self, ids: Iterable[int | str], nice: int) -> dict[str, Any]:
         return self._on_ids("/api/v1/jobs/nice", ids, nice=nice)
 
-    def hold(self, ids: Iterable[int]) -> dict[str, Any]:
+    def hold(self, ids: Iterable[int | str]) -> dict[str, Any]:
         return self._on_ids("/api/v1/jobs/hold", ids)
 
-    def release(self, ids: Iterable[int]) -> dict[str, Any]:
+    def release(self, ids: Iterable[int | str]) -> dict[str, Any]:
         return self._on_ids("/api/v1/jobs/release", ids)
 
     def nodes(self) -> list[dict[str, Any]]:
@@ -558,11 +562,11 @@ class Client:
     def set_queue(self, queue: str, **changes: Any) -> dict[str, Any]:
         return dict(self.post("/api/v1/queues", {"queue": queue, **changes}))
 
-    def wait_once(self, ids: list[int], queues: list[str], timeout: float) -> dict[str, Any]:
+    def wait_once(self, ids: Sequence[int | str], queues: list[str], timeout: float) -> dict[str, Any]:
         """One wait of at most ``timeout`` seconds; more than MAX_IDS jobs are waited for a part at a
         time (a part not done when the time is up: the others are only looked at)."""
         if len(ids) <= MAX_IDS:
-            body = {"ids": ids, "queues": queues, "timeout": timeout}
+            body = {"ids": list(ids), "queues": queues, "timeout": timeout}
             return dict(self.post("/api/v1/wait", body, timeout=timeout + self.timeout))
         deadline = time.monotonic() + timeout
         out: dict[str, Any] = {"done": True, "jobs": [], "counts": {}}
@@ -575,7 +579,7 @@ class Client:
                 out["counts"][state] = out["counts"].get(state, 0) + n
         return out
 
-    def wait(self, ids: list[int], queues: list[str] | None = None, timeout: float | None = None) -> dict[str, Any]:
+    def wait(self, ids: Sequence[int | str], queues: list[str] | None = None, timeout: float | None = None) -> dict[str, Any]:
         """Block until every job named (or in the queues named) has ended; returns the last answer.
         A server that goes away (restarts) is waited for, up to RECONNECT_FOR seconds (or ``timeout``)."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    model_serializer,
+)
 
 PROTOCOL_VERSION = 3
 """2: wulf 0.1.0. 3: wulf 0.2.0 (a start names the job's dialect; an agent of 0.1.0 could not read it)."""
 
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 """A job id as a client may name one (the store's integers are 64 bits)."""
+JobRef = JobId | Annotated[str, Field(pattern=r"^[0-9]{1,19}(\[[0-9]{1,10}\])?$")]
+"""A job as a client may name one: its id, or ``"ID[i]"``, task i of array ID (see wulf.model.array)."""
 
 # ---------------------------------------------------------------- what a client may send
 # Everything a client sends reaches the store and, through an agent running as root, a process.
@@ -164,6 +175,7 @@ class JobSpec(Request):
     mem_limit_mb: Megabytes | None = None  # hard memory limit; None: the site default
     nice: int | None = Field(default=None, ge=-20, le=19)  # None: scheduler.job_nice
     dialect: Dialect = ""  # the system its script was written for: its jobs see that system's variables
+    array: Annotated[str, Field(max_length=1024), BeforeValidator(_text)] = ""  # "1-100%5": one job a task
 
 
 class StartJob(Msg):
@@ -189,6 +201,26 @@ class StartJob(Msg):
     mem_limit_mb: float | None = None  # MB of memory (cgroup, or RLIMIT_AS without cgroups)
     nice: int = Field(default=0, ge=-20, le=19)  # the niceness it starts at (scheduler.job_nice, jnice)
     dialect: str = ""  # "slurm", "pbs", "sge": the job's environment gets that system's variables
+    # a task of a job array: its array's id, its index, and the array's count and first and last index
+    array_id: int | None = None
+    array_index: int | None = None
+    array_count: int | None = None
+    array_min: int | None = None
+    array_max: int | None = None
+    array_step: int | None = None  # the step between indices when it is one range (0-30:3: 3), else 1
+
+    @model_serializer(mode="wrap")
+    def _without_array(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A job that is no task is sent without the array fields, as before arrays: an agent of the
+        same protocol version that predates them (it forbids fields it does not know) still takes it."""
+        data: dict[str, Any] = handler(self)
+        if self.array_id is None:
+            for name in _ARRAY_FIELDS:
+                data.pop(name, None)
+        return data
+
+
+_ARRAY_FIELDS = ("array_id", "array_index", "array_count", "array_min", "array_max", "array_step")
 
 
 class JobStarted(Msg):
@@ -345,7 +377,7 @@ class SubmitReply(Msg):
 
 
 class IdsRequest(Request):
-    ids: list[JobId] = Field(min_length=1, max_length=MAX_IDS)
+    ids: list[JobRef] = Field(min_length=1, max_length=MAX_IDS)
 
 
 class SignalRequest(IdsRequest):
@@ -367,7 +399,7 @@ class QueueRequest(Request):
 
 
 class WaitRequest(Request):
-    ids: list[JobId] = Field(default=[], max_length=MAX_IDS)
+    ids: list[JobRef] = Field(default=[], max_length=MAX_IDS)
     queues: list[ShortText] = Field(default=[], max_length=100)  # "QUEUE" (the caller's) or "USER:QUEUE"
     timeout: float = Field(default=1.0, ge=0.0, le=60.0)
 

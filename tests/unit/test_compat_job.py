@@ -131,16 +131,33 @@ def test_qr_wulf_lines_win_over_the_dialect(tmp_path: Path) -> None:
 
 
 def test_qr_warns_and_strict_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    script = "#!/bin/sh\n#SBATCH --array=1-3 --account=x --bogus\necho\n"
+    script = "#!/bin/sh\n#SBATCH --gres=gpu:1 --account=x --bogus\necho\n"
     [spec] = _specs(tmp_path, script)
     err = capsys.readouterr().err
-    assert "qr: job.sh: warning: #SBATCH --array: arrays are not supported yet; the job runs once" in err
+    assert "qr: job.sh: warning: #SBATCH --gres: generic resources (GPUs) are not supported yet; none are " \
+           "allocated" in err
     assert "#SBATCH --bogus: not an sbatch option wulf knows" in err and "#SBATCH --account" in err
-    with pytest.raises(UsageError, match=r"^job.sh: #SBATCH --array: arrays .* \(qr --strict"):
+    with pytest.raises(UsageError, match=r"^job.sh: #SBATCH --gres: generic .* \(qr --strict"):
         _specs(tmp_path, script, "--strict")
     _specs(tmp_path, "#SBATCH --account=x\necho\n", "--strict")  # meaningless in wulf: still a warning
     with pytest.raises(UsageError, match="^job.sh line 2: #SBATCH --time"):
         _specs(tmp_path, "#!/bin/sh\n#SBATCH --time=soon\necho\n")
+
+
+def test_qr_array_directives_queue_arrays(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    [spec] = _specs(tmp_path, "#!/bin/sh\n#SBATCH --array=1-3%2\necho\n", "--strict")
+    assert (spec["array"], spec["output"]) == ("1-3%2", "slurm-%A_%a.out")
+    assert "array" not in capsys.readouterr().err
+    [spec] = _specs(tmp_path, "#!/bin/sh\n#$ -t 2-10:2\n#$ -tc 3\necho\n", "--strict")
+    assert (spec["array"], spec["output"]) == ("2-10:2%3", f"{os.path.expanduser('~')}/job.sh.o%A.%a")
+    [spec] = _specs(tmp_path, "#!/bin/sh\n#PBS -J 0-7\necho\n")
+    assert spec["array"] == "0-7"
+    [spec] = _specs(tmp_path, "#!/bin/sh\n#SBATCH --array=1-3\necho\n", "--array", "5-6")
+    assert spec["array"] == "5-6"  # the command line wins
+    with pytest.raises(UsageError, match="^job.sh line 2: #SBATCH --array"):
+        _specs(tmp_path, "#!/bin/sh\n#SBATCH --array=1-3%0\necho\n")
+    with pytest.raises(UsageError, match="#NEXTSCRIPT"):
+        _specs(tmp_path, "#!/bin/sh\n#SBATCH --array=1-3\necho\n#NEXTSCRIPT\necho\n")
 
 
 def test_qr_pbs_runs_in_home_with_its_shell(tmp_path: Path) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from wulf.cli.common import format_table
-from wulf.cli.jstat import jobs_table
+from wulf.cli.jstat import group_arrays, jobs_table
 
 
 def _job(**kw: Any) -> dict[str, Any]:
     job = {"id": 7, "user": "alice", "queue": "default", "origin": "batch", "state": "queued", "exit_code": None,
-           "node": None, "cpu": 4.0, "mem_mb": 1024.0, "age": 75.0, "reason": "", "command": "echo hi"}
+           "node": None, "cpu": 4.0, "mem_mb": 1024.0, "age": 75.0, "reason": "", "command": "echo hi",
+           "array_id": None, "array_index": None}
     job.update(kw)
     return job
 
@@ -53,3 +54,14 @@ def test_json_for_a_program_puts_each_record_on_a_line_of_its_own(capsys: Any) -
     assert json.loads(out) == data
     lines = out.splitlines()
     assert len(lines) == 8 and lines[4].strip().startswith('{"id": 8') and lines[-1] == "}"
+
+
+def test_an_arrays_waiting_tasks_are_one_line_and_its_running_ones_a_line_each() -> None:
+    tasks = [_job(id=12 + k, array_id=12, array_index=1 + k, state="running" if k < 2 else "queued", node="n1")
+             for k in range(6)]
+    arrays = {"12": {"id": 12, "spec": "1-1000%2", "tasks": 1000, "throttle": 2, "queued": 998, "held": 0,
+                     "running": 2, "done": 0, "failed": 0, "cancelled": 0}}
+    lines = jobs_table(group_arrays([_job(id=5), *tasks], arrays)).splitlines()[1:]
+    assert [line.split()[0] for line in lines] == ["5", "12[1]", "12[2]", "12[1-1000%2]"]
+    assert "[queued 998, running 2, done 0, failed 0] echo hi" in lines[3]
+    assert len(jobs_table(tasks).splitlines()) == 7  # --expand: a line a task

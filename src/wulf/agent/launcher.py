@@ -62,7 +62,25 @@ def job_env(job: StartJob, node: str, hosts_file: str | None = None) -> dict[str
         WULF_SUBMIT_DIR=job.cwd,
     )
     env.setdefault("PATH", os.defpath)
+    if job.array_id is not None:
+        env.update(array_env(job))
     dialect_env(env, job, node, hosts_file)
+    return env
+
+
+def array_env(job: StartJob) -> dict[str, str]:
+    """A task of an array: wulf's ``WULF_ARRAY_*``, and its dialect's array variables (Slurm's
+    ``SLURM_ARRAY_*``, PBS's ``PBS_ARRAY_*``, Grid Engine's ``SGE_TASK_*``)."""
+    aid, index = str(job.array_id), str(job.array_index)
+    count, first, last = (str(v if v is not None else "") for v in (job.array_count, job.array_min, job.array_max))
+    step = str(job.array_step or 1)
+    env = {"WULF_ARRAY_JOB_ID": aid, "WULF_ARRAY_TASK_ID": index, "WULF_ARRAY_TASK_COUNT": count,
+           "WULF_ARRAY_TASK_MIN": first, "WULF_ARRAY_TASK_MAX": last}
+    if job.dialect == "slurm":
+        env.update(SLURM_ARRAY_JOB_ID=aid, SLURM_ARRAY_TASK_ID=index, SLURM_ARRAY_TASK_COUNT=count,
+                   SLURM_ARRAY_TASK_MIN=first, SLURM_ARRAY_TASK_MAX=last, SLURM_ARRAY_TASK_STEP=step)
+    elif job.dialect == "pbs":  # PBS Pro's names, and Torque's PBS_ARRAYID
+        env.update(PBS_ARRAY_ID=f"{aid}[]", PBS_ARRAY_INDEX=index, PBS_ARRAYID=index)
     return env
 
 
@@ -93,6 +111,10 @@ def dialect_env(env: dict[str, str], job: StartJob, node: str, hosts_file: str |
         env.update(JOB_ID=jid, JOB_NAME=job.name, NSLOTS=cpus, NHOSTS="1", QUEUE=job.queue, ENVIRONMENT="BATCH",
                    SGE_TASK_ID="undefined", SGE_TASK_FIRST="undefined", SGE_TASK_LAST="undefined",
                    SGE_TASK_STEPSIZE="undefined")
+        if job.array_id is not None:  # a task: JOB_ID is its array's, as in Grid Engine
+            env.update(JOB_ID=str(job.array_id), SGE_TASK_ID=str(job.array_index),
+                       SGE_TASK_FIRST=str(job.array_min), SGE_TASK_LAST=str(job.array_max),
+                       SGE_TASK_STEPSIZE=str(job.array_step or 1))
         if hosts_file:
             env["PE_HOSTFILE"] = hosts_file
             env.setdefault("TMPDIR", os.path.dirname(hosts_file))
@@ -121,13 +143,14 @@ _PATTERN = re.compile(r"%(\d*)([%jJAaxuN])")
 
 def output_path(job: StartJob, node: str = "") -> str:
     """Where stdout and stderr go: ``-o``, else ``wulf-<id>.out``, in its cwd. In ``-o``, as in Slurm:
-    ``%j`` (and ``%J``, ``%A``) is the job id, ``%x`` its name, ``%u`` its user, ``%N`` the node, ``%a``
-    an array index (4294967294, Slurm's, for a job that is not in an array), ``%%`` a '%'; a number
-    after the '%' pads with zeros (``%5j``)."""
+    ``%j`` (and ``%J``) is the job id, ``%A`` its array's id (a job not in an array: its own), ``%a`` its
+    index in the array (4294967294, Slurm's, for a job that is not in an array), ``%x`` its name, ``%u``
+    its user, ``%N`` the node, ``%%`` a '%'; a number after the '%' pads with zeros (``%5j``)."""
     if not job.output:
         return os.path.join(job.cwd, f"wulf-{job.id}.out")
-    values = {"j": str(job.id), "J": str(job.id), "A": str(job.id), "a": "4294967294", "x": job.name,
-              "u": job.user, "N": node}
+    array = job.array_id is not None and job.array_index is not None
+    values = {"j": str(job.id), "J": str(job.id), "A": str(job.array_id if array else job.id),
+              "a": str(job.array_index) if array else "4294967294", "x": job.name, "u": job.user, "N": node}
 
     def fill(m: re.Match[str]) -> str:
         if m.group(2) == "%":

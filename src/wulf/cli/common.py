@@ -57,12 +57,18 @@ def parse_cpu(text: str) -> float:
     return value
 
 
-def parse_ids(values: Sequence[str], what: str = "job id") -> list[int]:
-    ids = []
+IDS_HELP = "job ids, as jstat shows them; ID[i] is task i of array ID, and an array's id names all its tasks"
+
+
+def parse_ids(values: Sequence[str]) -> list[int | str]:
+    """Jobs as a user names them: ``12`` (a job, or all of array 12) is sent as the number, ``12[5]``
+    (task 5 of array 12) as the text, which the server resolves (see wulf.model.array.parse_job_ref)."""
+    from wulf.model.array import parse_job_ref
+
+    ids: list[int | str] = []
     for v in values:
-        if not v.isdigit():
-            raise UsageError(f"{v!r} is not a {what} (job ids are whole numbers, as jstat shows them)")
-        ids.append(int(v))
+        job_id, index = parse_job_ref(v)
+        ids.append(job_id if index is None else f"{job_id}[{index}]")
     return ids
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from wulf.cli.common import ArgParser, parse_ids, print_json, run
+from wulf.cli.common import IDS_HELP, ArgParser, parse_ids, print_json, run
 from wulf.client import Client
 from wulf.errors import UsageError
 
@@ -25,7 +25,7 @@ def parse_signal(text: str) -> int:
 def build_parser() -> ArgParser:
     p = ArgParser(prog="jkill", description="Signal running jobs (default TERM).")
     p.add_argument("-s", "--signal", default="TERM", help="signal name or number (default TERM)")
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help=IDS_HELP)
     p.add_argument("--json", action="store_true")
     return p
 

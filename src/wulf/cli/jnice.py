@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from wulf.cli.common import ArgParser, parse_ids, print_json, run
+from wulf.cli.common import IDS_HELP, ArgParser, parse_ids, print_json, run
 from wulf.client import Client
 from wulf.errors import UsageError
 
 
 def build_parser() -> ArgParser:
     p = ArgParser(prog="jnice", description="Set the nice value of a running job (0..19; root: -20..19).")
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help=IDS_HELP)
     p.add_argument("nice", metavar="N")
     p.add_argument("--json", action="store_true")
     return p

@@ -20,7 +20,12 @@ def _parser() -> ArgParser:
     p.add_argument("--nodes", action="store_true", help="only the nodes")
     p.add_argument("--jobs", action="store_true", help="only the jobs")
     p.add_argument("--queues", action="store_true", help="the queues: settings, counts, why they wait")
-    p.add_argument("--json", action="store_true", help="print JSON: {nodes: [...], jobs: [...]}")
+    p.add_argument("--expand", action="store_true",
+                   help="every task of an array on a line of its own (without it, an array's waiting tasks are one "
+                        "line, ID[SPEC], with its counts)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: {nodes: [...], jobs: [...], arrays: {ID: spec and counts}}; an array's tasks "
+                        "are jobs with array_id and array_index")
     return p
 
 
@@ -36,6 +41,38 @@ def nodes_table(nodes: list[dict[str, Any]]) -> str:
                         right=(2, 3, 4, 5, 6, 7))
 
 
+def _job_label(j: dict[str, Any]) -> str:
+    """A job's id as users name it: ``12``, or ``12[5]`` for task 5 of array 12."""
+    if j.get("array_id") is not None:
+        return f"{j['array_id']}[{j['array_index']}]"
+    return str(j["id"])
+
+
+def group_arrays(jobs: list[dict[str, Any]], arrays: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The listing with each array's waiting tasks as one line (at the place of its first): its id and
+    spec (``12[1-1000%50]``) and its counts of tasks queued, running, done and failed; running and ended
+    tasks keep a line each."""
+    out: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for j in jobs:
+        aid = j.get("array_id")
+        if aid is None or j["state"] not in ("queued", "held"):
+            out.append(j)
+            continue
+        if aid in seen:
+            continue
+        seen.add(aid)
+        a = arrays.get(str(aid))
+        if a is None:
+            out.append(j)
+            continue
+        counts = (f"queued {a['queued']}" + (f", held {a['held']}" if a["held"] else "")
+                  + f", running {a['running']}, done {a['done']}, failed {a['failed']}"
+                  + (f", cancelled {a['cancelled']}" if a["cancelled"] else ""))
+        out.append({**j, "_label": f"{aid}[{a['spec']}]", "reason": counts})
+    return out
+
+
 def jobs_table(jobs: list[dict[str, Any]]) -> str:
     """One line a job; why it waits (or was reniced, or ended so) comes before its command, so that a
     long command is what the terminal's width cuts."""
@@ -47,7 +84,7 @@ def jobs_table(jobs: list[dict[str, Any]]) -> str:
         note = j["reason"]
         what = j["command"].replace("\n", " ")
         queue = j["queue"] if j["origin"] == "batch" else "-"
-        rows.append([str(j["id"]), j["user"], queue, j["origin"], state, j["node"] or "-", f"{j['cpu']:g}",
+        rows.append([j.get("_label") or _job_label(j), j["user"], queue, j["origin"], state, j["node"] or "-", f"{j['cpu']:g}",
                      format_mb(j["mem_mb"]), format_age(j["age"]), f"[{note}] {what}" if note else what])
     return format_table(["ID", "USER", "QUEUE", "ORIGIN", "STATE", "NODE", "CPU", "MEM", "AGE", "COMMAND"], rows,
                         right=(0, 6, 7, 8))
@@ -73,13 +110,15 @@ def _main(argv: list[str]) -> int:
         return 0
     status = Client().status(args.user, args.queue, args.all, brief=not args.json)
     if args.json:
-        print_json({k: status[k] for k in ("nodes", "jobs") if not (args.jobs and k == "nodes")})
+        print_json({k: status[k] for k in ("nodes", "jobs", "arrays")
+                    if k in status and not (args.jobs and k == "nodes")})
         return 0
     parts = []
     if not args.jobs:
         parts.append(nodes_table(status["nodes"]) if status["nodes"] else "no nodes have joined yet")
     if not args.nodes:
-        parts.append(jobs_table(status["jobs"]) if status["jobs"] else "no jobs")
+        jobs = status["jobs"] if args.expand else group_arrays(status["jobs"], status.get("arrays") or {})
+        parts.append(jobs_table(jobs) if jobs else "no jobs")
     sys.stdout.write("\n\n".join(parts) + "\n")
     return 0
 

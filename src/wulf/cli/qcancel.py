@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from wulf.cli.common import ArgParser, parse_ids, print_json, run
+from wulf.cli.common import IDS_HELP, ArgParser, parse_ids, print_json, run
 from wulf.client import Client
 
 
 def build_parser() -> ArgParser:
     p = ArgParser(prog="qcancel", description="Cancel queued or running jobs.")
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID", help=IDS_HELP)
     p.add_argument("--json", action="store_true")
     return p
 

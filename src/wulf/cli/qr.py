@@ -78,7 +78,11 @@ def _parser() -> ArgParser:
                         "request are of a kind: each starts with what the last ones used, if less than asked")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="file for stdout and stderr (default wulf-<id>.out; %%j is the job id, %%x its name, "
-                        "%%u the user, %%N the node; a directory gets the default name inside it)")
+                        "%%u the user, %%N the node, %%A the array's id, %%a the task's index; a directory gets the default "
+                        "name inside it)")
+    p.add_argument("--array", metavar="SPEC",
+                   help="queue an array: one task per index, e.g. 1-100, 0-30:3, 1,4,7-9; %%N runs at most N "
+                        "at once (1-1000%%50). Task i of array ID is ID[i]; it sees WULF_ARRAY_TASK_ID")
     p.add_argument("-Z", "--keep-script", action="store_true", help="keep the staged script after the run")
     p.add_argument("--env", metavar="NONE|ALL|NAME,...",
                    help="the environment the job gets: ALL of this one (the default), NONE, or only the "
@@ -149,10 +153,20 @@ def _duration(flag: str, text: str) -> float:
         raise UsageError(f"--{flag}: {e}") from None
 
 
+def _array(args: Any) -> dict[str, Any]:
+    """--array: the spec, checked (UsageError) and in its usual form."""
+    if args.array is None:
+        return {}
+    from wulf.model.array import parse_array
+
+    return {"array": parse_array(args.array).text()}
+
+
 def _given(args: Any) -> dict[str, Any]:
     """The job fields the options on a command line (or on #WULF lines) say; ``_env`` is --env's value."""
     given: dict[str, Any] = {key: getattr(args, key) for key in ("queue", "output", "name")
                              if getattr(args, key) is not None}
+    given.update(_array(args))
     if args.keep_script:
         given["keep_script"] = True
     if args.env is not None:
@@ -213,7 +227,17 @@ def build_specs(args: Any, cwd: str, stdin_text: str | None = None) -> list[dict
             specs.append(script_spec(script, label, base, cwd, given, args.strict))
     if not specs:
         specs = _stdin_specs(args, cwd, given, stdin_text)
+    _one_array(specs, args)
     return specs
+
+
+def _one_array(specs: list[dict[str, Any]], args: Any) -> None:
+    """An array is one script or command run once a task: with several (#NEXTSCRIPT, -c twice), it is
+    a usage error, before anything is queued."""
+    if len(specs) > 1 and any(s.get("array") for s in specs):
+        where = "--array" if args.array is not None else "an array directive"
+        raise UsageError(f"{where} queues one script or command as many tasks, but there are {len(specs)} jobs "
+                         f"here (#NEXTSCRIPT parts, or several -c/-s): queue them as separate arrays")
 
 
 def _stdin_specs(args: Any, cwd: str, given: dict[str, Any], stdin_text: str | None) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-from wulf.cli.common import ArgParser, print_json, run
+from wulf.cli.common import ArgParser, parse_ids, print_json, run
 from wulf.client import RECONNECT_FOR, Client, retrying
 from wulf.errors import WulfError
 
@@ -22,7 +22,7 @@ TIMED_OUT = 124  # as timeout(1)
 
 def _parser() -> ArgParser:
     p = ArgParser(prog="qwait", description="Wait for jobs to end.")
-    p.add_argument("targets", nargs="*", metavar="ID|QUEUE", help="job ids or queue names")
+    p.add_argument("targets", nargs="*", metavar="ID|QUEUE", help="job ids (ID[i]: task i of array ID; an array's id: all its tasks) or queue names")
     p.add_argument("-t", "--timeout", type=float, default=None, help="give up after this many seconds (exit 124)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the jobs' final states as JSON")
@@ -56,8 +56,9 @@ class _Notice:
 
 def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    ids = [int(t) for t in args.targets if t.isdigit()]
-    queues = [t for t in args.targets if not t.isdigit()]
+    refs = [t for t in args.targets if t.isdigit() or (t.endswith("]") and t[:1].isdigit())]
+    ids = parse_ids(refs)
+    queues = [t for t in args.targets if t not in refs]
     client = Client()
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     show = not args.quiet and not args.json and sys.stderr.isatty()

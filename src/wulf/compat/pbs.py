@@ -17,6 +17,7 @@ from wulf.compat.request import (
     Request,
     Where,
     absolute,
+    array_spec,
     colon_seconds,
     count,
     directive_lines,
@@ -37,8 +38,6 @@ OPTIONS: dict[str, Opt] = {
     ]
 }
 NOT_YET = {
-    "t": "arrays are not supported yet; the job runs once",
-    "J": "arrays are not supported yet; the job runs once",
     "m": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
     "M": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
     "p": "priorities of single jobs are not supported (qset QUEUE --priority orders your queues)",
@@ -47,14 +46,14 @@ NOT_YET = {
     "X": "X11 forwarding is not supported (jr runs interactive jobs)",
     "I": "interactive jobs are started with jr, not from a script",
 }
-CARRIED = {"t": "array", "J": "array", "m": "mail_type", "M": "mail_user"}
+CARRIED = {"m": "mail_type", "M": "mail_user"}
 IGNORED = {
     "A": "accounts are not used by wulf; ignored", "P": "projects are not used by wulf; ignored",
     "r": "ignored (wulf does not rerun jobs)", "k": "ignored (the output is written in place)",
     "z": "ignored", "c": "ignored (no checkpoints)", "C": "ignored", "u": "ignored (a job runs as who submits it)",
     "f": "ignored", "x": "ignored", "V": "",
 }
-APPLIED = {"N": "name", "o": "output", "e": "error", "j": "join", "l": "resources", "W": "attributes", "q": "queue",
+APPLIED = {"t": "array", "J": "array", "N": "name", "o": "output", "e": "error", "j": "join", "l": "resources", "W": "attributes", "q": "queue",
            "v": "vars", "S": "shell", "d": "dir", "w": "dir"}
 RESOURCES = {"walltime": "walltime", "cput": "cput", "pcput": "cput", "mem": "size", "vmem": "size", "pmem": "size",
              "pvmem": "size", "ncpus": "ncpus", "procs": "ncpus", "nodes": "nodes", "select": "select",
@@ -115,6 +114,9 @@ class _Reader:
 
     def _opt_vars(self, v: str, what: str) -> None:
         self.vars += env_items(v, what)
+
+    def _opt_array(self, v: str, what: str) -> None:
+        self.req.array = array_spec(v, what)
 
     def _opt_shell(self, v: str, what: str) -> None:
         self.req.shell = _shell(v, what)
@@ -248,14 +250,18 @@ class _Reader:
         if self.vars:
             req.env = ",".join(["ALL", *self.vars])
         name = req.name or where.script_name
-        req.default_output = f"{pattern_text(name)}.o%j"
-        default = absolute(f"{pattern_text(name)}.o%j", where.submit_dir)
+        tail = "%A.%a" if req.array else "%j"  # a task's: NAME.oARRAY.INDEX
+        req.default_output = f"{pattern_text(name)}.o{tail}"
+        default = absolute(f"{pattern_text(name)}.o{tail}", where.submit_dir)
         out = absolute(pattern_text(self.output), where.submit_dir) if self.output else default
         err = absolute(pattern_text(self.error), where.submit_dir) if self.error else None
         if self.join == "eo":  # both go to the error file
-            out, err = err or absolute(f"{pattern_text(name)}.e%j", where.submit_dir), None
+            out, err = err or absolute(f"{pattern_text(name)}.e{tail}", where.submit_dir), None
         elif self.join == "oe":
             err = None
+        if req.array:  # PBS Pro's ^array_index^ in a task's file names
+            out = out.replace("^array_index^", "%a")
+            err = err.replace("^array_index^", "%a") if err else err
         req.output = out
         if err is not None and err != out:
             req.error = err

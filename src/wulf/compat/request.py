@@ -58,8 +58,8 @@ class Request:
     constraint: str | None = None
     env: str | None = None  # in qr --env's terms: "ALL", "NONE", "ALL,NAME=VALUE,..."
     shell: str | None = None  # the interpreter the script runs with (#PBS -S, #$ -S)
+    array: str | None = None  # a job array, in qr --array's terms ("1-100%5"; see wulf.model.array)
     # asked for, not done yet: carried so that a later wulf can, and so that qr can say so
-    array: str | None = None
     dependency: str | None = None
     mail_type: str | None = None
     mail_user: str | None = None
@@ -71,6 +71,17 @@ class Request:
 
     def note(self, directive: str, message: str, strict: bool = True) -> None:
         self.notes.append(Note(directive, message, strict))
+
+
+def array_spec(text: str, what: str) -> str:
+    """An array directive's value (Slurm's, PBS's and Grid Engine's are qr --array's), checked."""
+    from wulf.model.array import parse_array
+
+    try:
+        parse_array(text)
+    except UsageError as e:
+        raise DirectiveError(f"{what}: {e.message}") from None
+    return text.strip()
 
 
 # ---------------------------------------------------------------- the directive block

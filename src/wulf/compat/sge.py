@@ -17,6 +17,7 @@ from wulf.compat.request import (
     Request,
     Where,
     absolute,
+    array_spec,
     colon_seconds,
     count,
     directive_lines,
@@ -40,8 +41,6 @@ OPTIONS: dict[str, Opt] = {
     ]
 }
 NOT_YET = {
-    "t": "arrays are not supported yet; the job runs once",
-    "tc": "arrays are not supported yet; the job runs once",
     "hold_jid": "dependencies are not supported yet; the job does not wait for others",
     "hold_jid_ad": "dependencies are not supported yet; the job does not wait for others",
     "m": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
@@ -54,7 +53,7 @@ NOT_YET = {
     "i": "standard input from a file is not supported; the job reads /dev/null",
     "masterq": "not supported; ignored",
 }
-CARRIED = {"t": "array", "hold_jid": "dependency", "hold_jid_ad": "dependency", "m": "mail_type", "M": "mail_user"}
+CARRIED = {"hold_jid": "dependency", "hold_jid_ad": "dependency", "m": "mail_type", "M": "mail_user"}
 IGNORED = {
     "r": "ignored (wulf does not rerun jobs)", "R": "ignored (no reservations)", "P": "projects are not used by "
     "wulf; ignored", "A": "accounts are not used by wulf; ignored", "b": "ignored (a script is a script)",
@@ -77,6 +76,7 @@ class _Reader:
         self.h_vmem: float | None = None
         self.mem: float | None = None
         self.vars: list[str] = []
+        self.tc = 0
 
     def apply(self, item: Item) -> None:
         req, what = self.req, f"#$ {item.written}"
@@ -115,6 +115,15 @@ class _Reader:
 
     def _opt_v(self, v: str, what: str) -> None:
         self.vars += env_items(v, what)
+
+    def _opt_t(self, v: str, what: str) -> None:
+        self.req.array = array_spec(v, what)
+
+    def _opt_tc(self, v: str, what: str) -> None:
+        """At most this many tasks at once: qr --array's %N."""
+        if not v.strip().isdigit() or int(v) < 1:
+            raise DirectiveError(f"{what}: the number of tasks at once is a whole number of at least 1, not {v!r}")
+        self.tc = int(v)
 
     def _opt_S(self, v: str, what: str) -> None:
         if not v.startswith("/") or re.search(r"\s", v):
@@ -172,7 +181,11 @@ class _Reader:
         if self.vars:
             req.env = ",".join(["ALL", *self.vars])
         name = req.name or where.script_name
-        req.default_output = f"{pattern_text(name)}.o%j"
+        if req.array and self.tc and "%" not in req.array:
+            req.array = array_spec(f"{req.array}%{self.tc}", "#$ -tc")
+        elif self.tc and not req.array:
+            req.note("#$ -tc", "without -t there is no array to limit; ignored", strict=False)
+        req.default_output = f"{pattern_text(name)}.o{'%A.%a' if req.array else '%j'}"
         out = self._place(self.output, name, "o")
         err = self._place(self.error, name, "e")
         req.output = out
@@ -184,10 +197,12 @@ class _Reader:
     def _place(self, path: str | None, name: str, stream: str) -> str:
         """The output pattern of a ``-o``/``-e`` path: its pseudo variables in wulf's terms, relative to the
         job's directory; none: ``NAME.oID`` there."""
+        array = bool(self.req.array)
         if not path:
-            return absolute(f"{pattern_text(name)}.{stream}%j", self.cwd or self.where.home)
+            return absolute(f"{pattern_text(name)}.{stream}{'%A.%a' if array else '%j'}", self.cwd or self.where.home)
         out = pattern_text(path)
-        for var, value in (("JOB_ID", "%j"), ("JOB_NAME", pattern_text(name)), ("TASK_ID", "undefined"),
+        for var, value in (("JOB_ID", "%A" if array else "%j"), ("JOB_NAME", pattern_text(name)),
+                           ("TASK_ID", "%a" if array else "undefined"),
                            ("USER", "%u"), ("HOME", pattern_text(self.where.home)), ("HOSTNAME", "%N")):
             out = re.sub(rf"\$(?:{var}\b|\{{{var}\}})", lambda _m, v=value: v, out)  # type: ignore[misc]
         return absolute(out, self.cwd or self.where.home)

@@ -16,6 +16,7 @@ from wulf.compat.request import (
     Request,
     Where,
     absolute,
+    array_spec,
     check_seconds,
     count,
     directive_lines,
@@ -65,7 +66,6 @@ SHORT: dict[str, Opt] = {
 }
 
 NOT_YET = {
-    "array": "arrays are not supported yet; the job runs once",
     "dependency": "dependencies are not supported yet; the job does not wait for others",
     "mail-type": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
     "mail-user": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
@@ -85,7 +85,7 @@ NOT_YET = {
     "clusters": "other clusters are not supported",
     "wait": "waiting for the job is not supported in a script (qwait ID waits)",
 }
-CARRIED = {"array": "array", "dependency": "dependency", "mail-type": "mail_type", "mail-user": "mail_user"}
+CARRIED = {"dependency": "dependency", "mail-type": "mail_type", "mail-user": "mail_user"}
 IGNORED = {
     "account": "accounts are not used by wulf; ignored", "qos": "a QOS has no meaning in wulf; ignored",
     "comment": "ignored", "hint": "ignored", "time-min": "ignored", "tmp": "ignored",
@@ -100,6 +100,7 @@ IGNORED = {
 
 
 DEFAULT_OUTPUT = "slurm-%j.out"
+ARRAY_OUTPUT = "slurm-%A_%a.out"  # a task of an array
 
 
 def time_seconds(text: str, what: str = "--time") -> float | None:
@@ -186,6 +187,9 @@ class _Reader:
     def _mem_per_cpu(self, v: str, what: str) -> None:
         self.mem_per_cpu = size_mb(v, "m", what)
 
+    def _array(self, v: str, what: str) -> None:
+        self.req.array = array_spec(v, what)
+
     def _time(self, v: str, what: str) -> None:
         seconds = time_seconds(v, what)
         self.req.time_limit = None if seconds is None else float(seconds)
@@ -232,8 +236,9 @@ class _Reader:
             req.mem_mb = req.mem_limit_mb = self.mem_per_cpu * cpt * tasks
         req.cwd = absolute(self.chdir, where.submit_dir) if self.chdir is not None else None
         # relative to the job's working directory; stdout and stderr go to one file unless -e says otherwise
-        req.output = self.output or DEFAULT_OUTPUT
-        req.default_output = DEFAULT_OUTPUT
+        default = ARRAY_OUTPUT if req.array else DEFAULT_OUTPUT
+        req.output = self.output or default
+        req.default_output = default
         if self.error is not None and self.error != req.output:
             req.error = self.error
             req.note("#SBATCH --error", "a separate file for stderr is not supported yet; stderr goes to "

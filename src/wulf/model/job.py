@@ -87,6 +87,9 @@ class Job:
     gid: int | None = None  # the owner's group when they submitted it (None: their primary group)
     umask: int | None = None  # the owner's umask when they submitted it (None: 022)
     dialect: str = ""  # "slurm", "pbs", "sge": the system its script was written for (see wulf.compat)
+    # job arrays (qr --array, see wulf.model.array): the array this job is a task of, and its index
+    array_id: int | None = None
+    array_index: int | None = None
     # measured now, and the adaptive allocation's state (not stored)
     cpu_used: float = 0.0
     mem_used: float = 0.0
@@ -118,6 +121,8 @@ class Job:
             "mem_mb": self.mem_mb,
             "age": round(now - (self.started or self.submitted), 3),
             "reason": self.reason,
+            "array_id": self.array_id,
+            "array_index": self.array_index,
         }
 
     def public(self, now: float) -> dict[str, Any]:

@@ -191,9 +191,13 @@ async def job(job_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], daemon: Daem
     [found] = await daemon.fetch([job_id])
     return daemon.shown(found, caller)
 
-def _others(daemon: Daemon, ids: list[int], caller: Caller) -> list[str]:
+def _others(daemon: Daemon, refs: list[int | str], caller: Caller) -> list[str]:
     """The jobs named that are not the caller's (an administrator's action on them is audited)."""
     if not caller.admin:
+        return []
+    try:
+        ids = daemon.resolve(refs)
+    except WulfError:  # the action itself says what is wrong
         return []
     out = []
     for i in ids:
@@ -203,7 +207,7 @@ def _others(daemon: Daemon, ids: list[int], caller: Caller) -> list[str]:
     return out
 
 
-async def _on_jobs(action: str, ids: list[int], daemon: DaemonDep, security: Security, caller: Caller,
+async def _on_jobs(action: str, ids: list[int | str], daemon: DaemonDep, security: Security, caller: Caller,
                    call: Any) -> dict[str, Any]:
     others = _others(daemon, ids, caller)
     if not others:

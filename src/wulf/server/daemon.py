@@ -20,7 +20,8 @@ from typing import Any
 
 from wulf.auth.identity import Caller
 from wulf.config import Config
-from wulf.errors import Forbidden, NotFound, Refused, WulfError
+from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
+from wulf.model.array import ArraySpec, parse_array
 from wulf.model.job import FINAL_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.history import History
@@ -80,7 +81,7 @@ from wulf.server.nodes import AgentLink, Node, NodeState
 from wulf.server.queues import QueueBook, check_queue_name
 from wulf.server.state import ServerState
 from wulf.server.users import groups_of
-from wulf.store.base import KEY_TTL, JobStore, Submission
+from wulf.store.base import KEY_TTL, ArrayRow, JobStore, Submission
 
 log = logging.getLogger("wulf.server")
 
@@ -177,7 +178,8 @@ class Daemon:
 
     def load(self) -> None:
         jobs, next_id = self.store.load(self.config.server.history)
-        self.state.restore(jobs, next_id, self.store.node_states(), self.store.queues(), self.started_at)
+        self.state.restore(jobs, next_id, self.store.node_states(), self.store.queues(), self.started_at,
+                           self.store.arrays())
         self.keys = self.store.submissions(time.time())
         log.info("loaded %d jobs from the store; next id %d", len(jobs), next_id)
 
@@ -395,20 +397,38 @@ class Daemon:
             del self.keys[k]
 
     async def _submit(self, req: SubmitRequest, caller: Caller, submission: Submission | None) -> list[int]:
+        """Queue the jobs; a job with an array spec is an array (its tasks are jobs: see intake.new_tasks),
+        answered by its id."""
         intake.check_sizes(req.jobs, req.env, self.config.limits.job_max_mb)
-        intake.check_queued(self.jobs.values(), caller, len(req.jobs), self.config.limits.max_queued_per_user)
+        specs = [parse_array(spec.array) if spec.array else None for spec in req.jobs]  # all checked first
+        more = sum(1 if a is None else a.count for a in specs)
+        intake.check_queued(self.jobs.values(), caller, more, self.config.limits.max_queued_per_user)
         now = time.time()
         h, fresh = self._env_rows(req.env)
         first = self.state.next_id
+        jobs: list[Job] = []  # what is stored (of an array, its first task)
+        arrays: list[tuple[Job, ArraySpec]] = []
+        rows: list[ArrayRow] = []
         try:
-            jobs = [self._new_job(spec, caller, h, Origin.BATCH, now, req.umask) for spec in req.jobs]
+            for spec, array in zip(req.jobs, specs, strict=True):
+                job = self._new_job(spec, caller, h, Origin.BATCH, now, req.umask)
+                jobs.append(job)
+                if array is not None:
+                    self.state.next_id = job.id + array.count
+                    job.array_id, job.array_index = job.id, array.first
+                    arrays.append((job, array))
+                    rows.append(ArrayRow(job.id, array.text(), job.script, array.indices[1:]))
         except WulfError:
             self.state.next_id = first  # nothing of a bad batch is kept
             raise
-        await self.store.insert(jobs, fresh, submission)
-        self.metrics.submitted.inc(len(jobs))
+        written = self.store.insert(jobs, fresh, submission, rows)
+        # the other tasks are made while the store writes them (its thread copies the first's row)
+        tasks = {job.id: intake.new_tasks(job, array) for job, array in arrays}
+        await written
         self._remember_env(h, req.env)
-        await self._apply(self.state.handle(Submitted(tuple(jobs))))
+        queued = [t for j in jobs for t in tasks.get(j.id, (j,))]
+        self.metrics.submitted.inc(len(queued))
+        await self._apply(self.state.handle(Submitted(tuple(queued), tuple((j.id, a) for j, a in arrays))))
         return [j.id for j in jobs]
 
     def get(self, job_id: int) -> Job:
@@ -442,10 +462,28 @@ class Daemon:
                 out[i] = job
         return out
 
-    async def _owned(self, ids: Sequence[int], caller: Caller, what: str = "") -> list[Job]:
-        """The jobs named, checked first (all or nothing): they exist and ``caller`` may act on them
-        (their own; administrators: all)."""
-        jobs = await self.fetch(ids)
+    def resolve(self, refs: Sequence[int | str]) -> list[int]:
+        """The ids of the jobs that ``refs`` name: an array's id names all its tasks, ``"ID[i]"`` one
+        (UsageError: no such task)."""
+        if not self.state.arrays.arrays and all(isinstance(r, int) for r in refs):
+            return [r for r in refs if isinstance(r, int)]
+        return list(self.state.arrays.resolve(refs))
+
+    def _whole_arrays(self, refs: Sequence[int | str]) -> set[int]:
+        """The ids of the tasks that ``refs`` name through their array's id (all of them)."""
+        out: set[int] = set()
+        for ref in refs:
+            if isinstance(ref, str) and not ref.isdigit():
+                continue
+            rec = self.state.arrays.arrays.get(int(ref))
+            if rec is not None:
+                out.update(rec.task_ids())
+        return out
+
+    async def _owned(self, ids: Sequence[int | str], caller: Caller, what: str = "") -> list[Job]:
+        """The jobs named (see :meth:`resolve`), checked first (all or nothing): they exist and ``caller``
+        may act on them (their own; administrators: all)."""
+        jobs = await self.fetch(self.resolve(ids))
         for job in jobs:
             if job.uid != caller.uid and not caller.admin:
                 raise Forbidden(f"job {job.id} belongs to {job.user}, not to {caller.user}: only its owner "
@@ -455,7 +493,7 @@ class Daemon:
                               f"(it is process {job.pid} on {job.node})")
         return jobs
 
-    async def cancel(self, ids: Sequence[int], caller: Caller) -> dict[str, list[int]]:
+    async def cancel(self, ids: Sequence[int | str], caller: Caller) -> dict[str, list[int]]:
         jobs = await self._owned(ids, caller, "cancel")
         cancelled: dict[int, None] = {}
         ended = []
@@ -467,7 +505,7 @@ class Daemon:
         await self._apply(self.state.handle(CancelRequested(tuple(jobs), caller.user, time.time())))
         return {"cancelled": list(cancelled), "already_ended": ended}
 
-    async def signal(self, ids: Sequence[int], signum: int, caller: Caller) -> dict[str, list[int]]:
+    async def signal(self, ids: Sequence[int | str], signum: int, caller: Caller) -> dict[str, list[int]]:
         jobs = await self._owned(ids, caller, "signal")
         sent, not_running = [], []
         by_node: dict[str, list[int]] = {}
@@ -481,7 +519,7 @@ class Daemon:
             await self._send(node, Signal(ids=job_ids, signal=signum))
         return {"signalled": sent, "not_running": not_running}
 
-    async def renice(self, ids: Sequence[int], nice: int, caller: Caller) -> dict[str, list[int]]:
+    async def renice(self, ids: Sequence[int | str], nice: int, caller: Caller) -> dict[str, list[int]]:
         """Renice running jobs (all or none: lowering a job's niceness is for administrators)."""
         jobs = await self._owned(ids, caller, "renice")
         done, not_running = [], []
@@ -495,23 +533,26 @@ class Daemon:
         await self._apply(self.state.handle(ReniceRequested(tuple(jobs), nice)))
         return {"reniced": done, "not_running": not_running}
 
-    async def hold(self, ids: Sequence[int], caller: Caller) -> dict[str, list[int]]:
+    async def hold(self, ids: Sequence[int | str], caller: Caller) -> dict[str, list[int]]:
         """Keep queued jobs from starting until they are released (qhold)."""
         jobs = await self._owned(ids, caller, "hold")
         held = list(dict.fromkeys(j.id for j in jobs if j.state is JobState.QUEUED))
-        other = [j.id for j in jobs if j.state is not JobState.QUEUED and j.state is not JobState.HELD]
+        whole = self._whole_arrays(ids)  # an array's tasks that run or ended are not worth a word
+        other = [j.id for j in jobs if j.state is not JobState.QUEUED and j.state is not JobState.HELD
+                 and j.id not in whole]
         await self._apply(self.state.handle(HoldRequested(tuple(jobs), caller.user)))
         return {"held": held, "not_queued": other}
 
-    async def release(self, ids: Sequence[int], caller: Caller) -> dict[str, list[int]]:
+    async def release(self, ids: Sequence[int | str], caller: Caller) -> dict[str, list[int]]:
         """Let held jobs go back in line, in their old places (qrls)."""
         jobs = await self._owned(ids, caller, "release")
         released: dict[int, None] = {}
         other = []
+        whole = self._whole_arrays(ids)
         for job in jobs:
             if job.state is JobState.HELD and job.id not in released:
                 released[job.id] = None
-            else:
+            elif job.id not in whole:
                 other.append(job.id)
         await self._apply(self.state.handle(ReleaseRequested(tuple(jobs))))
         return {"released": list(released), "not_held": other}
@@ -546,6 +587,8 @@ class Daemon:
         return self.state.place_now(user)
 
     async def interactive(self, req: InteractiveRequest, caller: Caller) -> InteractiveReply:
+        if req.job.array:
+            raise UsageError("an interactive job runs once: arrays are queued with qr --array")
         intake.check_sizes([req.job], req.env, self.config.limits.job_max_mb)
         node = self.place_now(caller.user)
         assert node.link is not None
@@ -612,7 +655,20 @@ class Daemon:
             keep_script=job.keep_script, cpu=job.cpu, mem_mb=job.mem_mb, time_limit=job.time_limit,
             cputime_limit=job.cputime_limit, mem_limit_mb=job.mem_limit_mb,
             nice=penalty_nice(job.nice, job.penalized, self.policy.adapt), dialect=job.dialect,
+            **self._array_fields(job),
         )
+
+    def _array_fields(self, job: Job) -> dict[str, int]:
+        """What a task of an array is told of it (its WULF_ARRAY_* variables)."""
+        if job.array_id is None or job.array_index is None:
+            return {}
+        rec = self.state.arrays.arrays.get(job.array_id)
+        if rec is None:
+            return {"array_id": job.array_id, "array_index": job.array_index}
+        spec = rec.spec
+        return {"array_id": job.array_id, "array_index": job.array_index, "array_count": spec.count,
+                "array_min": spec.first, "array_max": spec.last,
+                "array_step": spec.indices.step if isinstance(spec.indices, range) else 1}
 
     async def _send(self, node_name: str, msg: Any) -> None:
         await self._send_text(node_name, msg.model_dump_json())
@@ -752,8 +808,8 @@ class Daemon:
     def page_view(self, max_waiting: int, viewer: Caller | None = None) -> dict[str, Any]:
         return views.page_view(self.state, time.time(), max_waiting, viewer)
 
-    async def _wait_set(self, ids: Sequence[int], queues: Sequence[str], user: str) -> list[Job]:
-        jobs = await self.fetch(ids)
+    async def _wait_set(self, ids: Sequence[int | str], queues: Sequence[str], user: str) -> list[Job]:
+        jobs = await self.fetch(self.resolve(ids))
         for q in queues:
             owner, _, name = q.rpartition(":")
             jobs.extend(views.select(self.state, owner or user, name))
@@ -761,7 +817,7 @@ class Daemon:
             jobs = [j for j in views.select(self.state, user) if j.origin is Origin.BATCH]
         return jobs
 
-    async def wait(self, ids: Sequence[int], queues: Sequence[str], user: str, timeout: float) -> dict[str, Any]:
+    async def wait(self, ids: Sequence[int | str], queues: Sequence[str], user: str, timeout: float) -> dict[str, Any]:
         """Answer when every job in the set has ended, or when ``timeout`` has passed."""
         jobs = await self._wait_set(ids, queues, user)
         waiter = _Waiter({j.id for j in jobs if j.state not in FINAL_STATES})

@@ -12,15 +12,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wulf.model.array import ArraySpec
 from wulf.model.job import Job
 from wulf.protocol import JobExit, JobStarted, NodeInfo, Report
 
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    """New jobs, committed: batch jobs wait in their queues; an interactive one already runs on its node."""
+    """New jobs, committed: batch jobs wait in their queues; an interactive one already runs on its node.
+    ``arrays``: the arrays (id, spec) some of them are tasks of, new with them."""
 
     jobs: tuple[Job, ...]
+    arrays: tuple[tuple[int, ArraySpec], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

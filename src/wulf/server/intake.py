@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 
 from wulf.auth.identity import Caller
 from wulf.config import Config
 from wulf.errors import Refused, UsageError
+from wulf.model.array import ArraySpec
 from wulf.model.job import Job, JobState, Origin
 from wulf.policy.constraint import parse_constraint
 from wulf.policy.settings import Policy
@@ -77,6 +80,31 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
         dialect=spec.dialect,
     )
     return job
+
+
+def new_tasks(first: Job, spec: ArraySpec) -> list[Job]:
+    """The tasks of an array whose first task is ``first`` (made by :func:`new_job`): one job a task,
+    ids ``first.id`` onwards, each sharing the first's strings (one script, not one a task)."""
+    first.array_id = first.id
+    first.array_index = spec.first
+    values = [getattr(first, f.name) for f in fields(Job)]  # positional: three times quicker than by name
+    at_id, at_index = _FIELDS.index("id"), _FIELDS.index("array_index")
+    tasks = [first]
+    indices = spec.indices
+    collecting = gc.isenabled()
+    gc.disable()  # jobs hold no cycles; collections as 100,000 are made would take longer than making them
+    try:
+        for k in range(1, spec.count):
+            values[at_id] = first.id + k
+            values[at_index] = indices[k]
+            tasks.append(Job(*values))
+    finally:
+        if collecting:
+            gc.enable()
+    return tasks
+
+
+_FIELDS = [f.name for f in fields(Job)]
 
 
 def check_sizes(jobs: Sequence[JobSpec], env: dict[str, str], limit_mb: float) -> None:

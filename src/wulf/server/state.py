@@ -6,7 +6,8 @@ policy, with no I/O inside (the model is dask's ``worker_state_machine``).
 simulator on a virtual clock) commits, sends and mails. Every job that ends, however it ends (an
 exit, a cancel, a node lost or a reconnecting node that no longer knows it, outside work gone, an
 interactive session that could not start), goes through :meth:`ServerState.end`; what cares about an
-end subscribes to it (:attr:`end_hooks`: the kinds' teaching, the impossible list, the queue's mail;
+end subscribes to it (:attr:`end_hooks`: the kinds' teaching, the impossible list, the queue's mail,
+the throttle of an array (see wulf.server.arrays);
 the shell's waiters through the :class:`~wulf.server.instructions.JobEnded` that ends every end).
 """
 
@@ -30,6 +31,7 @@ from wulf.policy.settings import Policy
 from wulf.policy.snapshot import QueueView, UserView
 from wulf.protocol import Ack, Cluster, JobExit, Renice, Signal
 from wulf.server import adaptive
+from wulf.server.arrays import ArrayBook
 from wulf.server.events import (
     CancelRequested,
     Drained,
@@ -97,7 +99,8 @@ class ServerState:
         self.next_id = 1
         self._pool: NodePool | None = None  # kept between passes; nodes in _stale are updated first
         self._stale: set[str] = set()
-        self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail]
+        self.arrays = ArrayBook()  # job arrays, and the admission of throttled arrays' tasks (see server.arrays)
+        self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, self._array_ended]
         self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
             Submitted: self._submitted, SchedulePass: self._scheduled, JobsStarted: self._started,
             JobsExited: self._exited, CancelRequested: self._cancel, HoldRequested: self._hold,
@@ -114,16 +117,21 @@ class ServerState:
     # ------------------------------------------------------------------ start and configuration
 
     def restore(self, jobs: Iterable[Job], next_id: int, node_states: dict[str, str], queues: Iterable[dict[str, Any]],
-                now: float) -> None:
+                now: float, arrays: dict[int, str] | None = None) -> None:
         """Take what the store kept (at the start; no agent is connected yet: every node is down since ``now``)."""
         self.next_id = next_id
         for name, state in node_states.items():
             self.node(name).drained = state == NodeState.DRAIN
         self.book.load(queues)
+        self.arrays.load(arrays or {})
+        jobs = list(jobs)
+        for job in jobs:  # running tasks count against their array's throttle before any waits
+            if job.state is JobState.RUNNING and job.array_id is not None:
+                self.arrays.running(job)
         for job in jobs:
             self.jobs[job.id] = job
             if job.state is JobState.QUEUED:
-                self.book.add(job)
+                self._enqueue(job)
             elif job.state is JobState.RUNNING:
                 node = self.node(job.node)
                 node.jobs[job.id] = job
@@ -353,13 +361,21 @@ class ServerState:
     # ------------------------------------------------------------------ users' requests
 
     def _submitted(self, ev: Submitted) -> list[Instruction]:
+        for array_id, spec in ev.arrays:
+            self.arrays.add(array_id, spec)
+        tasks: list[Job] = []
         for job in ev.jobs:
             self.jobs[job.id] = job
             if job.state is JobState.QUEUED:
-                self.book.add(job)
+                if job.array_id is None:
+                    self.book.add(job)
+                else:
+                    tasks.append(job)
             elif job.state is JobState.RUNNING:  # interactive: placed already (see place_now)
                 self.nodes[job.node].jobs[job.id] = job
                 self.touch(job.node)
+        if tasks:
+            self._enqueue_tasks(tasks)
         return [Wake()]
 
     def _cancel(self, ev: CancelRequested) -> list[Instruction]:
@@ -382,13 +398,16 @@ class ServerState:
 
     def _hold(self, ev: HoldRequested) -> list[Instruction]:
         held = []
+        admitted = False  # tasks of a throttled array that now may wait in their queue
         for job in ev.jobs:
             if job.state is JobState.QUEUED:
                 self.book.remove(job)
                 job.set_state(JobState.HELD)
                 job.reason = f"held by {ev.by} (qrls {job.id} releases it)"
                 held.append(job)
-        return [Commit(tuple(held))] if held else []
+                admitted = self._array_left(job) or admitted
+        out: list[Instruction] = [Commit(tuple(held))] if held else []
+        return [*out, Wake()] if admitted else out
 
     def _release(self, ev: ReleaseRequested) -> list[Instruction]:
         released = []
@@ -396,7 +415,7 @@ class ServerState:
             if job.state is JobState.HELD:
                 job.set_state(JobState.QUEUED)
                 job.reason = ""
-                self.book.add(job)
+                self._enqueue(job)
                 released.append(job)
         return [Commit(tuple(released)), Wake()] if released else []
 
@@ -533,6 +552,8 @@ class ServerState:
         node.jobs[job.id] = job
         self.touch(node.name)
         self.running[job.user] += 1
+        if job.array_id is not None:
+            self.arrays.running(job)
         return True
 
     def _node_down(self, ev: NodeDown) -> list[Instruction]:
@@ -634,3 +655,31 @@ class ServerState:
         if not (new or changed):
             return []
         return [Commit(tuple(changed), tuple(new)), *ended]
+
+    # ------------------------------------------------------------------ job arrays (see wulf.server.arrays)
+
+    def _enqueue(self, job: Job) -> None:
+        """A queued job waits in its queue, unless it is a task its array's throttle keeps parked."""
+        if job.array_id is None or self.arrays.admit(job):
+            self.book.add(job)
+
+    def _enqueue_tasks(self, tasks: list[Job]) -> None:
+        """:meth:`_enqueue` for the tasks of new arrays, at once."""
+        for task in self.arrays.admit_all(tasks):
+            self.book.add(task)
+
+    def _array_left(self, job: Job) -> bool:
+        """A task stopped being active (held, or ended): the parked tasks it makes room for wait in
+        their queue now (True if there are any)."""
+        admitted = self.arrays.leave(job)
+        for task_id in admitted:
+            task = self.jobs.get(task_id)
+            if task is not None and task.state is JobState.QUEUED:
+                self.book.add(task)
+        return bool(admitted)
+
+    def _array_ended(self, job: Job) -> Iterable[Instruction]:
+        """End hook: a task that ends makes room under its array's throttle."""
+        if job.array_id is None:
+            return ()
+        return (Wake(),) if self._array_left(job) else ()

@@ -70,8 +70,28 @@ def status(state: ServerState, now: float, started: float, user: str = "", queue
         "server": {"time": now, "started": started, "next_id": state.next_id},
         "nodes": nodes_public(state),
         "jobs": jobs,
+        "arrays": arrays_public(state, {j.array_id for j in chosen if j.array_id is not None}),
         "next": chosen[-1].id if more else None,
     }
+
+
+def arrays_public(state: ServerState, ids: set[int]) -> dict[str, dict[str, Any]]:
+    """The arrays of these ids, by id (as text, as JSON keys are): spec (``1-1000%50``), task count,
+    and how many of their tasks are in each state (of those the server keeps in memory)."""
+    out: dict[str, dict[str, Any]] = {}
+    for array_id in sorted(ids):
+        rec = state.arrays.arrays.get(array_id)
+        if rec is None:
+            continue
+        counts = dict.fromkeys(("queued", "held", "running", "done", "failed", "cancelled"), 0)
+        jobs = state.jobs
+        for task_id in rec.task_ids():
+            task = jobs.get(task_id)
+            if task is not None:
+                counts[task.state.value] += 1
+        out[str(array_id)] = {"id": array_id, "spec": rec.text, "tasks": rec.spec.count,
+                              "throttle": rec.spec.throttle, **counts}
+    return out
 
 
 def shown(job: Job, viewer: Caller | None, now: float) -> dict[str, Any]:
@@ -132,6 +152,9 @@ def waiting_reason(state: ServerState, job: Job, up: bool) -> str:
     q = state.book.queues.get((job.user, job.queue))
     kept = state.held_room.get(job.id)
     # (what it needs shows only where room is kept for it: only then is it looked up)
+    if job.array_id is not None and state.arrays.is_parked(job):
+        rec = state.arrays.arrays[job.array_id]
+        return f"array {rec.id} runs at most {rec.spec.throttle} tasks at once"
     waiting = state.kinds.sized(job) if kept and state.kinds is not None else job
     return why_waiting(waiting, state.reasons.get((job.user, job.queue), ""), kept, state.impossible.get(job.id),
                        next(iter(q.jobs), None) if q is not None else None, up)

@@ -23,15 +23,29 @@ class Submission:
     expires: float
 
 
+@dataclass(frozen=True)
+class ArrayRow:
+    """A job array as stored: its id (its first task's), its spec (``1-1000%50``), its script (once);
+    ``rest``: the indices of its tasks after the first, which are stored as copies of the first's row
+    with their own ids (the first's plus their position) and indices."""
+
+    id: int
+    spec: str
+    script: str | None
+    rest: Sequence[int] = ()
+
+
 class JobStore(Protocol):
     def load(self, history: int) -> tuple[list[Job], int]:
         """Every unfinished job and the newest ``history`` finished ones, and the next free job id."""
         ...
 
     def insert(self, jobs: Sequence[Job], envs: dict[str, str],
-               submission: Submission | None = None) -> asyncio.Future[None]:
-        """Durably record new jobs (and their environments, by hash, and the key they were submitted
-        with); the future is done once committed (it fails with a WulfError).
+               submission: Submission | None = None, arrays: Sequence[ArrayRow] = ()) -> asyncio.Future[None]:
+        """Durably record new jobs (and their environments, by hash, the key they were submitted with,
+        and arrays: each array's first task is one of ``jobs``, its other tasks are written as copies of
+        it (see ArrayRow), and a task's script is its array's, stored once); the future is done once
+        committed (it fails with a WulfError).
 
         Writes are applied in the order of the calls, whether or not the caller awaits them."""
         ...
@@ -46,6 +60,10 @@ class JobStore(Protocol):
         ...
 
     def get(self, job_id: int) -> Job | None: ...
+
+    def arrays(self) -> dict[int, str]:
+        """Every array's spec, by id."""
+        ...
 
     def env(self, env_hash: str) -> dict[str, str]: ...
 

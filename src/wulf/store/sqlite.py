@@ -26,7 +26,7 @@ from typing import Any
 
 from wulf.errors import UsageError, WulfError
 from wulf.model.job import FINAL_STATES, Job, JobState, Origin
-from wulf.store.base import KEY_TTL, Submission
+from wulf.store.base import KEY_TTL, ArrayRow, Submission
 
 log = logging.getLogger("wulf.store")
 
@@ -95,6 +95,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN dialect TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        # job arrays: a task's row names its array; the array's script is kept once, on the array
+        "0007_arrays",
+        """
+        ALTER TABLE jobs ADD COLUMN array_id INTEGER;
+        ALTER TABLE jobs ADD COLUMN array_index INTEGER;
+        CREATE INDEX jobs_array ON jobs (array_id) WHERE array_id IS NOT NULL;
+        CREATE TABLE arrays (id INTEGER PRIMARY KEY, spec TEXT NOT NULL, script TEXT);
+        """,
+    ),
 ]
 
 _COLUMNS = [
@@ -102,6 +112,7 @@ _COLUMNS = [
     "output", "keep_script", "cpu_req", "mem_req", "cpu", "mem_mb", "node", "pid", "submitted",
     "started", "ended", "exit_code", "signal", "cpu_time", "peak_mem_mb", "reason", "nice", "ext_key",
     "constraint", "time_limit", "cputime_limit", "mem_limit_mb", "gid", "umask", "dialect",
+    "array_id", "array_index",
 ]
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
@@ -109,14 +120,26 @@ _MUTABLE = [
 ]
 _SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
 _INSERT = f"INSERT INTO jobs ({_SELECT}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+# the tasks of an array after its first, in one statement: each a copy of the first task's row with its
+# own id (the first's plus its position) and index; five times quicker than a row of values each
+_TASKS = (f"INSERT INTO jobs ({_SELECT}) SELECT "
+          + ", ".join("t.id + 1 + i.key" if c == "id" else "i.value" if c == "array_index" else f't."{c}"'
+                      for c in _COLUMNS)
+          + " FROM json_each(?) AS i, jobs AS t WHERE t.id = ?")
 _UPDATE = f"UPDATE jobs SET {', '.join(c + ' = ?' for c in _MUTABLE)} WHERE id = ?"
 _QUEUE_COLUMNS = ("user", "name", "priority", "stopped", "window", "mail")
 _TOKEN_COLUMNS = ("id", "user", "uid", "gid", "name", "hash", "created", "expires", "read_only")
 _FINAL = tuple(str(s) for s in FINAL_STATES)
 
 
+_SCRIPT = _COLUMNS.index("script")
+
+
 def _row(job: Job) -> tuple[Any, ...]:
-    return tuple(getattr(job, c) for c in _COLUMNS)
+    row = tuple(getattr(job, c) for c in _COLUMNS)
+    if job.array_id is not None:  # a task's script is its array's, stored once (see insert)
+        row = (*row[:_SCRIPT], None, *row[_SCRIPT + 1:])
+    return row
 
 
 def _changes(job: Job) -> tuple[Any, ...]:
@@ -255,12 +278,32 @@ class SqliteStore:
         )
         jobs.extend(reversed([_job(r) for r in cur]))
         jobs.sort(key=lambda j: j.id)
+        self._array_scripts(jobs)
+        return jobs, self._next_id()
+
+    def _next_id(self) -> int:
         top = self._read.execute("SELECT max(id) FROM jobs").fetchone()[0]
-        return jobs, (top or 0) + 1
+        return (top or 0) + 1
+
+    def _array_scripts(self, jobs: Sequence[Job]) -> None:
+        """Give tasks their array's script (one string shared by all of them)."""
+        wanted = {j.array_id for j in jobs if j.array_id is not None}
+        if not wanted:
+            return
+        scripts = {i: s for i, s in self._read.execute("SELECT id, script FROM arrays") if i in wanted}
+        for job in jobs:
+            if job.array_id is not None:
+                job.script = scripts.get(job.array_id)
+
+    def arrays(self) -> dict[int, str]:
+        return {i: spec for i, spec in self._read.execute("SELECT id, spec FROM arrays")}
+
 
     def insert(self, jobs: Sequence[Job], envs: dict[str, str],
-               submission: Submission | None = None) -> asyncio.Future[None]:
+               submission: Submission | None = None, arrays: Sequence[ArrayRow] = ()) -> asyncio.Future[None]:
         rows = [_row(j) for j in jobs]
+        array_rows = [(a.id, a.spec, a.script) for a in arrays]
+        tasks = [(json.dumps(list(a.rest)), a.id) for a in arrays if a.rest]  # copies of the first's row
         env_rows = list(envs.items())
         key_row = (submission.uid, submission.key, json.dumps([j.id for j in jobs]), submission.expires) \
             if submission is not None else None
@@ -268,7 +311,10 @@ class SqliteStore:
         def op(c: sqlite3.Connection) -> None:
             if env_rows:
                 c.executemany("INSERT OR IGNORE INTO envs VALUES (?, ?)", env_rows)
+            if array_rows:
+                c.executemany("INSERT INTO arrays VALUES (?, ?, ?)", array_rows)
             c.executemany(_INSERT, rows)
+            c.executemany(_TASKS, tasks)
             if key_row is not None:
                 c.execute("DELETE FROM submissions WHERE expires < ?", (key_row[3] - KEY_TTL,))  # those of old
                 c.execute("INSERT OR REPLACE INTO submissions VALUES (?, ?, ?, ?)", key_row)
@@ -289,7 +335,11 @@ class SqliteStore:
 
     def get(self, job_id: int) -> Job | None:
         row = self._read.execute(f"SELECT {_SELECT} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _job(row) if row else None
+        if not row:
+            return None
+        job = _job(row)
+        self._array_scripts([job])
+        return job
 
     def env(self, env_hash: str) -> dict[str, str]:
         row = self._read.execute("SELECT data FROM envs WHERE hash = ?", (env_hash,)).fetchone()
