@@ -11,6 +11,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
+from wulf.model.job import MAX_RETRIES
+
 PROTOCOL_VERSION = 2
 
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -73,6 +75,10 @@ Cpus = Annotated[float, Field(gt=0, le=MAX_CPUS)]
 Megabytes = Annotated[float, Field(gt=0, le=MAX_MB)]
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 Dialect = Literal["", "slurm", "pbs", "sge"]
+
+#: the start of the reason of an exit the agent caused because the job went over one of its own limits
+#: (time, cpu time, memory): such a job is not retried, it would go over again
+LIMIT_REASON = "exceeded its "
 
 
 class Msg(BaseModel):
@@ -163,6 +169,9 @@ class JobSpec(Request):
     mem_limit_mb: Megabytes | None = None  # hard memory limit; None: the site default
     nice: int | None = Field(default=None, ge=-20, le=19)  # None: scheduler.job_nice
     dialect: Dialect = ""  # the system its script was written for: its jobs see that system's variables
+    # dependencies and retries (issue 11 §3, §4)
+    depend: Annotated[str, Field(max_length=16384), BeforeValidator(_text)] = ""  # "afterok:12:13,afterany:14"
+    retries: int | None = Field(default=None, ge=0, le=MAX_RETRIES)  # None: [scheduler] default_retries
 
 
 class StartJob(Msg):
@@ -188,6 +197,7 @@ class StartJob(Msg):
     mem_limit_mb: float | None = None  # MB of memory (cgroup, or RLIMIT_AS without cgroups)
     nice: int = Field(default=0, ge=-20, le=19)  # the niceness it starts at (scheduler.job_nice, jnice)
     dialect: str = ""  # "slurm", "pbs", "sge": the job's environment gets that system's variables
+    restarts: int = 0  # how many times it ran before (WULF_RESTART_COUNT)
 
 
 class JobStarted(Msg):

@@ -1,7 +1,7 @@
 """A script's job as qr queues it: its directives (``#SBATCH``, ``#PBS``, ``#$``, ``#WULF``) applied under
 the options of the command line, which win, as in each of those systems.
 
-What wulf cannot do yet (arrays, dependencies, mail about one job, a separate stderr, several nodes) and
+What wulf cannot do yet (arrays, mail about one job, a separate stderr, several nodes) and
 what it does not know are warnings on stderr naming the directive; with ``qr --strict``, an error (exit 2,
 nothing queued). Options that mean nothing in wulf (accounts, QOS) are warnings even then.
 """
@@ -70,6 +70,10 @@ def from_directives(script: str, label: str, file_name: str, cwd: str, given: di
     fields = {k: getattr(req, k) for k in _FIELDS if getattr(req, k) is not None}
     if req.env is not None:
         fields["_env"] = req.env
+    if req.dependency:
+        from wulf.cli.qr import dependency_text
+
+        fields["depend"] = dependency_text(req.dependency, f"{label}: dependency")
     spec: dict[str, Any] = {"cwd": cwd, "queue": "default", "output": "", "keep_script": False, "name": name,
                             **fields, **wulf, **given}
     spec.update(script=with_shell(script, req.shell), command=label)

@@ -42,7 +42,6 @@ OPTIONS: dict[str, Opt] = {
 NOT_YET = {
     "t": "arrays are not supported yet; the job runs once",
     "tc": "arrays are not supported yet; the job runs once",
-    "hold_jid": "dependencies are not supported yet; the job does not wait for others",
     "hold_jid_ad": "dependencies are not supported yet; the job does not wait for others",
     "m": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
     "M": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
@@ -92,6 +91,13 @@ class _Reader:
                 req.note(what, IGNORED[name], strict=False)
         else:
             getattr(self, "_opt_" + name)(v, what)
+
+    def _opt_hold_jid(self, v: str, what: str) -> None:
+        """-hold_jid 12,13: after those jobs ended, however (Grid Engine does not ask how)."""
+        ids = [w.strip() for w in v.split(",") if w.strip()]
+        if not ids or not all(w.isascii() and w.isdigit() for w in ids):
+            raise DirectiveError(f"{what}: wulf waits for job ids only (12,13), not names or patterns: {v!r}")
+        self.req.dependency = "afterany:" + ":".join(ids)
 
     def _opt_N(self, v: str, what: str) -> None:
         self.req.name = v

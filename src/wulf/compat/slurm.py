@@ -66,7 +66,6 @@ SHORT: dict[str, Opt] = {
 
 NOT_YET = {
     "array": "arrays are not supported yet; the job runs once",
-    "dependency": "dependencies are not supported yet; the job does not wait for others",
     "mail-type": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
     "mail-user": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
     "requeue": "requeueing is not supported yet; a job that fails stays failed",
@@ -155,6 +154,9 @@ class _Reader:
     def _resource(self, name: str, v: str, what: str) -> None:
         """The options wulf applies, each by its method ``_NAME``."""
         getattr(self, "_" + name.replace("-", "_"))(v, what)
+
+    def _dependency(self, v: str, what: str) -> None:
+        self.req.dependency = v  # afterok:12:13,afterany:14: wulf's own form (checked by qr)
 
     def _job_name(self, v: str, what: str) -> None:
         self.req.name = v

@@ -24,6 +24,9 @@ class Origin(StrEnum):
     EXTERNAL = "external"  # found running on a node, not started by wulf
 
 
+#: the most times a job may be queued again after it fails (qr --retries, [scheduler] default_retries)
+MAX_RETRIES = 100
+
 FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
 WAITING_STATES = frozenset({JobState.QUEUED, JobState.HELD})
 ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.HELD, JobState.RUNNING})
@@ -87,6 +90,10 @@ class Job:
     gid: int | None = None  # the owner's group when they submitted it (None: their primary group)
     umask: int | None = None  # the owner's umask when they submitted it (None: 022)
     dialect: str = ""  # "slurm", "pbs", "sge": the system its script was written for (see wulf.compat)
+    # dependencies and retries (issue 11 §3, §4)
+    depend: str = ""  # what it waits for, as wulf.model.depend writes it: "afterok:12:13,afterany:14"
+    retries: int = 0  # how many times it is queued again after it fails (qr --retries)
+    restarts: int = 0  # how many times it has been queued again so far (WULF_RESTART_COUNT)
     # measured now, and the adaptive allocation's state (not stored)
     cpu_used: float = 0.0
     mem_used: float = 0.0
@@ -146,4 +153,8 @@ class Job:
             "cputime_limit": self.cputime_limit,
             "mem_limit_mb": self.mem_limit_mb,
             "dialect": self.dialect,
+            "depend": self.depend,
+            "retries": self.retries,
+            "restarts": self.restarts,
+            "attempts": self.restarts + (self.started is not None),  # the runs it had (its own and requeued)
         }

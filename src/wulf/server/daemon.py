@@ -21,6 +21,7 @@ from typing import Any
 from wulf.auth.identity import Caller
 from wulf.config import Config
 from wulf.errors import Forbidden, NotFound, Refused, WulfError
+from wulf.model import depend
 from wulf.model.job import FINAL_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.history import History
@@ -55,6 +56,7 @@ from wulf.server.events import (
     ReleaseRequested,
     ReniceRequested,
     Reported,
+    Requeued,
     SchedulePass,
     SessionFailed,
     Submitted,
@@ -68,6 +70,7 @@ from wulf.server.instructions import (
     Log,
     Mail,
     RecordExits,
+    Requeue,
     Send,
     StartJobs,
     Wake,
@@ -172,11 +175,22 @@ class Daemon:
 
     def load(self) -> None:
         jobs, next_id = self.store.load(self.config.server.history)
+        jobs += self._named_ended(jobs)
         self.state.restore(jobs, next_id, self.store.node_states(), self.store.queues(), self.started_at)
         self.keys = self.store.submissions(time.time())
         log.info("loaded %d jobs from the store; next id %d", len(jobs), next_id)
 
+    def _named_ended(self, jobs: list[Job]) -> list[Job]:
+        """The ended jobs that waiting dependents name and that the store did not load (older than the
+        history kept in memory): their dependents are decided from them (see ServerState.settle)."""
+        have = {j.id for j in jobs}
+        named = {i for j in jobs if j.depend and not j.final for i in depend.ids_of(depend.parse(j.depend))}
+        return list(self._read(sorted(named - have)).values())
+
     def start(self) -> None:
+        settled = self.state.settle(time.time())
+        if settled:
+            self._spawn(self._apply(settled))
         self._scheduler = asyncio.create_task(self._schedule_loop(), name="wulf-scheduler")
         self._lost_watch = asyncio.create_task(self._watch_lost(), name="wulf-lost-nodes")
         self.wake()
@@ -238,6 +252,8 @@ class Daemon:
                 await self._send(ins.node, ins.msg)
             elif isinstance(ins, RecordExits):
                 await self._exited(ins.node, ins.exits)
+            elif isinstance(ins, Requeue):  # after the ack of the exit that failed them
+                await self._apply(self.state.handle(Requeued(ins.jobs)))
             else:
                 self._note(ins)
         return [], None
@@ -276,7 +292,7 @@ class Daemon:
                     self._commit(list(ins.jobs))
             elif isinstance(ins, Send):
                 self._spawn(self._send(ins.node, ins.msg))
-            elif isinstance(ins, StartJobs | RecordExits):
+            elif isinstance(ins, StartJobs | RecordExits | Requeue):
                 self._spawn(self._apply([ins]))
             else:
                 self._note(ins)
@@ -396,13 +412,26 @@ class Daemon:
         first = self.state.next_id
         try:
             jobs = [self._new_job(spec, caller, h, Origin.BATCH, now, req.umask) for spec in req.jobs]
+            known = await self._dependencies(jobs)
         except WulfError:
             self.state.next_id = first  # nothing of a bad batch is kept
             raise
         await self.store.insert(jobs, fresh, submission)
         self._remember_env(h, req.env)
-        await self._apply(self.state.handle(Submitted(tuple(jobs))))
+        await self._apply(self.state.handle(Submitted(tuple(jobs), known)))
         return [j.id for j in jobs]
+
+    async def _dependencies(self, jobs: Sequence[Job]) -> dict[int, Job]:
+        """Check the jobs' dependencies (UsageError: unknown jobs, cycles); the jobs they name that are
+        no longer in memory, read from the store off the loop."""
+        if not any(j.depend for j in jobs):
+            return {}
+        ours = {j.id for j in jobs}
+        named = intake.check_dependencies(jobs, lambda i: True)  # the cycles first
+        missing = [i for i in named if i not in self.jobs and i not in ours]
+        found = await asyncio.to_thread(self._read, missing) if missing else {}
+        intake.check_dependencies(jobs, lambda i: i in self.jobs or i in found)
+        return found
 
     def get(self, job_id: int) -> Job:
         """One job, from memory or else the store (a read on the caller's thread: see :meth:`fetch`)."""
@@ -600,6 +629,7 @@ class Daemon:
             keep_script=job.keep_script, cpu=job.cpu, mem_mb=job.mem_mb, time_limit=job.time_limit,
             cputime_limit=job.cputime_limit, mem_limit_mb=job.mem_limit_mb,
             nice=penalty_nice(job.nice, job.penalized, self.policy.adapt), dialect=job.dialect,
+            restarts=job.restarts,
         )
 
     async def _send(self, node_name: str, msg: Any) -> None:

@@ -18,9 +18,11 @@ from wulf.protocol import JobExit, JobStarted, NodeInfo, Report
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    """New jobs, committed: batch jobs wait in their queues; an interactive one already runs on its node."""
+    """New jobs, committed: batch jobs wait in their queues; an interactive one already runs on its node.
+    ``known``: the jobs their dependencies name that are not in memory any more, as read from the store."""
 
     jobs: tuple[Job, ...]
+    known: Mapping[int, Job] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,14 @@ class SessionFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class Requeued:
+    """The exits that failed these jobs are acknowledged to their node: those still to be retried go
+    back in line (see :class:`~wulf.server.instructions.Requeue`)."""
+
+    jobs: tuple[Job, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passes: nodes down longer than ``[server] node_lost_after`` lose their jobs."""
 
@@ -144,4 +154,5 @@ class Tick:
 
 
 Event = (Submitted | SchedulePass | JobsStarted | JobsExited | CancelRequested | HoldRequested | ReleaseRequested
-         | ReniceRequested | QueueChanged | Drained | NodeUp | NodeDown | Reported | SessionFailed | Tick)
+         | ReniceRequested | QueueChanged | Drained | NodeUp | NodeDown | Reported | SessionFailed | Tick
+         | Requeued)

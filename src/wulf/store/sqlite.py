@@ -95,6 +95,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN dialect TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        "0008_dependencies_retries",
+        """
+        ALTER TABLE jobs ADD COLUMN depend TEXT NOT NULL DEFAULT '';
+        ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
 _COLUMNS = [
@@ -102,10 +110,11 @@ _COLUMNS = [
     "output", "keep_script", "cpu_req", "mem_req", "cpu", "mem_mb", "node", "pid", "submitted",
     "started", "ended", "exit_code", "signal", "cpu_time", "peak_mem_mb", "reason", "nice", "ext_key",
     "constraint", "time_limit", "cputime_limit", "mem_limit_mb", "gid", "umask", "dialect",
+    "depend", "retries", "restarts",
 ]
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
-    "peak_mem_mb", "reason", "nice", "queue",
+    "peak_mem_mb", "reason", "nice", "queue", "restarts",
 ]
 _SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
 _INSERT = f"INSERT INTO jobs ({_SELECT}) VALUES ({', '.join('?' * len(_COLUMNS))})"
