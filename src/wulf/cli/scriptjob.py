@@ -33,6 +33,22 @@ def _wulf_options(words: list[str]) -> dict[str, Any]:
     return _given(args)
 
 
+def _dependency(text: str, dialect: str, label: str) -> str:
+    """A script's dependency directive as wulf's (UsageError: one it cannot honour; the job must not run
+    before what it waits for, so this is never only a warning)."""
+    from wulf.cli.qr import dependency_text
+    from wulf.compat.request import DirectiveError
+
+    if dialect == "sge":
+        from wulf.compat.sge import hold_dependency
+
+        try:
+            text = hold_dependency(text)
+        except DirectiveError as e:
+            raise UsageError(f"{label} {e.message}") from None
+    return dependency_text(text, f"{label}: dependency")
+
+
 def _report(label: str, notes: list[Any], strict: bool) -> None:
     seen: set[str] = set()
     for note in notes:
@@ -71,9 +87,7 @@ def from_directives(script: str, label: str, file_name: str, cwd: str, given: di
     if req.env is not None:
         fields["_env"] = req.env
     if req.dependency:
-        from wulf.cli.qr import dependency_text
-
-        fields["depend"] = dependency_text(req.dependency, f"{label}: dependency")
+        fields["depend"] = _dependency(req.dependency, req.dialect, label)
     spec: dict[str, Any] = {"cwd": cwd, "queue": "default", "output": "", "keep_script": False, "name": name,
                             **fields, **wulf, **given}
     spec.update(script=with_shell(script, req.shell), command=label)

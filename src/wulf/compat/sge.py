@@ -93,11 +93,9 @@ class _Reader:
             getattr(self, "_opt_" + name)(v, what)
 
     def _opt_hold_jid(self, v: str, what: str) -> None:
-        """-hold_jid 12,13: after those jobs ended, however (Grid Engine does not ask how)."""
-        ids = [w.strip() for w in v.split(",") if w.strip()]
-        if not ids or not all(w.isascii() and w.isdigit() for w in ids):
-            raise DirectiveError(f"{what}: wulf waits for job ids only (12,13), not names or patterns: {v!r}")
-        self.req.dependency = "afterany:" + ":".join(ids)
+        """-hold_jid 12,13: after those jobs ended, however (Grid Engine does not ask how); carried as
+        written (names too: qr refuses those, see hold_dependency)."""
+        self.req.dependency = v
 
     def _opt_N(self, v: str, what: str) -> None:
         self.req.name = v
@@ -197,6 +195,15 @@ class _Reader:
                            ("USER", "%u"), ("HOME", pattern_text(self.where.home)), ("HOSTNAME", "%N")):
             out = re.sub(rf"\$(?:{var}\b|\{{{var}\}})", lambda _m, v=value: v, out)  # type: ignore[misc]
         return absolute(out, self.cwd or self.where.home)
+
+
+def hold_dependency(text: str) -> str:
+    """``-hold_jid 12,13`` in wulf's terms (``afterany:12:13``); DirectiveError for names and patterns
+    (wulf waits for job ids only, and a job must not run before what it waits for)."""
+    ids = [w.strip() for w in text.split(",") if w.strip()]
+    if not ids or not all(w.isascii() and w.isdigit() for w in ids):
+        raise DirectiveError(f"#$ -hold_jid: wulf waits for job ids only (12,13), not names or patterns: {text!r}")
+    return "afterany:" + ":".join(ids)
 
 
 def _path(v: str) -> str:
