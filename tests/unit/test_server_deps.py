@@ -13,7 +13,7 @@ from wulf.config import Config, SchedulerConfig, ServerConfig
 from wulf.errors import ConfigError, UsageError
 from wulf.model import depend
 from wulf.model.job import Job, JobState, Origin
-from wulf.protocol import Ack, JobExit, JobStarted, NodeInfo
+from wulf.protocol import Ack, JobExit, JobStarted, NodeInfo, Signal
 from wulf.server import intake
 from wulf.server.events import (
     CancelRequested,
@@ -28,7 +28,16 @@ from wulf.server.events import (
     Submitted,
     Tick,
 )
-from wulf.server.instructions import Commit, Instruction, JobEnded, Requeue, Send, StartJobs, Wake
+from wulf.server.instructions import (
+    Commit,
+    Instruction,
+    JobEnded,
+    RecordExits,
+    Requeue,
+    Send,
+    StartJobs,
+    Wake,
+)
 from wulf.server.state import ServerState
 from wulf.server.views import waiting_reason
 
@@ -307,9 +316,16 @@ def test_a_lost_node_fails_its_jobs_or_requeues_those_with_retries() -> None:
     assert retried.state is JobState.QUEUED and retried.restarts == 1 and _in_line(state, retried)
     assert {plain.id, retried.id} <= _committed(todo)
     assert "node lost" in retried.reason
-    # the agent comes back and tells the old run's exit: that run is over already, the new attempt waits
-    todo = _up(state, finished=[JobExit(id=retried.id, exit_code=1, time=T0 + 20)])
-    assert retried.state is JobState.QUEUED and retried.restarts == 1
+    # the agent comes back and tells the old run's exit: that run is over already; the new attempt waits
+    # out of line until that exit is acknowledged (the agent would not start a job whose exit it keeps)
+    old = JobExit(id=retried.id, exit_code=1, time=T0 + 20)
+    todo = _up(state, finished=[old])
+    assert retried.state is JobState.QUEUED and retried.restarts == 1 and not _in_line(state, retried)
+    [record] = _of(todo, RecordExits)
+    todo = state.handle(JobsExited("n1", record.exits, T0 + 80))
+    assert (retried.state, retried.exit_code, _started(todo)) == (JobState.QUEUED, None, [])
+    assert todo[-2:] == [Send("n1", Ack(ids=[retried.id])), Requeue((retried,))]
+    state.handle(Requeued((retried,)))
     assert _started(state.handle(SchedulePass(T0 + 80))) == [retried.id]
 
 
@@ -321,8 +337,25 @@ def test_an_agent_that_still_runs_a_requeued_job_has_it_killed() -> None:
     state.handle(Tick(T0 + 71))
     todo = _up(state, running=[JobStarted(id=job.id, pid=10, time=T0 + 1)])
     assert job.state is JobState.QUEUED  # not adopted: that run is the lost attempt
-    assert any(isinstance(i, Send) and getattr(i.msg, "signal", None) == 9 and job.id in i.msg.ids  # type: ignore[attr-defined]
-               for i in todo)
+    assert Send("n1", Signal(ids=[job.id], signal=9)) in todo
+    assert _started(state.handle(SchedulePass(T0 + 80))) == []  # not while that run goes on
+    todo = _exit(state, job, None, signal=9, now=T0 + 81)
+    assert job.state is JobState.QUEUED and job.restarts == 1 and _ended(todo) == []  # not this attempt's end
+    state.handle(Requeued(_of(todo, Requeue)[0].jobs))
+    assert _started(state.handle(SchedulePass(T0 + 82))) == [job.id]
+
+
+def test_a_node_lost_again_before_it_tells_of_an_earlier_run_gives_that_run_up() -> None:
+    state = _state(node_lost_after=60)
+    _up(state)
+    job = _running(state, retries=1)
+    state.handle(NodeDown("n1", T0 + 10))
+    state.handle(Tick(T0 + 71))
+    _up(state, running=[JobStarted(id=job.id, pid=10, time=T0 + 1)], now=T0 + 72)
+    assert not _in_line(state, job)
+    state.handle(NodeDown("n1", T0 + 73))
+    state.handle(Tick(T0 + 140))
+    assert _in_line(state, job) and job.state is JobState.QUEUED
 
 
 # ---------------------------------------------------------------- any order of events (hypothesis)

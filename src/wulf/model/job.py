@@ -125,6 +125,7 @@ class Job:
             "mem_mb": self.mem_mb,
             "age": round(now - (self.started or self.submitted), 3),
             "reason": self.reason,
+            "restarts": self.restarts,
         }
 
     def public(self, now: float) -> dict[str, Any]:
@@ -155,6 +156,5 @@ class Job:
             "dialect": self.dialect,
             "depend": self.depend,
             "retries": self.retries,
-            "restarts": self.restarts,
             "attempts": self.restarts + (self.started is not None),  # the runs it had (its own and requeued)
         }

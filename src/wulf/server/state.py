@@ -101,6 +101,7 @@ class ServerState:
         self.next_id = 1
         self._pool: NodePool | None = None  # kept between passes; nodes in _stale are updated first
         self._stale: set[str] = set()
+        self.strays: dict[int, str] = {}  # job queued again -> the node where its earlier run still goes
         self.waits = Waits()  # dependents waiting for other jobs to end (see wulf.model.depend)
         self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, self._resolve_dependents]
         self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
@@ -472,7 +473,7 @@ class ServerState:
             was_running = job.state is JobState.RUNNING
             told += self._record_exit(job, e)
             ended.append(job)
-            if was_running and job.state is JobState.QUEUED:
+            if was_running and job.state is JobState.QUEUED or self.strays.pop(e.id, None) == ev.node:
                 failed.append(job)
         retried = self._park(failed)
         out: list[Instruction] = []
@@ -520,6 +521,8 @@ class ServerState:
                 changed[job.id] = job
             if job is None or job.final or job.node != node.name:
                 stray.append(r.id)  # cancelled or lost while the agent was away, or not ours any more
+                if job is not None:
+                    self._await_stray(job, node.name)
             elif job.pid != r.pid:
                 job.pid, job.started = r.pid, job.started or r.time
                 changed[job.id] = job
@@ -528,6 +531,7 @@ class ServerState:
             job = self.jobs.get(e.id)
             if job is not None:
                 self._adopt(node, job, out)
+                self._await_stray(job, node.name)
                 if job.state is JobState.RUNNING and job.node != node.name:
                     continue  # it runs elsewhere now; this stale exit is not its end
             finished.append(e)
@@ -576,7 +580,8 @@ class ServerState:
             return out
         for name, since in list(self.down_since.items()):
             node = self.nodes.get(name)
-            if node is not None and not node.up and ev.now - since >= after and node.jobs:
+            if node is not None and not node.up and ev.now - since >= after and (
+                    node.jobs or name in self.strays.values()):
                 out += self._lose(node, since, ev.now)
         if out:
             out.append(Wake())
@@ -589,6 +594,7 @@ class ServerState:
         reason = f"node lost: {node.name} down since {stamp}"
         changed = []
         ended: list[Instruction] = []
+        self._strays_lost(node.name)
         for job in list(node.jobs.values()):
             if job.origin is Origin.EXTERNAL:
                 node.external.pop(job.ext_key, None)
@@ -778,10 +784,27 @@ class ServerState:
             self.book.remove(job)
         return tuple(jobs)
 
+    def _await_stray(self, job: Job, node: str) -> None:
+        """A node tells of an earlier run of a job queued again (still going, to be killed, or ended and
+        not yet acknowledged): the job waits out of line until that run's exit is in and acknowledged."""
+        if job.state is JobState.QUEUED and job.restarts:
+            self.book.remove(job)
+            self.strays[job.id] = node
+
+    def _strays_lost(self, node: str) -> None:
+        """The node is lost again: the earlier runs it had are given up; their jobs go back in line."""
+        for job_id, where in list(self.strays.items()):
+            if where == node:
+                del self.strays[job_id]
+                job = self.jobs.get(job_id)
+                if job is not None and job.state is JobState.QUEUED and not self.waits.waiting(job_id):
+                    self.book.add(job)
+
     def _requeued(self, ev: Requeued) -> list[Instruction]:
         back = False
         for job in ev.jobs:
-            if job.state is JobState.QUEUED and self.jobs.get(job.id) is job and not self.waits.waiting(job.id):
+            if (job.state is JobState.QUEUED and self.jobs.get(job.id) is job and not self.waits.waiting(job.id)
+                    and job.id not in self.strays):
                 self.book.add(job)
                 back = True
         return [Wake()] if back else []
