@@ -468,8 +468,8 @@ class ServerState:
         told: list[Instruction] = []
         for e in ev.exits:
             job = self.jobs.get(e.id) or ev.stored.get(e.id)
-            if job is None:
-                continue
+            if job is None or job.state is JobState.RUNNING and job.node != ev.node:
+                continue  # (the exit of a run lost on that node, while it runs again elsewhere: not its end)
             was_running = job.state is JobState.RUNNING
             told += self._record_exit(job, e)
             ended.append(job)
