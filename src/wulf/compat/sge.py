@@ -55,7 +55,7 @@ NOT_YET = {
 }
 CARRIED = {"t": "array", "hold_jid": "dependency", "hold_jid_ad": "dependency", "m": "mail_type", "M": "mail_user"}
 IGNORED = {
-    "r": "ignored (wulf does not rerun jobs)", "R": "ignored (no reservations)", "P": "projects are not used by "
+    "r": "ignored (a job is queued again only with #WULF --retries N)", "R": "ignored (no reservations)", "P": "projects are not used by "
     "wulf; ignored", "A": "accounts are not used by wulf; ignored", "b": "ignored (a script is a script)",
     "now": "ignored", "binding": "ignored", "js": "ignored", "w": "ignored", "ac": "ignored", "dc": "ignored",
     "sc": "ignored", "shell": "ignored", "terse": "ignored", "C": "ignored", "ckpt": "ignored (no checkpoints)",

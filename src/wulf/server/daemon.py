@@ -20,7 +20,7 @@ from typing import Any
 
 from wulf.auth.identity import Caller
 from wulf.config import Config
-from wulf.errors import Forbidden, NotFound, Refused, WulfError
+from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
 from wulf.model import depend
 from wulf.model.job import FINAL_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
@@ -569,6 +569,8 @@ class Daemon:
 
     async def interactive(self, req: InteractiveRequest, caller: Caller) -> InteractiveReply:
         intake.check_sizes([req.job], req.env, self.config.limits.job_max_mb)
+        if req.job.depend.strip() or req.job.retries:
+            raise UsageError("an interactive job starts now: it cannot wait for other jobs nor be retried (use qr)")
         node = self.place_now(caller.user)
         assert node.link is not None
         h, fresh = self._env_rows(req.env)
