@@ -226,8 +226,8 @@ class ServerState:
 
     def _record_exit(self, job: Job, e: JobExit) -> list[Instruction]:
         """What the agent measured; a running job ends (done, or failed with a reason)."""
-        if job.state is JobState.QUEUED:  # an exit of an earlier attempt, told again: that run is over already
-            return []
+        if job.state is JobState.QUEUED or job.state is JobState.HELD:
+            return []  # an exit of an earlier attempt, told again: that run is over already
         job.exit_code = e.exit_code
         job.signal = e.signal
         job.cpu_time = e.cpu_time
