@@ -368,6 +368,9 @@ def test_a_node_lost_again_before_it_tells_of_an_earlier_run_gives_that_run_up()
     state.handle(Tick(T0 + 71))
     _up(state, running=[JobStarted(id=job.id, pid=10, time=T0 + 1)], now=T0 + 72)
     assert not _in_line(state, job)
+    state.handle(HoldRequested((job,), "alice"))
+    state.handle(ReleaseRequested((job,)))
+    assert not _in_line(state, job)  # released, it still waits for that run's end
     state.handle(NodeDown("n1", T0 + 73))
     state.handle(Tick(T0 + 140))
     assert _in_line(state, job) and job.state is JobState.QUEUED

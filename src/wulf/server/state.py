@@ -414,7 +414,7 @@ class ServerState:
             if job.state is JobState.HELD:
                 job.set_state(JobState.QUEUED)
                 job.reason = self.waits.reasons.get(job.id, "")
-                if not job.reason:  # a dependent still waiting stays out of line
+                if not job.reason and job.id not in self.strays:  # (a dependent, or an earlier run, waited for)
                     self.book.add(job)
                 released.append(job)
         return [Commit(tuple(released)), Wake()] if released else []
