@@ -17,6 +17,7 @@ from typing import Any
 
 from wulf import locate
 from wulf.errors import ConfigError
+from wulf.model.job import MAX_RETRIES
 
 SYSTEM_CONFIG = Path(locate.SYSTEM_CONFIG)
 DEFAULT_PORT = 7878
@@ -106,6 +107,12 @@ class SchedulerConfig:
     rank: str = "cpu_free * 1e9 + mem_free_mb"  # placement expression over node metrics; larger is better
     policy_plugin: str = ""  # "package.module:object", a Python policy
     use_observed: bool = True  # count what nodes are seen to use (false: allocations only, never adapted)
+    default_retries: int = 0  # how many times a failed job is queued again unless it asks (qr --retries)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.default_retries <= MAX_RETRIES:
+            raise ConfigError(f"scheduler.default_retries must be a whole number from 0 to {MAX_RETRIES}, not "
+                              f"{self.default_retries}")
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,11 @@ from pydantic import (
     model_serializer,
 )
 
+from wulf.model.job import MAX_RETRIES
+
 PROTOCOL_VERSION = 3
-"""2: wulf 0.1.0. 3: wulf 0.2.0 (a start names the job's dialect; an agent of 0.1.0 could not read it)."""
+"""2: wulf 0.1.0. 3: wulf 0.2.0 (a start names the job's dialect, array and attempt; an agent of 0.1.0
+could not read it)."""
 
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 """A job id as a client may name one (the store's integers are 64 bits)."""
@@ -85,6 +88,10 @@ Cpus = Annotated[float, Field(gt=0, le=MAX_CPUS)]
 Megabytes = Annotated[float, Field(gt=0, le=MAX_MB)]
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 Dialect = Literal["", "slurm", "pbs", "sge"]
+
+#: the start of the reason of an exit the agent caused because the job went over one of its own limits
+#: (time, cpu time, memory): such a job is not retried, it would go over again
+LIMIT_REASON = "exceeded its "
 
 
 class Msg(BaseModel):
@@ -176,6 +183,9 @@ class JobSpec(Request):
     nice: int | None = Field(default=None, ge=-20, le=19)  # None: scheduler.job_nice
     dialect: Dialect = ""  # the system its script was written for: its jobs see that system's variables
     array: Annotated[str, Field(max_length=1024), BeforeValidator(_text)] = ""  # "1-100%5": one job a task
+    # dependencies and retries (issue 11 §3, §4)
+    depend: Annotated[str, Field(max_length=16384), BeforeValidator(_text)] = ""  # "afterok:12:13,afterany:14"
+    retries: int | None = Field(default=None, ge=0, le=MAX_RETRIES)  # None: [scheduler] default_retries
 
 
 class StartJob(Msg):
@@ -208,6 +218,7 @@ class StartJob(Msg):
     array_min: int | None = None
     array_max: int | None = None
     array_step: int | None = None  # the step between indices when it is one range (0-30:3: 3), else 1
+    restarts: int = 0  # how many times it ran before (WULF_RESTART_COUNT)
 
     @model_serializer(mode="wrap")
     def _without_array(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

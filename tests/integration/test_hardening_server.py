@@ -201,13 +201,13 @@ def test_running_jobs_of_a_node_that_stays_down_end_lost(tmp_path: Path) -> None
         p = c.run("qwait", str(jid), check=False, timeout=60)
         assert p.returncode == 1, p.stderr
         job = c.job(jid)
-        assert job["state"] == "failed" and job["reason"].startswith("lost: node n1 down since "), job
+        assert job["state"] == "failed" and job["reason"].startswith("node lost: n1 down since "), job
         # the agent comes back and still runs it: the job is killed, its record stays as it is
         assert os.path.exists(f"/proc/{pid}")
         c.agent("n1", cpus=2)
         wait_until("the lost job's process to be killed", lambda: not os.path.exists(f"/proc/{pid}"))
         job = c.job(jid)
-        assert job["state"] == "failed" and job["reason"].startswith("lost: node n1 down since ")
+        assert job["state"] == "failed" and job["reason"].startswith("node lost: n1 down since ")
         assert not _running(c)
 
 

@@ -82,7 +82,7 @@ EXPECTED: dict[str, tuple[dict[str, Any], set[str]]] = {
     "pbs_casper_join.sh": (dict(name="C1", mem_mb=4096.0, time_limit=60.0, queue="casper", error=None, array="1-10",
                                 output="/glade/derecho/scratch/apdixon/national_gwp/sh_sends/C1.stdout"), set()),
     "pbs_depend.sh": (dict(cpu=16.0, dependency="afterok:11111", queue="home-yeo", time_limit=60.0),
-                      {"#PBS -W depend", "#PBS -e"}),
+                      {"#PBS -e"}),
     "pbs_vsc_indented.sh": (dict(name="my_serial_job", cpu=1.0, time_limit=H, output="/sub/stdout", cwd="/home/u"),
                             {"#PBS -m", "#PBS -e"}),
     "pbs_nci_wd.sh": (dict(cpu=96.0, mem_mb=32 * 1024.0, time_limit=12 * H, cwd="/sub", name="job",
@@ -114,7 +114,7 @@ EXPECTED: dict[str, tuple[dict[str, Any], set[str]]] = {
                                  {"#$ -l time"}),
     "sge_hold_after_command.sh": (dict(name="late", dependency="prep,12", cpu=2.0, mem_limit_mb=3072.0,
                                        time_limit=1.5 * H, cwd="/home/u", output="/home/u/late.o%j"),
-                                  {"#$ -hold_jid"}),
+                                  set()),
 }
 
 

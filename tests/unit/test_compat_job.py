@@ -184,3 +184,43 @@ def test_command_output_directory_and_dialect_bounds(tmp_path: Path) -> None:
     assert JobSpec(cwd="/", command="x", dialect="pbs").dialect == "pbs"
     with pytest.raises(ValidationError):
         JobSpec(cwd="/", command="x", dialect="lsf")  # type: ignore[arg-type]
+
+
+def test_scripts_wait_for_what_their_directives_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    [spec] = _specs(tmp_path, "#!/bin/sh\n#SBATCH --dependency=afterok:12:13,afterany:14\necho\n", "--strict")
+    assert spec["depend"] == "afterok:12:13,afterany:14"
+    [spec] = _specs(tmp_path, "#!/bin/sh\n#PBS -W depend=afternotok:7\necho\n", "--strict")
+    assert spec["depend"] == "afternotok:7"
+    [spec] = _specs(tmp_path, "#!/bin/sh\n#$ -hold_jid 5,6\necho\n", "--strict")
+    assert spec["depend"] == "afterany:5:6"
+    [spec] = _specs(tmp_path, "#!/bin/sh\n#SBATCH -d afterok:3\necho\n", "--after-any", "4")
+    assert spec["depend"] == "afterany:4"  # the command line wins
+    assert capsys.readouterr().err == ""
+    for script, message in (("#SBATCH --dependency=singleton\n", "afterok:ID"),
+                            ("#$ -hold_jid prep,12\n", "job ids only"),
+                            ("#PBS -W depend=before:3\n", "afterok:ID")):
+        with pytest.raises(UsageError, match=message):  # never only a warning: the job would not wait
+            _specs(tmp_path, "#!/bin/sh\n" + script + "echo\n")
+
+
+def test_a_job_is_told_which_attempt_it_is() -> None:
+    env = launcher.job_env(_job(dialect="slurm", restarts=2), "n1")
+    assert (env["WULF_RESTART_COUNT"], env["SLURM_RESTART_COUNT"]) == ("2", "2")
+    assert launcher.job_env(_job(), "n1")["WULF_RESTART_COUNT"] == "0"
+
+
+def test_store_keeps_dependencies_and_attempts(tmp_path: Path) -> None:
+    async def go() -> tuple[str, int, int]:
+        store = SqliteStore(tmp_path / "w.db")
+        try:
+            job = Job(id=1, user="u", uid=1000, origin=Origin.BATCH, state=JobState.QUEUED, command="x", cwd="/",
+                      depend="afterok:12", retries=3)
+            await asyncio.wait_for(store.insert([job], {}), 10)
+            job.restarts = 2
+            await asyncio.wait_for(store.update([job]), 10)
+            [back] = store.load(10)[0]
+            return back.depend, back.retries, back.restarts
+        finally:
+            store.close()
+
+    assert asyncio.run(go()) == ("afterok:12", 3, 2)

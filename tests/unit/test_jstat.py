@@ -11,7 +11,7 @@ from wulf.cli.jstat import group_arrays, jobs_table
 def _job(**kw: Any) -> dict[str, Any]:
     job = {"id": 7, "user": "alice", "queue": "default", "origin": "batch", "state": "queued", "exit_code": None,
            "node": None, "cpu": 4.0, "mem_mb": 1024.0, "age": 75.0, "reason": "", "command": "echo hi",
-           "array_id": None, "array_index": None}
+           "array_id": None, "array_index": None, "restarts": 0}
     job.update(kw)
     return job
 
@@ -41,6 +41,12 @@ def test_the_table_needs_only_the_brief_listing_of_a_job() -> None:
     assert set(brief) < set(job.public(now=30.0))
     assert jobs_table([brief]).splitlines()[1].split() == ["9", "bob", "default", "batch", "done", "n2", "1", "32M",
                                                           "30s", "true"]
+
+
+def test_the_table_says_which_attempt_a_retried_job_is_at() -> None:
+    row = jobs_table([_job(state="failed", exit_code=3, restarts=2, reason="exited 3")]).splitlines()[1]
+    assert "failed(3) try 3" in row
+    assert " try " not in jobs_table([_job()])
 
 
 def test_json_for_a_program_puts_each_record_on_a_line_of_its_own(capsys: Any) -> None:

@@ -266,7 +266,7 @@ def test_a_node_down_too_long_loses_its_jobs() -> None:
     assert state.handle(Tick(T0 + 69)) == []
     todo = state.handle(Tick(T0 + 70))
     assert (a.state, b.state) == (JobState.FAILED, JobState.FAILED)
-    assert a.reason.startswith("lost: node n1 down since")
+    assert a.reason.startswith("node lost: n1 down since")
     assert _committed(todo) == {a.id, b.id} and sorted(_ended(todo)) == [a.id, b.id] and todo[-1] == Wake()
     assert state.handle(Tick(T0 + 200)) == []  # nothing left to lose
     todo = _up(state, running=[JobStarted(id=a.id, pid=1, time=T0)], now=T0 + 300)  # back, still running one

@@ -60,6 +60,7 @@ def job_env(job: StartJob, node: str, hosts_file: str | None = None) -> dict[str
         WULF_NODE=node,
         WULF_QUEUE=job.queue,
         WULF_SUBMIT_DIR=job.cwd,
+        WULF_RESTART_COUNT=str(job.restarts),
     )
     env.setdefault("PATH", os.defpath)
     if job.array_id is not None:
@@ -95,7 +96,7 @@ def dialect_env(env: dict[str, str], job: StartJob, node: str, hosts_file: str |
                    SLURM_CPUS_ON_NODE=cpus, SLURM_JOB_CPUS_PER_NODE=cpus, SLURM_NTASKS="1", SLURM_NPROCS="1",
                    SLURM_JOB_NUM_NODES="1", SLURM_NNODES="1", SLURM_JOB_NODELIST=node, SLURM_NODELIST=node,
                    SLURMD_NODENAME=node, SLURM_JOB_PARTITION=job.queue, SLURM_MEM_PER_NODE=str(round(job.mem_mb)),
-                   SLURM_RESTART_COUNT="0", SLURM_CLUSTER_NAME="wulf", SLURM_JOB_USER=job.user,
+                   SLURM_RESTART_COUNT=str(job.restarts), SLURM_CLUSTER_NAME="wulf", SLURM_JOB_USER=job.user,
                    SLURM_JOB_UID=str(job.uid))
         env.setdefault("SLURM_SUBMIT_DIR", job.cwd)
         env.setdefault("SLURM_SUBMIT_HOST", node)

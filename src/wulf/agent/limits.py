@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from wulf import rlimits
-from wulf.protocol import StartJob
+from wulf.protocol import LIMIT_REASON, StartJob
 
 CPU_BACKSTOP_MARGIN: Final = 5
 """Seconds over its cpu limit at which the rlimit of each process stops it, should the agent's own
@@ -78,15 +78,15 @@ def _mb(value: float) -> str:
 
 
 def memory_reason(limit_mb: float) -> str:
-    return f"exceeded its memory limit of {_mb(limit_mb)} MB"
+    return f"{LIMIT_REASON}memory limit of {_mb(limit_mb)} MB"
 
 
 def time_reason(limit: float) -> str:
-    return f"exceeded its time limit of {hms(limit)}"
+    return f"{LIMIT_REASON}time limit of {hms(limit)}"
 
 
 def cpu_reason(limit: float) -> str:
-    return f"exceeded its cpu time limit of {hms(limit)}"
+    return f"{LIMIT_REASON}cpu time limit of {hms(limit)}"
 
 
 def exceeded(limits: Limits, usage: Usage) -> str | None:

@@ -81,6 +81,8 @@ def jobs_table(jobs: list[dict[str, Any]]) -> str:
         state = j["state"]
         if state in ("done", "failed") and j["exit_code"] not in (None, 0):
             state += f"({j['exit_code']})"
+        if j.get("restarts"):  # queued again after it failed: which attempt this is (or was, or comes)
+            state += f" try {j['restarts'] + 1}"
         note = j["reason"]
         what = j["command"].replace("\n", " ")
         queue = j["queue"] if j["origin"] == "batch" else "-"

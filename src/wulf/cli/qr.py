@@ -83,6 +83,17 @@ def _parser() -> ArgParser:
     p.add_argument("--array", metavar="SPEC",
                    help="queue an array: one task per index, e.g. 1-100, 0-30:3, 1,4,7-9; %%N runs at most N "
                         "at once (1-1000%%50). Task i of array ID is ID[i]; it sees WULF_ARRAY_TASK_ID")
+    p.add_argument("--after", action="append", metavar="ID[,ID...]",
+                   help="start only after these jobs ended done (and never if one of them fails or is cancelled)")
+    p.add_argument("--after-any", action="append", metavar="ID[,ID...]",
+                   help="start only after these jobs ended, however they ended")
+    p.add_argument("--after-notok", action="append", metavar="ID[,ID...]",
+                   help="start only after these jobs failed or were cancelled (and never if one ends done)")
+    p.add_argument("-d", "--dependency", metavar="LIST",
+                   help="Slurm's form of the above: afterok:ID[:ID...],afterany:ID...,afternotok:ID...")
+    p.add_argument("--retries", metavar="N",
+                   help="queue the job again up to N times if it fails (not if it goes over its own limits; "
+                        "default: the site's [scheduler] default_retries)")
     p.add_argument("-Z", "--keep-script", action="store_true", help="keep the staged script after the run")
     p.add_argument("--env", metavar="NONE|ALL|NAME,...",
                    help="the environment the job gets: ALL of this one (the default), NONE, or only the "
@@ -162,6 +173,45 @@ def _array(args: Any) -> dict[str, Any]:
     return {"array": parse_array(args.array).text()}
 
 
+def dependency_text(text: str, what: str = "--dependency") -> str:
+    """A dependency as the server takes it, checked (UsageError names ``what``)."""
+    from wulf.model import depend
+
+    try:
+        return depend.text(depend.parse(text))
+    except UsageError as e:
+        raise UsageError(f"{what}: {e.message}") from None
+
+
+def _dependency(args: Any) -> str:
+    """What --after, --after-any, --after-notok and --dependency say, together (each must hold)."""
+    from wulf.model.depend import After, of_ids
+
+    parts = [args.dependency] if args.dependency is not None else []
+    for flag, kind in (("after", After.OK), ("after_any", After.ANY), ("after_notok", After.NOTOK)):
+        if getattr(args, flag):
+            parts.append(of_ids(kind, getattr(args, flag)))
+    if not parts:
+        return ""
+    return dependency_text(",".join(parts), "--after" if args.dependency is None else "--dependency")
+
+
+def _retries(text: str) -> int:
+    from wulf.model.job import MAX_RETRIES
+
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_RETRIES:
+        raise UsageError(f"--retries: {text!r} is not a number of retries (0 to {MAX_RETRIES})")
+    return int(text)
+
+
+def _lifecycle(args: Any, given: dict[str, Any]) -> None:
+    """What the job waits for, and how often it is queued again if it fails."""
+    if dep := _dependency(args):
+        given["depend"] = dep
+    if args.retries is not None:
+        given["retries"] = _retries(args.retries)
+
+
 def _given(args: Any) -> dict[str, Any]:
     """The job fields the options on a command line (or on #WULF lines) say; ``_env`` is --env's value."""
     given: dict[str, Any] = {key: getattr(args, key) for key in ("queue", "output", "name")
@@ -184,6 +234,7 @@ def _given(args: Any) -> dict[str, Any]:
             given[key] = _duration(flag, getattr(args, flag))
     if args.mem_limit is not None:
         given["mem_limit_mb"] = parse_mem(args.mem_limit, "--mem-limit")
+    _lifecycle(args, given)
     if args.nice is not None:
         try:
             given["nice"] = int(args.nice)

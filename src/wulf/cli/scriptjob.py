@@ -1,7 +1,7 @@
 """A script's job as qr queues it: its directives (``#SBATCH``, ``#PBS``, ``#$``, ``#WULF``) applied under
 the options of the command line, which win, as in each of those systems.
 
-What wulf cannot do yet (dependencies, mail about one job, a separate stderr, several nodes) and
+What wulf cannot do yet (mail about one job, a separate stderr, several nodes) and
 what it does not know are warnings on stderr naming the directive; with ``qr --strict``, an error (exit 2,
 nothing queued). Options that mean nothing in wulf (accounts, QOS) are warnings even then.
 """
@@ -31,6 +31,22 @@ def _wulf_options(words: list[str]) -> dict[str, Any]:
         if getattr(args, key):
             raise UsageError(f"#WULF: {key} options and words do not belong in a script's directives")
     return _given(args)
+
+
+def _dependency(text: str, dialect: str, label: str) -> str:
+    """A script's dependency directive as wulf's (UsageError: one it cannot honour; the job must not run
+    before what it waits for, so this is never only a warning)."""
+    from wulf.cli.qr import dependency_text
+    from wulf.compat.request import DirectiveError
+
+    if dialect == "sge":
+        from wulf.compat.sge import hold_dependency
+
+        try:
+            text = hold_dependency(text)
+        except DirectiveError as e:
+            raise UsageError(f"{label} {e.message}") from None
+    return dependency_text(text, f"{label}: dependency")
 
 
 def _report(label: str, notes: list[Any], strict: bool, who: str = "qr") -> None:
@@ -74,6 +90,8 @@ def from_directives(script: str, label: str, file_name: str, cwd: str, given: di
         fields["_env"] = req.env
     if req.array:
         fields["array"] = req.array
+    if req.dependency:
+        fields["depend"] = _dependency(req.dependency, req.dialect, label)
     spec: dict[str, Any] = {"cwd": cwd, "queue": "default", "output": "", "keep_script": False, "name": name,
                             **fields, **wulf, **given}
     spec.update(script=with_shell(script, req.shell), command=label)

@@ -128,8 +128,7 @@ class _Reader:
         for attr in v.split(","):  # depend=afterok:1:2 has no comma between its ids
             key, _, value = attr.partition("=")
             if key == "depend":
-                self.req.dependency = value
-                self.req.note(f"{what} depend", "dependencies are not supported yet; the job does not wait for others")
+                self.req.dependency = value  # afterok:1:2: wulf's own form (checked by qr)
             elif key in ("umask", "group_list", "sandbox", "stagein", "stageout"):
                 self.req.note(f"{what} {key}", "not supported; ignored")
             else:

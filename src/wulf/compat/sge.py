@@ -41,7 +41,6 @@ OPTIONS: dict[str, Opt] = {
     ]
 }
 NOT_YET = {
-    "hold_jid": "dependencies are not supported yet; the job does not wait for others",
     "hold_jid_ad": "dependencies are not supported yet; the job does not wait for others",
     "m": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
     "M": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
@@ -55,7 +54,7 @@ NOT_YET = {
 }
 CARRIED = {"hold_jid": "dependency", "hold_jid_ad": "dependency", "m": "mail_type", "M": "mail_user"}
 IGNORED = {
-    "r": "ignored (wulf does not rerun jobs)", "R": "ignored (no reservations)", "P": "projects are not used by "
+    "r": "ignored (a job is queued again only with #WULF --retries N)", "R": "ignored (no reservations)", "P": "projects are not used by "
     "wulf; ignored", "A": "accounts are not used by wulf; ignored", "b": "ignored (a script is a script)",
     "now": "ignored", "binding": "ignored", "js": "ignored", "w": "ignored", "ac": "ignored", "dc": "ignored",
     "sc": "ignored", "shell": "ignored", "terse": "ignored", "C": "ignored", "ckpt": "ignored (no checkpoints)",
@@ -92,6 +91,11 @@ class _Reader:
                 req.note(what, IGNORED[name], strict=False)
         else:
             getattr(self, "_opt_" + name)(v, what)
+
+    def _opt_hold_jid(self, v: str, what: str) -> None:
+        """-hold_jid 12,13: after those jobs ended, however (Grid Engine does not ask how); carried as
+        written (names too: qr refuses those, see hold_dependency)."""
+        self.req.dependency = v
 
     def _opt_N(self, v: str, what: str) -> None:
         self.req.name = v
@@ -206,6 +210,15 @@ class _Reader:
                            ("USER", "%u"), ("HOME", pattern_text(self.where.home)), ("HOSTNAME", "%N")):
             out = re.sub(rf"\$(?:{var}\b|\{{{var}\}})", lambda _m, v=value: v, out)  # type: ignore[misc]
         return absolute(out, self.cwd or self.where.home)
+
+
+def hold_dependency(text: str) -> str:
+    """``-hold_jid 12,13`` in wulf's terms (``afterany:12:13``); DirectiveError for names and patterns
+    (wulf waits for job ids only, and a job must not run before what it waits for)."""
+    ids = [w.strip() for w in text.split(",") if w.strip()]
+    if not ids or not all(w.isascii() and w.isdigit() for w in ids):
+        raise DirectiveError(f"#$ -hold_jid: wulf waits for job ids only (12,13), not names or patterns: {text!r}")
+    return "afterany:" + ":".join(ids)
 
 
 def _path(v: str) -> str:

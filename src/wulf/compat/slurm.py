@@ -66,10 +66,9 @@ SHORT: dict[str, Opt] = {
 }
 
 NOT_YET = {
-    "dependency": "dependencies are not supported yet; the job does not wait for others",
     "mail-type": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
     "mail-user": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
-    "requeue": "requeueing is not supported yet; a job that fails stays failed",
+    "requeue": "not carried: a failed job is queued again only with #WULF --retries N",
     "signal": "a warning signal before the time limit is not supported yet",
     "exclusive": "whole nodes are not supported yet; the job shares its node",
     "gres": "generic resources (GPUs) are not supported yet; none are allocated",
@@ -94,7 +93,7 @@ IGNORED = {
     "kill-on-invalid-dep": "ignored", "parsable": "ignored", "quiet": "ignored", "verbose": "ignored",
     "threads-per-core": "ignored", "overcommit": "ignored", "oversubscribe": "ignored (jobs share nodes)",
     "priority": "ignored (qset QUEUE --priority orders your queues)", "mcs-label": "ignored",
-    "spread-job": "ignored", "use-min-nodes": "ignored", "no-requeue": "ignored (wulf does not requeue)",
+    "spread-job": "ignored", "use-min-nodes": "ignored", "no-requeue": "ignored (a job is queued again only with --retries)",
     "get-user-env": "ignored (the job gets the environment qr sends)",
 }
 
@@ -156,6 +155,9 @@ class _Reader:
     def _resource(self, name: str, v: str, what: str) -> None:
         """The options wulf applies, each by its method ``_NAME``."""
         getattr(self, "_" + name.replace("-", "_"))(v, what)
+
+    def _dependency(self, v: str, what: str) -> None:
+        self.req.dependency = v  # afterok:12:13,afterany:14: wulf's own form (checked by qr)
 
     def _job_name(self, v: str, what: str) -> None:
         self.req.name = v

@@ -24,6 +24,9 @@ class Origin(StrEnum):
     EXTERNAL = "external"  # found running on a node, not started by wulf
 
 
+#: the most times a job may be queued again after it fails (qr --retries, [scheduler] default_retries)
+MAX_RETRIES = 100
+
 FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
 WAITING_STATES = frozenset({JobState.QUEUED, JobState.HELD})
 ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.HELD, JobState.RUNNING})
@@ -90,6 +93,10 @@ class Job:
     # job arrays (qr --array, see wulf.model.array): the array this job is a task of, and its index
     array_id: int | None = None
     array_index: int | None = None
+    # dependencies and retries (issue 11 §3, §4)
+    depend: str = ""  # what it waits for, as wulf.model.depend writes it: "afterok:12:13,afterany:14"
+    retries: int = 0  # how many times it is queued again after it fails (qr --retries)
+    restarts: int = 0  # how many times it has been queued again so far (WULF_RESTART_COUNT)
     # measured now, and the adaptive allocation's state (not stored)
     cpu_used: float = 0.0
     mem_used: float = 0.0
@@ -123,6 +130,7 @@ class Job:
             "reason": self.reason,
             "array_id": self.array_id,
             "array_index": self.array_index,
+            "restarts": self.restarts,
         }
 
     def public(self, now: float) -> dict[str, Any]:
@@ -151,4 +159,7 @@ class Job:
             "cputime_limit": self.cputime_limit,
             "mem_limit_mb": self.mem_limit_mb,
             "dialect": self.dialect,
+            "depend": self.depend,
+            "retries": self.retries,
+            "attempts": self.restarts + (self.started is not None),  # the runs it had (its own and requeued)
         }

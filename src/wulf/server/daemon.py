@@ -21,6 +21,7 @@ from typing import Any
 from wulf.auth.identity import Caller
 from wulf.config import Config
 from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
+from wulf.model import depend
 from wulf.model.array import ArraySpec, parse_array
 from wulf.model.job import FINAL_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
@@ -58,6 +59,7 @@ from wulf.server.events import (
     ReleaseRequested,
     ReniceRequested,
     Reported,
+    Requeued,
     SchedulePass,
     SessionFailed,
     Submitted,
@@ -71,6 +73,7 @@ from wulf.server.instructions import (
     Log,
     Mail,
     RecordExits,
+    Requeue,
     Send,
     StartJobs,
     Wake,
@@ -178,12 +181,23 @@ class Daemon:
 
     def load(self) -> None:
         jobs, next_id = self.store.load(self.config.server.history)
+        jobs += self._named_ended(jobs)
         self.state.restore(jobs, next_id, self.store.node_states(), self.store.queues(), self.started_at,
                            self.store.arrays())
         self.keys = self.store.submissions(time.time())
         log.info("loaded %d jobs from the store; next id %d", len(jobs), next_id)
 
+    def _named_ended(self, jobs: list[Job]) -> list[Job]:
+        """The ended jobs that waiting dependents name and that the store did not load (older than the
+        history kept in memory): their dependents are decided from them (see ServerState.settle)."""
+        have = {j.id for j in jobs}
+        named = {i for j in jobs if j.depend and not j.final for i in depend.ids_of(depend.parse(j.depend))}
+        return list(self._read(sorted(named - have)).values())
+
     def start(self) -> None:
+        settled = self.state.settle(time.time())
+        if settled:
+            self._spawn(self._apply(settled))
         self._scheduler = asyncio.create_task(self._schedule_loop(), name="wulf-scheduler")
         self._lost_watch = asyncio.create_task(self._watch_lost(), name="wulf-lost-nodes")
         self.wake()
@@ -245,6 +259,8 @@ class Daemon:
                 await self._send(ins.node, ins.msg)
             elif isinstance(ins, RecordExits):
                 await self._exited(ins.node, ins.exits)
+            elif isinstance(ins, Requeue):  # after the ack of the exit that failed them
+                await self._apply(self.state.handle(Requeued(ins.jobs)))
             else:
                 self._note(ins)
         return [], None
@@ -283,7 +299,7 @@ class Daemon:
                     self._commit(list(ins.jobs))
             elif isinstance(ins, Send):
                 self._spawn(self._send(ins.node, ins.msg))
-            elif isinstance(ins, StartJobs | RecordExits):
+            elif isinstance(ins, StartJobs | RecordExits | Requeue):
                 self._spawn(self._apply([ins]))
             else:
                 self._note(ins)
@@ -403,6 +419,7 @@ class Daemon:
         specs = [parse_array(spec.array) if spec.array else None for spec in req.jobs]  # all checked first
         more = sum(1 if a is None else a.count for a in specs)
         intake.check_queued(self.jobs.values(), caller, more, self.config.limits.max_queued_per_user)
+        known = await self._named_in(req.jobs)  # (before ids are taken: reading the store lets others run)
         now = time.time()
         h, fresh = self._env_rows(req.env)
         first = self.state.next_id
@@ -418,6 +435,7 @@ class Daemon:
                     job.array_id, job.array_index = job.id, array.first
                     arrays.append((job, array))
                     rows.append(ArrayRow(job.id, array.text(), job.script, array.indices[1:]))
+            self._check_dependencies(jobs, known)
         except WulfError:
             self.state.next_id = first  # nothing of a bad batch is kept
             raise
@@ -428,8 +446,26 @@ class Daemon:
         self._remember_env(h, req.env)
         queued = [t for j in jobs for t in tasks.get(j.id, (j,))]
         self.metrics.submitted.inc(len(queued))
-        await self._apply(self.state.handle(Submitted(tuple(queued), tuple((j.id, a) for j, a in arrays))))
+        await self._apply(self.state.handle(Submitted(tuple(queued), tuple((j.id, a) for j, a in arrays), known)))
         return [j.id for j in jobs]
+
+    async def _named_in(self, specs: Sequence[JobSpec]) -> dict[int, Job]:
+        """The jobs the specs' dependencies name that are no longer in memory, read from the store off the
+        loop (a dependency that cannot be read is refused by _check_dependencies)."""
+        named: set[int] = set()
+        for spec in specs:
+            if spec.depend:
+                try:
+                    named.update(depend.ids_of(depend.parse(spec.depend)))
+                except WulfError:
+                    continue  # said when the jobs are checked
+        missing = [i for i in named if i not in self.jobs]
+        return await asyncio.to_thread(self._read, missing) if missing else {}
+
+    def _check_dependencies(self, jobs: Sequence[Job], known: dict[int, Job]) -> None:
+        """UsageError for unknown jobs and cycles (the cycles first), nothing queued."""
+        if any(j.depend for j in jobs):
+            intake.check_dependencies(jobs, lambda i: i in self.jobs or i in known)
 
     def get(self, job_id: int) -> Job:
         """One job, from memory or else the store (a read on the caller's thread: see :meth:`fetch`)."""
@@ -590,6 +626,8 @@ class Daemon:
         if req.job.array:
             raise UsageError("an interactive job runs once: arrays are queued with qr --array")
         intake.check_sizes([req.job], req.env, self.config.limits.job_max_mb)
+        if req.job.depend.strip() or req.job.retries:
+            raise UsageError("an interactive job starts now: it cannot wait for other jobs nor be retried (use qr)")
         node = self.place_now(caller.user)
         assert node.link is not None
         h, fresh = self._env_rows(req.env)
@@ -656,6 +694,7 @@ class Daemon:
             cputime_limit=job.cputime_limit, mem_limit_mb=job.mem_limit_mb,
             nice=penalty_nice(job.nice, job.penalized, self.policy.adapt), dialect=job.dialect,
             **self._array_fields(job),
+            restarts=job.restarts,
         )
 
     def _array_fields(self, job: Job) -> dict[str, int]:

@@ -20,10 +20,12 @@ from wulf.protocol import JobExit, JobStarted, NodeInfo, Report
 @dataclass(frozen=True, slots=True)
 class Submitted:
     """New jobs, committed: batch jobs wait in their queues; an interactive one already runs on its node.
-    ``arrays``: the arrays (id, spec) some of them are tasks of, new with them."""
+    ``arrays``: the arrays (id, spec) some of them are tasks of, new with them. ``known``: the jobs their
+    dependencies name that are not in memory any more, as read from the store."""
 
     jobs: tuple[Job, ...]
     arrays: tuple[tuple[int, ArraySpec], ...] = ()
+    known: Mapping[int, Job] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,14 @@ class SessionFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class Requeued:
+    """The exits that failed these jobs are acknowledged to their node: those still to be retried go
+    back in line (see :class:`~wulf.server.instructions.Requeue`)."""
+
+    jobs: tuple[Job, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passes: nodes down longer than ``[server] node_lost_after`` lose their jobs."""
 
@@ -147,4 +157,5 @@ class Tick:
 
 
 Event = (Submitted | SchedulePass | JobsStarted | JobsExited | CancelRequested | HoldRequested | ReleaseRequested
-         | ReniceRequested | QueueChanged | Drained | NodeUp | NodeDown | Reported | SessionFailed | Tick)
+         | ReniceRequested | QueueChanged | Drained | NodeUp | NodeDown | Reported | SessionFailed | Tick
+         | Requeued)

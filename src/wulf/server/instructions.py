@@ -73,6 +73,15 @@ class Mail:
 
 
 @dataclass(frozen=True, slots=True)
+class Requeue:
+    """These jobs failed and are to run again; their node has been sent the acknowledgement of that exit
+    by now (an agent never starts a job whose exit it still keeps): hand them back as
+    :class:`~wulf.server.events.Requeued`, and they go back in line."""
+
+    jobs: tuple[Job, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Wake:
     """Run a scheduling pass soon (many before it runs make one)."""
 
@@ -93,4 +102,5 @@ class Log:
     text: str
 
 
-Instruction = Commit | CommitSoon | Send | StartJobs | RecordExits | JobEnded | Mail | Wake | WakeAt | Log
+Instruction = (Commit | CommitSoon | Send | StartJobs | RecordExits | JobEnded | Mail | Wake | WakeAt | Log
+               | Requeue)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 
 from wulf.auth.identity import Caller
 from wulf.config import Config
 from wulf.errors import Refused, UsageError
+from wulf.model import depend
 from wulf.model.array import ArraySpec
 from wulf.model.job import Job, JobState, Origin
 from wulf.policy.constraint import parse_constraint
@@ -78,6 +79,8 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
         mem_limit_mb=policy.mem_limit.resolve(spec.mem_limit_mb),
         nice=nice,
         dialect=spec.dialect,
+        depend=depend.text(depend.parse(spec.depend)) if spec.depend.strip() else "",
+        retries=spec.retries if spec.retries is not None else sched.default_retries,
     )
     return job
 
@@ -137,3 +140,24 @@ def check_queued(jobs: Iterable[Job], caller: Caller, more: int, cap: int) -> No
     if waiting + more > cap:
         raise Refused(f"{caller.user} has {waiting} jobs waiting: {more} more would be over the {cap} jobs one "
                       f"user may have waiting ([limits] max_queued_per_user); wait for some to start")
+
+
+def check_dependencies(jobs: Sequence[Job], exists: Callable[[int], bool]) -> set[int]:
+    """Refuse (UsageError) a dependency on a job that does not exist, or on a job of the same submission
+    (a job cannot wait for itself, nor for one queued with it: that could make a cycle). Returns the ids
+    named. ``exists`` says whether a job was ever queued (in memory or in the store)."""
+    ours = {j.id for j in jobs}
+    named: set[int] = set()
+    for job in jobs:
+        if not job.depend:
+            continue
+        for i in sorted(depend.ids_of(depend.parse(job.depend))):
+            if i in ours:
+                raise UsageError(f"job {job.id} cannot wait for job {i}: "
+                                 + ("itself" if i == job.id else "it is queued in the same submission")
+                                 + " (a dependency cycle)")
+            named.add(i)
+    for i in sorted(named):
+        if not exists(i):
+            raise UsageError(f"no job {i}: a job can only wait for a job that exists")
+    return named

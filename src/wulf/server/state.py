@@ -16,11 +16,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from wulf.config import Config
 from wulf.errors import Refused
+from wulf.model import depend
 from wulf.model.job import Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.history import History, kind_of
@@ -29,7 +30,7 @@ from wulf.policy.placement import NodePool
 from wulf.policy.scheduler import schedule
 from wulf.policy.settings import Policy
 from wulf.policy.snapshot import QueueView, UserView
-from wulf.protocol import Ack, Cluster, JobExit, Renice, Signal
+from wulf.protocol import LIMIT_REASON, Ack, Cluster, JobExit, Renice, Signal
 from wulf.server import adaptive
 from wulf.server.arrays import ArrayBook
 from wulf.server.events import (
@@ -45,6 +46,7 @@ from wulf.server.events import (
     ReleaseRequested,
     ReniceRequested,
     Reported,
+    Requeued,
     SchedulePass,
     SessionFailed,
     Submitted,
@@ -58,6 +60,7 @@ from wulf.server.instructions import (
     Log,
     Mail,
     RecordExits,
+    Requeue,
     Send,
     StartJobs,
     Wake,
@@ -65,6 +68,7 @@ from wulf.server.instructions import (
 )
 from wulf.server.nodes import Node, NodeState
 from wulf.server.queues import QueueBook
+from wulf.server.waits import Waits
 
 #: how many reports in a row an outside process cluster may be missing before its job is over
 EXTERNAL_GONE_AFTER = 2
@@ -100,14 +104,17 @@ class ServerState:
         self._pool: NodePool | None = None  # kept between passes; nodes in _stale are updated first
         self._stale: set[str] = set()
         self.arrays = ArrayBook()  # job arrays, and the admission of throttled arrays' tasks (see server.arrays)
-        self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, self._array_ended]
+        self.strays: dict[int, str] = {}  # job queued again -> the node where its earlier run still goes
+        self.waits = Waits()  # dependents waiting for other jobs to end (see wulf.model.depend)
+        self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, self._array_ended,
+                                         self._resolve_dependents]
         self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
             Submitted: self._submitted, SchedulePass: self._scheduled, JobsStarted: self._started,
             JobsExited: self._exited, CancelRequested: self._cancel, HoldRequested: self._hold,
             ReleaseRequested: self._release, ReniceRequested: self._renice, QueueChanged: self._queue_changed,
             Drained: self._drained, NodeUp: self._node_up,
             NodeDown: self._node_down, Reported: self._reported, SessionFailed: self._session_failed,
-            Tick: self._tick,
+            Tick: self._tick, Requeued: self._requeued,
         }
 
     def handle(self, event: Event) -> list[Instruction]:
@@ -130,7 +137,7 @@ class ServerState:
                 self.arrays.running(job)
         for job in jobs:
             self.jobs[job.id] = job
-            if job.state is JobState.QUEUED:
+            if job.state is JobState.QUEUED and not job.depend:
                 self._enqueue(job)
             elif job.state is JobState.RUNNING:
                 node = self.node(job.node)
@@ -142,6 +149,7 @@ class ServerState:
             elif job.final:
                 self.history.append(job.id)
         self._teach_from_kept()
+        self._restore_waits()
         for node in self.nodes.values():
             self.down_since[node.name] = now
 
@@ -183,7 +191,11 @@ class ServerState:
 
     def end(self, job: Job, state: JobState, now: float, reason: str | None = None) -> list[Instruction]:
         """The one way a job ends: off its node or out of its queue, into ``state``, into the history;
-        then every end hook. Returns what the hooks ask for, and :class:`JobEnded` last."""
+        then every end hook. Returns what the hooks ask for, and :class:`JobEnded` last.
+
+        A failed run of a job with retries left does not end it: it is queued again (see _retry)."""
+        if state is JobState.FAILED and self._retries_left(job, reason):
+            return self._retry(job, reason or "failed")
         if job.state is JobState.RUNNING:
             self._detach(job)
         elif job.state is JobState.QUEUED:
@@ -223,6 +235,8 @@ class ServerState:
 
     def _record_exit(self, job: Job, e: JobExit) -> list[Instruction]:
         """What the agent measured; a running job ends (done, or failed with a reason)."""
+        if job.state is JobState.QUEUED or job.state is JobState.HELD:
+            return []  # an exit of an earlier attempt, told again: that run is over already
         job.exit_code = e.exit_code
         job.signal = e.signal
         job.cpu_time = e.cpu_time
@@ -363,11 +377,14 @@ class ServerState:
     def _submitted(self, ev: Submitted) -> list[Instruction]:
         for array_id, spec in ev.arrays:
             self.arrays.add(array_id, spec)
+        out: list[Instruction] = []
         tasks: list[Job] = []
         for job in ev.jobs:
             self.jobs[job.id] = job
             if job.state is JobState.QUEUED:
-                if job.array_id is None:
+                if job.depend:
+                    out += self._admit(job, ev.known)
+                elif job.array_id is None:
                     self.book.add(job)
                 else:
                     tasks.append(job)
@@ -376,7 +393,8 @@ class ServerState:
                 self.touch(job.node)
         if tasks:
             self._enqueue_tasks(tasks)
-        return [Wake()]
+        out.append(Wake())
+        return out
 
     def _cancel(self, ev: CancelRequested) -> list[Instruction]:
         ended: list[Instruction] = []
@@ -414,8 +432,9 @@ class ServerState:
         for job in ev.jobs:
             if job.state is JobState.HELD:
                 job.set_state(JobState.QUEUED)
-                job.reason = ""
-                self._enqueue(job)
+                job.reason = self.waits.reasons.get(job.id, "")
+                if not job.reason and job.id not in self.strays:  # (a dependent, or an earlier run, waited for)
+                    self._enqueue(job)
                 released.append(job)
         return [Commit(tuple(released)), Wake()] if released else []
 
@@ -464,13 +483,18 @@ class ServerState:
         """Record exits, and place jobs in the room they leave: one commit for both, then the starts,
         then the agent's acknowledgement."""
         ended: list[Job] = []
+        failed: list[Job] = []  # and to be retried
         told: list[Instruction] = []
         for e in ev.exits:
             job = self.jobs.get(e.id) or ev.stored.get(e.id)
-            if job is None:
-                continue
+            if job is None or job.state is JobState.RUNNING and job.node != ev.node:
+                continue  # (the exit of a run lost on that node, while it runs again elsewhere: not its end)
+            was_running = job.state is JobState.RUNNING
             told += self._record_exit(job, e)
             ended.append(job)
+            if was_running and job.state is JobState.QUEUED or self.strays.pop(e.id, None) == ev.node:
+                failed.append(job)
+        retried = self._park(failed)
         out: list[Instruction] = []
         placed = self._place(ev.now, out)
         if ended or placed:
@@ -478,6 +502,8 @@ class ServerState:
         out += told
         out += self._starts(placed)  # the next jobs first: the agent starts them before it takes the ack
         out.append(Send(ev.node, Ack(ids=[e.id for e in ev.exits])))
+        if retried:
+            out.append(Requeue(retried))
         self._forget_old()
         return out
 
@@ -514,6 +540,8 @@ class ServerState:
                 changed[job.id] = job
             if job is None or job.final or job.node != node.name:
                 stray.append(r.id)  # cancelled or lost while the agent was away, or not ours any more
+                if job is not None:
+                    self._await_stray(job, node.name)
             elif job.pid != r.pid:
                 job.pid, job.started = r.pid, job.started or r.time
                 changed[job.id] = job
@@ -522,6 +550,7 @@ class ServerState:
             job = self.jobs.get(e.id)
             if job is not None:
                 self._adopt(node, job, out)
+                self._await_stray(job, node.name)
                 if job.state is JobState.RUNNING and job.node != node.name:
                     continue  # it runs elsewhere now; this stale exit is not its end
             finished.append(e)
@@ -543,8 +572,8 @@ class ServerState:
 
     def _adopt(self, node: Node, job: Job, out: list[Instruction]) -> bool:
         """A waiting batch job that the agent runs (or ran) after all is the agent's: it runs there."""
-        if job.state is not JobState.QUEUED or job.origin is not Origin.BATCH:
-            return False
+        if job.state is not JobState.QUEUED or job.origin is not Origin.BATCH or job.restarts:
+            return False  # (a job queued again: what a node still tells of it is of its earlier run)
         out.append(Log(logging.WARNING, f"job {job.id}, waiting, is run by node {node.name}: it is that node's"))
         self.book.remove(job)
         job.set_state(JobState.RUNNING)
@@ -572,7 +601,8 @@ class ServerState:
             return out
         for name, since in list(self.down_since.items()):
             node = self.nodes.get(name)
-            if node is not None and not node.up and ev.now - since >= after and node.jobs:
+            if node is not None and not node.up and ev.now - since >= after and (
+                    node.jobs or name in self.strays.values()):
                 out += self._lose(node, since, ev.now)
         if out:
             out.append(Wake())
@@ -582,9 +612,10 @@ class ServerState:
         """The node has been down too long: its jobs end (failed, lost). Should its agent come back still
         running one, that job is killed (a stray, see _reconcile) and its record stays as is."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
-        reason = f"lost: node {node.name} down since {stamp}"
+        reason = f"node lost: {node.name} down since {stamp}"
         changed = []
         ended: list[Instruction] = []
+        self._strays_lost(node.name)
         for job in list(node.jobs.values()):
             if job.origin is Origin.EXTERNAL:
                 node.external.pop(job.ext_key, None)
@@ -683,3 +714,146 @@ class ServerState:
         if job.array_id is None:
             return ()
         return (Wake(),) if self._array_left(job) else ()
+
+    # ------------------------------------------------------------------ dependencies (issue 11 §3)
+
+    def _state_of(self, known: Mapping[int, Job]) -> Callable[[int], JobState]:
+        """The state of a job a dependency names, from memory or ``known`` (read from the store); a job
+        that is in neither is taken for cancelled (it can never end as asked)."""
+        def state_of(job_id: int) -> JobState:
+            job = self.jobs.get(job_id) or known.get(job_id)
+            return job.state if job is not None else JobState.CANCELLED
+        return state_of
+
+    def _admit(self, job: Job, known: Mapping[int, Job]) -> list[Instruction]:
+        """A new queued job with a dependency: in line if it is met already, waiting if not yet, ended at
+        once if it never can be."""
+        return self._decide(job, known) or []
+
+    def _decide(self, job: Job, known: Mapping[int, Job], now: float | None = None) -> list[Instruction] | None:
+        """Decide a dependent (queued or held) from what its jobs are now: MET puts a queued one in line,
+        WAIT indexes it (with its reason), NEVER ends it cancelled. Returns the instructions of an end,
+        or None when it has not ended."""
+        dep = depend.parse(job.depend)
+        verdict, about, kind = depend.verdict(dep, self._state_of(known))
+        self.waits.drop(job.id)
+        if verdict is depend.Verdict.MET:
+            if job.state is JobState.QUEUED:
+                job.reason = ""
+                self._enqueue(job)
+            return None
+        assert about is not None and kind is not None
+        if verdict is depend.Verdict.WAIT:
+            reason = depend.wait_reason(about, kind)
+            self.waits.add(job.id, job.depend, reason)
+            if job.state is JobState.QUEUED:
+                job.reason = reason
+            return None
+        why = depend.never_reason(about, self._state_of(known)(about))
+        ended = self.end(job, JobState.CANCELLED, job.submitted if now is None else now, why)
+        return [Commit((job,)), *ended]
+
+    def _resolve_dependents(self, job: Job) -> Iterable[Instruction]:
+        """End hook: the dependents of a job that has ended are decided again; those whose dependency can
+        no longer be met end at once (and theirs after them, through this same hook)."""
+        self.waits.drop(job.id)  # a dependent that ends (cancelled, say) waits no more
+        waiting = self.waits.dependents(job.id)
+        if not waiting:
+            return ()
+        out: list[Instruction] = []
+        moved: list[Job] = []
+        for dep_id in waiting:
+            dependent = self.jobs.get(dep_id)
+            if dependent is None or dependent.final:
+                self.waits.drop(dep_id)
+                continue
+            ended = self._decide(dependent, {}, job.ended)
+            if ended is not None:
+                out += ended
+            elif not self.waits.waiting(dep_id):
+                moved.append(dependent)
+        if moved:  # in line now (committed: the reason they waited is gone)
+            out = [Commit(tuple(moved)), *out, Wake()]
+        return out
+
+    def _restore_waits(self) -> None:
+        """At a restart: index the stored dependents again. Those whose dependency was decided while the
+        server was away are settled by :meth:`settle`."""
+        for job in self.jobs.values():
+            if job.depend and (job.state is JobState.QUEUED or job.state is JobState.HELD):
+                self._decide_restored(job)
+
+    def _decide_restored(self, job: Job) -> None:
+        dep = depend.parse(job.depend)
+        verdict, about, kind = depend.verdict(dep, self._state_of({}))
+        if verdict is depend.Verdict.MET and job.state is JobState.QUEUED:
+            self._enqueue(job)
+        elif verdict is not depend.Verdict.MET:
+            assert about is not None and kind is not None
+            self.waits.add(job.id, job.depend, depend.wait_reason(about, kind))
+
+    def settle(self, now: float) -> list[Instruction]:
+        """After :meth:`restore`: end the dependents whose dependency can never be met any more (their
+        jobs ended while the server was away, or just before it stopped)."""
+        out: list[Instruction] = []
+        for job_id in sorted(self.waits.deps):
+            job = self.jobs.get(job_id)
+            if job is not None and not job.final and self.waits.waiting(job_id):
+                out += self._decide(job, {}, now) or []
+        if out:
+            out.append(Wake())
+        return out
+
+    # ------------------------------------------------------------------ retries (issue 11 §4)
+
+    @staticmethod
+    def _retries_left(job: Job, reason: str | None) -> bool:
+        """Whether a run that failed is to be retried: a batch job's run that ended (exit, signal, node
+        lost) with retries left, unless it went over its own limits (it would again)."""
+        return (job.state is JobState.RUNNING and job.origin is Origin.BATCH and job.restarts < job.retries
+                and not (reason or "").startswith(LIMIT_REASON))
+
+    def _retry(self, job: Job, why: str) -> list[Instruction]:
+        """Put a job whose run failed back in line, as its next attempt (the caller commits it). Its run
+        is over (its exit was reported, or its node was lost): it never runs twice at once."""
+        self._detach(job)
+        job.set_state(JobState.QUEUED)
+        job.restarts += 1
+        job.node, job.pid, job.started = "", None, None
+        job.cpu, job.mem_mb = job.cpu_req, job.mem_req  # a waiting job holds nothing: it asks again
+        job.cpu_used = job.mem_used = 0.0
+        job.reason = f"queued again after attempt {job.restarts} of {job.retries + 1} failed: {why}"
+        self._enqueue(job)
+        return [Log(logging.INFO, f"job {job.id}: {job.reason}"), Wake()]
+
+    def _park(self, jobs: list[Job]) -> tuple[Job, ...]:
+        """Jobs queued again after an exit their node reported: out of line until the node has been sent
+        the acknowledgement of that exit (see :class:`Requeue`)."""
+        for job in jobs:
+            self.book.remove(job)
+        return tuple(jobs)
+
+    def _await_stray(self, job: Job, node: str) -> None:
+        """A node tells of an earlier run of a job queued again (still going, to be killed, or ended and
+        not yet acknowledged): the job waits out of line until that run's exit is in and acknowledged."""
+        if job.state is JobState.QUEUED and job.restarts:
+            self.book.remove(job)
+            self.strays[job.id] = node
+
+    def _strays_lost(self, node: str) -> None:
+        """The node is lost again: the earlier runs it had are given up; their jobs go back in line."""
+        for job_id, where in list(self.strays.items()):
+            if where == node:
+                del self.strays[job_id]
+                job = self.jobs.get(job_id)
+                if job is not None and job.state is JobState.QUEUED and not self.waits.waiting(job_id):
+                    self._enqueue(job)
+
+    def _requeued(self, ev: Requeued) -> list[Instruction]:
+        back = False
+        for job in ev.jobs:
+            if (job.state is JobState.QUEUED and self.jobs.get(job.id) is job and not self.waits.waiting(job.id)
+                    and job.id not in self.strays):
+                self._enqueue(job)
+                back = True
+        return [Wake()] if back else []

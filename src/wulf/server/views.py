@@ -149,6 +149,9 @@ def page_view(state: ServerState, now: float, max_waiting: int, viewer: Caller |
 
 def waiting_reason(state: ServerState, job: Job, up: bool) -> str:
     """Why a queued job waits, in a line (see wulf.policy.scheduler.why_waiting)."""
+    waits = state.waits.reasons.get(job.id)
+    if waits:  # for other jobs to end (a dependency)
+        return waits
     q = state.book.queues.get((job.user, job.queue))
     kept = state.held_room.get(job.id)
     # (what it needs shows only where room is kept for it: only then is it looked up)

@@ -105,6 +105,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE arrays (id INTEGER PRIMARY KEY, spec TEXT NOT NULL, script TEXT);
         """,
     ),
+    (
+        # dependencies and retries: what a job waits for, how often it may be queued again, and has been
+        "0008_dependencies_retries",
+        """
+        ALTER TABLE jobs ADD COLUMN depend TEXT NOT NULL DEFAULT '';
+        ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
 _COLUMNS = [
@@ -113,10 +122,11 @@ _COLUMNS = [
     "started", "ended", "exit_code", "signal", "cpu_time", "peak_mem_mb", "reason", "nice", "ext_key",
     "constraint", "time_limit", "cputime_limit", "mem_limit_mb", "gid", "umask", "dialect",
     "array_id", "array_index",
+    "depend", "retries", "restarts",
 ]
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
-    "peak_mem_mb", "reason", "nice", "queue",
+    "peak_mem_mb", "reason", "nice", "queue", "restarts",
 ]
 _SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
 _INSERT = f"INSERT INTO jobs ({_SELECT}) VALUES ({', '.join('?' * len(_COLUMNS))})"
