@@ -326,3 +326,50 @@ def test_a_task_sees_its_array_and_names_its_output() -> None:
 def test_a_job_that_is_no_task_goes_on_the_wire_as_before_arrays() -> None:
     assert "array" not in _start().model_dump_json()
     assert '"array_index":6' in _start(array_id=40, array_index=6).model_dump_json()
+
+
+# ---------------------------------------------------------------- an array as a dependency
+
+
+def _dependent(state: ServerState, dep: str) -> Job:
+    job = Job(id=state.new_id(), user="bob", uid=1001, origin=Origin.BATCH, state=JobState.QUEUED, command="y",
+              cwd="/", cpu_req=1, mem_req=32, cpu=1, mem_mb=32, submitted=T0, depend=dep)
+    state.handle(Submitted((job,)))
+    return job
+
+
+def _end(state: ServerState, task: Job, code: int) -> list[Instruction]:
+    return state.handle(JobsExited("n1", (JobExit(id=task.id, exit_code=code, time=T0 + 1),), T0 + 1))
+
+
+@pytest.mark.parametrize("first_last", [False, True])
+def test_a_job_after_an_array_waits_for_all_its_tasks(first_last: bool) -> None:
+    state = _state()
+    _up(state, cpus=8)
+    tasks = _array(state, "1-3")
+    after = _dependent(state, f"afterok:{tasks[0].id}")
+    assert after.reason == f"waiting for job {tasks[0].id} (after ok)"
+    state.handle(SchedulePass(T0))  # the three tasks run; the dependent waits out of line
+    assert after.state is JobState.QUEUED and after.node == ""
+    order = [tasks[1], tasks[2], tasks[0]] if first_last else tasks
+    for task in order[:2]:
+        _end(state, task, 0)
+        assert state.waits.waiting(after.id), "it started before the whole array ended"
+    todo = _end(state, order[2], 0)
+    assert not state.waits.waiting(after.id) and after.reason == ""
+    assert after.id in _started(todo)  # placed in the room the last task left, in the same commit
+
+
+def test_a_job_after_an_array_with_a_failed_task_never_runs() -> None:
+    state = _state()
+    _up(state, cpus=8)
+    tasks = _array(state, "1-3")
+    after = _dependent(state, f"afterok:{tasks[0].id}")
+    any_after = _dependent(state, f"afterany:{tasks[0].id}")
+    state.handle(SchedulePass(T0))
+    _end(state, tasks[0], 0)
+    _end(state, tasks[1], 1)
+    assert after.state is JobState.QUEUED  # the array has not ended yet
+    _end(state, tasks[2], 0)
+    assert after.state is JobState.CANCELLED and "never satisfied" in after.reason
+    assert not state.waits.waiting(any_after.id)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from wulf.errors import UsageError
 from wulf.model.array import ArraySpec, parse_array, parse_job_ref
-from wulf.model.job import Job
+from wulf.model.job import Job, JobState
 
 
 @dataclass(slots=True, eq=False)
@@ -29,6 +29,25 @@ class ArrayRecord:
     active: set[int] = field(default_factory=set)  # in a queue or running
     parked: set[int] = field(default_factory=set)  # queued, waiting for room under the throttle
     order: list[int] = field(default_factory=list)  # the parked as a heap (lazily pruned): lowest id first
+    # how its tasks ended, for the jobs that wait for the whole array (see state): tasks not ended yet,
+    # and whether one failed or was cancelled
+    left: int = 0
+    failed: bool = False
+    cancelled: bool = False
+
+    def state(self) -> JobState:
+        """The array as a dependency sees it: waiting while a task has not ended; then failed if one
+        failed, cancelled if one was cancelled, else done."""
+        if self.left > 0:
+            return JobState.QUEUED
+        return JobState.FAILED if self.failed else JobState.CANCELLED if self.cancelled else JobState.DONE
+
+    def ended(self, state: JobState) -> bool:
+        """One of its tasks ended in ``state``; True if it was the last."""
+        self.left -= 1
+        self.failed |= state is JobState.FAILED
+        self.cancelled |= state is JobState.CANCELLED
+        return self.left == 0
 
     @property
     def text(self) -> str:

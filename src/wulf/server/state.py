@@ -135,6 +135,7 @@ class ServerState:
         for job in jobs:  # running tasks count against their array's throttle before any waits
             if job.state is JobState.RUNNING and job.array_id is not None:
                 self.arrays.running(job)
+        self._count_tasks(jobs)
         for job in jobs:
             self.jobs[job.id] = job
             if job.state is JobState.QUEUED and not job.depend:
@@ -152,6 +153,16 @@ class ServerState:
         self._restore_waits()
         for node in self.nodes.values():
             self.down_since[node.name] = now
+
+    def _count_tasks(self, jobs: list[Job]) -> None:
+        """How the arrays' tasks ended, for the jobs waiting for whole arrays, as far as memory goes (tasks
+        no longer kept ended long ago)."""
+        for job in jobs:
+            array = self.arrays.arrays.get(job.array_id) if job.array_id is not None else None
+            if array is not None:
+                array.left += 1
+                if job.final:
+                    array.ended(job.state)
 
     def reload(self, config: Config) -> None:
         """Take a new configuration (checked first: a bad one raises ConfigError and changes nothing)."""
@@ -376,7 +387,7 @@ class ServerState:
 
     def _submitted(self, ev: Submitted) -> list[Instruction]:
         for array_id, spec in ev.arrays:
-            self.arrays.add(array_id, spec)
+            self.arrays.add(array_id, spec).left = spec.count
         out: list[Instruction] = []
         tasks: list[Job] = []
         for job in ev.jobs:
@@ -721,6 +732,9 @@ class ServerState:
         """The state of a job a dependency names, from memory or ``known`` (read from the store); a job
         that is in neither is taken for cancelled (it can never end as asked)."""
         def state_of(job_id: int) -> JobState:
+            array = self.arrays.arrays.get(job_id)  # an array's id names all its tasks
+            if array is not None:
+                return array.state()
             job = self.jobs.get(job_id) or known.get(job_id)
             return job.state if job is not None else JobState.CANCELLED
         return state_of
@@ -755,11 +769,20 @@ class ServerState:
 
     def _resolve_dependents(self, job: Job) -> Iterable[Instruction]:
         """End hook: the dependents of a job that has ended are decided again; those whose dependency can
-        no longer be met end at once (and theirs after them, through this same hook)."""
+        no longer be met end at once (and theirs after them, through this same hook). The dependents of
+        a whole array are decided when its last task ends."""
         self.waits.drop(job.id)  # a dependent that ends (cancelled, say) waits no more
-        waiting = self.waits.dependents(job.id)
+        array = self.arrays.arrays.get(job.array_id) if job.array_id is not None else None
+        last = array is not None and array.ended(job.state)
+        out = self._decide_waiting_on(job.id, job.ended)
+        if last and array is not None and array.id != job.id:  # (the array's id is its first task's)
+            out += self._decide_waiting_on(array.id, job.ended)
+        return out
+
+    def _decide_waiting_on(self, job_id: int, now: float | None) -> list[Instruction]:
+        waiting = self.waits.dependents(job_id)
         if not waiting:
-            return ()
+            return []
         out: list[Instruction] = []
         moved: list[Job] = []
         for dep_id in waiting:
@@ -767,7 +790,7 @@ class ServerState:
             if dependent is None or dependent.final:
                 self.waits.drop(dep_id)
                 continue
-            ended = self._decide(dependent, {}, job.ended)
+            ended = self._decide(dependent, {}, now)
             if ended is not None:
                 out += ended
             elif not self.waits.waiting(dep_id):
