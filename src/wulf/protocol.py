@@ -246,7 +246,19 @@ class SessionReady(Msg):
     error: str = ""
 
 
-AgentMessage = Annotated[Hello | Report | Started | Exited | SessionReady, Field(discriminator="type")]
+class Output(Msg):
+    """The answer to :class:`ReadOutput`: bytes of a job's output file, read as the job's owner."""
+
+    type: Literal["output"] = "output"
+    req: int
+    data: str = ""  # base64 of the bytes read
+    offset: int = 0  # where in the file they start
+    size: int = 0  # the file's size when read
+    error: str = ""  # why nothing could be read (for the user)
+    missing: bool = False  # the file is not there (a job not yet started, or removed)
+
+
+AgentMessage = Annotated[Hello | Report | Started | Exited | SessionReady | Output, Field(discriminator="type")]
 agent_message = TypeAdapter(AgentMessage)
 
 
@@ -296,8 +308,26 @@ class Quit(Msg):
     type: Literal["quit"] = "quit"
 
 
+MAX_OUTPUT_CHUNK: Final = 1024 * 1024
+"""Most bytes of a job's output one read returns (jtail, GET /api/v1/jobs/{id}/output)."""
+
+
+class ReadOutput(Msg):
+    """Read up to ``limit`` bytes of a job's output file from ``offset`` (from the end when negative), as
+    the job's owner (``uid``, ``gid``): answered with :class:`Output`."""
+
+    type: Literal["read_output"] = "read_output"
+    req: int
+    job: int
+    uid: int
+    gid: int | None = None
+    path: str
+    offset: int
+    limit: int = Field(ge=0, le=MAX_OUTPUT_CHUNK)
+
+
 ServerMessage = Annotated[
-    Welcome | Start | Signal | Renice | Session | Ack | Quit, Field(discriminator="type")
+    Welcome | Start | Signal | Renice | Session | Ack | Quit | ReadOutput, Field(discriminator="type")
 ]
 server_message = TypeAdapter(ServerMessage)
 

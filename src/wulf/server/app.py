@@ -29,6 +29,7 @@ from wulf import __version__
 from wulf.auth.identity import Caller
 from wulf.errors import Forbidden, NotFound, Refused, SlowDown, Unauthenticated, UsageError, WulfError
 from wulf.protocol import (
+    MAX_OUTPUT_CHUNK,
     NAME_TAKEN,
     PROTOCOL_VERSION,
     Hello,
@@ -179,6 +180,14 @@ async def job(job_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], daemon: Daem
               caller: CallerDep) -> dict[str, Any]:
     [found] = await daemon.fetch([job_id])
     return daemon.shown(found, caller)
+
+@router.get("/api/v1/jobs/{job_id}/output")
+async def job_output(job_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], daemon: DaemonDep, caller: CallerDep,
+                     offset: Annotated[int, Query(ge=-2**62, le=2**62)] = 0,
+                     limit: Annotated[int, Query(ge=0, le=MAX_OUTPUT_CHUNK)] = MAX_OUTPUT_CHUNK) -> dict[str, Any]:
+    """Bytes of a job's output (base64 in ``data``) from ``offset`` (from its end when negative), at most
+    ``limit``; ``next`` is the offset to ask next, ``ended`` says that the job has ended and all is read."""
+    return await daemon.output(job_id, caller, offset, limit)
 
 def _others(daemon: Daemon, ids: list[int], caller: Caller) -> list[str]:
     """The jobs named that are not the caller's (an administrator's action on them is audited)."""

@@ -32,7 +32,9 @@ from wulf.protocol import (
     InteractiveRequest,
     JobExit,
     JobSpec,
+    Output,
     Quit,
+    ReadOutput,
     Report,
     Session,
     SessionReady,
@@ -42,7 +44,7 @@ from wulf.protocol import (
     SubmitRequest,
     Welcome,
 )
-from wulf.server import intake, mail, views
+from wulf.server import intake, mail, output, views
 from wulf.server.events import (
     CancelRequested,
     Drained,
@@ -135,6 +137,7 @@ class Daemon:
         self._submitting: dict[tuple[int, str], asyncio.Event] = {}  # keys whose submission is under way
         self._lost_watch: asyncio.Task[None] | None = None
         self._mailbox: dict[str, list[dict[str, Any]]] = {}  # address -> jobs ended since its last mail
+        self._reads = output.OutputReads()  # reads of jobs' output (jtail) waiting for their agents
 
     # what the state machine keeps, as the API and the tests read it
     @property
@@ -566,6 +569,35 @@ class Daemon:
         port = node.info.session_port if node.info else 0
         return InteractiveReply(id=job.id, node=node.name, host=node.address, port=port, token=token)
 
+    # ------------------------------------------------------------------ output (jtail; see wulf.server.output)
+
+    async def output(self, job_id: int, caller: Caller, offset: int, limit: int) -> dict[str, Any]:
+        """Up to ``limit`` bytes of a job's output from ``offset`` (from its end when negative), read by
+        its node's agent as its owner; only its owner and administrators may read it."""
+        [job] = await self._owned([job_id], caller, "read the output of")
+        output.check_readable(job)
+        if output.waiting(job):
+            return output.nothing_yet(job, offset)
+        ended_before = job.final  # noted before the read: then the file holds all it will
+        node = self.nodes.get(job.node)
+        if node is None or node.link is None:
+            raise Refused(f"node {job.node} is down: job {job.id}'s output cannot be read now")
+        start = await asyncio.to_thread(self._start_job, job)  # (its environment may be read from the store)
+        path = output.path_of(start, job.node)
+        req, fut = self._reads.new(job.node)
+        try:
+            await node.link.send(ReadOutput(req=req, job=job.id, uid=job.uid, gid=job.gid, path=path, offset=offset,
+                                            limit=limit).model_dump_json())
+            got = await asyncio.wait_for(fut, output.ANSWER_TIMEOUT)
+        except (ConnectionError, RuntimeError) as e:  # its connection went away meanwhile
+            raise Refused(f"node {job.node} went down: job {job.id}'s output cannot be read now ({e})") from None
+        except TimeoutError:
+            raise Refused(f"the agent of {job.node} did not answer a read of job {job.id}'s output "
+                          "(it may run an older wulf)") from None
+        finally:
+            self._reads.drop(req)
+        return output.answered(job, ended_before, got, offset)
+
     # ------------------------------------------------------------------ scheduling
 
     async def _schedule_loop(self) -> None:
@@ -673,6 +705,8 @@ class Daemon:
             fut = self._sessions.get(msg.id)
             if fut is not None and not fut.done():
                 fut.set_result(msg.error)
+        elif isinstance(msg, Output):
+            self._reads.answer(node.name, msg)
         else:
             log.warning("unexpected message from %s: %s", node.name, type(msg).__name__)
 
