@@ -163,6 +163,8 @@ class JobSpec(Request):
     mem_limit_mb: Megabytes | None = None  # hard memory limit; None: the site default
     nice: int | None = Field(default=None, ge=-20, le=19)  # None: scheduler.job_nice
     dialect: Dialect = ""  # the system its script was written for: its jobs see that system's variables
+    mail_type: ShortText = ""  # when to mail about the job: BEGIN,END,FAIL,REQUEUE,ALL,NONE,ARRAY_TASKS
+    mail_user: ShortText = ""  # where ("": the submitting user at [mail] domain)
 
 
 class StartJob(Msg):

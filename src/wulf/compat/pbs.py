@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from wulf.compat import mail
 from wulf.compat.options import Item, Opt, whole_words
 from wulf.compat.request import (
     PREFIXES,
@@ -39,15 +40,13 @@ OPTIONS: dict[str, Opt] = {
 NOT_YET = {
     "t": "arrays are not supported yet; the job runs once",
     "J": "arrays are not supported yet; the job runs once",
-    "m": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
-    "M": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
     "p": "priorities of single jobs are not supported (qset QUEUE --priority orders your queues)",
     "a": "a deferred start is not supported yet; the job may start at once",
     "h": "holding at submission is not supported in scripts yet (qhold ID holds a job)",
     "X": "X11 forwarding is not supported (jr runs interactive jobs)",
     "I": "interactive jobs are started with jr, not from a script",
 }
-CARRIED = {"t": "array", "J": "array", "m": "mail_type", "M": "mail_user"}
+CARRIED = {"t": "array", "J": "array"}
 IGNORED = {
     "A": "accounts are not used by wulf; ignored", "P": "projects are not used by wulf; ignored",
     "r": "ignored (wulf does not rerun jobs)", "k": "ignored (the output is written in place)",
@@ -55,7 +54,7 @@ IGNORED = {
     "f": "ignored", "x": "ignored", "V": "",
 }
 APPLIED = {"N": "name", "o": "output", "e": "error", "j": "join", "l": "resources", "W": "attributes", "q": "queue",
-           "v": "vars", "S": "shell", "d": "dir", "w": "dir"}
+           "v": "vars", "S": "shell", "d": "dir", "w": "dir", "m": "mail_points", "M": "mail_users"}
 RESOURCES = {"walltime": "walltime", "cput": "cput", "pcput": "cput", "mem": "size", "vmem": "size", "pmem": "size",
              "pvmem": "size", "ncpus": "ncpus", "procs": "ncpus", "nodes": "nodes", "select": "select",
              "place": "place", "wd": "wd"}
@@ -91,6 +90,12 @@ class _Reader:
                 req.note(what, IGNORED[name], strict=False)
         else:
             getattr(self, "_opt_" + APPLIED[name])(v, what)
+
+    def _opt_mail_points(self, v: str, what: str) -> None:
+        mail.points(self.req, v, what, sge=False)
+
+    def _opt_mail_users(self, v: str, what: str) -> None:
+        mail.users(self.req, v, what)
 
     def _opt_name(self, v: str, what: str) -> None:
         self.req.name = v

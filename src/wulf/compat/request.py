@@ -58,11 +58,11 @@ class Request:
     constraint: str | None = None
     env: str | None = None  # in qr --env's terms: "ALL", "NONE", "ALL,NAME=VALUE,..."
     shell: str | None = None  # the interpreter the script runs with (#PBS -S, #$ -S)
+    mail_type: str | None = None  # in qr --mail-type's terms (see wulf.compat.mail)
+    mail_user: str | None = None
     # asked for, not done yet: carried so that a later wulf can, and so that qr can say so
     array: str | None = None
     dependency: str | None = None
-    mail_type: str | None = None
-    mail_user: str | None = None
     error: str | None = None  # a separate file for stderr
     nodes: int = 1
     default_output: str = "wulf-%j.out"  # the file name a directory given as the output gets inside it

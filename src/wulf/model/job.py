@@ -87,6 +87,9 @@ class Job:
     gid: int | None = None  # the owner's group when they submitted it (None: their primary group)
     umask: int | None = None  # the owner's umask when they submitted it (None: 022)
     dialect: str = ""  # "slurm", "pbs", "sge": the system its script was written for (see wulf.compat)
+    # mail about the job itself (qr --mail-type/--mail-user; see wulf.server.jobmail)
+    mail_type: str = ""  # canonical list of BEGIN,END,FAIL,REQUEUE,ARRAY_TASKS (wulf.model.mailtypes); "" none
+    mail_user: str = ""  # where it goes (checked at submission); "" when mail_type is
     # measured now, and the adaptive allocation's state (not stored)
     cpu_used: float = 0.0
     mem_used: float = 0.0
@@ -146,4 +149,6 @@ class Job:
             "cputime_limit": self.cputime_limit,
             "mem_limit_mb": self.mem_limit_mb,
             "dialect": self.dialect,
+            "mail_type": self.mail_type,
+            "mail_user": self.mail_user,
         }

@@ -44,7 +44,7 @@ from wulf.protocol import (
     SubmitRequest,
     Welcome,
 )
-from wulf.server import intake, mail, output, views
+from wulf.server import intake, jobmail, mail, output, views
 from wulf.server.events import (
     CancelRequested,
     Drained,
@@ -296,7 +296,10 @@ class Daemon:
             if self._flush_timer is None:
                 self._flush_timer = asyncio.get_running_loop().call_later(0.05, self._lazy_flush)
         elif isinstance(ins, Mail):
-            self._post(ins.to, ins.job)
+            if ins.kind == "queue":
+                self._post(ins.to, ins.job)
+            else:
+                self._spawn(self._mail_job(ins))
         elif isinstance(ins, WakeAt):
             self._wake_at(ins.at)
         elif isinstance(ins, Log):
@@ -341,6 +344,16 @@ class Daemon:
             log.info("mailed %s about %s", to, what)
         except WulfError as e:
             log.warning("could not mail %s about %s: %s", to, what, e)
+
+    async def _mail_job(self, ins: Mail) -> None:
+        """The mail a job's owner asked for about it (see wulf.server.jobmail), on its own."""
+        m = self.config.mail
+        msg = jobmail.message(ins.kind, ins.job.public(time.time()), ins.to, m.sender, self.config.server.listen)
+        try:
+            await mail.send(m.smtp, msg)
+            log.info("mailed %s: job %d %s", ins.to, ins.job.id, ins.kind)
+        except WulfError as e:
+            log.warning("could not mail %s about job %d (%s): %s", ins.to, ins.job.id, ins.kind, e)
 
     # ------------------------------------------------------------------ jobs from clients
 

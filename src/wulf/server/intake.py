@@ -13,6 +13,7 @@ from wulf.model.job import Job, JobState, Origin
 from wulf.policy.constraint import parse_constraint
 from wulf.policy.settings import Policy
 from wulf.protocol import JobSpec
+from wulf.server import jobmail
 from wulf.server.queues import DEFAULT_QUEUE, check_queue_name
 
 
@@ -48,6 +49,7 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
     queue = check_queue_name(spec.queue or DEFAULT_QUEUE)
     constraint = str(parse_constraint(spec.constraint)) if spec.constraint.strip() else ""
     nice = policy.start_nice(spec.nice, origin is Origin.BATCH, caller.admin)
+    mail_type, mail_user = jobmail.resolve(spec.mail_type, spec.mail_user, caller.user, config)
     job = Job(
         id=job_id,
         user=caller.user,
@@ -75,6 +77,8 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
         mem_limit_mb=policy.mem_limit.resolve(spec.mem_limit_mb),
         nice=nice,
         dialect=spec.dialect,
+        mail_type=mail_type,
+        mail_user=mail_user,
     )
     return job
 

@@ -29,7 +29,7 @@ from wulf.policy.scheduler import schedule
 from wulf.policy.settings import Policy
 from wulf.policy.snapshot import QueueView, UserView
 from wulf.protocol import Ack, Cluster, JobExit, Renice, Signal
-from wulf.server import adaptive
+from wulf.server import adaptive, jobmail
 from wulf.server.events import (
     CancelRequested,
     Drained,
@@ -97,7 +97,7 @@ class ServerState:
         self.next_id = 1
         self._pool: NodePool | None = None  # kept between passes; nodes in _stale are updated first
         self._stale: set[str] = set()
-        self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail]
+        self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, jobmail.on_end]
         self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
             Submitted: self._submitted, SchedulePass: self._scheduled, JobsStarted: self._started,
             JobsExited: self._exited, CancelRequested: self._cancel, HoldRequested: self._hold,
@@ -439,7 +439,9 @@ class ServerState:
                 job.pid = s.pid
                 job.started = s.time
                 changed.append(job)
-        return [CommitSoon(tuple(changed))] if changed else []
+        if not changed:
+            return []
+        return [CommitSoon(tuple(changed)), *(m for job in changed for m in jobmail.on_start(job))]
 
     def _exited(self, ev: JobsExited) -> list[Instruction]:
         """Record exits, and place jobs in the room they leave: one commit for both, then the starts,

@@ -95,6 +95,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN dialect TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        "0010_job_mail",
+        """
+        ALTER TABLE jobs ADD COLUMN mail_type TEXT NOT NULL DEFAULT '';
+        ALTER TABLE jobs ADD COLUMN mail_user TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]
 
 _COLUMNS = [
@@ -102,6 +109,7 @@ _COLUMNS = [
     "output", "keep_script", "cpu_req", "mem_req", "cpu", "mem_mb", "node", "pid", "submitted",
     "started", "ended", "exit_code", "signal", "cpu_time", "peak_mem_mb", "reason", "nice", "ext_key",
     "constraint", "time_limit", "cputime_limit", "mem_limit_mb", "gid", "umask", "dialect",
+    "mail_type", "mail_user",  # 0010_job_mail
 ]
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
