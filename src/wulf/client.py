@@ -539,7 +539,9 @@ class Client:
 
     def follow_output(self, job_id: int, offset: int = 0, every: float = 0.5) -> Iterator[bytes]:
         """The job's output from ``offset`` as it is written, until the job has ended and all of it is
-        read (``every``: seconds between looks when nothing new was there)."""
+        read (``every``: seconds between looks when nothing new was there, doubling up to four times
+        that while nothing comes: each look starts a small reader on the job's node)."""
+        wait = every
         while True:
             reply = self.output(job_id, offset)
             if reply["size"] < offset and reply["state"] == "running":
@@ -547,11 +549,13 @@ class Client:
                 continue
             if reply["data"]:
                 yield reply["data"]
+                wait = every
             offset = reply["next"]
             if reply["ended"]:
                 return
             if not reply["data"]:
-                time.sleep(every)
+                time.sleep(wait)
+                wait = min(wait * 2, every * 4)
 
     def _on_ids(self, path: str, ids: Iterable[int], **more: Any) -> dict[str, Any]:
         """POST an action on jobs, MAX_IDS at a time; the answers' lists are joined."""

@@ -23,7 +23,9 @@ def jtail(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
 def test_jtail_shows_a_running_jobs_output(cluster: Cluster) -> None:
     [jid] = cluster.submit("-c", "i=1; while [ $i -le 30 ]; do echo line $i; i=$((i+1)); done; sleep 60")
     try:
-        wait_until("the job's 30 lines", lambda: jtail(cluster, "-n", "3", str(jid)).stdout == "line 28\nline 29\nline 30\n")
+        # (a loaded machine may keep it waiting for room a while)
+        wait_until("the job's 30 lines", lambda: jtail(cluster, "-n", "3", str(jid)).stdout == "line 28\nline 29\nline 30\n",
+                   timeout=90)
         assert jtail(cluster, str(jid)).stdout == "".join(f"line {i}\n" for i in range(21, 31))  # 10 by default
         assert jtail(cluster, "-c", "10", str(jid)).stdout == "9\nline 30\n"
         assert jtail(cluster, "-n", "100", str(jid)).stdout == "".join(f"line {i}\n" for i in range(1, 31))
@@ -48,7 +50,7 @@ def test_jtail_follows_until_the_job_ends(cluster: Cluster) -> None:
         follower = subprocess.Popen([str(BIN / "jtail"), "-f", str(jid)], stdout=out, stderr=subprocess.PIPE,
                                     env=cluster.env)
     try:
-        wait_until("jtail -f to show the start", lambda: seen.read_bytes() == b"start\n")
+        wait_until("jtail -f to show the start", lambda: seen.read_bytes() == b"start\n", timeout=90)
         assert follower.poll() is None  # it goes on following
         go.touch()
         assert follower.wait(timeout=60) == 0  # the job ended (exit 3): jtail ends, 0
@@ -103,7 +105,7 @@ def test_only_the_owner_and_administrators_read_a_jobs_output(owners: Cluster, u
     jid = submit_as(owners, alice, home(owners, alice), "echo private; sleep 60")
     try:
         wait_until("alice to read her job's output",
-                   lambda: owners.run_as(alice, "jtail", str(jid), check=False).stdout == "private\n")
+                   lambda: owners.run_as(alice, "jtail", str(jid), check=False).stdout == "private\n", timeout=90)
         p = owners.run_as(bob, "jtail", str(jid), check=False)
         assert (p.returncode, p.stdout) == (5, "")
         assert p.stderr.strip() == (f"jtail: job {jid} belongs to {alice.name}, not to {bob.name}: only its owner "
@@ -125,7 +127,7 @@ def test_a_link_planted_as_the_output_is_not_followed(owners: Cluster, users: Us
                                          f'ln -s {secret} "$out"; touch planted; sleep 60')
     fifo = submit_as(owners, alice, d, 'out="wulf-$WULF_JOB_ID.out"; rm -f "$out"; mkfifo "$out"; sleep 60')
     try:
-        wait_until("the link to be planted", lambda: (d / "planted").exists())
+        wait_until("the link to be planted", lambda: (d / "planted").exists(), timeout=90)
         assert (d / f"wulf-{linked}.out").is_symlink()
         for p in (owners.run_as(alice, "jtail", "-c", "100", str(linked), check=False),
                   owners.run("jtail", "-c", "100", str(linked), check=False)):  # root: still read as alice
@@ -137,7 +139,7 @@ def test_a_link_planted_as_the_output_is_not_followed(owners: Cluster, users: Us
             client.output(linked)
         client.close()
         assert "TOPSECRET" not in refused.value.message and "symbolic link" in refused.value.message
-        wait_until("the FIFO", lambda: (d / f"wulf-{fifo}.out").is_fifo())
+        wait_until("the FIFO", lambda: (d / f"wulf-{fifo}.out").is_fifo(), timeout=90)
         p = owners.run_as(alice, "jtail", str(fifo), check=False)
         assert (p.returncode, p.stdout) == (5, "") and "is not a regular file" in p.stderr, p.stderr
     finally:

@@ -78,3 +78,7 @@ def test_what_the_server_answers() -> None:
     assert output.waiting(_job(JobState.QUEUED, node=""))
     with pytest.raises(NotFound, match="never ran"):
         output.waiting(_job(JobState.CANCELLED, node=""))
+
+
+def test_a_reader_that_failed_says_so() -> None:
+    assert "failed (exit 127" in parse_reply(b"", "/p", 2, 127).error

@@ -79,8 +79,9 @@ def reader_argv(path: str, offset: int, limit: int, owner: Owner | None, helper:
     return argv
 
 
-def parse_reply(raw: bytes, path: str, limit: int) -> Read:
-    """A reader's answer as a :class:`Read` (anything else it wrote is an error, never data)."""
+def parse_reply(raw: bytes, path: str, limit: int, code: int = 0) -> Read:
+    """A reader's answer as a :class:`Read` (anything else it wrote is an error, never data); ``code``:
+    its exit status."""
     head, sep, body = raw.partition(b"\n")
     fields = head.decode("utf-8", "replace").split(" ", 2)
     if sep and fields[0] == "S" and len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
@@ -88,6 +89,9 @@ def parse_reply(raw: bytes, path: str, limit: int) -> Read:
     if sep and fields[0] == "E" and len(fields) == 3:
         kind, text = fields[1], fields[2][:200]
         return Read(error=f"{path} {text}", missing=kind == "missing")
+    if code:
+        return Read(error=f"could not read {path}: its reader, run as the job's owner, failed (exit {code}; "
+                          "can they run the agent's Python?)")
     return Read(error=f"could not read {path}")
 
 
@@ -111,4 +115,4 @@ def read_output(msg: ReadOutput, node: str) -> Read:
         return Read(error=f"reading {msg.path} took longer than {READ_TIMEOUT:g}s")
     except (OSError, subprocess.SubprocessError) as e:
         return Read(error=f"could not start a reader of {msg.path}: {e}")
-    return parse_reply(p.stdout, msg.path, msg.limit)
+    return parse_reply(p.stdout, msg.path, msg.limit, p.returncode)

@@ -138,6 +138,7 @@ class Daemon:
         self._lost_watch: asyncio.Task[None] | None = None
         self._mailbox: dict[str, list[dict[str, Any]]] = {}  # address -> jobs ended since its last mail
         self._reads = output.OutputReads()  # reads of jobs' output (jtail) waiting for their agents
+        self._mailing = asyncio.Semaphore(4)  # jobs' own mails being sent (see _mail_job)
 
     # what the state machine keeps, as the API and the tests read it
     @property
@@ -350,7 +351,8 @@ class Daemon:
         m = self.config.mail
         msg = jobmail.message(ins.kind, ins.job.public(time.time()), ins.to, m.sender, self.config.server.listen)
         try:
-            await mail.send(m.smtp, msg)
+            async with self._mailing:  # a few at once: a burst of ends must not take every worker thread
+                await mail.send(m.smtp, msg)
             log.info("mailed %s: job %d %s", ins.to, ins.job.id, ins.kind)
         except WulfError as e:
             log.warning("could not mail %s about job %d (%s): %s", ins.to, ins.job.id, ins.kind, e)
