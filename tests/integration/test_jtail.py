@@ -110,7 +110,10 @@ def test_only_the_owner_and_administrators_read_a_jobs_output(owners: Cluster, u
         assert (p.returncode, p.stdout) == (5, "")
         assert p.stderr.strip() == (f"jtail: job {jid} belongs to {alice.name}, not to {bob.name}: only its owner "
                                     "or an administrator may read the output of it")
-        assert owners.run_as(carol, "jtail", str(jid)).stdout == "private\n"  # an administrator
+        assert owners.run_as(carol, "jtail", str(jid)).stdout == "private\n"  # an administrator: audited
+        audit = [json.loads(line) for line in (owners.state / "audit.jsonl").read_text().splitlines()]
+        assert [(a["who"], a["action"], a["target"], a["result"]) for a in audit if a["action"] == "read output"] \
+            == [(carol.name, "read output", f"job {jid} ({alice.name})", "ok")]
     finally:
         owners.run("qcancel", str(jid))
 

@@ -580,7 +580,11 @@ class Agent:
 
     async def _answer_read(self, msg: ReadOutput) -> None:
         async with self._readers:  # a few at once: each is a process
-            got = await asyncio.to_thread(readout.read_output, msg, self.name)
+            try:
+                got = await asyncio.to_thread(readout.read_output, msg, self.name)
+            except Exception as e:  # a bug of the agent's: the server is told, the agent goes on
+                log.exception("reading the output of job %d failed", msg.job)
+                got = readout.Read(error=f"the agent failed to read it: {type(e).__name__}")
         reply = Output(req=msg.req, data=base64.b64encode(got.data).decode("ascii"), offset=got.start,
                        size=got.size, error=got.error, missing=got.missing)
         ws = self._ws

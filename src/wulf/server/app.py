@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -54,6 +55,9 @@ from wulf.server.nodes import AgentLink, Node
 from wulf.server.security import Security
 
 log = logging.getLogger("wulf.server")
+
+OUTPUT_AUDIT_EVERY = 600.0
+"""Seconds between audit records of one administrator's reads of one job's output (not theirs)."""
 
 # the more particular first: Forbidden and Unauthenticated are kinds of Refused
 _STATUS: dict[type[WulfError], tuple[int, str]] = {
@@ -182,12 +186,23 @@ async def job(job_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], daemon: Daem
     return daemon.shown(found, caller)
 
 @router.get("/api/v1/jobs/{job_id}/output")
-async def job_output(job_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], daemon: DaemonDep, caller: CallerDep,
-                     offset: Annotated[int, Query(ge=-2**62, le=2**62)] = 0,
+async def job_output(job_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], request: Request, daemon: DaemonDep,
+                     caller: CallerDep, security: SecurityDep, offset: Annotated[int, Query(ge=-2**62, le=2**62)] = 0,
                      limit: Annotated[int, Query(ge=0, le=MAX_OUTPUT_CHUNK)] = MAX_OUTPUT_CHUNK) -> dict[str, Any]:
     """Bytes of a job's output (base64 in ``data``) from ``offset`` (from its end when negative), at most
-    ``limit``; ``next`` is the offset to ask next, ``ended`` says that the job has ended and all is read."""
-    return await daemon.output(job_id, caller, offset, limit)
+    ``limit``; ``next`` is the offset to ask next, ``ended`` says that the job has ended and all is read.
+    An administrator's reads of another's are audited, once in OUTPUT_AUDIT_EVERY seconds a job at most
+    (``jtail -f`` reads every few seconds)."""
+    call = daemon.output(job_id, caller, offset, limit)
+    others = _others(daemon, [job_id], caller)
+    seen: dict[tuple[int, int], float] = request.app.state.output_audited
+    now = time.monotonic()
+    if not others or now - seen.get((caller.uid, job_id), -OUTPUT_AUDIT_EVERY) < OUTPUT_AUDIT_EVERY:
+        return await call
+    if len(seen) > 10_000:
+        seen.clear()
+    seen[(caller.uid, job_id)] = now
+    return dict(await _audited(security, caller, "read output", "job " + others[0], call))
 
 def _others(daemon: Daemon, ids: list[int], caller: Caller) -> list[str]:
     """The jobs named that are not the caller's (an administrator's action on them is audited)."""
@@ -476,6 +491,7 @@ def create_app(daemon: Daemon, security: Security, on_quit: Any = None) -> FastA
     app.state.daemon = daemon
     app.state.security = security
     app.state.on_quit = on_quit
+    app.state.output_audited = {}  # (administrator's uid, job) -> when their read of its output was audited
     app.add_exception_handler(WulfError, _wulf_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(404, _missing)
