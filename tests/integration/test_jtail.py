@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,13 @@ def test_a_link_planted_as_the_output_is_not_followed(owners: Cluster, users: Us
         assert (p.returncode, p.stdout) == (5, "") and "is not a regular file" in p.stderr, p.stderr
     finally:
         owners.run("qcancel", str(linked), str(fifo))
+
+
+def test_jtail_of_a_job_whose_node_is_down(cluster: Cluster) -> None:
+    [jid] = cluster.submit("-c", "echo hi; sleep 120")
+    wait_until("it to run", lambda: cluster.job(jid)["pid"], timeout=90)
+    cluster.agents["n1"].kill(signal.SIGTERM)  # the agent stops; its job goes on (killed at the test's end)
+    cluster.wait_node("n1", "down")
+    p = jtail(cluster, str(jid))
+    assert (p.returncode, p.stdout) == (5, "")
+    assert p.stderr.strip() == f"jtail: node n1 is down: job {jid}'s output cannot be read now"

@@ -601,11 +601,12 @@ class Daemon:
         path = output.path_of(start, job.node)
         req, fut = self._reads.new(job.node)
         try:
-            await node.link.send(ReadOutput(req=req, job=job.id, uid=job.uid, gid=job.gid, path=path, offset=offset,
-                                            limit=limit).model_dump_json())
+            try:
+                await node.link.send(ReadOutput(req=req, job=job.id, uid=job.uid, gid=job.gid, path=path,
+                                                offset=offset, limit=limit).model_dump_json())
+            except Exception as e:  # its connection is going away (as in _send_text)
+                raise Refused(f"node {job.node} went down: job {job.id}'s output cannot be read now") from e
             got = await asyncio.wait_for(fut, output.ANSWER_TIMEOUT)
-        except (ConnectionError, RuntimeError) as e:  # its connection went away meanwhile
-            raise Refused(f"node {job.node} went down: job {job.id}'s output cannot be read now ({e})") from None
         except TimeoutError:
             raise Refused(f"the agent of {job.node} did not answer a read of job {job.id}'s output "
                           "(it may run an older wulf)") from None
