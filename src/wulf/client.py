@@ -31,7 +31,7 @@ from wulf.errors import ServerUnreachable, SlowDown, Unauthenticated, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -51,6 +51,8 @@ MAX_IDS = 10_000
 """Most job ids one request names (wulf.protocol.MAX_IDS): longer lists go in several requests."""
 MAX_SUBMIT_JOBS = 10_000
 """Most jobs one submission carries (wulf.protocol.MAX_SUBMIT_JOBS): more go in several."""
+OUTPUT_CHUNK = 1024 * 1024
+"""Most bytes of a job's output one read returns (wulf.protocol.MAX_OUTPUT_CHUNK)."""
 _MAX_LINE = 65536  # longest status or header line accepted
 _MAX_HEADERS = 100
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
@@ -527,6 +529,37 @@ class Client:
 
     def job(self, job_id: int) -> dict[str, Any]:
         return dict(self.get(f"/api/v1/jobs/{int(job_id)}"))
+
+    def output(self, job_id: int, offset: int = 0, limit: int = OUTPUT_CHUNK) -> dict[str, Any]:
+        """Up to ``limit`` (at most OUTPUT_CHUNK) bytes of a job's output from ``offset`` (from its end
+        when negative), read on its node as it is written: ``data`` (bytes), ``offset`` (where they
+        start), ``next`` (the offset to ask next), ``size`` (the file's), ``state``, and ``ended`` (the
+        job has ended and everything is read)."""
+        import base64
+
+        reply = dict(self.get(f"/api/v1/jobs/{int(job_id)}/output?offset={int(offset)}&limit={int(limit)}"))
+        reply["data"] = base64.b64decode(reply.get("data") or "")
+        return reply
+
+    def follow_output(self, job_id: int, offset: int = 0, every: float = 0.5) -> Iterator[bytes]:
+        """The job's output from ``offset`` as it is written, until the job has ended and all of it is
+        read (``every``: seconds between looks when nothing new was there, doubling up to four times
+        that while nothing comes: each look starts a small reader on the job's node)."""
+        wait = every
+        while True:
+            reply = self.output(job_id, offset)
+            if reply["size"] < offset and reply["state"] == "running":
+                offset = 0  # truncated: start again from its beginning, as tail -f does
+                continue
+            if reply["data"]:
+                yield reply["data"]
+                wait = every
+            offset = reply["next"]
+            if reply["ended"]:
+                return
+            if not reply["data"]:
+                time.sleep(wait)
+                wait = min(wait * 2, every * 4)
 
     def _on_ids(self, path: str, ids: Iterable[int | str], **more: Any) -> dict[str, Any]:
         """POST an action on jobs, MAX_IDS at a time; the answers' lists are joined."""

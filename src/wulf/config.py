@@ -162,6 +162,9 @@ class MailConfig:
     # mail only to these domains and their subdomains (and to bare local user names); [] for any
     allowed_domains: list[str] = field(default_factory=list, metadata={"item": str})
     digest_seconds: float = 10.0  # jobs of one recipient ending within this long make one mail
+    # qr --mail-type without --mail-user mails the submitting user at this domain ("": their bare user name,
+    # which the SMTP server delivers on its own host)
+    domain: str = ""
 
     def __post_init__(self) -> None:
         if self.digest_seconds < 0:
@@ -169,6 +172,8 @@ class MailConfig:
         for d in self.allowed_domains:
             if not d.strip(". ") or any(ch.isspace() or ch == "@" for ch in d):
                 raise ConfigError(f"mail.allowed_domains: {d!r} is not a domain (e.g. \"example.org\")")
+        if self.domain and (not self.domain.strip(". ") or any(ch.isspace() or ch == "@" for ch in self.domain)):
+            raise ConfigError(f"mail.domain: {self.domain!r} is not a domain (e.g. \"example.org\")")
 
 
 @dataclass(frozen=True)

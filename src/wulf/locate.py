@@ -33,7 +33,7 @@ KEYS: dict[str, dict[str, type]] = {
                "cputime_default": str, "cputime_max": str, "mem_limit_default_mb": float,
                "mem_limit_max_mb": float, "job_max_mb": float, "max_queued_per_user": int},
     "shares": {"users": dict, "groups": dict},
-    "mail": {"smtp": str, "from": str, "allowed_domains": list, "digest_seconds": float},
+    "mail": {"smtp": str, "from": str, "allowed_domains": list, "digest_seconds": float, "domain": str},
     "nodes": {"features": dict},
     "client": {"server": str},
     "auth": {"key_file": str, "ttl": float, "agent_socket": str},

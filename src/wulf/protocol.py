@@ -186,6 +186,8 @@ class JobSpec(Request):
     # dependencies and retries (issue 11 §3, §4)
     depend: Annotated[str, Field(max_length=16384), BeforeValidator(_text)] = ""  # "afterok:12:13,afterany:14"
     retries: int | None = Field(default=None, ge=0, le=MAX_RETRIES)  # None: [scheduler] default_retries
+    mail_type: ShortText = ""  # when to mail about the job: BEGIN,END,FAIL,REQUEUE,ALL,NONE,ARRAY_TASKS
+    mail_user: ShortText = ""  # where ("": the submitting user at [mail] domain)
 
 
 class StartJob(Msg):
@@ -300,7 +302,20 @@ class Ran(Msg):
     error: str = ""  # why there is no exit code
 
 
-AgentMessage = Annotated[Hello | Report | Started | Exited | SessionReady | Ran, Field(discriminator="type")]
+class Output(Msg):
+    """The answer to :class:`ReadOutput`: bytes of a job's output file, read as the job's owner."""
+
+    type: Literal["output"] = "output"
+    req: int
+    data: str = ""  # base64 of the bytes read
+    offset: int = 0  # where in the file they start
+    size: int = 0  # the file's size when read
+    error: str = ""  # why nothing could be read (for the user)
+    missing: bool = False  # the file is not there (a job not yet started, or removed)
+
+
+AgentMessage = Annotated[Hello | Report | Started | Exited | SessionReady | Ran | Output,
+                         Field(discriminator="type")]
 agent_message = TypeAdapter(AgentMessage)
 
 
@@ -364,8 +379,26 @@ class RunCommand(Msg):
     timeout: float
 
 
+MAX_OUTPUT_CHUNK: Final = 1024 * 1024
+"""Most bytes of a job's output one read returns (jtail, GET /api/v1/jobs/{id}/output)."""
+
+
+class ReadOutput(Msg):
+    """Read up to ``limit`` bytes of a job's output file from ``offset`` (from the end when negative), as
+    the job's owner (``uid``, ``gid``): answered with :class:`Output`."""
+
+    type: Literal["read_output"] = "read_output"
+    req: int
+    job: int
+    uid: int
+    gid: int | None = None
+    path: str
+    offset: int
+    limit: int = Field(ge=0, le=MAX_OUTPUT_CHUNK)
+
+
 ServerMessage = Annotated[
-    Welcome | Start | Signal | Renice | Session | Ack | Quit | RunCommand, Field(discriminator="type")
+    Welcome | Start | Signal | Renice | Session | Ack | Quit | RunCommand | ReadOutput, Field(discriminator="type")
 ]
 server_message = TypeAdapter(ServerMessage)
 

@@ -59,7 +59,7 @@ def test_slurm_openmp_script(cluster: Cluster) -> None:
 
 def test_slurm_default_output_and_command_line_wins(cluster: Cluster) -> None:
     jid, err = queue(cluster, "slurm_mpi_tasks.sh", 'echo "cpus=$SLURM_CPUS_PER_TASK"\n', "--cpu", "1", "--mem", "64")
-    assert "#SBATCH --mail-type: mail about single jobs is not supported yet" in err
+    assert "mail-type" not in err  # applied: the job mails its owner (qr --mail-type)
     job = cluster.job(jid)
     assert (job["state"], job["cpu_req"], job["mem_req_mb"], job["mem_limit_mb"]) == ("done", 1.0, 64.0, 8192.0)
     assert (cluster.work / f"slurm-{jid}.out").read_text() == "cpus=1\n"
@@ -78,8 +78,9 @@ def test_slurm_time_limit_is_enforced(cluster: Cluster) -> None:
 def test_pbs_script_runs_in_home_with_node_file(cluster: Cluster) -> None:
     body = 'echo "start=$PWD"\ncd "$PBS_O_WORKDIR"\n' + PRINT_ENV + 'echo "nodes=$(cat "$PBS_NODEFILE" | wc -l)"\n'
     jid, err = queue(cluster, "pbs_vsc_indented.sh", body)
-    assert "#PBS -e: a separate file for stderr is not supported yet" in err and "#PBS -m" in err
+    assert "#PBS -e: a separate file for stderr is not supported yet" in err and "#PBS -m" not in err
     job = cluster.job(jid)
+    assert (job["mail_type"], job["mail_user"]) == ("END", "root")  # #PBS -m e: its owner, at the end
     assert (job["state"], job["name"], job["cpu_req"], job["time_limit"], job["dialect"], job["cwd"]) == \
         ("done", "my_serial_job", 1.0, 3600.0, "pbs", os.path.expanduser("~"))
     text = (cluster.work / "stdout").read_text()  # -o stdout: in the directory qsub ran in
@@ -118,10 +119,13 @@ def test_sge_script_with_cwd_slots_and_paths(cluster: Cluster) -> None:
 def test_strict_refuses_and_bad_values_queue_nothing(cluster: Cluster) -> None:
     before = len(cluster.status()["jobs"])
     path = cluster.work / "array.sh"
-    path.write_text((SCRIPTS / "slurm_array_basic.sh").read_text())
+    path.write_text("#!/bin/sh\n#SBATCH --gres=gpu:1\necho never\n")
     p = cluster.run("qr", "--strict", "-s", str(path), check=False)
     assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr.startswith("qr: array.sh: #SBATCH --") and p.stderr.count("\n") == 1
+    assert p.stderr.startswith("qr: array.sh: #SBATCH --gres") and p.stderr.count("\n") == 1
+    path.write_text((SCRIPTS / "slurm_array_basic.sh").read_text())  # its --mail-user=<email_address>
+    p = cluster.run("qr", "-s", str(path), check=False)
+    assert p.returncode == 2 and "bad mail address" in p.stderr and p.stderr.count("\n") == 1
     path.write_text((SCRIPTS / "pbs_torque_placeholders.sh").read_text())
     p = cluster.run("qr", "-s", str(path), check=False)
     assert p.returncode == 2 and p.stderr == (

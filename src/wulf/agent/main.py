@@ -16,6 +16,7 @@ server, off the path from one job's end to the next one's start.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import logging
@@ -33,7 +34,7 @@ from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from wulf.agent import jobprocs, launcher, procfs, purge
+from wulf.agent import jobprocs, launcher, procfs, purge, readout
 from wulf.agent.cgpool import CgroupPool
 from wulf.agent.cgroups import Cgroups, JobCgroup, group_name
 from wulf.agent.enforcer import CHECK_EVERY, Action, Enforcer, Kill, Term
@@ -55,7 +56,9 @@ from wulf.protocol import (
     Hello,
     JobExit,
     JobStarted,
+    Output,
     Quit,
+    ReadOutput,
     Renice,
     Report,
     RunCommand,
@@ -164,6 +167,7 @@ class Agent:
         self._exited: list[JobExit] = []
         self._flush_scheduled = False
         self._flush_tasks: set[asyncio.Task[None]] = set()
+        self._readers = asyncio.Semaphore(4)  # reads of jobs' output (jtail) at once
         self._ws: ClientConnection | None = None
         self._runs: set[asyncio.Task[None]] = set()  # wulf runall's commands under way
         self._stop = asyncio.Event()
@@ -564,6 +568,8 @@ class Agent:
             self.renice(msg.id, msg.nice)
         elif isinstance(msg, Welcome):
             self.interval = msg.interval
+        elif isinstance(msg, ReadOutput):
+            self._read_output(msg)
         elif isinstance(msg, Quit):
             log.info("the server asked this agent to quit")
             self._stop.set()
@@ -582,6 +588,26 @@ class Agent:
         if ws is not None and ws is self._ws:
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(ran.model_dump_json())
+
+    def _read_output(self, msg: ReadOutput) -> None:
+        """Answer a read of a job's output (jtail) on its own, off the loop: see :mod:`wulf.agent.readout`."""
+        task = asyncio.get_running_loop().create_task(self._answer_read(msg))
+        self._flush_tasks.add(task)
+        task.add_done_callback(self._flush_tasks.discard)
+
+    async def _answer_read(self, msg: ReadOutput) -> None:
+        async with self._readers:  # a few at once: each is a process
+            try:
+                got = await asyncio.to_thread(readout.read_output, msg, self.name)
+            except Exception as e:  # a bug of the agent's: the server is told, the agent goes on
+                log.exception("reading the output of job %d failed", msg.job)
+                got = readout.Read(error=f"the agent failed to read it: {type(e).__name__}")
+        reply = Output(req=msg.req, data=base64.b64encode(got.data).decode("ascii"), offset=got.start,
+                       size=got.size, error=got.error, missing=got.missing)
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(reply.model_dump_json())
 
     async def _prepare_session(self, msg: Session) -> None:
         error = ""

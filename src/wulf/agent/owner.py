@@ -97,22 +97,31 @@ def owner_of(job: StartJob, node: str, agent_uid: int | None = None,
     """Whom ``job`` runs as: an Owner to become, or None to run as the agent's own user (the agent
     is not root and the job is its user's, or the agent is root and so is the job). Raises CannotRun
     when the job cannot run here."""
+    return owner_by_ids(job.uid, job.gid, job.user, node, agent_uid, getpwuid, getgrouplist)
+
+
+def owner_by_ids(uid: int, gid: int | None, user: str, node: str, agent_uid: int | None = None,
+                 getpwuid: Callable[[int], pwd.struct_passwd] = cached_getpwuid,
+                 getgrouplist: Callable[[str, int], list[int]] = cached_getgrouplist,
+                 what: str = "not started") -> Owner | None:
+    """:func:`owner_of` for a user named by ids (a job this agent no longer runs, whose output is read:
+    ``what`` begins the reason of CannotRun)."""
     me = os.geteuid() if agent_uid is None else agent_uid
     if me != 0:
-        if job.uid != me:
+        if uid != me:
             mine = _name(me)
-            raise CannotRun(f"not started: the agent of {node} runs as {mine}, not as root, so it runs only "
-                            f"{mine}'s jobs (this one is {job.user}'s)")
+            raise CannotRun(f"{what}: the agent of {node} runs as {mine}, not as root, so it runs only "
+                            f"{mine}'s jobs (this one is {user}'s)")
         return None
-    if job.uid == 0:
+    if uid == 0:
         return None
     try:
-        pw = getpwuid(job.uid)
+        pw = getpwuid(uid)
     except KeyError:
-        raise CannotRun(f"not started: {job.user} (uid {job.uid}) is not a user on {node}") from None
+        raise CannotRun(f"{what}: {user} (uid {uid}) is not a user on {node}") from None
     groups = tuple(getgrouplist(pw.pw_name, pw.pw_gid))
-    gid = job.gid if job.gid is not None and job.gid in groups else pw.pw_gid
-    return Owner(job.uid, gid, groups, pw.pw_name, pw.pw_dir, pw.pw_shell)
+    chosen = gid if gid is not None and gid in groups else pw.pw_gid
+    return Owner(uid, chosen, groups, pw.pw_name, pw.pw_dir, pw.pw_shell)
 
 
 def umask_of(job: StartJob) -> int:

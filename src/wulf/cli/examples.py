@@ -145,4 +145,9 @@ EXAMPLES: dict[str, str] = {
     "qrls": """examples:
   qrls 12 13
 """,
+    "jtail": """examples:
+  jtail 12                          # the last 10 lines of job 12's output
+  jtail -f 12                       # follow it until job 12 ends (then exit 0)
+  jtail -c 4096 12                  # its last 4 KiB
+""",
 }

@@ -95,6 +95,12 @@ def _parser() -> ArgParser:
                    help="queue the job again up to N times if it fails (not if it goes over its own limits; "
                         "default: the site's [scheduler] default_retries)")
     p.add_argument("-Z", "--keep-script", action="store_true", help="keep the staged script after the run")
+    p.add_argument("--mail-type", metavar="TYPE,...",
+                   help="mail about the job when it begins (BEGIN), ends (END), fails (FAIL) or is requeued "
+                        "(REQUEUE); ALL for those four, NONE for none (the end mail says what it used "
+                        "against what it asked)")
+    p.add_argument("--mail-user", metavar="ADDR",
+                   help="where that mail goes (default: you, at the site's [mail] domain); alone, it mails at the end")
     p.add_argument("--env", metavar="NONE|ALL|NAME,...",
                    help="the environment the job gets: ALL of this one (the default), NONE, or only the "
                         "variables NAME,... (NAME=VALUE sets one; ALL,NAME=VALUE adds to all of them)")
@@ -235,6 +241,7 @@ def _given(args: Any) -> dict[str, Any]:
     if args.mem_limit is not None:
         given["mem_limit_mb"] = parse_mem(args.mem_limit, "--mem-limit")
     _lifecycle(args, given)
+    given.update(_mail(args))
     if args.nice is not None:
         try:
             given["nice"] = int(args.nice)
@@ -242,6 +249,18 @@ def _given(args: Any) -> dict[str, Any]:
             raise UsageError(f"--nice: {args.nice!r} is not a whole number") from None
         if not -20 <= given["nice"] <= 19:
             raise UsageError(f"--nice: {args.nice} is not a nice value (-20 to 19)")
+    return given
+
+
+def _mail(args: Any) -> dict[str, str]:
+    """The job's own mail (--mail-type, --mail-user): the types checked here (exit 2), the address by the server."""
+    given = {}
+    if args.mail_type is not None:
+        from wulf.model.mailtypes import parse_mail_types
+
+        given["mail_type"] = parse_mail_types(args.mail_type) or "NONE"
+    if args.mail_user is not None:
+        given["mail_user"] = args.mail_user
     return given
 
 

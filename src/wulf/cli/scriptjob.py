@@ -1,7 +1,7 @@
 """A script's job as qr queues it: its directives (``#SBATCH``, ``#PBS``, ``#$``, ``#WULF``) applied under
 the options of the command line, which win, as in each of those systems.
 
-What wulf cannot do yet (mail about one job, a separate stderr, several nodes) and
+What wulf cannot do yet (a separate stderr, several nodes) and
 what it does not know are warnings on stderr naming the directive; with ``qr --strict``, an error (exit 2,
 nothing queued). Options that mean nothing in wulf (accounts, QOS) are warnings even then.
 """
@@ -16,7 +16,7 @@ from wulf.errors import UsageError
 
 # the request's fields that are job fields of the same name
 _FIELDS = ("name", "output", "cwd", "cpu", "mem_mb", "mem_limit_mb", "time_limit", "cputime_limit", "queue",
-           "nice", "constraint")
+           "nice", "constraint", "mail_type", "mail_user")
 _NOT_IN_WULF = ("command", "script", "words", "json")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from wulf.compat import mail
 from wulf.compat.options import Item, Opt, whole_words
 from wulf.compat.request import (
     PREFIXES,
@@ -38,23 +39,22 @@ OPTIONS: dict[str, Opt] = {
     ]
 }
 NOT_YET = {
-    "m": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
-    "M": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
     "p": "priorities of single jobs are not supported (qset QUEUE --priority orders your queues)",
     "a": "a deferred start is not supported yet; the job may start at once",
     "h": "holding at submission is not supported in scripts yet (qhold ID holds a job)",
     "X": "X11 forwarding is not supported (jr runs interactive jobs)",
     "I": "interactive jobs are started with jr, not from a script",
 }
-CARRIED = {"m": "mail_type", "M": "mail_user"}
+CARRIED = {"m": "mail_type", "M": "mail_user", "t": "array", "J": "array"}
 IGNORED = {
     "A": "accounts are not used by wulf; ignored", "P": "projects are not used by wulf; ignored",
     "r": "ignored (wulf does not rerun jobs)", "k": "ignored (the output is written in place)",
     "z": "ignored", "c": "ignored (no checkpoints)", "C": "ignored", "u": "ignored (a job runs as who submits it)",
     "f": "ignored", "x": "ignored", "V": "",
 }
-APPLIED = {"t": "array", "J": "array", "N": "name", "o": "output", "e": "error", "j": "join", "l": "resources", "W": "attributes", "q": "queue",
-           "v": "vars", "S": "shell", "d": "dir", "w": "dir"}
+APPLIED = {"t": "array", "J": "array", "N": "name", "o": "output", "e": "error", "j": "join", "l": "resources",
+           "W": "attributes", "q": "queue", "v": "vars", "S": "shell", "d": "dir", "w": "dir", "m": "mail_points",
+           "M": "mail_users"}
 RESOURCES = {"walltime": "walltime", "cput": "cput", "pcput": "cput", "mem": "size", "vmem": "size", "pmem": "size",
              "pvmem": "size", "ncpus": "ncpus", "procs": "ncpus", "nodes": "nodes", "select": "select",
              "place": "place", "wd": "wd"}
@@ -90,6 +90,12 @@ class _Reader:
                 req.note(what, IGNORED[name], strict=False)
         else:
             getattr(self, "_opt_" + APPLIED[name])(v, what)
+
+    def _opt_mail_points(self, v: str, what: str) -> None:
+        mail.points(self.req, v, what, sge=False)
+
+    def _opt_mail_users(self, v: str, what: str) -> None:
+        mail.users(self.req, v, what)
 
     def _opt_name(self, v: str, what: str) -> None:
         self.req.name = v

@@ -59,10 +59,10 @@ class Request:
     env: str | None = None  # in qr --env's terms: "ALL", "NONE", "ALL,NAME=VALUE,..."
     shell: str | None = None  # the interpreter the script runs with (#PBS -S, #$ -S)
     array: str | None = None  # a job array, in qr --array's terms ("1-100%5"; see wulf.model.array)
+    mail_type: str | None = None  # in qr --mail-type's terms (see wulf.compat.mail)
+    mail_user: str | None = None
     # asked for, not done yet: carried so that a later wulf can, and so that qr can say so
     dependency: str | None = None
-    mail_type: str | None = None
-    mail_user: str | None = None
     error: str | None = None  # a separate file for stderr
     nodes: int = 1
     default_output: str = "wulf-%j.out"  # the file name a directory given as the output gets inside it

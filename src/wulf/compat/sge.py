@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from wulf.compat import mail
 from wulf.compat.options import Item, Opt, whole_words
 from wulf.compat.request import (
     PREFIXES,
@@ -42,8 +43,6 @@ OPTIONS: dict[str, Opt] = {
 }
 NOT_YET = {
     "hold_jid_ad": "dependencies are not supported yet; the job does not wait for others",
-    "m": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
-    "M": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
     "p": "priorities of single jobs are not supported (qset QUEUE --priority orders your queues)",
     "notify": "a warning signal before the job is stopped is not supported yet",
     "sync": "waiting for the job is not supported in a script (qwait ID waits)",
@@ -52,7 +51,7 @@ NOT_YET = {
     "i": "standard input from a file is not supported; the job reads /dev/null",
     "masterq": "not supported; ignored",
 }
-CARRIED = {"hold_jid": "dependency", "hold_jid_ad": "dependency", "m": "mail_type", "M": "mail_user"}
+CARRIED = {"hold_jid": "dependency", "hold_jid_ad": "dependency", "m": "mail_type", "M": "mail_user", "t": "array"}
 IGNORED = {
     "r": "ignored (a job is queued again only with #WULF --retries N)", "R": "ignored (no reservations)", "P": "projects are not used by "
     "wulf; ignored", "A": "accounts are not used by wulf; ignored", "b": "ignored (a script is a script)",
@@ -96,6 +95,12 @@ class _Reader:
         """-hold_jid 12,13: after those jobs ended, however (Grid Engine does not ask how); carried as
         written (names too: qr refuses those, see hold_dependency)."""
         self.req.dependency = v
+
+    def _opt_m(self, v: str, what: str) -> None:
+        mail.points(self.req, v, what, sge=True)
+
+    def _opt_M(self, v: str, what: str) -> None:
+        mail.users(self.req, v, what)
 
     def _opt_N(self, v: str, what: str) -> None:
         self.req.name = v

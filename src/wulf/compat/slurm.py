@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from wulf.compat import mail
 from wulf.compat.options import Item, Opt, getopt_long
 from wulf.compat.request import (
     PREFIXES,
@@ -66,8 +67,6 @@ SHORT: dict[str, Opt] = {
 }
 
 NOT_YET = {
-    "mail-type": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
-    "mail-user": "mail about single jobs is not supported yet (qset QUEUE --mail mails about a queue)",
     "requeue": "not carried: a failed job is queued again only with #WULF --retries N",
     "signal": "a warning signal before the time limit is not supported yet",
     "exclusive": "whole nodes are not supported yet; the job shares its node",
@@ -84,7 +83,7 @@ NOT_YET = {
     "clusters": "other clusters are not supported",
     "wait": "waiting for the job is not supported in a script (qwait ID waits)",
 }
-CARRIED = {"dependency": "dependency", "mail-type": "mail_type", "mail-user": "mail_user"}
+CARRIED = {"dependency": "dependency", "mail-type": "mail_type", "mail-user": "mail_user", "array": "array"}
 IGNORED = {
     "account": "accounts are not used by wulf; ignored", "qos": "a QOS has no meaning in wulf; ignored",
     "comment": "ignored", "hint": "ignored", "time-min": "ignored", "tmp": "ignored",
@@ -195,6 +194,12 @@ class _Reader:
     def _time(self, v: str, what: str) -> None:
         seconds = time_seconds(v, what)
         self.req.time_limit = None if seconds is None else float(seconds)
+
+    def _mail_type(self, v: str, what: str) -> None:
+        mail.slurm_types(self.req, v, what)
+
+    def _mail_user(self, v: str, what: str) -> None:
+        mail.users(self.req, v, what)
 
     def _partition(self, v: str, what: str) -> None:
         self.req.queue = v.split(",")[0]

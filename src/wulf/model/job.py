@@ -97,6 +97,9 @@ class Job:
     depend: str = ""  # what it waits for, as wulf.model.depend writes it: "afterok:12:13,afterany:14"
     retries: int = 0  # how many times it is queued again after it fails (qr --retries)
     restarts: int = 0  # how many times it has been queued again so far (WULF_RESTART_COUNT)
+    # mail about the job itself (qr --mail-type/--mail-user; see wulf.server.jobmail)
+    mail_type: str = ""  # canonical list of BEGIN,END,FAIL,REQUEUE,ARRAY_TASKS (wulf.model.mailtypes); "" none
+    mail_user: str = ""  # where it goes (checked at submission); "" when mail_type is
     # measured now, and the adaptive allocation's state (not stored)
     cpu_used: float = 0.0
     mem_used: float = 0.0
@@ -162,4 +165,6 @@ class Job:
             "depend": self.depend,
             "retries": self.retries,
             "attempts": self.restarts + (self.started is not None),  # the runs it had (its own and requeued)
+            "mail_type": self.mail_type,
+            "mail_user": self.mail_user,
         }

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -30,6 +31,7 @@ from wulf import __version__
 from wulf.auth.identity import Caller
 from wulf.errors import Forbidden, NotFound, Refused, SlowDown, Unauthenticated, UsageError, WulfError
 from wulf.protocol import (
+    MAX_OUTPUT_CHUNK,
     NAME_TAKEN,
     PROTOCOL_VERSION,
     Hello,
@@ -56,6 +58,9 @@ from wulf.server.nodes import AgentLink, Node
 from wulf.server.security import Security
 
 log = logging.getLogger("wulf.server")
+
+OUTPUT_AUDIT_EVERY = 600.0
+"""Seconds between audit records of one administrator's reads of one job's output (not theirs)."""
 
 # the more particular first: Forbidden and Unauthenticated are kinds of Refused
 _STATUS: dict[type[WulfError], tuple[int, str]] = {
@@ -190,6 +195,25 @@ async def job(job_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], daemon: Daem
               caller: CallerDep) -> dict[str, Any]:
     [found] = await daemon.fetch([job_id])
     return daemon.shown(found, caller)
+
+@router.get("/api/v1/jobs/{job_id}/output")
+async def job_output(job_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], request: Request, daemon: DaemonDep,
+                     caller: CallerDep, security: SecurityDep, offset: Annotated[int, Query(ge=-2**62, le=2**62)] = 0,
+                     limit: Annotated[int, Query(ge=0, le=MAX_OUTPUT_CHUNK)] = MAX_OUTPUT_CHUNK) -> dict[str, Any]:
+    """Bytes of a job's output (base64 in ``data``) from ``offset`` (from its end when negative), at most
+    ``limit``; ``next`` is the offset to ask next, ``ended`` says that the job has ended and all is read.
+    An administrator's reads of another's are audited, once in OUTPUT_AUDIT_EVERY seconds a job at most
+    (``jtail -f`` reads every few seconds)."""
+    call = daemon.output(job_id, caller, offset, limit)
+    others = _others(daemon, [job_id], caller)
+    seen: dict[tuple[int, int], float] = request.app.state.output_audited
+    now = time.monotonic()
+    if not others or now - seen.get((caller.uid, job_id), -OUTPUT_AUDIT_EVERY) < OUTPUT_AUDIT_EVERY:
+        return await call
+    if len(seen) > 10_000:
+        seen.clear()
+    seen[(caller.uid, job_id)] = now
+    return dict(await _audited(security, caller, "read output", "job " + others[0], call))
 
 def _others(daemon: Daemon, refs: list[int | str], caller: Caller) -> list[str]:
     """The jobs named that are not the caller's (an administrator's action on them is audited)."""
@@ -513,6 +537,7 @@ def create_app(daemon: Daemon, security: Security, on_quit: Any = None) -> FastA
     app.state.daemon = daemon
     app.state.security = security
     app.state.on_quit = on_quit
+    app.state.output_audited = {}  # (administrator's uid, job) -> when their read of its output was audited
     app.add_exception_handler(WulfError, _wulf_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(404, _missing)

@@ -34,8 +34,10 @@ from wulf.protocol import (
     InteractiveRequest,
     JobExit,
     JobSpec,
+    Output,
     Quit,
     Ran,
+    ReadOutput,
     Report,
     RunAllRequest,
     Session,
@@ -46,7 +48,7 @@ from wulf.protocol import (
     SubmitRequest,
     Welcome,
 )
-from wulf.server import intake, mail, runall, views
+from wulf.server import intake, jobmail, mail, output, runall, views
 from wulf.server.events import (
     CancelRequested,
     Drained,
@@ -144,6 +146,8 @@ class Daemon:
         self._submitting: dict[tuple[int, str], asyncio.Event] = {}  # keys whose submission is under way
         self._lost_watch: asyncio.Task[None] | None = None
         self._mailbox: dict[str, list[dict[str, Any]]] = {}  # address -> jobs ended since its last mail
+        self._reads = output.OutputReads()  # reads of jobs' output (jtail) waiting for their agents
+        self._mailing = asyncio.Semaphore(4)  # jobs' own mails being sent (see _mail_job)
 
     # what the state machine keeps, as the API and the tests read it
     @property
@@ -316,7 +320,10 @@ class Daemon:
             if self._flush_timer is None:
                 self._flush_timer = asyncio.get_running_loop().call_later(0.05, self._lazy_flush)
         elif isinstance(ins, Mail):
-            self._post(ins.to, ins.job)
+            if ins.kind == "queue":
+                self._post(ins.to, ins.job)
+            else:
+                self._spawn(self._mail_job(ins))
         elif isinstance(ins, WakeAt):
             self._wake_at(ins.at)
         elif isinstance(ins, Log):
@@ -362,6 +369,17 @@ class Daemon:
             log.info("mailed %s about %s", to, what)
         except WulfError as e:
             log.warning("could not mail %s about %s: %s", to, what, e)
+
+    async def _mail_job(self, ins: Mail) -> None:
+        """The mail a job's owner asked for about it (see wulf.server.jobmail), on its own."""
+        m = self.config.mail
+        msg = jobmail.message(ins.kind, ins.job.public(time.time()), ins.to, m.sender, self.config.server.listen)
+        try:
+            async with self._mailing:  # a few at once: a burst of ends must not take every worker thread
+                await mail.send(m.smtp, msg)
+            log.info("mailed %s: job %d %s", ins.to, ins.job.id, ins.kind)
+        except WulfError as e:
+            log.warning("could not mail %s about job %d (%s): %s", ins.to, ins.job.id, ins.kind, e)
 
     # ------------------------------------------------------------------ jobs from clients
 
@@ -655,6 +673,36 @@ class Daemon:
         port = node.info.session_port if node.info else 0
         return InteractiveReply(id=job.id, node=node.name, host=node.address, port=port, token=token)
 
+    # ------------------------------------------------------------------ output (jtail; see wulf.server.output)
+
+    async def output(self, job_id: int, caller: Caller, offset: int, limit: int) -> dict[str, Any]:
+        """Up to ``limit`` bytes of a job's output from ``offset`` (from its end when negative), read by
+        its node's agent as its owner; only its owner and administrators may read it."""
+        [job] = await self._owned([job_id], caller, "read the output of")
+        output.check_readable(job)
+        if output.waiting(job):
+            return output.nothing_yet(job, offset)
+        ended_before = job.final  # noted before the read: then the file holds all it will
+        node = self.nodes.get(job.node)
+        if node is None or node.link is None:
+            raise Refused(f"node {job.node} is down: job {job.id}'s output cannot be read now")
+        start = await asyncio.to_thread(self._start_job, job)  # (its environment may be read from the store)
+        path = output.path_of(start, job.node)
+        req, fut = self._reads.new(job.node)
+        try:
+            try:
+                await node.link.send(ReadOutput(req=req, job=job.id, uid=job.uid, gid=job.gid, path=path,
+                                                offset=offset, limit=limit).model_dump_json())
+            except Exception as e:  # its connection is going away (as in _send_text)
+                raise Refused(f"node {job.node} went down: job {job.id}'s output cannot be read now") from e
+            got = await asyncio.wait_for(fut, output.ANSWER_TIMEOUT)
+        except TimeoutError:
+            raise Refused(f"the agent of {job.node} did not answer a read of job {job.id}'s output "
+                          "(it may run an older wulf)") from None
+        finally:
+            self._reads.drop(req)
+        return output.answered(job, ended_before, got, offset)
+
     # ------------------------------------------------------------------ scheduling
 
     async def _schedule_loop(self) -> None:
@@ -793,6 +841,8 @@ class Daemon:
             fut = self._sessions.get(msg.id)
             if fut is not None and not fut.done():
                 fut.set_result(msg.error)
+        elif isinstance(msg, Output):
+            self._reads.answer(node.name, msg)
         else:
             log.warning("unexpected message from %s: %s", node.name, type(msg).__name__)
 

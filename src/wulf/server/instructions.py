@@ -66,10 +66,13 @@ class JobEnded:
 
 @dataclass(frozen=True, slots=True)
 class Mail:
-    """Tell ``to`` that ``job`` has ended."""
+    """Tell ``to`` about ``job``: that it has ended, to the owner of its queue (``kind`` "queue", in a
+    digest with others ending close together); or, as the job's owner asked (wulf.server.jobmail), that
+    it began ("begin"), ended ("end") or went back in line ("requeue"), in a mail of its own."""
 
     to: str
     job: Job
+    kind: str = "queue"
 
 
 @dataclass(frozen=True, slots=True)

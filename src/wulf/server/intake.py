@@ -17,6 +17,7 @@ from wulf.model.job import Job, JobState, Origin
 from wulf.policy.constraint import parse_constraint
 from wulf.policy.settings import Policy
 from wulf.protocol import JobSpec
+from wulf.server import jobmail
 from wulf.server.queues import DEFAULT_QUEUE, check_queue_name
 
 
@@ -52,6 +53,7 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
     queue = check_queue_name(spec.queue or DEFAULT_QUEUE)
     constraint = str(parse_constraint(spec.constraint)) if spec.constraint.strip() else ""
     nice = policy.start_nice(spec.nice, origin is Origin.BATCH, caller.admin)
+    mail_type, mail_user = jobmail.resolve(spec.mail_type, spec.mail_user, caller.user, config)
     job = Job(
         id=job_id,
         user=caller.user,
@@ -81,6 +83,8 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
         dialect=spec.dialect,
         depend=depend.text(depend.parse(spec.depend)) if spec.depend.strip() else "",
         retries=spec.retries if spec.retries is not None else sched.default_retries,
+        mail_type=mail_type,
+        mail_user=mail_user,
     )
     return job
 

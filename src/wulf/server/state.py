@@ -23,6 +23,7 @@ from wulf.config import Config
 from wulf.errors import Refused
 from wulf.model import depend
 from wulf.model.job import Job, JobState, Origin
+from wulf.model.mailtypes import mail_types
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.history import History, kind_of
 from wulf.policy.limits import occupied_cpu
@@ -31,7 +32,7 @@ from wulf.policy.scheduler import schedule
 from wulf.policy.settings import Policy
 from wulf.policy.snapshot import QueueView, UserView
 from wulf.protocol import LIMIT_REASON, Ack, Cluster, JobExit, Renice, Signal
-from wulf.server import adaptive
+from wulf.server import adaptive, jobmail
 from wulf.server.arrays import ArrayBook
 from wulf.server.events import (
     CancelRequested,
@@ -106,7 +107,7 @@ class ServerState:
         self.arrays = ArrayBook()  # job arrays, and the admission of throttled arrays' tasks (see server.arrays)
         self.strays: dict[int, str] = {}  # job queued again -> the node where its earlier run still goes
         self.waits = Waits()  # dependents waiting for other jobs to end (see wulf.model.depend)
-        self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, self._array_ended,
+        self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, self._job_mail, self._array_ended,
                                          self._resolve_dependents]
         self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
             Submitted: self._submitted, SchedulePass: self._scheduled, JobsStarted: self._started,
@@ -223,6 +224,22 @@ class ServerState:
                 out += told
         out.append(JobEnded(job))
         return out
+
+    def _mails_alone(self, job: Job, first: bool) -> bool:
+        """Whether this job's BEGIN (``first``) or END mail goes: a task of an array mails only for the
+        whole array (its first start, its last end), unless ARRAY_TASKS asks for every task's."""
+        if job.array_id is None or not job.mail_type or "ARRAY_TASKS" in mail_types(job.mail_type):
+            return True
+        array = self.arrays.arrays.get(job.array_id)
+        if array is None:
+            return True
+        if first:  # the first task of the array to start
+            return not any(self.jobs[i].started for i in array.task_ids() if i in self.jobs and i != job.id)
+        return array.left <= 1  # (this hook runs before the task is counted as ended)
+
+    def _job_mail(self, job: Job) -> Iterable[Instruction]:
+        """End hook: the job's own END or FAIL mail (see wulf.server.jobmail)."""
+        return jobmail.on_end(job) if self._mails_alone(job, first=False) else ()
 
     def _teach(self, job: Job) -> Iterable[Instruction]:
         """An ended batch job teaches its kind what it used (see wulf.policy.history)."""
@@ -488,7 +505,10 @@ class ServerState:
                 job.pid = s.pid
                 job.started = s.time
                 changed.append(job)
-        return [CommitSoon(tuple(changed))] if changed else []
+        if not changed:
+            return []
+        return [CommitSoon(tuple(changed)), *(m for job in changed if self._mails_alone(job, first=True)
+                                              for m in jobmail.on_start(job))]
 
     def _exited(self, ev: JobsExited) -> list[Instruction]:
         """Record exits, and place jobs in the room they leave: one commit for both, then the starts,
@@ -847,7 +867,7 @@ class ServerState:
         job.cpu_used = job.mem_used = 0.0
         job.reason = f"queued again after attempt {job.restarts} of {job.retries + 1} failed: {why}"
         self._enqueue(job)
-        return [Log(logging.INFO, f"job {job.id}: {job.reason}"), Wake()]
+        return [Log(logging.INFO, f"job {job.id}: {job.reason}"), *jobmail.on_requeue(job), Wake()]
 
     def _park(self, jobs: list[Job]) -> tuple[Job, ...]:
         """Jobs queued again after an exit their node reported: out of line until the node has been sent

@@ -100,13 +100,21 @@ def shown(job: Job, viewer: Caller | None, now: float) -> dict[str, Any]:
     d = job.public(now)
     if _hidden(job, viewer):
         d["command"] = program_of(job.command)
+    _mail_private(job, d, viewer)
     return d
+
+
+def _mail_private(job: Job, d: dict[str, Any], viewer: Caller | None) -> None:
+    """Where a job's owner gets mail is theirs to know (and administrators'), as of a queue."""
+    if "mail_user" in d and viewer is not None and viewer.uid != job.uid and not viewer.admin:
+        d["mail_user"] = ""
 
 
 def listed(job: Job, d: dict[str, Any], viewer: Caller | None) -> dict[str, Any]:
     """``d``, a listing's line for ``job``, with its command as ``viewer`` may see it, cut short."""
     command = program_of(job.command) if _hidden(job, viewer) else job.command
     d["command"] = command if len(command) <= LIST_COMMAND_CHARS else command[:LIST_COMMAND_CHARS] + "…"
+    _mail_private(job, d, viewer)
     return d
 
 

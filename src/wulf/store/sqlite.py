@@ -114,6 +114,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        # mail about the job itself (qr --mail-type, --mail-user)
+        "0010_job_mail",
+        """
+        ALTER TABLE jobs ADD COLUMN mail_type TEXT NOT NULL DEFAULT '';
+        ALTER TABLE jobs ADD COLUMN mail_user TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]
 
 _COLUMNS = [
@@ -123,6 +131,7 @@ _COLUMNS = [
     "constraint", "time_limit", "cputime_limit", "mem_limit_mb", "gid", "umask", "dialect",
     "array_id", "array_index",
     "depend", "retries", "restarts",
+    "mail_type", "mail_user",  # 0010_job_mail
 ]
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
