@@ -16,7 +16,7 @@ COMMANDS: dict[str, str] = {
     "jstat": "wulf.cli.jstat:_parser", "qwait": "wulf.cli.qwait:_parser", "qcancel": "wulf.cli.qcancel:build_parser",
     "jkill": "wulf.cli.jkill:build_parser", "jnice": "wulf.cli.jnice:build_parser",
     "jobmgr": "wulf.cli.jobmgr:build_parser", "qset": "wulf.cli.qset:_parser", "qhold": "wulf.cli.qhold:build_parser",
-    "qrls": "wulf.cli.qrls:build_parser",
+    "qrls": "wulf.cli.qrls:build_parser", "jacct": "wulf.cli.jacct:_parser", "jeff": "wulf.cli.jeff:_parser",
 }
 """Every command wulf installs (pyproject's [project.scripts]) and where its parser is built."""
 
