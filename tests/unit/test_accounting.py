@@ -231,6 +231,8 @@ def test_private_accounting_keeps_others_jobs_to_administrators() -> None:
     (Ask(ids="1,x"), "is not a job id"),
     (Ask(ids=",".join(map(str, range(1, 1100)))), "at most 1000"),
     (Ask(cursor="soon"), "not a page cursor"),
+    (Ask(cursor="nan:3"), "not a page cursor"),
+    (Ask(cursor="inf:3"), "not a page cursor"),
     (Ask(start=200.0, end=100.0), "must be before the end"),
 ])
 def test_bad_questions_are_usage_errors(ask: Ask, says: str) -> None:

@@ -108,10 +108,30 @@ def _window(args: Any) -> tuple[float, float]:
     return max(0.0, start), end
 
 
+_TIME_FLAGS = {"-S": "--starttime", "--starttime": "--starttime", "-E": "--endtime", "--endtime": "--endtime"}
+
+
+def _glue_times(argv: list[str]) -> list[str]:
+    """``-S -7d`` as ``--starttime=-7d``: argparse would take ``-7d`` for an option of its own."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            return out + argv[i:]
+        if a in _TIME_FLAGS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{_TIME_FLAGS[a]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def _main(argv: list[str]) -> int:
     from wulf.model.accounting import CSV_COLUMNS
 
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_glue_times(argv))
     if args.user and args.allusers:
         raise UsageError("-u and -a: give one (-a is every user)")
     ids = parse_ids(args.ids)

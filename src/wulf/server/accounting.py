@@ -75,9 +75,12 @@ def _cursor(text: str) -> tuple[float, int] | None:
         return None
     ended, _, jid = text.partition(":")
     try:
-        return float(ended), int(jid)
+        cursor = float(ended), int(jid)
     except ValueError:
-        raise UsageError(f"{text[:40]!r} is not a page cursor (give the `next` of the page before)") from None
+        cursor = (float("nan"), 0)
+    if not 0 <= cursor[0] < float("inf"):
+        raise UsageError(f"{text[:40]!r} is not a page cursor (give the `next` of the page before)")
+    return cursor
 
 
 def _private(config: Config, caller: Caller) -> bool:
