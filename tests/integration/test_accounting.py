@@ -27,8 +27,9 @@ QUIET = "[agent]\nexternal_min_cpu = 1000.0\nexternal_min_mem_mb = 1e9\n"
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """A server and one agent ('n1', 2 cpus) that finds no outside jobs."""
-    with running_cluster(tmp_path, config=QUIET) as c:
+    """A server and one agent ('n1', 2 cpus) that finds no outside jobs; pages of two jobs (jacct fetches
+    them all)."""
+    with running_cluster(tmp_path, config=QUIET + "[server]\njobs_per_page = 2\n") as c:
         c.agent("n1", cpus=2)
         yield c
 
