@@ -265,3 +265,26 @@ def test_keep_days_must_be_a_number_of_days() -> None:
     assert parse_config("").server.keep_days == 365
     with pytest.raises(ConfigError, match="keep_days"):
         parse_config("[server]\nkeep_days = -1\n")
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["-S", "now+1d"], "is in the future"),
+    (["-S", "-1d", "-E", "-2d"], "is not before"),
+    (["-S", "-7"], "needs a unit"),
+    (["--state", "running"], "is not how a job ends"),
+    (["-u", "bob", "-a"], "give one"),
+    (["--summary", "12"], "not job ids"),
+])
+def test_jacct_refuses_before_asking_the_server(argv: list[str], says: str) -> None:
+    from wulf.cli import jacct
+
+    with pytest.raises(UsageError, match=says):
+        jacct._main(argv)
+
+
+def test_a_time_after_a_flag_is_not_an_option() -> None:
+    from wulf.cli.jacct import _glue_times
+
+    assert _glue_times(["-S", "-7d", "-E", "-1h", "--state", "failed", "--", "-S"]) == [
+        "--starttime=-7d", "--endtime=-1h", "--state", "failed", "--", "-S"]
+    assert _glue_times(["-S", "today", "12"]) == ["-S", "today", "12"]

@@ -105,6 +105,8 @@ def _window(args: Any) -> tuple[float, float]:
     end = parse_when(args.endtime, now, "-E") if args.endtime else 0.0
     if end and start >= end:
         raise UsageError(f"-S {args.starttime or 'today'} is not before -E {args.endtime}")
+    if not end and start >= now.timestamp():
+        raise UsageError(f"-S {args.starttime} is in the future: no job has ended then yet")
     return max(0.0, start), end
 
 
