@@ -53,6 +53,8 @@ MAX_SUBMIT_JOBS = 10_000
 """Most jobs one submission carries (wulf.protocol.MAX_SUBMIT_JOBS): more go in several."""
 OUTPUT_CHUNK = 1024 * 1024
 """Most bytes of a job's output one read returns (wulf.protocol.MAX_OUTPUT_CHUNK)."""
+MAX_ACCT_IDS = 1000
+"""Most job ids one accounting query names (wulf.model.accounting.MAX_IDS): more go in several."""
 _MAX_LINE = 65536  # longest status or header line accepted
 _MAX_HEADERS = 100
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
@@ -588,6 +590,40 @@ class Client:
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self.get("/api/v1/nodes")["nodes"])
+
+    @staticmethod
+    def _acct_query(user: str, all_users: bool, start: float, end: float, states: Iterable[str],
+                    queue: str) -> str:
+        q = f"start={start!r}&end={end!r}" + ("&all=1" if all_users else "")
+        for key, value in (("user", user), ("state", ",".join(states)), ("queue", queue)):
+            if value:
+                q += f"&{key}={quote(value)}"
+        return q
+
+    def accounting(self, user: str = "", all_users: bool = False, start: float = 0.0, end: float = 0.0,
+                   states: Iterable[str] = (), queue: str = "", ids: Iterable[int] = ()) -> list[dict[str, Any]]:
+        """Ended jobs (jacct): of ``user`` (default: the caller; ``all_users``: everyone's) that ended
+        from ``start`` to ``end`` (Unix times; end 0: now), by end time; or the jobs ``ids``, whenever
+        they ended (and, by id, in any state). The server answers a page at a time: this asks for all."""
+        q = "/api/v1/accounting?" + self._acct_query(user, all_users, start, end, states, queue)
+        todo = list(ids)
+        if todo:
+            out: list[dict[str, Any]] = []
+            for at in range(0, len(todo), MAX_ACCT_IDS):
+                out += self.get(q + "&ids=" + ",".join(str(int(i)) for i in todo[at:at + MAX_ACCT_IDS]))["jobs"]
+            return out
+        page = self.get(q)
+        jobs = list(page["jobs"])
+        while page.get("next"):
+            page = self.get(q + "&after=" + quote(str(page["next"])))
+            jobs += page["jobs"]
+        return jobs
+
+    def accounting_summary(self, user: str = "", all_users: bool = False, start: float = 0.0, end: float = 0.0,
+                           states: Iterable[str] = (), queue: str = "") -> list[dict[str, Any]]:
+        """Per user totals of what :meth:`accounting` lists: jobs, cpu_hours, mean_wait, cpu_eff."""
+        q = self._acct_query(user, all_users, start, end, states, queue)
+        return list(self.get("/api/v1/accounting?summary=1&" + q)["users"])
 
     def queues(self, user: str = "") -> list[dict[str, Any]]:
         return list(self.get("/api/v1/queues" + (f"?user={quote(user)}" if user else ""))["queues"])

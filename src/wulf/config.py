@@ -54,6 +54,9 @@ class ServerConfig:
     max_connections: int = 256  # open connections per address (TCP) and per user (Unix socket; root: no limit)
     trusted_proxies: list[str] = field(default_factory=list, metadata={"item": str})  # X-Forwarded-For from these
     jobs_per_page: int = 5000  # most jobs one status reply lists (jstat asks for the next page)
+    # accounting (issue 11 §7)
+    keep_days: float = 365.0  # ended jobs stay in the database (jacct, jeff) this many days; 0: for ever
+    private_accounting: bool = False  # true: only administrators see others' jobs in jacct/jeff (as Slurm's PrivateData)
 
     def __post_init__(self) -> None:
         for name in ("max_body_mb", "request_timeout", "max_connections"):
@@ -62,6 +65,8 @@ class ServerConfig:
                 raise ConfigError(f"server.{name} must be a number > 0, not {value!r}")
         if self.jobs_per_page < 1:
             raise ConfigError(f"server.jobs_per_page must be at least 1, not {self.jobs_per_page}")
+        if not 0 <= self.keep_days < float("inf"):
+            raise ConfigError(f"server.keep_days must be a number of days >= 0 (0: for ever), not {self.keep_days!r}")
 
 
 CGROUPS_MODES = ("auto", "off")

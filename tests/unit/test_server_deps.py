@@ -488,3 +488,21 @@ def test_no_dependent_starts_early_and_no_job_runs_twice_at_once(steps: list[tup
             dep = depend.parse(job.depend)
             assert depend.verdict(dep, lambda i: state.jobs[i].state)[0] is depend.Verdict.WAIT, job
             assert not job.final
+
+
+def test_a_requeued_job_held_when_its_lost_run_comes_back_waits_for_that_runs_end() -> None:
+    """(Found by the hypothesis test.) Lost, queued again, held; its node comes back still running the
+    old run: released, it must wait for that run's exit, not start beside it."""
+    state = _state(node_lost_after=60)
+    _up(state)
+    job = _running(state, retries=1)
+    state.handle(NodeDown("n1", T0 + 10))
+    state.handle(Tick(T0 + 71))
+    assert job.state is JobState.QUEUED and job.restarts == 1
+    state.handle(HoldRequested((job,), "alice"))
+    _up(state, running=[JobStarted(id=job.id, pid=10, time=T0 + 1)], now=T0 + 72)
+    state.handle(ReleaseRequested((job,)))
+    assert _started(state.handle(SchedulePass(T0 + 73))) == []  # not while that run goes on
+    todo = _exit(state, job, None, signal=9, now=T0 + 74)
+    state.handle(Requeued(_of(todo, Requeue)[0].jobs))
+    assert _started(state.handle(SchedulePass(T0 + 75))) == [job.id]

@@ -72,6 +72,17 @@ def parse_ids(values: Sequence[str]) -> list[int | str]:
     return ids
 
 
+def own_ids(values: Sequence[str], prog: str) -> list[int]:
+    """Job ids for a command that takes a job's own id only (a task of an array has one: ``jstat
+    --expand`` shows it); ``12[5]`` is a usage error that says so."""
+    out = []
+    for ref in parse_ids(values):
+        if not isinstance(ref, int):
+            raise UsageError(f"{prog} takes a job's own id, not {ref}: `jstat --expand` shows each task's id")
+        out.append(ref)
+    return out
+
+
 def _columns(fallback: int) -> int:
     """$COLUMNS, else the width of the terminal on standard output, else ``fallback``.
 

@@ -150,4 +150,14 @@ EXAMPLES: dict[str, str] = {
   jtail -f 12                       # follow it until job 12 ends (then exit 0)
   jtail -c 4096 12                  # its last 4 KiB
 """,
+    "jacct": """examples:
+  jacct                             # your jobs that ended today
+  jacct -S now-7days                # ... in the last week (also: -S -7d, -S 2026-12-01T10:00)
+  jacct -u alice -S 2026-12-01 -E 2026-12-08 --state failed
+  jacct -a --summary -S -30d        # every user's totals over 30 days: jobs, cpu hours, wait, efficiency
+  jacct 12 13 --csv > jobs.csv
+""",
+    "jeff": """examples:
+  jeff 12                           # how well job 12 used the cpus and memory it asked for
+""",
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from wulf.cli.common import ArgParser, parse_ids, run
+from wulf.cli.common import ArgParser, own_ids, run
 from wulf.client import OUTPUT_CHUNK, Client
 from wulf.errors import UsageError
 
@@ -69,10 +69,7 @@ def _tail_bytes(client: Client, job_id: int, n: int) -> tuple[int, str]:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    [ref] = parse_ids([args.id])
-    if not isinstance(ref, int):
-        raise UsageError(f"jtail takes a job's own id, not {args.id}: `jstat --expand` shows each task's id")
-    job_id = ref
+    [job_id] = own_ids([args.id], "jtail")
     if (args.lines is not None and args.lines < 0) or (args.bytes is not None and args.bytes < 0):
         raise UsageError("-n and -c take a number of lines or bytes, 0 or more")
     client = Client()

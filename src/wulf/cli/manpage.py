@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "jkill": "wulf.cli.jkill:build_parser", "jnice": "wulf.cli.jnice:build_parser",
     "jobmgr": "wulf.cli.jobmgr:build_parser", "qset": "wulf.cli.qset:_parser", "qhold": "wulf.cli.qhold:build_parser",
     "qrls": "wulf.cli.qrls:build_parser", "jtail": "wulf.cli.jtail:build_parser",
+    "jacct": "wulf.cli.jacct:_parser", "jeff": "wulf.cli.jeff:_parser",
 }
 """Every command wulf installs (pyproject's [project.scripts]) and where its parser is built."""
 

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from wulf import __version__
 from wulf.auth.identity import Caller
 from wulf.errors import Forbidden, NotFound, Refused, SlowDown, Unauthenticated, UsageError, WulfError
+from wulf.model.accounting import MAX_IDS
 from wulf.protocol import (
     MAX_OUTPUT_CHUNK,
     NAME_TAKEN,
@@ -50,6 +51,8 @@ from wulf.protocol import (
     WaitRequest,
     agent_message,
 )
+from wulf.server import accounting
+from wulf.server.accounting import Ask
 from wulf.server.daemon import Daemon
 from wulf.server.edge import TRUST
 from wulf.server.guard import CALLER, COOKIE, Guard, login_page, parse_login
@@ -175,6 +178,23 @@ async def status(daemon: DaemonDep, caller: CallerDep, user: str = "", queue: st
     """Nodes and a page of jobs (``after``: the ``next`` of the last page; ``limit``: at most [server]
     jobs_per_page)."""
     return daemon.status(user, queue, bool(all), brief=bool(brief), viewer=caller, after=after, limit=limit)
+
+AcctTime = Annotated[float, Query(ge=0, le=1e11, allow_inf_nan=False)]
+
+
+@router.get("/api/v1/accounting")
+async def accounting_(daemon: DaemonDep, caller: CallerDep,
+                      user: Annotated[str, Query(max_length=256)] = "", all: Annotated[int, Query(ge=0, le=1)] = 0,
+                      start: AcctTime = 0.0, end: AcctTime = 0.0, state: Annotated[str, Query(max_length=200)] = "",
+                      queue: Annotated[str, Query(max_length=512)] = "",
+                      ids: Annotated[str, Query(max_length=MAX_IDS * 21)] = "",
+                      after: Annotated[str, Query(max_length=64)] = "", limit: PageLimit = 0,
+                      summary: Annotated[int, Query(ge=0, le=1)] = 0) -> dict[str, Any]:
+    """Ended jobs, a page at a time by end time (``after``: the ``next`` of the last page), or per user
+    totals (``summary=1``): see wulf.server.accounting. ``start``/``end``: Unix times (end 0: now)."""
+    ask = Ask(user=user, all_users=bool(all), start=start, end=end, states=state, queue=queue, ids=ids, cursor=after,
+              limit=limit, summary=bool(summary))
+    return await accounting.answer(daemon.store, daemon.config, caller, ask)
 
 @router.get("/api/v1/nodes")
 async def nodes(daemon: DaemonDep) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from wulf.protocol import (
     SubmitRequest,
     Welcome,
 )
-from wulf.server import intake, jobmail, mail, output, runall, views
+from wulf.server import accounting, intake, jobmail, mail, output, runall, views
 from wulf.server.events import (
     CancelRequested,
     Drained,
@@ -145,6 +145,7 @@ class Daemon:
         self.keys: dict[tuple[int, str], tuple[float, list[int]]] = {}  # (uid, key) -> (expires, ids)
         self._submitting: dict[tuple[int, str], asyncio.Event] = {}  # keys whose submission is under way
         self._lost_watch: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self._mailbox: dict[str, list[dict[str, Any]]] = {}  # address -> jobs ended since its last mail
         self._reads = output.OutputReads()  # reads of jobs' output (jtail) waiting for their agents
         self._mailing = asyncio.Semaphore(4)  # jobs' own mails being sent (see _mail_job)
@@ -204,6 +205,8 @@ class Daemon:
             self._spawn(self._apply(settled))
         self._scheduler = asyncio.create_task(self._schedule_loop(), name="wulf-scheduler")
         self._lost_watch = asyncio.create_task(self._watch_lost(), name="wulf-lost-nodes")
+        self._pruner = asyncio.create_task(accounting.keep_pruning(self.store, lambda: self.config),
+                                           name="wulf-prune-ended")  # [server] keep_days
         self.wake()
 
     async def stop(self) -> None:
@@ -211,6 +214,8 @@ class Daemon:
             self._scheduler.cancel()
         if self._lost_watch:
             self._lost_watch.cancel()
+        if self._pruner:
+            self._pruner.cancel()
         for node in self.nodes.values():
             if node.link:
                 await node.link.close()

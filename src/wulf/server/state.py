@@ -878,9 +878,12 @@ class ServerState:
 
     def _await_stray(self, job: Job, node: str) -> None:
         """A node tells of an earlier run of a job queued again (still going, to be killed, or ended and
-        not yet acknowledged): the job waits out of line until that run's exit is in and acknowledged."""
+        not yet acknowledged): the job waits out of line until that run's exit is in and acknowledged (a
+        held one too: released, it still waits for it)."""
         if job.state is JobState.QUEUED and job.restarts:
             self.book.remove(job)
+            self.strays[job.id] = node
+        elif job.state is JobState.HELD and job.restarts:
             self.strays[job.id] = node
 
     def _strays_lost(self, node: str) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from wulf.model.accounting import AcctQuery
 from wulf.model.job import Job
 
 KEY_TTL = 24 * 3600.0
@@ -84,5 +85,19 @@ class JobStore(Protocol):
     def add_token(self, record: dict[str, Any]) -> asyncio.Future[None]: ...
 
     def remove_token(self, token_id: int) -> asyncio.Future[None]: ...
+
+    # accounting (issue 11 §7): blocking reads, each run in a worker thread off the event loop
+
+    def accounting(self, q: AcctQuery) -> list[Job]:
+        """A page of the ended jobs ``q`` asks for, by (ended, id)."""
+        ...
+
+    def accounting_summary(self, q: AcctQuery) -> list[dict[str, Any]]:
+        """Per user (by name): jobs, cpu_hours, mean_wait, cpu_eff over the jobs ``q`` asks for."""
+        ...
+
+    def forget_ended(self, before: float, batch: int) -> asyncio.Future[int]:
+        """Delete up to ``batch`` of the jobs that ended before ``before``; gives how many it deleted."""
+        ...
 
     def close(self) -> None: ...

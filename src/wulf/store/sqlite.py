@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from wulf.errors import UsageError, WulfError
+from wulf.model.accounting import MAX_SUMMARY_USERS, AcctQuery, summary_row
 from wulf.model.job import FINAL_STATES, Job, JobState, Origin
 from wulf.store.base import KEY_TTL, ArrayRow, Submission
 
@@ -112,6 +113,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN depend TEXT NOT NULL DEFAULT '';
         ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
+    (
+        # accounting (issue 11 §7): one user's ended jobs in a window, and everyone's, without a scan
+        "0009_accounting",
+        """
+        CREATE INDEX jobs_user_ended ON jobs (user, ended) WHERE ended IS NOT NULL;
+        CREATE INDEX jobs_ended ON jobs (ended) WHERE ended IS NOT NULL;
         """,
     ),
     (
@@ -216,6 +225,9 @@ class SqliteStore:
         self._queue: queue.SimpleQueue[tuple[_Op, asyncio.Future[None]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._writer, name="wulf-store", daemon=True)
         self._thread.start()
+        self._readers = threading.local()  # accounting: one read connection per thread that asks
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
         self.commits = 0  # for the benchmark and tests: how many transactions were committed
 
     # ------------------------------------------------------------------ the writer thread
@@ -403,11 +415,97 @@ class SqliteStore:
 
         return self._submit(op)
 
+    # ------------------------------------------------------------------ accounting (issue 11 §7)
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's own read connection (queries run in worker threads, several at once; WAL lets
+        each read while the writer writes)."""
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, "normal")
+            conn.execute("PRAGMA query_only = ON")
+            self._readers.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def accounting(self, q: AcctQuery) -> list[Job]:
+        """A page of the ended jobs ``q`` asks for, by (ended, id) (blocking: run it in a thread)."""
+        where, params = _acct_where(q)
+        if q.after is not None and not q.ids:
+            where += " AND (ended, id) > (?, ?)"
+            params += [q.after[0], q.after[1]]
+        sql = f"SELECT {_SELECT} FROM jobs WHERE {where} ORDER BY ended, id LIMIT ?"
+        return [_job(r) for r in self._reader().execute(sql, [*params, q.limit])]
+
+    def accounting_summary(self, q: AcctQuery) -> list[dict[str, Any]]:
+        """Per user, totals over the jobs ``q`` asks for (its page is not used) (blocking: run it in a thread)."""
+        where, params = _acct_where(q)
+        run_known = "cpu_time IS NOT NULL AND started IS NOT NULL"
+        sql = (f"SELECT user, count(*), total(cpu_time), total(started - submitted), count(started), "
+               f"total(CASE WHEN {run_known} THEN max(ended - started, 0) * cpu ELSE 0 END) "
+               f"FROM jobs WHERE {where} GROUP BY user ORDER BY user LIMIT ?")
+        return [summary_row(*row) for row in self._reader().execute(sql, [*params, MAX_SUMMARY_USERS])]
+
+    def forget_ended(self, before: float, batch: int) -> asyncio.Future[int]:
+        """Delete up to ``batch`` jobs that ended before ``before`` (in one small transaction of the writer,
+        so other writes wait little); the future gives how many were deleted."""
+        deleted: list[int] = []
+
+        def op(c: sqlite3.Connection) -> None:
+            cur = c.execute(
+                f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE ended < ? AND state IN "
+                f"({', '.join('?' * len(_FINAL))}) ORDER BY ended LIMIT ?)", (before, *_FINAL, batch))
+            deleted.append(cur.rowcount)
+
+        loop = asyncio.get_running_loop()
+        out: asyncio.Future[int] = loop.create_future()
+
+        def done(fut: asyncio.Future[None]) -> None:
+            if out.done():
+                return
+            error = None if fut.cancelled() else fut.exception()
+            if error is not None:
+                out.set_exception(error)
+            else:
+                out.set_result(sum(deleted))
+
+        self._submit(op).add_done_callback(done)
+        return out
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
         self._write.close()
         self._read.close()
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+
+def _acct_where(q: AcctQuery) -> tuple[str, list[Any]]:
+    """The WHERE clause of an accounting query, and its parameters (the (user, ended) and (ended)
+    indexes answer it)."""
+    if q.ids:
+        parts, params = [f"id IN ({', '.join('?' * len(q.ids))})"], list[Any](q.ids)
+    else:
+        states = q.states or _FINAL
+        parts = ["ended IS NOT NULL", "ended >= ?", "ended < ?", f"state IN ({', '.join('?' * len(states))})"]
+        params = [q.start, min(q.end, 1e18), *states]
+    if q.users:
+        parts.append(f"user IN ({', '.join('?' * len(q.users))})")
+        params += q.users
+    if q.ids and q.states:
+        parts.append(f"state IN ({', '.join('?' * len(q.states))})")
+        params += q.states
+    if q.queue:
+        parts.append("queue = ?")
+        params.append(q.queue)
+    if q.queue_user:
+        parts.append("user = ?")
+        params.append(q.queue_user)
+    return " AND ".join(parts), params
 
 
 def _of_the_write(e: BaseException) -> bool:
