@@ -56,7 +56,8 @@ def test_compat_writes_its_commands_and_keeps_others_files(cluster: Cluster, tmp
     assert (d / "squeue").read_text() == "#!/bin/sh\necho the real one\n"
     cluster.run("wulf", "compat", "--force", str(d))
     cluster.run("wulf", "compat", str(d))  # its own files are replaced without --force
-    assert sorted(x.name for x in d.iterdir()) == ["qdel", "qstat", "qsub", "sbatch", "scancel", "sinfo", "squeue"]
+    assert sorted(x.name for x in d.iterdir()) == ["qacct", "qdel", "qstat", "qsub", "sacct", "sbatch", "scancel",
+                                                   "sinfo", "squeue"]
 
 
 def test_sbatch_command_line_wins_over_directives(cluster: Cluster, compat: Path) -> None:
@@ -117,7 +118,7 @@ def test_sinfo_shows_the_node(cluster: Cluster, compat: Path) -> None:
 
 def test_slurm_commands_refuse_bad_input_in_one_line(cluster: Cluster, compat: Path) -> None:
     for argv in (("sbatch", "--bogus", "x.sh"), ("squeue", "-o", "%Y"), ("squeue", "-t", "NOPE"),
-                 ("scancel",), ("scancel", "abc"), ("sbatch", "--wrap", "true", "x.sh"),
+                 ("scancel",), ("scancel", "abc"), ("scancel", "12_[1-3]"), ("sbatch", "--wrap", "true", "x.sh"),
                  ("scancel", "-s", "NOSUCH", "1")):
         p = run(cluster, compat, *argv, check=False)
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, (argv, p.stderr)
@@ -175,3 +176,38 @@ def test_sge_qsub_qstat_qdel(cluster: Cluster, compat: Path) -> None:
     assert ended(cluster, job_id)["state"] == "cancelled"
     terse = run(cluster, compat, "qsub", "-terse", "-sync", "y", "-b", "y", "true", flavour="sge")
     assert terse.stdout.strip().isdigit()
+
+
+def test_sacct_and_qacct_tell_how_jobs_ended(cluster: Cluster, compat: Path) -> None:
+    ids = {}
+    for name, cmd in (("a1", "true"), ("a2", "exit 2"), ("a3", "sleep 60")):
+        ids[name] = int(run(cluster, compat, "sbatch", "--parsable", "-J", name, "--wrap", cmd).stdout)
+    cluster.run("qwait", str(ids["a1"]), str(ids["a2"]), check=False)
+    wait_until("a3 to run", lambda: cluster.job(ids["a3"])["state"] == "running")
+    # what Snakemake's Slurm executor asks
+    out = run(cluster, compat, "sacct", "-X", "--parsable2", "--noheader", "--format=JobIdRaw,State",
+              "--name", "a1,a2,a3", "--starttime", "now-1days", "--endtime", "now").stdout
+    assert sorted(out.splitlines()) == sorted([f"{ids['a1']}|COMPLETED", f"{ids['a2']}|FAILED",
+                                               f"{ids['a3']}|RUNNING"])
+    assert run(cluster, compat, "sacct", "-j", str(ids["a2"]), "-o", "JobID,ExitCode", "-P", "-n").stdout == \
+        f"{ids['a2']}|2:0\n"
+    table = run(cluster, compat, "sacct", "-j", f"{ids['a1']},{ids['a2']}").stdout.splitlines()
+    assert table[0].split() == ["JobID", "JobName", "Partition", "Account", "AllocCPUS", "State", "ExitCode"]
+    assert table[2].split()[0] == str(ids["a1"]) and table[2].split()[-2:] == ["COMPLETED", "0:0"]
+    bad = run(cluster, compat, "sacct", "--format", "Bogus", check=False)
+    assert bad.returncode == 2 and "Invalid field" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    record = run(cluster, compat, "qacct", "-j", str(ids["a2"]), flavour="sge").stdout
+    assert f"jobnumber    {ids['a2']}\n" in record and "exit_status  2\n" in record and "jobname      a2\n" in record
+    run(cluster, compat, "scancel", str(ids["a3"]))
+
+
+def test_scancel_of_one_array_task(cluster: Cluster, compat: Path) -> None:
+    script = cluster.work / "arr.sh"
+    script.write_text("#!/bin/sh\n#SBATCH --array=1-3\nsleep 60\n")
+    array = int(run(cluster, compat, "sbatch", "--parsable", str(script)).stdout)
+    run(cluster, compat, "scancel", f"{array}_2")
+    states = {j["array_index"]: j["state"] for j in cluster.status()["jobs"] if j.get("array_id") == array}
+    assert states[2] == "cancelled" and states[1] != "cancelled" and states[3] != "cancelled"
+    run(cluster, compat, "scancel", str(array))
+    states = {j["array_index"]: j["state"] for j in cluster.status()["jobs"] if j.get("array_id") == array}
+    assert set(states.values()) == {"cancelled"}

@@ -1,7 +1,7 @@
 """Slurm's, PBS's and Grid Engine's commands over wulf, for the tools and scripts that call them.
 
 They are not on the PATH by default (a machine may have the real ones): ``wulf compat DIR`` writes
-``sbatch``, ``squeue``, ``scancel``, ``sinfo``, ``qsub``, ``qstat`` and ``qdel`` into DIR, each a
+``sbatch``, ``squeue``, ``scancel``, ``sinfo``, ``sacct``, ``qsub``, ``qstat``, ``qdel`` and ``qacct`` into DIR, each a
 two-line script that runs ``python -m wulf.cli.compat NAME``; a site puts DIR on its users' PATH (or in
 an environment module). ``qsub``, ``qstat`` and ``qdel`` are PBS's or Grid Engine's by
 ``[compat] flavour`` (``$WULF_COMPAT_FLAVOUR`` wins).
@@ -20,13 +20,17 @@ from wulf.cli.common import ArgParser, run
 from wulf.config import Config
 from wulf.errors import UsageError
 
-SLURM = ("sbatch", "squeue", "scancel", "sinfo")
+SLURM = ("sbatch", "squeue", "scancel", "sinfo", "sacct")
 BOTH = ("qsub", "qstat", "qdel")
-COMMANDS = SLURM + BOTH
+COMMANDS = (*SLURM, *BOTH, "qacct")
 
 
 def command(name: str) -> Callable[[list[str]], int]:
     """The main of the compatibility command ``name``."""
+    if name in ("sacct", "qacct"):
+        from wulf.cli.compat import acct
+
+        return acct.sacct if name == "sacct" else acct.qacct
     if name in SLURM:
         from wulf.cli.compat import slurm
 

@@ -399,15 +399,20 @@ def _signal_number(text: str) -> int:
         raise UsageError(f"scancel: Invalid job signal: {text}") from None
 
 
-def _task_ids(values: list[str]) -> list[int]:
-    """scancel's ids: ``12``, ``12_3`` (an array task; until arrays land, the task's own id is needed)."""
-    out = []
+def _task_ids(values: list[str]) -> list[int | str]:
+    """scancel's ids: ``12`` (a job, or all of array 12), ``12_3`` (task 3 of array 12, as wulf's
+    ``12[3]``), ``12_[1-3]`` is refused (name the tasks one by one)."""
+    out: list[int | str] = []
     for v in values:
         for part in v.split(","):
             head, _, task = part.partition("_")
-            if task:
-                raise UsageError(f"scancel: array tasks ({part}) are not supported by wulf yet")
-            out += int_ids([head])
+            [job] = int_ids([head])
+            if not task:
+                out.append(job)
+            elif task.isdigit():
+                out.append(f"{job}[{int(task)}]")
+            else:
+                raise UsageError(f"scancel: {part}: give array tasks one by one (12_3,12_4)")
     return out
 
 
