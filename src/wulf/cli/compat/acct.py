@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from wulf.cli.common import ArgParser, print_json
-from wulf.cli.compat.common import ACTIVE, SLURM_CODES, hms_full, iso, jobs_of, me, slurm_state
+from wulf.cli.compat.common import ACTIVE, hms_full, iso, jobs_of, me, slurm_state, slurm_states
 from wulf.client import Client
 from wulf.errors import UsageError
 
@@ -127,16 +127,7 @@ def _window(args: argparse.Namespace) -> tuple[float, float]:
 
 
 def _state_names(text: str | None) -> set[str] | None:
-    if not text:
-        return None
-    names = {v: k for k, v in SLURM_CODES.items()}
-    out = set()
-    for w in text.upper().split(","):
-        name = names.get(w, w)
-        if name not in SLURM_CODES:
-            raise UsageError(f"sacct: Invalid state: {w}")
-        out.add(name)
-    return out
+    return slurm_states(text, "sacct: Invalid state") if text else None
 
 
 def select(args: argparse.Namespace, client: Client) -> list[dict[str, Any]]:

@@ -42,6 +42,21 @@ def slurm_state(job: dict[str, Any]) -> str:
     return SLURM_STATES.get(state, state.upper())
 
 
+def slurm_states(text: str, error: str) -> set[str] | None:
+    """Slurm's state names or codes (``PD,R,CD`` or ``PENDING,...``), comma-separated; None for ``all``.
+    UsageError ``error`` (with the word) for one Slurm does not have."""
+    names = {v: k for k, v in SLURM_CODES.items()}
+    wanted: set[str] = set()
+    for w in text.upper().split(","):
+        if w == "ALL":
+            return None
+        name = names.get(w, w)
+        if name not in SLURM_CODES:
+            raise UsageError(f"{error}: {w}")
+        wanted.add(name)
+    return wanted
+
+
 def jobs_of(status: dict[str, Any]) -> list[dict[str, Any]]:
     """The jobs a batch system's commands show: those queued with qr or started with jr (not the outside
     work wulf found running on its nodes)."""

@@ -27,6 +27,7 @@ from wulf.cli.compat.common import (
     read_stdin_script,
     run_seconds,
     slurm_state,
+    slurm_states,
     wait_exit,
     with_directives,
 )
@@ -306,16 +307,7 @@ def _state_filter(text: str | None, ids_given: bool) -> set[str] | None:
     ended ones it is asked for by id."""
     if text is None:
         return None if ids_given else {"PENDING", "RUNNING"}
-    wanted: set[str] = set()
-    names = {v: k for k, v in SLURM_CODES.items()}
-    for w in text.upper().split(","):
-        if w == "ALL":
-            return None
-        name = names.get(w, w)
-        if name not in SLURM_CODES:
-            raise UsageError(f"squeue: invalid job state specified: {w}")
-        wanted.add(name)
-    return wanted
+    return slurm_states(text, "squeue: invalid job state specified")
 
 
 def squeue_jobs(args: argparse.Namespace, client: Client) -> list[dict[str, Any]]:
