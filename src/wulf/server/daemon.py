@@ -202,7 +202,7 @@ class Daemon:
     def start(self) -> None:
         settled = self.state.settle(time.time())
         if settled:
-            self._spawn(self._apply(settled))
+            self._spawn(self._apply_unwaited(settled))
         self._scheduler = asyncio.create_task(self._schedule_loop(), name="wulf-scheduler")
         self._lost_watch = asyncio.create_task(self._watch_lost(), name="wulf-lost-nodes")
         self._pruner = asyncio.create_task(accounting.keep_pruning(self.store, lambda: self.config),
@@ -288,7 +288,12 @@ class Daemon:
             while self._stalled:
                 await asyncio.sleep(STALL_RETRY)
                 while self._stalled:
-                    rest, error = await self._carry_out(self._stalled[0])
+                    try:
+                        rest, error = await self._carry_out(self._stalled[0])
+                    except WulfError as e:  # not for now: this write can never be made (said once, dropped)
+                        log.error("dropped what waited for the store: %s", e.message)
+                        self._stalled.pop(0)
+                        continue
                     if error is not None:
                         self._stalled[0] = rest
                         break
@@ -296,6 +301,15 @@ class Daemon:
             log.info("the store writes again: what waited is recorded and carried out")
         finally:
             self._unstaller = None
+
+    async def _apply_unwaited(self, todo: list[Instruction]) -> None:
+        """:meth:`_apply` in a task nobody awaits: a store that cannot write for now has kept what is left
+        (see _stall), and says so in the log once; nothing more to tell anyone."""
+        try:
+            await self._apply(todo)
+        except WulfError as e:
+            if not e.retryable:
+                log.error("%s", e.message)
 
     def _apply_soon(self, todo: Iterable[Instruction]) -> None:
         """Carry out instructions without waiting for them (a node's reports: the store applies writes
@@ -309,7 +323,7 @@ class Daemon:
             elif isinstance(ins, Send):
                 self._spawn(self._send(ins.node, ins.msg))
             elif isinstance(ins, StartJobs | RecordExits | Requeue):
-                self._spawn(self._apply([ins]))
+                self._spawn(self._apply_unwaited([ins]))
             else:
                 self._note(ins)
 
