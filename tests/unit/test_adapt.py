@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wulf.policy.adapt import MIN_CPU, AdaptSettings, Holding, adapt, adapt_jobs, penalty_nice
+from wulf.policy.adapt import MIN_CPU, AdaptSettings, Holding, adapt, adapt_jobs, penalty_nice, steady
 from wulf.policy.snapshot import Free
 
 S = AdaptSettings(settle_seconds=300, shrink_samples=3, shrink_below=0.5, nice_penalty=10)
@@ -35,7 +35,7 @@ def test_growth_on_a_full_node_is_penalized_and_forgiven_later() -> None:
     job = adapt(Holding(cpu=1, mem=100, cpu_used=2.0, mem_used=100, age=10), FULL, S)
     assert job.cpu == 1 and job.penalized and "reniced" in job.note
     assert penalty_nice(0, job.penalized, S) == 10 and penalty_nice(15, True, S) == 19
-    again = adapt(replace(job, cpu_used=0.9), FULL, S)  # back within what it holds
+    again = adapt(job._replace(cpu_used=0.9), FULL, S)  # back within what it holds
     assert not again.penalized and again.note == ""
     grown = adapt(job, ROOM, S)  # room came back: it holds what it uses
     assert not grown.penalized and grown.cpu == 2.0
@@ -48,7 +48,7 @@ def test_a_job_using_far_less_gives_room_back_after_some_reports() -> None:
         assert job.low_samples == n and job.cpu == 4
     job = adapt(job, ROOM, S)
     assert job.cpu == 0.5 and job.mem == 1000 and job.low_samples == 0
-    busy = adapt(replace(job, cpu_used=0.5, low_samples=2, cpu=0.6), ROOM, S)
+    busy = adapt(job._replace(cpu_used=0.5, low_samples=2, cpu=0.6), ROOM, S)
     assert busy.low_samples == 0  # one report in use breaks the run
 
 
@@ -90,8 +90,26 @@ def test_the_server_adapts_running_batch_jobs_and_allocation_only_never_does() -
 
     policy = Policy.from_config(Config())
     n = node()
-    changed, _ = adapt_node(n, n.view(), 301.0, policy)  # settled: it holds what it uses
+    changed, _ = adapt_node(n, n.view, 301.0, policy)  # settled: it holds what it uses
     assert [(j.cpu, j.mem_mb, j.settled) for j in changed] == [(0.5, 40, True)]
     n = node()
-    changed, renice = adapt_node(n, n.view(), 301.0, replace(policy, observe=False))
+    changed, renice = adapt_node(n, n.view, 301.0, replace(policy, observe=False))
     assert (changed, renice) == ([], []) and (n.jobs[1].cpu, n.jobs[1].mem_mb) == (2, 100)
+
+
+_figure = st.floats(min_value=0, max_value=64, allow_nan=False)
+
+
+@given(cpu=_figure, mem=_figure, cpu_used=_figure, mem_used=_figure, age=st.floats(0, 1000), settled=st.booleans(),
+       low=st.integers(0, 5), penalized=st.booleans(), free_cpu=st.floats(-8, 8), free_mem=st.floats(-8000, 8000))
+def test_a_steady_job_is_left_as_it_is_whatever_the_room(cpu: float, mem: float, cpu_used: float, mem_used: float,
+                                                         age: float, settled: bool, low: int, penalized: bool,
+                                                         free_cpu: float, free_mem: float) -> None:
+    """What lets a server skip adapting the jobs of a report where every job is steady (and not even look
+    at its node's room): a steady job is one adapt leaves as it is."""
+    job = Holding(cpu, mem, cpu_used, mem_used, age, settled, low, penalized, "reniced: x" if penalized else "")
+    if steady(job, S):
+        assert adapt(job, Free(free_cpu, free_mem), S) == job
+    # a job that uses what it holds, settled, is steady
+    assert steady(Holding(2, 100, 1.5, 80, 400, settled=True), S)
+    assert not steady(Holding(2, 100, 0.5, 80, 400, settled=True), S)  # uses far less cpu: it may shrink

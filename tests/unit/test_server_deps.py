@@ -376,6 +376,31 @@ def test_a_node_lost_again_before_it_tells_of_an_earlier_run_gives_that_run_up()
     assert _in_line(state, job) and job.state is JobState.QUEUED
 
 
+def test_a_job_lost_twice_waits_for_the_first_runs_end_before_it_runs_on_that_node_again() -> None:
+    """(Found by the hypothesis test.) Lost on n1, run again on n2; n1 comes back still running the first
+    run (it is told to kill it); then n2 is lost: queued for a third attempt, the job must not start on
+    n1 (or anywhere) until n1 has told of that first run's end."""
+    state = _state(node_lost_after=60)
+    _up(state, "n1", cpus=1)
+    job = _running(state, retries=2)
+    state.handle(NodeDown("n1", T0 + 10))
+    state.handle(Tick(T0 + 71))  # lost: queued again
+    _up(state, "n2", cpus=1, now=T0 + 72)
+    assert job.id in _started(state.handle(SchedulePass(T0 + 72)))
+    state.handle(NodeDown("n2", T0 + 73))
+    todo = _up(state, "n1", cpus=1, running=[JobStarted(id=job.id, pid=10, time=T0 + 1)], now=T0 + 74)
+    assert Send("n1", Signal(ids=[job.id], signal=9)) in todo  # the first run is killed
+    state.handle(Tick(T0 + 140))  # n2 lost: queued for the third attempt
+    assert job.state is JobState.QUEUED and job.restarts == 2
+    assert not _started(state.handle(SchedulePass(T0 + 141))) and not _in_line(state, job)
+    todo = state.handle(JobsExited("n1", (JobExit(id=job.id, exit_code=None, signal=9, time=T0 + 142),),
+                                   T0 + 142))  # the first run's end
+    assert job.state is JobState.QUEUED and job.exit_code is None and Send("n1", Ack(ids=[job.id])) in todo
+    for requeue in _of(todo, Requeue):
+        state.handle(Requeued(requeue.jobs))
+    assert job.id in _started(state.handle(SchedulePass(T0 + 143)))
+
+
 # ---------------------------------------------------------------- any order of events (hypothesis)
 
 # submissions, passes and exits are what make dependents and retries: they come more often

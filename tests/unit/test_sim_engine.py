@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from wulf.config import Config
+from wulf.model.job import JobState
 from wulf.policy import scheduler
 from wulf.policy.placement import EPS, NodePool
 from wulf.policy.settings import Policy
 from wulf.policy.snapshot import node_free
+from wulf.server import state as state_module
 from wulf.sim import engine as engine_module
 from wulf.sim.engine import Engine
 from wulf.sim.metrics import Summary, jain
@@ -89,11 +91,11 @@ def placements_checked() -> Iterator[list[int]]:
         passes.append(len(result.placements))
         return result
 
-    engine_module.schedule = checked  # type: ignore[assignment]
+    state_module.schedule = checked  # type: ignore[assignment]
     try:
         yield passes
     finally:
-        engine_module.schedule = real
+        state_module.schedule = real
 
 
 @pytest.mark.parametrize("scenario", ["mixed", "flood", "outside"])
@@ -203,6 +205,20 @@ def test_a_night_queue_starts_its_jobs_when_the_night_begins() -> None:
     assert e.rec.start[1] == 0 and e.rec.start[0] == pytest.approx(11 * 3600, abs=1)
 
 
+def test_the_simulator_runs_the_server_s_own_state_machine() -> None:
+    """What the server keeps of the simulated jobs is what it would keep of real ones: each ended done,
+    with the node it ran on and its start and end on the virtual clock."""
+    w = generate("mixed", 4, 60, 2, None, seed=4)
+    e = Engine(w, POLICY, seed=4)
+    s = e.run()
+    assert s.finished == len(w.jobs)
+    jobs = [e.state.jobs[j.id + 1] for j in w.jobs]
+    assert all(j.state is JobState.DONE and j.node in e.by_name for j in jobs)
+    assert all(j.started == pytest.approx(engine_module.EPOCH + e.rec.start[j.id - 1]) for j in jobs)
+    assert all(j.ended == pytest.approx(engine_module.EPOCH + e.rec.end[j.id - 1]) for j in jobs)
+    assert not e.state.book.any_waiting() and not any(n.jobs for n in e.state.nodes.values())
+
+
 def test_jain_index() -> None:
     assert jain([3, 3, 3]) == 1.0
     assert jain([1, 0]) == 0.5
@@ -210,17 +226,15 @@ def test_jain_index() -> None:
 
 
 def test_the_kept_pool_ends_as_a_pool_built_anew() -> None:
-    """Room kept for jobs (booked in the pool the engine keeps) is all given back once they have run."""
+    """Room kept for jobs (booked in the pool the server's state keeps) is all given back once they have run."""
     jobs = [_job("flood", 1, 300) for _ in range(64)] + [_job("big", 8, 300, arrival=10) for _ in range(4)]
     e = Engine(_w(_nodes(4), jobs), POLICY)
     s = e.run()
     assert s.finished == len(jobs)
-    pool = e.pool
-    assert pool is not None
-    fresh = NodePool((e._view(n) for n in e.nodes), POLICY.rank, POLICY.observe)
-    for n in e.nodes:
-        if n not in e.stale:
-            assert abs(pool.free[n.spec.name].cpu - fresh.free[n.spec.name].cpu) < EPS
+    pool = e.state.pool()
+    fresh = NodePool((n.view() for n in e.state.nodes.values()), POLICY.rank, POLICY.observe)
+    for name in e.state.nodes:
+        assert abs(pool.free[name].cpu - fresh.free[name].cpu) < EPS
 
 
 def test_cpu_is_shared_by_weight_as_linux_does() -> None:
@@ -250,6 +264,10 @@ def test_the_out_of_memory_killer_ends_the_largest_process_and_the_job_runs_agai
     s = e.run()
     assert s.finished == 2 and s.killed_for_memory >= 1 and s.makespan > 200
     assert e.starts[0] == 1 and e.starts[1] == 1 + s.killed_for_memory  # the newer one ran again, and again
+    # it was the server's own retries that ran it again (the workload's jobs have --retries 3)
+    first, second = e.state.jobs[1], e.state.jobs[2]
+    assert (first.state, first.restarts) == (JobState.DONE, 0)
+    assert (second.state, second.restarts) == (JobState.DONE, s.killed_for_memory)
     assert s.killed_run_seconds == 0  # (killed the moment it came)
     # (the default fares no better: what the job asks for fits beside what the other uses)
     # an outside computation that uses the most memory is the one killed

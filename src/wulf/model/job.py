@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wulf.errors import InvalidTransition
+
+if TYPE_CHECKING:
+    from wulf.policy.snapshot import RunningUse
 
 
 class JobState(StrEnum):
@@ -106,6 +109,9 @@ class Job:
     settled: bool = False
     low_samples: int = 0
     penalized: bool = False
+    # what the policy last saw of it on its node (wulf.server.nodes.Node.view), made again only when its
+    # figures change: a view is made of every job on a node each time the node changes (not stored)
+    seen: RunningUse | None = None
 
     @property
     def final(self) -> bool:

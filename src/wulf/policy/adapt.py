@@ -13,7 +13,8 @@ Pure: :func:`adapt` maps one job's figures and its node's room to what the job s
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from wulf.policy.snapshot import Free
 
@@ -33,9 +34,9 @@ class AdaptSettings:
     nice_penalty: int = 10
 
 
-@dataclass(frozen=True, slots=True)
-class Holding:
-    """What a running job holds and uses, and the adaptation state carried from report to report."""
+class Holding(NamedTuple):
+    """What a running job holds and uses, and the adaptation state carried from report to report (a
+    tuple: a server makes one for every job on every report)."""
 
     cpu: float  # allocated now
     mem: float
@@ -54,11 +55,25 @@ def adapt(job: Holding, node_free: Free, s: AdaptSettings) -> Holding:
     if not job.settled:
         if job.age < s.settle_seconds:
             return _grow_or_penalize(job, node_free)
-        job = replace(job, cpu=max(MIN_CPU, job.cpu_used), mem=max(MIN_MEM, job.mem_used), settled=True,
+        job = job._replace(cpu=max(MIN_CPU, job.cpu_used), mem=max(MIN_MEM, job.mem_used), settled=True,
                       low_samples=0)
         return _grow_or_penalize(job, node_free)
     job = _grow_or_penalize(job, node_free)
     return _shrink(job, s)
+
+
+def steady(job: Holding, s: AdaptSettings) -> bool:
+    """Whether :func:`adapt` leaves ``job`` as it is whatever its node's room: it uses what it holds
+    (neither more, nor far less), is not penalized, and has no low reports counted; and it has settled,
+    or is still settling. Most jobs on most reports are: their node's room need not even be looked at."""
+    if job.penalized or job.low_samples:
+        return False
+    if job.cpu_used > job.cpu + GROW_SLACK_CPU or job.mem_used > job.mem * (1 + GROW_SLACK_MEM) + MIN_MEM:
+        return False
+    if not job.settled:
+        return job.age < s.settle_seconds
+    return not (job.cpu > MIN_CPU and job.cpu_used < job.cpu * s.shrink_below
+                or job.mem > MIN_MEM and job.mem_used < job.mem * s.shrink_below)
 
 
 def adapt_jobs(jobs: Iterable[Holding], node_free: Free, s: AdaptSettings) -> list[Holding]:
@@ -81,26 +96,26 @@ def _grow_or_penalize(job: Holding, free: Free) -> Holding:
     over_cpu = job.cpu_used > job.cpu + GROW_SLACK_CPU
     over_mem = job.mem_used > job.mem * (1 + GROW_SLACK_MEM) + MIN_MEM
     if not (over_cpu or over_mem):
-        return replace(job, penalized=False, note="") if job.penalized else job
+        return job._replace(penalized=False, note="") if job.penalized else job
     if free.cpu >= -1e-9 and free.mem >= -1e-9:  # the node has room for what it uses: it holds it now
-        return replace(job, cpu=max(job.cpu, job.cpu_used), mem=max(job.mem, job.mem_used), penalized=False,
+        return job._replace(cpu=max(job.cpu, job.cpu_used), mem=max(job.mem, job.mem_used), penalized=False,
                        note="", low_samples=0)
     what = (f"uses {job.cpu_used:.2f} cpus of {job.cpu:.2f} held" if over_cpu
             else f"uses {job.mem_used:.0f} MB of {job.mem:.0f} MB held")
-    return replace(job, penalized=True, note=f"reniced: {what} on a full node", low_samples=0)
+    return job._replace(penalized=True, note=f"reniced: {what} on a full node", low_samples=0)
 
 
 def _shrink(job: Holding, s: AdaptSettings) -> Holding:
     low_cpu = job.cpu > MIN_CPU and job.cpu_used < job.cpu * s.shrink_below
     low_mem = job.mem > MIN_MEM and job.mem_used < job.mem * s.shrink_below
     if not (low_cpu or low_mem):
-        return replace(job, low_samples=0) if job.low_samples else job
+        return job._replace(low_samples=0) if job.low_samples else job
     n = job.low_samples + 1
     if n < s.shrink_samples:
-        return replace(job, low_samples=n)
+        return job._replace(low_samples=n)
     cpu = max(MIN_CPU, job.cpu_used) if low_cpu else job.cpu
     mem = max(MIN_MEM, job.mem_used) if low_mem else job.mem
-    return replace(job, cpu=cpu, mem=mem, low_samples=0)
+    return job._replace(cpu=cpu, mem=mem, low_samples=0)
 
 
 def penalty_nice(user_nice: int, penalized: bool, s: AdaptSettings) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 #: cpu that processes other than jobs may use before they take room: a node's background hum
 #: (system daemons, the agent's neighbours) must not keep a job that asks for every cpu off an idle node.
@@ -12,9 +12,9 @@ BACKGROUND_CPU = 0.1
 
 
 
-@dataclass(frozen=True, slots=True)
-class RunningUse:
-    """One job on a node: what it was given and what it is measured to use."""
+class RunningUse(NamedTuple):
+    """One job on a node: what it was given and what it is measured to use (a tuple: a pass over a large
+    cluster reads, and a server makes, very many of them)."""
 
     cpu_alloc: float
     mem_alloc: float

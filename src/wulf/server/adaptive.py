@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from wulf.model.job import Job, JobState, Origin
-from wulf.policy.adapt import Holding, adapt_jobs, penalty_nice
+from wulf.policy.adapt import Holding, adapt_jobs, penalty_nice, steady
 from wulf.policy.settings import Policy
 from wulf.policy.snapshot import NodeView, node_free
 from wulf.server.nodes import Node
 
+#: a tuple made directly (twice as quick as through its class): one is made for every job on every report
+_holding = tuple.__new__
 
-def adapt_node(node: Node, view: NodeView, now: float, policy: Policy) -> tuple[list[Job], list[tuple[int, int]]]:
-    """Adapt the allocations of ``node``'s batch jobs to their measured use.
+
+def adapt_node(node: Node, view: Callable[[], NodeView], now: float,
+               policy: Policy) -> tuple[list[Job], list[tuple[int, int]]]:
+    """Adapt the allocations of ``node``'s batch jobs to their measured use (``view``: what the policy
+    sees of the node, asked for only when some job may change).
 
     Returns the jobs whose allocation changed, and the (job id, niceness) renices to send.
     """
@@ -24,9 +31,12 @@ def adapt_node(node: Node, view: NodeView, now: float, policy: Policy) -> tuple[
         if job.origin is not Origin.BATCH or job.state is not JobState.RUNNING or job.started is None:
             continue
         jobs.append(job)
-        before.append(Holding(job.cpu, job.mem_mb, job.cpu_used, job.mem_used, now - job.started, job.settled,
-                              job.low_samples, job.penalized, job.reason))
-    after = adapt_jobs(before, node_free(view, policy.observe), policy.adapt)
+        before.append(_holding(Holding, (job.cpu, job.mem_mb, job.cpu_used, job.mem_used, now - job.started,
+                                         job.settled, job.low_samples, job.penalized, job.reason)))
+    settings = policy.adapt
+    if all(steady(h, settings) for h in before):
+        return changed, renice
+    after = adapt_jobs(before, node_free(view(), policy.observe), settings)
     for job, b, a in zip(jobs, before, after, strict=True):
         if a == b:
             continue

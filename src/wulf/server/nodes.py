@@ -18,6 +18,8 @@ from wulf.server.users import user_name
 #: wulf.policy.placement.node_metrics)
 _METRICS = tuple(m for m in METRICS if m in NodeSample.model_fields)
 
+_EXTERNAL = Origin.EXTERNAL
+
 
 class NodeState(StrEnum):
     UP = "up"  # connected, takes jobs
@@ -49,6 +51,7 @@ class Node:
     jobs: dict[int, Job] = field(default_factory=dict)  # running here (batch, interactive, external)
     external: dict[str, int] = field(default_factory=dict)  # cluster key -> job id
     missing: dict[str, int] = field(default_factory=dict)  # cluster key -> reports it was absent from
+    _read: tuple[NodeSample, dict[str, float]] | None = field(default=None, repr=False)  # see _metrics
 
     @property
     def state(self) -> NodeState:
@@ -79,21 +82,38 @@ class Node:
 
     def view(self, features: frozenset[str] = frozenset()) -> NodeView:
         s = self.sample
-        metrics = {k: float(getattr(s, k)) for k in _METRICS} if s else {}
+        uses = []
+        for j in self.jobs.values():  # (what the policy saw of each is made again only when it changed)
+            u = j.seen
+            if u is None or u[0] != j.cpu or u[1] != j.mem_mb or u[2] != j.cpu_used or u[3] != j.mem_used:
+                u = j.seen = RunningUse(j.cpu, j.mem_mb, j.cpu_used, j.mem_used, j.user, j.origin is _EXTERNAL)
+            uses.append(u)
         return NodeView(
             name=self.name,
             cpus=self.cpus,
             mem_mb=self.mem_mb,
             schedulable=self.state is NodeState.UP,
-            jobs=tuple(RunningUse(j.cpu, j.mem_mb, j.cpu_used, j.mem_used, j.user, j.origin is Origin.EXTERNAL)
-                       for j in self.jobs.values()),
+            jobs=tuple(uses),
             observed_cpu=s.used_cpu if s else 0.0,
             observed_mem=s.used_mem_mb if s else 0.0,
             attrs=self.attrs(),
             features=features,
-            metrics=metrics,
+            metrics=self._metrics(),
             owner=user_name(self.agent_uid) if self.up and self.agent_uid != 0 else None,
         )
+
+    def _metrics(self) -> dict[str, float]:
+        """The sample's figures a rank expression may read (kept with the sample they were read from)."""
+        s = self.sample
+        if s is None:
+            return {}
+        kept = self._read
+        if kept is not None and kept[0] is s:
+            return kept[1]
+        measured = s.__dict__
+        metrics = {k: float(measured[k]) for k in _METRICS}
+        self._read = (s, metrics)
+        return metrics
 
     def public(self, features: frozenset[str] = frozenset()) -> dict[str, Any]:
         s, i = self.sample, self.info

@@ -55,12 +55,14 @@ class QueueBook:
 
     def __init__(self) -> None:
         self.queues: dict[tuple[str, str], Queue] = {}
+        self.changed = True  # a job came or left, or settings changed, since the scheduler last looked
 
     def load(self, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
             s = QueueSettings(row["user"], row["name"], int(row["priority"]), bool(row["stopped"]),
                               str(row["window"]), str(row["mail"]))
             self.queue(s.user, s.name).settings = s
+        self.changed = True
 
     def queue(self, user: str, name: str) -> Queue:
         q = self.queues.get((user, name))
@@ -74,11 +76,12 @@ class QueueBook:
 
     def add(self, job: Job) -> None:
         self.queue(job.user, job.queue).add(job)
+        self.changed = True
 
     def remove(self, job: Job) -> None:
         q = self.queues.get((job.user, job.queue))
-        if q is not None:
-            q.jobs.pop(job.id, None)
+        if q is not None and q.jobs.pop(job.id, None) is not None:
+            self.changed = True
 
     def waiting(self) -> Iterator[Queue]:
         return (q for q in self.queues.values() if q.jobs)
@@ -96,4 +99,5 @@ class QueueBook:
             raise UsageError("a queue's priority is a whole number between -1000000 and 1000000")
         q = self.queue(user, check_queue_name(name))
         q.settings = replace(q.settings, **{k: v for k, v in changes.items() if v is not None})
+        self.changed = True
         return q.settings

@@ -30,7 +30,7 @@ from wulf.policy.limits import occupied_cpu
 from wulf.policy.placement import NodePool
 from wulf.policy.scheduler import schedule
 from wulf.policy.settings import Policy
-from wulf.policy.snapshot import QueueView, UserView
+from wulf.policy.snapshot import NodeView, QueueView, UserView
 from wulf.protocol import LIMIT_REASON, Ack, Cluster, JobExit, Renice, Signal
 from wulf.server import adaptive, jobmail
 from wulf.server.arrays import ArrayBook
@@ -87,9 +87,10 @@ class ServerState:
     """The jobs (by id), the users' queues and their waiting jobs, the nodes and what runs there, and
     what the last scheduling pass concluded; changed only by :meth:`handle` (and :meth:`restore`)."""
 
-    def __init__(self, config: Config, groups: Callable[[str], Sequence[str]] = _no_groups) -> None:
+    def __init__(self, config: Config, groups: Callable[[str], Sequence[str]] = _no_groups,
+                 policy: Policy | None = None) -> None:
         self.config = config
-        self.policy = Policy.from_config(config)
+        self.policy = policy or Policy.from_config(config)  # (a simulator gives its own variant)
         self.groups = groups  # a user's groups (for group limits and shares); looked up by the shell's means
         self.jobs: dict[int, Job] = {}
         self.book = QueueBook()  # users' queues and their waiting jobs
@@ -104,9 +105,16 @@ class ServerState:
         self.next_id = 1
         self._pool: NodePool | None = None  # kept between passes; nodes in _stale are updated first
         self._stale: set[str] = set()
+        self._views: dict[str, NodeView] = {}  # each node's view, until something of it changes (touch)
+        self._window_at: float | None = None  # when a waiting queue's window next opens or closes
+        self._reload = True  # the configuration changed since the last pass
+        self._touched = True  # a node changed since the last pass (see _unchanged)
         self.arrays = ArrayBook()  # job arrays, and the admission of throttled arrays' tasks (see server.arrays)
         self.strays: dict[int, str] = {}  # job queued again -> the node where its earlier run still goes
         self.waits = Waits()  # dependents waiting for other jobs to end (see wulf.model.depend)
+        #: told of every scheduling pass: the seconds the policy took, the jobs it placed, and the seconds
+        #: spent bringing the pool up to date before it (a measurement, for the simulator's figures)
+        self.on_pass: Callable[[float, int, float], None] | None = None
         self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, self._job_mail, self._array_ended,
                                          self._resolve_dependents]
         self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
@@ -174,6 +182,8 @@ class ServerState:
             self.kinds = policy.history()
             self._teach_from_kept()
         self._pool = None  # rank, features and the observe flag may have changed
+        self._views.clear()
+        self._reload = True
 
     def _teach_from_kept(self) -> None:
         """Let the ended jobs kept in memory teach their kinds, in the order they ended."""
@@ -193,6 +203,15 @@ class ServerState:
     def touch(self, node: str) -> None:
         """Something of ``node`` changed (jobs, sample, state): the pool must see it anew."""
         self._stale.add(node)
+        self._views.pop(node, None)
+        self._touched = True
+
+    def view(self, node: Node) -> NodeView:
+        """What the policy sees of ``node`` (kept until it is touched)."""
+        view = self._views.get(node.name)
+        if view is None:
+            view = self._views[node.name] = node.view(self.policy.features.get(node.name, frozenset()))
+        return view
 
     def new_id(self) -> int:
         job_id = self.next_id
@@ -304,16 +323,15 @@ class ServerState:
 
     def pool(self) -> NodePool:
         """The nodes' room and rank, kept between passes: only the nodes that changed are looked at."""
-        features = self.policy.features
         pool = self._pool
         if pool is None:
-            views = (n.view(features.get(n.name, frozenset())) for n in self.nodes.values())
+            views = (self.view(n) for n in self.nodes.values())
             pool = self._pool = NodePool(views, self.policy.rank, self.policy.observe, self.policy.rank_adjust())
         else:
             for name in self._stale:
                 node = self.nodes.get(name)
                 if node is not None:
-                    pool.update(node.view(features.get(name, frozenset())))
+                    pool.update(self.view(node))
         self._stale.clear()
         return pool
 
@@ -359,12 +377,18 @@ class ServerState:
                                     st.priority, st.stopped, st.window))
         users = self._users({q.user for q in queues})
         windows = self.policy.windows
-        result = schedule(queues, users, self.pool(), lambda kind: windows.open(kind, now), self.policy.plugin,
+        t0 = time.perf_counter()
+        pool = self.pool()
+        t1 = time.perf_counter()
+        result = schedule(queues, users, pool, lambda kind: windows.open(kind, now), self.policy.plugin,
                           self.held_room)
+        if self.on_pass is not None:
+            self.on_pass(time.perf_counter() - t1, len(result.placements), t1 - t0)
         self.reasons = result.reasons
         self.impossible = result.impossible
         self.held_room = result.held
-        out.append(WakeAt(self._next_window_change(queues, now)))
+        self._window_at = self._next_window_change(queues, now)
+        out.append(WakeAt(self._window_at))
         jobs = []
         for p in result.placements:
             job = self.jobs[p.job_id]
@@ -392,7 +416,16 @@ class ServerState:
             by_node.setdefault(job.node, []).append(job)
         return [StartJobs(node, tuple(jobs)) for node, jobs in by_node.items()]
 
+    def _unchanged(self, now: float) -> bool:
+        """Whether a pass now would see what the last one saw: no job came to a queue or left one, no
+        node changed (its jobs, sample or state), no window opened or closed, the configuration is the
+        same. Such a pass would place nothing (many asked for at one moment make one)."""
+        return not (self.book.changed or self._touched or self._reload
+                    or self._window_at is not None and now >= self._window_at)
+
     def _scheduled(self, ev: SchedulePass) -> list[Instruction]:
+        if self._unchanged(ev.now):
+            return []
         out: list[Instruction] = []
         placed = self._place(ev.now, out)
         if placed:  # the assignment is durable before any node hears of it
@@ -518,12 +551,17 @@ class ServerState:
         told: list[Instruction] = []
         for e in ev.exits:
             job = self.jobs.get(e.id) or ev.stored.get(e.id)
+            stray = self.strays.get(e.id) == ev.node  # the end of an earlier run, waited for
+            if stray:
+                del self.strays[e.id]
             if job is None or job.state is JobState.RUNNING and job.node != ev.node:
                 continue  # (the exit of a run lost on that node, while it runs again elsewhere: not its end)
+            if stray and job.final:
+                continue  # (an earlier run's end, after the job ended: neither its end nor its figures)
             was_running = job.state is JobState.RUNNING
             told += self._record_exit(job, e)
             ended.append(job)
-            if was_running and job.state is JobState.QUEUED or self.strays.pop(e.id, None) == ev.node:
+            if was_running and job.state is JobState.QUEUED or stray:
                 failed.append(job)
         retried = self._park(failed)
         out: list[Instruction] = []
@@ -581,9 +619,9 @@ class ServerState:
             job = self.jobs.get(e.id)
             if job is not None:
                 self._adopt(node, job, out)
-                self._await_stray(job, node.name)
                 if job.state is JobState.RUNNING and job.node != node.name:
                     continue  # it runs elsewhere now; this stale exit is not its end
+                self._await_stray(job, node.name)
             finished.append(e)
         done = {e.id for e in ev.finished}
         for job in list(node.jobs.values()):
@@ -676,8 +714,9 @@ class ServerState:
 
     def _adapt(self, node: Node, now: float) -> list[Instruction]:
         """Adaptive allocation of the node's batch jobs; renice those that take others' room."""
-        features = self.policy.features.get(node.name, frozenset())
-        changed, renice = adaptive.adapt_node(node, node.view(features), now, self.policy)
+        changed, renice = adaptive.adapt_node(node, lambda: self.view(node), now, self.policy)
+        if changed:
+            self.touch(node.name)
         out: list[Instruction] = [CommitSoon(tuple(changed))] if changed else []
         out += [Send(node.name, Renice(id=job_id, nice=nice)) for job_id, nice in renice]
         return out
@@ -866,7 +905,8 @@ class ServerState:
         job.cpu, job.mem_mb = job.cpu_req, job.mem_req  # a waiting job holds nothing: it asks again
         job.cpu_used = job.mem_used = 0.0
         job.reason = f"queued again after attempt {job.restarts} of {job.retries + 1} failed: {why}"
-        self._enqueue(job)
+        if job.id not in self.strays:  # (else it waits for the end of an earlier run a node still has)
+            self._enqueue(job)
         return [Log(logging.INFO, f"job {job.id}: {job.reason}"), *jobmail.on_requeue(job), Wake()]
 
     def _park(self, jobs: list[Job]) -> tuple[Job, ...]:
@@ -884,6 +924,8 @@ class ServerState:
             self.book.remove(job)
             self.strays[job.id] = node
         elif job.state is JobState.HELD and job.restarts:
+            self.strays[job.id] = node
+        elif job.state is JobState.RUNNING and job.node != node:  # should it be queued again, it waits too
             self.strays[job.id] = node
 
     def _strays_lost(self, node: str) -> None:
