@@ -102,7 +102,10 @@ def _main(argv: list[str]) -> int:
     if args.json:
         print_json(reply)
         return 0
-    out = [f"changed {i}\n" for i in reply["changed"]]
+    changed = reply["changed"]
+    out = [f"changed {i}\n" for i in changed[:10]]
+    if len(changed) > 10:
+        out.append(f"... and {len(changed) - 10} more\n")
     out += [f"array {i}: at most {asked['throttle'] or 'any number of'} tasks at once\n" for i in reply["arrays"]]
     kept = reply["not_waiting"]
     out += [f"{i} does not wait (it runs or has ended): it keeps what it asked for\n" for i in kept[:10]]

@@ -34,12 +34,10 @@ OPTION = {"cpu": "--cpu", "mem_mb": "--mem", "time_limit": "--time", "queue": "-
 @dataclass(slots=True)
 class Plan:
     """What a checked request changes: each job with the changes it takes (checked, resolved as a
-    submission's would be), the arrays' new throttles, and the tasks of arrays named whole that do not
-    wait (they took only what a running job takes, or nothing)."""
+    submission's would be), and the arrays' new throttles."""
 
     jobs: list[tuple[Job, JobChanges]] = field(default_factory=list)
     throttles: dict[int, int] = field(default_factory=dict)
-    not_waiting: list[int] = field(default_factory=list)
 
 
 def limit_text(value: float | None) -> str:
@@ -112,8 +110,6 @@ def _sort_out(jobs: list[Job], asked: JobChanges, arrays: frozenset[int], policy
     want = asked.given().keys()
     for job in jobs:
         took = _job_changes(job, asked, job.array_id in arrays, policy, admin)
-        if took is None or took.given().keys() != want:
-            out.not_waiting.append(job.id)
         if took is not None:
             out.jobs.append((job, took))
     waiting_only = [k for k in WAITING_ONLY if k in want]
