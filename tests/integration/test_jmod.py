@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,17 @@ def test_changes_survive_a_server_restart(shared: Cluster) -> None:
     assert (array["spec"], array["throttle"]) == ("1-6%2", 2)
     shared.run("jmod", str(held), "--after", "none")
     assert shared.job(held)["depend"] == ""
+
+
+def test_a_lowered_time_limit_outlives_a_restart_of_the_agent(shared: Cluster) -> None:
+    """The agent keeps a running job's new limit in its journal: restarted, it still stops the job there."""
+    [jid] = shared.submit("--time", "10:00", "-c", "sleep 60")
+    wait_until("the job to start", lambda: shared.job(jid)["pid"])
+    shared.run("jmod", str(jid), "--time", "0:00:08")
+    log = shared.root / "agent-n1.log"
+    wait_until("the agent to take the new limit", lambda: "its time limit is now 0:00:08" in log.read_text())
+    shared.agents["n1"].kill(signal.SIGKILL)
+    shared.agent("n1", cpus=4)
+    shared.run("qwait", str(jid), check=False, timeout=60)
+    job = shared.job(jid)
+    assert job["state"] == "failed" and "exceeded its time limit of 0:00:08" in job["reason"], job

@@ -512,8 +512,7 @@ class Agent:
             return
         run.time_limit = time_limit  # (checked where the message was read: a number within MAX_SECONDS)
         self.enforcer.relimit(job_id, run.limits, run.started)
-        self._journal_queue.append(_record(run))
-        self._schedule_flush()
+        self.journal.append([_record(run)])  # (at once, as an ack: before the log says it is taken)
         log.info("job %d: its time limit is now %s", job_id, hms(time_limit))
 
     # ------------------------------------------------------------------ talking to the server
