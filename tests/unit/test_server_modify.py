@@ -313,3 +313,13 @@ def test_a_changed_throttle_is_never_exceeded(steps: list[tuple[str, int]]) -> N
         in_line = _in_line(state)
         if throttle:
             assert len([t for t in tasks if t.state is JobState.RUNNING]) + len(in_line) <= max(throttle, len(running))
+
+
+def test_a_task_that_gets_a_dependency_gives_its_room_under_the_throttle_to_the_next() -> None:
+    state = _state()
+    [blocker] = _submit(state, _job(state))
+    tasks = _array(state, "1-4%2")
+    assert _in_line(state) == [blocker.id, tasks[0].id, tasks[1].id]
+    _mod(state, [tasks[0]], depend=f"afterok:{blocker.id}")
+    assert _in_line(state) == [blocker.id, tasks[1].id, tasks[2].id]  # the next parked task waits in line
+    assert state.waits.waiting(tasks[0].id)
