@@ -582,6 +582,16 @@ class Client:
     def renice(self, ids: Iterable[int | str], nice: int) -> dict[str, Any]:
         return self._on_ids("/api/v1/jobs/nice", ids, nice=nice)
 
+    def modify(self, ids: Iterable[int | str], **changes: Any) -> dict[str, Any]:
+        """jmod: change jobs (``cpu``, ``mem_mb``, ``time_limit``, ``queue``, ``name``, ``nice``,
+        ``throttle``, ``depend``; "" drops the dependencies). One request, all or nothing: at most
+        MAX_IDS ids (an array's id counts once)."""
+        todo = list(ids)
+        if len(todo) > MAX_IDS:
+            raise UsageError(f"at most {MAX_IDS} jobs in one change (name an array by its id), not {len(todo)}")
+        body = {"ids": todo, **{k: v for k, v in changes.items() if v is not None}}
+        return dict(self.post("/api/v1/jobs/modify", body))
+
     def hold(self, ids: Iterable[int | str]) -> dict[str, Any]:
         return self._on_ids("/api/v1/jobs/hold", ids)
 

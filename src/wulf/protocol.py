@@ -20,11 +20,12 @@ from pydantic import (
     model_serializer,
 )
 
+from wulf.model.array import MAX_TASKS
 from wulf.model.job import MAX_RETRIES
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 """2: wulf 0.1.0. 3: wulf 0.2.0 (a start names the job's dialect, array and attempt; an agent of 0.1.0
-could not read it)."""
+could not read it). 4: wulf 0.3.0 (a running job's new time limit, ``Limit``, from jmod)."""
 
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 """A job id as a client may name one (the store's integers are 64 bits)."""
@@ -345,6 +346,15 @@ class Renice(Msg):
     nice: int
 
 
+class Limit(Msg):
+    """A running job's wall-time limit is now ``time_limit`` seconds from its start (jmod --time): the
+    agent checks it against that from now on, and stops the job once it is over it."""
+
+    type: Literal["limit"] = "limit"
+    id: int
+    time_limit: float = Field(gt=0, le=MAX_SECONDS)
+
+
 class Session(Msg):
     """Prepare an interactive job: it starts when jr connects with the token."""
 
@@ -398,7 +408,8 @@ class ReadOutput(Msg):
 
 
 ServerMessage = Annotated[
-    Welcome | Start | Signal | Renice | Session | Ack | Quit | RunCommand | ReadOutput, Field(discriminator="type")
+    Welcome | Start | Signal | Renice | Limit | Session | Ack | Quit | RunCommand | ReadOutput,
+    Field(discriminator="type")
 ]
 server_message = TypeAdapter(ServerMessage)
 
@@ -430,6 +441,20 @@ class SignalRequest(IdsRequest):
 
 class NiceRequest(IdsRequest):
     nice: int = Field(ge=-20, le=19)
+
+
+class ModifyRequest(IdsRequest):
+    """jmod: change jobs that wait (or, of those that run, their niceness and time limit) and arrays'
+    throttles; fields left None stay as they are. ``depend`` "" drops the jobs' dependencies."""
+
+    cpu: Cpus | None = None
+    mem_mb: Megabytes | None = None
+    time_limit: Seconds | None = None
+    queue: ShortText | None = None
+    name: ShortText | None = None
+    nice: int | None = Field(default=None, ge=-20, le=19)
+    throttle: int | None = Field(default=None, ge=0, le=MAX_TASKS)  # 0: no throttle
+    depend: Annotated[str, Field(max_length=16384), BeforeValidator(_text)] | None = None
 
 
 class QueueRequest(Request):

@@ -82,7 +82,7 @@ def test_server_not_reachable(tmp_path: Path) -> None:
 
 
 def test_every_command_has_help() -> None:
-    for cmd in ("wulf", "qr", "jr", "jstat", "qwait", "qcancel", "jkill", "jnice", "jobmgr"):
+    for cmd in ("wulf", "qr", "jr", "jstat", "qwait", "qcancel", "jkill", "jnice", "jmod", "jobmgr"):
         p = subprocess.run([str(BIN / cmd), "--help"], capture_output=True, text=True)
         assert p.returncode == 0, (cmd, p.stderr)
         assert "usage:" in p.stdout

@@ -78,3 +78,19 @@ def test_an_unwatched_job_can_be_stopped() -> None:
     assert e.stop(9, 0.0) == [Term(9, "")]
     assert e.busy()
     assert e.tick(1.0, FakeMeter()) == [Kill(9)]
+
+
+def test_a_lowered_time_limit_stops_a_running_job_and_a_job_being_stopped_keeps_its_reason() -> None:
+    """jmod --time on a running job: the agent's new limit is checked from the next tick, against the
+    job's own start (a job that had no limit is watched from then on)."""
+    e = Enforcer(grace=10.0)
+    meter = FakeMeter()
+    e.watch(1, Limits(time=3600.0), started=100.0)
+    e.watch(2, Limits(), started=100.0)  # no limit: not watched
+    assert e.tick(150.0, meter) == []
+    e.relimit(1, Limits(time=30.0), started=100.0)
+    e.relimit(2, Limits(time=60.0), started=100.0)
+    assert e.tick(151.0, meter) == [Term(1, "exceeded its time limit of 0:00:30")]
+    assert e.tick(161.0, meter) == [Kill(1), Term(2, "exceeded its time limit of 0:01:00")]
+    e.relimit(1, Limits(time=10.0), started=100.0)
+    assert e.reason(1) == "exceeded its time limit of 0:00:30" and e.stopping(1)

@@ -553,7 +553,7 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_commands_import_little(tmp_path: Path) -> None:
     heavy = ["http.client", "email", "ssl", "socket", "urllib.parse", "shutil", "typing", "tomllib",
              "dataclasses", "pathlib", "shlex", "wulf.config"]
-    commands = ("qr", "jstat", "qwait", "qcancel", "jkill", "jnice", "jobmgr")
+    commands = ("qr", "jstat", "qwait", "qcancel", "jkill", "jnice", "jmod", "jobmgr")
     code = ("import sys\nfrom wulf.client import Client\n"
             + "".join(f"import wulf.cli.{m}\n" for m in commands)
             + "Client()\nwulf.cli.qr._parser().format_help()\n"

@@ -81,8 +81,8 @@ class _GatedStore(SqliteStore):
         self.gate = asyncio.Event()
         self.updates = 0
 
-    def update(self, jobs: Sequence[Job]) -> asyncio.Future[None]:
-        done = super().update(jobs)
+    def update(self, jobs: Sequence[Job], arrays: Sequence[tuple[int, str]] = ()) -> asyncio.Future[None]:
+        done = super().update(jobs, arrays)
         self.updates += 1
         gate = self.gate
 

@@ -10,6 +10,7 @@ import pytest
 
 from wulf.errors import UsageError, WulfError
 from wulf.model.job import Job, JobState, Origin
+from wulf.store.base import ArrayRow
 from wulf.store.sqlite import SqliteStore, store_error
 
 
@@ -55,3 +56,29 @@ def test_store_errors_say_what_is_wrong() -> None:
                       UsageError)
     other = store_error(sqlite3.OperationalError("disk I/O error"))
     assert isinstance(other, WulfError) and "disk I/O error" in other.message
+
+
+async def _changed_and_reopened(path: Path) -> None:
+    store = SqliteStore(path)
+    first = _job(1)
+    first.array_id, first.array_index = 1, 1
+    try:
+        await store.insert([first], {}, arrays=[ArrayRow(1, "1-3%1", "true\n", (2, 3))])
+        first.name, first.cpu_req, first.mem_req, first.time_limit, first.depend = "new", 2.0, 64.0, 60.0, "afterok:9"
+        first.queue = "night"
+        await store.update([first], [(1, "1-3%2")])
+    finally:
+        store.close()
+    store = SqliteStore(path)
+    try:
+        kept = store.get(1)
+        assert kept is not None
+        assert (kept.name, kept.cpu_req, kept.mem_req, kept.time_limit, kept.depend, kept.queue) == (
+            "new", 2.0, 64.0, 60.0, "afterok:9", "night")
+        assert store.arrays() == {1: "1-3%2"}
+    finally:
+        store.close()
+
+
+def test_what_jmod_changes_is_stored_with_an_arrays_new_spec(tmp_path: Path) -> None:
+    asyncio.run(_changed_and_reopened(tmp_path / "wulf.db"))

@@ -55,6 +55,15 @@ class Enforcer:
         if limits:
             self._jobs[job] = _Watched(limits, started)
 
+    def relimit(self, job: int, limits: Limits, started: float) -> None:
+        """``job`` (started at ``started``) runs under new limits from now on (jmod --time); a job being
+        stopped stays so, for its first reason."""
+        w = self._jobs.get(job)
+        if w is None:
+            self.watch(job, limits, started)
+        else:
+            w.limits = limits
+
     def forget(self, job: int) -> None:
         self._jobs.pop(job, None)
 

@@ -40,7 +40,7 @@ from wulf.agent.cgroups import Cgroups, JobCgroup, group_name
 from wulf.agent.enforcer import CHECK_EVERY, Action, Enforcer, Kill, Term
 from wulf.agent.jobmeter import JobMeter
 from wulf.agent.journal import Journal
-from wulf.agent.limits import Limits, Usage, exit_reason
+from wulf.agent.limits import Limits, Usage, exit_reason, hms
 from wulf.agent.monitor import Monitor
 from wulf.agent.owner import CannotRun, owner_of
 from wulf.agent.rundir import secure_dir
@@ -56,6 +56,7 @@ from wulf.protocol import (
     Hello,
     JobExit,
     JobStarted,
+    Limit,
     Output,
     Quit,
     ReadOutput,
@@ -503,6 +504,17 @@ class Agent:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, p, nice)
 
+    def limit(self, job_id: int, time_limit: float) -> None:
+        """A running job's new wall-time limit (jmod --time): checked from the next tick, and in the
+        journal, so that an agent restarted meanwhile keeps it."""
+        run = self.jobs.get(job_id)
+        if run is None:
+            return
+        run.time_limit = time_limit  # (checked where the message was read: a number within MAX_SECONDS)
+        self.enforcer.relimit(job_id, run.limits, run.started)
+        self.journal.append([_record(run)])  # (at once, as an ack: before the log says it is taken)
+        log.info("job %d: its time limit is now %s", job_id, hms(time_limit))
+
     # ------------------------------------------------------------------ talking to the server
 
     def _schedule_flush(self) -> None:
@@ -566,6 +578,8 @@ class Agent:
             await self._prepare_session(msg)
         elif isinstance(msg, Renice):
             self.renice(msg.id, msg.nice)
+        elif isinstance(msg, Limit):
+            self.limit(msg.id, msg.time_limit)
         elif isinstance(msg, Welcome):
             self.interval = msg.interval
         elif isinstance(msg, ReadOutput):

@@ -129,6 +129,13 @@ EXAMPLES: dict[str, str] = {
     "jnice": """examples:
   jnice 12 10                       # job 12 now runs at nice 10
 """,
+    "jmod": """examples:
+  jmod 12 --cpu 4 --mem 8G          # job 12, waiting, now asks for 4 cpus and 8 GB
+  jmod 12 13 -q night               # move them to your queue 'night' (in the order they were queued)
+  jmod 12 --after 10 / --after none # wait for job 10 (done) instead / for nothing
+  jmod 20 --throttle 10             # array 20 runs at most 10 tasks at once from now on
+  jmod 12 --time 1:00:00            # a running job's time limit, lowered: stopped once it has run an hour
+""",
     "jobmgr": """examples:
   jobmgr drain node7                # no new jobs on node7; running ones go on
   jobmgr resume node7

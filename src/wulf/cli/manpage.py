@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "wulf": "wulf.cli.wulf:_parser", "qr": "wulf.cli.qr:_parser", "jr": "wulf.cli.jr:build_parser",
     "jstat": "wulf.cli.jstat:_parser", "qwait": "wulf.cli.qwait:_parser", "qcancel": "wulf.cli.qcancel:build_parser",
     "jkill": "wulf.cli.jkill:build_parser", "jnice": "wulf.cli.jnice:build_parser",
+    "jmod": "wulf.cli.jmod:build_parser",
     "jobmgr": "wulf.cli.jobmgr:build_parser", "qset": "wulf.cli.qset:_parser", "qhold": "wulf.cli.qhold:build_parser",
     "qrls": "wulf.cli.qrls:build_parser", "jtail": "wulf.cli.jtail:build_parser",
     "jacct": "wulf.cli.jacct:_parser", "jeff": "wulf.cli.jeff:_parser",

@@ -39,6 +39,7 @@ from wulf.protocol import (
     IdsRequest,
     InteractiveReply,
     InteractiveRequest,
+    ModifyRequest,
     NiceRequest,
     PlaceReply,
     QueueRequest,
@@ -55,6 +56,7 @@ from wulf.server import accounting
 from wulf.server.accounting import Ask
 from wulf.server.daemon import Daemon
 from wulf.server.edge import TRUST
+from wulf.server.events import JobChanges
 from wulf.server.guard import CALLER, COOKIE, Guard, login_page, parse_login
 from wulf.server.metrics import CONTENT_TYPE, CountRequests
 from wulf.server.nodes import AgentLink, Node
@@ -290,6 +292,22 @@ async def hold(req: IdsRequest, daemon: DaemonDep, security: SecurityDep, caller
 @router.post("/api/v1/jobs/release")
 async def release(req: IdsRequest, daemon: DaemonDep, security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
     return await _on_jobs("release", req.ids, daemon, security, caller, daemon.release(req.ids, caller))
+
+@router.post("/api/v1/jobs/modify")
+async def modify(req: ModifyRequest, daemon: DaemonDep, security: SecurityDep, caller: CallerDep) -> dict[str, Any]:
+    """jmod. Every request is audited (who changed what, on which jobs, and whether it was refused): a
+    change of what a job asked for is worth a line, whoever's job it is."""
+    changes = JobChanges(cpu=req.cpu, mem_mb=req.mem_mb, time_limit=req.time_limit, queue=req.queue,
+                         name=req.name, nice=req.nice, throttle=req.throttle, depend=req.depend)
+    shown = [str(i) for i in req.ids[:20]] + (["..."] if len(req.ids) > 20 else [])
+    target = "jobs " + ", ".join(shown)
+    try:
+        result: dict[str, Any] = await daemon.modify(req.ids, changes, caller)
+    except WulfError as e:
+        security.audit.record(caller, "jmod", target, f"refused: {e.message}", changes=changes.given())
+        raise
+    security.audit.record(caller, "jmod", target, "ok", changes=changes.given(), answer=result)
+    return result
 
 @router.get("/api/v1/queues")
 async def queues(daemon: DaemonDep, caller: CallerDep, user: str = "") -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from wulf.errors import UsageError
 from wulf.model.array import ArraySpec, parse_array, parse_job_ref
@@ -152,6 +152,27 @@ class ArrayBook:
         if not rec.parked:
             rec.order.clear()
         return admitted
+
+    def rethrottle(self, array_id: int, throttle: int, running: Iterable[int],
+                   waiting: Iterable[int]) -> tuple[list[int], list[int]]:
+        """The array's throttle is now ``throttle`` (0: none). ``running``: its tasks that run;
+        ``waiting``: those queued in line or parked (not those waiting for a dependency or an earlier
+        run). Returns the tasks that wait in line now and those parked: the lowest ids wait in line, as
+        many as the new throttle leaves room for beside the running ones (running tasks go on, even
+        past a lowered throttle)."""
+        rec = self.arrays[array_id]
+        rec.spec = replace(rec.spec, throttle=throttle)
+        rec.active, rec.parked, rec.order = set(running), set(), []
+        ids = sorted(waiting)
+        if not throttle:
+            rec.active.clear()
+            return ids, []
+        room = max(0, throttle - len(rec.active))
+        line, parked = ids[:room], ids[room:]
+        rec.active.update(line)
+        rec.parked.update(parked)
+        rec.order = list(parked)  # sorted: a heap
+        return line, parked
 
     def is_parked(self, job: Job) -> bool:
         rec = self.of(job)

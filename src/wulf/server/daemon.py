@@ -23,7 +23,7 @@ from wulf.config import Config
 from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
 from wulf.model import depend
 from wulf.model.array import ArraySpec, parse_array
-from wulf.model.job import FINAL_STATES, Job, JobState, Origin
+from wulf.model.job import FINAL_STATES, WAITING_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.history import History
 from wulf.policy.settings import Policy
@@ -53,8 +53,10 @@ from wulf.server.events import (
     CancelRequested,
     Drained,
     HoldRequested,
+    JobChanges,
     JobsExited,
     JobsStarted,
+    ModifyRequested,
     NodeDown,
     NodeUp,
     QueueChanged,
@@ -82,6 +84,7 @@ from wulf.server.instructions import (
     WakeAt,
 )
 from wulf.server.metrics import Metrics
+from wulf.server.modify import WAITING_ONLY
 from wulf.server.nodes import AgentLink, Node, NodeState
 from wulf.server.queues import QueueBook, check_queue_name
 from wulf.server.state import ServerState
@@ -255,9 +258,9 @@ class Daemon:
                 try:
                     if ins.new:
                         await self.store.insert(ins.new, {})
-                        step = Commit(ins.jobs)  # inserted: what is left to do
-                    if ins.jobs:
-                        await self._commit(list(ins.jobs))
+                        step = Commit(ins.jobs, arrays=ins.arrays)  # inserted: what is left to do
+                    if ins.jobs or ins.arrays:
+                        await self._commit(list(ins.jobs), ins.arrays)
                 except WulfError as e:
                     if not e.retryable:
                         raise
@@ -318,8 +321,8 @@ class Daemon:
             if isinstance(ins, Commit):
                 if ins.new:
                     self.store.insert(ins.new, {})
-                if ins.jobs:
-                    self._commit(list(ins.jobs))
+                if ins.jobs or ins.arrays:
+                    self._commit(list(ins.jobs), ins.arrays)
             elif isinstance(ins, Send):
                 self._spawn(self._send(ins.node, ins.msg))
             elif isinstance(ins, StartJobs | RecordExits | Requeue):
@@ -630,6 +633,26 @@ class Daemon:
         await self._apply(self.state.handle(ReleaseRequested(tuple(jobs))))
         return {"released": list(released), "not_held": other}
 
+    async def modify(self, ids: Sequence[int | str], changes: JobChanges, caller: Caller) -> dict[str, Any]:
+        """jmod: change jobs (all or none; see wulf.server.modify), committed before the answer:
+        ``changed`` (ids), ``arrays`` (whose throttle changed), ``not_waiting`` (tasks of arrays named
+        whole that run or ended, so took none of the changes only a waiting job takes)."""
+        jobs = await self._owned(ids, caller, "change")
+        arrays = frozenset(int(r) for r in ids if (isinstance(r, int) or r.isdigit())
+                           and int(r) in self.state.arrays.arrays)
+        known: dict[int, Job] = {}
+        if changes.depend:
+            missing = [i for i in depend.ids_of(depend.parse(changes.depend)) if i not in self.jobs]
+            known = await asyncio.to_thread(self._read, missing) if missing else {}
+        asked_waiting = any(getattr(changes, k) is not None for k in WAITING_ONLY)
+        not_waiting = sorted({j.id for j in jobs if asked_waiting and j.state not in WAITING_STATES})
+        todo = self.state.handle(ModifyRequested(tuple(jobs), changes, caller.user, caller.admin, time.time(),
+                                                 arrays, known))
+        commit = next(i for i in todo if isinstance(i, Commit))
+        await self._apply(todo)
+        return {"changed": [j.id for j in commit.jobs], "arrays": [a for a, _ in commit.arrays],
+                "not_waiting": not_waiting}
+
     def _queue_owner(self, spec: str, caller: Caller) -> tuple[str, str]:
         """(owner, name) of ``QUEUE`` (the caller's own) or ``USER:QUEUE`` (another's: administrators)."""
         owner, _, name = spec.rpartition(":")
@@ -870,13 +893,14 @@ class Daemon:
         if self._dirty:
             self._commit([])
 
-    def _commit(self, jobs: list[Job]) -> asyncio.Future[None]:
-        """Write these jobs, and whatever changed in passing (pids, start times), in one transaction."""
+    def _commit(self, jobs: list[Job], arrays: Sequence[tuple[int, str]] = ()) -> asyncio.Future[None]:
+        """Write these jobs, and whatever changed in passing (pids, start times), in one transaction (with
+        the new specs of ``arrays``, if any)."""
         if self._dirty:
             extra = [j for j in self._dirty.values() if j not in jobs]
             self._dirty.clear()
             jobs = jobs + extra
-        written = self.store.update(jobs)
+        written = self.store.update(jobs, arrays) if arrays else self.store.update(jobs)
         written.add_done_callback(lambda fut: self._written(fut, jobs))
         written.add_done_callback(self.metrics.commit_timer())
         return written

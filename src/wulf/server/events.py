@@ -9,7 +9,7 @@ store. Time is always passed in, never read: the same events on a virtual clock 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from wulf.model.array import ArraySpec
@@ -88,6 +88,42 @@ class ReniceRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class JobChanges:
+    """What jmod changes (None: left as it is). ``depend`` "" drops the dependencies; ``throttle`` 0
+    takes an array's throttle away."""
+
+    cpu: float | None = None
+    mem_mb: float | None = None
+    time_limit: float | None = None
+    queue: str | None = None
+    name: str | None = None
+    nice: int | None = None
+    throttle: int | None = None
+    depend: str | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The changes asked for, by field."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyRequested:
+    """``by`` changes these jobs (jmod; checked here: theirs, or ``admin``). All or nothing: a job that
+    cannot take a change refuses the whole request (UsageError, Forbidden) and nothing changes.
+    ``arrays``: the arrays named by their id (all their tasks are among ``jobs``; those that run or
+    ended take only what a running job may take). ``known``: the jobs the new dependency names that
+    are not in memory any more, as read from the store."""
+
+    jobs: tuple[Job, ...]
+    changes: JobChanges
+    by: str
+    admin: bool
+    now: float
+    arrays: frozenset[int] = frozenset()
+    known: Mapping[int, Job] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class QueueChanged:
     """A queue's settings change (qset; checked here: UsageError): its jobs may start now, or not."""
 
@@ -157,5 +193,5 @@ class Tick:
 
 
 Event = (Submitted | SchedulePass | JobsStarted | JobsExited | CancelRequested | HoldRequested | ReleaseRequested
-         | ReniceRequested | QueueChanged | Drained | NodeUp | NodeDown | Reported | SessionFailed | Tick
-         | Requeued)
+         | ReniceRequested | ModifyRequested | QueueChanged | Drained | NodeUp | NodeDown | Reported | SessionFailed
+         | Tick | Requeued)

@@ -18,10 +18,12 @@ from wulf.protocol import JobExit
 
 @dataclass(frozen=True, slots=True)
 class Commit:
-    """Write these jobs (``new``: insert them first) in one transaction; what follows waits for it."""
+    """Write these jobs (``new``: insert them first) in one transaction; what follows waits for it.
+    ``arrays``: arrays whose spec changed (id, its text: a new throttle), written with the jobs."""
 
     jobs: tuple[Job, ...] = ()
     new: tuple[Job, ...] = ()
+    arrays: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,11 @@ class QueueBook:
         if q is not None and q.jobs.pop(job.id, None) is not None:
             self.changed = True
 
+    def holds(self, job: Job) -> bool:
+        """Whether ``job`` waits in line in its queue (the scheduler sees it)."""
+        q = self.queues.get((job.user, job.queue))
+        return q is not None and job.id in q.jobs
+
     def waiting(self) -> Iterator[Queue]:
         return (q for q in self.queues.values() if q.jobs)
 

@@ -31,16 +31,18 @@ from wulf.policy.placement import NodePool
 from wulf.policy.scheduler import schedule
 from wulf.policy.settings import Policy
 from wulf.policy.snapshot import NodeView, QueueView, UserView
-from wulf.protocol import LIMIT_REASON, Ack, Cluster, JobExit, Renice, Signal
-from wulf.server import adaptive, jobmail
+from wulf.protocol import LIMIT_REASON, Ack, Cluster, JobExit, JobStarted, Limit, Renice, Signal
+from wulf.server import adaptive, jobmail, modify
 from wulf.server.arrays import ArrayBook
 from wulf.server.events import (
     CancelRequested,
     Drained,
     Event,
     HoldRequested,
+    JobChanges,
     JobsExited,
     JobsStarted,
+    ModifyRequested,
     NodeDown,
     NodeUp,
     QueueChanged,
@@ -115,12 +117,14 @@ class ServerState:
         #: told of every scheduling pass: the seconds the policy took, the jobs it placed, and the seconds
         #: spent bringing the pool up to date before it (a measurement, for the simulator's figures)
         self.on_pass: Callable[[float, int, float], None] | None = None
+        self.relimited: set[int] = set()  # running jobs whose time limit jmod changed: told again on reconnect
         self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, self._job_mail, self._array_ended,
                                          self._resolve_dependents]
         self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
             Submitted: self._submitted, SchedulePass: self._scheduled, JobsStarted: self._started,
             JobsExited: self._exited, CancelRequested: self._cancel, HoldRequested: self._hold,
             ReleaseRequested: self._release, ReniceRequested: self._renice, QueueChanged: self._queue_changed,
+            ModifyRequested: self._modify,
             Drained: self._drained, NodeUp: self._node_up,
             NodeDown: self._node_down, Reported: self._reported, SessionFailed: self._session_failed,
             Tick: self._tick, Requeued: self._requeued,
@@ -594,6 +598,20 @@ class ServerState:
         if stray:
             out.append(Send(node.name, Signal(ids=stray, signal=9)))
         out.append(Wake())
+        return out + self._limits_again(node.name, ev.running)
+
+    def _limits_again(self, node: str, running: Iterable[JobStarted]) -> list[Instruction]:
+        """The time limits jmod changed of jobs a reconnecting agent runs: it may not have heard of them
+        (it was away when they were sent; its journal keeps those it heard of)."""
+        if not self.relimited:
+            return []
+        self.relimited = {i for i in self.relimited if (j := self.jobs.get(i)) is not None
+                          and j.state is JobState.RUNNING}
+        out: list[Instruction] = []
+        for r in running:
+            job = self.jobs.get(r.id)
+            if r.id in self.relimited and job is not None and job.node == node and job.time_limit is not None:
+                out.append(Send(node, Limit(id=job.id, time_limit=job.time_limit)))
         return out
 
     def _reconcile(self, node: Node, ev: NodeUp, out: list[Instruction],
@@ -885,6 +903,118 @@ class ServerState:
         if out:
             out.append(Wake())
         return out
+
+    # ------------------------------------------------------------------ jmod (issue 11 §5, see wulf.server.modify)
+
+    def _modify(self, ev: ModifyRequested) -> list[Instruction]:
+        """Change jobs and arrays as :func:`wulf.server.modify.plan` checked (all or nothing: it raises
+        before anything changes). One commit for every change, then the ends of dependents whose new
+        dependency can never be met, then the running jobs' agents are told their niceness and limits."""
+        todo = modify.plan(ev.jobs, ev.changes, ev.arrays, self.policy, ev.admin,
+                           lambda i: i in self.jobs or i in ev.known, self._waits_on)
+        out: list[Instruction] = []
+        sends: list[Instruction] = []
+        ended: list[Instruction] = []
+        for job, took in todo.jobs:
+            out.append(Log(logging.INFO, f"job {job.id} changed by {ev.by}: {modify.describe(job, took)}"))
+            if job.state is JobState.RUNNING:
+                sends += self._change_running(job, took)
+            else:
+                ended += self._change_waiting(job, took, ev.known, ev.now)
+        arrays = []
+        for array_id, throttle in todo.throttles.items():
+            old = self.arrays.arrays[array_id].spec.throttle
+            self._rethrottle(array_id, throttle)
+            arrays.append((array_id, self.arrays.arrays[array_id].text))
+            out.append(Log(logging.INFO, f"array {array_id} changed by {ev.by}: throttle {old or 'none'} -> "
+                                         f"{throttle or 'none'}"))
+        changed = tuple(job for job, _ in todo.jobs)
+        return [*out, Commit(changed, arrays=tuple(arrays)), *ended, *sends, Wake()]
+
+    def _change_running(self, job: Job, took: JobChanges) -> list[Instruction]:
+        """A running job's name, niceness and time limit; its agent is told the last two."""
+        out: list[Instruction] = []
+        if took.name is not None:
+            job.name = took.name
+        if took.nice is not None:
+            job.nice = took.nice
+            out.append(Send(job.node, Renice(id=job.id, nice=penalty_nice(job.nice, job.penalized,
+                                                                           self.policy.adapt))))
+        if took.time_limit is not None:
+            job.time_limit = took.time_limit
+            out.append(Send(job.node, Limit(id=job.id, time_limit=took.time_limit)))
+            self.relimited.add(job.id)
+        return out
+
+    def _change_waiting(self, job: Job, took: JobChanges, known: Mapping[int, Job], now: float) -> list[Instruction]:
+        """A waiting job's changes; it keeps its place in line (by its id: the order it was queued in),
+        in its new queue if it moved. Returns the instructions of its end, should its new dependency
+        never be met."""
+        in_line = self.book.holds(job)
+        if in_line:
+            self.book.remove(job)
+        if took.queue is not None:
+            job.queue = took.queue
+        if took.cpu is not None:
+            job.cpu_req = job.cpu = took.cpu
+        if took.mem_mb is not None:
+            job.mem_req = job.mem_mb = took.mem_mb
+        if took.time_limit is not None:
+            job.time_limit = took.time_limit
+        if took.nice is not None:
+            job.nice = took.nice
+        if took.name is not None:
+            job.name = took.name
+        if took.depend is None:
+            if in_line:
+                self.book.add(job)
+            return []
+        return self._redepend(job, took.depend, in_line, known, now)
+
+    def _redepend(self, job: Job, text: str, in_line: bool, known: Mapping[int, Job], now: float) -> list[Instruction]:
+        """A waiting job waits for what ``text`` names now (nothing: ""), decided as a new job's would be."""
+        waited = self.waits.reasons.get(job.id)
+        self.waits.drop(job.id)
+        if job.state is JobState.QUEUED and job.array_id is not None and (in_line or self.arrays.is_parked(job)):
+            self._array_left(job)  # out of its array's room until decided again
+        job.depend = text
+        if text:
+            ended = self._decide(job, known, now) or []
+        else:
+            ended = []
+            if job.state is JobState.QUEUED:
+                if waited is not None and job.reason == waited:
+                    job.reason = ""
+                self._enqueue(job)
+        if job.id in self.strays:  # an earlier run is still waited for: out of line until its exit is in
+            self.book.remove(job)
+        return ended
+
+    def _waits_on(self, job_id: int) -> set[int]:
+        """The jobs that a job waits for now (an array: any of its tasks that have not ended)."""
+        array = self.arrays.arrays.get(job_id)
+        texts = {j.depend for i in (array.task_ids() if array is not None else (job_id,))
+                 if (j := self.jobs.get(i)) is not None and j.depend and not j.final}
+        return {d for t in texts for d in depend.ids_of(depend.parse(t))}
+
+    def _rethrottle(self, array_id: int, throttle: int) -> None:
+        """An array's new throttle: its waiting tasks in line or parked anew (see ArrayBook.rethrottle)."""
+        rec = self.arrays.arrays[array_id]
+        running, waiting = [], []
+        for i in rec.task_ids():
+            job = self.jobs.get(i)
+            if job is None:
+                continue
+            if job.state is JobState.RUNNING:
+                running.append(i)
+            elif job.state is JobState.QUEUED and (i in rec.parked or self.book.holds(job)):
+                waiting.append(i)
+        line, parked = self.arrays.rethrottle(array_id, throttle, running, waiting)
+        for i in line:
+            if not self.book.holds(task := self.jobs[i]):
+                self.book.add(task)
+        for i in parked:
+            self.book.remove(self.jobs[i])
 
     # ------------------------------------------------------------------ retries (issue 11 §4)
 

@@ -56,8 +56,9 @@ class JobStore(Protocol):
         the first to expire first."""
         ...
 
-    def update(self, jobs: Sequence[Job]) -> asyncio.Future[None]:
-        """Durably record the changing fields of these jobs."""
+    def update(self, jobs: Sequence[Job], arrays: Sequence[tuple[int, str]] = ()) -> asyncio.Future[None]:
+        """Durably record the changing fields of these jobs, and new specs of arrays (id, text: jmod
+        --throttle), in one transaction."""
         ...
 
     def get(self, job_id: int) -> Job | None: ...

@@ -145,6 +145,7 @@ _COLUMNS = [
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
     "peak_mem_mb", "reason", "nice", "queue", "restarts",
+    "name", "cpu_req", "mem_req", "time_limit", "depend",  # jmod (issue 11 §5): what a waiting job may change
 ]
 _SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
 _INSERT = f"INSERT INTO jobs ({_SELECT}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -357,10 +358,14 @@ class SqliteStore:
                                  (now,))
         return {(uid, key): (expires, list(json.loads(ids))) for uid, key, expires, ids in cur}
 
-    def update(self, jobs: Sequence[Job]) -> asyncio.Future[None]:
+    def update(self, jobs: Sequence[Job], arrays: Sequence[tuple[int, str]] = ()) -> asyncio.Future[None]:
         rows = [_changes(j) for j in jobs]
+        specs = [(spec, i) for i, spec in arrays]
+
         def op(c: sqlite3.Connection) -> None:
             c.executemany(_UPDATE, rows)
+            if specs:
+                c.executemany("UPDATE arrays SET spec = ? WHERE id = ?", specs)
 
         return self._submit(op)
 
