@@ -19,7 +19,7 @@ R = TypeVar("R")
 def build(cls: type[R], data: dict[str, Any], **more: Any) -> R:
     """A record of ``cls`` from a JSON object: its known fields, with ``more`` on top."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in data.items() if k in names}, **more)
+    return cls(**({k: v for k, v in data.items() if k in names} | more))
 
 
 def _state(value: Any) -> JobState:
