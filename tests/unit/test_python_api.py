@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,9 @@ from wulf.model.job import JobState, Origin
 from wulf.protocol import SubmitRequest
 from wulf.server.nodes import Node as ServerNode
 from wulf.server.queues import QueueSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "python-api.md"
 
 
 def _server_job() -> ServerJob:
@@ -130,3 +135,20 @@ def test_the_api_is_imported_when_asked_for() -> None:
     with pytest.raises(AttributeError):
         _ = wulf.NoSuchThing  # type: ignore[attr-defined]
     assert set(wulf.__all__) - {"__version__"} == {n for n in wulf.__all__ if hasattr(wulf, n)} - {"__version__"}
+
+
+def test_the_documented_examples_type_check(tmp_path: Path) -> None:
+    """Every Python block of docs/python-api.md passes mypy --strict as a user's program would (the names
+    they use exist, with the types they are used with): the page cannot drift from the API."""
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S)
+    assert len(blocks) >= 8
+    lines = ["from __future__ import annotations", "import asyncio, datetime, sys",
+             "from wulf import AsyncClient, Client, Forbidden, NotFound", ""]
+    for i, block in enumerate(blocks):  # each in a function, with the names the page takes as given
+        lines.append(f"def example{i}(wulf: Client, job_id: int, a: int, b: int, c: int, array: int) -> None:")
+        lines += ["    " + line for line in block.splitlines()] + ["    pass", ""]
+    program = tmp_path / "examples.py"
+    program.write_text("\n".join(lines))
+    p = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-error-summary", str(program)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert (p.returncode, p.stdout) == (0, ""), program.read_text()
