@@ -189,6 +189,24 @@ def test_jobs_pages_and_filters(small_pages: Cluster) -> None:
         assert [j.state for j in api.jobs(queue="pages")] == ["cancelled"] * 5
 
 
+def test_many_jobs_are_read_from_the_listing_as_by_id(small_pages: Cluster) -> None:
+    """wait() reads many ended jobs a page at a time (two a page here): the same jobs as one by one, a
+    command the listing cuts short in full, and jobs far apart by id one by one."""
+    with client_of(small_pages) as api:
+        long = "true " + "x" * 1500
+        ids = api.submit_many([f"echo {i}" for i in range(24)] + [long], constraint=NOWHERE)
+        api.cancel(ids)
+        one_by_one = [api.job(i) for i in ids]
+        assert one_by_one[-1].command == long
+        assert api.jobs_by_id(ids) == one_by_one
+        assert api.wait(ids) == one_by_one
+        assert [j.state for j in api.jobs(queue="default")][-1] == "cancelled"
+        assert next(j for j in api.jobs() if j.id == ids[-1]).command.endswith("…")  # (cut in the listing)
+        assert api.jobs_by_id(ids[::-1]) == one_by_one[::-1]
+        with pytest.raises(NotFound):
+            api.jobs_by_id([*ids, 999999])
+
+
 def test_hold_release_renice_signal_cancel_answer_what_changed(small_pages: Cluster) -> None:
     with client_of(small_pages) as api:
         waits = api.submit("true", constraint=NOWHERE)

@@ -33,6 +33,13 @@ array's id names all its tasks."""
 Time = float | datetime.datetime
 """A moment: a Unix time, or a datetime (naive ones are local time)."""
 
+ONE_BY_ONE = 20
+"""Up to this many jobs, :meth:`Client.wait` reads each by its id; more, from the listing."""
+SPARSE = 4
+"""...unless their ids are spread so far apart that the listing holds this many others for each."""
+CUT = "…"
+"""How the listing ends a command it cuts short (wulf.server.views.LIST_COMMAND_CHARS)."""
+
 #: per action: the key of the jobs it changed, and of those it left as they were
 _ACTIONS = {
     "cancel": ("cancelled", "already_ended"),
@@ -197,7 +204,21 @@ class Client:
             left = [j["id"] for j in reply["jobs"] if j["state"] not in ("done", "failed", "cancelled")]
             raise TimedOut(f"{len(left)} of {len(reply['jobs'])} jobs had not ended after {timeout:g} s "
                            f"(job {left[0]} is {self._state_of(reply, left[0])})")
-        return [self.job(j) for j in dict.fromkeys(int(j["id"]) for j in reply["jobs"])]
+        return self.jobs_by_id(list(dict.fromkeys(int(j["id"]) for j in reply["jobs"])))
+
+    def jobs_by_id(self, ids: Sequence[int]) -> list[Job]:
+        """The jobs of these ids, in order. Many of close ids (an array's tasks, a fan-out) are read from
+        the listing a page at a time, not one request each; what the listing has not (a job the server
+        keeps no more in memory, a command the listing cuts short) is asked for by id."""
+        if len(ids) <= ONE_BY_ONE or max(ids) - min(ids) >= SPARSE * len(ids):
+            return [self.job(i) for i in ids]
+        wanted, top = set(ids), max(ids)
+        found: dict[int, Job] = {}
+        after: int | None = min(ids) - 1
+        while after is not None and after < top:
+            page, after = self.jobs_page("", "", True, after)
+            found.update((j.id, j) for j in page if j.id in wanted and not j.command.endswith(CUT))
+        return [found[i] if i in found else self.job(i) for i in ids]
 
     @staticmethod
     def _state_of(reply: dict[str, Any], job_id: int) -> str:
