@@ -27,18 +27,21 @@ NOWHERE = "arch=nowhere"  # a constraint no node meets: the job waits
 
 
 @pytest.fixture
-def small_pages(tmp_path: Path) -> Iterator[Cluster]:
-    """A server that lists two jobs a page (so that jobs() has to ask for the next), and an agent."""
+def small_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """A server that lists two jobs a page (so that jobs() has to ask for the next), and an agent; the
+    jobs run in its work directory (the API's default cwd is this process's)."""
     with running_cluster(tmp_path, config=f"{QUIET}[server]\njobs_per_page = 2\n") as c:
         c.agent("n1", cpus=4)
+        monkeypatch.chdir(c.work)
         yield c
 
 
 @pytest.fixture
-def people(shared_tmp: Path, users: Users) -> Iterator[Cluster]:
+def people(shared_tmp: Path, users: Users, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     """A server whose administrators are carol's group, and an agent that runs everyone's jobs."""
     with running_cluster(shared_tmp, config=f'{QUIET}[server]\nadmin_group = "{users.admins}"\n') as c:
         c.agent("n1", cpus=4)
+        monkeypatch.chdir(c.work)
         yield c
 
 
@@ -339,3 +342,12 @@ def test_async_client(small_pages: Cluster) -> None:
 
     asyncio.run(main())
     assert os.path.exists(go)
+
+
+def test_a_waiting_jobs_reason_is_the_same_by_id_as_in_the_listing(small_pages: Cluster) -> None:
+    with client_of(small_pages) as api:
+        jid = api.submit("true", constraint=NOWHERE)
+        [listed] = [j for j in api.jobs() if j.id == jid]
+        assert "arch=nowhere" in listed.reason
+        assert api.job(jid).reason == listed.reason
+        api.cancel(jid)

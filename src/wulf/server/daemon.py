@@ -914,7 +914,7 @@ class Daemon:
                             limit)
 
     def shown(self, job: Job, viewer: Caller | None) -> dict[str, Any]:
-        return views.shown(job, viewer, time.time())
+        return views.shown(job, viewer, time.time(), self.state)
 
     def nodes_public(self) -> list[dict[str, Any]]:
         return views.nodes_public(self.state)
