@@ -337,8 +337,20 @@ def test_async_client(small_pages: Cluster) -> None:
             assert sorted(r.id for r in await api.accounting(ids=ids)) == sorted(ids)
             with pytest.raises(NotFound):
                 await api.job(999999)
+            [me] = await api.accounting_summary()
+            assert me.jobs == 7
+            waiting = await api.submit_many(["true", "false"], constraint=NOWHERE, queue="aq")
             with pytest.raises(TimedOut):
-                await api.wait(await api.submit("true", constraint=NOWHERE), timeout=0.2)
+                await api.wait(waiting, timeout=0.2)
+            assert await api.hold(waiting) == wulf.Changed(tuple(waiting), ())
+            assert await api.release(waiting[0]) == wulf.Changed((waiting[0],), ())
+            assert await api.renice(waiting, 5) == wulf.Changed((), tuple(waiting))
+            assert await api.signal(waiting, 10) == wulf.Changed((), tuple(waiting))
+            [queue] = [q for q in await api.queues((await api.whoami()).user) if q.name == "aq"]
+            assert (queue.queued, queue.running) == (1, 0)
+            assert await api.cancel(waiting) == wulf.Changed(tuple(waiting), ())
+            with pytest.raises(UsageError):
+                await api.submit("true", array="x")
 
     asyncio.run(main())
     assert os.path.exists(go)
