@@ -152,3 +152,10 @@ def test_the_documented_examples_type_check(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-error-summary", str(program)],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert (p.returncode, p.stdout) == (0, ""), program.read_text()
+
+
+def test_an_output_directory_gets_the_default_name_in_it_as_with_qr(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    assert _spec(output="logs", cwd=str(tmp_path))["output"] == os.path.join("logs", "wulf-%j.out")
+    assert _spec(output="logs/run-%j.txt", cwd=str(tmp_path))["output"] == "logs/run-%j.txt"
+    assert _spec(output="new.out", cwd=str(tmp_path))["output"] == "new.out"

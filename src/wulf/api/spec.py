@@ -150,6 +150,10 @@ def common(opts: Options) -> dict[str, Any]:
         raise UsageError("the current directory no longer exists: give cwd=") from None
     out: dict[str, Any] = {"cwd": os.path.abspath(cwd), "queue": opts.queue or "default", "output": opts.output,
                            "keep_script": opts.keep_script}
+    if opts.output:
+        from wulf.cli.scriptjob import in_dir
+
+        in_dir(out, "wulf-%j.out")  # a directory: the default name in it, as qr -o DIR
     if opts.cpu is not None:
         out["cpu"] = _positive(opts.cpu, "cpu")
     if opts.mem is not None:
