@@ -127,11 +127,13 @@ def test_the_environment_is_this_processs_unless_given() -> None:
 def test_the_api_is_imported_when_asked_for() -> None:
     code = ("import sys, wulf, wulf.client, wulf.cli.qr\n"
             "print('wulf.api' in sys.modules, 'dataclasses' in sys.modules)\n"
-            "from wulf import Client, AsyncClient, Job, NotFound\n"
-            "print('wulf.api' in sys.modules, Client.__module__, NotFound.exit_code)\n")
+            "from wulf import Client, Job, NotFound\n"
+            "print('wulf.api' in sys.modules, Client.__module__, NotFound.exit_code, 'asyncio' in sys.modules)\n"
+            "from wulf import AsyncClient\n"
+            "print(AsyncClient.__module__)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (p.returncode, p.stderr) == (0, "")
-    assert p.stdout.splitlines() == ["False False", "True wulf.api.client 4"]
+    assert p.stdout.splitlines() == ["False False", "True wulf.api.client 4 False", "wulf.api.aio"]
     with pytest.raises(AttributeError):
         _ = wulf.NoSuchThing  # type: ignore[attr-defined]
     assert set(wulf.__all__) - {"__version__"} == {n for n in wulf.__all__ if hasattr(wulf, n)} - {"__version__"}
