@@ -11,6 +11,7 @@ Exit codes (documented in the README):
 3     the server cannot be reached
 4     not found (unknown job id, node or queue)
 5     refused by the server (not allowed, not authenticated, invalid state)
+124   gave up waiting (qwait --timeout; the Python API's ``wait(timeout=)``)
 ====  ==========================================================
 """
 
@@ -66,6 +67,13 @@ class SlowDown(WulfError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TimedOut(WulfError):
+    """A wait ran out of time before every job had ended (as ``qwait --timeout``, exit 124)."""
+
+    exit_code = 124
+    retryable = True
 
 
 class InvalidTransition(Exception):

@@ -158,3 +158,13 @@ def test_jtail_of_a_job_whose_node_is_down(cluster: Cluster) -> None:
     p = jtail(cluster, str(jid))
     assert (p.returncode, p.stdout) == (5, "")
     assert p.stderr.strip() == f"jtail: node n1 is down: job {jid}'s output cannot be read now"
+
+
+def test_jtail_of_the_first_task_of_an_array(cluster: Cluster) -> None:
+    """The first task's id is its array's: jtail of it shows that task's output (the server once took it
+    for all the array's tasks and answered 500)."""
+    [array] = cluster.submit("--array", "1-2", "-c", "echo task $WULF_ARRAY_TASK_ID")
+    cluster.run("qwait", str(array))
+    for jid, text in ((array, "task 1\n"), (array + 1, "task 2\n")):
+        p = jtail(cluster, str(jid))
+        assert (p.returncode, p.stdout, p.stderr) == (0, text, "")

@@ -560,6 +560,12 @@ class Daemon:
         """The jobs named (see :meth:`resolve`), checked first (all or nothing): they exist and ``caller``
         may act on them (their own; administrators: all)."""
         jobs = await self.fetch(self.resolve(ids))
+        self._may_act(jobs, caller, what)
+        return jobs
+
+    @staticmethod
+    def _may_act(jobs: Sequence[Job], caller: Caller, what: str) -> None:
+        """Forbidden unless ``caller`` owns the jobs (or is an administrator); Refused for outside work."""
         for job in jobs:
             if job.uid != caller.uid and not caller.admin:
                 raise Forbidden(f"job {job.id} belongs to {job.user}, not to {caller.user}: only its owner "
@@ -567,7 +573,6 @@ class Daemon:
             if what and job.origin is Origin.EXTERNAL and not job.final:
                 raise Refused(f"job {job.id} was not started by wulf, so wulf cannot {what} it "
                               f"(it is process {job.pid} on {job.node})")
-        return jobs
 
     async def cancel(self, ids: Sequence[int | str], caller: Caller) -> dict[str, list[int]]:
         jobs = await self._owned(ids, caller, "cancel")
@@ -720,7 +725,8 @@ class Daemon:
     async def output(self, job_id: int, caller: Caller, offset: int, limit: int) -> dict[str, Any]:
         """Up to ``limit`` bytes of a job's output from ``offset`` (from its end when negative), read by
         its node's agent as its owner; only its owner and administrators may read it."""
-        [job] = await self._owned([job_id], caller, "read the output of")
+        [job] = await self.fetch([job_id])  # this job: an array's id is also its first task's
+        self._may_act([job], caller, "read the output of")
         output.check_readable(job)
         if output.waiting(job):
             return output.nothing_yet(job, offset)
@@ -932,7 +938,7 @@ class Daemon:
                             limit)
 
     def shown(self, job: Job, viewer: Caller | None) -> dict[str, Any]:
-        return views.shown(job, viewer, time.time())
+        return views.shown(job, viewer, time.time(), self.state)
 
     def nodes_public(self) -> list[dict[str, Any]]:
         return views.nodes_public(self.state)

@@ -94,10 +94,13 @@ def arrays_public(state: ServerState, ids: set[int]) -> dict[str, dict[str, Any]
     return out
 
 
-def shown(job: Job, viewer: Caller | None, now: float) -> dict[str, Any]:
+def shown(job: Job, viewer: Caller | None, now: float, state: ServerState | None = None) -> dict[str, Any]:
     """One job as ``viewer`` may see it (GET /api/v1/jobs/ID): all of it, but only the program of
-    another user's outside work (its command line may hold what is not for everyone)."""
+    another user's outside work (its command line may hold what is not for everyone); a waiting job's
+    reason is why it waits (given the ``state`` it waits in), as in a listing."""
     d = job.public(now)
+    if state is not None and job.state is JobState.QUEUED:
+        d["reason"] = waiting_reason(state, job, any(n.state is NodeState.UP for n in state.nodes.values()))
     if _hidden(job, viewer):
         d["command"] = program_of(job.command)
     _mail_private(job, d, viewer)
