@@ -3,6 +3,7 @@ what the tools that parse those systems' output read (psij-python, Snakemake, Da
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import socket
@@ -118,7 +119,7 @@ def test_sinfo_shows_the_node(cluster: Cluster, compat: Path) -> None:
 
 def test_slurm_commands_refuse_bad_input_in_one_line(cluster: Cluster, compat: Path) -> None:
     for argv in (("sbatch", "--bogus", "x.sh"), ("squeue", "-o", "%Y"), ("squeue", "-t", "NOPE"),
-                 ("scancel",), ("scancel", "abc"), ("scancel", "12_[1-3]"), ("sbatch", "--wrap", "true", "x.sh"),
+                 ("scancel",), ("scancel", "abc"), ("scancel", "12_[3-1]"), ("sbatch", "--wrap", "true", "x.sh"),
                  ("scancel", "-s", "NOSUCH", "1")):
         p = run(cluster, compat, *argv, check=False)
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, (argv, p.stderr)
@@ -211,3 +212,60 @@ def test_scancel_of_one_array_task(cluster: Cluster, compat: Path) -> None:
     run(cluster, compat, "scancel", str(array))
     states = {j["array_index"]: j["state"] for j in cluster.status()["jobs"] if j.get("array_id") == array}
     assert set(states.values()) == {"cancelled"}
+
+
+def test_sbatch_passes_arguments_to_the_script(cluster: Cluster, compat: Path) -> None:
+    script = cluster.work / "args.sh"
+    script.write_text('#!/bin/bash\n#SBATCH -J argjob\necho "$#:$1:$2:$0"\n')
+    job_id = int(run(cluster, compat, "sbatch", "--parsable", str(script), "one two", "it's").stdout)
+    assert ended(cluster, job_id)["state"] == "done"
+    count, one, two, zero = (cluster.work / f"slurm-{job_id}.out").read_text().strip().split(":")
+    assert (count, one, two) == ("2", "one two", "it's") and zero.endswith(".script")
+    py = cluster.work / "args.py"
+    py.write_text("#!/usr/bin/env python3\nimport sys\nprint(sys.argv[1:])\n")
+    bad = run(cluster, compat, "sbatch", str(py), "x", check=False)
+    assert bad.returncode == 2 and "python3" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    sge = run(cluster, compat, "qsub", "-terse", "-sync", "y", str(script), "a", "b", flavour="sge")
+    assert (Path.home() / f"args.sh.o{sge.stdout.strip()}").read_text().startswith("2:a:b:")
+    torque = run(cluster, compat, "qsub", "-F", "x y", str(script)).stdout.split(".")[0]
+    ended(cluster, int(torque))
+    assert (cluster.work / f"args.sh.o{torque}").read_text().startswith("2:x:y:")
+
+
+def test_submitted_held_until_released(cluster: Cluster, compat: Path) -> None:
+    job_id = int(run(cluster, compat, "sbatch", "--parsable", "-H", "--wrap", "true").stdout)
+    assert cluster.job(job_id)["state"] == "held"
+    line = run(cluster, compat, "squeue", "-h", "-j", str(job_id), "-o", "%i %t %r").stdout
+    assert line == f"{job_id} PD JobHeldUser\n"
+    pbs = int(run(cluster, compat, "qsub", "-h", "--", "/bin/true").stdout.split(".")[0])
+    sge = int(run(cluster, compat, "qsub", "-terse", "-h", "-b", "y", "true", flavour="sge").stdout)
+    assert [cluster.job(i)["state"] for i in (pbs, sge)] == ["held", "held"]
+    cluster.run("qrls", str(job_id), str(pbs), str(sge))
+    assert [ended(cluster, i)["state"] for i in (job_id, pbs, sge)] == ["done"] * 3
+    script = cluster.work / "held.sh"
+    script.write_text("#!/bin/sh\n#SBATCH --hold\n#SBATCH --array=1-2\ntrue\n")
+    array = int(run(cluster, compat, "sbatch", "--parsable", str(script)).stdout)
+    assert {j["state"] for j in cluster.status()["jobs"] if j.get("array_id") == array} == {"held"}
+    cluster.run("qrls", str(array))
+    assert ended(cluster, array + 1)["state"] == "done"
+
+
+def test_task_ranges_and_pending_arrays_as_slurm_shows_them(cluster: Cluster, compat: Path) -> None:
+    script = cluster.work / "arr.sh"
+    script.write_text("#!/bin/sh\n#SBATCH --array=1-1000%2\n#SBATCH -J many\nsleep 300\n")
+    array = int(run(cluster, compat, "sbatch", "--parsable", str(script)).stdout)
+    wait_until("two tasks to run", lambda: sum(j["state"] == "running" for j in cluster.status()["jobs"]
+                                                if j.get("array_id") == array) == 2)
+    lines = run(cluster, compat, "squeue", "-h", "-j", str(array), "-o", "%i %t").stdout.splitlines()
+    assert lines == [f"{array}_[3-1000%2] PD", f"{array}_1 R", f"{array}_2 R"]
+    assert run(cluster, compat, "squeue", "-h", "-j", f"{array}_2", "-o", "%i %F %K %A").stdout == \
+        f"{array}_2 {array} 2 {array + 1}\n"
+    run(cluster, compat, "scancel", f"{array}_[1-2,5]")
+    states = {j["array_index"]: j["state"] for j in cluster.status()["jobs"] if j.get("array_id") == array}
+    assert [i for i, s in states.items() if s == "cancelled"] == [1, 2, 5]
+    wait_until("two more tasks to run", lambda: sum(j["state"] == "running" for j in cluster.status()["jobs"]
+                                                     if j.get("array_id") == array) == 2)
+    lines = run(cluster, compat, "squeue", "-h", "-j", str(array), "-t", "PD,R", "-o", "%i %t").stdout.splitlines()
+    assert lines == [f"{array}_[6-1000%2] PD", f"{array}_3 R", f"{array}_4 R"]
+    assert len(run(cluster, compat, "squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i").stdout.splitlines()) == 997
+    run(cluster, compat, "scancel", str(array))

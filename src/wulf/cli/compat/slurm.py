@@ -134,9 +134,6 @@ def _script_of(a: _SbatchArgs) -> tuple[str, str, str]:
         if a.script:
             raise UsageError("sbatch: give --wrap or a script, not both")
         return f"#!/bin/sh\n# This script was made by sbatch --wrap.\n{a.wrap}\n", "wrap", "wrap"
-    if a.script_args:
-        raise UsageError("sbatch: words after the script (its arguments) are not supported by wulf yet; "
-                         "put them in the script, or use --wrap 'script.sh ARGS'")
     if a.script:
         return _read_script(a.script), os.path.basename(a.script), os.path.basename(a.script)
     return read_stdin_script("sbatch"), "sbatch", "STDIN"
@@ -153,7 +150,8 @@ def sbatch(argv: list[str]) -> int:
                          "followed by the path to an interpreter (for instance: #!/bin/sh)")
     cwd = os.getcwd()
     spec = from_directives(script, label, file_name, cwd, {}, False, label,
-                           parse_as=with_directives(script, "slurm", a.directives), who="sbatch")
+                           parse_as=with_directives(script, "slurm", a.directives), who="sbatch",
+                           args=a.script_args)
     ids = submit([spec])
     job = ids[0]
     print(job if a.parsable else f"Submitted batch job {job}", flush=True)
@@ -166,10 +164,10 @@ def sbatch(argv: list[str]) -> int:
 
 #: squeue's ``%`` letters -> (header, value of a job)
 _LETTERS: dict[str, tuple[str, Any]] = {
-    "i": ("JOBID", lambda j, now: str(j["id"])),
-    "A": ("JOBID", lambda j, now: str(j["id"])),
+    "i": ("JOBID", lambda j, now: slurm_id(j)),
+    "A": ("JOBID", lambda j, now: str(j["id"])),  # each task's own
     "F": ("ARRAY_JOB_ID", lambda j, now: str(j.get("array_id") or j["id"])),
-    "K": ("ARRAY_TASK_ID", lambda j, now: str(j["array_index"]) if j.get("array_index") is not None else "N/A"),
+    "K": ("ARRAY_TASK_ID", lambda j, now: _task_text(j)),
     "j": ("NAME", lambda j, now: j.get("name") or ""),
     "u": ("USER", lambda j, now: j["user"]),
     "t": ("ST", lambda j, now: SLURM_CODES.get(slurm_state(j), "?")),
@@ -207,6 +205,44 @@ _FIELDS = {
     "priority": "Q", "qos": "q", "account": "a", "nice": "y", "comment": "k",
 }
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
+
+
+def slurm_id(j: dict[str, Any]) -> str:
+    """A job's id as Slurm writes it: ``12``; a task ``12_5``; an array's waiting tasks ``12_[6-1000%50]``."""
+    if j.get("_pending_tasks"):
+        return f"{j['array_id']}_[{j['_pending_tasks']}]"
+    if j.get("array_id") is not None and j.get("array_index") is not None:
+        return f"{j['array_id']}_{j['array_index']}"
+    return str(j["id"])
+
+
+def _task_text(j: dict[str, Any]) -> str:
+    if j.get("_pending_tasks"):
+        return f"[{j['_pending_tasks']}]"
+    return str(j["array_index"]) if j.get("array_index") is not None else "N/A"
+
+
+def collapse_pending(jobs: list[dict[str, Any]], arrays: dict[str, Any]) -> list[dict[str, Any]]:
+    """The jobs as squeue lists them: an array's tasks that wait (in one state, held or not) as one line
+    first, ``12_[3-1000%50]`` (squeue -r lists them one by one), its running and ended tasks one a line."""
+    from wulf.model.array import ArraySpec
+
+    waiting: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    others: list[dict[str, Any]] = []
+    for j in jobs:
+        if j.get("array_id") is not None and j["state"] in ("queued", "held"):
+            waiting.setdefault((j["array_id"], j["state"]), []).append(j)
+        else:
+            others.append(j)
+    out = []
+    for (array_id, _), tasks in waiting.items():
+        if len(tasks) == 1:
+            out.append(tasks[0])
+            continue
+        throttle = int((arrays.get(str(array_id)) or {}).get("throttle") or 0)
+        spec = ArraySpec(tuple(sorted(t["array_index"] for t in tasks)), throttle)
+        out.append({**min(tasks, key=lambda t: t["array_index"]), "_pending_tasks": spec.text()})
+    return out + others
 
 
 def _reason(j: dict[str, Any]) -> str:
@@ -293,7 +329,7 @@ def _squeue_parser() -> ArgParser:
     p.add_argument("-O", "--Format", dest="fields", help="the output fields (name[:[.]size],...)")
     p.add_argument("-h", "--noheader", action="store_true", help="no header line")
     p.add_argument("-a", "--all", action="store_true", help="(accepted; wulf shows every queue)")
-    p.add_argument("-r", "--array", action="store_true", help="(accepted; one line per array task)")
+    p.add_argument("-r", "--array", action="store_true", help="one line per array task (waiting ones too)")
     p.add_argument("-l", "--long", action="store_true", help="(accepted)")
     p.add_argument("--noconvert", action="store_true", help="(accepted)")
     p.add_argument("-M", "--clusters", help="(accepted; wulf is one cluster)")
@@ -310,14 +346,18 @@ def _state_filter(text: str | None, ids_given: bool) -> set[str] | None:
     return slurm_states(text, "squeue: invalid job state specified")
 
 
-def squeue_jobs(args: argparse.Namespace, client: Client) -> list[dict[str, Any]]:
-    ids = set(int_ids(args.jobs))
+def squeue_jobs(args: argparse.Namespace, client: Client) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The jobs squeue's options choose, and the arrays they are tasks of (from the status)."""
+    refs = slurm_refs(args.jobs, "squeue")
+    ids = {job for job, tasks in refs if tasks is None}
+    tasks = {(job, i) for job, some in refs if some is not None for i in some}
     users = set(args.user.split(",")) if args.user else ({me()} if args.me else set())
-    states = _state_filter(args.states, bool(ids))
-    status = client.status(all_jobs=bool(ids) or states is None or not states <= {"PENDING", "RUNNING"})
+    states = _state_filter(args.states, bool(refs))
+    status = client.status(all_jobs=bool(refs) or states is None or not states <= {"PENDING", "RUNNING"})
     out = []
     for j in jobs_of(status):
-        if ids and j["id"] not in ids and j.get("array_id") not in ids:
+        if refs and j["id"] not in ids and j.get("array_id") not in ids \
+                and (j.get("array_id"), j.get("array_index")) not in tasks:
             continue
         if users and j["user"] not in users:
             continue
@@ -328,14 +368,16 @@ def squeue_jobs(args: argparse.Namespace, client: Client) -> list[dict[str, Any]
         if args.name and j.get("name") not in args.name.split(","):
             continue
         out.append(j)
-    return out
+    return out, status.get("arrays") or {}
 
 
 def squeue(argv: list[str]) -> int:
     args = _squeue_parser().parse_args(argv)
     pieces = parse_fields(args.fields) if args.fields else parse_format(
         args.format or os.environ.get("SQUEUE_FORMAT") or DEFAULT_FORMAT)
-    jobs = squeue_jobs(args, Client())
+    jobs, arrays = squeue_jobs(args, Client())
+    if not args.array and not args.json:
+        jobs = collapse_pending(jobs, arrays)
     now = time.time()
     if args.json:
         print_json({"jobs": [_json(j, now) for j in jobs]})
@@ -391,20 +433,35 @@ def _signal_number(text: str) -> int:
         raise UsageError(f"scancel: Invalid job signal: {text}") from None
 
 
-def _task_ids(values: list[str]) -> list[int | str]:
-    """scancel's ids: ``12`` (a job, or all of array 12), ``12_3`` (task 3 of array 12, as wulf's
-    ``12[3]``), ``12_[1-3]`` is refused (name the tasks one by one)."""
-    out: list[int | str] = []
+def slurm_refs(values: list[str], who: str) -> list[tuple[int, tuple[int, ...] | None]]:
+    """Job ids as Slurm's commands take them: ``12`` (a job, or all of array 12), ``12_3`` (task 3 of
+    array 12, wulf's ``12[3]``), ``12_[1-3,7]`` (those tasks), comma-separated or one a word."""
+    from wulf.model.array import parse_array
+
+    out: list[tuple[int, tuple[int, ...] | None]] = []
     for v in values:
-        for part in v.split(","):
-            head, _, task = part.partition("_")
+        for part in re.split(r",(?![^\[]*\])", v):  # (commas inside brackets are the tasks')
+            head, _, task = part.strip().partition("_")
             [job] = int_ids([head])
             if not task:
-                out.append(job)
+                out.append((job, None))
             elif task.isdigit():
-                out.append(f"{job}[{int(task)}]")
+                out.append((job, (int(task),)))
+            elif task.startswith("[") and task.endswith("]") and "%" not in task:
+                try:
+                    out.append((job, tuple(parse_array(task[1:-1]).indices)))
+                except UsageError as e:
+                    raise UsageError(f"{who}: {part}: {e.message}") from None
             else:
-                raise UsageError(f"scancel: {part}: give array tasks one by one (12_3,12_4)")
+                raise UsageError(f"{who}: Invalid job id specified: {part}")
+    return out
+
+
+def _task_ids(values: list[str]) -> list[int | str]:
+    """scancel's ids in wulf's terms: ``12``, and ``12[3]`` for each task named."""
+    out: list[int | str] = []
+    for job, tasks in slurm_refs(values, "scancel"):
+        out += [job] if tasks is None else [f"{job}[{i}]" for i in tasks]
     return out
 
 
