@@ -58,7 +58,7 @@ def test_compat_writes_its_commands_and_keeps_others_files(cluster: Cluster, tmp
     cluster.run("wulf", "compat", "--force", str(d))
     cluster.run("wulf", "compat", str(d))  # its own files are replaced without --force
     assert sorted(x.name for x in d.iterdir()) == ["qacct", "qdel", "qstat", "qsub", "sacct", "sbatch", "scancel",
-                                                   "sinfo", "squeue"]
+                                                   "scontrol", "sinfo", "squeue"]
 
 
 def test_sbatch_command_line_wins_over_directives(cluster: Cluster, compat: Path) -> None:
@@ -269,3 +269,54 @@ def test_task_ranges_and_pending_arrays_as_slurm_shows_them(cluster: Cluster, co
     assert lines == [f"{array}_[6-1000%2] PD", f"{array}_3 R", f"{array}_4 R"]
     assert len(run(cluster, compat, "squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i").stdout.splitlines()) == 997
     run(cluster, compat, "scancel", str(array))
+
+
+def _record(text: str) -> dict[str, str]:
+    """scontrol's key=value words (values without blanks, as in what these tests ask)."""
+    return dict(w.split("=", 1) for w in text.split() if "=" in w)
+
+
+def test_scontrol_show_job_hold_release_and_config(cluster: Cluster, compat: Path) -> None:
+    script = cluster.work / "sc.sh"
+    script.write_text("#!/bin/sh\n#SBATCH -J scjob\n#SBATCH -c 2\n#SBATCH --mem=100M\n#SBATCH -t 10\nsleep 60\n")
+    job_id = int(run(cluster, compat, "sbatch", "--parsable", str(script)).stdout)
+    wait_until("the job to run", lambda: cluster.job(job_id)["state"] == "running")
+    out = run(cluster, compat, "scontrol", "show", "job", str(job_id)).stdout
+    assert out.startswith(f"JobId={job_id} JobName=scjob\n   UserId=")
+    rec = _record(out)
+    assert (rec["JobState"], rec["Reason"], rec["NodeList"], rec["NumCPUs"], rec["MinMemoryNode"],
+            rec["TimeLimit"], rec["ExitCode"], rec["Partition"]) == \
+        ("RUNNING", "None", "n1", "2", "100M", "00:10:00", "0:0", "default")
+    assert rec["WorkDir"] == str(cluster.work) and rec["StdOut"] == str(cluster.work / f"slurm-{job_id}.out")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", rec["RunTime"]) and rec["StartTime"] != "Unknown"
+    one = run(cluster, compat, "scontrol", "-o", "show", "job", str(job_id)).stdout
+    assert one.count("\n") == 1 and _record(one)["JobId"] == str(job_id)
+    second = int(run(cluster, compat, "sbatch", "--parsable", "-c", "2", "--wrap", "true").stdout)  # no room yet
+    run(cluster, compat, "scontrol", "hold", str(second))
+    assert cluster.job(second)["state"] == "held"
+    run(cluster, compat, "scontrol", "release", str(second))
+    assert cluster.job(second)["state"] == "queued"
+    run(cluster, compat, "scancel", str(job_id))
+    assert ended(cluster, second)["state"] == "done"
+    ended(cluster, job_id)
+    assert _record(run(cluster, compat, "scontrol", "show", "job", str(job_id)).stdout)["JobState"] == "CANCELLED"
+    # an array's tasks, held and released
+    arr = cluster.work / "sc_arr.sh"
+    arr.write_text("#!/bin/sh\n#SBATCH --array=1-2\nexit 3\n")
+    array = int(run(cluster, compat, "sbatch", "--parsable", "-H", str(arr)).stdout)
+    task = _record(run(cluster, compat, "scontrol", "show", "job", f"{array}_2").stdout)
+    assert (task["JobId"], task["ArrayJobId"], task["ArrayTaskId"], task["JobState"], task["Reason"]) == \
+        (str(array + 1), str(array), "2", "PENDING", "JobHeldUser")
+    run(cluster, compat, "scontrol", "release", str(array))
+    assert ended(cluster, array + 1)["state"] == "failed"
+    assert _record(run(cluster, compat, "scontrol", "show", "job", f"{array}_2").stdout)["ExitCode"] == "3:0"
+    # what wulf does not do is refused in one line
+    for argv in (("scontrol", "requeue", str(job_id)), ("scontrol", "update", f"JobId={job_id}", "TimeLimit=5"),
+                 ("scontrol", "show", "job", "999999"), ("scontrol", "show", "bogus")):
+        p = run(cluster, compat, *argv, check=False)
+        assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, argv
+    config = run(cluster, compat, "scontrol", "show", "config").stdout
+    keys = {line.split("=")[0].strip(): line.split("=", 1)[1].strip() for line in config.splitlines() if "=" in line}
+    assert keys["ClusterName"] == "wulf" and keys["SlurmctldHost[0]"] and keys["SLURM_VERSION"]
+    assert re.fullmatch(r"\d+ sec", keys["MinJobAge"]) and keys["KillWait"] == "10 sec"
+    assert keys["DefMemPerNode"] == "32" and keys["MaxArraySize"] == str(10**9 + 1)

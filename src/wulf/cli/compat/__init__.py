@@ -1,9 +1,9 @@
 """Slurm's, PBS's and Grid Engine's commands over wulf, for the tools and scripts that call them.
 
 They are not on the PATH by default (a machine may have the real ones): ``wulf compat DIR`` writes
-``sbatch``, ``squeue``, ``scancel``, ``sinfo``, ``sacct``, ``qsub``, ``qstat``, ``qdel`` and ``qacct`` into DIR, each a
-two-line script that runs ``python -m wulf.cli.compat NAME``; a site puts DIR on its users' PATH (or in
-an environment module). ``qsub``, ``qstat`` and ``qdel`` are PBS's or Grid Engine's by
+``sbatch``, ``squeue``, ``scancel``, ``sinfo``, ``sacct``, ``scontrol``, ``qsub``, ``qstat``, ``qdel`` and
+``qacct`` into DIR, each a two-line script that runs ``python -m wulf.cli.compat NAME``; a site puts DIR
+on its users' PATH (or in an environment module). ``qsub``, ``qstat`` and ``qdel`` are PBS's or Grid Engine's by
 ``[compat] flavour`` (``$WULF_COMPAT_FLAVOUR`` wins).
 """
 
@@ -20,7 +20,7 @@ from wulf.cli.common import ArgParser, run
 from wulf.config import Config
 from wulf.errors import UsageError
 
-SLURM = ("sbatch", "squeue", "scancel", "sinfo", "sacct")
+SLURM = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol")
 BOTH = ("qsub", "qstat", "qdel")
 COMMANDS = (*SLURM, *BOTH, "qacct")
 
@@ -34,6 +34,10 @@ def command(name: str) -> Callable[[list[str]], int]:
     if name in SLURM:
         from wulf.cli.compat import slurm
 
+        if name == "scontrol":
+            from wulf.cli.compat.scontrol import scontrol
+
+            return scontrol
         return {"sbatch": slurm.sbatch, "squeue": slurm.squeue, "scancel": slurm.scancel,
                 "sinfo": slurm.sinfo}[name]
     if name not in BOTH:

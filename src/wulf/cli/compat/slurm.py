@@ -182,8 +182,8 @@ _LETTERS: dict[str, tuple[str, Any]] = {
     "P": ("PARTITION", lambda j, now: j.get("queue") or ""),
     "N": ("NODELIST", lambda j, now: j.get("node") or ""),
     "R": ("NODELIST(REASON)", lambda j, now: j.get("node") if j["state"] == "running" and j.get("node")
-          else f"({_reason(j)})"),
-    "r": ("REASON", lambda j, now: _reason(j)),
+          else f"({reason_of(j)})"),
+    "r": ("REASON", lambda j, now: reason_of(j)),
     "Z": ("WORK_DIR", lambda j, now: j.get("cwd") or ""),
     "o": ("COMMAND", lambda j, now: j.get("command") or ""),
     "V": ("SUBMIT_TIME", lambda j, now: iso(j.get("submitted"))),
@@ -245,7 +245,7 @@ def collapse_pending(jobs: list[dict[str, Any]], arrays: dict[str, Any]) -> list
     return out + others
 
 
-def _reason(j: dict[str, Any]) -> str:
+def reason_of(j: dict[str, Any]) -> str:
     """Slurm's reason words for a waiting job (wulf's own sentence when it is none of them)."""
     state, why = j["state"], str(j.get("reason") or "")
     if state == "held":
@@ -392,7 +392,7 @@ def _json(j: dict[str, Any], now: float) -> dict[str, Any]:
     """A job as ``squeue --json`` gives one (the fields tools read)."""
     return {
         "job_id": j["id"], "name": j.get("name") or "", "user_name": j["user"], "partition": j.get("queue"),
-        "job_state": [slurm_state(j)], "state_reason": _reason(j), "nodes": j.get("node") or "",
+        "job_state": [slurm_state(j)], "state_reason": reason_of(j), "nodes": j.get("node") or "",
         "array_job_id": j.get("array_id") or 0, "array_task_id": j.get("array_index"),
         "cpus": j.get("cpu_req"), "memory_per_node": j.get("mem_req_mb"),
         "current_working_directory": j.get("cwd"), "command": j.get("command"),
@@ -457,7 +457,7 @@ def slurm_refs(values: list[str], who: str) -> list[tuple[int, tuple[int, ...] |
     return out
 
 
-def _task_ids(values: list[str]) -> list[int | str]:
+def task_ids(values: list[str]) -> list[int | str]:
     """scancel's ids in wulf's terms: ``12``, and ``12[3]`` for each task named."""
     out: list[int | str] = []
     for job, tasks in slurm_refs(values, "scancel"):
@@ -467,7 +467,7 @@ def _task_ids(values: list[str]) -> list[int | str]:
 
 def scancel(argv: list[str]) -> int:
     args = _scancel_parser().parse_args(argv)
-    ids = _task_ids(args.ids)
+    ids = task_ids(args.ids)
     client = Client()
     user = args.user or (me() if args.me else "")
     if not ids and not (user or args.name or args.state or args.partition):
