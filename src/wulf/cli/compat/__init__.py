@@ -66,6 +66,7 @@ def main() -> None:
         print(f"usage: python -m wulf.cli.compat {{{','.join(COMMANDS)}}} [ARGS...]", file=sys.stderr)
         raise SystemExit(2)
     name, rest = argv[0], argv[1:]
+    sys.argv[0] = name  # errors are said as the command's own (`qsub: ...`), not as __main__.py's
     run(lambda args: command(name)(args), rest)
 
 
