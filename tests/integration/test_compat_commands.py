@@ -58,7 +58,7 @@ def test_compat_writes_its_commands_and_keeps_others_files(cluster: Cluster, tmp
     cluster.run("wulf", "compat", "--force", str(d))
     cluster.run("wulf", "compat", str(d))  # its own files are replaced without --force
     assert sorted(x.name for x in d.iterdir()) == ["qacct", "qdel", "qstat", "qsub", "sacct", "sbatch", "scancel",
-                                                   "scontrol", "sinfo", "squeue"]
+                                                   "scontrol", "sinfo", "squeue", "srun"]
 
 
 def test_sbatch_command_line_wins_over_directives(cluster: Cluster, compat: Path) -> None:
@@ -110,8 +110,10 @@ def test_sinfo_shows_the_node(cluster: Cluster, compat: Path) -> None:
     assert lines[0].split() == ["PARTITION", "AVAIL", "TIMELIMIT", "NODES", "STATE", "NODELIST"]
     # idle, or mix when work outside wulf (other tests) takes some of the machine's cpus
     row = lines[1].split()
-    assert row[:4] + row[5:] == ["wulf*", "up", "infinite", "1", "n1"] and row[4] in ("idle", "mix")
-    assert run(cluster, compat, "sinfo", "-N", "-h").stdout.split()[:3] == ["n1", "1", "wulf*"]
+    assert row[:4] + row[5:] == ["default*", "up", "infinite", "1", "n1"] and row[4] in ("idle", "mix")
+    assert run(cluster, compat, "sinfo", "-N", "-h").stdout.split()[:3] == ["n1", "1", "default*"]
+    assert run(cluster, compat, "sinfo", "-o", "%P").stdout == "PARTITION\ndefault*\n"  # what Snakemake asks
+    assert run(cluster, compat, "sinfo", "-h", "-N", "-o", "%N|%c|%T").stdout.split("|")[:2] == ["n1", "2"]
     drained = cluster.run("jobmgr", "drain", "n1")
     assert drained.returncode == 0
     assert run(cluster, compat, "sinfo", "-h").stdout.split()[4] == "drain"
@@ -320,3 +322,15 @@ def test_scontrol_show_job_hold_release_and_config(cluster: Cluster, compat: Pat
     assert keys["ClusterName"] == "wulf" and keys["SlurmctldHost[0]"] and keys["SLURM_VERSION"]
     assert re.fullmatch(r"\d+ sec", keys["MinJobAge"]) and keys["KillWait"] == "10 sec"
     assert keys["DefMemPerNode"] == "32" and keys["MaxArraySize"] == str(10**9 + 1)
+
+
+def test_srun_runs_a_step_inside_a_job_only(cluster: Cluster, compat: Path) -> None:
+    step = 'srun -n 2 --cpu-bind=q -c 1 sh -c \'echo "task $SLURM_PROCID of $SLURM_NTASKS, $SLURM_CPUS_PER_TASK cpu"\''
+    job_id = int(run(cluster, compat, "sbatch", "--parsable", "-c", "2", f"--export=ALL,PATH={compat}:/usr/bin:/bin",
+                     "--wrap",
+                     f"{step} | sort; srun --ntasks=1 sh -c 'exit 4'").stdout)
+    job = ended(cluster, job_id)
+    assert (job["state"], job["exit_code"]) == ("failed", 4)  # the last step's status is the job's
+    assert (cluster.work / f"slurm-{job_id}.out").read_text() == "task 0 of 2, 1 cpu\ntask 1 of 2, 1 cpu\n"
+    outside = run(cluster, compat, "srun", "hostname", check=False)
+    assert outside.returncode == 2 and "not inside a job" in outside.stderr and outside.stderr.count("\n") == 1

@@ -88,3 +88,18 @@ def test_script_arguments_are_set_where_the_directives_end() -> None:
         ["bash", "sh", "python3"]
     with pytest.raises(UsageError, match="python3"):
         with_arguments("#!/usr/bin/env python3\nprint(1)\n", ["x"])
+
+
+def test_srun_options_and_the_steps_variables() -> None:
+    from wulf.cli.compat.srun import parse, step_env
+
+    given, command = parse(["-n1", "--cpu-bind=q", "--cpus-per-task=3", "--mem", "10", "python", "-c", "x"])
+    assert (given, command) == ({"ntasks": "1", "cpu-bind": "q", "cpus-per-task": "3", "mem": "10"},
+                                ["python", "-c", "x"])
+    env = step_env(given, {"SLURM_CPUS_PER_TASK": "8", "SLURMD_NODENAME": "n1", "PATH": "/bin"})
+    assert (env["SLURM_CPUS_PER_TASK"], env["SLURM_NTASKS"], env["SLURM_STEP_NODELIST"], env["PATH"]) == \
+        ("3", "1", "n1", "/bin")
+    assert step_env({}, {"SLURM_CPUS_PER_TASK": "8"})["SLURM_CPUS_PER_TASK"] == "8"  # the job's
+    for bad in (["--bogus", "x"], ["-n"], ["-n", "0", "x"], ["-c", "2"]):
+        with pytest.raises(UsageError):
+            step_env(*parse(bad)[:1], {})

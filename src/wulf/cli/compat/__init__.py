@@ -1,7 +1,7 @@
 """Slurm's, PBS's and Grid Engine's commands over wulf, for the tools and scripts that call them.
 
 They are not on the PATH by default (a machine may have the real ones): ``wulf compat DIR`` writes
-``sbatch``, ``squeue``, ``scancel``, ``sinfo``, ``sacct``, ``scontrol``, ``qsub``, ``qstat``, ``qdel`` and
+``sbatch``, ``squeue``, ``scancel``, ``sinfo``, ``sacct``, ``scontrol``, ``srun``, ``qsub``, ``qstat``, ``qdel`` and
 ``qacct`` into DIR, each a two-line script that runs ``python -m wulf.cli.compat NAME``; a site puts DIR
 on its users' PATH (or in an environment module). ``qsub``, ``qstat`` and ``qdel`` are PBS's or Grid Engine's by
 ``[compat] flavour`` (``$WULF_COMPAT_FLAVOUR`` wins).
@@ -20,7 +20,8 @@ from wulf.cli.common import ArgParser, run
 from wulf.config import Config
 from wulf.errors import UsageError
 
-SLURM = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol")
+SLURM = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun")
+_OWN_MODULES = ("sinfo", "scontrol", "srun")  # the Slurm commands with a module of their own
 BOTH = ("qsub", "qstat", "qdel")
 COMMANDS = (*SLURM, *BOTH, "qacct")
 
@@ -34,12 +35,12 @@ def command(name: str) -> Callable[[list[str]], int]:
     if name in SLURM:
         from wulf.cli.compat import slurm
 
-        if name == "scontrol":
-            from wulf.cli.compat.scontrol import scontrol
+        if name in _OWN_MODULES:
+            import importlib
 
-            return scontrol
-        return {"sbatch": slurm.sbatch, "squeue": slurm.squeue, "scancel": slurm.scancel,
-                "sinfo": slurm.sinfo}[name]
+            main: Callable[[list[str]], int] = getattr(importlib.import_module(f"wulf.cli.compat.{name}"), name)
+            return main
+        return {"sbatch": slurm.sbatch, "squeue": slurm.squeue, "scancel": slurm.scancel}[name]
     if name not in BOTH:
         raise UsageError(f"no compatibility command {name!r} (there are: {', '.join(COMMANDS)})")
     flavour = os.environ.get("WULF_COMPAT_FLAVOUR") or _configured_flavour()
@@ -49,8 +50,8 @@ def command(name: str) -> Callable[[list[str]], int]:
         from wulf.cli.compat import pbs as mod  # type: ignore[no-redef]
     else:
         raise UsageError(f"WULF_COMPAT_FLAVOUR must be pbs or sge, not {flavour!r}")
-    main: Callable[[list[str]], int] = getattr(mod, name)
-    return main
+    chosen: Callable[[list[str]], int] = getattr(mod, name)
+    return chosen
 
 
 def _configured_flavour() -> str:

@@ -1,4 +1,5 @@
-"""Slurm's commands over wulf: ``sbatch``, ``squeue``, ``scancel`` and ``sinfo``.
+"""Slurm's commands over wulf: ``sbatch``, ``squeue`` and ``scancel`` (``sinfo``, ``scontrol``, ``srun``
+and ``sacct`` are modules of their own).
 
 Each takes the options the tools that drive Slurm use (psij-python, Snakemake's Slurm executor,
 Dask-jobqueue, Open OnDemand) and prints what Slurm prints. Options of Slurm's that wulf has no use
@@ -266,14 +267,17 @@ def reason_of(j: dict[str, Any]) -> str:
 _SPEC = re.compile(r"%(\.?)(-?)(\d*)([A-Za-z%])")
 
 
-def parse_format(fmt: str) -> list[tuple[str, str, bool, int]]:
-    """``-o`` format: pieces of (literal text before, letter, right-justified, width)."""
+def parse_format(fmt: str, letters: dict[str, tuple[str, Any]] | None = None,
+                 who: str = "squeue") -> list[tuple[str, str, bool, int]]:
+    """``-o`` format: pieces of (literal text before, letter, right-justified, width); ``letters``: the
+    command's fields (squeue's by default)."""
+    letters = _LETTERS if letters is None else letters
     out = []
     at = 0
     for m in _SPEC.finditer(fmt):
         letter = m.group(4)
-        if letter not in _LETTERS:
-            raise UsageError(f"squeue: invalid field specification %{letter} in {fmt!r}")
+        if letter not in letters:
+            raise UsageError(f"{who}: invalid field specification %{letter} in {fmt!r}")
         out.append((fmt[at:m.start()], letter, m.group(1) == ".", int(m.group(3) or 0)))
         at = m.end()
     if at < len(fmt):
@@ -300,7 +304,8 @@ def parse_fields(text: str) -> list[tuple[str, str, bool, int]]:
     return out[:-1] if out else out
 
 
-def render(pieces: list[tuple[str, str, bool, int]], job: dict[str, Any] | None, now: float) -> str:
+def render(pieces: list[tuple[str, str, bool, int]], job: dict[str, Any] | None, now: float,
+           letters: dict[str, tuple[str, Any]] | None = None) -> str:
     """One line: a job's, or the header (``job`` None). Values wider than their field are cut, as
     squeue cuts them."""
     parts = []
@@ -308,7 +313,8 @@ def render(pieces: list[tuple[str, str, bool, int]], job: dict[str, Any] | None,
         parts.append(text)
         if not letter:
             continue
-        value = _LETTERS[letter][0] if job is None else str(_LETTERS[letter][1](job, now))
+        field = (_LETTERS if letters is None else letters)[letter]
+        value = field[0] if job is None else str(field[1](job, now))
         if width:
             value = value[:width]
             value = value.rjust(width) if right else value.ljust(width)
@@ -496,56 +502,4 @@ def _report_cancel(reply: dict[str, Any], quiet: bool) -> int:
         for job in reply.get("already_ended", []):
             print(f"scancel: error: Kill job error on job id {job}: Job/step already completing or completed",
                   file=sys.stderr)
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------- sinfo
-
-def _node_state(n: dict[str, Any]) -> str:
-    """sinfo's words: idle, mix (some cpus taken), alloc (none free), drain, down."""
-    if n.get("drained"):
-        return "drain"
-    if n.get("state") != "up":
-        return "down"
-    if not n.get("jobs"):
-        return "idle"
-    return "alloc" if float(n.get("cpu_free") or 0.0) <= 0.0 else "mix"
-
-
-def _sinfo_parser() -> ArgParser:
-    p = ArgParser(prog="sinfo", description="The cluster's nodes, as Slurm's sinfo shows them (wulf).",
-                  add_help=False)
-    p.add_argument("-N", "--Node", action="store_true", help="one line per node")
-    p.add_argument("-h", "--noheader", action="store_true", help="no header line")
-    p.add_argument("-l", "--long", action="store_true", help="(accepted)")
-    p.add_argument("-a", "--all", action="store_true", help="(accepted)")
-    p.add_argument("-M", "--clusters", help="(accepted; wulf is one cluster)")
-    p.add_argument("--json", action="store_true", help="print JSON ({\"nodes\": [...]})")
-    p.add_argument("--help", action="help", help="show this help and exit")
-    return p
-
-
-def sinfo(argv: list[str]) -> int:
-    args = _sinfo_parser().parse_args(argv)
-    nodes = Client().nodes()
-    if args.json:
-        print_json({"nodes": [{"name": n["name"], "state": [_node_state(n).upper()], "cpus": n.get("cpus"),
-                               "real_memory": n.get("mem_total_mb")} for n in nodes]})
-        return 0
-    lines = []
-    if args.Node:
-        if not args.noheader:
-            lines.append(f"{'NODELIST':<10} {'NODES':>5} {'PARTITION':<9} {'STATE':<5} {'CPUS':>4} {'MEMORY':>7}")
-        for n in sorted(nodes, key=lambda n: n["name"]):
-            lines.append(f"{n['name']:<10} {1:>5} {'wulf*':<9} {_node_state(n):<5} {n.get('cpus', 0):>4g} "
-                         f"{float(n.get('mem_total_mb') or 0):>7.0f}")
-    else:
-        if not args.noheader:
-            lines.append("PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST")
-        by_state: dict[str, list[str]] = {}
-        for n in nodes:
-            by_state.setdefault(_node_state(n), []).append(n["name"])
-        for state, names in sorted(by_state.items()):
-            lines.append(f"{'wulf*':<9} {'up':>5} {'infinite':>10} {len(names):>6} {state:>6} {','.join(sorted(names))}")
-    sys.stdout.write("".join(line + "\n" for line in lines))
     return 0
