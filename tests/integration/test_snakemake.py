@@ -68,8 +68,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
 
 
+@pytest.mark.parametrize("status", ["sacct", "squeue"])  # the two ways the executor asks how its jobs are
 def test_a_three_rule_workflow_runs_through_the_slurm_executor(cluster: Cluster, snakemake_bin: Path,
-                                                               tmp_path: Path) -> None:
+                                                               tmp_path: Path, status: str) -> None:
     compat = tmp_path / "slurm-bin"
     cluster.run("wulf", "compat", str(compat))
     flow = cluster.work / "flow"
@@ -77,12 +78,14 @@ def test_a_three_rule_workflow_runs_through_the_slurm_executor(cluster: Cluster,
     (flow / "Snakefile").write_text(SNAKEFILE)
     env = {**cluster.env, "PATH": f"{compat}:{snakemake_bin}:{os.environ['PATH']}", "HOME": str(tmp_path)}
     p = subprocess.run([str(snakemake_bin / "snakemake"), "--executor", "slurm", "--jobs", "3", "--cores", "2",
-                        "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5",
+                        "--slurm-init-seconds-before-status-checks", "1", "--slurm-status-command", status,
+                        "--latency-wait", "5",
                         "--directory", str(flow)],
                        capture_output=True, text=True, cwd=flow, env=env, timeout=600)
     log = p.stdout + p.stderr
     jobs_logs = "".join(f"--- {f}\n{f.read_text()[-3000:]}" for f in sorted(flow.glob(".snakemake/slurm_logs/*/*.log")))
     assert p.returncode == 0, log[-4000:] + jobs_logs
+    assert "Falling back" not in log  # (to sacct, when squeue's MinJobAge would not do)
     assert "3 of 4 steps (75%) done" in log and "4 of 4 steps (100%) done" in log, log[-3000:]
     a, b = (flow / "c.txt").read_text().splitlines()[:2]
     assert a.startswith("a on n1 in job ") and b == "b with 2 cpus"
