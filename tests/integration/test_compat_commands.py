@@ -244,9 +244,10 @@ def test_submitted_held_until_released(cluster: Cluster, compat: Path) -> None:
     assert line == f"{job_id} PD JobHeldUser\n"
     pbs = int(run(cluster, compat, "qsub", "-h", "--", "/bin/true").stdout.split(".")[0])
     sge = int(run(cluster, compat, "qsub", "-terse", "-h", "-b", "y", "true", flavour="sge").stdout)
-    assert [cluster.job(i)["state"] for i in (pbs, sge)] == ["held", "held"]
-    cluster.run("qrls", str(job_id), str(pbs), str(sge))
-    assert [ended(cluster, i)["state"] for i in (job_id, pbs, sge)] == ["done"] * 3
+    [qr] = cluster.submit("--hold", "-c", "true")
+    assert [cluster.job(i)["state"] for i in (pbs, sge, qr)] == ["held"] * 3
+    cluster.run("qrls", str(job_id), str(pbs), str(sge), str(qr))
+    assert [ended(cluster, i)["state"] for i in (job_id, pbs, sge, qr)] == ["done"] * 4
     script = cluster.work / "held.sh"
     script.write_text("#!/bin/sh\n#SBATCH --hold\n#SBATCH --array=1-2\ntrue\n")
     array = int(run(cluster, compat, "sbatch", "--parsable", str(script)).stdout)
