@@ -189,6 +189,7 @@ class JobSpec(Request):
     retries: int | None = Field(default=None, ge=0, le=MAX_RETRIES)  # None: [scheduler] default_retries
     mail_type: ShortText = ""  # when to mail about the job: BEGIN,END,FAIL,REQUEUE,ALL,NONE,ARRAY_TASKS
     mail_user: ShortText = ""  # where ("": the submitting user at [mail] domain)
+    hold: bool = False  # queued held (sbatch -H, qsub -h, qr --hold): it waits for a release (qrls)
 
 
 class StartJob(Msg):

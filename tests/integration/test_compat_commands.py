@@ -3,6 +3,7 @@ what the tools that parse those systems' output read (psij-python, Snakemake, Da
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import socket
@@ -57,7 +58,7 @@ def test_compat_writes_its_commands_and_keeps_others_files(cluster: Cluster, tmp
     cluster.run("wulf", "compat", "--force", str(d))
     cluster.run("wulf", "compat", str(d))  # its own files are replaced without --force
     assert sorted(x.name for x in d.iterdir()) == ["qacct", "qdel", "qstat", "qsub", "sacct", "sbatch", "scancel",
-                                                   "sinfo", "squeue"]
+                                                   "scontrol", "sinfo", "squeue", "srun"]
 
 
 def test_sbatch_command_line_wins_over_directives(cluster: Cluster, compat: Path) -> None:
@@ -109,8 +110,10 @@ def test_sinfo_shows_the_node(cluster: Cluster, compat: Path) -> None:
     assert lines[0].split() == ["PARTITION", "AVAIL", "TIMELIMIT", "NODES", "STATE", "NODELIST"]
     # idle, or mix when work outside wulf (other tests) takes some of the machine's cpus
     row = lines[1].split()
-    assert row[:4] + row[5:] == ["wulf*", "up", "infinite", "1", "n1"] and row[4] in ("idle", "mix")
-    assert run(cluster, compat, "sinfo", "-N", "-h").stdout.split()[:3] == ["n1", "1", "wulf*"]
+    assert row[:4] + row[5:] == ["default*", "up", "infinite", "1", "n1"] and row[4] in ("idle", "mix")
+    assert run(cluster, compat, "sinfo", "-N", "-h").stdout.split()[:3] == ["n1", "1", "default*"]
+    assert run(cluster, compat, "sinfo", "-o", "%P").stdout == "PARTITION\ndefault*\n"  # what Snakemake asks
+    assert run(cluster, compat, "sinfo", "-h", "-N", "-o", "%N|%c|%T").stdout.split("|")[:2] == ["n1", "2"]
     drained = cluster.run("jobmgr", "drain", "n1")
     assert drained.returncode == 0
     assert run(cluster, compat, "sinfo", "-h").stdout.split()[4] == "drain"
@@ -118,7 +121,7 @@ def test_sinfo_shows_the_node(cluster: Cluster, compat: Path) -> None:
 
 def test_slurm_commands_refuse_bad_input_in_one_line(cluster: Cluster, compat: Path) -> None:
     for argv in (("sbatch", "--bogus", "x.sh"), ("squeue", "-o", "%Y"), ("squeue", "-t", "NOPE"),
-                 ("scancel",), ("scancel", "abc"), ("scancel", "12_[1-3]"), ("sbatch", "--wrap", "true", "x.sh"),
+                 ("scancel",), ("scancel", "abc"), ("scancel", "12_[3-1]"), ("sbatch", "--wrap", "true", "x.sh"),
                  ("scancel", "-s", "NOSUCH", "1")):
         p = run(cluster, compat, *argv, check=False)
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, (argv, p.stderr)
@@ -211,3 +214,127 @@ def test_scancel_of_one_array_task(cluster: Cluster, compat: Path) -> None:
     run(cluster, compat, "scancel", str(array))
     states = {j["array_index"]: j["state"] for j in cluster.status()["jobs"] if j.get("array_id") == array}
     assert set(states.values()) == {"cancelled"}
+
+
+def test_sbatch_passes_arguments_to_the_script(cluster: Cluster, compat: Path) -> None:
+    script = cluster.work / "args.sh"
+    script.write_text('#!/bin/bash\n#SBATCH -J argjob\necho "$#:$1:$2:$0"\n')
+    job_id = int(run(cluster, compat, "sbatch", "--parsable", str(script), "one two", "it's").stdout)
+    assert ended(cluster, job_id)["state"] == "done"
+    count, one, two, zero = (cluster.work / f"slurm-{job_id}.out").read_text().strip().split(":")
+    assert (count, one, two) == ("2", "one two", "it's") and zero.endswith(".script")
+    py = cluster.work / "args.py"
+    py.write_text("#!/usr/bin/env python3\nimport sys\nprint(sys.argv[1:])\n")
+    bad = run(cluster, compat, "sbatch", str(py), "x", check=False)
+    assert bad.returncode == 2 and "python3" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    sge = run(cluster, compat, "qsub", "-terse", "-sync", "y", str(script), "a", "b", flavour="sge")
+    home_out = Path.home() / f"args.sh.o{sge.stdout.strip()}"  # Grid Engine's default: the home directory
+    text = home_out.read_text()
+    home_out.unlink()
+    assert text.startswith("2:a:b:")
+    torque = run(cluster, compat, "qsub", "-F", "x y", str(script)).stdout.split(".")[0]
+    ended(cluster, int(torque))
+    assert (cluster.work / f"args.sh.o{torque}").read_text().startswith("2:x:y:")
+
+
+def test_submitted_held_until_released(cluster: Cluster, compat: Path) -> None:
+    job_id = int(run(cluster, compat, "sbatch", "--parsable", "-H", "--wrap", "true").stdout)
+    assert cluster.job(job_id)["state"] == "held"
+    line = run(cluster, compat, "squeue", "-h", "-j", str(job_id), "-o", "%i %t %r").stdout
+    assert line == f"{job_id} PD JobHeldUser\n"
+    pbs = int(run(cluster, compat, "qsub", "-h", "--", "/bin/true").stdout.split(".")[0])
+    sge = int(run(cluster, compat, "qsub", "-terse", "-h", "-b", "y", "true", flavour="sge").stdout)
+    [qr] = cluster.submit("--hold", "-c", "true")
+    assert [cluster.job(i)["state"] for i in (pbs, sge, qr)] == ["held"] * 3
+    cluster.run("qrls", str(job_id), str(pbs), str(sge), str(qr))
+    assert [ended(cluster, i)["state"] for i in (job_id, pbs, sge, qr)] == ["done"] * 4
+    script = cluster.work / "held.sh"
+    script.write_text("#!/bin/sh\n#SBATCH --hold\n#SBATCH --array=1-2\ntrue\n")
+    array = int(run(cluster, compat, "sbatch", "--parsable", str(script)).stdout)
+    assert {j["state"] for j in cluster.status()["jobs"] if j.get("array_id") == array} == {"held"}
+    cluster.run("qrls", str(array))
+    assert ended(cluster, array + 1)["state"] == "done"
+
+
+def test_task_ranges_and_pending_arrays_as_slurm_shows_them(cluster: Cluster, compat: Path) -> None:
+    script = cluster.work / "arr.sh"
+    script.write_text("#!/bin/sh\n#SBATCH --array=1-1000%2\n#SBATCH -J many\nsleep 300\n")
+    array = int(run(cluster, compat, "sbatch", "--parsable", str(script)).stdout)
+    wait_until("two tasks to run", lambda: sum(j["state"] == "running" for j in cluster.status()["jobs"]
+                                                if j.get("array_id") == array) == 2)
+    lines = run(cluster, compat, "squeue", "-h", "-j", str(array), "-o", "%i %t").stdout.splitlines()
+    assert lines == [f"{array}_[3-1000%2] PD", f"{array}_1 R", f"{array}_2 R"]
+    assert run(cluster, compat, "squeue", "-h", "-j", f"{array}_2", "-o", "%i %F %K %A").stdout == \
+        f"{array}_2 {array} 2 {array + 1}\n"
+    run(cluster, compat, "scancel", f"{array}_[1-2,5]")
+    states = {j["array_index"]: j["state"] for j in cluster.status()["jobs"] if j.get("array_id") == array}
+    assert [i for i, s in states.items() if s == "cancelled"] == [1, 2, 5]
+    wait_until("two more tasks to run", lambda: sum(j["state"] == "running" for j in cluster.status()["jobs"]
+                                                     if j.get("array_id") == array) == 2)
+    lines = run(cluster, compat, "squeue", "-h", "-j", str(array), "-t", "PD,R", "-o", "%i %t").stdout.splitlines()
+    assert lines == [f"{array}_[6-1000%2] PD", f"{array}_3 R", f"{array}_4 R"]
+    assert len(run(cluster, compat, "squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i").stdout.splitlines()) == 997
+    run(cluster, compat, "scancel", str(array))
+
+
+def _record(text: str) -> dict[str, str]:
+    """scontrol's key=value words (values without blanks, as in what these tests ask)."""
+    return dict(w.split("=", 1) for w in text.split() if "=" in w)
+
+
+def test_scontrol_show_job_hold_release_and_config(cluster: Cluster, compat: Path) -> None:
+    script = cluster.work / "sc.sh"
+    script.write_text("#!/bin/sh\n#SBATCH -J scjob\n#SBATCH -c 2\n#SBATCH --mem=100M\n#SBATCH -t 10\nsleep 60\n")
+    job_id = int(run(cluster, compat, "sbatch", "--parsable", str(script)).stdout)
+    wait_until("the job to run", lambda: cluster.job(job_id)["state"] == "running")
+    out = run(cluster, compat, "scontrol", "show", "job", str(job_id)).stdout
+    assert out.startswith(f"JobId={job_id} JobName=scjob\n   UserId=")
+    rec = _record(out)
+    assert (rec["JobState"], rec["Reason"], rec["NodeList"], rec["NumCPUs"], rec["MinMemoryNode"],
+            rec["TimeLimit"], rec["ExitCode"], rec["Partition"]) == \
+        ("RUNNING", "None", "n1", "2", "100M", "00:10:00", "0:0", "default")
+    assert rec["WorkDir"] == str(cluster.work) and rec["StdOut"] == str(cluster.work / f"slurm-{job_id}.out")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", rec["RunTime"]) and rec["StartTime"] != "Unknown"
+    one = run(cluster, compat, "scontrol", "-o", "show", "job", str(job_id)).stdout
+    assert one.count("\n") == 1 and _record(one)["JobId"] == str(job_id)
+    second = int(run(cluster, compat, "sbatch", "--parsable", "-c", "2", "--wrap", "true").stdout)  # no room yet
+    run(cluster, compat, "scontrol", "hold", str(second))
+    assert cluster.job(second)["state"] == "held"
+    run(cluster, compat, "scontrol", "release", str(second))
+    assert cluster.job(second)["state"] == "queued"
+    run(cluster, compat, "scancel", str(job_id))
+    assert ended(cluster, second)["state"] == "done"
+    ended(cluster, job_id)
+    assert _record(run(cluster, compat, "scontrol", "show", "job", str(job_id)).stdout)["JobState"] == "CANCELLED"
+    # an array's tasks, held and released
+    arr = cluster.work / "sc_arr.sh"
+    arr.write_text("#!/bin/sh\n#SBATCH --array=1-2\nexit 3\n")
+    array = int(run(cluster, compat, "sbatch", "--parsable", "-H", str(arr)).stdout)
+    task = _record(run(cluster, compat, "scontrol", "show", "job", f"{array}_2").stdout)
+    assert (task["JobId"], task["ArrayJobId"], task["ArrayTaskId"], task["JobState"], task["Reason"]) == \
+        (str(array + 1), str(array), "2", "PENDING", "JobHeldUser")
+    run(cluster, compat, "scontrol", "release", str(array))
+    assert ended(cluster, array + 1)["state"] == "failed"
+    assert _record(run(cluster, compat, "scontrol", "show", "job", f"{array}_2").stdout)["ExitCode"] == "3:0"
+    # what wulf does not do is refused in one line
+    for argv in (("scontrol", "requeue", str(job_id)), ("scontrol", "update", f"JobId={job_id}", "TimeLimit=5"),
+                 ("scontrol", "show", "job", "999999"), ("scontrol", "show", "bogus")):
+        p = run(cluster, compat, *argv, check=False)
+        assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, argv
+    config = run(cluster, compat, "scontrol", "show", "config").stdout
+    keys = {line.split("=")[0].strip(): line.split("=", 1)[1].strip() for line in config.splitlines() if "=" in line}
+    assert keys["ClusterName"] == "wulf" and keys["SlurmctldHost[0]"] and keys["SLURM_VERSION"]
+    assert re.fullmatch(r"\d+ sec", keys["MinJobAge"]) and keys["KillWait"] == "10 sec"
+    assert keys["DefMemPerNode"] == "32" and keys["MaxArraySize"] == str(10**9 + 1)
+
+
+def test_srun_runs_a_step_inside_a_job_only(cluster: Cluster, compat: Path) -> None:
+    step = 'srun -n 2 --cpu-bind=q -c 1 sh -c \'echo "task $SLURM_PROCID of $SLURM_NTASKS, $SLURM_CPUS_PER_TASK cpu"\''
+    job_id = int(run(cluster, compat, "sbatch", "--parsable", "-c", "2", f"--export=ALL,PATH={compat}:/usr/bin:/bin",
+                     "--wrap",
+                     f"{step} | sort; srun --ntasks=1 sh -c 'exit 4'").stdout)
+    job = ended(cluster, job_id)
+    assert (job["state"], job["exit_code"]) == ("failed", 4)  # the last step's status is the job's
+    assert (cluster.work / f"slurm-{job_id}.out").read_text() == "task 0 of 2, 1 cpu\ntask 1 of 2, 1 cpu\n"
+    outside = run(cluster, compat, "srun", "hostname", check=False)
+    assert outside.returncode == 2 and "not inside a job" in outside.stderr and outside.stderr.count("\n") == 1

@@ -305,3 +305,8 @@ def test_big_scripts_all_start_without_stalling_their_node(tmp_path: Path) -> No
         # 64 MiB, reconnects, and was sent the same again: its jobs went back and forth meanwhile)
         log = (tmp_path / "agent-n1.log").read_text()
         assert log.count("connected to") == 1 and "too big" not in log, log[-2000:]
+
+
+def test_an_interactive_job_cannot_be_held(cluster: Cluster) -> None:
+    with pytest.raises(UsageError, match="held"):
+        _api(cluster).post("/api/v1/interactive", {"job": _spec(cluster, hold=True)})

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
 
+from compat_expected import EXPECTED, SCRIPTS
 from wulf.compat import slurm
 from wulf.compat.directives import dialect_of, read, submit_env, with_shell
 from wulf.compat.request import DirectiveError, Request, Where, size_mb, words
-
-SCRIPTS = Path(__file__).parent.parent / "data" / "scripts"
-H = 3600.0
 
 
 def where(name: str) -> Where:
@@ -21,101 +16,6 @@ def where(name: str) -> Where:
 
 def parse(name: str) -> Request:
     return read((SCRIPTS / name).read_text(), where(name))
-
-
-# what each script must become: fields of the request, and the directives noted as not carried out (those
-# qr --strict refuses); every script in the folder is here
-EXPECTED: dict[str, tuple[dict[str, Any], set[str]]] = {
-    "slurm_array_basic.sh": (dict(dialect="slurm", name="array_job_test", cpu=1.0, mem_mb=1024.0, time_limit=300.0,
-                                  output="array_%A-%a.out", array="1-5", mail_type="ALL"),
-                             set()),
-    "slurm_array_brown.sh": (dict(name="arrayjob", time_limit=600.0, output="arrayjob-%a.out", error="arrayjob-%a.err",
-                                  array="1-2", default_output="slurm-%A_%a.out"),
-                             {"#SBATCH --error"}),
-    "slurm_array_nonsequential.sh": (dict(queue="batch", mem_mb=4096.0, output="%x-%A_%a.out", array="1,6-7,12"),
-                                     set()),
-    "slurm_array_breakit.sh": (dict(name="arrayJob", time_limit=60.0, cpu=1.0), {"#SBATCH --error"}),
-    "slurm_openmp_expanse.sh": (dict(cpu=24.0, mem_mb=248 * 1024.0, mem_limit_mb=248 * 1024.0, time_limit=1.5 * H,
-                                     queue="compute", env="ALL", output="hello_openmp.%j.%N.out"), set()),
-    "slurm_openmp_hello.sh": (dict(cpu=2.0, mem_mb=200.0, time_limit=600.0, output="res_omp_hello_world.out"), set()),
-    "slurm_openmp_space_forms.sh": (dict(name="openmp_cpu_job", queue="skl", time_limit=1800.0, output="%x.o%j"),
-                                    {"#SBATCH --error"}),
-    "slurm_placeholders_relion.sh": (dict(error="line 4: #SBATCH --ntasks: 'XXXmpinodesXXX' is not a whole number"),
-                                     set()),
-    "slurm_commented_directives.sh": (dict(queue="shared", cpu=1.0, time_limit=8 * H, name="FOO", dependency=None,
-                                           mail_type=None), {"#SBATCH --error"}),
-    "slurm_signal_requeue.sh": (dict(cpu=32.0, time_limit=10 * H, constraint="gpu", output="%j.out"),
-                                {"#SBATCH -L", "#SBATCH --gpus-per-node", "#SBATCH --ntasks-per-gpu",
-                                 "#SBATCH --signal", "#SBATCH --requeue", "#SBATCH --open-mode", "#SBATCH --error"}),
-    "slurm_gres_signal.sh": (dict(mem_mb=1000.0, time_limit=1200.0, queue="dev_gpu_4", output="slurm-%j.out"),
-                             {"#SBATCH --gres", "#SBATCH --signal"}),
-    "slurm_mpi_exclusive.sh": (dict(cpu=8.0, output="mpi/output_N_?.txt"), {"#SBATCH --exclusive", "#SBATCH --error"}),
-    "slurm_multinode.sh": (dict(cpu=4.0, nodes=4, time_limit=300.0, queue="standard"),
-                           {"#SBATCH --exclusive", "#SBATCH --nodes=4"}),
-    "slurm_exclude.sh": (dict(cpu=16.0, queue="Lake-short", time_limit=600.0),
-                         {"#SBATCH --exclusive", "#SBATCH --exclude"}),
-    "slurm_mpi_tasks.sh": (dict(cpu=9.0, mem_mb=8192.0, time_limit=300.0), set()),
-    "slurm_wulf_mixed.sh": (dict(name="two words", env="ALL,STAGE=prep", time_limit=60.0 * H, mem_mb=2048.0, nice=5,
-                                 constraint="bigmem,ssd", cpu=2.0, wulf_args=["--mem", "1G", "--name", "mixed"]),
-                            set()),
-    "pbs_select_multinode.sh": (dict(dialect="pbs", name="%TASK%", cpu=1152.0, nodes=9, mem_mb=9 * 230 * 1024.0,
-                                     time_limit=4 * H, queue="main", shell="/bin/bash", cwd="/home/u",
-                                     output="/sub/%%LOGDIR%%/%%TASK%%.out"),
-                                {"#PBS -l select=9:ncpus=128:mpiprocs=128:ompthreads=1:mem=230GB"}),
-    "pbs_torque_placeholders.sh": (dict(error="line 6: #PBS -l nodes ppn: 'XXXthreadsXXX' is not a whole number"),
-                                   set()),
-    "pbs_csh_nodes.sh": (dict(cpu=20.0, nodes=10, time_limit=3000.0, queue="hotel", output="/sub/tf_binding.out",
-                              error="/sub/tf_binding.err"),
-                         {"#PBS -l nodes=10:ppn=2", "#PBS -e"}),
-    "pbs_select_chunks_noshebang.sh": (dict(cpu=24.0, nodes=4, time_limit=24 * H, queue="workq", shell="/bin/bash",
-                                            output="/sub/pbs_select_chunks_noshebang.sh.o%j"),
-                                       {"#PBS -l select=4:ncpus=6:mpiprocs=1:ompthreads=6"}),
-    "pbs_torque_array.sh": (dict(cpu=16.0, mem_mb=8192.0, time_limit=24 * H, array="1-9%30", queue="queue_name",
-                                 output="/sub/sequence_processing_pipeline/tests/data/MyRunDir/QCJob_3.out.log."
-                                        "${PBS_ARRAYID}"),
-                            {"#PBS -e"}),
-    "pbs_pro_array.sh": (dict(name="job_array_example", array="1-10", cpu=1.0, time_limit=600.0, queue="route",
-                              output="/home/vcc/output", default_output="job_array_example.o%A.%a"), set()),
-    "pbs_pro_array_mail.pbs": (dict(cpu=1.0, mem_mb=128 * 1024.0, time_limit=3 * H, array="0-7", mail_user=
-                                    "someone@example.org", output="/sub/output_%a.txt"),
-                               {"#PBS -e"}),
-    "pbs_casper_join.sh": (dict(name="C1", mem_mb=4096.0, time_limit=60.0, queue="casper", error=None, array="1-10",
-                                output="/glade/derecho/scratch/apdixon/national_gwp/sh_sends/C1.stdout"), set()),
-    "pbs_depend.sh": (dict(cpu=16.0, dependency="afterok:11111", queue="home-yeo", time_limit=60.0),
-                      {"#PBS -e"}),
-    "pbs_vsc_indented.sh": (dict(name="my_serial_job", cpu=1.0, time_limit=H, output="/sub/stdout", cwd="/home/u"),
-                            {"#PBS -e"}),
-    "pbs_nci_wd.sh": (dict(cpu=96.0, mem_mb=32 * 1024.0, time_limit=12 * H, cwd="/sub", name="job",
-                           output="/sub/job.o%j"), set()),
-    "pbs_basic_dir_output.sh": (dict(name="script_name", output="/sub/OUTDIR", default_output="script_name.o%j"),
-                                set()),
-    "sge_uap_template.sh": (dict(dialect="sge", cpu=4.0, cwd="/sub", shell="/bin/bash", time_limit=96 * H,
-                                 mem_limit_mb=4 * 8192.0, mem_mb=4 * 8192.0,
-                                 output="/sub/sge_uap_template.sh.o%j"), set()),
-    "sge_snakemake_template.sh": (dict(name="test", queue="all.q", cpu=None, mem_limit_mb=2048.0,
-                                       output="/sub/log.test.%j.out", error="/sub/log.test.%j.err"), {"#$ -e"}),
-    "sge_ucl_array_wd.sh": (dict(name="MyArrayJob", time_limit=1200.0, mem_mb=2048.0, cwd="/home/ucapsjg/workdir",
-                                 output="/home/ucapsjg/workdir/MyArrayJob.o%A.%a", array="1-4"), set()),
-    "sge_array_tc.sh": (dict(name="figopt", queue="corei7b", output="/sub/logs", error=None, array="1-380%50"),
-                        {"#$ -p"}),
-    "sge_array_logs.sh": (dict(name="optim_S2S3", output="/sub/logs", default_output="optim_S2S3.o%A.%a",
-                               array="1-90"), set()),
-    "sge_orte_seconds.sh": (dict(cpu=8.0, mem_mb=8 * 5 * 1024.0, time_limit=1200000.0, shell="/bin/sh"), set()),
-    "sge_ompi_mem_free.sh": (dict(cpu=6.0, mem_mb=6 * 6 * 1024.0, mem_limit_mb=None, time_limit=48 * H),
-                             set()),
-    "sge_openmpi_trailing.q": (dict(cpu=343.0, queue="mps_amd.q", name="boyd", output="/sub/boyd.o%j"),
-                               set()),
-    "sge_impi_out_err.txt": (dict(cpu=16.0, name="cmo_ce", output="/sub/ll_out", error=None), set()),
-    "sge_template_noshebang.sh": (dict(cpu=16.0, time_limit=920 * H, queue="cemeb20.q", output="/sub/OUT_FILE"),
-                                  {"#$ -l s_rt"}),
-    "sge_odd_forms.sh": (dict(cwd="/sub", shell="/bin/sh", mem_mb=8192.0, env="ALL,LD_LIBRARY_PATH=,PATH=$PATH"),
-                         {"#$ -jy", "#$ -l os7", "#$ -l s_vmem"}),
-    "sge_columbia_mem_time.sh": (dict(name="j7498_run1M5", mem_mb=4096.0, output="/sub/7498_run1M5.txt"),
-                                 {"#$ -l time"}),
-    "sge_hold_after_command.sh": (dict(name="late", dependency="prep,12", cpu=2.0, mem_limit_mb=3072.0,
-                                       time_limit=1.5 * H, cwd="/home/u", output="/home/u/late.o%j"),
-                                  set()),
-}
 
 
 def test_every_script_is_checked() -> None:

@@ -62,11 +62,44 @@ def test_states_and_times_in_slurms_words() -> None:
 
 
 def test_qsub_command_lines() -> None:
-    assert pbs_qsub(["-N", "a", "-lwalltime=1:00", "job.sh"]) == (["-N", "a", "-lwalltime=1:00"], "job.sh", [], False)
-    assert pbs_qsub(["-z", "--", "sleep", "1"]) == ([], None, ["sleep", "1"], True)
+    q = pbs_qsub(["-N", "a", "-lwalltime=1:00", "-F", "x 'y z'", "job.sh"])
+    assert (q.words, q.script, q.command, q.quiet, q.args) == (["-N", "a", "-lwalltime=1:00"], "job.sh", [], False,
+                                                               ["x", "y z"])
+    q = pbs_qsub(["-z", "--", "sleep", "1"])
+    assert (q.words, q.script, q.command, q.quiet) == ([], None, ["sleep", "1"], True)
     with pytest.raises(UsageError):
         pbs_qsub(["-I"])
     q = sge_qsub(["-cwd", "-pe", "smp", "4", "-b", "y", "-terse", "sleep", "9"])
     assert (q.words, q.binary, q.terse, q.rest) == (["-cwd", "-pe", "smp", "4"], True, True, ["sleep", "9"])
     with pytest.raises(UsageError):
         sge_qsub(["-nonsense"])
+
+
+def test_script_arguments_are_set_where_the_directives_end() -> None:
+    from wulf.compat.directives import interpreter, with_arguments
+
+    script = "#!/bin/bash\n#SBATCH -J x\n\n# a comment\necho \"$1\"\n"
+    assert with_arguments(script, ["a b", "it's"]) == \
+        "#!/bin/bash\n#SBATCH -J x\n\n# a comment\nset -- 'a b' 'it'\"'\"'s'\necho \"$1\"\n"
+    assert with_arguments("#SBATCH -J x", ["1"]) == "#SBATCH -J x\nset -- 1\n"
+    assert with_arguments("#!/bin/tcsh\necho $1\n", ["1"]) == "#!/bin/tcsh\nset argv = ( 1 )\necho $1\n"
+    assert with_arguments(script, []) == script
+    assert [interpreter(s) for s in ("#!/usr/bin/env -S bash -l\n", "echo\n", "#! /usr/bin/python3 -u\n")] == \
+        ["bash", "sh", "python3"]
+    with pytest.raises(UsageError, match="python3"):
+        with_arguments("#!/usr/bin/env python3\nprint(1)\n", ["x"])
+
+
+def test_srun_options_and_the_steps_variables() -> None:
+    from wulf.cli.compat.srun import parse, step_env
+
+    given, command = parse(["-n1", "--cpu-bind=q", "--cpus-per-task=3", "--mem", "10", "python", "-c", "x"])
+    assert (given, command) == ({"ntasks": "1", "cpu-bind": "q", "cpus-per-task": "3", "mem": "10"},
+                                ["python", "-c", "x"])
+    env = step_env(given, {"SLURM_CPUS_PER_TASK": "8", "SLURMD_NODENAME": "n1", "PATH": "/bin"})
+    assert (env["SLURM_CPUS_PER_TASK"], env["SLURM_NTASKS"], env["SLURM_STEP_NODELIST"], env["PATH"]) == \
+        ("3", "1", "n1", "/bin")
+    assert step_env({}, {"SLURM_CPUS_PER_TASK": "8"})["SLURM_CPUS_PER_TASK"] == "8"  # the job's
+    for bad in (["--bogus", "x"], ["-n"], ["-n", "0", "x"], ["-c", "2"]):
+        with pytest.raises(UsageError):
+            step_env(*parse(bad)[:1], {})

@@ -531,3 +531,23 @@ def test_a_requeued_job_held_when_its_lost_run_comes_back_waits_for_that_runs_en
     todo = _exit(state, job, None, signal=9, now=T0 + 74)
     state.handle(Requeued(_of(todo, Requeue)[0].jobs))
     assert _started(state.handle(SchedulePass(T0 + 75))) == [job.id]
+
+
+def test_a_job_submitted_held_waits_out_of_line_and_its_dependency_is_kept() -> None:
+    state = _state()
+    _up(state)
+    a, _ = _submit(state)
+    h = _job(state, f"afterok:{a.id}")
+    h.state = JobState.HELD  # sbatch -H (intake.new_job makes it so)
+    free = _job(state)
+    free.state = JobState.HELD
+    never = _job(state, "afterok:999")
+    never.state = JobState.HELD
+    todo = state.handle(Submitted((h, free, never), known={}))
+    assert _ended(todo) == [never.id] and never.state is JobState.CANCELLED  # it could never start
+    assert state.waits.waiting(h.id) and not _in_line(state, h) and not _in_line(state, free)
+    assert _started(state.handle(SchedulePass(T0))) == [a.id]
+    state.handle(ReleaseRequested((h, free)))
+    assert _in_line(state, free) and not _in_line(state, h)  # released, h still waits for a
+    _exit(state, a, 0)
+    assert not state.waits.waiting(h.id) and (_in_line(state, h) or h.state is JobState.RUNNING)

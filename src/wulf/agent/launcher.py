@@ -45,6 +45,7 @@ from typing import Final
 
 from wulf.agent.limits import Limits, open_files_lines, rlimit_lines
 from wulf.agent.owner import Owner, cached_getpwuid, umask_of
+from wulf.model import outpath
 from wulf.protocol import StartJob
 
 SHELL = "/bin/sh"
@@ -139,27 +140,11 @@ def hosts_path(script_file: str | None) -> str | None:
     return None if script_file is None else script_file + ".hosts"
 
 
-_PATTERN = re.compile(r"%(\d*)([%jJAaxuN])")
-
-
 def output_path(job: StartJob, node: str = "") -> str:
-    """Where stdout and stderr go: ``-o``, else ``wulf-<id>.out``, in its cwd. In ``-o``, as in Slurm:
-    ``%j`` (and ``%J``) is the job id, ``%A`` its array's id (a job not in an array: its own), ``%a`` its
-    index in the array (4294967294, Slurm's, for a job that is not in an array), ``%x`` its name, ``%u``
-    its user, ``%N`` the node, ``%%`` a '%'; a number after the '%' pads with zeros (``%5j``)."""
-    if not job.output:
-        return os.path.join(job.cwd, f"wulf-{job.id}.out")
-    array = job.array_id is not None and job.array_index is not None
-    values = {"j": str(job.id), "J": str(job.id), "A": str(job.array_id if array else job.id),
-              "a": str(job.array_index) if array else "4294967294", "x": job.name, "u": job.user, "N": node}
-
-    def fill(m: re.Match[str]) -> str:
-        if m.group(2) == "%":
-            return "%" + m.group(1) if m.group(1) else "%"
-        value = values[m.group(2)]
-        return value.zfill(int(m.group(1))) if m.group(1) and value.isdigit() else value
-
-    return os.path.join(job.cwd, _PATTERN.sub(fill, job.output))
+    """Where stdout and stderr go: ``-o``, else ``wulf-<id>.out``, in its cwd (see
+    :func:`wulf.model.outpath.output_path` for the patterns)."""
+    return outpath.output_path(job.output, job.cwd, job.id, job.name, job.user, node, job.array_id,
+                               job.array_index)
 
 
 def rc_path(runtime: str, job_id: int) -> str:

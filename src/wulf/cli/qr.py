@@ -104,6 +104,8 @@ def _parser() -> ArgParser:
     p.add_argument("--env", metavar="NONE|ALL|NAME,...",
                    help="the environment the job gets: ALL of this one (the default), NONE, or only the "
                         "variables NAME,... (NAME=VALUE sets one; ALL,NAME=VALUE adds to all of them)")
+    p.add_argument("-H", "--hold", action="store_true",
+                   help="queue it held: it waits until qrls ID releases it")
     p.add_argument("--strict", action="store_true",
                    help="refuse a script with #SBATCH, #PBS or #$ directives wulf cannot carry out, or does not know "
                         "(without it, they are warnings)")
@@ -216,6 +218,8 @@ def _lifecycle(args: Any, given: dict[str, Any]) -> None:
         given["depend"] = dep
     if args.retries is not None:
         given["retries"] = _retries(args.retries)
+    if args.hold:
+        given["hold"] = True
 
 
 def _given(args: Any) -> dict[str, Any]:

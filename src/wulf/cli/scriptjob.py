@@ -16,7 +16,7 @@ from wulf.errors import UsageError
 
 # the request's fields that are job fields of the same name
 _FIELDS = ("name", "output", "cwd", "cpu", "mem_mb", "mem_limit_mb", "time_limit", "cputime_limit", "queue",
-           "nice", "constraint", "mail_type", "mail_user")
+           "nice", "constraint", "mail_type", "mail_user", "hold")
 _NOT_IN_WULF = ("command", "script", "words", "json")
 
 
@@ -69,12 +69,14 @@ def in_dir(spec: dict[str, Any], default: str) -> None:
 
 
 def from_directives(script: str, label: str, file_name: str, cwd: str, given: dict[str, Any],
-                    strict: bool, name: str, parse_as: str | None = None, who: str = "qr") -> dict[str, Any]:
+                    strict: bool, name: str, parse_as: str | None = None, who: str = "qr",
+                    args: list[str] | None = None) -> dict[str, Any]:
     """The spec of one script (``label`` names it in messages and is its command; ``name`` is its name
     unless its directives or the command line give one). ``parse_as``: the text whose directives are
     read, when it is not the script itself (sbatch and qsub add their command line's options to the
-    script's directives; the job runs the script as it was written). ``who`` says it in messages."""
-    from wulf.compat.directives import read, submit_env, with_shell
+    script's directives; the job runs the script as it was written). ``who`` says it in messages;
+    ``args`` are the script's arguments (``sbatch job.sh A B``)."""
+    from wulf.compat.directives import read, submit_env, with_arguments, with_shell
     from wulf.compat.request import DirectiveError, Where
 
     where = Where(submit_dir=cwd, home=os.path.expanduser("~"), script_name=file_name,
@@ -94,7 +96,11 @@ def from_directives(script: str, label: str, file_name: str, cwd: str, given: di
         fields["depend"] = _dependency(req.dependency, req.dialect, label)
     spec: dict[str, Any] = {"cwd": cwd, "queue": "default", "output": "", "keep_script": False, "name": name,
                             **fields, **wulf, **given}
-    spec.update(script=with_shell(script, req.shell), command=label)
+    try:
+        staged = with_arguments(with_shell(script, req.shell), args or [])
+    except DirectiveError as e:
+        raise UsageError(f"{who}: {label}: {e.message}") from None
+    spec.update(script=staged, command=label)
     if req.dialect:
         spec["dialect"] = req.dialect
         import socket

@@ -70,3 +70,47 @@ def with_shell(script: str, shell: str | None) -> str:
     body = script.split("\n", 1)[1] if script.startswith("#!") and "\n" in script else (
         "" if script.startswith("#!") else script)
     return f"#!{shell}\n{body}"
+
+
+_SH = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "pdksh", "zsh", "yash", "posh"})
+_CSH = frozenset({"csh", "tcsh"})
+
+
+def interpreter(script: str) -> str:
+    """The name of the program that runs the script (``bash`` for ``#!/usr/bin/env bash``); ``sh`` for a
+    script without a ``#!`` line (the agent runs those with /bin/sh)."""
+    if not script.startswith("#!"):
+        return "sh"
+    ws = script[2:].split("\n", 1)[0].split()
+    if ws and ws[0].rsplit("/", 1)[-1] == "env":
+        ws = [w for w in ws[1:] if not w.startswith("-") and "=" not in w]
+    return ws[0].rsplit("/", 1)[-1] if ws else "sh"
+
+
+def with_arguments(script: str, args: list[str]) -> str:
+    """The script with ``args`` as its arguments (``sbatch job.sh A B``): a line that sets them is added
+    where its directive block ends, so ``$1``, ``$#`` and ``$@`` are what they are under Slurm, PBS and
+    Grid Engine (``$0`` is the staged script, as it is theirs). DirectiveError for a script whose
+    interpreter is no shell wulf can set them for (Python, Perl...), so nothing is queued with them lost."""
+    import shlex
+
+    if not args:
+        return script
+    shell = interpreter(script)
+    if shell in _SH:
+        line = "set -- " + " ".join(shlex.quote(a) for a in args)
+    elif shell in _CSH and not any("\n" in a or "!" in a for a in args):
+        line = "set argv = ( " + " ".join(shlex.quote(a) for a in args) + " )"
+    else:
+        raise DirectiveError(f"arguments to a script are passed to shell scripts (sh, bash, zsh, ksh, csh...); "
+                             f"this one runs with {shell}: put them in the script, or use --wrap")
+    lines = script.splitlines(keepends=True)
+    at = len(lines)
+    for number, text in enumerate(lines):
+        stripped = text.strip()
+        if stripped and not stripped.startswith("#") and not (number == 0 and stripped == ":"):
+            at = number
+            break
+    if at and not lines[at - 1].endswith("\n"):
+        lines[at - 1] += "\n"
+    return "".join([*lines[:at], line + "\n", *lines[at:]])

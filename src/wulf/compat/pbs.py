@@ -41,7 +41,6 @@ OPTIONS: dict[str, Opt] = {
 NOT_YET = {
     "p": "priorities of single jobs are not supported (qset QUEUE --priority orders your queues)",
     "a": "a deferred start is not supported yet; the job may start at once",
-    "h": "holding at submission is not supported in scripts yet (qhold ID holds a job)",
     "X": "X11 forwarding is not supported (jr runs interactive jobs)",
     "I": "interactive jobs are started with jr, not from a script",
 }
@@ -54,7 +53,7 @@ IGNORED = {
 }
 APPLIED = {"t": "array", "J": "array", "N": "name", "o": "output", "e": "error", "j": "join", "l": "resources",
            "W": "attributes", "q": "queue", "v": "vars", "S": "shell", "d": "dir", "w": "dir", "m": "mail_points",
-           "M": "mail_users"}
+           "M": "mail_users", "h": "hold"}
 RESOURCES = {"walltime": "walltime", "cput": "cput", "pcput": "cput", "mem": "size", "vmem": "size", "pmem": "size",
              "pvmem": "size", "ncpus": "ncpus", "procs": "ncpus", "nodes": "nodes", "select": "select",
              "place": "place", "wd": "wd"}
@@ -96,6 +95,9 @@ class _Reader:
 
     def _opt_mail_users(self, v: str, what: str) -> None:
         mail.users(self.req, v, what)
+
+    def _opt_hold(self, v: str, what: str) -> None:
+        self.req.hold = True
 
     def _opt_name(self, v: str, what: str) -> None:
         self.req.name = v

@@ -61,6 +61,7 @@ class Request:
     array: str | None = None  # a job array, in qr --array's terms ("1-100%5"; see wulf.model.array)
     mail_type: str | None = None  # in qr --mail-type's terms (see wulf.compat.mail)
     mail_user: str | None = None
+    hold: bool | None = None  # queued held (#SBATCH -H, #PBS -h, #$ -h): it waits for qrls
     # asked for, not done yet: carried so that a later wulf can, and so that qr can say so
     dependency: str | None = None
     error: str | None = None  # a separate file for stderr

@@ -47,7 +47,6 @@ NOT_YET = {
     "notify": "a warning signal before the job is stopped is not supported yet",
     "sync": "waiting for the job is not supported in a script (qwait ID waits)",
     "a": "a deferred start is not supported yet; the job may start at once",
-    "h": "holding at submission is not supported in scripts yet (qhold ID holds a job)",
     "i": "standard input from a file is not supported; the job reads /dev/null",
     "masterq": "not supported; ignored",
 }
@@ -101,6 +100,9 @@ class _Reader:
 
     def _opt_M(self, v: str, what: str) -> None:
         mail.users(self.req, v, what)
+
+    def _opt_h(self, v: str, what: str) -> None:
+        self.req.hold = True
 
     def _opt_N(self, v: str, what: str) -> None:
         self.req.name = v

@@ -76,7 +76,6 @@ NOT_YET = {
     "reservation": "reservations are not supported yet",
     "begin": "a deferred start is not supported yet; the job may start at once",
     "deadline": "deadlines are not supported yet",
-    "hold": "holding at submission is not supported in scripts yet (qhold ID holds a job)",
     "nodelist": "naming nodes is not supported (use --constraint)",
     "exclude": "excluding nodes is not supported (use --constraint)",
     "input": "standard input from a file is not supported; the job reads /dev/null",
@@ -197,6 +196,9 @@ class _Reader:
 
     def _mail_type(self, v: str, what: str) -> None:
         mail.slurm_types(self.req, v, what)
+
+    def _hold(self, v: str, what: str) -> None:
+        self.req.hold = True
 
     def _mail_user(self, v: str, what: str) -> None:
         mail.users(self.req, v, what)

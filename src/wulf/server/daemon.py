@@ -691,8 +691,9 @@ class Daemon:
         if req.job.array:
             raise UsageError("an interactive job runs once: arrays are queued with qr --array")
         intake.check_sizes([req.job], req.env, self.config.limits.job_max_mb)
-        if req.job.depend.strip() or req.job.retries:
-            raise UsageError("an interactive job starts now: it cannot wait for other jobs nor be retried (use qr)")
+        if req.job.depend.strip() or req.job.retries or req.job.hold:
+            raise UsageError("an interactive job starts now: it cannot be held, wait for other jobs nor be retried "
+                             "(use qr)")
         node = self.place_now(caller.user)
         assert node.link is not None
         h, fresh = self._env_rows(req.env)

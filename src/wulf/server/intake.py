@@ -61,7 +61,7 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
         gid=caller.gid,
         umask=umask,
         origin=origin,
-        state=JobState.QUEUED,
+        state=JobState.HELD if spec.hold else JobState.QUEUED,
         command=spec.command if spec.script is None else (spec.command or spec.name or "(script)"),
         cwd=spec.cwd,
         name=spec.name,
@@ -86,6 +86,8 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
         mail_type=mail_type,
         mail_user=mail_user,
     )
+    if spec.hold:
+        job.reason = f"held at submission (qrls {job_id} releases it)"
     return job
 
 

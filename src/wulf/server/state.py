@@ -453,6 +453,9 @@ class ServerState:
                     self.book.add(job)
                 else:
                     tasks.append(job)
+            elif job.state is JobState.HELD:  # submitted held: out of line until released
+                if job.depend:
+                    out += self._admit(job, ev.known)  # (what it waits for is indexed, or it ends)
             elif job.state is JobState.RUNNING:  # interactive: placed already (see place_now)
                 self.nodes[job.node].jobs[job.id] = job
                 self.touch(job.node)

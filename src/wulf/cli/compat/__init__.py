@@ -1,9 +1,9 @@
 """Slurm's, PBS's and Grid Engine's commands over wulf, for the tools and scripts that call them.
 
 They are not on the PATH by default (a machine may have the real ones): ``wulf compat DIR`` writes
-``sbatch``, ``squeue``, ``scancel``, ``sinfo``, ``sacct``, ``qsub``, ``qstat``, ``qdel`` and ``qacct`` into DIR, each a
-two-line script that runs ``python -m wulf.cli.compat NAME``; a site puts DIR on its users' PATH (or in
-an environment module). ``qsub``, ``qstat`` and ``qdel`` are PBS's or Grid Engine's by
+``sbatch``, ``squeue``, ``scancel``, ``sinfo``, ``sacct``, ``scontrol``, ``srun``, ``qsub``, ``qstat``, ``qdel`` and
+``qacct`` into DIR, each a two-line script that runs ``python -m wulf.cli.compat NAME``; a site puts DIR
+on its users' PATH (or in an environment module). ``qsub``, ``qstat`` and ``qdel`` are PBS's or Grid Engine's by
 ``[compat] flavour`` (``$WULF_COMPAT_FLAVOUR`` wins).
 """
 
@@ -20,7 +20,8 @@ from wulf.cli.common import ArgParser, run
 from wulf.config import Config
 from wulf.errors import UsageError
 
-SLURM = ("sbatch", "squeue", "scancel", "sinfo", "sacct")
+SLURM = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun")
+_OWN_MODULES = ("sinfo", "scontrol", "srun")  # the Slurm commands with a module of their own
 BOTH = ("qsub", "qstat", "qdel")
 COMMANDS = (*SLURM, *BOTH, "qacct")
 
@@ -34,8 +35,12 @@ def command(name: str) -> Callable[[list[str]], int]:
     if name in SLURM:
         from wulf.cli.compat import slurm
 
-        return {"sbatch": slurm.sbatch, "squeue": slurm.squeue, "scancel": slurm.scancel,
-                "sinfo": slurm.sinfo}[name]
+        if name in _OWN_MODULES:
+            import importlib
+
+            main: Callable[[list[str]], int] = getattr(importlib.import_module(f"wulf.cli.compat.{name}"), name)
+            return main
+        return {"sbatch": slurm.sbatch, "squeue": slurm.squeue, "scancel": slurm.scancel}[name]
     if name not in BOTH:
         raise UsageError(f"no compatibility command {name!r} (there are: {', '.join(COMMANDS)})")
     flavour = os.environ.get("WULF_COMPAT_FLAVOUR") or _configured_flavour()
@@ -45,8 +50,8 @@ def command(name: str) -> Callable[[list[str]], int]:
         from wulf.cli.compat import pbs as mod  # type: ignore[no-redef]
     else:
         raise UsageError(f"WULF_COMPAT_FLAVOUR must be pbs or sge, not {flavour!r}")
-    main: Callable[[list[str]], int] = getattr(mod, name)
-    return main
+    chosen: Callable[[list[str]], int] = getattr(mod, name)
+    return chosen
 
 
 def _configured_flavour() -> str:
@@ -62,6 +67,7 @@ def main() -> None:
         print(f"usage: python -m wulf.cli.compat {{{','.join(COMMANDS)}}} [ARGS...]", file=sys.stderr)
         raise SystemExit(2)
     name, rest = argv[0], argv[1:]
+    sys.argv[0] = name  # errors are said as the command's own (`qsub: ...`), not as __main__.py's
     run(lambda args: command(name)(args), rest)
 
 

@@ -34,26 +34,39 @@ from wulf.errors import NotFound, UsageError
 _OWN = {"-z": False, "-I": False, "-f": False, "-x": False}
 
 
-def parse_qsub(argv: list[str]) -> tuple[list[str], str | None, list[str], bool]:
-    """(directive words, the script, a command after ``--``, -z)."""
-    words: list[str] = []
-    quiet = False
+class QsubArgs:
+    def __init__(self) -> None:
+        self.words: list[str] = []  # the options that are directives, as words
+        self.script: str | None = None
+        self.command: list[str] = []  # a command after ``--``
+        self.quiet = False  # -z
+        self.args: list[str] = []  # Torque's -F "ARGS": the script's arguments
+
+
+def parse_qsub(argv: list[str]) -> QsubArgs:
+    q = QsubArgs()
     i = 0
     while i < len(argv):
         w = argv[i]
         if w == "--":
             if i + 1 >= len(argv):
                 raise UsageError("qsub: a command must follow --")
-            return words, None, argv[i + 1:], quiet
+            q.command = argv[i + 1:]
+            return q
         if not w.startswith("-") or w == "-":
             if i + 1 < len(argv):
-                raise UsageError(f"qsub: one script only; unexpected {argv[i + 1]!r} after {w!r}")
-            return words, w, [], quiet
+                raise UsageError(f"qsub: one script only; unexpected {argv[i + 1]!r} after {w!r} "
+                                 "(its arguments go in -F \"ARGS\")")
+            q.script = w
+            return q
         if w == "-I":
             raise UsageError("qsub: interactive jobs (-I) are started with jr in wulf")
-        if w == "-z":
-            quiet = True
-            i += 1
+        if w in ("-z", "-F"):
+            if w == "-F" and i + 1 >= len(argv):
+                raise UsageError("qsub: option requires an argument -- 'F'")
+            q.quiet = q.quiet or w == "-z"
+            q.args += words_of(argv[i + 1]) if w == "-F" else []
+            i += 2 if w == "-F" else 1
             continue
         opt = dialect.OPTIONS.get(w) or dialect.OPTIONS.get(w[:2])
         if opt is None:
@@ -61,9 +74,19 @@ def parse_qsub(argv: list[str]) -> tuple[list[str], str | None, list[str], bool]
         takes = opt.arity == "value" and w in dialect.OPTIONS
         if takes and i + 1 >= len(argv):
             raise UsageError(f"qsub: option requires an argument -- '{w[1:]}'")
-        words += argv[i:i + 2] if takes else [w]
+        q.words += argv[i:i + 2] if takes else [w]
         i += 2 if takes else 1
-    return words, None, [], quiet
+    return q
+
+
+def words_of(text: str) -> list[str]:
+    """-F's words, split as a shell would split them."""
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError:
+        raise UsageError(f"qsub: -F {text!r}: unbalanced quotes") from None
 
 
 def pbs_id(job_id: int) -> str:
@@ -74,21 +97,21 @@ def qsub(argv: list[str]) -> int:
     from wulf.cli.qr import _read_script, submit
     from wulf.cli.scriptjob import from_directives
 
-    words, path, command, quiet = parse_qsub(argv)
-    if command:
+    q = parse_qsub(argv)
+    if q.command:
         import shlex
 
-        script, label = "#!/bin/sh\n" + shlex.join(command) + "\n", os.path.basename(command[0])[:15] or "STDIN"
-    elif path is not None:
-        script, label = _read_script(path), os.path.basename(path)
+        script, label = "#!/bin/sh\n" + shlex.join(q.command) + "\n", os.path.basename(q.command[0])[:15] or "STDIN"
+    elif q.script is not None:
+        script, label = _read_script(q.script), os.path.basename(q.script)
     else:
         script, label = read_stdin_script("qsub"), "STDIN"
     spec = from_directives(script, label, label, os.getcwd(), {}, False, label,
-                           parse_as=with_directives(script, "pbs", words), who="qsub")
+                           parse_as=with_directives(script, "pbs", q.words), who="qsub", args=q.args)
     job = submit([spec])[0]
-    if not quiet:
+    if not q.quiet:
         print(pbs_id(job), flush=True)
-    if "block=true" in " ".join(words).replace(" ", ""):
+    if "block=true" in " ".join(q.words).replace(" ", ""):
         return wait_exit(job)
     return 0
 

@@ -74,13 +74,12 @@ def qsub(argv: list[str]) -> int:
             raise UsageError("qsub: ERROR! -b y needs a command")
         script, label = "#!/bin/sh\n" + shlex.join(q.rest) + "\n", os.path.basename(q.rest[0])
     elif q.rest:
-        if len(q.rest) > 1:
-            raise UsageError("qsub: arguments to the script are not supported by wulf yet; put them in the script")
         script, label = _read_script(q.rest[0]), os.path.basename(q.rest[0])
     else:
         script, label = read_stdin_script("qsub"), "STDIN"
     spec = from_directives(script, label, label, os.getcwd(), {}, False, label,
-                           parse_as=with_directives(script, "sge", q.words), who="qsub")
+                           parse_as=with_directives(script, "sge", q.words), who="qsub",
+                           args=q.rest[1:] if q.rest and not q.binary else [])
     job = submit([spec])[0]
     print(job if q.terse else f'Your job {job} ("{spec.get("name") or label}") has been submitted', flush=True)
     return wait_exit(job) if q.sync else 0

@@ -1,4 +1,5 @@
-"""Slurm's commands over wulf: ``sbatch``, ``squeue``, ``scancel`` and ``sinfo``.
+"""Slurm's commands over wulf: ``sbatch``, ``squeue`` and ``scancel`` (``sinfo``, ``scontrol``, ``srun``
+and ``sacct`` are modules of their own).
 
 Each takes the options the tools that drive Slurm use (psij-python, Snakemake's Slurm executor,
 Dask-jobqueue, Open OnDemand) and prints what Slurm prints. Options of Slurm's that wulf has no use
@@ -134,9 +135,6 @@ def _script_of(a: _SbatchArgs) -> tuple[str, str, str]:
         if a.script:
             raise UsageError("sbatch: give --wrap or a script, not both")
         return f"#!/bin/sh\n# This script was made by sbatch --wrap.\n{a.wrap}\n", "wrap", "wrap"
-    if a.script_args:
-        raise UsageError("sbatch: words after the script (its arguments) are not supported by wulf yet; "
-                         "put them in the script, or use --wrap 'script.sh ARGS'")
     if a.script:
         return _read_script(a.script), os.path.basename(a.script), os.path.basename(a.script)
     return read_stdin_script("sbatch"), "sbatch", "STDIN"
@@ -153,7 +151,8 @@ def sbatch(argv: list[str]) -> int:
                          "followed by the path to an interpreter (for instance: #!/bin/sh)")
     cwd = os.getcwd()
     spec = from_directives(script, label, file_name, cwd, {}, False, label,
-                           parse_as=with_directives(script, "slurm", a.directives), who="sbatch")
+                           parse_as=with_directives(script, "slurm", a.directives), who="sbatch",
+                           args=a.script_args)
     ids = submit([spec])
     job = ids[0]
     print(job if a.parsable else f"Submitted batch job {job}", flush=True)
@@ -166,10 +165,10 @@ def sbatch(argv: list[str]) -> int:
 
 #: squeue's ``%`` letters -> (header, value of a job)
 _LETTERS: dict[str, tuple[str, Any]] = {
-    "i": ("JOBID", lambda j, now: str(j["id"])),
-    "A": ("JOBID", lambda j, now: str(j["id"])),
+    "i": ("JOBID", lambda j, now: slurm_id(j)),
+    "A": ("JOBID", lambda j, now: str(j["id"])),  # each task's own
     "F": ("ARRAY_JOB_ID", lambda j, now: str(j.get("array_id") or j["id"])),
-    "K": ("ARRAY_TASK_ID", lambda j, now: str(j["array_index"]) if j.get("array_index") is not None else "N/A"),
+    "K": ("ARRAY_TASK_ID", lambda j, now: _task_text(j)),
     "j": ("NAME", lambda j, now: j.get("name") or ""),
     "u": ("USER", lambda j, now: j["user"]),
     "t": ("ST", lambda j, now: SLURM_CODES.get(slurm_state(j), "?")),
@@ -184,8 +183,8 @@ _LETTERS: dict[str, tuple[str, Any]] = {
     "P": ("PARTITION", lambda j, now: j.get("queue") or ""),
     "N": ("NODELIST", lambda j, now: j.get("node") or ""),
     "R": ("NODELIST(REASON)", lambda j, now: j.get("node") if j["state"] == "running" and j.get("node")
-          else f"({_reason(j)})"),
-    "r": ("REASON", lambda j, now: _reason(j)),
+          else f"({reason_of(j)})"),
+    "r": ("REASON", lambda j, now: reason_of(j)),
     "Z": ("WORK_DIR", lambda j, now: j.get("cwd") or ""),
     "o": ("COMMAND", lambda j, now: j.get("command") or ""),
     "V": ("SUBMIT_TIME", lambda j, now: iso(j.get("submitted"))),
@@ -209,7 +208,45 @@ _FIELDS = {
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 
 
-def _reason(j: dict[str, Any]) -> str:
+def slurm_id(j: dict[str, Any]) -> str:
+    """A job's id as Slurm writes it: ``12``; a task ``12_5``; an array's waiting tasks ``12_[6-1000%50]``."""
+    if j.get("_pending_tasks"):
+        return f"{j['array_id']}_[{j['_pending_tasks']}]"
+    if j.get("array_id") is not None and j.get("array_index") is not None:
+        return f"{j['array_id']}_{j['array_index']}"
+    return str(j["id"])
+
+
+def _task_text(j: dict[str, Any]) -> str:
+    if j.get("_pending_tasks"):
+        return f"[{j['_pending_tasks']}]"
+    return str(j["array_index"]) if j.get("array_index") is not None else "N/A"
+
+
+def collapse_pending(jobs: list[dict[str, Any]], arrays: dict[str, Any]) -> list[dict[str, Any]]:
+    """The jobs as squeue lists them: an array's tasks that wait (in one state, held or not) as one line
+    first, ``12_[3-1000%50]`` (squeue -r lists them one by one), its running and ended tasks one a line."""
+    from wulf.model.array import ArraySpec
+
+    waiting: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    others: list[dict[str, Any]] = []
+    for j in jobs:
+        if j.get("array_id") is not None and j["state"] in ("queued", "held"):
+            waiting.setdefault((j["array_id"], j["state"]), []).append(j)
+        else:
+            others.append(j)
+    out = []
+    for (array_id, _), tasks in waiting.items():
+        if len(tasks) == 1:
+            out.append(tasks[0])
+            continue
+        throttle = int((arrays.get(str(array_id)) or {}).get("throttle") or 0)
+        spec = ArraySpec(tuple(sorted(t["array_index"] for t in tasks)), throttle)
+        out.append({**min(tasks, key=lambda t: t["array_index"]), "_pending_tasks": spec.text()})
+    return out + others
+
+
+def reason_of(j: dict[str, Any]) -> str:
     """Slurm's reason words for a waiting job (wulf's own sentence when it is none of them)."""
     state, why = j["state"], str(j.get("reason") or "")
     if state == "held":
@@ -230,14 +267,17 @@ def _reason(j: dict[str, Any]) -> str:
 _SPEC = re.compile(r"%(\.?)(-?)(\d*)([A-Za-z%])")
 
 
-def parse_format(fmt: str) -> list[tuple[str, str, bool, int]]:
-    """``-o`` format: pieces of (literal text before, letter, right-justified, width)."""
+def parse_format(fmt: str, letters: dict[str, tuple[str, Any]] | None = None,
+                 who: str = "squeue") -> list[tuple[str, str, bool, int]]:
+    """``-o`` format: pieces of (literal text before, letter, right-justified, width); ``letters``: the
+    command's fields (squeue's by default)."""
+    letters = _LETTERS if letters is None else letters
     out = []
     at = 0
     for m in _SPEC.finditer(fmt):
         letter = m.group(4)
-        if letter not in _LETTERS:
-            raise UsageError(f"squeue: invalid field specification %{letter} in {fmt!r}")
+        if letter not in letters:
+            raise UsageError(f"{who}: invalid field specification %{letter} in {fmt!r}")
         out.append((fmt[at:m.start()], letter, m.group(1) == ".", int(m.group(3) or 0)))
         at = m.end()
     if at < len(fmt):
@@ -264,7 +304,8 @@ def parse_fields(text: str) -> list[tuple[str, str, bool, int]]:
     return out[:-1] if out else out
 
 
-def render(pieces: list[tuple[str, str, bool, int]], job: dict[str, Any] | None, now: float) -> str:
+def render(pieces: list[tuple[str, str, bool, int]], job: dict[str, Any] | None, now: float,
+           letters: dict[str, tuple[str, Any]] | None = None) -> str:
     """One line: a job's, or the header (``job`` None). Values wider than their field are cut, as
     squeue cuts them."""
     parts = []
@@ -272,7 +313,8 @@ def render(pieces: list[tuple[str, str, bool, int]], job: dict[str, Any] | None,
         parts.append(text)
         if not letter:
             continue
-        value = _LETTERS[letter][0] if job is None else str(_LETTERS[letter][1](job, now))
+        field = (_LETTERS if letters is None else letters)[letter]
+        value = field[0] if job is None else str(field[1](job, now))
         if width:
             value = value[:width]
             value = value.rjust(width) if right else value.ljust(width)
@@ -293,7 +335,7 @@ def _squeue_parser() -> ArgParser:
     p.add_argument("-O", "--Format", dest="fields", help="the output fields (name[:[.]size],...)")
     p.add_argument("-h", "--noheader", action="store_true", help="no header line")
     p.add_argument("-a", "--all", action="store_true", help="(accepted; wulf shows every queue)")
-    p.add_argument("-r", "--array", action="store_true", help="(accepted; one line per array task)")
+    p.add_argument("-r", "--array", action="store_true", help="one line per array task (waiting ones too)")
     p.add_argument("-l", "--long", action="store_true", help="(accepted)")
     p.add_argument("--noconvert", action="store_true", help="(accepted)")
     p.add_argument("-M", "--clusters", help="(accepted; wulf is one cluster)")
@@ -310,14 +352,18 @@ def _state_filter(text: str | None, ids_given: bool) -> set[str] | None:
     return slurm_states(text, "squeue: invalid job state specified")
 
 
-def squeue_jobs(args: argparse.Namespace, client: Client) -> list[dict[str, Any]]:
-    ids = set(int_ids(args.jobs))
+def squeue_jobs(args: argparse.Namespace, client: Client) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The jobs squeue's options choose, and the arrays they are tasks of (from the status)."""
+    refs = slurm_refs(args.jobs, "squeue")
+    ids = {job for job, tasks in refs if tasks is None}
+    tasks = {(job, i) for job, some in refs if some is not None for i in some}
     users = set(args.user.split(",")) if args.user else ({me()} if args.me else set())
-    states = _state_filter(args.states, bool(ids))
-    status = client.status(all_jobs=bool(ids) or states is None or not states <= {"PENDING", "RUNNING"})
+    states = _state_filter(args.states, bool(refs))
+    status = client.status(all_jobs=bool(refs) or states is None or not states <= {"PENDING", "RUNNING"})
     out = []
     for j in jobs_of(status):
-        if ids and j["id"] not in ids and j.get("array_id") not in ids:
+        if refs and j["id"] not in ids and j.get("array_id") not in ids \
+                and (j.get("array_id"), j.get("array_index")) not in tasks:
             continue
         if users and j["user"] not in users:
             continue
@@ -328,14 +374,16 @@ def squeue_jobs(args: argparse.Namespace, client: Client) -> list[dict[str, Any]
         if args.name and j.get("name") not in args.name.split(","):
             continue
         out.append(j)
-    return out
+    return out, status.get("arrays") or {}
 
 
 def squeue(argv: list[str]) -> int:
     args = _squeue_parser().parse_args(argv)
     pieces = parse_fields(args.fields) if args.fields else parse_format(
         args.format or os.environ.get("SQUEUE_FORMAT") or DEFAULT_FORMAT)
-    jobs = squeue_jobs(args, Client())
+    jobs, arrays = squeue_jobs(args, Client())
+    if not args.array and not args.json:
+        jobs = collapse_pending(jobs, arrays)
     now = time.time()
     if args.json:
         print_json({"jobs": [_json(j, now) for j in jobs]})
@@ -350,7 +398,7 @@ def _json(j: dict[str, Any], now: float) -> dict[str, Any]:
     """A job as ``squeue --json`` gives one (the fields tools read)."""
     return {
         "job_id": j["id"], "name": j.get("name") or "", "user_name": j["user"], "partition": j.get("queue"),
-        "job_state": [slurm_state(j)], "state_reason": _reason(j), "nodes": j.get("node") or "",
+        "job_state": [slurm_state(j)], "state_reason": reason_of(j), "nodes": j.get("node") or "",
         "array_job_id": j.get("array_id") or 0, "array_task_id": j.get("array_index"),
         "cpus": j.get("cpu_req"), "memory_per_node": j.get("mem_req_mb"),
         "current_working_directory": j.get("cwd"), "command": j.get("command"),
@@ -391,26 +439,41 @@ def _signal_number(text: str) -> int:
         raise UsageError(f"scancel: Invalid job signal: {text}") from None
 
 
-def _task_ids(values: list[str]) -> list[int | str]:
-    """scancel's ids: ``12`` (a job, or all of array 12), ``12_3`` (task 3 of array 12, as wulf's
-    ``12[3]``), ``12_[1-3]`` is refused (name the tasks one by one)."""
-    out: list[int | str] = []
+def slurm_refs(values: list[str], who: str) -> list[tuple[int, tuple[int, ...] | None]]:
+    """Job ids as Slurm's commands take them: ``12`` (a job, or all of array 12), ``12_3`` (task 3 of
+    array 12, wulf's ``12[3]``), ``12_[1-3,7]`` (those tasks), comma-separated or one a word."""
+    from wulf.model.array import parse_array
+
+    out: list[tuple[int, tuple[int, ...] | None]] = []
     for v in values:
-        for part in v.split(","):
-            head, _, task = part.partition("_")
+        for part in re.split(r",(?![^\[]*\])", v):  # (commas inside brackets are the tasks')
+            head, _, task = part.strip().partition("_")
             [job] = int_ids([head])
             if not task:
-                out.append(job)
+                out.append((job, None))
             elif task.isdigit():
-                out.append(f"{job}[{int(task)}]")
+                out.append((job, (int(task),)))
+            elif task.startswith("[") and task.endswith("]") and "%" not in task:
+                try:
+                    out.append((job, tuple(parse_array(task[1:-1]).indices)))
+                except UsageError as e:
+                    raise UsageError(f"{who}: {part}: {e.message}") from None
             else:
-                raise UsageError(f"scancel: {part}: give array tasks one by one (12_3,12_4)")
+                raise UsageError(f"{who}: Invalid job id specified: {part}")
+    return out
+
+
+def task_ids(values: list[str]) -> list[int | str]:
+    """scancel's ids in wulf's terms: ``12``, and ``12[3]`` for each task named."""
+    out: list[int | str] = []
+    for job, tasks in slurm_refs(values, "scancel"):
+        out += [job] if tasks is None else [f"{job}[{i}]" for i in tasks]
     return out
 
 
 def scancel(argv: list[str]) -> int:
     args = _scancel_parser().parse_args(argv)
-    ids = _task_ids(args.ids)
+    ids = task_ids(args.ids)
     client = Client()
     user = args.user or (me() if args.me else "")
     if not ids and not (user or args.name or args.state or args.partition):
@@ -439,56 +502,4 @@ def _report_cancel(reply: dict[str, Any], quiet: bool) -> int:
         for job in reply.get("already_ended", []):
             print(f"scancel: error: Kill job error on job id {job}: Job/step already completing or completed",
                   file=sys.stderr)
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------- sinfo
-
-def _node_state(n: dict[str, Any]) -> str:
-    """sinfo's words: idle, mix (some cpus taken), alloc (none free), drain, down."""
-    if n.get("drained"):
-        return "drain"
-    if n.get("state") != "up":
-        return "down"
-    if not n.get("jobs"):
-        return "idle"
-    return "alloc" if float(n.get("cpu_free") or 0.0) <= 0.0 else "mix"
-
-
-def _sinfo_parser() -> ArgParser:
-    p = ArgParser(prog="sinfo", description="The cluster's nodes, as Slurm's sinfo shows them (wulf).",
-                  add_help=False)
-    p.add_argument("-N", "--Node", action="store_true", help="one line per node")
-    p.add_argument("-h", "--noheader", action="store_true", help="no header line")
-    p.add_argument("-l", "--long", action="store_true", help="(accepted)")
-    p.add_argument("-a", "--all", action="store_true", help="(accepted)")
-    p.add_argument("-M", "--clusters", help="(accepted; wulf is one cluster)")
-    p.add_argument("--json", action="store_true", help="print JSON ({\"nodes\": [...]})")
-    p.add_argument("--help", action="help", help="show this help and exit")
-    return p
-
-
-def sinfo(argv: list[str]) -> int:
-    args = _sinfo_parser().parse_args(argv)
-    nodes = Client().nodes()
-    if args.json:
-        print_json({"nodes": [{"name": n["name"], "state": [_node_state(n).upper()], "cpus": n.get("cpus"),
-                               "real_memory": n.get("mem_total_mb")} for n in nodes]})
-        return 0
-    lines = []
-    if args.Node:
-        if not args.noheader:
-            lines.append(f"{'NODELIST':<10} {'NODES':>5} {'PARTITION':<9} {'STATE':<5} {'CPUS':>4} {'MEMORY':>7}")
-        for n in sorted(nodes, key=lambda n: n["name"]):
-            lines.append(f"{n['name']:<10} {1:>5} {'wulf*':<9} {_node_state(n):<5} {n.get('cpus', 0):>4g} "
-                         f"{float(n.get('mem_total_mb') or 0):>7.0f}")
-    else:
-        if not args.noheader:
-            lines.append("PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST")
-        by_state: dict[str, list[str]] = {}
-        for n in nodes:
-            by_state.setdefault(_node_state(n), []).append(n["name"])
-        for state, names in sorted(by_state.items()):
-            lines.append(f"{'wulf*':<9} {'up':>5} {'infinite':>10} {len(names):>6} {state:>6} {','.join(sorted(names))}")
-    sys.stdout.write("".join(line + "\n" for line in lines))
     return 0

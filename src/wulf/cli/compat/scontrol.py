@@ -1,0 +1,209 @@
+"""Slurm's ``scontrol`` over wulf: ``show job``, ``show config``, ``hold`` and ``release``.
+
+``show job`` prints Slurm's ``Key=Value`` record (``-o``: one line a job), which portals and workflow
+tools read; ``show config`` prints the keys tools look up (``MinJobAge``, ``ClusterName``,
+``SlurmctldHost``...) with wulf's own values where it has them. What wulf does not do (``requeue``,
+``update``, other entities) is refused in one line, never pretended.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from wulf.cli.compat.common import iso, jobs_of, run_seconds, slurm_state
+from wulf.client import Client
+from wulf.errors import NotFound, UsageError
+
+VERSION = "23.11.0"  # the Slurm whose commands' output wulf's follow (sbatch --version says it too)
+CLUSTER_NAME = "wulf"  # what jobs see as SLURM_CLUSTER_NAME (wulf.agent.launcher)
+
+#: MinJobAge: wulf forgets no ended job by age; squeue lists it until [server] history newer ones have
+#: ended (and sacct for [server] keep_days). Slurm's default (300 s) is the least a tool may count on.
+MIN_JOB_AGE = 300
+
+
+def dhms(seconds: float | None) -> str:
+    """Slurm's ``[D-]HH:MM:SS`` (``UNLIMITED`` for none), as scontrol shows RunTime and TimeLimit."""
+    if seconds is None:
+        return "UNLIMITED"
+    s = max(0, int(seconds))
+    d, s = divmod(s, 86400)
+    text = f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{d}-{text}" if d else text
+
+
+def _exit_code(j: dict[str, Any]) -> str:
+    return f"{j.get('exit_code') if j.get('exit_code') is not None else 0}:{j.get('signal') or 0}"
+
+
+def _std_out(j: dict[str, Any]) -> str:
+    from wulf.model.outpath import output_path
+
+    return output_path(j.get("output") or "", j.get("cwd") or "/", j["id"], j.get("name") or "", j["user"],
+                       j.get("node") or "", j.get("array_id"), j.get("array_index"))
+
+
+def job_record(j: dict[str, Any], now: float) -> list[list[str]]:
+    """A job as ``scontrol show job`` shows it: lines of ``Key=Value`` words."""
+    from wulf.cli.compat.slurm import reason_of
+
+    cpus = int(max(1, round(j.get("cpu_req") or 1)))
+    head = [f"JobId={j['id']}"]
+    if j.get("array_id") is not None:
+        head += [f"ArrayJobId={j['array_id']}", f"ArrayTaskId={j.get('array_index')}"]
+    ended = j["state"] not in ("queued", "held", "running")
+    out = _std_out(j)
+    return [
+        [*head, f"JobName={j.get('name') or ''}"],
+        [f"UserId={j['user']}({j.get('uid', '')})", "Account=(null)", "QOS=normal"],
+        [f"JobState={slurm_state(j)}", f"Reason={reason_of(j)}", f"Dependency={j.get('depend') or '(null)'}"],
+        [f"Requeue={1 if j.get('retries') else 0}", f"Restarts={j.get('restarts') or 0}", "BatchFlag=1",
+         f"ExitCode={_exit_code(j) if ended else '0:0'}"],
+        [f"RunTime={dhms(run_seconds(j, now))}", f"TimeLimit={dhms(j.get('time_limit'))}"],
+        [f"SubmitTime={iso(j.get('submitted'))}", f"StartTime={iso(j.get('started'))}",
+         f"EndTime={iso(j.get('ended'))}"],
+        [f"Partition={j.get('queue') or 'default'}", f"Nice={j.get('nice') or 0}"],
+        [f"NodeList={j.get('node') or '(null)'}", f"BatchHost={j.get('node') or '(null)'}"],
+        ["NumNodes=1", f"NumCPUs={cpus}", "NumTasks=1", f"CPUs/Task={cpus}"],
+        [f"MinMemoryNode={int(j.get('mem_req_mb') or 0)}M"],
+        [f"Command={j.get('command') or ''}"],
+        [f"WorkDir={j.get('cwd') or ''}"],
+        [f"StdErr={out}"],
+        ["StdIn=/dev/null"],
+        [f"StdOut={out}"],
+    ]
+
+
+def _render(records: list[list[list[str]]], one_line: bool) -> str:
+    if one_line:
+        return "".join(" ".join(w for line in rec for w in line) + "\n" for rec in records)
+    return "".join(line + "\n" for rec in records
+                   for line in [" ".join(rec[0]), *("   " + " ".join(x) for x in rec[1:]), ""])
+
+
+def _jobs(client: Client, ref: str | None) -> list[dict[str, Any]]:
+    """The jobs ``show job [ID]`` names: all that are listed, a job, an array's tasks, or one task."""
+    from wulf.cli.compat.slurm import slurm_refs
+
+    if ref is None:
+        return jobs_of(client.status(all_jobs=True))
+    [(job_id, tasks)] = slurm_refs([ref], "scontrol")
+    try:
+        first = client.job(job_id)
+    except NotFound:
+        return []
+    if first.get("array_id") != job_id:
+        return [first] if tasks is None else []
+    listed = [j for j in jobs_of(client.status(all_jobs=True)) if j.get("array_id") == job_id]
+    return [j for j in listed if tasks is None or j.get("array_index") in tasks]
+
+
+def _show(words: list[str], one_line: bool) -> int:
+    if not words:
+        raise UsageError("scontrol: show what? (job [ID], config)")
+    what = words[0].lower()
+    if what in ("job", "jobs", "jobid") and len(words) <= 2:
+        client = Client()
+        jobs = _jobs(client, words[1] if len(words) == 2 else None)
+        if not jobs and len(words) == 2:
+            print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
+            return 1
+        if not jobs:
+            print("No jobs in the system")
+            return 0
+        now = time.time()
+        sys.stdout.write(_render([job_record(j, now) for j in jobs], one_line))
+        return 0
+    if what in ("config", "conf") and len(words) == 1:
+        sys.stdout.write(config_text())
+        return 0
+    raise UsageError(f"scontrol: show {' '.join(words)}: wulf shows 'job [ID]' and 'config'")
+
+
+def config_text() -> str:
+    """``scontrol show config``: Slurm's keys with wulf's values (its config, this machine's client's)."""
+    from wulf.config import load_config
+    from wulf.model.array import MAX_INDEX
+
+    config = load_config()
+    host, port = _controller(config.client.server, config.server.listen)
+    status_time = time.strftime("%Y-%m-%dT%H:%M:%S")
+    rows = [
+        ("AccountingStorageType", "accounting_storage/wulf"),
+        ("ClusterName", CLUSTER_NAME),
+        ("DefMemPerNode", f"{config.scheduler.default_mem_mb:g}"),
+        ("KillWait", f"{config.agent.kill_grace:g} sec"),
+        ("MailDomain", config.mail.domain or "(null)"),
+        ("MaxArraySize", str(MAX_INDEX + 1)),
+        ("MinJobAge", f"{MIN_JOB_AGE} sec"),
+        ("SchedulerType", "sched/wulf"),
+        ("SlurmctldHost[0]", host),
+        ("SlurmctldPort", port),
+        ("SLURM_VERSION", VERSION),
+        ("TmpFS", config.agent.scratch),
+    ]
+    return f"Configuration data as of {status_time}\n" + "".join(f"{k:<24}= {v}\n" for k, v in rows)
+
+
+def _controller(server_url: str, listen: str) -> tuple[str, str]:
+    """The server's host and port, as this machine's commands reach it."""
+    from wulf.cli.compat.common import host
+
+    if server_url:
+        parts = urlsplit(server_url if "//" in server_url else "//" + server_url)
+        if parts.hostname:
+            return parts.hostname, str(parts.port or "")
+    return host(), listen.rpartition(":")[2]
+
+
+def _hold(action: str, words: list[str]) -> int:
+    if not words:
+        raise UsageError(f"scontrol: {action}: which jobs? (scontrol {action} ID[,ID...])")
+    from wulf.cli.compat.slurm import task_ids
+
+    ids = task_ids(words)
+    client = Client()
+    if action == "hold":
+        missed = client.hold(ids)["not_queued"]
+        why = "Job is no longer pending execution"
+    else:
+        missed = client.release(ids)["not_held"]
+        why = "Job is not held"
+    for job in missed:
+        print(f"scontrol: error: {why} for job {job}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+_REFUSED = {
+    "requeue": "wulf does not requeue a job by hand: scancel it and submit it again (sbatch --requeue "
+               "and --retries queue a failed job again)",
+    "requeuehold": "wulf does not requeue a job by hand: scancel it and submit it again",
+    "update": "changing a job's request is not supported by wulf yet",
+}
+
+
+def scontrol(argv: list[str]) -> int:
+    one_line = False
+    words: list[str] = []
+    for w in argv:
+        if w in ("-o", "--oneliner"):
+            one_line = True
+        elif w in ("-d", "--details", "-a", "--all", "-Q", "--quiet", "-v", "--verbose"):
+            continue  # accepted: the record shows what wulf has either way
+        elif w.startswith("-") and not words:
+            raise UsageError(f"scontrol: unrecognized option '{w}'")
+        else:
+            words.append(w)
+    if not words:
+        raise UsageError("scontrol: give a command: show job [ID], show config, hold ID, release ID")
+    command, rest = words[0].lower(), words[1:]
+    if command == "show":
+        return _show(rest, one_line)
+    if command in ("hold", "uhold", "release"):
+        return _hold("release" if command == "release" else "hold", rest)
+    if command in _REFUSED:
+        raise UsageError(f"scontrol: {command}: {_REFUSED[command]}")
+    raise UsageError(f"scontrol: invalid command {command!r} (wulf's scontrol: show, hold, release)")

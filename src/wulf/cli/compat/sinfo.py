@@ -1,0 +1,103 @@
+"""Slurm's ``sinfo`` over wulf: the nodes and their states, in Slurm's default layout, one line a node
+(``-N``), or ``-o`` fields (``sinfo -o %P`` is how Snakemake's Slurm executor finds the default
+partition).
+
+wulf's queues are made as jobs name them, so every partition a job asks for exists; sinfo shows the one
+a job goes to when it names none, ``default``, marked ``*`` as Slurm marks its default partition.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from wulf.cli.common import ArgParser, print_json
+from wulf.cli.compat.slurm import parse_format, render
+from wulf.client import Client
+
+PARTITION = "default"
+
+
+def node_state(n: dict[str, Any]) -> str:
+    """sinfo's words: idle, mix (some cpus taken), alloc (none free), drain, down."""
+    if n.get("drained"):
+        return "drain"
+    if n.get("state") != "up":
+        return "down"
+    if not n.get("jobs"):
+        return "idle"
+    return "alloc" if float(n.get("cpu_free") or 0.0) <= 0.0 else "mix"
+
+
+_LONG = {"idle": "idle", "mix": "mixed", "alloc": "allocated", "drain": "drained", "down": "down"}
+
+
+def _cpus(g: dict[str, Any]) -> str:
+    """``A/I/O/T``: cpus allocated, idle, other (down or drained) and in all, of the group's nodes."""
+    total = sum(float(n.get("cpus") or 0) for n in g["nodes"])
+    other = sum(float(n.get("cpus") or 0) for n in g["nodes"] if node_state(n) in ("drain", "down"))
+    idle = sum(max(0.0, float(n.get("cpu_free") or 0)) for n in g["nodes"] if node_state(n) not in ("drain", "down"))
+    return f"{total - other - idle:.0f}/{idle:.0f}/{other:.0f}/{total:.0f}"
+
+
+#: sinfo's ``%`` letters -> (header, value of a group of nodes: {"state", "nodes"})
+_LETTERS: dict[str, tuple[str, Any]] = {
+    "P": ("PARTITION", lambda g, now: PARTITION + "*"),
+    "R": ("PARTITION", lambda g, now: PARTITION),
+    "a": ("AVAIL", lambda g, now: "up"),
+    "l": ("TIMELIMIT", lambda g, now: "infinite"),
+    "D": ("NODES", lambda g, now: str(len(g["nodes"]))),
+    "t": ("STATE", lambda g, now: g["state"]),
+    "T": ("STATE", lambda g, now: _LONG[g["state"]]),
+    "N": ("NODELIST", lambda g, now: ",".join(sorted(n["name"] for n in g["nodes"]))),
+    "n": ("HOSTNAMES", lambda g, now: ",".join(sorted(n.get("hostname") or n["name"] for n in g["nodes"]))),
+    "c": ("CPUS", lambda g, now: f"{float(g['nodes'][0].get('cpus') or 0):g}"),
+    "C": ("CPUS(A/I/O/T)", lambda g, now: _cpus(g)),
+    "m": ("MEMORY", lambda g, now: f"{float(g['nodes'][0].get('mem_total_mb') or 0):.0f}"),
+    "f": ("AVAIL_FEATURES", lambda g, now: ",".join(g["nodes"][0].get("features") or []) or "(null)"),
+    "G": ("GRES", lambda g, now: "(null)"),
+    "%": ("%", lambda g, now: "%"),
+}
+DEFAULT_FORMAT = "%9P %.5a %.10l %.6D %.6t %N"
+NODE_FORMAT = "%N %.6D %9P %6t"
+
+
+def _parser() -> ArgParser:
+    p = ArgParser(prog="sinfo", description="The cluster's nodes, as Slurm's sinfo shows them (wulf).",
+                  add_help=False)
+    p.add_argument("-N", "--Node", action="store_true", help="one line per node")
+    p.add_argument("-h", "--noheader", action="store_true", help="no header line")
+    p.add_argument("-o", "--format", help="the output format (sinfo's %% fields: %%P %%a %%l %%D %%t %%T %%N %%c %%m ...)")
+    p.add_argument("-p", "--partition", help="only these partitions (wulf has one: default)")
+    p.add_argument("-l", "--long", action="store_true", help="(accepted)")
+    p.add_argument("-a", "--all", action="store_true", help="(accepted)")
+    p.add_argument("-s", "--summarize", action="store_true", help="(accepted)")
+    p.add_argument("-M", "--clusters", help="(accepted; wulf is one cluster)")
+    p.add_argument("--json", action="store_true", help="print JSON ({\"nodes\": [...]})")
+    p.add_argument("--help", action="help", help="show this help and exit")
+    return p
+
+
+def _groups(nodes: list[dict[str, Any]], per_node: bool) -> list[dict[str, Any]]:
+    if per_node:
+        return [{"state": node_state(n), "nodes": [n]} for n in sorted(nodes, key=lambda n: n["name"])]
+    by_state: dict[str, list[dict[str, Any]]] = {}
+    for n in nodes:
+        by_state.setdefault(node_state(n), []).append(n)
+    return [{"state": s, "nodes": ns} for s, ns in sorted(by_state.items())]
+
+
+def sinfo(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    pieces = parse_format(args.format or (NODE_FORMAT if args.Node else DEFAULT_FORMAT), _LETTERS, "sinfo")
+    nodes = Client().nodes()
+    if args.partition and PARTITION not in args.partition.split(","):
+        nodes = []
+    if args.json:
+        print_json({"nodes": [{"name": n["name"], "state": [node_state(n).upper()], "cpus": n.get("cpus"),
+                               "real_memory": n.get("mem_total_mb"), "partitions": [PARTITION]} for n in nodes]})
+        return 0
+    lines = [] if args.noheader else [render(pieces, None, 0.0, _LETTERS)]
+    lines += [render(pieces, g, 0.0, _LETTERS).rstrip() for g in _groups(nodes, args.Node)]
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    return 0
