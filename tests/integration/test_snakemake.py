@@ -2,21 +2,20 @@
 cluster through wulf's Slurm commands (`wulf compat`): sbatch, squeue/sacct, scontrol, sinfo, and srun in
 the jobs, as on a Slurm cluster.
 
-Snakemake and the plugin are installed, at the versions pinned in tests/data/snakemake/requirements.txt
-(their own dependencies clash with wulf's test pins), into a venv of their own under .venv/, made once.
+Snakemake and the plugin run from a venv of their own (see tests/snakemake_env.py), which ./dev test makes
+before the tests start.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import snakemake_env
 from wulfproc import Cluster, running_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,17 +47,7 @@ rule c:
 
 @pytest.fixture(scope="module")
 def snakemake_bin() -> Path:
-    """The venv's bin directory, made (from PyPI) if it is not there yet for these pins."""
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]
-    venv = ROOT / ".venv" / f"snakemake-{digest}"
-    stamp = venv / ".installed"
-    if not stamp.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
-        p = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                            "-r", str(REQUIREMENTS)], capture_output=True, text=True, timeout=1200)
-        assert p.returncode == 0, f"pip could not install Snakemake from PyPI:\n{p.stderr[-3000:]}"
-        stamp.touch()
-    return venv / "bin"
+    return snakemake_env.ensure()
 
 
 @pytest.fixture

@@ -18,6 +18,9 @@ from wulf.server.users import user_name
 #: wulf.policy.placement.node_metrics)
 _METRICS = tuple(m for m in METRICS if m in NodeSample.model_fields)
 
+#: what the policy sees of a sample (see Node.view)
+_SEEN = ("used_cpu", "used_mem_mb", *_METRICS)
+
 _EXTERNAL = Origin.EXTERNAL
 
 
@@ -101,6 +104,15 @@ class Node:
             metrics=self._metrics(),
             owner=user_name(self.agent_uid) if self.up and self.agent_uid != 0 else None,
         )
+
+    def take_sample(self, sample: NodeSample) -> bool:
+        """The node's new sample; whether the policy sees the node differently for it (what is in use,
+        and the figures a rank expression may read)."""
+        old, self.sample = self.sample, sample
+        if old is None:
+            return True
+        was, now = old.__dict__, sample.__dict__
+        return any(was[k] != now[k] for k in _SEEN)
 
     def _metrics(self) -> dict[str, float]:
         """The sample's figures a rank expression may read (kept with the sample they were read from)."""

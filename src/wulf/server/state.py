@@ -721,12 +721,14 @@ class ServerState:
         if node is None:
             return []
         report = ev.report
-        node.sample = report.sample
-        self.touch(node.name)
+        changed = node.take_sample(report.sample)
         for use in report.jobs:
             job = node.jobs.get(use.id)
-            if job is not None:
+            if job is not None and (job.cpu_used != use.cpu or job.mem_used != use.mem_mb):
                 job.cpu_used, job.mem_used = use.cpu, use.mem_mb
+                changed = True
+        if changed:  # (a report that tells nothing new leaves the node's view, and the next pass, alone)
+            self.touch(node.name)
         out = self._external(node, report.clusters, report.sample.time)
         out += self._adapt(node, report.sample.time)
         if self.book.any_waiting():
@@ -759,8 +761,10 @@ class ServerState:
                 node.jobs[job.id] = job
                 new.append(job)
             node.missing.pop(c.key, None)
-            job.cpu = job.cpu_used = c.cpu
-            job.mem_mb = job.mem_used = c.mem_mb
+            if (job.cpu, job.mem_mb) != (c.cpu, c.mem_mb) or job in new:
+                job.cpu = job.cpu_used = c.cpu
+                job.mem_mb = job.mem_used = c.mem_mb
+                self.touch(node.name)
         changed: list[Job] = []
         ended: list[Instruction] = []
         for key in list(node.external):
