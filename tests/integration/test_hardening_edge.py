@@ -318,6 +318,35 @@ def test_a_huge_or_late_agent_hello_is_closed_and_others_go_on(shared_tmp: Path)
         c.run("qwait", str(jid))
 
 
+def test_agents_that_give_up_during_the_handshake_leave_no_traceback(shared_tmp: Path) -> None:
+    """(Issue 16: in a reconnect storm, an agent that gave up before its hello left an 80-line traceback in
+    the server's log.) Agents that go away at each point of the handshake: before the upgrade is
+    answered, with a half-sent hello, with a hello then at once, or reset (RST) instead of closing."""
+    with cluster(shared_tmp, "[server]\nrequest_timeout = 2.0\n") as c:
+        c.agent("n1")
+        key = base64.b64encode(os.urandom(16)).decode()
+        upgrade = (f"GET /api/v1/agent HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        hello = json.dumps({"type": "hello", "node": {"name": "gone", "hostname": "gone", "cpus": 2, "mem_mb": 1000}})
+        for _ in range(5):
+            s = connect(c)  # the upgrade asked for, then gone before the answer
+            s.sendall(upgrade)
+            s.close()
+            with ws_open(c) as s:  # a part of a hello, then gone
+                s.sendall(ws_frame(b'{"type":"hel', length=200))
+            with ws_open(c) as s:  # a whole hello (not signed), then gone at once
+                s.sendall(ws_frame(hello.encode()))
+            s = ws_open(c)  # reset, not closed
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        time.sleep(3)  # past request_timeout: every handshake has been given up on by now
+        assert [(n["name"], n["state"]) for n in c.status()["nodes"]] == [("n1", "up")]
+        log = (c.root / "server.log").read_text()
+        assert "Traceback" not in log, log[-4000:]
+        jid = c.submit("-c", "true")[0]
+        c.run("qwait", str(jid))
+
+
 # ---------------------------------------------------------------- reliability 11: a failed handshake
 
 

@@ -287,6 +287,23 @@ def _report(t: float, clusters: Sequence[Cluster] = ()) -> Reported:
                                  clusters=list(clusters)))
 
 
+def test_ended_outside_work_is_forgotten_on_a_quiet_cluster_too() -> None:
+    """Outside work that comes and goes makes jobs that end; the ended jobs kept in memory stay within
+    [server] history even when no batch job ever exits (it was only trimmed on exits: on a quiet cluster
+    they piled up)."""
+    state = _state(history=5)
+    _up(state)
+    t = T0
+    for k in range(40):
+        c = Cluster(key=f"{k}:1", pid=100 + k, uid=1001, user="bob", command="x", cpu=0.5, mem_mb=10, nprocs=1,
+                    started=t)
+        for _ in range(1 + EXTERNAL_GONE_AFTER):  # there for a report, then gone for long enough
+            t += 5
+            state.handle(_report(t, [c] if _ == 0 else []))
+    ended = [j for j in state.jobs.values() if j.final]
+    assert 0 < len(ended) <= 5
+
+
 def test_outside_work_becomes_a_job_while_it_lasts() -> None:
     state = _state()
     _up(state)

@@ -480,6 +480,8 @@ async def _hello(ws: WebSocket, timeout: float) -> Hello | None:
         if e.code == 1009:
             log.warning("refused a WebSocket from %s: its first message was too large for a hello", where)
         return None
+    except (OSError, RuntimeError):  # it went away: nothing to read (nor to close)
+        return None
     except (ValidationError, KeyError):  # KeyError: bytes, not text
         await _refuse_ws(ws, 1002, "the first message must be a hello")
         return None
@@ -510,7 +512,10 @@ def _other_protocol(text: str) -> str:
 @router.websocket("/api/v1/agent")
 async def agent(ws: WebSocket) -> None:
     daemon: Daemon = ws.app.state.daemon
-    await ws.accept()
+    try:
+        await ws.accept()
+    except (WebSocketDisconnect, OSError, RuntimeError):  # it went away before the upgrade was answered
+        return
     first = await _hello(ws, daemon.config.server.request_timeout)
     if first is None:
         return

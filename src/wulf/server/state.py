@@ -132,7 +132,10 @@ class ServerState:
 
     def handle(self, event: Event) -> list[Instruction]:
         """Apply ``event``; what the shell is to do about it, in order."""
-        return self._handlers[type(event)](event)
+        out = self._handlers[type(event)](event)
+        if len(self.history) > self.config.server.history:  # (whatever ended them: exits, cancels, outside work)
+            self._forget_old()
+        return out
 
     # ------------------------------------------------------------------ start and configuration
 
@@ -580,7 +583,6 @@ class ServerState:
         out.append(Send(ev.node, Ack(ids=[e.id for e in ev.exits])))
         if retried:
             out.append(Requeue(retried))
-        self._forget_old()
         return out
 
     def _node_up(self, ev: NodeUp) -> list[Instruction]:
