@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from bench import arrays, policy
+from bench import arrays, fakeagents, policy
 from wulf.client import Client
 
 BIN = Path(sys.executable).parent
@@ -37,7 +37,7 @@ class Local:
         self.url = f"unix:{root}/server/wulf.sock"
         self.env = dict(os.environ, WULF_SERVER=self.url)
         self.env.pop("WULF_CONFIG", None)
-        out = open(root / "server.log", "ab")
+        out = self._log = open(root / "server.log", "ab")
         self.server = subprocess.Popen([str(BIN / "wulf"), "server", "--state", str(root / "server"), "--listen", ""],
                                        stdout=out, stderr=out, env=self.env)
         self.agent: subprocess.Popen[bytes] | None = None
@@ -52,10 +52,13 @@ class Local:
             self._wait(lambda: any(n["state"] == "up" for n in (self._status() or {}).get("nodes", [])))
 
     def _status(self) -> dict[str, Any] | None:
+        client = Client(self.url, timeout=2)
         try:
-            return Client(self.url, timeout=2).status()
+            return client.status()
         except Exception:
             return None
+        finally:
+            client.close()
 
     @staticmethod
     def _wait(check: Any, timeout: float = 30) -> None:
@@ -71,6 +74,8 @@ class Local:
             if p is not None:
                 p.terminate()
                 p.wait(timeout=20)
+        self.client.close()
+        self._log.close()
 
 
 @contextmanager
@@ -189,6 +194,8 @@ def main() -> int:
     results["agent"] = agent_cost(100 if q else 1000, 5 if q else 30)
     results["policy"] = policy.run(q)
     results["arrays"] = arrays.run(q)
+    results["fakeagents"] = (fakeagents.run(100, 20, 5.0, 1000, 3.0) if q
+                             else fakeagents.run(1000, 65, 5.0, 10000, 10.0))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
     if args.json:
@@ -216,6 +223,7 @@ def main() -> int:
     ]
     rows += policy.rows(results["policy"])
     rows += arrays.rows(results["arrays"])
+    rows += fakeagents.rows(results["fakeagents"])
     w = max(len(r[0]) for r in rows)
     print(f"{'measure':<{w}}  {'result':>22}  target")
     for name, value, target in rows:
