@@ -102,6 +102,7 @@ class ServerState:
         self.kinds: History | None = self.policy.history()  # what ended jobs taught the next of their kind
         self.down_since: dict[str, float] = {}  # node -> when its agent went away (see Tick)
         self.next_id = 1
+        self.changes = 0  # events handled: the web page's live updates look for a change (see server.web)
         self._pool: NodePool | None = None  # kept between passes; nodes in _stale are updated first
         self._stale: set[str] = set()
         self.arrays = ArrayBook()  # job arrays, and the admission of throttled arrays' tasks (see server.arrays)
@@ -120,6 +121,7 @@ class ServerState:
 
     def handle(self, event: Event) -> list[Instruction]:
         """Apply ``event``; what the shell is to do about it, in order."""
+        self.changes += 1
         return self._handlers[type(event)](event)
 
     # ------------------------------------------------------------------ start and configuration

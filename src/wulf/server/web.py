@@ -1,0 +1,307 @@
+"""The web interface: its pages and files, its sign-in, its reads (``/api/v1/web/...``) and live updates.
+
+The page is one HTML file and a script (``wulf/server/web/``, shipped in the package: no CDN) that read
+JSON from the API and draw tables and SVG bars; it acts through the API's own routes, as the user
+signed in, with the session's CSRF token (see :mod:`wulf.server.websession` and the guard).
+``GET /api/v1/events`` tells the page when something changed (server-sent events), so that it reads
+again within a second or two, without a reload. Every answer carries a strict Content-Security-Policy:
+no script but the page's own file, no inline script or style.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as FastPath
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+
+from wulf.auth.identity import CREDENTIAL, SOCKET, Caller, user_name
+from wulf.errors import Forbidden, NotFound, Refused, SlowDown, Unauthenticated
+from wulf.server.daemon import Daemon
+from wulf.server.guard import CALLER, Scope, link_form, login_page, parse_login, same_origin
+from wulf.server.security import Security
+from wulf.server.websession import SESSION_COOKIE, SESSION_TTL
+from wulf.server.webviews import JobFilter, job_detail, job_page, node_detail, overview
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+                ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
+EVERY = 0.5
+"""Seconds between two looks for a change, per live page."""
+PING = 15.0
+"""Seconds between keep-alive comments on a live page's stream."""
+MAX_STREAMS = 16
+"""Live pages one user may keep open at once."""
+
+router = APIRouter()
+
+
+def _files() -> dict[str, tuple[bytes, str]]:
+    """The page's files, read once: name -> (bytes, content type). Only these are served."""
+    out = {}
+    for f in resources.files("wulf.server").joinpath("web").iterdir():
+        kind = STATIC_TYPES.get("." + f.name.rpartition(".")[2])
+        if kind is not None:
+            out[f.name] = (f.read_bytes(), kind)
+    return out
+
+
+FILES = _files()
+
+
+def _caller(request: Request) -> Caller:
+    caller: Caller | None = getattr(request.state, CALLER, None)
+    if caller is None:
+        raise Unauthenticated("who are you? (no identity came with the request)")
+    return caller
+
+
+def _daemon(request: Request) -> Daemon:
+    d: Daemon = request.app.state.daemon
+    return d
+
+
+def _security(request: Request) -> Security:
+    s: Security = request.app.state.security
+    return s
+
+
+# ---------------------------------------------------------------- pages and files
+
+def _shell() -> HTMLResponse:
+    return HTMLResponse(FILES["index.html"][0], headers={"cache-control": "no-store"})
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request) -> HTMLResponse:
+    _caller(request)
+    return _shell()
+
+
+@router.get("/nodes", response_class=HTMLResponse)
+@router.get("/jobs", response_class=HTMLResponse)
+@router.get("/submit", response_class=HTMLResponse)
+async def pages(request: Request) -> HTMLResponse:
+    _caller(request)
+    return _shell()
+
+
+@router.get("/nodes/{name}", response_class=HTMLResponse)
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+async def item_pages(request: Request) -> HTMLResponse:
+    _caller(request)
+    return _shell()
+
+
+@router.get("/table", response_class=HTMLResponse)
+async def table(request: Request) -> str:
+    """The cluster as one table, without script (what ``/`` was before the web interface)."""
+    from wulf.server.page import MAX_WAITING, render
+
+    caller, daemon = _caller(request), _daemon(request)
+    return render(daemon.page_view(MAX_WAITING, viewer=caller), daemon.queues(viewer=caller))
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    found = FILES.get(name)
+    if found is None or name == "index.html":
+        raise NotFound(f"no file {name}")
+    return Response(found[0], media_type=found[1], headers={"cache-control": "no-cache"})
+
+
+# ---------------------------------------------------------------- sign-in
+
+def _signed_in(request: Request, sid: str) -> Response:
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                        max_age=int(SESSION_TTL), path="/")
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, once: Annotated[str, Query(max_length=100)] = "") -> HTMLResponse:
+    """The sign-in form; with ``once``, the button that redeems a one-time link (a click, so that a
+    program that only fetches the link, to preview it, does not use it up)."""
+    if once:
+        whose = _security(request).web.peek(once, time.time())
+        if whose is None:
+            status, body = login_page("This sign-in link is used up or expired: `wulf web` prints a new one.", 401)
+        else:
+            status, body = login_page("Sign in with the link made for you.", 200, link_form(once, user_name(whose[0])))
+    else:
+        status, body = login_page("Sign in with an API token to see the cluster.")
+    return HTMLResponse(body, status_code=status)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    """Sign in with an API token or a one-time code: a new session, its id in a cookie (HttpOnly,
+    SameSite=Strict). Refused from another site's page (a forged sign-in)."""
+    security = _security(request)
+    scope: Scope = request.scope
+    if not same_origin(scope):
+        status, body = login_page("Refused: this sign-in came from another site's page.", 403)
+        return HTMLResponse(body, status_code=status)
+    token, once = parse_login(await request.body())
+    now = time.time()
+    if once:
+        whose = security.web.redeem(once, now)
+        if whose is None:
+            status, body = login_page("This sign-in link is used up or expired: `wulf web` prints a new one.", 401)
+            return HTMLResponse(body, status_code=status)
+        return _signed_in(request, security.web.open(whose[0], whose[1], None, False, now))
+    try:
+        caller = await security.from_token(token)
+    except Unauthenticated as e:
+        status, body = login_page(e.message, 401)
+        return HTMLResponse(body, status_code=status)
+    found = security.tokens.find(token, now)
+    assert found is not None  # from_token found it
+    return _signed_in(request, security.web.open(caller.uid, caller.gid, found.id, caller.read_only, now,
+                                                 found.expires))
+
+
+@router.get("/logout")
+async def logout(request: Request) -> Response:
+    sid = request.cookies.get(SESSION_COOKIE)
+    if sid:
+        _security(request).web.close(sid)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/api/v1/web/link")
+async def make_link(request: Request) -> dict[str, Any]:
+    """A one-time sign-in link for the caller (``wulf up``, ``wulf web``): only for who asks from a
+    machine of the cluster, as themselves (not with a token, not from a browser)."""
+    caller = _caller(request)
+    if caller.via not in (SOCKET, CREDENTIAL):
+        raise Forbidden("a sign-in link is made by `wulf web` on a machine of the cluster")
+    base: str = request.app.state.web_url
+    if not base:
+        raise Refused("this server does not listen on TCP, where a browser could reach it ([server] listen)")
+    code = _security(request).web.link(caller.uid, caller.gid, time.time())
+    return {"url": base, "link": f"{base}login?once={code}", "user": caller.user}
+
+
+# ---------------------------------------------------------------- what the page reads
+
+@router.get("/api/v1/web/session")
+async def session(request: Request) -> dict[str, Any]:
+    """Who the page's user is, what they may do, and (for a browser's session) its CSRF token."""
+    caller = _caller(request)
+    sid = request.cookies.get(SESSION_COOKIE)
+    found = _security(request).web.find(sid, time.time()) if sid and caller.via == "web" else None
+    return {"user": caller.user, "uid": caller.uid, "admin": caller.admin, "read_only": caller.read_only,
+            "csrf": found.csrf if found else "", "home": _home(caller.user)}
+
+
+def _home(user: str) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwnam(user).pw_dir
+    except KeyError:
+        return "/tmp"
+
+
+@router.get("/api/v1/web/overview")
+async def web_overview(request: Request) -> dict[str, Any]:
+    return overview(_daemon(request).state, time.time(), _caller(request))
+
+
+@router.get("/api/v1/web/jobs")
+async def web_jobs(request: Request, user: Annotated[str, Query(max_length=256)] = "",
+                   state: Annotated[str, Query(max_length=20)] = "", queue: Annotated[str, Query(max_length=256)] = "",
+                   node: Annotated[str, Query(max_length=256)] = "", name: Annotated[str, Query(max_length=256)] = "",
+                   sort: Annotated[str, Query(max_length=20)] = "id", desc: Annotated[int, Query(ge=0, le=1)] = 0,
+                   offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+    """A page of the jobs the server keeps in memory (active, and the latest ended), filtered and sorted
+    (see wulf.server.webviews.job_page); ``total`` counts all that pass the filter."""
+    where = JobFilter(user=user, state=state, queue=queue, node=node, name=name)
+    return job_page(_daemon(request).state, time.time(), _caller(request), where, sort, bool(desc), offset, limit)
+
+
+@router.get("/api/v1/web/jobs/{job_id}")
+async def web_job(request: Request, job_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)]) -> dict[str, Any]:
+    daemon = _daemon(request)
+    [found] = await daemon.fetch([job_id])
+    return job_detail(daemon.state, found, time.time(), _caller(request))
+
+
+@router.get("/api/v1/web/nodes/{name}")
+async def web_node(request: Request, name: Annotated[str, FastPath(max_length=256)]) -> dict[str, Any]:
+    found = node_detail(_daemon(request).state, name, time.time(), _caller(request))
+    if found is None:
+        raise NotFound(f"no node {name}")
+    return found
+
+
+@router.get("/api/v1/events")
+async def events(request: Request) -> StreamingResponse:
+    """Server-sent events: ``change`` (with the count of changes) soon after the server's state changes
+    (a job submitted, started or ended, a node's report), at most every EVERY seconds."""
+    caller = _caller(request)
+    open_streams: dict[int, int] = request.app.state.streams
+    if open_streams.get(caller.uid, 0) >= MAX_STREAMS:
+        raise SlowDown(f"{caller.user} has {MAX_STREAMS} live pages open already: close some", retry_after=5.0)
+    daemon = _daemon(request)
+    open_streams[caller.uid] = open_streams.get(caller.uid, 0) + 1
+
+    async def stream() -> AsyncIterator[str]:
+        seen, quiet = -1, 0.0
+        try:
+            yield "retry: 2000\n\n"
+            while not await request.is_disconnected():
+                now = daemon.state.changes
+                if now != seen:
+                    seen, quiet = now, 0.0
+                    yield f"event: change\ndata: {json.dumps({'changes': now, 'time': time.time()})}\n\n"
+                elif quiet >= PING:
+                    quiet = 0.0
+                    yield ": ping\n\n"
+                await asyncio.sleep(EVERY)
+                quiet += EVERY
+        finally:
+            open_streams[caller.uid] -= 1
+            if not open_streams[caller.uid]:
+                del open_streams[caller.uid]
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+
+
+# ---------------------------------------------------------------- headers on every answer
+
+class SecurityHeaders:
+    """Headers every answer gets: the Content-Security-Policy, no sniffing, no framing, no referrer (a
+    sign-in link's code must not leak to another site)."""
+
+    HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+               (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
