@@ -143,7 +143,7 @@ def test_every_answer_has_a_strict_content_security_policy(web: Cluster) -> None
         _, _, head = b.call("GET", path)
         csp = head["content-security-policy"]
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp, path
-        assert head["x-content-type-options"] == "nosniff" and head["referrer-policy"] == "no-referrer"
+        assert head["x-content-type-options"] == "nosniff" and head["referrer-policy"] == "same-origin"
     status, js, head = b.call("GET", "/static/wulf.js")
     assert status == 200 and head["content-type"].startswith("text/javascript") and ".innerHTML" not in js and "insertAdjacentHTML" not in js
     status, _, _ = b.call("GET", "/static/..%2f..%2fweb.py")

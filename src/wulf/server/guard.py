@@ -69,7 +69,7 @@ async def refuse(send: Send, status: int, kind: str, message: str,
 
 
 LOGIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>wulf: sign in</title>
-<link rel="stylesheet" href="/static/wulf.css"></head>
+<link rel="stylesheet" href="/static/wulf.css"><link rel="icon" href="data:,"></head>
 <body class="login"><h1>wulf</h1><p>{why}</p>{form}</body></html>"""
 TOKEN_FORM = """<form method="post" action="/login"><label>API token <input name="token" type="password" size="50"
 autocomplete="off"></label> <button>Sign in</button></form>

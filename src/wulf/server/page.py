@@ -48,7 +48,7 @@ def render(status: dict[str, Any], queues: list[dict[str, Any]] | None = None) -
     waiting = sum(u["queued"] + u["held"] for u in users)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["server"]["time"]))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>wulf</title>
-<meta http-equiv="refresh" content="5"><link rel="stylesheet" href="/static/wulf.css"></head><body class="table">
+<meta http-equiv="refresh" content="5"><link rel="stylesheet" href="/static/wulf.css"><link rel="icon" href="data:,"></head><body class="table">
 <h1>wulf</h1><p>{html.escape(when)}: {len(up)} of {len(status['nodes'])} nodes up, {cpus:g} cpus ({free:.1f} free);
 {running:,} jobs running, {waiting:,} waiting</p>
 <h2>Users</h2><table>{_head("user", "running", "cpus", "queued", "held")}{urows}</table>

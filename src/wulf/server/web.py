@@ -284,11 +284,12 @@ async def events(request: Request) -> StreamingResponse:
 # ---------------------------------------------------------------- headers on every answer
 
 class SecurityHeaders:
-    """Headers every answer gets: the Content-Security-Policy, no sniffing, no framing, no referrer (a
-    sign-in link's code must not leak to another site)."""
+    """Headers every answer gets: the Content-Security-Policy, no sniffing, no framing, no referrer to
+    another site (a sign-in link's code must not leak; "no-referrer" would make the browser's Origin
+    "null" on the page's own posts, which the CSRF check refuses)."""
 
     HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
-               (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
+               (b"x-frame-options", b"DENY"), (b"referrer-policy", b"same-origin")]
 
     def __init__(self, app: Any) -> None:
         self.app = app

@@ -85,15 +85,37 @@ def _node(state: ServerState, node: Node) -> dict[str, Any]:
     return {**node.public(state.policy.features.get(node.name, frozenset())), **node_load(node)}
 
 
+def _users(state: ServerState) -> list[dict[str, Any]]:
+    """Per user: wulf's jobs running (and the cpus they hold), queued, held; and the outside process
+    clusters of theirs found on the nodes (and the cpus they use), apart."""
+    users: dict[str, dict[str, Any]] = {}
+    for job in state.jobs.values():
+        js = job.state
+        if js not in ACTIVE_STATES:
+            continue
+        u = users.get(job.user)
+        if u is None:
+            u = users[job.user] = {"user": job.user, "running": 0, "cpus": 0.0, "queued": 0, "held": 0,
+                                   "outside": 0, "outside_cpu": 0.0}
+        if job.origin is Origin.EXTERNAL:
+            u["outside"] += 1
+            u["outside_cpu"] += job.cpu_used
+        elif js is JobState.RUNNING:
+            u["running"] += 1
+            u["cpus"] += job.cpu
+        else:
+            u["queued" if js is JobState.QUEUED else "held"] += 1
+    return [users[n] for n in sorted(users)]
+
+
 def overview(state: ServerState, now: float, viewer: Caller | None) -> dict[str, Any]:
     """The cluster now: its nodes (with their load split), per user, per queue, and the jobs counted."""
-    page = views.page_view(state, now, 0, viewer)
     nodes = [_node(state, n) for n in sorted(state.nodes.values(), key=lambda n: n.name)]
-    users = page["users"]
+    users = _users(state)
     return {"time": now, "nodes": nodes, "users": users, "queues": views.queues(state, now, viewer=viewer),
             "running": sum(u["running"] for u in users), "waiting": sum(u["queued"] + u["held"] for u in users),
-            "up": sum(1 for n in state.nodes.values() if n.state is NodeState.UP),
-            "changes": state.changes}
+            "outside": sum(u["outside"] for u in users),
+            "up": sum(1 for n in state.nodes.values() if n.state is NodeState.UP), "changes": state.changes}
 
 
 def _listed(state: ServerState, job: Job, now: float, viewer: Caller | None, up: bool) -> dict[str, Any]:
@@ -128,8 +150,9 @@ def job_detail(state: ServerState, job: Job, now: float, viewer: Caller | None) 
     d["waiting_reason"] = views.waiting_reason(state, job, up) if job.state is JobState.QUEUED else ""
     if job.array_id is not None:
         d["array"] = views.arrays_public(state, {job.array_id}).get(str(job.array_id))
-    mine = viewer is not None and (viewer.uid == job.uid or viewer.admin) and not viewer.read_only
-    d["may"] = {"cancel": mine and job.state in ACTIVE_STATES, "hold": mine and job.state is JobState.QUEUED,
+    theirs = viewer is not None and (viewer.uid == job.uid or viewer.admin)
+    mine = theirs and viewer is not None and not viewer.read_only
+    d["may"] = {"output": theirs and job.origin is not Origin.EXTERNAL, "cancel": mine and job.state in ACTIVE_STATES, "hold": mine and job.state is JobState.QUEUED,
                 "release": mine and job.state is JobState.HELD, "renice": mine and job.state is JobState.RUNNING}
     return d
 

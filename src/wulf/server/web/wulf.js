@@ -17,7 +17,7 @@ function el(tag, attrs, ...kids) {
     if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const kid of kids.flat()) {
+  for (const kid of kids.flat(Infinity)) {
     if (kid === null || kid === undefined) continue;
     e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
   }
@@ -28,7 +28,7 @@ const SVG = "http://www.w3.org/2000/svg";
 function svg(tag, attrs, ...kids) {
   const e = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
-  for (const kid of kids.flat()) if (kid) e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  for (const kid of kids.flat(Infinity)) if (kid) e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
   return e;
 }
 
@@ -139,17 +139,20 @@ async function overview() {
       el("div", {}, el("b", {}, `${o.up} / ${o.nodes.length}`), "nodes up"),
       el("div", {}, el("b", {}, num(free, 1) + " / " + num(cpus, 0)), "cpus free"),
       el("div", {}, el("b", {id: "running"}, o.running), "jobs running"),
-      el("div", {}, el("b", {id: "waiting"}, o.waiting), "jobs waiting")),
+      el("div", {}, el("b", {id: "waiting"}, o.waiting), "jobs waiting"),
+      el("div", {}, el("b", {}, o.outside), "outside process clusters")),
     el("h2", {}, "Load now"), legend(),
     table(["node", "state", "cpu", "memory", {label: "load", num: true}, {label: "jobs", num: true}],
       o.nodes.map((n) => el("tr", {}, el("td", {}, nodeLink(n.name)), el("td", {class: n.state}, n.state),
         el("td", {}, cpuBar(n)), el("td", {}, memBar(n)), el("td", {class: "num"}, num(n.load, 2)),
         el("td", {class: "num"}, n.jobs)))),
     el("h2", {}, "Users"),
-    table(["user", {label: "running", num: true}, {label: "cpus", num: true}, {label: "queued", num: true}, {label: "held", num: true}],
+    table(["user", {label: "running", num: true}, {label: "cpus", num: true}, {label: "queued", num: true}, {label: "held", num: true},
+      {label: "outside clusters", num: true}, {label: "outside cpu", num: true}],
       o.users.map((u) => el("tr", {}, el("td", {}, link("/jobs?user=" + encodeURIComponent(u.user), u.user)),
         el("td", {class: "num"}, u.running), el("td", {class: "num"}, num(u.cpus, 1)),
-        el("td", {class: "num"}, u.queued), el("td", {class: "num"}, u.held)))),
+        el("td", {class: "num"}, u.queued), el("td", {class: "num"}, u.held),
+        el("td", {class: "num"}, u.outside), el("td", {class: "num"}, num(u.outside_cpu, 2))))),
     el("h2", {}, "Queues"),
     table(["queue", {label: "priority", num: true}, "runs", {label: "queued", num: true}, {label: "running", num: true}, "waiting because"],
       o.queues.map((q) => el("tr", {}, el("td", {}, `${q.user}:${q.name}`), el("td", {class: "num"}, q.priority),
@@ -243,7 +246,7 @@ const output = {id: null, next: -65536, done: false, decoder: null, timer: null}
 async function jobPage(id) {
   const j = await api("/api/v1/web/jobs/" + encodeURIComponent(id));
   const skip = new Set(["may", "array", "waiting_reason", "command"]);
-  const fields = Object.entries(j).filter(([k]) => !skip.has(k)).map(([k, v]) =>
+  const fields = Object.entries(j).filter(([k, v]) => !skip.has(k) && v !== null && v !== "").map(([k, v]) =>
     [el("dt", {}, k), el("dd", {}, ["submitted", "started", "ended"].includes(k) ? when(v) : v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v))]);
   const buttons = [];
   if (j.may.cancel) buttons.push(el("button", {class: "danger", id: "cancel", onclick: () => doAct("/api/v1/jobs/cancel", {ids: [j.id]})}, "Cancel"));
@@ -262,9 +265,9 @@ async function jobPage(id) {
     j.waiting_reason ? el("p", {class: "why", id: "why"}, "Waits: ", j.waiting_reason) : "",
     buttons.length ? el("div", {class: "actions"}, buttons) : "",
     el("h2", {}, "Command"), el("pre", {class: "cmd", id: "command"}, j.command),
-    el("h2", {}, "Output"), output.pre,
+    el("h2", {}, "Output"), j.may.output ? output.pre : el("p", {class: "muted"}, "Only its owner (and administrators) may read its output."),
     el("h2", {}, "Everything wulf knows of it"), el("dl", {class: "fields"}, fields));
-  follow(j);
+  if (j.may.output) follow(j);
 }
 
 async function doAct(path, body) {
