@@ -41,6 +41,8 @@ MAX_STREAMS = 16
 """Live pages one user may keep open at once."""
 
 router = APIRouter()
+# (the page's own routes are not in the OpenAPI document, which is the API's; nor is the live stream, which
+# never ends: a client generated from the document could not read it)
 
 
 def _files() -> dict[str, tuple[bytes, str]]:
@@ -79,28 +81,28 @@ def _shell() -> HTMLResponse:
     return HTMLResponse(FILES["index.html"][0], headers={"cache-control": "no-store"})
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def home(request: Request) -> HTMLResponse:
     _caller(request)
     return _shell()
 
 
-@router.get("/nodes", response_class=HTMLResponse)
-@router.get("/jobs", response_class=HTMLResponse)
-@router.get("/submit", response_class=HTMLResponse)
+@router.get("/nodes", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/jobs", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/submit", response_class=HTMLResponse, include_in_schema=False)
 async def pages(request: Request) -> HTMLResponse:
     _caller(request)
     return _shell()
 
 
-@router.get("/nodes/{name}", response_class=HTMLResponse)
-@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+@router.get("/nodes/{name}", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
 async def item_pages(request: Request) -> HTMLResponse:
     _caller(request)
     return _shell()
 
 
-@router.get("/table", response_class=HTMLResponse)
+@router.get("/table", response_class=HTMLResponse, include_in_schema=False)
 async def table(request: Request) -> str:
     """The cluster as one table, without script (what ``/`` was before the web interface)."""
     from wulf.server.page import MAX_WAITING, render
@@ -109,7 +111,7 @@ async def table(request: Request) -> str:
     return render(daemon.page_view(MAX_WAITING, viewer=caller), daemon.queues(viewer=caller))
 
 
-@router.get("/static/{name}")
+@router.get("/static/{name}", include_in_schema=False)
 async def static(name: str) -> Response:
     found = FILES.get(name)
     if found is None or name == "index.html":
@@ -247,7 +249,7 @@ async def web_node(request: Request, name: Annotated[str, FastPath(max_length=25
     return found
 
 
-@router.get("/api/v1/events")
+@router.get("/api/v1/events", include_in_schema=False)
 async def events(request: Request) -> StreamingResponse:
     """Server-sent events: ``change`` (with the count of changes) soon after the server's state changes
     (a job submitted, started or ended, a node's report), at most every EVERY seconds."""
