@@ -33,7 +33,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
-EVERY = 0.5
+EVERY = 1.0
 """Seconds between two looks for a change, per live page."""
 PING = 15.0
 """Seconds between keep-alive comments on a live page's stream."""
