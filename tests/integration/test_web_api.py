@@ -137,6 +137,27 @@ def test_others_jobs_are_not_a_sessions_to_cancel_and_read_only_tokens_read_only
     assert web.job(bobs)["state"] in ("queued", "running")
 
 
+def test_a_session_stops_its_queues_and_an_administrators_drains_nodes(web: Cluster, users: Users) -> None:
+    alice, carol = Browser(web.port), Browser(web.port)  # type: ignore[attr-defined]
+    alice.sign_in(f"token={token_of(web, users.alice)}")
+    carol.sign_in(f"token={token_of(web, users.carol)}")
+    status, _, _ = alice.act("/api/v1/queues", {"queue": "default", "stopped": True})
+    assert status == 200
+    queue = f"{users.alice.name}:default"
+    _, seen, _ = alice.call("GET", "/api/v1/web/overview")
+    assert [q["stopped"] for q in seen["queues"] if f"{q['user']}:{q['name']}" == queue] == [True]
+    status, refused, _ = alice.act("/api/v1/admin/nodes/n1/drain", {})
+    assert status == 403 and "not an administrator" in refused["error"]["message"]
+    status, _, _ = carol.act("/api/v1/admin/nodes/n1/drain", {})
+    assert status == 200
+    web.wait_node("n1", "drain")
+    status, refused, _ = carol.act("/api/v1/admin/nodes/n1/quit", {})  # not a button of the page
+    assert status == 403 and "web page" in refused["error"]["message"]
+    status, _, _ = carol.act("/api/v1/admin/nodes/n1/resume", {})
+    assert status == 200
+    web.wait_node("n1", "up")
+
+
 def test_every_answer_has_a_strict_content_security_policy(web: Cluster) -> None:
     b = Browser(web.port)  # type: ignore[attr-defined]
     for path in ("/login", "/static/wulf.js", "/healthz", "/jobs"):

@@ -32,7 +32,7 @@ from wulf.auth.identity import Caller, user_name
 from wulf.errors import Forbidden, Unauthenticated, WulfError
 from wulf.server.peer import PEER
 from wulf.server.security import NO_IDENTITY, PUBLIC_MAX_BODY, Security
-from wulf.server.websession import ACTIONS, CSRF_HEADER, SESSION_COOKIE, csrf_ok
+from wulf.server.websession import CSRF_HEADER, SESSION_COOKIE, csrf_ok, may_ask
 
 log = logging.getLogger("wulf.server")
 
@@ -326,7 +326,7 @@ class Guard:
             raise Unauthenticated("this browser's session has ended (signed out, expired, or the server restarted): "
                                   "sign in again at /login")
         if scope["method"] not in ("GET", "HEAD"):
-            if scope["path"] not in ACTIONS:
+            if not may_ask(scope["path"]):
                 raise Forbidden("the web page's session may not do this: use the commands or an API token")
             if not csrf_ok(session, _header(scope, CSRF_HEADER)) or not same_origin(scope):
                 raise Forbidden("refused a request of the web page's session without its CSRF token (or from "

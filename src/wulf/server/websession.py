@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -27,7 +28,14 @@ MAX_SESSIONS = 10_000
 MAX_LINKS = 1_000
 #: what a session may ask besides GET (with its CSRF token): the page's forms and buttons
 ACTIONS = frozenset({"/api/v1/jobs", "/api/v1/jobs/cancel", "/api/v1/jobs/hold", "/api/v1/jobs/release",
-                     "/api/v1/jobs/nice", "/api/v1/wait"})
+                     "/api/v1/jobs/nice", "/api/v1/wait", "/api/v1/queues"})
+#: and an administrator's buttons on a node's page (the route checks that they are one)
+NODE_ACTIONS = re.compile(r"/api/v1/admin/nodes/[^/]+/(drain|resume)")
+
+
+def may_ask(path: str) -> bool:
+    """Whether a session may ask ``path`` with a POST (see ACTIONS)."""
+    return path in ACTIONS or NODE_ACTIONS.fullmatch(path) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,10 +154,12 @@ async function overview() {
         el("td", {class: "num"}, u.queued), el("td", {class: "num"}, u.held),
         el("td", {class: "num"}, u.outside), el("td", {class: "num"}, num(u.outside_cpu, 2))))),
     el("h2", {}, "Queues"),
-    table(["queue", {label: "priority", num: true}, "runs", {label: "queued", num: true}, {label: "running", num: true}, "waiting because"],
-      o.queues.map((q) => el("tr", {}, el("td", {}, `${q.user}:${q.name}`), el("td", {class: "num"}, q.priority),
+    table(["queue", {label: "priority", num: true}, "runs", {label: "queued", num: true}, {label: "running", num: true}, "waiting because", ""],
+      o.queues.map((q) => el("tr", {"data-queue": `${q.user}:${q.name}`}, el("td", {}, `${q.user}:${q.name}`), el("td", {class: "num"}, q.priority),
         el("td", {}, q.stopped ? "stopped" : q.window), el("td", {class: "num"}, q.queued),
-        el("td", {class: "num"}, q.running), el("td", {}, q.reason)))));
+        el("td", {class: "num"}, q.running), el("td", {}, q.reason),
+        el("td", {}, mayAct(q.user) ? el("button", {class: "queue", onclick: () => doAct("/api/v1/queues",
+          {queue: `${q.user}:${q.name}`, stopped: !q.stopped})}, q.stopped ? "Start" : "Stop") : "")))));
 }
 
 async function nodes() {
@@ -183,7 +185,10 @@ async function nodePage(name) {
     ["free for wulf", `${num(n.cpu_free, 2)} cpus, ${mb(n.mem_free_mb)}`], ["available memory", mb(n.mem_available_mb)],
     ["swap free", mb(n.swap_free_mb)], ["scratch free", mb(n.scratch_free_mb)], ["processes", n.nprocs],
     ["system", `${n.os} ${n.kernel} ${n.arch}`], ["features", n.features.join(" ")], ["last report", when(n.last_seen)]];
-  show(el("h1", {}, "Node ", n.name), legend(),
+  const drain = me.admin && !me.read_only && n.state !== "down"
+    ? el("button", {id: "drain", onclick: () => doAct(`/api/v1/admin/nodes/${encodeURIComponent(n.name)}/${n.drained ? "resume" : "drain"}`, {})},
+      n.drained ? "Resume (take jobs again)" : "Drain (no new jobs)") : "";
+  show(el("h1", {}, "Node ", n.name), drain, legend(),
     el("p", {}, "cpu ", cpuBar(n), "  memory ", memBar(n)),
     el("h2", {}, "cpu in use since this page opened"), plot(samples, n.cpus),
     el("dl", {class: "fields"}, fields.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
@@ -234,8 +239,10 @@ async function jobs() {
 
 function history_replace(q) { window.history.replaceState(null, "", location.pathname + (q.toString() ? "?" + q : "")); }
 
+function mayAct(user) { return !me.read_only && (user === me.user || me.admin); }
+
 function mayCancel(j) {
-  return !me.read_only && (j.user === me.user || me.admin) && ["queued", "held", "running"].includes(j.state) && j.origin !== "external";
+  return mayAct(j.user) && ["queued", "held", "running"].includes(j.state) && j.origin !== "external";
 }
 
 async function cancel(id) {
