@@ -191,6 +191,24 @@ def test_the_jobs_list_is_paged_filtered_and_sorted_on_the_server(web: Cluster, 
         assert status == 400 and refused["error"]["kind"] == "usage", (bad, refused)
 
 
+def test_the_load_of_each_node_and_of_the_cluster_is_kept_for_the_plots(web: Cluster, users: Users) -> None:
+    b = Browser(web.port)  # type: ignore[attr-defined]
+    b.sign_in(f"token={token_of(web, users.alice)}")
+
+    def points(query: str) -> list[list[float]]:
+        status, got, _ = b.call("GET", f"/api/v1/web/history?{query}")
+        assert status == 200, got
+        return list(got["points"])
+
+    [*_, last] = wait_until("a point of n1's load", lambda: points("node=n1&span=hour"), timeout=40)
+    fields = b.call("GET", "/api/v1/web/history?node=n1")[1]["fields"]
+    assert dict(zip(fields, last, strict=True))["cpus"] == 2.0  # the agent offers 2
+    assert points("span=day")  # the whole cluster's
+    for bad in ("node=nosuch", "span=week"):
+        status, refused, _ = b.call("GET", f"/api/v1/web/history?{bad}")
+        assert status in (400, 404) and refused["error"]["kind"] in ("usage", "not_found"), refused
+
+
 def test_live_updates_arrive_as_server_sent_events(web: Cluster, users: Users) -> None:
     b = Browser(web.port)  # type: ignore[attr-defined]
     b.sign_in(f"token={token_of(web, users.alice)}")

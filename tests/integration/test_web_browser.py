@@ -106,11 +106,12 @@ def test_sign_in_submit_watch_it_run_and_end_follow_its_output_and_cancel_anothe
     expect(page.locator("#state")).to_have_text("running")
     page.goto(web.base + "/")  # type: ignore[attr-defined]
     expect(page.locator("#running")).to_have_text("1")
+    expect(page.locator("svg.plot")).to_have_count(2)
     shot(page, "overview.png")
     page.goto(web.base + "/nodes/n1")  # type: ignore[attr-defined]
     expect(page.locator("h1")).to_have_text("Node n1")
     expect(page.locator(f"a[href='/jobs/{other}']")).to_have_count(1)
-    expect(page.locator("path.line-wulf")).to_have_count(1)  # two samples or more: a line
+    expect(page.locator("svg.plot")).to_have_count(2)  # cpu and memory over the last hour
     shot(page, "node.png")
     page.goto(web.base + f"/jobs?user={users.alice.name}")  # type: ignore[attr-defined]
     page.locator(f"tr[data-id='{other}'] button.cancel").click()

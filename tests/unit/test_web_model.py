@@ -11,6 +11,7 @@ from wulf.errors import UsageError
 from wulf.model.job import Job, JobState, Origin
 from wulf.protocol import JobStarted, JobUse, NodeInfo, NodeSample, Report
 from wulf.server.events import JobsStarted, NodeUp, Reported, SchedulePass, Submitted
+from wulf.server.loadhistory import CLUSTER, DAY_STEP, HOUR_STEP, SPANS, LoadHistory
 from wulf.server.state import ServerState
 from wulf.server.websession import LINK_TTL, MAX_SESSIONS, SESSION_TTL, WebSessions, csrf_ok
 from wulf.server.webviews import JobFilter, job_detail, job_page, node_load, overview
@@ -116,3 +117,19 @@ def test_outside_load_is_shown_apart_from_wulfs_jobs() -> None:
     assert load["mem_wulf_mb"] == 200.0 and load["mem_outside_mb"] == 500.0
     o = overview(state, T0, ALICE)
     assert o["running"] == 2 and o["up"] == 1 and o["nodes"][0]["cpu_outside"] == 1.5
+
+
+def test_the_load_history_keeps_an_hour_and_a_day_of_points() -> None:
+    h = LoadHistory()
+    for k in range(2000):  # 8 hours and more, a point every HOUR_STEP
+        t = T0 + k * HOUR_STEP
+        h.record(t, {"a": (1.0, 0.5, 100.0, 50.0, 4.0, 4096.0), "b": (float(k), 0.0, 0.0, 0.0, 2.0, 2048.0)})
+    hour, day = h.points("b", "hour"), h.points("b", "day")
+    assert hour is not None and day is not None
+    assert len(hour) == SPANS["hour"][1] and hour[-1][0] == T0 + 1999 * HOUR_STEP and hour[-1][1] == 1999.0
+    assert [p[0] for p in hour] == sorted(p[0] for p in hour)  # oldest first
+    assert day[1][0] - day[0][0] == DAY_STEP and len(day) == int(1999 * HOUR_STEP / DAY_STEP) + 1
+    whole = h.points(CLUSTER, "hour")
+    assert whole is not None and whole[-1][1:] == [2000.0, 0.5, 100.0, 50.0, 6.0, 6144.0]  # the sum (as floats)
+    h.forget(["a"])
+    assert h.points("b", "hour") is None and h.points("a", "day") is not None

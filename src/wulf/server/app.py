@@ -56,10 +56,11 @@ from wulf.server.accounting import Ask
 from wulf.server.daemon import Daemon
 from wulf.server.edge import TRUST
 from wulf.server.guard import CALLER, Guard
+from wulf.server.loadhistory import LoadHistory
 from wulf.server.metrics import CONTENT_TYPE, CountRequests
 from wulf.server.nodes import AgentLink, Node
 from wulf.server.security import Security
-from wulf.server.web import SecurityHeaders
+from wulf.server.web import SecurityHeaders, keep_history
 from wulf.server.web import router as web_router
 
 log = logging.getLogger("wulf.server")
@@ -519,7 +520,9 @@ def create_app(daemon: Daemon, security: Security, on_quit: Any = None, web_url:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         daemon.start()
+        sampler = asyncio.create_task(keep_history(daemon.state, app.state.load_history), name="wulf-load-history")
         yield
+        sampler.cancel()
         await daemon.stop()
 
     app = FastAPI(title="wulf", version=__version__, lifespan=lifespan)
@@ -527,6 +530,7 @@ def create_app(daemon: Daemon, security: Security, on_quit: Any = None, web_url:
     app.state.security = security
     app.state.on_quit = on_quit
     app.state.web_url = web_url
+    app.state.load_history = LoadHistory()  # the plots of the web page
     app.state.streams = {}  # uid -> the live pages (server-sent events) they have open
     app.state.output_audited = {}  # (administrator's uid, job) -> when their read of its output was audited
     app.add_exception_handler(WulfError, _wulf_error)  # type: ignore[arg-type]

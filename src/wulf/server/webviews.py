@@ -81,6 +81,17 @@ def node_load(node: Node) -> dict[str, float]:
             "mem_wulf_mb": round(wulf_mem, 1), "mem_outside_mb": round(max(0.0, used_mem - wulf_mem), 1)}
 
 
+def loads_now(state: ServerState) -> dict[str, tuple[float, ...]]:
+    """Each node's load now, as wulf.server.loadhistory keeps it (a node that is down offers nothing)."""
+    out: dict[str, tuple[float, ...]] = {}
+    for node in state.nodes.values():
+        load = node_load(node)
+        up = node.state is not NodeState.DOWN
+        out[node.name] = (load["cpu_wulf"], load["cpu_outside"], load["mem_wulf_mb"], load["mem_outside_mb"],
+                          node.cpus if up else 0.0, node.mem_mb if up else 0.0)
+    return out
+
+
 def _node(state: ServerState, node: Node) -> dict[str, Any]:
     return {**node.public(state.policy.features.get(node.name, frozenset())), **node_load(node)}
 

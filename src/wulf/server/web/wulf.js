@@ -112,20 +112,45 @@ function legend() {
 function cpuBar(n) { return bar(n.cpus, n.cpu_wulf, n.cpu_outside, n.cpu_alloc, "cpu"); }
 function memBar(n) { return bar(n.mem_total_mb, n.mem_wulf_mb, n.mem_outside_mb, n.mem_alloc_mb, "memory (MB)"); }
 
-// cpu over time on a node since the page opened: wulf's jobs and outside load, as two lines
-const samples = [];
-function plot(points, total) {
-  const w = 480, h = 120, pad = 28, n = points.length;
-  const t0 = n ? points[0].t : 0, span = n > 1 ? points[n - 1].t - t0 : 1;
-  const X = (t) => pad + ((t - t0) / (span || 1)) * (w - pad - 4), Y = (v) => h - 16 - (v / (total || 1)) * (h - 24);
-  const line = (key) => points.map((p, i) => (i ? "L" : "M") + X(p.t).toFixed(1) + "," + Y(p[key]).toFixed(1)).join(" ");
-  return svg("svg", {width: w, height: h, role: "img", "aria-label": "cpu over time"},
-    svg("line", {class: "axis", x1: pad, y1: h - 16, x2: w - 4, y2: h - 16}),
-    svg("line", {class: "axis", x1: pad, y1: 8, x2: pad, y2: h - 16}),
-    svg("text", {x: 2, y: 12}, num(total, 0)), svg("text", {x: 2, y: h - 16}, "0"),
-    svg("text", {x: pad, y: h - 2}, n ? new Date(t0 * 1000).toLocaleTimeString() : ""),
-    n > 1 ? svg("path", {class: "line-wulf", d: line("wulf")}) : null,
-    n > 1 ? svg("path", {class: "line-outside", d: line("outside")}) : null);
+// load over the last hour or day (GET /api/v1/web/history): wulf's jobs and outside load, two lines;
+// points are [time, cpu_wulf, cpu_outside, mem_wulf_mb, mem_outside_mb, cpus, mem_total_mb]
+let span = "hour";
+const histories = {};  // node ("" for the cluster) -> {span, at, points}
+
+async function loadHistory(node) {
+  const had = histories[node];
+  if (had && had.span === span && Date.now() - had.at < 15000) return had.points;
+  const h = await api(`/api/v1/web/history?span=${span}&node=${encodeURIComponent(node)}`);
+  histories[node] = {span, at: Date.now(), points: h.points};
+  return h.points;
+}
+
+function plot(points, wulf, outside, cap, label, unit) {
+  const w = 520, h = 140, pad = 44, n = points.length;
+  const top = Math.max(1, ...points.map((p) => Math.max(p[cap], p[wulf] + p[outside])));
+  const t0 = n ? points[0][0] : 0, t1 = n ? points[n - 1][0] : 1;
+  const X = (t) => pad + ((t - t0) / (t1 - t0 || 1)) * (w - pad - 6), Y = (v) => h - 18 - (v / top) * (h - 28);
+  const line = (f) => points.map((p, i) => (i ? "L" : "M") + X(p[0]).toFixed(1) + "," + Y(f(p)).toFixed(1)).join(" ");
+  const time = (t) => new Date(t * 1000).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  return svg("svg", {width: w, height: h, role: "img", "aria-label": label, class: "plot"},
+    svg("title", {}, label),
+    svg("line", {class: "axis", x1: pad, y1: h - 18, x2: w - 4, y2: h - 18}),
+    svg("line", {class: "axis", x1: pad, y1: 8, x2: pad, y2: h - 18}),
+    svg("text", {x: 2, y: 14}, num(top, top < 10 ? 1 : 0) + unit), svg("text", {x: 2, y: h - 18}, "0"),
+    n ? svg("text", {x: pad, y: h - 3}, time(t0)) : svg("text", {x: pad + 8, y: h / 2}, "no points yet"),
+    n ? svg("text", {x: w - 6, y: h - 3, "text-anchor": "end"}, time(t1)) : null,
+    n > 1 ? svg("path", {class: "line-cap", d: line((p) => p[cap])}) : null,
+    n > 1 ? svg("path", {class: "line-wulf", d: line((p) => p[wulf])}) : null,
+    n > 1 ? svg("path", {class: "line-outside", d: line((p) => p[wulf] + p[outside])}) : null);
+}
+
+async function plots(node) {
+  const points = await loadHistory(node);
+  const pick = el("select", {id: "span", onchange: (ev) => { span = ev.target.value; reload(); }},
+    ["hour", "day"].map((s) => el("option", {value: s, selected: s === span}, "last " + s)));
+  return el("div", {class: "plots"},
+    el("h2", {}, "Load over the ", pick, el("span", {class: "muted"}, " (blue: wulf's jobs; orange: with outside load on top; grey: capacity)")),
+    plot(points, 1, 2, 5, "cpus in use", " cpu"), plot(points.map((p) => p.map((v, i) => i > 0 ? v / 1024 : v)), 3, 4, 6, "memory in use", " GB"));
 }
 
 // ------------------------------------------------------------------ pages
@@ -141,6 +166,7 @@ async function overview() {
       el("div", {}, el("b", {id: "running"}, o.running), "jobs running"),
       el("div", {}, el("b", {id: "waiting"}, o.waiting), "jobs waiting"),
       el("div", {}, el("b", {}, o.outside), "outside process clusters")),
+    await plots(""),
     el("h2", {}, "Load now"), legend(),
     table(["node", "state", "cpu", "memory", {label: "load", num: true}, {label: "jobs", num: true}],
       o.nodes.map((n) => el("tr", {}, el("td", {}, nodeLink(n.name)), el("td", {class: n.state}, n.state),
@@ -176,8 +202,6 @@ async function nodes() {
 async function nodePage(name) {
   const d = await api("/api/v1/web/nodes/" + encodeURIComponent(name));
   const n = d.node;
-  samples.push({t: Date.now() / 1000, wulf: n.cpu_wulf, outside: n.cpu_outside});
-  if (samples.length > 720) samples.shift();
   const fields = [["state", n.state], ["host", n.hostname], ["cpus", n.cpus], ["memory", mb(n.mem_total_mb)],
     ["load (1, 5, 15 min)", [n.load, n.load5, n.load15].map((x) => num(x, 2)).join(", ")],
     ["cpu: wulf's jobs / outside / allocated", `${num(n.cpu_wulf, 2)} / ${num(n.cpu_outside, 2)} / ${num(n.cpu_alloc, 2)}`],
@@ -190,7 +214,7 @@ async function nodePage(name) {
       n.drained ? "Resume (take jobs again)" : "Drain (no new jobs)") : "";
   show(el("h1", {}, "Node ", n.name), drain, legend(),
     el("p", {}, "cpu ", cpuBar(n), "  memory ", memBar(n)),
-    el("h2", {}, "cpu in use since this page opened"), plot(samples, n.cpus),
+    await plots(n.name),
     el("dl", {class: "fields"}, fields.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
     el("h2", {}, "Running here (wulf's jobs and outside process clusters)"),
     table(["id", "user", "origin", {label: "cpu", num: true}, {label: "cpu used", num: true}, {label: "MB used", num: true}, "command"],
