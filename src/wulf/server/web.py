@@ -281,10 +281,10 @@ async def events(request: Request) -> StreamingResponse:
     if open_streams.get(caller.uid, 0) >= MAX_STREAMS:
         raise SlowDown(f"{caller.user} has {MAX_STREAMS} live pages open already: close some", retry_after=5.0)
     daemon = _daemon(request)
-    open_streams[caller.uid] = open_streams.get(caller.uid, 0) + 1
 
     async def stream() -> AsyncIterator[str]:
         seen, quiet = -1, 0.0
+        open_streams[caller.uid] = open_streams.get(caller.uid, 0) + 1  # (counted once it runs: see finally)
         try:
             yield "retry: 2000\n\n"
             while not await request.is_disconnected():

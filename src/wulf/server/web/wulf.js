@@ -73,12 +73,17 @@ async function answer(r) {
 
 // read the page again: one read at a time, and one more if a change came meanwhile
 async function reload() {
-  if (!refresh) return;
+  if (!refresh || editing()) return;  // (not under the hands of someone typing: the next change reads again)
   if (busy) { again = true; return; }
   busy = true;
   try { await refresh(); showError(""); } catch (e) { showError(e.message); }
   busy = false;
   if (again) { again = false; reload(); }
+}
+
+function editing() {
+  const a = document.activeElement;
+  return a && main.contains(a) && ["INPUT", "TEXTAREA"].includes(a.tagName);
 }
 
 function live() {
@@ -329,6 +334,7 @@ function submitPage() {
   const field = (label, name, attrs = {}) => [el("label", {for: name}, label), el("input", {id: name, name, ...attrs})];
   const form = el("form", {class: "submit", id: "submit-form", onsubmit: submitJob},
     el("label", {for: "command"}, "command"), el("textarea", {id: "command", name: "command", required: true}),
+    el("span"), el("label", {}, el("input", {type: "checkbox", id: "script", name: "script"}), " a script (run by its #! line)"),
     field("directory", "cwd", {value: me.home, required: true}),
     field("name", "name"), field("queue", "queue", {value: "default"}),
     field("cpus", "cpu", {type: "number", step: "0.1", min: "0.1", placeholder: "default"}),
@@ -353,8 +359,9 @@ async function submitJob(ev) {
   ev.preventDefault();
   const f = new FormData(ev.target);
   try {
-    const spec = {command: f.get("command"), cwd: f.get("cwd"), name: f.get("name"), queue: f.get("queue") || "default",
+    const spec = {cwd: f.get("cwd"), name: f.get("name"), queue: f.get("queue") || "default",
       array: f.get("array"), depend: f.get("depend")};
+    if (f.get("script")) spec.script = f.get("command"); else spec.command = f.get("command");
     if (f.get("cpu")) spec.cpu = Number(f.get("cpu"));
     if (f.get("mem_mb")) spec.mem_mb = Number(f.get("mem_mb"));
     const limit = seconds(f.get("time_limit"));
