@@ -86,6 +86,8 @@ def test_the_jobs_list_filters_sorts_and_pages() -> None:
     assert running["total"] == 4 and {j["node"] for j in running["jobs"]} == {"n1"}
     assert job_page(state, T0, ALICE, JobFilter(name="job1"), limit=100)["total"] == 10
     assert job_page(state, T0, ALICE, JobFilter(queue="other"))["total"] == 0
+    assert job_page(state, T0, ALICE, JobFilter(origin="wulf"))["total"] == 30
+    assert job_page(state, T0, ALICE, JobFilter(origin="external"))["total"] == 0
     assert len(job_page(state, T0, ALICE, JobFilter(), limit=10_000)["jobs"]) == 30  # (at most 500 a page)
     with pytest.raises(UsageError, match="sleeping"):
         job_page(state, T0, ALICE, JobFilter(state="sleeping"))

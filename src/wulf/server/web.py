@@ -227,12 +227,14 @@ async def web_overview(request: Request) -> dict[str, Any]:
 async def web_jobs(request: Request, user: Annotated[str, Query(max_length=256)] = "",
                    state: Annotated[str, Query(max_length=20)] = "", queue: Annotated[str, Query(max_length=256)] = "",
                    node: Annotated[str, Query(max_length=256)] = "", name: Annotated[str, Query(max_length=256)] = "",
+                   origin: Annotated[str, Query(pattern="^(|all|wulf|external)$")] = "",
                    sort: Annotated[str, Query(max_length=20)] = "id", desc: Annotated[int, Query(ge=0, le=1)] = 0,
                    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
     """A page of the jobs the server keeps in memory (active, and the latest ended), filtered and sorted
-    (see wulf.server.webviews.job_page); ``total`` counts all that pass the filter."""
-    where = JobFilter(user=user, state=state, queue=queue, node=node, name=name)
+    (see wulf.server.webviews.job_page; ``origin``: wulf's jobs, outside work, or all); ``total`` counts
+    all that pass the filter."""
+    where = JobFilter(user=user, state=state, queue=queue, node=node, name=name, origin="" if origin == "all" else origin)
     return job_page(_daemon(request).state, time.time(), _caller(request), where, sort, bool(desc), offset, limit)
 
 

@@ -41,6 +41,7 @@ class JobFilter:
     queue: str = ""
     node: str = ""
     name: str = ""  # a part of the name (or of the command, for jobs without a name)
+    origin: str = ""  # "wulf" (batch and interactive), "external" (outside work found on the nodes); "": all
 
     def states(self) -> frozenset[JobState] | None:
         if not self.state:
@@ -54,6 +55,8 @@ class JobFilter:
 
     def keeps(self, job: Job, states: frozenset[JobState] | None) -> bool:
         if states is not None and job.state not in states:
+            return False
+        if self.origin and (job.origin is Origin.EXTERNAL) != (self.origin == "external"):
             return False
         if self.user and job.user != self.user or self.queue and job.queue != self.queue:
             return False

@@ -38,7 +38,7 @@ function table(heads, rows) {
 
 function num(x, digits = 1) { return x === null || x === undefined ? "" : Number(x).toFixed(digits); }
 function mb(x) { return x === null || x === undefined ? "" : x >= 10240 ? (x / 1024).toFixed(1) + " GB" : Math.round(x) + " MB"; }
-function when(t) { return t ? new Date(t * 1000).toLocaleString() : ""; }
+function when(t) { return t ? new Date(t * 1000).toLocaleString([], {dateStyle: "short", timeStyle: "medium"}) : ""; }
 function link(href, text) { return el("a", {href}, text); }
 function jobLink(id) { return link("/jobs/" + encodeURIComponent(id), String(id)); }
 function nodeLink(name) { return name ? link("/nodes/" + encodeURIComponent(name), name) : ""; }
@@ -228,21 +228,25 @@ async function nodePage(name) {
         el("td", {class: "num"}, Math.round(j.mem_used_mb)), el("td", {class: "cmd"}, j.name || j.command)))));
 }
 
-const JOB_FILTERS = ["user", "state", "queue", "node", "name"];
+const JOB_FILTERS = ["user", "state", "queue", "node", "name", "origin"];
+const ORIGINS = [["wulf", "wulf's jobs"], ["external", "outside work"], ["all", "both"]];
 async function jobs() {
   const q = new URLSearchParams(location.search);
   const params = new URLSearchParams();
   for (const k of [...JOB_FILTERS, "sort", "desc", "offset"]) if (q.get(k)) params.set(k, q.get(k));
+  if (!q.get("origin")) params.set("origin", "wulf");  // outside work only when asked for
   params.set("limit", "50");
   const page = await api("/api/v1/web/jobs?" + params);
   const go = (changes) => {
     for (const [k, v] of Object.entries(changes)) if (v === "" || v === null) q.delete(k); else q.set(k, v);
     history_replace(q); reload();
   };
-  const input = (k) => el("label", {}, el("span", {}, k), k === "state"
-    ? el("select", {name: k}, ["", "active", "waiting", "running", "queued", "held", "ended", "done", "failed", "cancelled"]
-      .map((s) => el("option", {value: s, selected: (q.get(k) || "") === s}, s || "any")))
-    : el("input", {name: k, value: q.get(k) || "", size: 12}));
+  const choice = (k, options) => el("select", {name: k},
+    options.map(([v, label]) => el("option", {value: v, selected: (q.get(k) || options[0][0]) === v}, label)));
+  const states = ["", "active", "waiting", "running", "queued", "held", "ended", "done", "failed", "cancelled"];
+  const input = (k) => el("label", {}, el("span", {}, k),
+    k === "state" ? choice(k, states.map((s) => [s, s || "any"])) : k === "origin" ? choice(k, ORIGINS)
+      : el("input", {name: k, value: q.get(k) || "", size: 12}));
   const filters = el("form", {class: "filters", onsubmit: (ev) => {
     ev.preventDefault();
     const f = new FormData(ev.target);
@@ -318,7 +322,11 @@ async function follow(job) {
     for (;;) {
       const o = await api(`/api/v1/jobs/${job.id}/output?offset=${output.next}`);
       const bytes = Uint8Array.from(atob(o.data), (c) => c.charCodeAt(0));
-      if (bytes.length) output.pre.append(document.createTextNode(output.decoder.decode(bytes, {stream: true})));
+      if (bytes.length) {
+        const pre = output.pre, atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+        pre.append(document.createTextNode(output.decoder.decode(bytes, {stream: true})));
+        if (atEnd) pre.scrollTop = pre.scrollHeight;  // follow the end, as tail -f does, unless scrolled up
+      }
       output.next = o.next;
       if (o.ended) { output.done = true; break; }
       if (!bytes.length) await new Promise((r) => setTimeout(r, 1000));
