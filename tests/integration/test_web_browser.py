@@ -102,6 +102,12 @@ def test_sign_in_submit_watch_it_run_and_end_follow_its_output_and_cancel_anothe
     expect(page.locator("#state")).to_have_text("done")
     expect(page.locator("#output")).to_contain_text("line 4\nfinished")
     shot(page, "job.png")
+    page.click("text=Submit again")  # an ended job's settings, filled in
+    sync_api.expect(page.locator("#name")).to_have_value("counting")
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/jobs/\d+$"))
+    again = int(page.url.rsplit("/", 1)[1])
+    assert again != jid and web.job(again)["command"] == web.job(jid)["command"]
     other = submit_form(page, web, "while :; do :; done", "busy")  # (busy for the screenshots: cancelled soon)
     expect(page.locator("#state")).to_have_text("running")
     page.goto(web.base + "/")  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@
 const main = document.getElementById("main");
 let me = null;          // who is signed in: GET /api/v1/web/session
 let refresh = null;     // the current page's "read again" (called on every change the server reports)
-let busy = false, again = false;
+let busy = false, again = false, lastRead = 0;
 
 // ------------------------------------------------------------------ building the page
 
@@ -78,6 +78,7 @@ async function reload() {
   busy = true;
   try { await refresh(); showError(""); } catch (e) { showError(e.message); }
   busy = false;
+  lastRead = Date.now();
   if (again) { again = false; reload(); }
 }
 
@@ -92,6 +93,8 @@ function live() {
   events.addEventListener("change", reload);
   events.onopen = () => badge.classList.remove("off");
   events.onerror = () => badge.classList.add("off");
+  // and should a change not be heard of (the stream broken, a proxy that holds it back), read again anyway
+  setInterval(() => { if (Date.now() - lastRead > 5000) reload(); }, 5000);
 }
 
 // ------------------------------------------------------------------ plots (hand-written SVG)
@@ -292,6 +295,9 @@ async function jobPage(id) {
   if (j.may.cancel) buttons.push(el("button", {class: "danger", id: "cancel", onclick: () => doAct("/api/v1/jobs/cancel", {ids: [j.id]})}, "Cancel"));
   if (j.may.hold) buttons.push(el("button", {id: "hold", onclick: () => doAct("/api/v1/jobs/hold", {ids: [j.id]})}, "Hold"));
   if (j.may.release) buttons.push(el("button", {id: "release", onclick: () => doAct("/api/v1/jobs/release", {ids: [j.id]})}, "Release"));
+  if (mayAct(j.user) && ["done", "failed", "cancelled"].includes(j.state) && j.origin === "batch") {
+    buttons.push(link("/submit?from=" + encodeURIComponent(j.id), "Submit again"));
+  }
   if (j.may.renice) {
     const nice = el("input", {type: "number", min: -20, max: 19, value: j.nice, size: 4, id: "nice"});
     buttons.push(nice, el("button", {onclick: () => doAct("/api/v1/jobs/nice", {ids: [j.id], nice: Number(nice.value)})}, "Renice"));
@@ -337,21 +343,24 @@ async function follow(job) {
   } finally { output.timer = null; }
 }
 
-function submitPage() {
+async function submitPage() {
   if (me.read_only) { show(el("p", {}, "This session is read-only: it cannot submit jobs.")); return; }
+  // "Submit again" from an ended job's page: its settings filled in (not its environment: the page has none)
+  const from = new URLSearchParams(location.search).get("from");
+  const j = from ? await api("/api/v1/web/jobs/" + encodeURIComponent(from)) : {};
   const field = (label, name, attrs = {}) => [el("label", {for: name}, label), el("input", {id: name, name, ...attrs})];
   const form = el("form", {class: "submit", id: "submit-form", onsubmit: submitJob},
-    el("label", {for: "command"}, "command"), el("textarea", {id: "command", name: "command", required: true}),
+    el("label", {for: "command"}, "command"), el("textarea", {id: "command", name: "command", required: true}, j.command || ""),
     el("span"), el("label", {}, el("input", {type: "checkbox", id: "script", name: "script"}), " a script (run by its #! line)"),
-    field("directory", "cwd", {value: me.home, required: true}),
-    field("name", "name"), field("queue", "queue", {value: "default"}),
-    field("cpus", "cpu", {type: "number", step: "0.1", min: "0.1", placeholder: "default"}),
-    field("memory (MB)", "mem_mb", {type: "number", min: "1", placeholder: "default"}),
-    field("time limit", "time_limit", {placeholder: "e.g. 90s, 30m, 2h, 1:30:00"}),
+    field("directory", "cwd", {value: j.cwd || me.home, required: true}),
+    field("name", "name", {value: j.name || ""}), field("queue", "queue", {value: j.queue || "default"}),
+    field("cpus", "cpu", {type: "number", step: "0.1", min: "0.1", placeholder: "default", value: j.cpu_req || ""}),
+    field("memory (MB)", "mem_mb", {type: "number", min: "1", placeholder: "default", value: j.mem_req_mb || ""}),
+    field("time limit", "time_limit", {placeholder: "e.g. 90s, 30m, 2h, 1:30:00", value: j.time_limit ? j.time_limit + "s" : ""}),
     field("array", "array", {placeholder: "e.g. 1-100%5"}),
     field("after (dependencies)", "depend", {placeholder: "e.g. afterok:12:13"}),
     el("span"), el("button", {id: "submit"}, "Submit"));
-  show(el("h1", {}, "Submit a job"), form);
+  show(el("h1", {}, from ? `Submit job ${from} again` : "Submit a job"), form);
 }
 
 function seconds(text) {
