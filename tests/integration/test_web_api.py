@@ -192,6 +192,7 @@ def test_the_jobs_list_is_paged_filtered_and_sorted_on_the_server(web: Cluster, 
 
 
 def test_the_load_of_each_node_and_of_the_cluster_is_kept_for_the_plots(web: Cluster, users: Users) -> None:
+    [jid] = submit_as(web, users.alice, [{"command": "sleep 300", "cwd": str(web.work), "cpu": 0.5}])
     b = Browser(web.port)  # type: ignore[attr-defined]
     b.sign_in(f"token={token_of(web, users.alice)}")
 
@@ -204,6 +205,8 @@ def test_the_load_of_each_node_and_of_the_cluster_is_kept_for_the_plots(web: Clu
     fields = b.call("GET", "/api/v1/web/history?node=n1")[1]["fields"]
     assert dict(zip(fields, last, strict=True))["cpus"] == 2.0  # the agent offers 2
     assert points("span=day")  # the whole cluster's
+    [*_, used] = wait_until("a point of the job's use", lambda: points(f"job={jid}"), timeout=40)
+    assert len(used) == 3 and used[2] >= 0  # time, cpu, memory
     for bad in ("node=nosuch", "span=week"):
         status, refused, _ = b.call("GET", f"/api/v1/web/history?{bad}")
         assert status in (400, 404) and refused["error"]["kind"] in ("usage", "not_found"), refused

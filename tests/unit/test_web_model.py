@@ -11,7 +11,7 @@ from wulf.errors import UsageError
 from wulf.model.job import Job, JobState, Origin
 from wulf.protocol import JobStarted, JobUse, NodeInfo, NodeSample, Report
 from wulf.server.events import JobsStarted, NodeUp, Reported, SchedulePass, Submitted
-from wulf.server.loadhistory import CLUSTER, DAY_STEP, HOUR_STEP, SPANS, LoadHistory
+from wulf.server.loadhistory import CLUSTER, DAY_STEP, HOUR_STEP, KEEP_ENDED, SPANS, LoadHistory
 from wulf.server.state import ServerState
 from wulf.server.websession import LINK_TTL, MAX_SESSIONS, SESSION_TTL, WebSessions, csrf_ok
 from wulf.server.webviews import JobFilter, job_detail, job_page, node_load, overview
@@ -135,3 +135,16 @@ def test_the_load_history_keeps_an_hour_and_a_day_of_points() -> None:
     assert whole is not None and whole[-1][1:] == [2000.0, 0.5, 100.0, 50.0, 6.0, 6144.0]  # the sum (as floats)
     h.forget(["a"])
     assert h.points("b", "hour") is None and h.points("a", "day") is not None
+
+
+def test_a_jobs_use_is_kept_while_it_runs_and_for_the_latest_ended() -> None:
+    h = LoadHistory()
+    for k in range(10):
+        h.record_jobs(T0 + k * HOUR_STEP, {1: (0.5 * k, 100.0), 2: (1.0, 10.0 * k)})
+    points = h.job_points(1)
+    assert points is not None and len(points) == 10 and points[-1] == [T0 + 9 * HOUR_STEP, 4.5, 100.0]
+    h.record_jobs(T0 + 10 * HOUR_STEP, {3: (1.0, 1.0)})  # 1 and 2 ended: kept (the latest KEEP_ENDED)
+    assert h.job_points(2) is not None
+    for k in range(KEEP_ENDED + 5):
+        h.record_jobs(T0 + (11 + k) * HOUR_STEP, {100 + k: (1.0, 1.0)})
+    assert h.job_points(1) is None and h.job_points(2) is None and h.job_points(100 + KEEP_ENDED + 4) is not None

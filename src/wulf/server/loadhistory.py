@@ -1,8 +1,10 @@
-"""The load of the cluster and of each node over the last hour and day, for the web page's plots.
+"""The load of the cluster and of each node over the last hour and day, and of each job over the last
+hour of its run, for the web page's plots.
 
 Sampled from the server's state (see :func:`wulf.server.webviews.node_load`): a point every
 HOUR_STEP seconds kept for an hour, and a point every DAY_STEP seconds kept for a day, per node and for
-the whole cluster. Points are kept in flat arrays of floats (a few KB a node), in memory only: a restart
+the whole cluster; a point every HOUR_STEP seconds for each running job (its cpu and memory in use),
+kept for an hour and, once it has ended, for the last KEEP_ENDED jobs. Points are kept in flat arrays of floats (a few KB a node), in memory only: a restart
 of the server starts the plots afresh.
 """
 
@@ -14,6 +16,8 @@ from collections.abc import Iterable
 
 #: what a point holds, after its time
 FIELDS = ("cpu_wulf", "cpu_outside", "mem_wulf_mb", "mem_outside_mb", "cpus", "mem_total_mb")
+JOB_FIELDS = ("cpu_used", "mem_used_mb")
+KEEP_ENDED = 2000
 HOUR_STEP = 15.0
 DAY_STEP = 300.0
 SPANS = {"hour": (HOUR_STEP, int(3600 / HOUR_STEP)), "day": (DAY_STEP, int(86400 / DAY_STEP))}
@@ -23,23 +27,23 @@ CLUSTER = ""  # the key of the whole cluster's points
 class Ring:
     """The last ``size`` points, oldest first, in flat arrays."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, size: int, width: int = len(FIELDS)) -> None:
+        self.size, self.width = size, width
         self.times = array("d", [math.nan] * size)
-        self.values = array("f", [math.nan] * (size * len(FIELDS)))
+        self.values = array("f", [math.nan] * (size * width))
         self.next = 0  # where the next point goes
         self.last = -math.inf  # the time of the latest point
 
     def add(self, t: float, values: Iterable[float]) -> None:
         i = self.next
         self.times[i] = t
-        w = len(FIELDS)
+        w = self.width
         self.values[i * w:(i + 1) * w] = array("f", values)
         self.next = (i + 1) % self.size
         self.last = t
 
     def points(self) -> list[list[float]]:
-        w, out = len(FIELDS), []
+        w, out = self.width, []
         for k in range(self.size):
             i = (self.next + k) % self.size
             if not math.isnan(self.times[i]):
@@ -50,6 +54,7 @@ class Ring:
 class LoadHistory:
     def __init__(self) -> None:
         self._rings: dict[tuple[str, str], Ring] = {}  # (node or CLUSTER, span) -> its points
+        self._jobs: dict[int, Ring] = {}  # job -> its last hour's points (the running ones last)
 
     def record(self, now: float, loads: dict[str, tuple[float, ...]]) -> None:
         """Take the nodes' loads now (node -> FIELDS), and their sum as the cluster's, into each span
@@ -62,6 +67,23 @@ class LoadHistory:
                     ring = self._rings[(key, span)] = Ring(size)
                 if now - ring.last >= step * 0.99:
                     ring.add(now, values)
+
+    def record_jobs(self, now: float, uses: dict[int, tuple[float, float]]) -> None:
+        """Take the running jobs' use now (job -> JOB_FIELDS); forget all but the last KEEP_ENDED of
+        those that no longer run."""
+        step, size = SPANS["hour"]
+        for job_id, values in uses.items():
+            ring = self._jobs.pop(job_id, None) or Ring(size, len(JOB_FIELDS))
+            self._jobs[job_id] = ring  # (to the end: the running ones stay in the last places)
+            if now - ring.last >= step * 0.99:
+                ring.add(now, values)
+        ended = len(self._jobs) - len(uses)
+        for job_id in list(self._jobs)[:max(0, ended - KEEP_ENDED)]:
+            del self._jobs[job_id]
+
+    def job_points(self, job_id: int) -> list[list[float]] | None:
+        ring = self._jobs.get(job_id)
+        return ring.points() if ring is not None else None
 
     def forget(self, keep: Iterable[str]) -> None:
         """Drop the points of nodes the server no longer knows."""

@@ -25,11 +25,11 @@ from wulf.auth.identity import CREDENTIAL, SOCKET, Caller, user_name
 from wulf.errors import Forbidden, NotFound, Refused, SlowDown, Unauthenticated
 from wulf.server.daemon import Daemon
 from wulf.server.guard import CALLER, Scope, link_form, login_page, parse_login, same_origin
-from wulf.server.loadhistory import CLUSTER, FIELDS, HOUR_STEP, SPANS, LoadHistory
+from wulf.server.loadhistory import CLUSTER, FIELDS, HOUR_STEP, JOB_FIELDS, SPANS, LoadHistory
 from wulf.server.security import Security
 from wulf.server.state import ServerState
 from wulf.server.websession import SESSION_COOKIE, SESSION_TTL
-from wulf.server.webviews import JobFilter, job_detail, job_page, loads_now, node_detail, overview
+from wulf.server.webviews import JobFilter, job_detail, job_page, job_uses, loads_now, node_detail, overview
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
@@ -255,13 +255,18 @@ async def web_node(request: Request, name: Annotated[str, FastPath(max_length=25
 
 @router.get("/api/v1/web/history")
 async def history(request: Request, node: Annotated[str, Query(max_length=256)] = "",
-                  span: Annotated[str, Query(pattern="^(hour|day)$")] = "hour") -> dict[str, Any]:
-    """The load of ``node`` (of the whole cluster if none) over the last hour or day: ``points`` are
-    ``[time, *fields]``, oldest first (see wulf.server.loadhistory)."""
+                  span: Annotated[str, Query(pattern="^(hour|day)$")] = "hour",
+                  job: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0) -> dict[str, Any]:
+    """The load of ``node`` (of the whole cluster if none) over the last hour or day, or the use of
+    ``job`` over the last hour of its run: ``points`` are ``[time, *fields]``, oldest first (see
+    wulf.server.loadhistory)."""
     _caller(request)
+    found: LoadHistory = request.app.state.load_history
+    if job:
+        return {"job": job, "step": SPANS["hour"][0], "fields": ["time", *JOB_FIELDS],
+                "points": found.job_points(job) or []}
     if node and node not in _daemon(request).state.nodes:
         raise NotFound(f"no node {node}")
-    found: LoadHistory = request.app.state.load_history
     return {"node": node, "span": span, "step": SPANS[span][0], "fields": ["time", *FIELDS],
             "points": found.points(node or CLUSTER, span) or []}
 
@@ -269,7 +274,9 @@ async def history(request: Request, node: Annotated[str, Query(max_length=256)] 
 async def keep_history(state: ServerState, history: LoadHistory) -> None:
     """Sample the nodes' load for the plots, every HOUR_STEP seconds, for as long as the server runs."""
     while True:
-        history.record(time.time(), loads_now(state))
+        now = time.time()
+        history.record(now, loads_now(state))
+        history.record_jobs(now, job_uses(state))
         history.forget(state.nodes)
         await asyncio.sleep(HOUR_STEP)
 

@@ -95,6 +95,12 @@ def loads_now(state: ServerState) -> dict[str, tuple[float, ...]]:
     return out
 
 
+def job_uses(state: ServerState) -> dict[int, tuple[float, float]]:
+    """The running wulf jobs' cpu and memory in use now, as wulf.server.loadhistory keeps them."""
+    return {j.id: (j.cpu_used, j.mem_used) for n in state.nodes.values() for j in n.jobs.values()
+            if j.origin is not Origin.EXTERNAL}
+
+
 def _node(state: ServerState, node: Node) -> dict[str, Any]:
     return {**node.public(state.policy.features.get(node.name, frozenset())), **node_load(node)}
 

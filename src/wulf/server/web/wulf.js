@@ -311,9 +311,19 @@ async function jobPage(id) {
     j.waiting_reason ? el("p", {class: "why", id: "why"}, "Waits: ", j.waiting_reason) : "",
     buttons.length ? el("div", {class: "actions"}, buttons) : "",
     el("h2", {}, "Command"), el("pre", {class: "cmd", id: "command"}, j.command),
+    j.started ? await jobPlots(j) : "",
     el("h2", {}, "Output"), j.may.output ? output.pre : el("p", {class: "muted"}, "Only its owner (and administrators) may read its output."),
     el("h2", {}, "Everything wulf knows of it"), el("dl", {class: "fields"}, fields));
   if (j.may.output) follow(j);
+}
+
+// a job's cpu and memory in use over the last hour of its run (a point every 15 s), against what it holds
+async function jobPlots(j) {
+  const h = await api(`/api/v1/web/history?job=${j.id}`);
+  const points = h.points.map(([t, cpu, mem]) => [t, cpu, 0, mem / 1024, 0, j.cpu, j.mem_mb / 1024]);
+  return el("div", {class: "plots"}, el("h2", {}, "In use over the last hour of its run ",
+    el("span", {class: "muted"}, "(grey: what it holds)")),
+    plot(points, 1, 2, 5, "cpus in use", " cpu"), plot(points, 3, 4, 6, "memory in use", " GB"));
 }
 
 async function doAct(path, body) {
