@@ -158,6 +158,28 @@ def test_a_session_stops_its_queues_and_an_administrators_drains_nodes(web: Clus
     web.wait_node("n1", "up")
 
 
+def test_a_user_signs_in_with_their_unix_password_where_the_site_allows(shared_tmp: Path, users: Users) -> None:
+    password = "web-Pass-" + str(os.getpid())
+    subprocess.run(["chpasswd"], input=f"{users.bob.name}:{password}\n", text=True, check=True)
+    port = free_port()
+    with running_cluster(shared_tmp, listen=f"127.0.0.1:{port}", config='[web]\npam_service = "login"\n') as c:
+        b = Browser(port)
+        status, page, _ = b.call("GET", "/login")
+        assert status == 200 and 'name="password"' in page
+        assert b.sign_in(f"user={users.bob.name}&password=wrong") == 401
+        assert b.sign_in(f"user=root&password={password}") == 401  # root signs in with `wulf web`
+        assert b.sign_in(f"user={users.bob.name}&password={password}") == 303
+        _, me, _ = b.call("GET", "/api/v1/web/session")
+        assert me["user"] == users.bob.name and not me["admin"] and me["csrf"]
+        status, made, _ = b.act("/api/v1/jobs", {"jobs": [{"command": "true", "cwd": str(c.work)}]})
+        assert status == 200 and c.job(made["jobs"][0])["user"] == users.bob.name
+    with running_cluster(shared_tmp / "off", listen=f"127.0.0.1:{free_port()}") as c:  # by default: no passwords
+        b = Browser(int(c.listen.rpartition(":")[2]))
+        status, page, _ = b.call("GET", "/login")
+        assert 'name="password"' not in page
+        assert b.sign_in(f"user={users.bob.name}&password={password}") == 401
+
+
 def test_every_answer_has_a_strict_content_security_policy(web: Cluster) -> None:
     b = Browser(web.port)  # type: ignore[attr-defined]
     for path in ("/login", "/static/wulf.js", "/healthz", "/jobs"):

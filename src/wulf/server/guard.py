@@ -75,6 +75,9 @@ TOKEN_FORM = """<form method="post" action="/login"><label>API token <input name
 autocomplete="off"></label> <button>Sign in</button></form>
 <p>Make a token on a machine of the cluster with <code>wulf token create</code>, or sign in with the link
 that <code>wulf up</code> or <code>wulf web</code> prints.</p>"""
+PASSWORD_FORM = """<form method="post" action="/login"><label>User <input name="user" size="16"
+autocomplete="username"></label> <label>Password <input name="password" type="password" size="24"
+autocomplete="current-password"></label> <button>Sign in</button></form><p>or</p>"""
 LINK_FORM = """<form method="post" action="/login"><input type="hidden" name="once" value="{code}">
 <button>Sign in as {user}</button></form>"""
 
@@ -250,7 +253,7 @@ class Guard:
         if isinstance(e, Forbidden):
             await refuse(send, 403, "forbidden", e.message)
         elif is_page(path) and scope["method"] in ("GET", "HEAD"):
-            status, body = login_page(e.message, 401)
+            status, body = login_page(e.message, 401, sign_in_forms(self.security))
             await _respond(send, status, body, b"text/html; charset=utf-8")
         else:
             # a body nobody will read: the connection goes with the answer, not on taking it in
@@ -351,10 +354,15 @@ def _where(scope: Scope, peer: tuple[int, int, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "an unknown address"
 
 
-def parse_login(body: bytes) -> tuple[str, str]:
-    """The token and the one-time code of the login form's body (application/x-www-form-urlencoded)."""
+def sign_in_forms(security: Security) -> str:
+    """The sign-in page's forms: the API token's, and the password's where ``[web] pam_service`` is set."""
+    return (PASSWORD_FORM if security.pam_service else "") + TOKEN_FORM
+
+
+def parse_login(body: bytes) -> dict[str, str]:
+    """The fields of the login form's body (application/x-www-form-urlencoded): token, once, user, password."""
     try:
-        values = parse_qs(body.decode("ascii"), max_num_fields=4)
+        values = parse_qs(body.decode("utf-8"), max_num_fields=4)
     except (UnicodeDecodeError, ValueError):
         raise WulfError("the form is not as sent by the login page") from None
-    return (values.get("token") or [""])[0].strip(), (values.get("once") or [""])[0].strip()
+    return {k: (values.get(k) or [""])[0] for k in ("token", "once", "user", "password")}

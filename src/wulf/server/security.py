@@ -51,6 +51,10 @@ ADMIN_TTL = 10.0
 PUBLIC_MAX_BODY = 64 * 1024
 """Largest body of a request whose sender is not known yet (the login form, ...)."""
 
+PASSWORD_TRIES = 0.1
+"""Passwords a second one address may try at the web interface's sign-in (after PASSWORD_BURST at once)."""
+PASSWORD_BURST = 5
+
 NO_IDENTITY = ("who are you? Over TCP a request needs a credential from the wulf agent of your machine "
                "(is one running there? it listens on [auth] agent_socket) or an API token "
                "(Authorization: Bearer ..., made with `wulf token create`)")
@@ -88,6 +92,7 @@ class Security:
         self.limits = Limits()  # what a connection may cost (wulf.server.edge reads it)
         self._known: dict[int, _Known] = {}
         self.web = WebSessions()  # the web page's sessions
+        self.password_tries = RateLimiter(PASSWORD_TRIES, PASSWORD_BURST)  # per address (see web.login)
         self.reload(config)
 
     @staticmethod
@@ -105,6 +110,7 @@ class Security:
         self.audit = AuditLog(config.audit_path())
         self.max_body = int(config.server.max_body_mb * 2**20)
         self.metrics_public = config.metrics.public
+        self.pam_service = config.web.pam_service  # passwords at the web interface's sign-in ("" : none)
         self.limits.max_connections = config.server.max_connections
         self.limits.request_timeout = config.server.request_timeout
         self._known.clear()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -22,9 +23,10 @@ from fastapi import Path as FastPath
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from wulf.auth.identity import CREDENTIAL, SOCKET, Caller, user_name
+from wulf.auth.pam import password_ok
 from wulf.errors import Forbidden, NotFound, Refused, SlowDown, Unauthenticated
 from wulf.server.daemon import Daemon
-from wulf.server.guard import CALLER, Scope, link_form, login_page, parse_login, same_origin
+from wulf.server.guard import CALLER, Scope, link_form, login_page, parse_login, same_origin, sign_in_forms
 from wulf.server.loadhistory import CLUSTER, FIELDS, HOUR_STEP, JOB_FIELDS, SPANS, LoadHistory
 from wulf.server.security import Security
 from wulf.server.state import ServerState
@@ -42,6 +44,7 @@ PING = 15.0
 MAX_STREAMS = 16
 """Live pages one user may keep open at once."""
 
+log = logging.getLogger("wulf.server")
 router = APIRouter()
 # (the page's own routes are not in the OpenAPI document, which is the API's; nor is the live stream, which
 # never ends: a client generated from the document could not read it)
@@ -130,47 +133,76 @@ def _signed_in(request: Request, sid: str) -> Response:
     return response
 
 
+LINK_GONE = "This sign-in link is used up or expired: `wulf web` prints a new one."
+
+
+def _page(why: str, status: int, security: Security, form: str = "") -> HTMLResponse:
+    code, body = login_page(why, status, form or sign_in_forms(security))
+    return HTMLResponse(body, status_code=code)
+
+
 @router.get("/login", response_class=HTMLResponse)
 async def login_form(request: Request, once: Annotated[str, Query(max_length=100)] = "") -> HTMLResponse:
     """The sign-in form; with ``once``, the button that redeems a one-time link (a click, so that a
     program that only fetches the link, to preview it, does not use it up)."""
-    if once:
-        whose = _security(request).web.peek(once, time.time())
-        if whose is None:
-            status, body = login_page("This sign-in link is used up or expired: `wulf web` prints a new one.", 401)
-        else:
-            status, body = login_page("Sign in with the link made for you.", 200, link_form(once, user_name(whose[0])))
-    else:
-        status, body = login_page("Sign in with an API token to see the cluster.")
-    return HTMLResponse(body, status_code=status)
+    security = _security(request)
+    if not once:
+        return _page("Sign in to see the cluster.", 200, security)
+    whose = security.web.peek(once, time.time())
+    if whose is None:
+        return _page(LINK_GONE, 401, security)
+    return _page("Sign in with the link made for you.", 200, security, link_form(once, user_name(whose[0])))
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    """Sign in with an API token or a one-time code: a new session, its id in a cookie (HttpOnly,
-    SameSite=Strict). Refused from another site's page (a forged sign-in)."""
+    """Sign in with an API token, a one-time code or (where ``[web] pam_service`` is set) a Unix password:
+    a new session, its id in a cookie (HttpOnly, SameSite=Strict). Refused from another site's page (a
+    forged sign-in)."""
     security = _security(request)
-    scope: Scope = request.scope
-    if not same_origin(scope):
-        status, body = login_page("Refused: this sign-in came from another site's page.", 403)
-        return HTMLResponse(body, status_code=status)
-    token, once = parse_login(await request.body())
+    if not same_origin(request.scope):
+        return _page("Refused: this sign-in came from another site's page.", 403, security)
+    form = parse_login(await request.body())
     now = time.time()
-    if once:
-        whose = security.web.redeem(once, now)
+    if form["once"]:
+        whose = security.web.redeem(form["once"], now)
         if whose is None:
-            status, body = login_page("This sign-in link is used up or expired: `wulf web` prints a new one.", 401)
-            return HTMLResponse(body, status_code=status)
+            return _page(LINK_GONE, 401, security)
         return _signed_in(request, security.web.open(whose[0], whose[1], None, False, now))
     try:
-        caller = await security.from_token(token)
-    except Unauthenticated as e:
-        status, body = login_page(e.message, 401)
-        return HTMLResponse(body, status_code=status)
-    found = security.tokens.find(token, now)
+        if form["user"]:
+            uid, gid = await _password(request, security, form["user"], form["password"])
+            return _signed_in(request, security.web.open(uid, gid, None, False, now))
+        caller = await security.from_token(form["token"].strip())
+    except (Unauthenticated, SlowDown) as e:
+        return _page(e.message, 429 if isinstance(e, SlowDown) else 401, security)
+    found = security.tokens.find(form["token"].strip(), now)
     assert found is not None  # from_token found it
     return _signed_in(request, security.web.open(caller.uid, caller.gid, found.id, caller.read_only, now,
                                                  found.expires))
+
+
+async def _password(request: Request, security: Security, user: str, password: str) -> tuple[int, int]:
+    """The uid and gid of ``user`` if ``password`` is theirs (PAM says); each address may try a few."""
+    import pwd
+
+    if not security.pam_service:
+        raise Unauthenticated("this server takes no passwords ([web] pam_service): sign in with an API token")
+    where = (request.client.host if request.client else "") or "?"
+    wait = security.password_tries.take(where, time.monotonic())
+    if wait > 0:
+        raise SlowDown(f"too many passwords tried from {where}: try again in {wait:.0f}s", retry_after=wait)
+    try:
+        pw = pwd.getpwnam(user)
+    except (KeyError, ValueError):
+        pw = None
+    ok = pw is not None and pw.pw_uid != 0 and bool(password) and await asyncio.to_thread(
+        password_ok, security.pam_service, user, password)
+    if not ok or pw is None:
+        log.warning("refused a sign-in to the web interface as %r from %s: wrong user or password", user[:64], where)
+        raise Unauthenticated("wrong user or password (root signs in with `wulf web`)")
+    log.info("%s signed in to the web interface with their password, from %s", user, where)
+    return pw.pw_uid, pw.pw_gid
 
 
 @router.get("/logout")
