@@ -119,6 +119,7 @@ def test_outside_load_is_shown_apart_from_wulfs_jobs() -> None:
     assert load["mem_wulf_mb"] == 200.0 and load["mem_outside_mb"] == 500.0
     o = overview(state, T0, ALICE)
     assert o["running"] == 2 and o["up"] == 1 and o["nodes"][0]["cpu_outside"] == 1.5
+    assert [(u["user"], u["running"], u["share"]) for u in o["users"]] == [("alice", 1, 1.0), ("bob", 1, 1.0)]
 
 
 def test_the_load_history_keeps_an_hour_and_a_day_of_points() -> None:

@@ -106,8 +106,8 @@ def _node(state: ServerState, node: Node) -> dict[str, Any]:
 
 
 def _users(state: ServerState) -> list[dict[str, Any]]:
-    """Per user: wulf's jobs running (and the cpus they hold), queued, held; and the outside process
-    clusters of theirs found on the nodes (and the cpus they use), apart."""
+    """Per user: wulf's jobs running (and the cpus they hold), queued, held, their fair-share weight; and
+    the outside process clusters of theirs found on the nodes (and the cpus they use), apart."""
     users: dict[str, dict[str, Any]] = {}
     for job in state.jobs.values():
         js = job.state
@@ -125,6 +125,9 @@ def _users(state: ServerState) -> list[dict[str, Any]]:
             u["cpus"] += job.cpu
         else:
             u["queued" if js is JobState.QUEUED else "held"] += 1
+    policy = state.policy
+    for name, u in users.items():  # fair share: their weight (of [shares]); what they hold of wulf's cpus now
+        u["share"] = policy.user_share(name, state.groups(name) if policy.needs_groups else ())
     return [users[n] for n in sorted(users)]
 
 

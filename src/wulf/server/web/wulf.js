@@ -167,6 +167,7 @@ async function overview() {
   const o = await api("/api/v1/web/overview");
   const cpus = o.nodes.filter((n) => n.state === "up").reduce((s, n) => s + n.cpus, 0);
   const free = o.nodes.filter((n) => n.state === "up").reduce((s, n) => s + Math.max(0, n.cpu_free), 0);
+  const held = o.users.reduce((s, u) => s + u.cpus, 0);
   show(el("h1", {}, "Cluster"),
     el("div", {class: "summary"},
       el("div", {}, el("b", {}, `${o.up} / ${o.nodes.length}`), "nodes up"),
@@ -181,10 +182,12 @@ async function overview() {
         el("td", {}, cpuBar(n)), el("td", {}, memBar(n)), el("td", {class: "num"}, num(n.load, 2)),
         el("td", {class: "num"}, n.jobs)))),
     el("h2", {}, "Users"),
-    table(["user", {label: "running", num: true}, {label: "cpus", num: true}, {label: "queued", num: true}, {label: "held", num: true},
+    table(["user", {label: "share", num: true}, {label: "running", num: true}, {label: "cpus", num: true},
+      {label: "of wulf's cpus", num: true}, {label: "queued", num: true}, {label: "held", num: true},
       {label: "outside clusters", num: true}, {label: "outside cpu", num: true}],
       o.users.map((u) => el("tr", {}, el("td", {}, link("/jobs?user=" + encodeURIComponent(u.user), u.user)),
-        el("td", {class: "num"}, u.running), el("td", {class: "num"}, num(u.cpus, 1)),
+        el("td", {class: "num"}, num(u.share, 1)), el("td", {class: "num"}, u.running), el("td", {class: "num"}, num(u.cpus, 1)),
+        el("td", {class: "num"}, held > 0 ? Math.round((100 * u.cpus) / held) + "%" : ""),
         el("td", {class: "num"}, u.queued), el("td", {class: "num"}, u.held),
         el("td", {class: "num"}, u.outside), el("td", {class: "num"}, num(u.outside_cpu, 2))))),
     el("h2", {}, "Queues"),
