@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from bench import arrays, policy
+from bench import arrays, policy, web
 from wulf.client import Client
 
 BIN = Path(sys.executable).parent
@@ -189,6 +189,7 @@ def main() -> int:
     results["agent"] = agent_cost(100 if q else 1000, 5 if q else 30)
     results["policy"] = policy.run(q)
     results["arrays"] = arrays.run(q)
+    results["web"] = web.run(q)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
     if args.json:
@@ -216,6 +217,7 @@ def main() -> int:
     ]
     rows += policy.rows(results["policy"])
     rows += arrays.rows(results["arrays"])
+    rows += web.rows(results["web"])
     w = max(len(r[0]) for r in rows)
     print(f"{'measure':<{w}}  {'result':>22}  target")
     for name, value, target in rows:
