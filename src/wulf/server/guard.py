@@ -250,14 +250,14 @@ class Guard:
         may not ask it (403)."""
         path = scope["path"]
         log.warning("refused %s %s from %s: %s", scope["method"], path, _where(scope, peer), e.message)
+        # a body nobody will read: the connection goes with the answer, not on taking it in
+        unread = [CLOSE] if _declared(scope) or _header(scope, b"transfer-encoding") else []
         if isinstance(e, Forbidden):
-            await refuse(send, 403, "forbidden", e.message)
+            await refuse(send, 403, "forbidden", e.message, unread)
         elif is_page(path) and scope["method"] in ("GET", "HEAD"):
             status, body = login_page(e.message, 401, sign_in_forms(self.security))
             await _respond(send, status, body, b"text/html; charset=utf-8")
         else:
-            # a body nobody will read: the connection goes with the answer, not on taking it in
-            unread = [CLOSE] if _declared(scope) or _header(scope, b"transfer-encoding") else []
             await refuse(send, 401, "unauthenticated", e.message,
                          [(b"www-authenticate", b'Bearer realm="wulf"'), *unread])
 

@@ -238,7 +238,7 @@ async def session(request: Request) -> dict[str, Any]:
     sid = request.cookies.get(SESSION_COOKIE)
     found = _security(request).web.find(sid, time.time()) if sid and caller.via == "web" else None
     return {"user": caller.user, "uid": caller.uid, "admin": caller.admin, "read_only": caller.read_only,
-            "csrf": found.csrf if found else "", "home": _home(caller.user)}
+            "csrf": found.csrf if found else "", "home": await asyncio.to_thread(_home, caller.user)}
 
 
 def _home(user: str) -> str:
