@@ -191,6 +191,8 @@ def test_every_answer_has_a_strict_content_security_policy(web: Cluster) -> None
     assert status == 200 and head["content-type"].startswith("text/javascript") and ".innerHTML" not in js and "insertAdjacentHTML" not in js
     status, _, _ = b.call("GET", "/static/..%2f..%2fweb.py")
     assert status == 404
+    for cdn in ("/docs", "/redoc"):  # pages whose scripts come from a CDN: not on this origin
+        assert b.call("GET", cdn)[0] == 404
 
 
 def test_the_jobs_list_is_paged_filtered_and_sorted_on_the_server(web: Cluster, users: Users) -> None:

@@ -525,7 +525,9 @@ def create_app(daemon: Daemon, security: Security, on_quit: Any = None, web_url:
         sampler.cancel()
         await daemon.stop()
 
-    app = FastAPI(title="wulf", version=__version__, lifespan=lifespan)
+    # no /docs nor /redoc: they load their scripts from a CDN, which the web interface's origin must not
+    # run (such a script could act as the signed-in user); /openapi.json describes the API
+    app = FastAPI(title="wulf", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.daemon = daemon
     app.state.security = security
     app.state.on_quit = on_quit
