@@ -120,6 +120,23 @@ def test_a_session_reads_and_acts_only_with_its_csrf_token(web: Cluster, users: 
     assert status == 401
 
 
+def test_a_session_holds_releases_and_renices_its_jobs(web: Cluster, users: Users) -> None:
+    waits, runs = submit_as(web, users.alice, [{"command": "true", "cwd": str(web.work), "cpu": 9},
+                                               {"command": "sleep 300", "cwd": str(web.work), "cpu": 0.5}])
+    alice = Browser(web.port)  # type: ignore[attr-defined]
+    alice.sign_in(f"token={token_of(web, users.alice)}")
+    assert alice.act("/api/v1/jobs/hold", {"ids": [waits]})[0] == 200
+    _, seen, _ = alice.call("GET", f"/api/v1/web/jobs/{waits}")
+    assert seen["state"] == "held" and seen["may"]["release"] and not seen["may"]["hold"]
+    assert alice.act("/api/v1/jobs/release", {"ids": [waits]})[0] == 200
+    _, seen, _ = alice.call("GET", f"/api/v1/web/jobs/{waits}")
+    assert seen["state"] == "queued" and "9" in seen["waiting_reason"]  # and says why it waits
+    wait_until("the other to run", lambda: web.job(runs)["state"] == "running")
+    status, done, _ = alice.act("/api/v1/jobs/nice", {"ids": [runs], "nice": 5})
+    assert status == 200, done
+    assert wait_until("the renice", lambda: web.job(runs)["nice"] == 5)
+
+
 def test_others_jobs_are_not_a_sessions_to_cancel_and_read_only_tokens_read_only(web: Cluster, users: Users) -> None:
     [bobs] = submit_as(web, users.bob, [{"command": "sleep 300", "cwd": str(web.work)}])
     alice = Browser(web.port)  # type: ignore[attr-defined]
