@@ -149,7 +149,7 @@ function plot(points, wulf, outside, cap, label, unit) {
     n ? svg("text", {x: w - 6, y: h - 3, "text-anchor": "end"}, time(t1)) : null,
     n > 1 ? svg("path", {class: "line-cap", d: line((p) => p[cap])}) : null,
     n > 1 ? svg("path", {class: "line-wulf", d: line((p) => p[wulf])}) : null,
-    n > 1 ? svg("path", {class: "line-outside", d: line((p) => p[wulf] + p[outside])}) : null);
+    n > 1 && points.some((p) => p[outside] > 0) ? svg("path", {class: "line-outside", d: line((p) => p[wulf] + p[outside])}) : null);
 }
 
 async function plots(node) {
@@ -308,6 +308,7 @@ async function jobPage(id) {
   if (output.id !== j.id) {
     Object.assign(output, {id: j.id, next: -65536, done: false, decoder: new TextDecoder(), pre: el("pre", {class: "output", id: "output"})});
   }
+  const pre = output.pre, atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4, was = pre.scrollTop;
   show(el("h1", {}, `Job ${j.id}`, j.name ? ": " : "", el("span", {id: "job-name"}, j.name)),
     el("p", {}, "state ", el("b", {class: j.state, id: "state"}, j.state), j.node ? [" on ", nodeLink(j.node)] : "",
       j.exit_code !== null ? ` (exit ${j.exit_code})` : ""),
@@ -317,6 +318,7 @@ async function jobPage(id) {
     j.started ? await jobPlots(j) : "",
     el("h2", {}, "Output"), j.may.output ? output.pre : el("p", {class: "muted"}, "Only its owner (and administrators) may read its output."),
     el("h2", {}, "Everything wulf knows of it"), el("dl", {class: "fields"}, fields));
+  pre.scrollTop = atEnd ? pre.scrollHeight : was;  // (put back in the page, it lost where it was scrolled to)
   if (j.may.output) follow(j);
 }
 
