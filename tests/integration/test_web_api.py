@@ -275,6 +275,37 @@ def test_live_updates_arrive_as_server_sent_events(web: Cluster, users: Users) -
         conn.close()
 
 
+def test_a_user_keeps_a_bounded_number_of_live_pages_open(web: Cluster, users: Users) -> None:
+    from wulf.server.web import MAX_STREAMS
+
+    b = Browser(web.port)  # type: ignore[attr-defined]
+    b.sign_in(f"token={token_of(web, users.alice)}")
+    streams = []
+    try:
+        for _ in range(MAX_STREAMS):
+            conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=20)  # type: ignore[attr-defined]
+            conn.request("GET", "/api/v1/events", headers={"Cookie": b.cookie})
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.readline().startswith(b"retry:")  # it runs
+            streams.append(conn)
+        status, refused, head = b.call("GET", "/api/v1/events")
+        assert status == 429 and refused["error"]["kind"] == "slow_down" and "live pages" in refused["error"]["message"]
+        streams.pop().close()  # one closed: room for another (once the server has seen it go)
+        wait_until("room for a live page", lambda: _opens(b), timeout=20)
+    finally:
+        for conn in streams:
+            conn.close()
+
+
+def _opens(b: Browser) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", b.port, timeout=20)
+    try:
+        conn.request("GET", "/api/v1/events", headers={"Cookie": b.cookie})
+        return conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
 def test_wulf_up_prints_the_web_interface_and_a_one_time_sign_in_link(shared_tmp: Path) -> None:
     state = shared_tmp / "up"
     config = shared_tmp / "wulf.toml"
