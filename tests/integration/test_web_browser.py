@@ -28,6 +28,7 @@ if not CHROMIUM.exists() or os.geteuid() != 0:
     pytest.skip("the browser tests need /usr/bin/chromium and root", allow_module_level=True)
 
 sync_api = pytest.importorskip("playwright.sync_api")
+sync_api.expect.set_options(timeout=WAIT)  # (expect's own deadline: the page's default is not its)
 
 
 @pytest.fixture
