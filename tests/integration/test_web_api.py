@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from users import Users
-from wulfproc import BIN, Cluster, free_port, running_cluster, wait_until
+from wulfproc import BIN, Cluster, Daemon, free_port, running_cluster, wait_until
 
 
 @pytest.fixture
@@ -190,6 +190,15 @@ def test_a_user_signs_in_with_their_unix_password_where_the_site_allows(shared_t
         assert me["user"] == users.bob.name and not me["admin"] and me["csrf"]
         status, made, _ = b.act("/api/v1/jobs", {"jobs": [{"command": "true", "cwd": str(c.work)}]})
         assert status == 200 and c.job(made["jobs"][0])["user"] == users.bob.name
+    # a personal cluster (`wulf up`: --owner-only) is its owner's alone (here root's, who never signs in so)
+    c = Cluster(shared_tmp / "mine", listen=f"127.0.0.1:{free_port()}", config='[web]\npam_service = "login"\n')
+    try:
+        c.server = Daemon([str(BIN / "wulf"), "server", "--state", str(c.state), "--listen", c.listen,
+                           "--owner-only"], c.root / "server.log", c.env).start()
+        wait_until("the server to answer", lambda: c.try_status() is not None)
+        assert Browser(int(c.listen.rpartition(":")[2])).sign_in(f"user={users.bob.name}&password={password}") == 401
+    finally:
+        c.stop()
     with running_cluster(shared_tmp / "off", listen=f"127.0.0.1:{free_port()}") as c:  # by default: no passwords
         b = Browser(int(c.listen.rpartition(":")[2]))
         status, page, _ = b.call("GET", "/login")

@@ -196,8 +196,9 @@ async def _password(request: Request, security: Security, user: str, password: s
         pw = pwd.getpwnam(user)
     except (KeyError, ValueError):
         pw = None
-    ok = pw is not None and pw.pw_uid != 0 and bool(password) and await asyncio.to_thread(
-        password_ok, security.pam_service, user, password)
+    # (a personal cluster, `wulf up`, is its owner's alone)
+    allowed = pw is not None and pw.pw_uid != 0 and not security.foreign((0, pw.pw_uid, pw.pw_gid))
+    ok = allowed and bool(password) and await asyncio.to_thread(password_ok, security.pam_service, user, password)
     if not ok or pw is None:
         log.warning("refused a sign-in to the web interface as %r from %s: wrong user or password", user[:64], where)
         raise Unauthenticated("wrong user or password (root signs in with `wulf web`)")
