@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from bench import arrays, fakeagents, policy
+from bench import arrays, fakeagents, policy, web
 from wulf.client import Client
 
 BIN = Path(sys.executable).parent
@@ -196,6 +196,7 @@ def main() -> int:
     results["arrays"] = arrays.run(q)
     results["fakeagents"] = (fakeagents.run(100, 20, 5.0, 1000, 3.0) if q
                              else fakeagents.run(1000, 65, 5.0, 10000, 10.0))
+    results["web"] = web.run(q)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
     if args.json:
@@ -224,6 +225,7 @@ def main() -> int:
     rows += policy.rows(results["policy"])
     rows += arrays.rows(results["arrays"])
     rows += fakeagents.rows(results["fakeagents"])
+    rows += web.rows(results["web"])
     w = max(len(r[0]) for r in rows)
     print(f"{'measure':<{w}}  {'result':>22}  target")
     for name, value, target in rows:

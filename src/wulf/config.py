@@ -234,6 +234,11 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    pam_service: str = ""  # sign in to the web interface with the Unix password, checked by this PAM service; "": not
+
+
+@dataclass(frozen=True)
 class CompatConfig:
     flavour: str = "pbs"  # what qsub, qstat and qdel are (see `wulf compat`): "pbs" (Torque, PBS Pro) or "sge"
 
@@ -258,6 +263,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     compat: CompatConfig = field(default_factory=CompatConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     path: str = ""  # the file this was read from, "" for defaults
 
     def state_dir(self) -> Path:
@@ -277,7 +283,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerConfig, "agent": AgentConfig, "scheduler": SchedulerConfig, "windows": WindowsConfig,
     "limits": LimitsConfig, "shares": SharesConfig, "mail": MailConfig, "nodes": NodesConfig,
     "client": ClientConfig, "auth": AuthConfig, "tls": TlsConfig, "log": LogConfig, "compat": CompatConfig,
-    "metrics": MetricsConfig,
+    "metrics": MetricsConfig, "web": WebConfig,
 }
 
 

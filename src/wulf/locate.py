@@ -42,6 +42,7 @@ KEYS: dict[str, dict[str, type]] = {
     "log": {"format": str, "file": str, "max_mb": float, "keep": int, "level": str},
     "compat": {"flavour": str},
     "metrics": {"public": bool},
+    "web": {"pam_service": str},
 }
 
 

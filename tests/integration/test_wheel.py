@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import tarfile
 import venv
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+WEB_FILES = {"index.html", "wulf.js", "wulf.css"}
 
 
 def _build(out: Path) -> Path:
@@ -41,6 +43,8 @@ def test_the_wheel_builds_reproducibly_and_installs(tmp_path: Path) -> None:
         assert (env / "share" / "man" / page).exists(), page
     p = subprocess.run([str(env / "bin" / "wulf"), "man", "wulf.toml"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "purge_scratch_hours" in p.stdout, p.stderr
+    [web] = env.glob("lib/python*/site-packages/wulf/server/web")  # the web interface's page, script and style
+    assert {f.name for f in web.iterdir()} >= WEB_FILES
 
 
 def test_the_sdist_builds_reproducibly(tmp_path: Path) -> None:
@@ -52,5 +56,7 @@ def test_the_sdist_builds_reproducibly(tmp_path: Path) -> None:
             pytest.skip("the build backend cannot be installed here (no package index)")
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
         [sdist] = (tmp_path / name).glob("wulf-*.tar.gz")
+        with tarfile.open(sdist) as tar:
+            assert {Path(n).name for n in tar.getnames() if "/src/wulf/server/web/" in n} >= WEB_FILES
         builds.append(hashlib.sha256(sdist.read_bytes()).hexdigest())
     assert builds[0] == builds[1], "two source distributions of the same tree differ"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 SOCKET = "socket"  # the kernel's peer credentials on the server's Unix socket
 CREDENTIAL = "credential"  # a credential signed with the cluster key (from the agent of the caller's host)
 TOKEN = "token"  # an API token
+WEB = "web"  # a session of the web page (signed in with an API token or a one-time link)
 
 
 @dataclass(frozen=True, slots=True)

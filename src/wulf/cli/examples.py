@@ -16,7 +16,10 @@ EXAMPLES: dict[str, str] = {
     "wulf up": """examples:
   wulf up                           # runs until Ctrl-C
   wulf up -d --cpus 4 --mem 8G      # in the background, offering 4 cpus and 8 GB
-  wulf up -d --listen 127.0.0.1:7878   # also on TCP, for the HTTP API
+  wulf up -d --listen 127.0.0.1:8080   # the web interface and HTTP API on this port (none with '')
+""",
+    "wulf web": """examples:
+  wulf web                          # the web interface's address and a sign-in link (once, 10 minutes)
 """,
     "wulf down": """examples:
   wulf down

@@ -6,6 +6,7 @@
     wulf agent --server    the node agent (on every node)
     wulf config            the effective configuration
     wulf token             API tokens for the HTTP API and the web page
+    wulf web               the web interface's address, and a one-time sign-in link for you
     wulf init              the key, CA and server certificate of a new cluster
     wulf purge-scratch     remove old leftovers of jobs from this node's scratch directory
     wulf install ROLE      systemd units, tmpfiles and a config skeleton (server, node, client); uninstall
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from wulf import __version__
 from wulf.auth.key import ensure_key
@@ -41,6 +43,9 @@ from wulf.cli.runall import cmd_runall, runall_parser
 from wulf.cli.security import check_tls, cmd_init, cmd_token, init_parser, token_parser
 from wulf.config import Config, load_config
 from wulf.errors import ServerUnreachable, UsageError, WulfError
+
+UP_LISTEN = "127.0.0.1:7878"
+"""Where `wulf up` serves the web interface (a free port of loopback if this one is taken)."""
 
 
 def _logging(args: argparse.Namespace, config: Config, daemon: str) -> None:
@@ -60,7 +65,7 @@ def cmd_server(args: argparse.Namespace, config: Config) -> int:
     from wulf.server.main import run as run_server
 
     _logging(args, config, "server")
-    run_server(_with_state(config, args.state), args.listen, owner_only=args.owner_only)
+    run_server(_with_state(config, args.state), args.listen, owner_only=args.owner_only, any_port=args.any_port)
     return 0
 
 
@@ -137,7 +142,9 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
     exe = [sys.executable, "-m", "wulf.cli.wulf", *(["--config", args.config] if args.config else [])]
     env = dict(os.environ)
     # a personal cluster: its socket is its owner's alone
-    server_argv = [*exe, "server", "--state", str(state), "--listen", args.listen or "", "--owner-only",
+    # the web interface on loopback: on UP_LISTEN, or a free port if that is taken (unless --listen says where)
+    listen = ["--listen", UP_LISTEN, "--any-port"] if args.listen is None else ["--listen", args.listen]
+    server_argv = [*exe, "server", "--state", str(state), *listen, "--owner-only",
                    "--log-file", str(state / "server.log")]
     server = _spawn(server_argv, state / "server.log", env)
     env["WULF_IGNORE_PIDS"] = f"{os.getpid()},{server.pid}"
@@ -156,6 +163,7 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
         raise
     print(f"wulf is up: server and agent '{name}' on this machine (state in {state})")
     print(f"  logs: {state / 'server.log'}, {state / 'agent.log'}")
+    _print_link(Client(url, timeout=5), "  ")
     if args.detach:
         print("  stop it with `wulf down`")
         return 0
@@ -171,6 +179,25 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
     for p in (agent, server):
         p.wait(timeout=15)
     return 0
+
+
+def _print_link(client: Any, indent: str = "") -> bool:
+    """Print the web interface's address and a one-time sign-in link for who runs this; False if the
+    server has no web interface (it does not listen on TCP)."""
+    try:
+        made = client.post("/api/v1/web/link")
+    except WulfError as e:
+        print(f"{indent}web interface: none ({e})")
+        return False
+    print(f"{indent}web interface: {made['url']}")
+    print(f"{indent}sign in as {made['user']} (once, within 10 minutes): {made['link']}")
+    return True
+
+
+def cmd_web(args: argparse.Namespace, config: Config) -> int:
+    from wulf.client import Client
+
+    return 0 if _print_link(Client()) else 5
 
 
 def cmd_down(args: argparse.Namespace, config: Config) -> int:
@@ -317,15 +344,19 @@ def _parser() -> ArgParser:
     up = sub.add_parser("up", help="run a server and an agent on this machine")
     up.add_argument("-d", "--detach", action="store_true", help="return once it is up; stop with `wulf down`")
     up.add_argument("--state", help="state directory (default ~/.local/state/wulf)")
-    up.add_argument("--listen", help="also listen on TCP HOST:PORT (default: Unix socket only)")
+    up.add_argument("--listen", help=f"also listen on TCP HOST:PORT, for the web interface (default {UP_LISTEN}, or "
+                    "a free port of loopback if that is taken; '' for none)")
     up.add_argument("--name", help="node name (default: the host name)")
     up.add_argument("--cpus", help="cpus this node offers (default: all)")
     up.add_argument("--mem", help="memory this node offers (default: all)")
+    sub.add_parser("web", help="print the web interface's address and a one-time sign-in link for you")
     down = sub.add_parser("down", help="stop the cluster `wulf up` started")
     down.add_argument("--state", help="state directory (default ~/.local/state/wulf)")
     srv = sub.add_parser("server", help="run the job daemon")
     srv.add_argument("--listen", help="TCP HOST:PORT (default :7878: every address with TLS, else loopback; "
                      "'' for none)")
+    srv.add_argument("--any-port", action="store_true",
+                     help="if the port of --listen is taken, listen on a free one of the same host (as `wulf up` does)")
     srv.add_argument("--owner-only", action="store_true",
                      help="only the user running the server (and root) may use its Unix socket (as `wulf up` does)")
     srv.add_argument("--state", help="state directory: database, socket, logs")
@@ -375,7 +406,7 @@ def _main(argv: list[str]) -> int:
             parse_cpu(args.cpus)
         if args.mem:
             parse_mem(args.mem)
-    handler = {"server": cmd_server, "agent": cmd_agent, "up": cmd_up, "down": cmd_down,
+    handler = {"server": cmd_server, "agent": cmd_agent, "up": cmd_up, "down": cmd_down, "web": cmd_web,
                "config": cmd_config, "sim": cmd_sim, "token": cmd_token,
                "init": cmd_init, "purge-scratch": cmd_purge,
                "man": cmd_man, "completion": cmd_completion, "install": cmd_install,

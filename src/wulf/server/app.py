@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -57,10 +57,13 @@ from wulf.server.accounting import Ask
 from wulf.server.daemon import Daemon
 from wulf.server.edge import TRUST
 from wulf.server.events import JobChanges
-from wulf.server.guard import CALLER, COOKIE, Guard, login_page, parse_login
+from wulf.server.guard import CALLER, Guard
+from wulf.server.loadhistory import LoadHistory
 from wulf.server.metrics import CONTENT_TYPE, CountRequests
 from wulf.server.nodes import AgentLink, Node
 from wulf.server.security import Security
+from wulf.server.web import SecurityHeaders, keep_history
+from wulf.server.web import router as web_router
 
 log = logging.getLogger("wulf.server")
 
@@ -420,40 +423,6 @@ async def whoami(caller: CallerDep) -> dict[str, Any]:
     return {"user": caller.user, "uid": caller.uid, "gid": caller.gid, "via": caller.via, "host": caller.host,
             "admin": caller.admin}
 
-# ---------------------------------------------------------------- the web page
-
-@router.get("/", response_class=HTMLResponse)
-async def page(daemon: DaemonDep, caller: CallerDep) -> str:
-    from wulf.server.page import MAX_WAITING, render
-
-    return render(daemon.page_view(MAX_WAITING, viewer=caller), daemon.queues(viewer=caller))
-
-@router.get("/login", response_class=HTMLResponse)
-async def login_form() -> HTMLResponse:
-    status, body = login_page("Sign in with an API token to see the cluster.")
-    return HTMLResponse(body, status_code=status)
-
-@router.post("/login", response_class=HTMLResponse)
-async def login(request: Request, security: SecurityDep) -> Response:
-    """The login form: a good token becomes a cookie (HttpOnly, SameSite=Strict) that lets the browser
-    read the page and the API (GET only: no form elsewhere can act with it)."""
-    token = parse_login(await request.body())
-    try:
-        await security.from_token(token)
-    except Unauthenticated as e:
-        status, body = login_page(e.message, 401)
-        return HTMLResponse(body, status_code=status)
-    response = RedirectResponse("/", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
-                        max_age=30 * 86400)
-    return response
-
-@router.get("/logout")
-async def logout() -> Response:
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE)
-    return response
-
 async def _refuse_ws(ws: WebSocket, code: int, reason: str = "") -> None:
     with contextlib.suppress(Exception):  # it may have gone already
         await ws.close(code=code, reason=reason[:120])
@@ -569,24 +538,34 @@ async def _serve_agent(ws: WebSocket, daemon: Daemon, node: Node) -> None:
         await daemon.agent_message(node, msg)
 
 
-def create_app(daemon: Daemon, security: Security, on_quit: Any = None) -> FastAPI:
+def create_app(daemon: Daemon, security: Security, on_quit: Any = None, web_url: str = "") -> FastAPI:
+    """The app; ``web_url``: where a browser reaches it (its TCP address), for the sign-in links."""
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         daemon.start()
+        sampler = asyncio.create_task(keep_history(daemon.state, app.state.load_history), name="wulf-load-history")
         yield
+        sampler.cancel()
         await daemon.stop()
 
-    app = FastAPI(title="wulf", version=__version__, lifespan=lifespan)
+    # no /docs nor /redoc: they load their scripts from a CDN, which the web interface's origin must not
+    # run (such a script could act as the signed-in user); /openapi.json describes the API
+    app = FastAPI(title="wulf", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.daemon = daemon
     app.state.security = security
     app.state.on_quit = on_quit
+    app.state.web_url = web_url
+    app.state.load_history = LoadHistory()  # the plots of the web page
+    app.state.streams = {}  # uid -> the live pages (server-sent events) they have open
     app.state.output_audited = {}  # (administrator's uid, job) -> when their read of its output was audited
     app.add_exception_handler(WulfError, _wulf_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(404, _missing)
     app.add_exception_handler(405, _not_allowed)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.include_router(web_router)
     app.include_router(router)
     app.add_middleware(Guard, security=security)
     app.add_middleware(CountRequests, metrics=daemon.metrics)
+    app.add_middleware(SecurityHeaders)
     return app

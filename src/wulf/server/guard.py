@@ -4,7 +4,9 @@ An ASGI middleware in front of the API. Connections over TCP from an address out
 allow`` are turned away. Every HTTP request but a few public ones (health, the OpenAPI document,
 the login page) must say who sends it (see :mod:`wulf.server.security`); the route finds the caller
 in ``request.state.caller``. A caller who has used up their budget (``[server] rate_limit`` and
-``rate_burst``) is answered 429 with ``Retry-After``; root is not limited. WebSockets (the agents)
+``rate_burst``) is answered 429 with ``Retry-After``; root is not limited. A browser's session
+(:mod:`wulf.server.websession`) reads with its cookie; it acts only with its CSRF token, from the page's
+own origin, and only through the page's forms. WebSockets (the agents)
 pass the allow-list here and authenticate with their first message.
 
 Every body is capped before it is read: 64 KB while the sender is not known (the public paths), and
@@ -27,9 +29,10 @@ from starlette.exceptions import HTTPException
 
 from wulf.auth import credential
 from wulf.auth.identity import Caller, user_name
-from wulf.errors import Unauthenticated, WulfError
+from wulf.errors import Forbidden, Unauthenticated, WulfError
 from wulf.server.peer import PEER
 from wulf.server.security import NO_IDENTITY, PUBLIC_MAX_BODY, Security
+from wulf.server.websession import CSRF_HEADER, SESSION_COOKIE, csrf_ok, may_ask
 
 log = logging.getLogger("wulf.server")
 
@@ -41,9 +44,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CALLER = "caller"  # where the route finds who asks: request.state.caller
 CREDENTIAL_HEADER = b"x-wulf-credential"
-COOKIE = "wulf_token"
 PUBLIC = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/login",
                     "/logout"})
+STATIC = "/static/"  # the web page's script, style and icons: public
+#: the web page's own pages (the same page, which reads what it shows from the API)
+PAGES = frozenset({"", "nodes", "jobs", "submit", "table"})
 #: what a read-only API token may ask besides GET and HEAD: to wait for jobs (it changes nothing)
 READ_ONLY_POSTS = frozenset({"/api/v1/wait"})
 CLOSE = (b"connection", b"close")
@@ -63,16 +68,38 @@ async def refuse(send: Send, status: int, kind: str, message: str,
     await _respond(send, status, body, b"application/json", headers)
 
 
-LOGIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>wulf: sign in</title></head>
-<body style="font-family: sans-serif; margin: 3em">
-<h1>wulf</h1><p>{why}</p>
-<form method="post" action="/login"><label>API token <input name="token" type="password" size="50"
+LOGIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>wulf: sign in</title>
+<link rel="stylesheet" href="/static/wulf.css"><link rel="icon" href="data:,"></head>
+<body class="login"><h1>wulf</h1><p>{why}</p>{form}</body></html>"""
+TOKEN_FORM = """<form method="post" action="/login"><label>API token <input name="token" type="password" size="50"
 autocomplete="off"></label> <button>Sign in</button></form>
-<p>Make a token on a machine of the cluster with <code>wulf token create</code>.</p></body></html>"""
+<p>Make a token on a machine of the cluster with <code>wulf token create</code>, or sign in with the link
+that <code>wulf up</code> or <code>wulf web</code> prints.</p>"""
+PASSWORD_FORM = """<form method="post" action="/login"><label>User <input name="user" size="16"
+autocomplete="username"></label> <label>Password <input name="password" type="password" size="24"
+autocomplete="current-password"></label> <button>Sign in</button></form><p>or</p>"""
+LINK_FORM = """<form method="post" action="/login"><input type="hidden" name="once" value="{code}">
+<button>Sign in as {user}</button></form>"""
 
 
-def login_page(why: str, status: int = 200) -> tuple[int, bytes]:
-    return status, LOGIN_PAGE.format(why=html.escape(why)).encode()
+def login_page(why: str, status: int = 200, form: str = TOKEN_FORM) -> tuple[int, bytes]:
+    return status, LOGIN_PAGE.format(why=html.escape(why), form=form).encode()
+
+
+def link_form(code: str, user: str) -> str:
+    return LINK_FORM.format(code=html.escape(code), user=html.escape(user))
+
+
+def is_page(path: str) -> bool:
+    """Whether ``path`` is one of the web page's (an unknown browser is shown the sign-in form there)."""
+    return path.split("/")[1] in PAGES
+
+
+def same_origin(scope: Scope) -> bool:
+    """Whether a browser's request comes from a page of this server (a request without Origin is no
+    browser's cross-site request: browsers send it with every POST)."""
+    origin = _header(scope, b"origin")
+    return origin is None or origin.partition("://")[2] == _header(scope, b"host")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -190,7 +217,8 @@ class Guard:
         if kind == "websocket":
             await self.app(scope, receive, send)
             return
-        if scope["path"] in PUBLIC or scope["path"] == "/metrics" and self.security.metrics_public:
+        path = scope["path"]
+        if path in PUBLIC or path.startswith(STATIC) or path == "/metrics" and self.security.metrics_public:
             if _declared(scope) > PUBLIC_MAX_BODY:
                 await refuse(send, 413, "usage", too_large(PUBLIC_MAX_BODY), [CLOSE])
                 return
@@ -202,16 +230,8 @@ class Guard:
         except BodyTooLarge as e:
             await refuse(send, 413, "usage", str(e.detail))
             return
-        except Unauthenticated as e:
-            log.warning("refused %s %s from %s: %s", scope["method"], scope["path"], _where(scope, peer), e.message)
-            if scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
-                status, body = login_page(e.message, 401)
-                await _respond(send, status, body, b"text/html; charset=utf-8")
-            else:
-                # a body nobody will read: the connection goes with the answer, not on taking it in
-                unread = [CLOSE] if _declared(scope) or _header(scope, b"transfer-encoding") else []
-                await refuse(send, 401, "unauthenticated", e.message,
-                             [(b"www-authenticate", b'Bearer realm="wulf"'), *unread])
+        except (Forbidden, Unauthenticated) as e:
+            await self._turn_away(scope, send, peer, e)
             return
         if found is None:
             return  # the client went away
@@ -223,6 +243,23 @@ class Guard:
         if await self._admit(scope, send, caller):
             state[CALLER] = caller
             await self.app(scope, _capped(receive, limit), send)
+
+    async def _turn_away(self, scope: Scope, send: Send, peer: tuple[int, int, int] | None,
+                         e: Forbidden | Unauthenticated) -> None:
+        """Answer a request whose sender is not known (401; the sign-in form on a page) or whose session
+        may not ask it (403)."""
+        path = scope["path"]
+        log.warning("refused %s %s from %s: %s", scope["method"], path, _where(scope, peer), e.message)
+        # a body nobody will read: the connection goes with the answer, not on taking it in
+        unread = [CLOSE] if _declared(scope) or _header(scope, b"transfer-encoding") else []
+        if isinstance(e, Forbidden):
+            await refuse(send, 403, "forbidden", e.message, unread)
+        elif is_page(path) and scope["method"] in ("GET", "HEAD"):
+            status, body = login_page(e.message, 401, sign_in_forms(self.security))
+            await _respond(send, status, body, b"text/html; charset=utf-8")
+        else:
+            await refuse(send, 401, "unauthenticated", e.message,
+                         [(b"www-authenticate", b'Bearer realm="wulf"'), *unread])
 
     async def _from_where(self, scope: Scope, send: Send, peer: tuple[int, int, int] | None) -> bool:
         """Whether the connection may be served at all: over TCP from an allowed address, on a personal
@@ -280,10 +317,24 @@ class Guard:
             return await sec.from_credential(cred, digest), receive
         if peer is not None:
             return await sec.from_peer(peer), receive
-        cookie = _cookie(scope, COOKIE)
-        if cookie and scope["method"] in ("GET", "HEAD"):
-            return await sec.from_token(cookie), receive
+        sid = _cookie(scope, SESSION_COOKIE)
+        if sid:
+            return await self._session(scope, sid, peer), receive
         raise Unauthenticated(NO_IDENTITY)
+
+    async def _session(self, scope: Scope, sid: str, peer: tuple[int, int, int] | None) -> Caller:
+        """Who a browser's session is; Forbidden for a change it may not ask (see the module's doc)."""
+        session = self.security.web.find(sid, time.time())
+        if session is None:
+            raise Unauthenticated("this browser's session has ended (signed out, expired, or the server restarted): "
+                                  "sign in again at /login")
+        if scope["method"] not in ("GET", "HEAD"):
+            if not may_ask(scope["path"]):
+                raise Forbidden("the web page's session may not do this: use the commands or an API token")
+            if not csrf_ok(session, _header(scope, CSRF_HEADER)) or not same_origin(scope):
+                raise Forbidden("refused a request of the web page's session without its CSRF token (or from "
+                                "another site): reload the page")
+        return await self.security.from_session(session, (scope.get("client") or ("",))[0] or "local")
 
     async def _slow_down(self, send: Send, caller: Caller, wait: float) -> None:
         now = time.monotonic()
@@ -303,10 +354,15 @@ def _where(scope: Scope, peer: tuple[int, int, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "an unknown address"
 
 
-def parse_login(body: bytes) -> str:
-    """The token of the login form's body (application/x-www-form-urlencoded)."""
+def sign_in_forms(security: Security) -> str:
+    """The sign-in page's forms: the API token's, and the password's where ``[web] pam_service`` is set."""
+    return (PASSWORD_FORM if security.pam_service else "") + TOKEN_FORM
+
+
+def parse_login(body: bytes) -> dict[str, str]:
+    """The fields of the login form's body (application/x-www-form-urlencoded): token, once, user, password."""
     try:
-        values = parse_qs(body.decode("ascii"), max_num_fields=4)
+        values = parse_qs(body.decode("utf-8"), max_num_fields=4)
     except (UnicodeDecodeError, ValueError):
         raise WulfError("the form is not as sent by the login page") from None
-    return (values.get("token") or [""])[0].strip()
+    return {k: (values.get(k) or [""])[0] for k in ("token", "once", "user", "password")}

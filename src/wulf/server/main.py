@@ -48,7 +48,9 @@ def parse_listen(text: str, tls: bool = True) -> tuple[str, int]:
     return host.strip("[]") or ("0.0.0.0" if tls else "127.0.0.1"), int(port)
 
 
-def _tcp_socket(listen: str, tls: bool) -> socket.socket:
+def _tcp_socket(listen: str, tls: bool, any_port: bool = False) -> socket.socket:
+    """A socket listening on ``listen``; with ``any_port``, on a free port of the same host if that
+    port is taken (``wulf up``: the web interface)."""
     host, port = parse_listen(listen, tls)
     if not tls and not _loopback(host):
         log.warning("listening on %s:%d in plain text: anyone on the network can read and alter what is said "
@@ -57,7 +59,12 @@ def _tcp_socket(listen: str, tls: bool) -> socket.socket:
     s = socket.socket(family, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        s.bind((host, port))
+        try:
+            s.bind((host, port))
+        except OSError:
+            if not any_port:
+                raise
+            s.bind((host, 0))
     except OSError as e:
         s.close()
         raise UsageError(f"cannot listen on {listen}: {e.strerror} (is another wulf server running?)") from None
@@ -121,7 +128,17 @@ def _uvicorn_config(app: Any, **kw: Any) -> uvicorn.Config:
                           ws_max_size=64 * 1024 * 1024, timeout_graceful_shutdown=2, timeout_keep_alive=5, **kw)
 
 
-async def serve(config: Config, listen: str | None = None, owner_only: bool = False) -> None:
+def web_url(tcp: socket.socket, tls: bool) -> str:
+    """Where a browser reaches the server listening on ``tcp``."""
+    host, port = tcp.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = socket.getfqdn()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port}/"
+
+
+async def serve(config: Config, listen: str | None = None, owner_only: bool = False, any_port: bool = False) -> None:
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True, mode=0o755)  # every user reaches the socket in it
     # the database (every job's environment), the key and the audit log are the server's alone
@@ -136,7 +153,7 @@ async def serve(config: Config, listen: str | None = None, owner_only: bool = Fa
     Security.check(config)
     unix = _unix_socket(config.socket_path(), owner_only)
     listen = config.server.listen if listen is None else listen
-    tcp = _tcp_socket(listen, tls is not None) if listen else None
+    tcp = _tcp_socket(listen, tls is not None, any_port) if listen else None
     store = SqliteStore(state / "wulf.db", config.server.synchronous)
     daemon = Daemon(config, store)
     daemon.load()
@@ -148,7 +165,7 @@ async def serve(config: Config, listen: str | None = None, owner_only: bool = Fa
             for s in (main, *main.followers):
                 s.should_exit = True
 
-    app = create_app(daemon, security, on_quit=quit_now)
+    app = create_app(daemon, security, on_quit=quit_now, web_url=web_url(tcp, tls is not None) if tcp else "")
     http, ws = protocols(security.limits)
     main = _MainServer(_uvicorn_config(app, lifespan="on", http=http, ws=ws, proxy_headers=False))
     follower: _FollowerServer | None = None
@@ -198,10 +215,10 @@ def _tls_factory(ctx: ssl.SSLContext) -> Any:
     return factory
 
 
-def run(config: Config, listen: str | None = None, owner_only: bool = False) -> None:
+def run(config: Config, listen: str | None = None, owner_only: bool = False, any_port: bool = False) -> None:
     import uvloop
 
     from wulf.rlimits import raise_open_files
 
     raise_open_files()  # a connection per node and per client
-    uvloop.run(serve(config, listen, owner_only))
+    uvloop.run(serve(config, listen, owner_only, any_port))

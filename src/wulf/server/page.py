@@ -1,4 +1,4 @@
-"""The web page: the cluster at a glance, refreshed every few seconds (no script needed)."""
+"""The cluster at a glance as one table (``/table``), refreshed every few seconds: no script needed."""
 
 from __future__ import annotations
 
@@ -9,13 +9,6 @@ from typing import Any
 #: waiting jobs the page lists (earliest first); `jstat` lists them all
 MAX_WAITING = 200
 
-_STYLE = """
-body{font:14px system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin-bottom:2em}
-th,td{padding:.25em .8em;text-align:left;border-bottom:1px solid #ddd}
-th{background:#f4f4f4} .up{color:#080} .down{color:#b00} .drain{color:#a60}
-.running{color:#06c} .queued{color:#666} .failed{color:#b00}
-"""
 
 
 def _row(cells: list[Any], cls: str = "") -> str:
@@ -55,7 +48,7 @@ def render(status: dict[str, Any], queues: list[dict[str, Any]] | None = None) -
     waiting = sum(u["queued"] + u["held"] for u in users)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status["server"]["time"]))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>wulf</title>
-<meta http-equiv="refresh" content="5"><style>{_STYLE}</style></head><body>
+<meta http-equiv="refresh" content="5"><link rel="stylesheet" href="/static/wulf.css"><link rel="icon" href="data:,"></head><body class="table">
 <h1>wulf</h1><p>{html.escape(when)}: {len(up)} of {len(status['nodes'])} nodes up, {cpus:g} cpus ({free:.1f} free);
 {running:,} jobs running, {waiting:,} waiting</p>
 <h2>Users</h2><table>{_head("user", "running", "cpus", "queued", "held")}{urows}</table>

@@ -6,8 +6,8 @@ The identity of a request comes from how it arrived, never from what it says:
   :mod:`wulf.server.peer`);
 - over TCP, a credential signed with the cluster key (header ``X-Wulf-Credential``), which the agent
   of the caller's machine made for that uid and that request (see :mod:`wulf.auth.credential`);
-- or an API token (``Authorization: Bearer wulf_...``; in the browser a cookie set by ``/login``,
-  good for reading only).
+- or an API token (``Authorization: Bearer wulf_...``);
+- or, in the browser, a session of the web page (see :mod:`wulf.server.websession`).
 
 Root, the user the server runs as (the owner of a ``wulf up``) and the members of ``[server]
 admin_group`` are administrators. Whether someone is one is looked up again after :data:`ADMIN_TTL`
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from wulf.auth import credential
 from wulf.auth.credential import Credential, ReplayCache
-from wulf.auth.identity import CREDENTIAL, SOCKET, TOKEN, Caller, user_name
+from wulf.auth.identity import CREDENTIAL, SOCKET, TOKEN, WEB, Caller, user_name
 from wulf.auth.key import ClusterKey
 from wulf.auth.netmask import AllowList
 from wulf.auth.ratelimit import RateLimiter
@@ -41,6 +41,7 @@ from wulf.errors import Forbidden, NotFound, Unauthenticated
 from wulf.protocol import Hello, TokenReply
 from wulf.server.audit import AuditLog
 from wulf.server.edge import Limits
+from wulf.server.websession import Session, WebSessions
 from wulf.store.base import JobStore
 
 log = logging.getLogger("wulf.server")
@@ -49,6 +50,10 @@ ADMIN_TTL = 10.0
 """Seconds a uid's name and administrator status are kept before they are looked up again."""
 PUBLIC_MAX_BODY = 64 * 1024
 """Largest body of a request whose sender is not known yet (the login form, ...)."""
+
+PASSWORD_TRIES = 0.1
+"""Passwords a second one address may try at the web interface's sign-in (after PASSWORD_BURST at once)."""
+PASSWORD_BURST = 5
 
 NO_IDENTITY = ("who are you? Over TCP a request needs a credential from the wulf agent of your machine "
                "(is one running there? it listens on [auth] agent_socket) or an API token "
@@ -86,6 +91,8 @@ class Security:
         self.owner_only = owner_only  # a personal cluster: its owner (and root) alone may use its socket
         self.limits = Limits()  # what a connection may cost (wulf.server.edge reads it)
         self._known: dict[int, _Known] = {}
+        self.web = WebSessions()  # the web page's sessions
+        self.password_tries = RateLimiter(PASSWORD_TRIES, PASSWORD_BURST)  # per address (see web.login)
         self.reload(config)
 
     @staticmethod
@@ -103,6 +110,7 @@ class Security:
         self.audit = AuditLog(config.audit_path())
         self.max_body = int(config.server.max_body_mb * 2**20)
         self.metrics_public = config.metrics.public
+        self.pam_service = config.web.pam_service  # passwords at the web interface's sign-in ("" : none)
         self.limits.max_connections = config.server.max_connections
         self.limits.request_timeout = config.server.request_timeout
         self._known.clear()
@@ -137,6 +145,15 @@ class Security:
         caller = await self.caller(token.uid, token.gid, TOKEN, "")
         return dataclasses.replace(caller, read_only=True) if token.read_only else caller
 
+    async def from_session(self, session: Session, host: str) -> Caller:
+        """Who a web session is; Unauthenticated if the token it was signed in with is gone."""
+        if session.token_id is not None:
+            token = self.tokens.by_id.get(session.token_id)
+            if token is None or token.expired(time.time()):
+                raise Unauthenticated("the API token this browser signed in with is revoked or expired: sign in again")
+        caller = await self.caller(session.uid, session.gid, WEB, host)
+        return dataclasses.replace(caller, read_only=True) if session.read_only else caller
+
     def credential(self, text: str) -> Credential:
         """A request's credential, signed and fresh (its use is checked by :meth:`from_credential`)."""
         cred = credential.decode(self.key, text)
@@ -160,7 +177,7 @@ class Security:
     # ------------------------------------------------------------------ API tokens
 
     async def create_token(self, caller: Caller, name: str, days: float | None, read_only: bool = False) -> TokenReply:
-        if caller.via == TOKEN:
+        if caller.via in (TOKEN, WEB):
             raise Forbidden("a token cannot make tokens: run `wulf token create` on a machine of the cluster")
         text = new_token()
         now = time.time()
@@ -182,4 +199,5 @@ class Security:
             raise NotFound(f"no token {token_id} of yours (`wulf token list` shows them)")
         await self.store.remove_token(token_id)
         self.tokens.remove(token_id)
+        self.web.close_token(token_id)
         self.audit.record(caller, "token revoke", f"token {token_id} of {token.user}", "ok")

@@ -105,6 +105,7 @@ class ServerState:
         self.kinds: History | None = self.policy.history()  # what ended jobs taught the next of their kind
         self.down_since: dict[str, float] = {}  # node -> when its agent went away (see Tick)
         self.next_id = 1
+        self.changes = 0  # events handled: the web page's live updates look for a change (see server.web)
         self._pool: NodePool | None = None  # kept between passes; nodes in _stale are updated first
         self._stale: set[str] = set()
         self._views: dict[str, NodeView] = {}  # each node's view, until something of it changes (touch)
@@ -132,6 +133,7 @@ class ServerState:
 
     def handle(self, event: Event) -> list[Instruction]:
         """Apply ``event``; what the shell is to do about it, in order."""
+        self.changes += 1
         out = self._handlers[type(event)](event)
         if len(self.history) > self.config.server.history:  # (whatever ended them: exits, cancels, outside work)
             self._forget_old()
