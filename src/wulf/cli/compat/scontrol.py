@@ -1,9 +1,10 @@
-"""Slurm's ``scontrol`` over wulf: ``show job``, ``show config``, ``hold`` and ``release``.
+"""Slurm's ``scontrol`` over wulf: ``show job``, ``show config``, ``hold``, ``release`` and ``update``.
 
 ``show job`` prints Slurm's ``Key=Value`` record (``-o``: one line a job), which portals and workflow
 tools read; ``show config`` prints the keys tools look up (``MinJobAge``, ``ClusterName``,
-``SlurmctldHost``...) with wulf's own values where it has them. What wulf does not do (``requeue``,
-``update``, other entities) is refused in one line, never pretended.
+``SlurmctldHost``...) with wulf's own values where it has them; ``update JobId=...`` is jmod's request
+(:mod:`wulf.cli.compat.scupdate`). What wulf does not do (``requeue``, other entities, keys it cannot
+change) is refused in one line, never pretended.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _jobs(client: Client, ref: str | None) -> list[dict[str, Any]]:
 
     if ref is None:
         return jobs_of(client.status(all_jobs=True))
-    [(job_id, tasks)] = slurm_refs([ref], "scontrol")
+    [(job_id, tasks)] = slurm_refs([ref], "show job")
     try:
         first = client.job(job_id)
     except NotFound:
@@ -103,7 +104,7 @@ def _jobs(client: Client, ref: str | None) -> list[dict[str, Any]]:
 
 def _show(words: list[str], one_line: bool) -> int:
     if not words:
-        raise UsageError("scontrol: show what? (job [ID], config)")
+        raise UsageError("show what? (job [ID], config)")
     what = words[0].lower()
     if what in ("job", "jobs", "jobid") and len(words) <= 2:
         client = Client()
@@ -120,7 +121,7 @@ def _show(words: list[str], one_line: bool) -> int:
     if what in ("config", "conf") and len(words) == 1:
         sys.stdout.write(config_text())
         return 0
-    raise UsageError(f"scontrol: show {' '.join(words)}: wulf shows 'job [ID]' and 'config'")
+    raise UsageError(f"show {' '.join(words)}: wulf shows 'job [ID]' and 'config'")
 
 
 def config_text() -> str:
@@ -161,7 +162,7 @@ def _controller(server_url: str, listen: str) -> tuple[str, str]:
 
 def _hold(action: str, words: list[str]) -> int:
     if not words:
-        raise UsageError(f"scontrol: {action}: which jobs? (scontrol {action} ID[,ID...])")
+        raise UsageError(f"{action}: which jobs? (scontrol {action} ID[,ID...])")
     from wulf.cli.compat.slurm import task_ids
 
     ids = task_ids(words)
@@ -181,7 +182,6 @@ _REFUSED = {
     "requeue": "wulf does not requeue a job by hand: scancel it and submit it again (sbatch --requeue "
                "and --retries queue a failed job again)",
     "requeuehold": "wulf does not requeue a job by hand: scancel it and submit it again",
-    "update": "changing a job's request is not supported by wulf yet",
 }
 
 
@@ -194,16 +194,21 @@ def scontrol(argv: list[str]) -> int:
         elif w in ("-d", "--details", "-a", "--all", "-Q", "--quiet", "-v", "--verbose"):
             continue  # accepted: the record shows what wulf has either way
         elif w.startswith("-") and not words:
-            raise UsageError(f"scontrol: unrecognized option '{w}'")
+            raise UsageError(f"unrecognized option '{w}'")
         else:
             words.append(w)
     if not words:
-        raise UsageError("scontrol: give a command: show job [ID], show config, hold ID, release ID")
+        raise UsageError("give a command: show job [ID], show config, hold ID, release ID, "
+                         "update JobId=ID Key=Value")
     command, rest = words[0].lower(), words[1:]
     if command == "show":
         return _show(rest, one_line)
     if command in ("hold", "uhold", "release"):
         return _hold("release" if command == "release" else "hold", rest)
+    if command == "update":
+        from wulf.cli.compat.scupdate import update
+
+        return update(rest)
     if command in _REFUSED:
-        raise UsageError(f"scontrol: {command}: {_REFUSED[command]}")
-    raise UsageError(f"scontrol: invalid command {command!r} (wulf's scontrol: show, hold, release)")
+        raise UsageError(f"{command}: {_REFUSED[command]}")
+    raise UsageError(f"invalid command {command!r} (wulf's scontrol: show, hold, release, update)")
