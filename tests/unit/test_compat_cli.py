@@ -141,3 +141,27 @@ def test_scontrol_update_refuses_in_one_line(words: list[str], message: str) -> 
     with pytest.raises(UsageError, match=message) as e:
         parse_update(words)
     assert "\n" not in e.value.message
+
+
+def test_an_ended_jobs_reason_is_one_of_slurms_words() -> None:
+    """psij-python splits squeue's lines on blanks, and looks a failed job's reason up in Slurm's list."""
+    from wulf.cli.compat.slurm import reason_of
+
+    cases = [({"state": "done", "reason": ""}, "None"), ({"state": "cancelled", "reason": "cancelled by ann"}, "None"),
+             ({"state": "failed", "reason": "exit code 3"}, "NonZeroExitCode"),
+             ({"state": "failed", "reason": "exceeded its time limit of 0:00:01"}, "TimeLimit"),
+             ({"state": "failed", "reason": "exceeded its memory limit of 5 MB"}, "OutOfMemory"),
+             ({"state": "failed", "reason": "node lost: n1"}, "NodeDown"),
+             ({"state": "queued", "reason": "odd new reason"}, "odd_new_reason")]
+    assert [reason_of(j) for j, _ in cases] == [want for _, want in cases]
+
+
+def test_scontrol_show_hostnames_expands_slurms_host_lists() -> None:
+    from wulf.cli.compat.scontrol import hostnames
+
+    assert hostnames("n1") == ["n1"]
+    assert hostnames("n[1-3,7],gpu[08-10]x,m") == ["n1", "n2", "n3", "n7", "gpu08x", "gpu09x", "gpu10x", "m"]
+    assert hostnames("r[1-2]n[1-2]") == ["r1n1", "r1n2", "r2n1", "r2n2"]
+    for bad in ("n[1-", "n[3-1]", "n[a-b]", "", "n[1-99999999]"):
+        with pytest.raises(UsageError, match="host list"):
+            hostnames(bad)

@@ -1,4 +1,5 @@
-"""Slurm's ``scontrol`` over wulf: ``show job``, ``show config``, ``hold``, ``release`` and ``update``.
+"""Slurm's ``scontrol`` over wulf: ``show job``, ``show hostnames``, ``show config``, ``hold``, ``release`` and
+``update``.
 
 ``show job`` prints Slurm's ``Key=Value`` record (``-o``: one line a job), which portals and workflow
 tools read; ``show config`` prints the keys tools look up (``MinJobAge``, ``ClusterName``,
@@ -9,6 +10,8 @@ change) is refused in one line, never pretended.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import time
 from typing import Any
@@ -104,7 +107,7 @@ def _jobs(client: Client, ref: str | None) -> list[dict[str, Any]]:
 
 def _show(words: list[str], one_line: bool) -> int:
     if not words:
-        raise UsageError("show what? (job [ID], config)")
+        raise UsageError("show what? (job [ID], hostnames [LIST], config)")
     what = words[0].lower()
     if what in ("job", "jobs", "jobid") and len(words) <= 2:
         client = Client()
@@ -118,10 +121,58 @@ def _show(words: list[str], one_line: bool) -> int:
         now = time.time()
         sys.stdout.write(_render([job_record(j, now) for j in jobs], one_line))
         return 0
+    if what == "hostnames" and len(words) <= 2:
+        listed = words[1] if len(words) == 2 else os.environ.get("SLURM_JOB_NODELIST", "")
+        if not listed:
+            raise UsageError("show hostnames: give a host list (outside a job, SLURM_JOB_NODELIST is not set)")
+        sys.stdout.write("".join(n + "\n" for n in hostnames(listed)))
+        return 0
     if what in ("config", "conf") and len(words) == 1:
         sys.stdout.write(config_text())
         return 0
-    raise UsageError(f"show {' '.join(words)}: wulf shows 'job [ID]' and 'config'")
+    raise UsageError(f"show {' '.join(words)}: wulf shows 'job [ID]', 'hostnames [LIST]' and 'config'")
+
+
+#: at most this many names from one host list (what a hostile list could make scontrol print)
+MAX_HOSTS = 100_000
+_GROUP = re.compile(r"([^\[\],]*)\[([^\]]*)\]")
+
+
+def _ranges(body: str, text: str) -> list[str]:
+    """``01-03,7`` as ``["01", "02", "03", "7"]`` (a range keeps its first number's zero padding)."""
+    out: list[str] = []
+    for part in body.split(","):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()) or (dash and int(high) < int(low)):
+            raise UsageError(f"show hostnames: {text!r} is not a host list (name[1-4,7],other)")
+        stop = int(high) if dash else int(low)
+        if stop - int(low) + len(out) >= MAX_HOSTS:
+            raise UsageError(f"show hostnames: the host list {text!r} names more than {MAX_HOSTS} hosts")
+        out += [str(i).zfill(len(low)) for i in range(int(low), stop + 1)]
+    return out
+
+
+def _one(item: str, text: str) -> list[str]:
+    m = _GROUP.match(item)
+    if m is None:
+        if "[" in item or "]" in item or not item:
+            raise UsageError(f"show hostnames: {text!r} is not a host list (name[1-4,7],other)")
+        return [item]
+    rests = _one(item[m.end():], text) if item[m.end():] else [""]
+    names = [m.group(1) + n + rest for n in _ranges(m.group(2), text) for rest in rests]
+    if len(names) > MAX_HOSTS:
+        raise UsageError(f"show hostnames: the host list {text!r} names more than {MAX_HOSTS} hosts")
+    return names
+
+
+def hostnames(text: str) -> list[str]:
+    """Slurm's host list (``n[1-3,7],gpu[08-10]``) one name at a time, as ``scontrol show hostnames``
+    prints it (psij-python's job scripts make their node file so)."""
+    items = re.split(r",(?![^\[]*\])", text.strip())  # (commas inside brackets are the ranges')
+    names = [n for item in items for n in _one(item.strip(), text)]
+    if len(names) > MAX_HOSTS:
+        raise UsageError(f"show hostnames: the host list {text!r} names more than {MAX_HOSTS} hosts")
+    return names
 
 
 def config_text() -> str:
