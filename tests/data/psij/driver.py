@@ -1,7 +1,7 @@
-"""psij-python's Slurm executor on wulf, run by tests/integration/test_psij.py with the tool venv's python and
-wulf's Slurm commands on the PATH: three jobs submitted through sbatch and followed through squeue (one that
-succeeds, one that fails with exit code 3, one cancelled through scancel while it runs). Prints one JSON
-line: each job's native id, final state, exit code and the status message psij gives."""
+"""psij-python's Slurm or PBS executor on wulf, run by tests/integration/test_psij.py with the tool venv's python
+and wulf's commands on the PATH: three jobs submitted through sbatch (qsub) and followed through squeue (qstat):
+one that succeeds, one that fails with exit code 3, one cancelled through scancel (qdel) while it runs.
+Prints one JSON line: each job's native id, final state, exit code and the status message psij gives."""
 
 import json
 import sys
@@ -9,9 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from psij import Job, JobExecutor, JobSpec, JobState
+from psij.executors.batch.pbs_base import PBSExecutorConfig
 from psij.executors.batch.slurm import SlurmExecutorConfig
 
-WORK = Path(sys.argv[1])
+KIND, WORK = sys.argv[1], Path(sys.argv[2])
+CONFIGS = {"slurm": SlurmExecutorConfig, "pbs": PBSExecutorConfig}
 
 
 def spec(name: str, command: str) -> JobSpec:
@@ -20,10 +22,10 @@ def spec(name: str, command: str) -> JobSpec:
 
 
 def main() -> None:
-    config = SlurmExecutorConfig(work_directory=WORK / "psij-work", queue_polling_interval=1,
+    config = CONFIGS[KIND](work_directory=WORK / "psij-work", queue_polling_interval=1,
                                  initial_queue_polling_delay=1, keep_files=True)
-    ex = JobExecutor.get_instance("slurm", config=config)
-    ok = Job(spec("ok", 'echo "hello from $SLURM_JOB_ID on $SLURMD_NODENAME"'))
+    ex = JobExecutor.get_instance(KIND, config=config)
+    ok = Job(spec("ok", 'echo "hello from ${SLURM_JOB_ID:-$PBS_JOBID} on $(cat \"$PSIJ_NODEFILE\")"'))
     bad = Job(spec("bad", "exit 3"))
     long = Job(spec("long", "sleep 120"))
     for job in (ok, bad, long):
