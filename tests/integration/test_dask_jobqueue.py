@@ -30,7 +30,8 @@ def dask_bin() -> Path:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with running_cluster(tmp_path, config="[scheduler]\nuse_observed = false\n") as c:
+    # qsub and qdel are PBS's by the site's configuration (no WULF_COMPAT_FLAVOUR)
+    with running_cluster(tmp_path, config='[scheduler]\nuse_observed = false\n[compat]\nflavour = "pbs"\n') as c:
         c.agent("n1", cpus=2)
         yield c
 
@@ -42,7 +43,8 @@ def test_two_workers_compute_and_their_jobs_are_cancelled(cluster: Cluster, dask
     cluster.run("wulf", "compat", str(compat))
     logs = cluster.work / "dask-logs"
     env = {**cluster.env, "PATH": f"{compat}:{os.environ['PATH']}", "HOME": str(tmp_path),
-           "WULF_COMPAT_FLAVOUR": "pbs", "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "60s"}
+           "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "60s"}
+    env.pop("WULF_COMPAT_FLAVOUR", None)
     p = subprocess.run([str(dask_bin / "python"), str(DRIVER), kind, str(logs)], capture_output=True, text=True,
                        cwd=cluster.work, env=env, timeout=600)
     worker_logs = "".join(f"--- {f}\n{f.read_text()[-2000:]}" for f in sorted(logs.glob("*")) if f.is_file())
