@@ -36,6 +36,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
 
 
+@pytest.mark.timeout(400)  # (a loaded machine: each worker is a python that imports distributed)
 @pytest.mark.parametrize("kind", ["slurm", "pbs"])
 def test_two_workers_compute_and_their_jobs_are_cancelled(cluster: Cluster, dask_bin: Path, tmp_path: Path,
                                                           kind: str) -> None:
