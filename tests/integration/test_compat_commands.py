@@ -317,7 +317,7 @@ def test_scontrol_show_job_hold_release_and_config(cluster: Cluster, compat: Pat
     assert ended(cluster, array + 1)["state"] == "failed"
     assert _record(run(cluster, compat, "scontrol", "show", "job", f"{array}_2").stdout)["ExitCode"] == "3:0"
     # what wulf does not do is refused in one line
-    for argv in (("scontrol", "requeue", str(job_id)), ("scontrol", "update", f"JobId={job_id}", "TimeLimit=5"),
+    for argv in (("scontrol", "requeue", str(job_id)), ("scontrol", "update", f"JobId={job_id}", "Account=x"),
                  ("scontrol", "show", "job", "999999"), ("scontrol", "show", "bogus")):
         p = run(cluster, compat, *argv, check=False)
         assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, argv
@@ -326,6 +326,35 @@ def test_scontrol_show_job_hold_release_and_config(cluster: Cluster, compat: Pat
     assert keys["ClusterName"] == "wulf" and keys["SlurmctldHost[0]"] and keys["SLURM_VERSION"]
     assert re.fullmatch(r"\d+ sec", keys["MinJobAge"]) and keys["KillWait"] == "10 sec"
     assert keys["DefMemPerNode"] == "32" and keys["MaxArraySize"] == str(10**9 + 1)
+
+
+def test_scontrol_update_is_jmods_change(cluster: Cluster, compat: Path) -> None:
+    first = int(run(cluster, compat, "sbatch", "--parsable", "--wrap", "sleep 30").stdout)
+    held = int(run(cluster, compat, "sbatch", "--parsable", "-H", "-c", "2", "-t", "10", "--wrap", "true").stdout)
+    run(cluster, compat, "scontrol", "update", f"JobId={held}", "TimeLimit=1:30:00", "NumCPUs=1", "mem=200M",
+        "JobName=renamed", "Nice=5", f"Dependency=afterok:{first}")
+    job = cluster.job(held)
+    assert (job["state"], job["time_limit"], job["cpu_req"], job["mem_req_mb"], job["name"], job["nice"],
+            job["depend"]) == ("held", 5400.0, 1.0, 200.0, "renamed", 5, f"afterok:{first}")
+    rec = _record(run(cluster, compat, "scontrol", "show", "job", str(held)).stdout)
+    assert (rec["TimeLimit"], rec["NumCPUs"], rec["MinMemoryNode"], rec["JobName"]) == ("01:30:00", "1", "200M", "renamed")
+    run(cluster, compat, "scontrol", "update", f"jobid={held}", "Dependency=", "MinMemoryNode=1G")  # keys in any case
+    assert (cluster.job(held)["depend"], cluster.job(held)["mem_req_mb"]) == ("", 1024.0)
+    # keys wulf cannot change are refused together, in one line, and nothing changes
+    p = run(cluster, compat, "scontrol", "update", f"JobId={held}", "Account=lab", "JobName=no", "QOS=high", check=False)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Account, QOS" in p.stderr, p.stderr
+    assert cluster.job(held)["name"] == "renamed"
+    # what the server refuses (a running job's cpus) is one line too
+    wait_until("the first job to run", lambda: cluster.job(first)["state"] == "running")
+    p = run(cluster, compat, "scontrol", "update", f"JobId={first}", "NumCPUs=2", check=False)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "running" in p.stderr, p.stderr
+    # an array's throttle, and one task of it
+    arr = int(run(cluster, compat, "sbatch", "--parsable", "-H", "--array=1-3", "--wrap", "true").stdout)
+    run(cluster, compat, "scontrol", "update", f"JobId={arr}", "ArrayTaskThrottle=1")
+    run(cluster, compat, "scontrol", "update", f"JobId={arr}_2", "TimeLimit=7")
+    assert cluster.json("jstat", "-a")["arrays"][str(arr)]["throttle"] == 1
+    assert [cluster.job(arr + i)["time_limit"] for i in range(3)] == [None, 420.0, None]
+    run(cluster, compat, "scancel", str(first), str(held), str(arr))
 
 
 def test_srun_runs_a_step_inside_a_job_only(cluster: Cluster, compat: Path) -> None:

@@ -87,7 +87,7 @@ def test_pbs_script_runs_in_home_with_node_file(cluster: Cluster) -> None:
     env = env_of(text)
     assert env["start"] == os.path.expanduser("~") and env["nodes"] == "1"
     assert (env["PBS_JOBID"], env["PBS_JOBNAME"], env["PBS_O_WORKDIR"], env["PBS_QUEUE"], env["PBS_NP"],
-            env["NCPUS"], env["OMP_NUM_THREADS"]) == (str(jid), "my_serial_job", str(cluster.work), "default",
+            env["NCPUS"], env["OMP_NUM_THREADS"]) == (f"{jid}.{socket.gethostname().split('.')[0]}", "my_serial_job", str(cluster.work), "default",
                                                       "1", "1", "1")
     assert env["PBS_O_HOST"] == socket.gethostname() and not os.path.exists(env["PBS_NODEFILE"])  # removed after
 

@@ -5,6 +5,7 @@ their programs replaced by lines that print what they would use, runs to its end
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,7 +139,8 @@ def test_a_sample_runs_to_its_end(cluster: Cluster) -> None:
         assert (env["SLURM_JOB_ID"], env["SLURM_ARRAY_TASK_ID"]) == (str(task["id"]), str(i))
     assert cluster.job(pbs)["state"] == "done"
     env = _env(work / "stdout")  # -o stdout, in the directory qsub ran in
-    assert env["PBS_JOBID"] == str(pbs) and env["PBS_JOBNAME"] == "my_serial_job"
+    # PBS_JOBID as qsub printed it: ID.HOST
+    assert env["PBS_JOBID"] == f"{pbs}.{socket.gethostname().split('.')[0]}" and env["PBS_JOBNAME"] == "my_serial_job"
     wait_until("the array's 90 output files", lambda: len(list((work / "logs").iterdir())) == 90)
     logs = sorted((work / "logs").iterdir())
     assert logs[0].name.startswith(f"optim_S2S3.o{sge}.")

@@ -2,7 +2,7 @@
 cluster through wulf's Slurm commands (`wulf compat`): sbatch, squeue/sacct, scontrol, sinfo, and srun in
 the jobs, as on a Slurm cluster.
 
-Snakemake and the plugin run from a venv of their own (see tests/snakemake_env.py), which ./dev test makes
+Snakemake and the plugin run from a venv of their own (see tests/toolenv.py), which ./dev test makes
 before the tests start.
 """
 
@@ -15,11 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import snakemake_env
+import toolenv
 from wulfproc import Cluster, running_cluster
-
-ROOT = Path(__file__).resolve().parents[2]
-REQUIREMENTS = ROOT / "tests" / "data" / "snakemake" / "requirements.txt"
 
 SNAKEFILE = """\
 rule all:
@@ -47,7 +44,7 @@ rule c:
 
 @pytest.fixture(scope="module")
 def snakemake_bin() -> Path:
-    return snakemake_env.ensure()
+    return toolenv.ensure("snakemake")
 
 
 @pytest.fixture

@@ -313,7 +313,7 @@ def test_a_task_sees_its_array_and_names_its_output() -> None:
     assert (env["SLURM_JOB_ID"], env["SLURM_ARRAY_JOB_ID"], env["SLURM_ARRAY_TASK_ID"], env["SLURM_ARRAY_TASK_STEP"],
             env["SLURM_ARRAY_TASK_MAX"]) == ("42", "40", "6", "3", "30")
     env = launcher.job_env(_start(dialect="pbs", **task), "n1")
-    assert (env["PBS_ARRAY_INDEX"], env["PBS_ARRAY_ID"], env["PBS_JOBID"]) == ("6", "40[]", "42")
+    assert (env["PBS_ARRAY_INDEX"], env["PBS_ARRAY_ID"], env["PBS_JOBID"]) == ("6", "40[]", "42.n1")
     env = launcher.job_env(_start(dialect="sge", **task), "n1")
     assert (env["JOB_ID"], env["SGE_TASK_ID"], env["SGE_TASK_FIRST"], env["SGE_TASK_LAST"],
             env["SGE_TASK_STEPSIZE"]) == ("40", "6", "0", "30", "3")

@@ -103,3 +103,65 @@ def test_srun_options_and_the_steps_variables() -> None:
     for bad in (["--bogus", "x"], ["-n"], ["-n", "0", "x"], ["-c", "2"]):
         with pytest.raises(UsageError):
             step_env(*parse(bad)[:1], {})
+
+
+def test_scontrol_update_words_as_jmods_changes() -> None:
+    from wulf.cli.compat.scupdate import parse_update
+
+    ids, changes = parse_update(["JobId=12", "TimeLimit=1-02:00:00", "MinCPUsNode=4", "MinMemoryNode=2G",
+                                 "JobName=fit 2", "Partition=long", "Nice=3", "Dependency=afterok:5:6,afterany:7",
+                                 "ArrayTaskThrottle=0"])
+    assert ids == [12]
+    assert changes == {"time_limit": 93600.0, "cpu": 4.0, "mem_mb": 2048.0, "name": "fit 2", "queue": "long",
+                       "nice": 3, "depend": "afterok:5:6,afterany:7", "throttle": 0}
+    assert parse_update(["jobid=12_3,14", "timelimit=90", "NUMCPUS=2"]) == (["12[3]", 14],
+                                                                           {"time_limit": 5400.0, "cpu": 2.0})
+    assert parse_update(["JobId=12_[1-2]", "Dependency="]) == (["12[1]", "12[2]"], {"depend": ""})
+    assert parse_update(["JobId=12", "mem=100"])[1] == {"mem_mb": 100.0}
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["JobId=12", "Account=lab", "TimeLimit=5", "QOS=high"], r"cannot change Account, QOS \(it changes TimeLimit"),
+    (["JobId=12"], "nothing to change"),
+    (["TimeLimit=5"], "which job?"),
+    (["JobId=12", "TimeLimit"], "'TimeLimit' is not Key=Value"),
+    (["JobId=12", "TimeLimit=UNLIMITED"], "cannot lift a time limit"),
+    (["JobId=12", "TimeLimit=+30"], "does not add to one"),
+    (["JobId=12", "TimeLimit=soon"], "is not a Slurm time"),
+    (["JobId=12", "NumCPUs=0"], "NumCPUs: '0' is not a whole number"),
+    (["JobId=12", "MinMemoryNode=lots"], "is not a size"),
+    (["JobId=12", "Nice=99"], "from -20 to 19"),
+    (["JobId=12", "Dependency=after:5"], "Dependency"),
+    (["JobId=12", "NumCPUs=1", "MinCPUsNode=2"], "MinCPUsNode repeats"),
+    (["JobId=x", "Nice=1"], "Invalid job id|not a job id"),
+])
+def test_scontrol_update_refuses_in_one_line(words: list[str], message: str) -> None:
+    from wulf.cli.compat.scupdate import parse_update
+
+    with pytest.raises(UsageError, match=message) as e:
+        parse_update(words)
+    assert "\n" not in e.value.message
+
+
+def test_an_ended_jobs_reason_is_one_of_slurms_words() -> None:
+    """psij-python splits squeue's lines on blanks, and looks a failed job's reason up in Slurm's list."""
+    from wulf.cli.compat.slurm import reason_of
+
+    cases = [({"state": "done", "reason": ""}, "None"), ({"state": "cancelled", "reason": "cancelled by ann"}, "None"),
+             ({"state": "failed", "reason": "exit code 3"}, "NonZeroExitCode"),
+             ({"state": "failed", "reason": "exceeded its time limit of 0:00:01"}, "TimeLimit"),
+             ({"state": "failed", "reason": "exceeded its memory limit of 5 MB"}, "OutOfMemory"),
+             ({"state": "failed", "reason": "node lost: n1"}, "NodeDown"),
+             ({"state": "queued", "reason": "odd new reason"}, "odd_new_reason")]
+    assert [reason_of(j) for j, _ in cases] == [want for _, want in cases]
+
+
+def test_scontrol_show_hostnames_expands_slurms_host_lists() -> None:
+    from wulf.cli.compat.scontrol import hostnames
+
+    assert hostnames("n1") == ["n1"]
+    assert hostnames("n[1-3,7],gpu[08-10]x,m") == ["n1", "n2", "n3", "n7", "gpu08x", "gpu09x", "gpu10x", "m"]
+    assert hostnames("r[1-2]n[1-2]") == ["r1n1", "r1n2", "r2n1", "r2n2"]
+    for bad in ("n[1-", "n[3-1]", "n[a-b]", "", "n[1-99999999]"):
+        with pytest.raises(UsageError, match="host list"):
+            hostnames(bad)

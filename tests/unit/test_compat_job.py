@@ -41,8 +41,12 @@ def test_slurm_environment() -> None:
 
 def test_pbs_and_sge_environment() -> None:
     env = launcher.job_env(_job(dialect="pbs", cpu=2.5), "n1", "/scratch/wulf-42.script.hosts")
-    assert env["PBS_JOBID"] == "42" and env["PBS_JOBNAME"] == "run" and env["PBS_QUEUE"] == "short"
+    # PBS_JOBID is the id as qsub printed it (ID.HOST, HOST the submit host's short name): psij-python names
+    # its exit code file by it
+    assert env["PBS_JOBID"] == "42.n1" and env["PBS_JOBNAME"] == "run" and env["PBS_QUEUE"] == "short"
     assert env["PBS_O_WORKDIR"] == "/sub" and env["PBS_O_HOST"] == "n1"  # what qr sent wins
+    sent = {"PBS_O_WORKDIR": "/sub", "PBS_O_HOST": "login1.example.org"}
+    assert launcher.job_env(_job(dialect="pbs", env=sent), "n1")["PBS_JOBID"] == "42.login1"
     assert env["PBS_NP"] == env["NCPUS"] == env["OMP_NUM_THREADS"] == env["PBS_NUM_PPN"] == "3"
     assert env["PBS_NODEFILE"] == "/scratch/wulf-42.script.hosts" and "SLURM_JOB_ID" not in env
     env = launcher.job_env(_job(dialect="sge", env={}), "n1", "/scratch/wulf-42.script.hosts")

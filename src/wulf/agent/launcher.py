@@ -102,13 +102,15 @@ def dialect_env(env: dict[str, str], job: StartJob, node: str, hosts_file: str |
         env.setdefault("SLURM_SUBMIT_DIR", job.cwd)
         env.setdefault("SLURM_SUBMIT_HOST", node)
     elif job.dialect == "pbs":
-        env.update(PBS_JOBID=jid, PBS_JOBNAME=job.name, PBS_QUEUE=job.queue, PBS_O_QUEUE=job.queue, PBS_NP=cpus,
+        env.setdefault("PBS_O_HOST", node)
+        # the id as qsub printed it, ID.HOST (the submit host's short name): tools name files by it
+        pbs_id = f"{jid}.{env['PBS_O_HOST'].split('.')[0]}"
+        env.update(PBS_JOBID=pbs_id, PBS_JOBNAME=job.name, PBS_QUEUE=job.queue, PBS_O_QUEUE=job.queue, PBS_NP=cpus,
                    PBS_NUM_NODES="1", PBS_NUM_PPN=cpus, NCPUS=cpus, OMP_NUM_THREADS=cpus,
                    PBS_ENVIRONMENT="PBS_BATCH", PBS_TASKNUM="1", PBS_NODENUM="0", PBS_VNODENUM="0")
         if hosts_file:
             env["PBS_NODEFILE"] = hosts_file
         env.setdefault("PBS_O_WORKDIR", job.cwd)
-        env.setdefault("PBS_O_HOST", node)
     elif job.dialect == "sge":
         env.update(JOB_ID=jid, JOB_NAME=job.name, NSLOTS=cpus, NHOSTS="1", QUEUE=job.queue, ENVIRONMENT="BATCH",
                    SGE_TASK_ID="undefined", SGE_TASK_FIRST="undefined", SGE_TASK_LAST="undefined",

@@ -1,13 +1,17 @@
-"""Slurm's ``scontrol`` over wulf: ``show job``, ``show config``, ``hold`` and ``release``.
+"""Slurm's ``scontrol`` over wulf: ``show job``, ``show hostnames``, ``show config``, ``hold``, ``release`` and
+``update``.
 
 ``show job`` prints Slurm's ``Key=Value`` record (``-o``: one line a job), which portals and workflow
 tools read; ``show config`` prints the keys tools look up (``MinJobAge``, ``ClusterName``,
-``SlurmctldHost``...) with wulf's own values where it has them. What wulf does not do (``requeue``,
-``update``, other entities) is refused in one line, never pretended.
+``SlurmctldHost``...) with wulf's own values where it has them; ``update JobId=...`` is jmod's request
+(:mod:`wulf.cli.compat.scupdate`). What wulf does not do (``requeue``, other entities, keys it cannot
+change) is refused in one line, never pretended.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import time
 from typing import Any
@@ -90,7 +94,7 @@ def _jobs(client: Client, ref: str | None) -> list[dict[str, Any]]:
 
     if ref is None:
         return jobs_of(client.status(all_jobs=True))
-    [(job_id, tasks)] = slurm_refs([ref], "scontrol")
+    [(job_id, tasks)] = slurm_refs([ref], "show job")
     try:
         first = client.job(job_id)
     except NotFound:
@@ -103,7 +107,7 @@ def _jobs(client: Client, ref: str | None) -> list[dict[str, Any]]:
 
 def _show(words: list[str], one_line: bool) -> int:
     if not words:
-        raise UsageError("scontrol: show what? (job [ID], config)")
+        raise UsageError("show what? (job [ID], hostnames [LIST], config)")
     what = words[0].lower()
     if what in ("job", "jobs", "jobid") and len(words) <= 2:
         client = Client()
@@ -117,10 +121,58 @@ def _show(words: list[str], one_line: bool) -> int:
         now = time.time()
         sys.stdout.write(_render([job_record(j, now) for j in jobs], one_line))
         return 0
+    if what == "hostnames" and len(words) <= 2:
+        listed = words[1] if len(words) == 2 else os.environ.get("SLURM_JOB_NODELIST", "")
+        if not listed:
+            raise UsageError("show hostnames: give a host list (outside a job, SLURM_JOB_NODELIST is not set)")
+        sys.stdout.write("".join(n + "\n" for n in hostnames(listed)))
+        return 0
     if what in ("config", "conf") and len(words) == 1:
         sys.stdout.write(config_text())
         return 0
-    raise UsageError(f"scontrol: show {' '.join(words)}: wulf shows 'job [ID]' and 'config'")
+    raise UsageError(f"show {' '.join(words)}: wulf shows 'job [ID]', 'hostnames [LIST]' and 'config'")
+
+
+#: at most this many names from one host list (what a hostile list could make scontrol print)
+MAX_HOSTS = 100_000
+_GROUP = re.compile(r"([^\[\],]*)\[([^\]]*)\]")
+
+
+def _ranges(body: str, text: str) -> list[str]:
+    """``01-03,7`` as ``["01", "02", "03", "7"]`` (a range keeps its first number's zero padding)."""
+    out: list[str] = []
+    for part in body.split(","):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()) or (dash and int(high) < int(low)):
+            raise UsageError(f"show hostnames: {text!r} is not a host list (name[1-4,7],other)")
+        stop = int(high) if dash else int(low)
+        if stop - int(low) + len(out) >= MAX_HOSTS:
+            raise UsageError(f"show hostnames: the host list {text!r} names more than {MAX_HOSTS} hosts")
+        out += [str(i).zfill(len(low)) for i in range(int(low), stop + 1)]
+    return out
+
+
+def _one(item: str, text: str) -> list[str]:
+    m = _GROUP.match(item)
+    if m is None:
+        if "[" in item or "]" in item or not item:
+            raise UsageError(f"show hostnames: {text!r} is not a host list (name[1-4,7],other)")
+        return [item]
+    rests = _one(item[m.end():], text) if item[m.end():] else [""]
+    names = [m.group(1) + n + rest for n in _ranges(m.group(2), text) for rest in rests]
+    if len(names) > MAX_HOSTS:
+        raise UsageError(f"show hostnames: the host list {text!r} names more than {MAX_HOSTS} hosts")
+    return names
+
+
+def hostnames(text: str) -> list[str]:
+    """Slurm's host list (``n[1-3,7],gpu[08-10]``) one name at a time, as ``scontrol show hostnames``
+    prints it (psij-python's job scripts make their node file so)."""
+    items = re.split(r",(?![^\[]*\])", text.strip())  # (commas inside brackets are the ranges')
+    names = [n for item in items for n in _one(item.strip(), text)]
+    if len(names) > MAX_HOSTS:
+        raise UsageError(f"show hostnames: the host list {text!r} names more than {MAX_HOSTS} hosts")
+    return names
 
 
 def config_text() -> str:
@@ -161,7 +213,7 @@ def _controller(server_url: str, listen: str) -> tuple[str, str]:
 
 def _hold(action: str, words: list[str]) -> int:
     if not words:
-        raise UsageError(f"scontrol: {action}: which jobs? (scontrol {action} ID[,ID...])")
+        raise UsageError(f"{action}: which jobs? (scontrol {action} ID[,ID...])")
     from wulf.cli.compat.slurm import task_ids
 
     ids = task_ids(words)
@@ -181,7 +233,6 @@ _REFUSED = {
     "requeue": "wulf does not requeue a job by hand: scancel it and submit it again (sbatch --requeue "
                "and --retries queue a failed job again)",
     "requeuehold": "wulf does not requeue a job by hand: scancel it and submit it again",
-    "update": "changing a job's request is not supported by wulf yet",
 }
 
 
@@ -194,16 +245,21 @@ def scontrol(argv: list[str]) -> int:
         elif w in ("-d", "--details", "-a", "--all", "-Q", "--quiet", "-v", "--verbose"):
             continue  # accepted: the record shows what wulf has either way
         elif w.startswith("-") and not words:
-            raise UsageError(f"scontrol: unrecognized option '{w}'")
+            raise UsageError(f"unrecognized option '{w}'")
         else:
             words.append(w)
     if not words:
-        raise UsageError("scontrol: give a command: show job [ID], show config, hold ID, release ID")
+        raise UsageError("give a command: show job [ID], show config, hold ID, release ID, "
+                         "update JobId=ID Key=Value")
     command, rest = words[0].lower(), words[1:]
     if command == "show":
         return _show(rest, one_line)
     if command in ("hold", "uhold", "release"):
         return _hold("release" if command == "release" else "hold", rest)
+    if command == "update":
+        from wulf.cli.compat.scupdate import update
+
+        return update(rest)
     if command in _REFUSED:
-        raise UsageError(f"scontrol: {command}: {_REFUSED[command]}")
-    raise UsageError(f"scontrol: invalid command {command!r} (wulf's scontrol: show, hold, release)")
+        raise UsageError(f"{command}: {_REFUSED[command]}")
+    raise UsageError(f"invalid command {command!r} (wulf's scontrol: show, hold, release, update)")

@@ -246,22 +246,28 @@ def collapse_pending(jobs: list[dict[str, Any]], arrays: dict[str, Any]) -> list
     return out + others
 
 
+#: an ended job's reason, as Slurm gives it by the state it ended in (COMPLETED and CANCELLED: None)
+ENDED_REASONS = {"FAILED": "NonZeroExitCode", "TIMEOUT": "TimeLimit", "OUT_OF_MEMORY": "OutOfMemory",
+                 "NODE_FAIL": "NodeDown"}
+
+
 def reason_of(j: dict[str, Any]) -> str:
-    """Slurm's reason words for a waiting job (wulf's own sentence when it is none of them)."""
+    """Slurm's reason word for a job (one word: tools split squeue's lines on blanks); a waiting job's is
+    wulf's own sentence, joined by underscores, when it is none of Slurm's."""
     state, why = j["state"], str(j.get("reason") or "")
     if state == "held":
         return "JobHeldUser"
     if state == "running":
         return "None"
     if state != "queued":
-        return why or "None"
+        return ENDED_REASONS.get(slurm_state(j), "None")
     if not why:
         return "Priority"
     if why.startswith("waiting for job"):
         return "Dependency"
     if "no node" in why or "room" in why or "busy" in why:
         return "Resources"
-    return why.replace(" ", "_")
+    return "_".join(why.split())
 
 
 _SPEC = re.compile(r"%(\.?)(-?)(\d*)([A-Za-z%])")
