@@ -10,7 +10,8 @@ clock, and this script pairs each exit with the job started in its room. Three r
 * ``qr -c true`` round trip and submit to finish of one job on an idle cluster.
 
 With ``--hq PYTHON`` (a Python that has the ``hyperqueue`` package, in a venv of its own: it is no
-dependency of wulf's), the same sleep and true runs on HyperQueue's local cluster, for comparison.
+dependency of wulf's), the same sleep and true runs on HyperQueue's local cluster, for comparison;
+and always through ``xargs -P`` (a fork and exec a job), the floor.
 Run alone with ``python -m bench.cycle [--jobs N]``, or as part of ``./dev bench``.
 """
 
@@ -177,6 +178,23 @@ def run_hq(python: str, slots: int, n: int, command: str) -> dict[str, Any]:
     return result
 
 
+def run_xargs(slots: int, n: int, command: str) -> dict[str, Any]:
+    """The same commands through ``xargs -P SLOTS`` (a fork and exec each, nothing else): the floor."""
+    busy0 = _machine_busy()
+    t = time.perf_counter()
+    # one command a line of input (-I: the line, which it does not use, is the whole of its arguments)
+    subprocess.run(["xargs", "-P", str(slots), "-I{}", "--", *command.split()], input="x\n" * n, text=True,
+                   check=True, stdout=subprocess.DEVNULL)
+    dt = time.perf_counter() - t
+    busy = _machine_busy() - busy0
+    result: dict[str, Any] = {"system": "xargs -P", "slots": slots, "jobs": n, "command": command, "seconds": dt,
+                              "jobs_per_s": n / dt, "machine_cpu_ms_per_job": busy * 1000 / n}
+    if command.startswith("sleep "):
+        result["ideal_jobs_per_s"] = slots / float(command.split()[1])
+        result["of_ideal"] = result["jobs_per_s"] / result["ideal_jobs_per_s"]
+    return result
+
+
 def run(quick: bool, jobs: int | None = None, hq: str = "") -> dict[str, Any]:
     from bench.__main__ import latency, local, qr_round_trip
 
@@ -187,6 +205,7 @@ def run(quick: bool, jobs: int | None = None, hq: str = "") -> dict[str, Any]:
             out["runs"].append(run_wulf(slots, n, command))
             if hq:
                 out["runs"].append(run_hq(hq, slots, n, command))
+            out["runs"].append(run_xargs(slots, n, command))
     with local(16) as c:
         out["qr_round_trip"] = qr_round_trip(c, 10 if quick else 30)
     out["latency"] = latency(10 if quick else 30)
@@ -229,6 +248,7 @@ def main() -> int:
         results: dict[str, Any] = {"runs": [run_wulf(int(slots), args.jobs, command)]}
         if args.hq:
             results["runs"].append(run_hq(args.hq, int(slots), args.jobs, command))
+        results["runs"].append(run_xargs(int(slots), args.jobs, command))
         results["qr_round_trip"] = {"median_ms": float("nan")}
         results["latency"] = {"submit_to_finish_median_ms": float("nan")}
     else:
