@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from bench import arrays, fakeagents, policy, web
+from bench import arrays, cycle, fakeagents, policy, web
 from wulf.client import Client
 
 BIN = Path(sys.executable).parent
@@ -32,11 +32,14 @@ RESULTS = Path(__file__).parent / "results"
 class Local:
     """A server, and optionally one agent, in a temporary directory."""
 
-    def __init__(self, root: Path, cpus: float | None, interval: float = 5.0) -> None:
+    def __init__(self, root: Path, cpus: float | None, interval: float = 5.0, config: str = "") -> None:
         self.root = root
         self.url = f"unix:{root}/server/wulf.sock"
         self.env = dict(os.environ, WULF_SERVER=self.url)
         self.env.pop("WULF_CONFIG", None)
+        if config:  # the text of a wulf.toml for both daemons
+            (root / "wulf.toml").write_text(config)
+            self.env["WULF_CONFIG"] = str(root / "wulf.toml")
         out = self._log = open(root / "server.log", "ab")
         self.server = subprocess.Popen([str(BIN / "wulf"), "server", "--state", str(root / "server"), "--listen", ""],
                                        stdout=out, stderr=out, env=self.env)
@@ -79,9 +82,9 @@ class Local:
 
 
 @contextmanager
-def local(cpus: float | None, interval: float = 5.0) -> Iterator[Local]:
+def local(cpus: float | None, interval: float = 5.0, config: str = "") -> Iterator[Local]:
     with tempfile.TemporaryDirectory(prefix="wulf-bench-") as d:
-        c = Local(Path(d), cpus, interval)
+        c = Local(Path(d), cpus, interval, config)
         try:
             yield c
         finally:
@@ -182,6 +185,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer runs, for a smoke test")
     ap.add_argument("--json", action="store_true", help="print only the JSON")
+    ap.add_argument("--hq", default="", metavar="PYTHON",
+                    help="a Python with the hyperqueue package (a venv of its own): the job cycle on it too")
     args = ap.parse_args()
     q = args.quick
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -194,6 +199,7 @@ def main() -> int:
     results["agent"] = agent_cost(100 if q else 1000, 5 if q else 30)
     results["policy"] = policy.run(q)
     results["arrays"] = arrays.run(q)
+    results["cycle"] = cycle.run(q, hq=args.hq)
     results["fakeagents"] = (fakeagents.run(100, 20, 5.0, 1000, 3.0) if q
                              else fakeagents.run(1000, 65, 5.0, 10000, 10.0))
     results["web"] = web.run(q)
@@ -224,6 +230,7 @@ def main() -> int:
     ]
     rows += policy.rows(results["policy"])
     rows += arrays.rows(results["arrays"])
+    rows += cycle.rows(results["cycle"])
     rows += fakeagents.rows(results["fakeagents"])
     rows += web.rows(results["web"])
     w = max(len(r[0]) for r in rows)

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from wulf import cycletrace
 from wulf.agent import jobprocs, launcher, procfs, purge, readout
 from wulf.agent.cgpool import CgroupPool
 from wulf.agent.cgroups import Cgroups, JobCgroup, group_name
@@ -257,6 +258,7 @@ class Agent:
         # the intent to start them is in the journal before any starts: an agent that dies while
         # starting them finds each again at its restart (running, or ended), and none is started twice
         self.journal.append([self._intent(job) for job in jobs])
+        cycletrace.mark("intent", (job.id for job in jobs))
         for job in jobs:
             try:
                 self._start(job)
@@ -282,10 +284,13 @@ class Agent:
         owner = owner_of(job, self.name)
         launcher.check_job(job)
         limits = Limits.of(job)
+        cycletrace.mark("checked", (job.id,))
         cg = self._new_cgroup(job.id, limits.mem_mb)
+        cycletrace.mark("cgroup" if cg is None or cg.reused else "cgroup_new", (job.id,))
         try:
             pid, launch = launcher.spawn(job, self.name, self.scratch, str(self.runtime),
                                          cg.procs_files() if cg is not None else (), owner)
+            cycletrace.mark("spawned", (job.id,))
         except BaseException:
             if cg is not None:
                 self._ended_cgroups.append((job.id, cg, True))
@@ -330,6 +335,7 @@ class Agent:
             if usage is not None:
                 cpu = usage.ru_utime + usage.ru_stime
                 peak = _job_maxrss_mb(usage.ru_maxrss)
+        cycletrace.mark("reap", (run.id,))
         if exit_code is not None and run.signalled and exit_code == 128 + run.signalled:
             exit_code, sig = None, run.signalled  # the job died of the signal wulf sent it (as its shell says)
         reason = "" if exit_code is not None or sig is not None else "lost: exit status unknown"
@@ -530,6 +536,7 @@ class Agent:
         self._flush_scheduled = False
         records, self._journal_queue = self._journal_queue, []
         self.journal.append(records)  # before the server hears of it
+        cycletrace.mark("journal", (e.id for e in self._exited))
         try:
             await self._send_news()
         finally:
@@ -544,8 +551,10 @@ class Agent:
         try:
             if started:
                 await ws.send(Started(jobs=started).model_dump_json())
+                cycletrace.mark("started_sent", (j.id for j in started))
             if exited:
                 await ws.send(Exited(jobs=exited).model_dump_json())
+                cycletrace.mark("exit_sent", (e.id for e in exited))
         except ConnectionClosed:
             pass  # exits stay in `unacked` and go with the next hello
 
@@ -568,6 +577,7 @@ class Agent:
             log.warning("bad message from the server: %s", e.errors()[:1])
             return
         if isinstance(msg, Start):
+            cycletrace.mark("start_recv", (j.id for j in msg.jobs))
             self.start_jobs(msg.jobs)
         elif isinstance(msg, Signal):
             self.signal_jobs(msg.ids, msg.signal)

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from wulf import cycletrace
 from wulf.auth.identity import Caller
 from wulf.config import Config
 from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
@@ -261,6 +262,7 @@ class Daemon:
                         step = Commit(ins.jobs, arrays=ins.arrays)  # inserted: what is left to do
                     if ins.jobs or ins.arrays:
                         await self._commit(list(ins.jobs), ins.arrays)
+                        cycletrace.mark("committed", (j.id for j in ins.jobs))
                 except WulfError as e:
                     if not e.retryable:
                         raise
@@ -779,6 +781,7 @@ class Daemon:
         self.metrics.started.inc(len(jobs))
         for text in start_messages(jobs):
             await self._send_text(starts.node, text)
+        cycletrace.mark("start_sent", (j.id for j in jobs))
 
     def _start_job(self, job: Job) -> StartJob:
         env = self.envs.get(job.env_hash)
@@ -883,6 +886,7 @@ class Daemon:
         elif isinstance(msg, Started):
             self._apply_soon(self.state.handle(JobsStarted(node.name, tuple(msg.jobs))))
         elif isinstance(msg, Exited):
+            cycletrace.mark("exit_recv", (e.id for e in msg.jobs))
             await self._exited(node.name, msg.jobs)
         elif isinstance(msg, Ran):
             self._runs.answered(node.name, msg)
@@ -928,7 +932,12 @@ class Daemon:
         in the room they leave: one commit for both, then the starts, then the agent's ack."""
         missing = [e.id for e in exits if e.id not in self.jobs]
         stored = await asyncio.to_thread(self._read, missing) if missing else {}
-        await self._apply(self.state.handle(JobsExited(node, tuple(exits), time.time(), stored)))
+        todo = self.state.handle(JobsExited(node, tuple(exits), time.time(), stored))
+        if cycletrace.ON:
+            placed = [j.id for ins in todo if isinstance(ins, StartJobs) for j in ins.jobs]
+            cycletrace.mark("placed", (e.id for e in exits))
+            cycletrace.link((e.id for e in exits), placed)
+        await self._apply(todo)
 
     # ------------------------------------------------------------------ queries (see wulf.server.views)
 

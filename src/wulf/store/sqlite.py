@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from wulf import cycletrace
 from wulf.errors import UsageError, WulfError
 from wulf.model.accounting import MAX_SUMMARY_USERS, AcctQuery, summary_row
 from wulf.model.job import FINAL_STATES, Job, JobState, Origin
@@ -262,6 +263,7 @@ class SqliteStore:
             failed, error = self._try(batch)
             if error is None:
                 self.commits += 1
+                cycletrace.mark("store_commit", ())
                 for _, fut in batch:
                     _settle_soon(fut, None)
                 return
