@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from bench import arrays, cycle, fakeagents, policy, web
+from bench import arrays, cycle, fakeagents, policy, print_table, web
 from wulf.client import Client
 
 BIN = Path(sys.executable).parent
@@ -71,6 +71,16 @@ class Local:
                 return
             time.sleep(0.05)
         raise RuntimeError("the local cluster did not come up")
+
+    def batch(self, command: str, n: int) -> None:
+        """``command`` n times in one multi-script file (`qr -s`, as a user submits a batch), waited for to
+        the last; every one must end done."""
+        script = self.root / "jobs.sh"
+        script.write_text("\n#NEXTSCRIPT\n".join([command] * n) + "\n")
+        out = subprocess.run([str(BIN / "qr"), "-s", str(script), "-o", "/dev/null", "--json"], env=self.env,
+                             check=True, capture_output=True, text=True, cwd=self.root).stdout
+        reply = self.client.wait(json.loads(out)["jobs"], timeout=600)
+        assert reply["done"] and reply["counts"].get("done") == n, reply["counts"]
 
     def stop(self) -> None:
         for p in (self.agent, self.server):
@@ -121,15 +131,9 @@ def submit_rate(n: int) -> dict[str, float]:
 def end_to_end(cpus: int, n: int) -> dict[str, float]:
     """n trivial jobs submitted in one multi-script file (`qr -s`), first submit to last finish."""
     with local(cpus) as c:
-        script = c.root / "jobs.sh"
-        script.write_text("\n#NEXTSCRIPT\n".join(["true"] * n) + "\n")
         t = time.perf_counter()
-        out = subprocess.run([str(BIN / "qr"), "-s", str(script), "-o", "/dev/null", "--json"], env=c.env,
-                             check=True, capture_output=True, text=True, cwd=c.root).stdout
-        ids = json.loads(out)["jobs"]
-        reply = c.client.wait(ids, timeout=600)
+        c.batch("true", n)
         dt = time.perf_counter() - t
-        assert reply["done"] and reply["counts"].get("done") == n, reply["counts"]
         return {"slots": cpus, "jobs": n, "seconds": dt, "jobs_per_s": n / dt}
 
 
@@ -233,10 +237,7 @@ def main() -> int:
     rows += cycle.rows(results["cycle"])
     rows += fakeagents.rows(results["fakeagents"])
     rows += web.rows(results["web"])
-    w = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{w}}  {'result':>22}  target")
-    for name, value, target in rows:
-        print(f"{name:<{w}}  {value:>22}  {target}")
+    print_table(rows, 22, header=True)
     print(f"\nJSON: {RESULTS / 'latest.json'}")
     return 0
 

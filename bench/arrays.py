@@ -17,6 +17,8 @@ from typing import Any
 
 import psutil
 
+from bench import print_table
+
 #: a script of a realistic size: what the store must not hold once a task
 SCRIPT = "#!/bin/sh\n" + "".join(f"# setting {i}: {'x' * 60}\n" for i in range(60)) + "echo $WULF_ARRAY_TASK_ID\n"
 
@@ -89,9 +91,7 @@ def main() -> int:
         print(json.dumps(results, indent=2))
         return 0
     table = rows(results)
-    w = max(len(r[0]) for r in table)
-    for name, value, target in table:
-        print(f"{name:<{w}}  {value:>14}  {target}")
+    print_table(table, 14)
     return 0
 
 

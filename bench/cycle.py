@@ -31,6 +31,8 @@ from typing import Any
 
 import psutil
 
+from bench import print_table
+
 BIN = Path(sys.executable).parent
 
 #: the cycle's steps in order: (name, the job it is noted for: "e" the job that ended, "s" the next)
@@ -120,19 +122,13 @@ def run_wulf(slots: int, n: int, command: str, trace: bool = True) -> dict[str, 
         try:
             with local(slots, config=CONFIG) as c:
                 assert c.agent is not None
-                script = c.root / "jobs.sh"
-                script.write_text("\n#NEXTSCRIPT\n".join([command] * n) + "\n")
                 cpu0 = _cpu(c.server.pid) + _cpu(c.agent.pid)
                 busy0 = _machine_busy()
                 t = time.perf_counter()
-                out = subprocess.run([str(BIN / "qr"), "-s", str(script), "-o", "/dev/null", "--json"], env=c.env,
-                                     check=True, capture_output=True, text=True, cwd=c.root).stdout
-                ids = json.loads(out)["jobs"]
-                reply = c.client.wait(ids, timeout=600)
+                c.batch(command, n)
                 dt = time.perf_counter() - t
                 cpu = _cpu(c.server.pid) + _cpu(c.agent.pid) - cpu0
                 busy = _machine_busy() - busy0
-                assert reply["done"] and reply["counts"].get("done") == n, reply["counts"]
         finally:
             os.environ.pop("WULF_TRACE_CYCLE", None)
         seconds = float(command.split()[1]) if command.startswith("sleep ") else None
@@ -257,9 +253,7 @@ def main() -> int:
         print(json.dumps(results, indent=2))
         return 0
     table = rows(results)
-    w = max(len(r[0]) for r in table)
-    for name, value, target in table:
-        print(f"{name:<{w}}  {value:>34}  {target}")
+    print_table(table, 34)
     return 0
 
 

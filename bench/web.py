@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench import print_table
 from wulf.auth.identity import WEB, Caller
 from wulf.config import Config
 from wulf.model.job import Job, JobState, Origin
@@ -88,9 +89,7 @@ def main() -> int:
         print(json.dumps(results, indent=2))
         return 0
     table = rows(results)
-    w = max(len(r[0]) for r in table)
-    for name, value, target in table:
-        print(f"{name:<{w}}  {value:>10}  {target}")
+    print_table(table, 10)
     return 0
 
 
