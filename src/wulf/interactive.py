@@ -286,6 +286,7 @@ class Relay:
         self._queued: deque[bytes] = deque()
         self._out = bytearray()
         self._credit = WINDOW
+        self._lost: OSError | None = None  # why sending to the agent failed: it may still have sent the EXIT
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -320,6 +321,9 @@ class Relay:
         while True:
             while self._queued:
                 self._out += self._queued.popleft()
+            if self._lost is not None:
+                self._out.clear()  # nowhere to send it; what the agent already sent is still read
+                stdin = None
             poller = select.poll()
             poller.register(sock, select.POLLIN | (select.POLLOUT if self._out else 0))
             poller.register(self._wake_r, select.POLLIN)
@@ -347,7 +351,7 @@ class Relay:
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as e:
-            raise SessionError(f"the connection to the job was lost ({e.strerror or e})") from None
+            raise SessionError(f"the connection to the job was lost ({(self._lost or e).strerror or e})") from None
         try:
             for frame in decoder.feed(data):
                 status = self._handle(frame)
@@ -356,16 +360,23 @@ class Relay:
         except FrameError as e:
             raise SessionError(f"the agent sent something jr does not understand ({e})") from None
         if not data:
+            if self._lost is not None:
+                raise SessionError(f"the connection to the job was lost ({self._lost.strerror or self._lost})")
             raise SessionError("the connection to the job was lost before it ended")
         return None
 
     def _send(self) -> None:
+        """Send what is queued. A failed send is not the end: the agent closes the connection once the
+        job has ended, whether or not it read all the input jr had for it (a job killed while input was
+        on its way), and the job's EXIT frame may be waiting to be read; :meth:`_receive` decides."""
         try:
             n = self.sock.send(self._out)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
-            raise SessionError(f"the connection to the job was lost ({e.strerror or e})") from None
+            self._lost = e
+            self._out.clear()
+            return
         del self._out[:n]
 
     def _read_stdin(self, fd: int) -> bool:

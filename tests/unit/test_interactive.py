@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 
 import pytest
 from hypothesis import given
@@ -20,6 +21,7 @@ from wulf.interactive import (
     Frame,
     FrameError,
     Kind,
+    Relay,
     ack,
     data_frames,
     encode,
@@ -197,3 +199,33 @@ def test_ack() -> None:
     assert parse_ack(f) == 300_000
     with pytest.raises(FrameError):
         parse_ack(Frame(Kind.ACK, b"\x00"))
+
+
+@pytest.mark.parametrize("family", [socket.AF_UNIX, socket.AF_INET])
+def test_the_exit_arrives_though_the_agent_stopped_reading_input(family: int) -> None:
+    """The agent sends the job's EXIT and closes while jr still has input to send (the job died
+    without reading it). jr's send then fails (EPIPE, or a reset): the job's status must still be
+    the EXIT frame's, not "connection lost"."""
+    if family == socket.AF_UNIX:
+        ours, agent = socket.socketpair()
+    else:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            ours = socket.create_connection(listener.getsockname())
+            agent, _ = listener.accept()
+    unread_r, unread_w = os.pipe()
+    out_r, out_w = os.pipe()
+    try:
+        ours.sendall(b"x" * 1000)  # input the agent never reads: its close then resets the connection
+        agent.sendall(exit_frame(None, signal.SIGTERM))
+        agent.close()
+        os.write(unread_w, b"y" * 4096)
+        r = Relay(ours, unread_r, out_w, out_w, pty=False)
+        r._out += encode(Kind.STDIN, b"z" * 100)  # queued before the EXIT came
+        try:
+            assert r.run() == 128 + signal.SIGTERM
+        finally:
+            r.close()
+    finally:
+        ours.close()
+        for fd in (unread_r, unread_w, out_r, out_w):
+            os.close(fd)
