@@ -115,6 +115,22 @@ def test_an_exit_ends_the_job_and_the_next_takes_its_room_in_the_same_commit() -
     assert state.running["alice"] == 2
 
 
+def test_exits_that_leave_placing_to_the_moment_s_pass() -> None:
+    """The simulator hands over a moment's exits node by node with ``place=False``: each is recorded and
+    acknowledged, the room they leave is filled by the one pass that follows."""
+    state = _state()
+    _up(state, "n1", cpus=1)
+    _up(state, "n2", cpus=1)
+    a, b, c, d = _submit(state, 4)
+    assert sorted(_started(state.handle(SchedulePass(T0)))) == [a.id, b.id]
+    for job in (a, b):
+        todo = state.handle(JobsExited(job.node, (JobExit(id=job.id, exit_code=0, time=T0 + 5),), T0 + 5,
+                                       place=False))
+        assert _ended(todo) == [job.id] and _started(todo) == [] and Wake() in todo
+        assert todo[-1] == Send(job.node, Ack(ids=[job.id]))
+    assert sorted(_started(state.handle(SchedulePass(T0 + 5)))) == [c.id, d.id]
+
+
 def test_a_failed_exit_and_an_unknown_one() -> None:
     state = _state()
     _up(state)
@@ -467,3 +483,34 @@ def test_the_books_hold_and_each_job_ends_once_whatever_happens(steps: list[tupl
         _check_books(state)
     assert all(n == 1 for n in ends.values())
     assert set(ends) == {j.id for j in state.jobs.values() if j.final}
+
+
+def test_a_settling_job_is_sized_when_it_has_settled_though_the_reports_tell_nothing_new() -> None:
+    """Reports whose jobs are all steady skip adaptive allocation until one of them has settled (the
+    server keeps that verdict until the node changes): the same report after ``settle_seconds`` sizes
+    the job to what it uses, and a report whose use changed is looked at again at once."""
+    from wulf.protocol import JobUse
+    from wulf.server.instructions import CommitSoon
+
+    state = _state()
+    _up(state)
+    job, = _submit(state, 1, cpu=2.0)
+    state.handle(SchedulePass(T0))
+    state.handle(JobsStarted("n1", (JobStarted(id=job.id, pid=4242, time=T0),)))
+    job.started = T0  # the state machine takes the node's start time
+
+    def report(t: float, cpu: float) -> list[Instruction]:
+        use = JobUse(id=job.id, cpu=cpu, mem_mb=20.0, nprocs=1)
+        return state.handle(Reported("n1", Report(sample=NodeSample(time=t, used_cpu=cpu), jobs=[use])))
+
+    settle = state.policy.adapt.settle_seconds
+    for k in range(1, 4):  # settling: it keeps what it asked for
+        assert not _of(report(T0 + k, 0.5), CommitSoon)
+    assert job.cpu == 2.0
+    sized = _of(report(T0 + settle + 1, 0.5), CommitSoon)
+    assert [j.id for c in sized for j in c.jobs] == [job.id]
+    assert job.settled and job.cpu < 2.0
+    held = job.cpu
+    assert not _of(report(T0 + settle + 2, 0.5), CommitSoon)  # settled and steady
+    grown = _of(report(T0 + settle + 3, 1.9), CommitSoon)  # it uses more than it holds: it grows
+    assert [j.id for c in grown for j in c.jobs] == [job.id] and job.cpu > held

@@ -27,14 +27,18 @@ def adapt_node(node: Node, view: Callable[[], NodeView], now: float,
         return changed, renice
     jobs: list[Job] = []
     before: list[Holding] = []
+    settings = policy.adapt
+    all_steady = True
     for job in node.jobs.values():
         if job.origin is not Origin.BATCH or job.state is not JobState.RUNNING or job.started is None:
             continue
         jobs.append(job)
-        before.append(_holding(Holding, (job.cpu, job.mem_mb, job.cpu_used, job.mem_used, now - job.started,
-                                         job.settled, job.low_samples, job.penalized, job.reason)))
-    settings = policy.adapt
-    if all(steady(h, settings) for h in before):
+        h = _holding(Holding, (job.cpu, job.mem_mb, job.cpu_used, job.mem_used, now - job.started, job.settled,
+                               job.low_samples, job.penalized, job.reason))
+        before.append(h)
+        if all_steady and not steady(h, settings):
+            all_steady = False
+    if all_steady:
         return changed, renice
     after = adapt_jobs(before, node_free(view(), policy.observe), settings)
     for job, b, a in zip(jobs, before, after, strict=True):

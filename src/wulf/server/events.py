@@ -46,12 +46,15 @@ class JobsStarted:
 @dataclass(frozen=True, slots=True)
 class JobsExited:
     """An agent reports these exits. ``stored``: the jobs they name that are not in memory any more, as
-    read from the store (their exit is recorded, nothing else)."""
+    read from the store (their exit is recorded, nothing else). ``place``: False leaves placing jobs in
+    the room they leave to a :class:`SchedulePass` that comes at this moment (the simulator hands over
+    all of one moment's exits, on many nodes, then makes one pass, as it does for arrivals)."""
 
     node: str
     exits: tuple[JobExit, ...]
     now: float
     stored: Mapping[int, Job] = field(default_factory=dict)
+    place: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any
 
 from wulf.model.job import Job, Origin
@@ -18,8 +19,9 @@ from wulf.server.users import user_name
 #: wulf.policy.placement.node_metrics)
 _METRICS = tuple(m for m in METRICS if m in NodeSample.model_fields)
 
-#: what the policy sees of a sample (see Node.view)
-_SEEN = ("used_cpu", "used_mem_mb", *_METRICS)
+#: what the policy sees of a sample (see Node.view), read from its __dict__ at once
+_seen = itemgetter("used_cpu", "used_mem_mb", *_METRICS)
+_rank_figures = itemgetter(*_METRICS)  # (several: it gives a tuple)
 
 _EXTERNAL = Origin.EXTERNAL
 
@@ -91,19 +93,14 @@ class Node:
             if u is None or u[0] != j.cpu or u[1] != j.mem_mb or u[2] != j.cpu_used or u[3] != j.mem_used:
                 u = j.seen = RunningUse(j.cpu, j.mem_mb, j.cpu_used, j.mem_used, j.user, j.origin is _EXTERNAL)
             uses.append(u)
+        info = self.info
+        # (positional, in NodeView's order: a view is made for each node that changed, on every pass)
         return NodeView(
-            name=self.name,
-            cpus=self.cpus,
-            mem_mb=self.mem_mb,
-            schedulable=self.state is NodeState.UP,
-            jobs=tuple(uses),
-            observed_cpu=s.used_cpu if s else 0.0,
-            observed_mem=s.used_mem_mb if s else 0.0,
-            attrs=self.attrs(),
-            features=features,
-            metrics=self._metrics(),
-            owner=user_name(self.agent_uid) if self.up and self.agent_uid != 0 else None,
-        )
+            self.name, info.cpus if info else 0.0, info.mem_mb if info else 0.0,
+            self.up and not self.drained,  # schedulable
+            tuple(uses), s.used_cpu if s else 0.0, s.used_mem_mb if s else 0.0, None,
+            self.attrs(), features, self._metrics(),
+            user_name(self.agent_uid) if self.up and self.agent_uid != 0 else None)  # owner
 
     def take_sample(self, sample: NodeSample) -> bool:
         """The node's new sample; whether the policy sees the node differently for it (what is in use,
@@ -111,8 +108,7 @@ class Node:
         old, self.sample = self.sample, sample
         if old is None:
             return True
-        was, now = old.__dict__, sample.__dict__
-        return any(was[k] != now[k] for k in _SEEN)
+        return bool(_seen(old.__dict__) != _seen(sample.__dict__))
 
     def _metrics(self) -> dict[str, float]:
         """The sample's figures a rank expression may read (kept with the sample they were read from)."""
@@ -122,8 +118,7 @@ class Node:
         kept = self._read
         if kept is not None and kept[0] is s:
             return kept[1]
-        measured = s.__dict__
-        metrics = {k: float(measured[k]) for k in _METRICS}
+        metrics = dict(zip(_METRICS, map(float, _rank_figures(s.__dict__)), strict=True))
         self._read = (s, metrics)
         return metrics
 

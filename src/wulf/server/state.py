@@ -577,7 +577,9 @@ class ServerState:
                 failed.append(job)
         retried = self._park(failed)
         out: list[Instruction] = []
-        placed = self._place(ev.now, out)
+        placed = self._place(ev.now, out) if ev.place else []
+        if not ev.place and self.book.any_waiting():
+            out.append(Wake())
         if ended or placed:
             out.append(Commit(tuple(ended + placed)))
         out += told

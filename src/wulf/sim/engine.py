@@ -452,7 +452,9 @@ class Engine:
         self._set_rate(node, t)
         self._want_report(node, t)
         if exits:
-            self._do(self.state.handle(JobsExited(node.spec.name, tuple(exits), EPOCH + t)), t)
+            # (the pass comes once this moment's other exits are in: a pass for each node's would mostly
+            # place nothing in room that the next node's exits are about to give)
+            self._do(self.state.handle(JobsExited(node.spec.name, tuple(exits), EPOCH + t, place=False)), t)
 
     def _out_of_memory(self, node: _Node, t: float) -> None:
         """While the node's processes use more memory than it has, the one that uses the most is killed."""
