@@ -198,3 +198,39 @@ def test_a_read_only_token_gets_a_read_only_page(web: Cluster, users: Users, bro
     expect(page.locator("#state")).to_be_visible()
     expect(page.locator("#cancel")).to_have_count(0)
     assert w.problems == []
+
+
+def test_change_a_waiting_job_from_its_page(web: Cluster, users: Users, browser: Any) -> None:
+    """jmod from the page: a held job's name, cpus, memory, queue and time limit; only what was changed
+    is sent; a change the server refuses is said on the page and nothing changes; another user's job
+    has no form."""
+    client = web.client(users.alice)
+    bob = web.client(users.bob)
+    try:
+        [jid] = client.submit([{"command": "sleep 300", "cwd": str(web.work), "cpu": 0.5, "name": "before",
+                                "hold": True}])
+        [bobs] = bob.submit([{"command": "sleep 300", "cwd": str(web.work), "cpu": 0.5, "hold": True}])
+    finally:
+        client.close()
+        bob.close()
+    w = signed_in(browser, web, users.alice)
+    page, expect, base = w.page, sync_api.expect, web.base  # type: ignore[attr-defined]
+    page.goto(base + f"/jobs/{jid}")
+    expect(page.locator("#state")).to_have_text("held")
+    expect(page.locator("#mod-name")).to_have_value("before")
+    page.fill("#mod-name", "after")
+    page.fill("#mod-cpu", "1.5")
+    page.fill("#mod-time_limit", "2h")
+    page.click("#modify")
+    expect(page.locator("#job-name")).to_have_text("after")
+    job = web.job(jid)
+    assert (job["name"], job["cpu_req"], job["time_limit"], job["mem_req_mb"]) == ("after", 1.5, 7200, 32)
+    page.fill("#mod-cpu", "2")
+    page.fill("#mod-depend", "afterok:999999")  # no such job: all refused, and nothing changes
+    page.click("#modify")
+    expect(page.locator("#error")).to_contain_text("no job 999999")
+    assert (web.job(jid)["cpu_req"], web.job(jid)["depend"]) == (1.5, "")
+    page.goto(base + f"/jobs/{bobs}")
+    expect(page.locator("#state")).to_have_text("held")
+    expect(page.locator("#modify")).to_have_count(0)
+    assert w.problems == ["console: Failed to load resource: the server responded with a status of 400 (Bad Request)"]

@@ -28,7 +28,7 @@ MAX_SESSIONS = 10_000
 MAX_LINKS = 1_000
 #: what a session may ask besides GET (with its CSRF token): the page's forms and buttons
 ACTIONS = frozenset({"/api/v1/jobs", "/api/v1/jobs/cancel", "/api/v1/jobs/hold", "/api/v1/jobs/release",
-                     "/api/v1/jobs/nice", "/api/v1/wait", "/api/v1/queues"})
+                     "/api/v1/jobs/nice", "/api/v1/jobs/modify", "/api/v1/wait", "/api/v1/queues"})
 #: and an administrator's buttons on a node's page (the route checks that they are one)
 NODE_ACTIONS = re.compile(r"/api/v1/admin/nodes/[^/]+/(drain|resume)")
 

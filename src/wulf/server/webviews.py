@@ -176,7 +176,9 @@ def job_detail(state: ServerState, job: Job, now: float, viewer: Caller | None) 
     theirs = viewer is not None and (viewer.uid == job.uid or viewer.admin)
     mine = theirs and viewer is not None and not viewer.read_only
     d["may"] = {"output": theirs and job.origin is not Origin.EXTERNAL, "cancel": mine and job.state in ACTIVE_STATES, "hold": mine and job.state is JobState.QUEUED,
-                "release": mine and job.state is JobState.HELD, "renice": mine and job.state is JobState.RUNNING}
+                "release": mine and job.state is JobState.HELD, "renice": mine and job.state is JobState.RUNNING,
+                # (jmod: what waits takes any change; what runs, a new time limit; outside work none)
+                "modify": mine and job.state in ACTIVE_STATES and job.origin is Origin.BATCH}
     return d
 
 

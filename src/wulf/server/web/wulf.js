@@ -305,6 +305,7 @@ async function jobPage(id) {
     const nice = el("input", {type: "number", min: -20, max: 19, value: j.nice, size: 4, id: "nice"});
     buttons.push(nice, el("button", {onclick: () => doAct("/api/v1/jobs/nice", {ids: [j.id], nice: Number(nice.value)})}, "Renice"));
   }
+  const change = j.may.modify ? modifyForm(j) : "";
   if (output.id !== j.id) {
     Object.assign(output, {id: j.id, next: -65536, done: false, decoder: new TextDecoder(), pre: el("pre", {class: "output", id: "output"})});
   }
@@ -314,6 +315,7 @@ async function jobPage(id) {
       j.exit_code !== null ? ` (exit ${j.exit_code})` : ""),
     j.waiting_reason ? el("p", {class: "why", id: "why"}, "Waits: ", j.waiting_reason) : "",
     buttons.length ? el("div", {class: "actions"}, buttons) : "",
+    change,
     el("h2", {}, "Command"), el("pre", {class: "cmd", id: "command"}, j.command),
     j.started ? await jobPlots(j) : "",
     el("h2", {}, "Output"), j.may.output ? output.pre : el("p", {class: "muted"}, "Only its owner (and administrators) may read its output."),
@@ -329,6 +331,44 @@ async function jobPlots(j) {
   return el("div", {class: "plots"}, el("h2", {}, "In use over the last hour of its run ",
     el("span", {class: "muted"}, "(grey: what it holds)")),
     plot(points, 1, 2, 5, "cpus in use", " cpu"), plot(points, 3, 4, 6, "memory in use", " GB"));
+}
+
+// jmod from the page: a waiting job's request, name, queue, dependencies and time limit; a running job's
+// time limit (and an array's throttle). Only the fields changed are sent; the server checks them all.
+function modifyForm(j) {
+  const waiting = ["queued", "held"].includes(j.state);
+  const now = {name: j.name, cpu: j.cpu_req, mem_mb: j.mem_req_mb, queue: j.queue, depend: j.depend || "",
+    time_limit: j.time_limit ? j.time_limit + "s" : "", throttle: j.array ? j.array.throttle || "" : ""};
+  const field = (label, name, attrs = {}) => [el("label", {for: "mod-" + name}, label),
+    el("input", {id: "mod-" + name, name, value: now[name] === null || now[name] === undefined ? "" : now[name], ...attrs})];
+  const kids = waiting ? [...field("name", "name"), ...field("cpus", "cpu", {type: "number", step: "0.1", min: "0.1"}),
+    ...field("memory (MB)", "mem_mb", {type: "number", min: "1"}), ...field("queue", "queue"),
+    ...field("after (dependencies)", "depend", {placeholder: "e.g. afterok:12:13; empty: none"})] : [];
+  kids.push(...field("time limit", "time_limit", {placeholder: "e.g. 90s, 30m, 2h, 1:30:00"}));
+  if (j.array) kids.push(...field("array: at most running", "throttle", {type: "number", min: "0", placeholder: "no limit"}));
+  return el("details", {class: "modify", open: true}, el("summary", {}, "Change"),
+    el("form", {class: "submit", id: "modify-form", onsubmit: (ev) => modifyJob(ev, j, now)}, ...kids,
+      el("span"), el("button", {id: "modify"}, "Change")));
+}
+
+async function modifyJob(ev, j, now) {
+  ev.preventDefault();
+  const f = new FormData(ev.target), body = {ids: [j.id]};
+  try {
+    for (const [name, value] of f.entries()) {
+      if (String(value) === String(now[name])) continue;
+      if (name === "time_limit") {
+        const limit = seconds(value);
+        if (limit !== null) body.time_limit = limit;  // (a limit is changed, not taken away)
+      } else if (["cpu", "mem_mb", "throttle"].includes(name)) body[name] = Number(value || 0);
+      else body[name] = value;
+    }
+    if (Object.keys(body).length === 1) { showError("nothing to change: change a field first"); return; }
+    await act("/api/v1/jobs/modify", body);
+    document.activeElement.blur();  // (the page is read again only when no field is being typed in)
+    showError("");
+    reload();
+  } catch (e) { showError(e.message); }
 }
 
 async function doAct(path, body) {
