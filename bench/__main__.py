@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from bench import arrays, cycle, fakeagents, policy, print_table, web
+from bench import arrays, cycle, fakeagents, policy, print_table, web, weblive
 from wulf.client import Client
 
 BIN = Path(sys.executable).parent
@@ -207,6 +207,8 @@ def main() -> int:
     results["fakeagents"] = (fakeagents.run(100, 20, 5.0, 1000, 3.0) if q
                              else fakeagents.run(1000, 65, 5.0, 10000, 10.0))
     results["web"] = web.run(q)
+    if weblive.CHROMIUM.exists():  # (in a real browser: Debian's chromium)
+        results["weblive"] = weblive.run(q)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
     if args.json:
@@ -237,6 +239,8 @@ def main() -> int:
     rows += cycle.rows(results["cycle"])
     rows += fakeagents.rows(results["fakeagents"])
     rows += web.rows(results["web"])
+    if "weblive" in results:
+        rows += weblive.rows(results["weblive"])
     print_table(rows, 22, header=True)
     print(f"\nJSON: {RESULTS / 'latest.json'}")
     return 0

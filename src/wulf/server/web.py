@@ -38,7 +38,10 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
 EVERY = 1.0
-"""Seconds between two looks for a change, per live page."""
+"""Seconds at least between two changes told to one live page (each makes the page read what it shows
+again: on a busy cluster, where something changes all the time, that is this often)."""
+LOOK = 0.05
+"""Seconds between two looks for a change, per live page (a change after a quiet while is told at once)."""
 PING = 15.0
 """Seconds between keep-alive comments on a live page's stream."""
 MAX_STREAMS = 16
@@ -316,8 +319,9 @@ async def keep_history(state: ServerState, history: LoadHistory) -> None:
 
 @router.get("/api/v1/events", include_in_schema=False)
 async def events(request: Request) -> StreamingResponse:
-    """Server-sent events: ``change`` (with the count of changes) soon after the server's state changes
-    (a job submitted, started or ended, a node's report), at most every EVERY seconds."""
+    """Server-sent events: ``change`` (with the count of changes) as soon as the server's state changes
+    (a job submitted, started or ended, a node's report; within LOOK seconds), at most every EVERY
+    seconds."""
     caller = _caller(request)
     open_streams: dict[int, int] = request.app.state.streams
     if open_streams.get(caller.uid, 0) >= MAX_STREAMS:
@@ -325,20 +329,20 @@ async def events(request: Request) -> StreamingResponse:
     daemon = _daemon(request)
 
     async def stream() -> AsyncIterator[str]:
-        seen, quiet = -1, 0.0
+        seen, sent, said = -1, -EVERY, time.monotonic()  # changes told; when a change, when anything was sent
         open_streams[caller.uid] = open_streams.get(caller.uid, 0) + 1  # (counted once it runs: see finally)
         try:
             yield "retry: 2000\n\n"
             while not await request.is_disconnected():
-                now = daemon.state.changes
-                if now != seen:
-                    seen, quiet = now, 0.0
-                    yield f"event: change\ndata: {json.dumps({'changes': now, 'time': time.time()})}\n\n"
-                elif quiet >= PING:
-                    quiet = 0.0
+                changes, now = daemon.state.changes, time.monotonic()
+                if changes != seen and now - sent >= EVERY:
+                    seen, sent = changes, now
+                    yield f"event: change\ndata: {json.dumps({'changes': changes, 'time': time.time()})}\n\n"
+                    said = now
+                elif now - said >= PING:
+                    said = now
                     yield ": ping\n\n"
-                await asyncio.sleep(EVERY)
-                quiet += EVERY
+                await asyncio.sleep(LOOK)
         finally:
             open_streams[caller.uid] -= 1
             if not open_streams[caller.uid]:
