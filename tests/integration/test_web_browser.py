@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from users import Users
-from wulfproc import Cluster, free_port, running_cluster
+from wulfproc import BIN, Cluster, free_port, running_cluster
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("WULF_TEST_ARTIFACTS") or Path(__file__).parents[2] / "test-artifacts") / "web"
@@ -234,3 +235,35 @@ def test_change_a_waiting_job_from_its_page(web: Cluster, users: Users, browser:
     expect(page.locator("#state")).to_have_text("held")
     expect(page.locator("#modify")).to_have_count(0)
     assert w.problems == ["console: Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+
+
+def test_the_page_on_the_server_s_tls_port(shared_tmp: Path, users: Users, browser: Any) -> None:
+    """On a real cluster the server speaks only TLS on TCP (`wulf init`): the page is there too, its
+    cookie is a secure one, and it acts (submit, cancel) as on loopback."""
+    etc = shared_tmp / "etc"
+    port = free_port()
+    subprocess.run([str(BIN / "wulf"), "init", "--dir", str(etc), "--host", "127.0.0.1", "--port", str(port),
+                    "--state", str(shared_tmp / "server")], check=True, capture_output=True, timeout=60)
+    with running_cluster(shared_tmp, listen=f"127.0.0.1:{port}", config=(etc / "wulf.toml").read_text()) as c:
+        c.key_file = etc / "cluster.key"
+        c.base = f"https://127.0.0.1:{port}"  # type: ignore[attr-defined]
+        c.agent("n1", cpus=4, server=c.base)  # type: ignore[attr-defined]
+        token = c.run_as(users.alice, "wulf", "token", "create").stdout.strip()
+        # (the cluster's own CA signed the certificate: this browser does not know it)
+        context = browser.new_context(ignore_https_errors=True)
+        page = context.new_page()
+        page.set_default_timeout(WAIT)
+        w = Watched(page)
+        page.goto(c.base + "/")  # type: ignore[attr-defined]
+        page.fill("input[name=token]", token)
+        page.click("button")
+        page.wait_for_url(c.base + "/")  # type: ignore[attr-defined]
+        sync_api.expect(page.locator("#who")).to_contain_text(users.alice.name)
+        [cookie] = context.cookies()
+        assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        w.problems.clear()
+        jid = submit_form(page, c, "sleep 300", "over-tls")
+        sync_api.expect(page.locator("#state")).to_have_text("running")
+        page.click("#cancel")
+        sync_api.expect(page.locator("#state")).to_have_text("cancelled")
+        assert c.job(jid)["state"] == "cancelled" and w.problems == []
