@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -263,6 +264,24 @@ def test_the_load_of_each_node_and_of_the_cluster_is_kept_for_the_plots(web: Clu
     for bad in ("node=nosuch", "span=week"):
         status, refused, _ = b.call("GET", f"/api/v1/web/history?{bad}")
         assert status in (400, 404) and refused["error"]["kind"] in ("usage", "not_found"), refused
+
+
+def test_the_plots_survive_a_restart_of_the_server(web: Cluster, users: Users) -> None:
+    """The server saves the plots' points when it stops and reads them back when it starts: a restart
+    leaves a gap in the plots, not an empty page (one killed keeps what it saved last)."""
+    token = token_of(web, users.alice)
+    b = Browser(web.port)  # type: ignore[attr-defined]
+    b.sign_in(f"token={token}")
+    before = wait_until("a point of n1's load", lambda: b.call("GET", "/api/v1/web/history?node=n1")[1]["points"],
+                        timeout=40)
+    assert web.server is not None
+    web.server.kill(signal.SIGTERM)  # (and waits for it to end)
+    assert (web.state / "loadhistory.json").stat().st_mode & 0o077 == 0  # (the server's alone)
+    web.start_server()
+    b = Browser(web.port)  # type: ignore[attr-defined]
+    b.sign_in(f"token={token}")  # (sessions end with the server; tokens are kept)
+    after = b.call("GET", "/api/v1/web/history?node=n1")[1]["points"]
+    assert after[:len(before)] == before
 
 
 def test_live_updates_arrive_as_server_sent_events(web: Cluster, users: Users) -> None:

@@ -3,6 +3,8 @@ its pages read of the server's state (wulf.server.webviews)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from wulf.auth.identity import WEB, Caller
@@ -101,10 +103,10 @@ def test_what_a_viewer_may_do_to_a_job() -> None:
     assert bobs.user == "bob" and alices.user == "alice"
     assert not any(job_detail(state, bobs, T0, ALICE)["may"].values())
     may = job_detail(state, alices, T0, ALICE)["may"]
-    assert may["cancel"] and may["output"] and may["renice"] and not may["release"]
+    assert may["cancel"] and may["output"] and may["renice"] and may["modify"] and not may["release"]
     reader = Caller("alice", 1000, 1000, WEB, read_only=True)
     assert job_detail(state, alices, T0, reader)["may"] == {"output": True, "cancel": False, "hold": False,
-                                                            "release": False, "renice": False}
+                                                            "release": False, "renice": False, "modify": False}
     admin = Caller("carol", 1002, 1002, WEB, admin=True)
     assert job_detail(state, bobs, T0, admin)["may"]["cancel"]
 
@@ -149,3 +151,28 @@ def test_a_jobs_use_is_kept_while_it_runs_and_for_the_latest_ended() -> None:
     for k in range(KEEP_ENDED + 5):
         h.record_jobs(T0 + (11 + k) * HOUR_STEP, {100 + k: (1.0, 1.0)})
     assert h.job_points(1) is None and h.job_points(2) is None and h.job_points(100 + KEEP_ENDED + 4) is not None
+
+
+def test_the_load_history_is_saved_and_read_back(tmp_path: Path) -> None:
+    from wulf.server import loadhistory
+    from wulf.server.loadhistory import BadHistory
+
+    h = LoadHistory()
+    for k in range(300):  # more than the hour's ring holds: it has wrapped
+        h.record(1000.0 + k * HOUR_STEP, {"n1": (1.0, 0.5, 100.0, 50.0, 4.0, 8192.0)})
+        h.record_jobs(1000.0 + k * HOUR_STEP, {7: (0.9, 20.0)})
+    path = tmp_path / "loadhistory.json"
+    loadhistory.save(path, h.dump())
+    back = loadhistory.load(path)
+    for key in ("n1", CLUSTER):
+        for span in SPANS:
+            assert back.points(key, span) == h.points(key, span)
+    assert back.job_points(7) == h.job_points(7)
+    back.record(1000.0 + 300 * HOUR_STEP, {"n1": (2.0, 0.0, 0.0, 0.0, 4.0, 8192.0)})  # and goes on
+    assert back.points("n1", "hour")[-1][1] == 2.0
+    assert loadhistory.load(tmp_path / "none").points(CLUSTER, "hour") is None  # none saved: afresh
+    for bad in ("{", '{"format": 99}', '{"format": 1, "rings": [["n1", "week", [0, 0, "", ""]]]}',
+                '{"format": 1, "rings": [["n1", "hour", [0, 0, "AAAA", "AAAA"]]]}'):
+        path.write_text(bad)
+        with pytest.raises(BadHistory):
+            loadhistory.load(path)

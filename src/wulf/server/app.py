@@ -62,7 +62,7 @@ from wulf.server.loadhistory import LoadHistory
 from wulf.server.metrics import CONTENT_TYPE, CountRequests
 from wulf.server.nodes import AgentLink, Node
 from wulf.server.security import Security
-from wulf.server.web import SecurityHeaders, keep_history
+from wulf.server.web import HISTORY_FILE, SecurityHeaders, keep_history, read_history, write_history
 from wulf.server.web import router as web_router
 
 log = logging.getLogger("wulf.server")
@@ -543,9 +543,13 @@ def create_app(daemon: Daemon, security: Security, on_quit: Any = None, web_url:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         daemon.start()
-        sampler = asyncio.create_task(keep_history(daemon.state, app.state.load_history), name="wulf-load-history")
+        saved = daemon.config.state_dir() / HISTORY_FILE
+        app.state.load_history = read_history(saved)
+        sampler = asyncio.create_task(keep_history(daemon.state, app.state.load_history, saved),
+                                      name="wulf-load-history")
         yield
         sampler.cancel()
+        write_history(saved, app.state.load_history)
         await daemon.stop()
 
     # no /docs nor /redoc: they load their scripts from a CDN, which the web interface's origin must not

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -25,9 +26,19 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from wulf.auth.identity import CREDENTIAL, SOCKET, Caller, user_name
 from wulf.auth.pam import password_ok
 from wulf.errors import Forbidden, NotFound, Refused, SlowDown, Unauthenticated
+from wulf.server import loadhistory
 from wulf.server.daemon import Daemon
 from wulf.server.guard import CALLER, Scope, link_form, login_page, parse_login, same_origin, sign_in_forms
-from wulf.server.loadhistory import CLUSTER, FIELDS, HOUR_STEP, JOB_FIELDS, SPANS, LoadHistory
+from wulf.server.loadhistory import (
+    CLUSTER,
+    FIELDS,
+    HOUR_STEP,
+    JOB_FIELDS,
+    SAVE_EVERY,
+    SPANS,
+    BadHistory,
+    LoadHistory,
+)
 from wulf.server.security import Security
 from wulf.server.state import ServerState
 from wulf.server.websession import SESSION_COOKIE, SESSION_TTL
@@ -307,13 +318,25 @@ async def history(request: Request, node: Annotated[str, Query(max_length=256)] 
             "points": found.points(node or CLUSTER, span) or []}
 
 
-async def keep_history(state: ServerState, history: LoadHistory) -> None:
-    """Sample the nodes' load for the plots, every HOUR_STEP seconds, for as long as the server runs."""
+HISTORY_FILE = "loadhistory.json"
+"""The plots' points, in the server's state directory (see wulf.server.loadhistory)."""
+
+
+async def keep_history(state: ServerState, history: LoadHistory, saved: Path) -> None:
+    """Sample the nodes' load for the plots, every HOUR_STEP seconds, for as long as the server runs; save
+    them every SAVE_EVERY seconds (written out in a thread)."""
+    last_save = time.monotonic()
     while True:
         now = time.time()
         history.record(now, loads_now(state))
         history.record_jobs(now, job_uses(state))
         history.forget(state.nodes)
+        if time.monotonic() - last_save >= SAVE_EVERY:
+            last_save = time.monotonic()
+            try:
+                await asyncio.to_thread(loadhistory.save, saved, history.dump())
+            except OSError as e:
+                log.warning("cannot save the load history to %s: %s", saved, e)
         await asyncio.sleep(HOUR_STEP)
 
 
@@ -377,3 +400,19 @@ class SecurityHeaders:
 
         await self.app(scope, receive, with_headers)
 
+
+
+def read_history(saved: Path) -> LoadHistory:
+    """The plots' points saved by the last run; afresh (and a warning) if they cannot be read."""
+    try:
+        return loadhistory.load(saved)
+    except (OSError, BadHistory) as e:
+        log.warning("the load history in %s cannot be read (%s): the plots start afresh", saved, e)
+        return LoadHistory()
+
+
+def write_history(saved: Path, history: LoadHistory) -> None:
+    try:
+        loadhistory.save(saved, history.dump())
+    except OSError as e:
+        log.warning("cannot save the load history to %s: %s", saved, e)
