@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,31 @@ def test_a_user_signs_in_with_their_unix_password_where_the_site_allows(shared_t
         status, page, _ = b.call("GET", "/login")
         assert 'name="password"' not in page
         assert b.sign_in(f"user={users.bob.name}&password={password}") == 401
+
+
+def test_a_personal_cluster_on_loopback_tcp_is_its_owner_s_alone(shared_tmp: Path, users: Users) -> None:
+    """`wulf up` listens on loopback TCP, which every user of the machine reaches, and a browser sends a
+    host's cookies to every port of it: a page of bob's own server (another port) gets the cookie of the
+    owner's session. With it, or the owner's token, bob still gets nowhere: over loopback, the server
+    asks the kernel whose the connecting socket is, and serves only its owner (and root)."""
+    port = free_port()
+    c = Cluster(shared_tmp / "mine", listen=f"127.0.0.1:{port}")
+    try:
+        c.server = Daemon([str(BIN / "wulf"), "server", "--state", str(c.state), "--listen", c.listen,
+                           "--owner-only"], c.root / "server.log", c.env).start()
+        wait_until("the server to answer", lambda: c.try_status() is not None)
+        token = c.run("wulf", "token", "create").stdout.strip()  # the owner's (root's)
+        ask = ("import http.client, sys; c = http.client.HTTPConnection('127.0.0.1', int(sys.argv[1]), timeout=10); "
+               "c.request('GET', '/api/v1/jobs', headers={'Authorization': 'Bearer ' + sys.argv[2]}); "
+               "r = c.getresponse(); print(r.status, r.read().decode())")
+        mine = subprocess.run([sys.executable, "-c", ask, str(port), token], capture_output=True, text=True,
+                              check=True).stdout
+        assert mine.startswith("200 "), mine
+        bobs = subprocess.run(["/usr/bin/python3", "-I", "-c", ask, str(port), token], capture_output=True, text=True,
+                              check=True, user=users.bob.uid, group=users.bob.gid, extra_groups=[]).stdout
+        assert bobs.startswith("403 ") and "alone" in bobs, bobs
+    finally:
+        c.stop()
 
 
 def test_every_answer_has_a_strict_content_security_policy(web: Cluster) -> None:

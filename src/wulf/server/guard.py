@@ -17,6 +17,7 @@ connection is closed). On a personal cluster's socket (``wulf up``), other users
 from __future__ import annotations
 
 import html
+import ipaddress
 import json
 import logging
 import math
@@ -30,7 +31,7 @@ from starlette.exceptions import HTTPException
 from wulf.auth import credential
 from wulf.auth.identity import Caller, user_name
 from wulf.errors import Forbidden, Unauthenticated, WulfError
-from wulf.server.peer import PEER
+from wulf.server.peer import PEER, loopback_uid
 from wulf.server.security import NO_IDENTITY, PUBLIC_MAX_BODY, Security
 from wulf.server.websession import CSRF_HEADER, SESSION_COOKIE, csrf_ok, may_ask
 
@@ -100,6 +101,15 @@ def same_origin(scope: Scope) -> bool:
     browser's cross-site request: browsers send it with every POST)."""
     origin = _header(scope, b"origin")
     return origin is None or origin.partition("://")[2] == _header(scope, b"host")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (mapped or ip).is_loopback
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -273,15 +283,29 @@ class Guard:
             log.warning("refused uid %d (pid %d) on the socket of a personal cluster", peer[1], peer[0])
         else:
             host = (scope.get("client") or ("",))[0] or ""
-            if self.security.allow.allows(host):
+            if not self.security.allow.allows(host):
+                log.warning("refused a connection from %s: not in [server] allow", host or "an unknown address")
+                why = f"connections from {host or 'your address'} are not allowed ([server] allow)"
+            elif not self._foreign_on_loopback(scope):
                 return True
-            log.warning("refused a connection from %s: not in [server] allow", host or "an unknown address")
-            why = f"connections from {host or 'your address'} are not allowed ([server] allow)"
+            else:
+                owner = user_name(self.security.own_uid)
+                why = f"this wulf cluster is {owner}'s alone (a `wulf up`): only {owner} and root may use it"
+                log.warning("refused a connection over loopback from another user than %s", owner)
         if websocket:
             await send({"type": "websocket.close", "code": 1008, "reason": why[:120]})
         else:
             await refuse(send, 403, "forbidden", why)
         return False
+
+    def _foreign_on_loopback(self, scope: Scope) -> bool:
+        """Whether a loopback TCP connection to a personal cluster is not its owner's (nor root's), as the
+        kernel's socket tables say (see wulf.server.peer.loopback_uid)."""
+        client, server = scope.get("client"), scope.get("server")
+        if not self.security.owner_only or not client or not server or not _is_loopback(client[0]):
+            return False
+        uid = loopback_uid((client[0], client[1]), (server[0], server[1]))
+        return uid is None or self.security.foreign((0, uid, 0))
 
     async def _admit(self, scope: Scope, send: Send, caller: Caller) -> bool:
         """Whether a known caller's request goes on: not a change asked with a read-only token, and
