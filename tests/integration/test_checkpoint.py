@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from wulfproc import Cluster, running_cluster
+from wulfproc import Cluster, running_cluster, wait_until
 
 COUNTER = r'''
 import os, signal, sys, time
@@ -138,3 +139,18 @@ def test_checkpoint_by_criu_is_refused_with_the_reason(cluster: Cluster, tmp_pat
     p = cluster.run("qr", "--checkpoint", "criu", "-c", "true", check=False, env_extra={"PATH": str(tmp_path)})
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p
     assert "`criu check` fails here (Error (criu/kerndat.c:123): kernel too new)" in p.stderr, p
+
+
+def test_the_checkpoint_clock_survives_an_agent_restart(tmp_path: Path) -> None:
+    """The agent keeps a running job's checkpoint signal in its journal: restarted, it goes on telling it."""
+    with running_cluster(tmp_path) as c:
+        c.agent("n1", cpus=16)
+        out = c.work / "restart.out"
+        [jid] = c.submit("--checkpoint", "USR1@4", "-o", str(out), "-c", _counter(c, "restart", 100))
+        wait_until("the job to start counting", lambda: out.exists() and "run 0 starts" in out.read_text())
+        c.agents["n1"].kill(signal.SIGKILL)
+        c.agent("n1", cpus=16, wait=False)
+        job = _finished(c, jid)
+        text = out.read_text()
+        assert job["state"] == "done" and "counted to 100" in text, (job, text, c.logs())
+        assert job["checkpoints"] >= 1 and "run 0 saved" in text, (job, text)  # told by the restarted agent
