@@ -113,11 +113,15 @@ class SchedulerConfig:
     policy_plugin: str = ""  # "package.module:object", a Python policy
     use_observed: bool = True  # count what nodes are seen to use (false: allocations only, never adapted)
     default_retries: int = 0  # how many times a failed job is queued again unless it asks (qr --retries)
+    checkpoint_exit_code: int = 85  # a --checkpoint job's run that exits so saved its state: it is queued again
 
     def __post_init__(self) -> None:
         if not 0 <= self.default_retries <= MAX_RETRIES:
             raise ConfigError(f"scheduler.default_retries must be a whole number from 0 to {MAX_RETRIES}, not "
                               f"{self.default_retries}")
+        if isinstance(self.checkpoint_exit_code, bool) or not 1 <= self.checkpoint_exit_code <= 255:
+            raise ConfigError("scheduler.checkpoint_exit_code must be an exit code from 1 to 255, not "
+                              f"{self.checkpoint_exit_code}")
 
 
 @dataclass(frozen=True)

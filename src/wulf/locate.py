@@ -28,7 +28,7 @@ KEYS: dict[str, dict[str, type]] = {
     "scheduler": {"default_cpu": float, "default_mem_mb": float, "settle_seconds": float, "shrink_samples": int,
                   "shrink_below": float, "nice_penalty": int, "job_nice": int, "history_jobs": int,
                   "history_min_seconds": float, "rank": str, "policy_plugin": str, "use_observed": bool,
-                  "default_retries": int},
+                  "default_retries": int, "checkpoint_exit_code": int},
     "windows": {"timezone": str, "nights": str, "weekends": list},
     "limits": {"groups": dict, "users": dict, "default": float, "time_default": str, "time_max": str,
                "cputime_default": str, "cputime_max": str, "mem_limit_default_mb": float,

@@ -190,6 +190,9 @@ class JobSpec(Request):
     mail_type: ShortText = ""  # when to mail about the job: BEGIN,END,FAIL,REQUEUE,ALL,NONE,ARRAY_TASKS
     mail_user: ShortText = ""  # where ("": the submitting user at [mail] domain)
     hold: bool = False  # queued held (sbatch -H, qsub -h, qr --hold): it waits for a release (qrls)
+    # warning signals and checkpoints (issue 13 §2, see wulf.model.checkpoint)
+    warn_signal: ShortText = ""  # "USR1@60": SIGUSR1 a minute before its time limit (needs one)
+    checkpoint: ShortText = ""  # "USR1@1800": checkpoint every half hour and before a stop wulf chooses
 
 
 class StartJob(Msg):
@@ -223,19 +226,34 @@ class StartJob(Msg):
     array_max: int | None = None
     array_step: int | None = None  # the step between indices when it is one range (0-30:3: 3), else 1
     restarts: int = 0  # how many times it ran before (WULF_RESTART_COUNT)
+    # warning signals and checkpoints (issue 13 §2): SIGNAL, its time before the time limit (--signal);
+    # the checkpoint signal, its interval (--checkpoint); the checkpoint exit code; and whether its output
+    # is appended to (a run after a checkpoint continues the earlier runs' file)
+    warn_signal: int | None = Field(default=None, ge=1, le=64)
+    warn_before: Seconds | None = None
+    checkpoint_signal: int | None = Field(default=None, ge=1, le=64)
+    checkpoint_every: Seconds | None = None
+    checkpoint_exit: int | None = Field(default=None, ge=1, le=255)
+    append_output: bool = False
 
     @model_serializer(mode="wrap")
     def _without_array(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A job that is no task is sent without the array fields, as before arrays: an agent of the
-        same protocol version that predates them (it forbids fields it does not know) still takes it."""
+        """A job that is no task is sent without the array fields, as before arrays, and one without
+        warning signals or checkpoints without theirs: an agent of the same protocol version that
+        predates them (it forbids fields it does not know) still takes it."""
         data: dict[str, Any] = handler(self)
         if self.array_id is None:
             for name in _ARRAY_FIELDS:
+                data.pop(name, None)
+        for name, default in _CHECKPOINT_FIELDS.items():
+            if data.get(name, default) == default:
                 data.pop(name, None)
         return data
 
 
 _ARRAY_FIELDS = ("array_id", "array_index", "array_count", "array_min", "array_max", "array_step")
+_CHECKPOINT_FIELDS: dict[str, Any] = {"warn_signal": None, "warn_before": None, "checkpoint_signal": None,
+                                      "checkpoint_every": None, "checkpoint_exit": None, "append_output": False}
 
 
 class JobStarted(Msg):

@@ -63,6 +63,8 @@ def job_env(job: StartJob, node: str, hosts_file: str | None = None) -> dict[str
         WULF_SUBMIT_DIR=job.cwd,
         WULF_RESTART_COUNT=str(job.restarts),
     )
+    if job.checkpoint_exit is not None:  # the exit code that says "checkpointed: run me again"
+        env["WULF_CHECKPOINT_EXIT"] = str(job.checkpoint_exit)
     env.setdefault("PATH", os.defpath)
     if job.array_id is not None:
         env.update(array_env(job))
@@ -234,7 +236,7 @@ def owner_prologue(job: StartJob, in_cgroup: bool, env_fd: bool = False, node: s
         "exec </dev/null 8>&1",
         f"umask {umask_of(job):04o}",
         f"cd -- {shlex.quote(job.cwd)} || exit 1",
-        f"exec >{shlex.quote(output_path(job, node))} 2>&1",
+        f"exec >{'>' if job.append_output else ''}{shlex.quote(output_path(job, node))} 2>&1",
         *([f'[ "$_wulf_joined" = 1 ] || {{ {fallback}; }}', *rlimit_lines(limits, memory=False)] if in_cgroup
           else rlimit_lines(limits, memory=True)),
         *open_files_lines(),
@@ -332,6 +334,7 @@ RESTORE_SIGNALS: Final = (signal.SIGPIPE, signal.SIGXFSZ)
 them): a job in a pipeline ends at a closed pipe, not with an error on every write."""
 
 _OUTPUT = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC  # a run after a checkpoint
 
 
 def check_job(job: StartJob) -> None:
@@ -356,7 +359,7 @@ def spawn(job: StartJob, node: str, scratch: str, runtime: str,
     launch = build_launch(job, scratch, runtime, cgroup_procs, node=node)
     stage_script(launch, job, node=node)
     # the output is never opened through a link: a root job's must not follow one a user planted
-    out = os.open(output_path(job, node), _OUTPUT, 0o666 & ~umask_of(job))
+    out = os.open(output_path(job, node), _APPEND if job.append_output else _OUTPUT, 0o666 & ~umask_of(job))
     try:
         rc = _create(pending_rc(launch.rc_file), 0o600)
     except OSError:

@@ -38,7 +38,7 @@ from wulf import cycletrace
 from wulf.agent import jobprocs, launcher, procfs, purge, readout
 from wulf.agent.cgpool import CgroupPool
 from wulf.agent.cgroups import Cgroups, JobCgroup, group_name
-from wulf.agent.enforcer import CHECK_EVERY, Action, Enforcer, Kill, Term
+from wulf.agent.enforcer import CHECK_EVERY, Action, Enforcer, Kill, Notices, Term
 from wulf.agent.jobmeter import JobMeter
 from wulf.agent.journal import Journal
 from wulf.agent.limits import Limits, Usage, exit_reason, hms
@@ -107,15 +107,26 @@ class Running:
     meter: JobMeter | None = None
     err_file: str | None = None  # what the shell of a job run as its owner said before its output was open
     signalled: int = 0  # the last signal wulf sent the job: an exit status of 128 + it is that signal
+    # what it is told before its time limit and when to checkpoint (issue 13 §2, see Notices)
+    warn_signal: int | None = None
+    warn_before: float = 0.0
+    checkpoint_signal: int | None = None
+    checkpoint_every: float | None = None
 
     @property
     def limits(self) -> Limits:
         return Limits(self.time_limit, self.cputime_limit, self.mem_limit_mb)
 
+    @property
+    def notices(self) -> Notices:
+        return Notices(self.warn_signal, self.warn_before, self.checkpoint_signal, self.checkpoint_every)
+
 
 JOURNAL_KEYS: Final = ("id", "pid", "start_ticks", "started", "rc_file", "script_file", "keep_script",
-                       "time_limit", "cputime_limit", "mem_limit_mb", "err_file")
-"""The fields of a running job written to the journal; the limits and err_file may be missing in older ones."""
+                       "time_limit", "cputime_limit", "mem_limit_mb", "err_file",
+                       "warn_signal", "warn_before", "checkpoint_signal", "checkpoint_every")
+"""The fields of a running job written to the journal; the limits, err_file and notices may be missing in
+older ones."""
 
 
 def state_tag(state: Path) -> str:
@@ -218,7 +229,7 @@ class Agent:
                 self._ended_while_away(run)
             else:
                 self.jobs[job_id] = run
-                self.enforcer.watch(job_id, run.limits, run.started)
+                self.enforcer.watch(job_id, run.limits, run.started, run.notices)
                 log.info("job %d (pid %d) is still running; watching it again", job_id, run.pid)
         if self.cgroups is not None:
             removed = self.cgroups.remove_stale(self.jobs)
@@ -238,6 +249,7 @@ class Agent:
                       float(entry["started"]), launcher.rc_path(str(self.runtime), job_id), script,
                       bool(entry.get("keep_script")), time_limit, cputime_limit, mem_limit_mb, err_file=err)
         run.adopted = True
+        _notices_from(run, entry)
         return run
 
     def _ended_while_away(self, run: Running) -> None:
@@ -277,7 +289,7 @@ class Agent:
                 "rc_file": launcher.rc_path(str(self.runtime), job.id),
                 "script_file": None if job.script is None else launcher.script_path(self.scratch, job.id),
                 "keep_script": job.keep_script, "time_limit": limits.time, "cputime_limit": limits.cpu,
-                "mem_limit_mb": limits.mem_mb, "err_file": None}
+                "mem_limit_mb": limits.mem_mb, "err_file": None, **_notice_fields(job)}
 
     def _start(self, job: StartJob) -> None:
         """Start one job; raises whatever stops it from starting (the caller fails the job alone)."""
@@ -297,10 +309,11 @@ class Agent:
             raise
         now = time.time()
         run = Running(job.id, pid, None, now, launch.rc_file, launch.script_file, job.keep_script,
-                      limits.time, limits.cpu, limits.mem_mb, meter=JobMeter(pid, cg), err_file=launch.err_file)
+                      limits.time, limits.cpu, limits.mem_mb, meter=JobMeter(pid, cg), err_file=launch.err_file,
+                      **_notice_fields(job))
         self._journal_queue.append(_record(run))
         self.jobs[job.id] = run
-        self.enforcer.watch(job.id, limits, now)
+        self.enforcer.watch(job.id, limits, now, run.notices)
         if not self._watch(run):
             self._reap(run)
         self._started.append(JobStarted(id=job.id, pid=pid, time=now))
@@ -470,6 +483,9 @@ class Agent:
             elif isinstance(action, Kill):
                 log.info("job %d is still there %gs after TERM: killing it", action.job, self.enforcer.grace)
                 _signal_job(run, signal.SIGKILL)
+            else:
+                log.info("job %d: sending it %s (%s)", action.job, signal.Signals(action.signal).name, action.why)
+                _notify_job(run, action.signal)
 
     def _grace_over(self, job_id: int) -> None:
         self._apply(self.enforcer.grace_over(job_id))
@@ -770,6 +786,23 @@ def _record(run: Running) -> dict[str, Any]:
     return {key: getattr(run, key) for key in JOURNAL_KEYS}
 
 
+def _notice_fields(job: StartJob) -> dict[str, Any]:
+    """A job's warning and checkpoint signals, as its running record keeps them."""
+    return {"warn_signal": job.warn_signal if job.time_limit else None, "warn_before": job.warn_before or 0.0,
+            "checkpoint_signal": job.checkpoint_signal, "checkpoint_every": job.checkpoint_every}
+
+
+def _notices_from(run: Running, entry: dict[str, Any]) -> None:
+    """The warning and checkpoint signals of a journal's entry (none in an older one); ValueError, TypeError
+    for one that is not what this agent writes."""
+    for key in ("warn_signal", "checkpoint_signal"):
+        value = entry.get(key)
+        setattr(run, key, None if value is None else int(signal.Signals(int(value))))
+    run.warn_before = float(entry.get("warn_before") or 0.0)
+    every = entry.get("checkpoint_every")
+    run.checkpoint_every = None if every is None else float(every)
+
+
 def _start_failure(e: Exception) -> tuple[int | None, str]:
     """The exit code and reason of a job that could not start because of ``e``."""
     if isinstance(e, CannotRun):
@@ -818,6 +851,20 @@ def _signal_job(run: Running, signum: int) -> None:
     if spare is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(run.pid, signum)
+
+
+def _notify_job(run: Running, signum: int) -> None:
+    """Send every process of a job (not its supervisor) ``signum`` once: a warning or a checkpoint
+    signal that a process handles must not come twice (:func:`_signal_job` reaches the job's process
+    group and then its cgroup, which is no matter for TERM)."""
+    run.signalled = signum  # (a job that dies of it, as its shell says, died of that signal)
+    cg = run.meter.joined() if run.meter is not None else None
+    if cg is not None:
+        cg.signal(signum, spare=run.pid)
+        return
+    for pid in jobprocs.tree(run.pid)[1:]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
 
 
 def _is_the_job(run: Running) -> bool:

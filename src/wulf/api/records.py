@@ -72,6 +72,10 @@ class Job:
     retries: int = 0
     mail_type: str = ""
     mail_user: str = ""
+    warn_signal: str = ""  # qr --signal: "USR1@60"
+    checkpoint: str = ""  # qr --checkpoint: "USR1@1800"
+    checkpoint_exit: int = 85  # the exit code of a run that checkpointed
+    checkpoints: int = 0  # of its restarts, those after a checkpoint
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
@@ -181,6 +185,7 @@ class AccountingRecord:
     peak_mem_mb: float | None = None
     mem_eff: float | None = None
     attempts: int = 0
+    checkpoints: int = 0  # of its earlier runs, those that checkpointed (qr --checkpoint)
     command: str = ""
 
     @classmethod

@@ -38,6 +38,8 @@ class Options:
     keep_script: bool = False
     mail_type: str = ""
     mail_user: str = ""
+    signal: str = ""  # "USR1@60": SIGUSR1 a minute before the time limit (qr --signal)
+    checkpoint: str = ""  # "USR1@30:00": checkpoint every half hour and before the time limit (qr --checkpoint)
 
 
 class SubmitOptions(TypedDict, total=False):
@@ -63,6 +65,8 @@ class SubmitOptions(TypedDict, total=False):
     keep_script: bool
     mail_type: str
     mail_user: str
+    signal: str
+    checkpoint: str
 
 
 def _words(ids: JobIds) -> list[str]:
@@ -140,6 +144,17 @@ def _lifecycle(opts: Options, out: dict[str, Any]) -> None:
         if isinstance(opts.retries, bool) or not isinstance(opts.retries, int) or not 0 <= opts.retries <= MAX_RETRIES:
             raise UsageError(f"retries: {opts.retries!r} is not a number of retries (0 to {MAX_RETRIES})")
         out["retries"] = opts.retries
+    from wulf.model import checkpoint
+
+    if opts.signal:
+        out["warn_signal"] = checkpoint.parse_signal(opts.signal, "signal").text()
+    if opts.checkpoint:
+        notice = checkpoint.parse_checkpoint(opts.checkpoint, "checkpoint")
+        if notice is None:
+            from wulf.cli.criu import refusal
+
+            raise UsageError(refusal())
+        out["checkpoint"] = notice.text()
 
 
 def common(opts: Options) -> dict[str, Any]:

@@ -83,6 +83,8 @@ def jobs_table(jobs: list[dict[str, Any]]) -> str:
             state += f"({j['exit_code']})"
         if j.get("restarts"):  # queued again after it failed: which attempt this is (or was, or comes)
             state += f" try {j['restarts'] + 1}"
+        if j.get("checkpoints"):  # of those restarts, the ones after it checkpointed (qr --checkpoint)
+            state += f" ({j['checkpoints']} ckpt)"
         note = j["reason"]
         what = j["command"].replace("\n", " ")
         queue = j["queue"] if j["origin"] == "batch" else "-"

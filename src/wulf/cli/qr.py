@@ -94,6 +94,11 @@ def _parser() -> ArgParser:
     p.add_argument("--retries", metavar="N",
                    help="queue the job again up to N times if it fails (not if it goes over its own limits; "
                         "default: the site's [scheduler] default_retries)")
+    p.add_argument("--signal", metavar="SIG@SECONDS",
+                   help="send the job SIG that many seconds before its time limit (USR1@60; needs --time)")
+    p.add_argument("--checkpoint", metavar="SIG[@INTERVAL]",
+                   help="tell the job to checkpoint with SIG every INTERVAL and before its time limit; a run that "
+                        "then exits with the checkpoint exit code (85, or $WULF_CHECKPOINT_EXIT) is queued again")
     p.add_argument("-Z", "--keep-script", action="store_true", help="keep the staged script after the run")
     p.add_argument("--mail-type", metavar="TYPE,...",
                    help="mail about the job when it begins (BEGIN), ends (END), fails (FAIL) or is requeued "
@@ -220,6 +225,22 @@ def _lifecycle(args: Any, given: dict[str, Any]) -> None:
         given["retries"] = _retries(args.retries)
     if args.hold:
         given["hold"] = True
+    _notices(args, given)
+
+
+def _notices(args: Any, given: dict[str, Any]) -> None:
+    """--signal and --checkpoint, checked (UsageError); --checkpoint criu is refused with the reason."""
+    from wulf.model import checkpoint
+
+    if args.signal is not None:
+        given["warn_signal"] = checkpoint.parse_signal(args.signal).text()
+    if args.checkpoint is not None:
+        notice = checkpoint.parse_checkpoint(args.checkpoint)
+        if notice is None:
+            from wulf.cli.criu import refusal
+
+            raise UsageError(refusal())
+        given["checkpoint"] = notice.text()
 
 
 def _given(args: Any) -> dict[str, Any]:

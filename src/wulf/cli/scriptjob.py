@@ -49,6 +49,16 @@ def _dependency(text: str, dialect: str, label: str) -> str:
     return dependency_text(text, f"{label}: dependency")
 
 
+def _warn_signal(text: str, label: str) -> str:
+    """A script's warning signal (#SBATCH --signal) as wulf stores it (UsageError: one it cannot send)."""
+    from wulf.model.checkpoint import parse_signal
+
+    try:
+        return parse_signal(text, "signal").text()
+    except UsageError as e:
+        raise UsageError(f"{label}: {e.message}") from None
+
+
 def _report(label: str, notes: list[Any], strict: bool, who: str = "qr") -> None:
     seen: set[str] = set()
     for note in notes:
@@ -94,6 +104,8 @@ def from_directives(script: str, label: str, file_name: str, cwd: str, given: di
         fields["array"] = req.array
     if req.dependency:
         fields["depend"] = _dependency(req.dependency, req.dialect, label)
+    if req.signal:
+        fields["warn_signal"] = _warn_signal(req.signal, label)
     spec: dict[str, Any] = {"cwd": cwd, "queue": "default", "output": "", "keep_script": False, "name": name,
                             **fields, **wulf, **given}
     try:

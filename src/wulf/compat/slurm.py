@@ -68,7 +68,6 @@ SHORT: dict[str, Opt] = {
 
 NOT_YET = {
     "requeue": "not carried: a failed job is queued again only with #WULF --retries N",
-    "signal": "a warning signal before the time limit is not supported yet",
     "exclusive": "whole nodes are not supported yet; the job shares its node",
     "gres": "generic resources (GPUs) are not supported yet; none are allocated",
     "gpus": "GPUs are not supported yet; none are allocated",
@@ -193,6 +192,16 @@ class _Reader:
     def _time(self, v: str, what: str) -> None:
         seconds = time_seconds(v, what)
         self.req.time_limit = None if seconds is None else float(seconds)
+
+    def _signal(self, v: str, what: str) -> None:
+        """``[{R|B}:]SIG[@SECONDS]`` (60 by default): SIG that long before the time limit, to the whole job
+        (B:, the batch shell only, and R:, reservations, have no wulf meaning: the whole job gets it)."""
+        m = re.fullmatch(r"(?:([RB]{1,2}):)?([^@]+)(?:@(\d+))?", v.strip())
+        if m is None:
+            raise DirectiveError(f"{what}: {v!r} is not [{{R|B}}:]SIG[@SECONDS]")
+        if m.group(1):
+            self.req.note(what, f"{m.group(1)}: is ignored: the whole job gets the signal", strict=False)
+        self.req.signal = f"{m.group(2)}@{m.group(3) or 60}"
 
     def _mail_type(self, v: str, what: str) -> None:
         mail.slurm_types(self.req, v, what)

@@ -83,6 +83,7 @@ def acct_row(job: Job) -> dict[str, Any]:
         "peak_mem_mb": job.peak_mem_mb,
         "mem_eff": None if job.peak_mem_mb is None or job.mem_req <= 0 else round(job.peak_mem_mb / job.mem_req, 4),
         "attempts": attempts(job),
+        "checkpoints": job.checkpoints,  # of its earlier runs, those that checkpointed (the rest failed)
         "command": job.command,
     }
 

@@ -103,6 +103,11 @@ class Job:
     # mail about the job itself (qr --mail-type/--mail-user; see wulf.server.jobmail)
     mail_type: str = ""  # canonical list of BEGIN,END,FAIL,REQUEUE,ARRAY_TASKS (wulf.model.mailtypes); "" none
     mail_user: str = ""  # where it goes (checked at submission); "" when mail_type is
+    # warning signals and checkpoints (issue 13 §2, see wulf.model.checkpoint)
+    warn_signal: str = ""  # qr --signal: "USR1@60", SIGUSR1 a minute before the time limit
+    checkpoint: str = ""  # qr --checkpoint: "USR1@1800" (every half hour and before a stop), "USR1"
+    checkpoint_exit: int = 85  # the exit code of a run that checkpointed ([scheduler] checkpoint_exit_code)
+    checkpoints: int = 0  # how many of its restarts followed a checkpoint (not a failure)
     # measured now, and the adaptive allocation's state (not stored)
     cpu_used: float = 0.0
     mem_used: float = 0.0
@@ -140,6 +145,7 @@ class Job:
             "array_id": self.array_id,
             "array_index": self.array_index,
             "restarts": self.restarts,
+            "checkpoints": self.checkpoints,  # of the restarts, those after a checkpoint (issue 13 §2)
         }
 
     def public(self, now: float) -> dict[str, Any]:
@@ -173,4 +179,7 @@ class Job:
             "attempts": self.restarts + (self.started is not None),  # the runs it had (its own and requeued)
             "mail_type": self.mail_type,
             "mail_user": self.mail_user,
+            "warn_signal": self.warn_signal,
+            "checkpoint": self.checkpoint,
+            "checkpoint_exit": self.checkpoint_exit,
         }

@@ -22,7 +22,7 @@ from wulf import cycletrace
 from wulf.auth.identity import Caller
 from wulf.config import Config
 from wulf.errors import Forbidden, NotFound, Refused, UsageError, WulfError
-from wulf.model import depend
+from wulf.model import checkpoint, depend
 from wulf.model.array import ArraySpec, parse_array
 from wulf.model.job import FINAL_STATES, WAITING_STATES, Job, JobState, Origin
 from wulf.policy.adapt import penalty_nice
@@ -408,9 +408,9 @@ class Daemon:
     # ------------------------------------------------------------------ jobs from clients
 
     def _new_job(self, spec: JobSpec, caller: Caller, env_hash: str, origin: Origin, now: float,
-                 umask: int | None = None) -> Job:
+                 umask: int | None = None, env: dict[str, str] | None = None) -> Job:
         return intake.new_job(self.state.new_id(), spec, caller, env_hash, origin, now, self.config, self.policy,
-                              umask)
+                              umask, env)
 
     def _env_rows(self, env: dict[str, str]) -> tuple[str, dict[str, str]]:
         """The environment's hash, and its row for the store unless it is known to be stored already.
@@ -470,7 +470,7 @@ class Daemon:
         rows: list[ArrayRow] = []
         try:
             for spec, array in zip(req.jobs, specs, strict=True):
-                job = self._new_job(spec, caller, h, Origin.BATCH, now, req.umask)
+                job = self._new_job(spec, caller, h, Origin.BATCH, now, req.umask, req.env)
                 jobs.append(job)
                 if array is not None:
                     self.state.next_id = job.id + array.count
@@ -795,9 +795,10 @@ class Daemon:
             nice=penalty_nice(job.nice, job.penalized, self.policy.adapt), dialect=job.dialect,
             **self._array_fields(job),
             restarts=job.restarts,
+            **checkpoint.start_fields(job.warn_signal, job.checkpoint, job.checkpoint_exit, job.checkpoints),
         )
 
-    def _array_fields(self, job: Job) -> dict[str, int]:
+    def _array_fields(self, job: Job) -> dict[str, Any]:
         """What a task of an array is told of it (its WULF_ARRAY_* variables)."""
         if job.array_id is None or job.array_index is None:
             return {}

@@ -11,7 +11,7 @@ from dataclasses import fields
 from wulf.auth.identity import Caller
 from wulf.config import Config
 from wulf.errors import Refused, UsageError
-from wulf.model import depend
+from wulf.model import checkpoint, depend
 from wulf.model.array import ArraySpec
 from wulf.model.job import Job, JobState, Origin
 from wulf.policy.constraint import parse_constraint
@@ -37,7 +37,7 @@ def env_hash(env: dict[str, str]) -> tuple[str, str]:
 
 
 def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: Origin, now: float,
-            config: Config, policy: Policy, umask: int | None = None) -> Job:
+            config: Config, policy: Policy, umask: int | None = None, env: dict[str, str] | None = None) -> Job:
     """The job ``spec`` asks for, checked (UsageError), with the site's defaults and limits."""
     sched = config.scheduler
     cpu = spec.cpu if spec.cpu is not None else sched.default_cpu
@@ -88,7 +88,24 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
     )
     if spec.hold:
         job.reason = f"held at submission (qrls {job_id} releases it)"
+    _notices(job, spec, config, env)
     return job
+
+
+def _notices(job: Job, spec: JobSpec, config: Config, env: dict[str, str] | None) -> None:
+    """A job's warning signal and checkpoint (issue 13 §2), checked (UsageError): a warning before the
+    time limit needs one; a checkpoint by CRIU cannot be done by wulf's agents (qr says why first)."""
+    if spec.warn_signal:
+        job.warn_signal = checkpoint.parse_signal(spec.warn_signal, "signal").text()
+        if job.time_limit is None:
+            raise UsageError("signal: a warning before the time limit needs a time limit (give --time)")
+    if spec.checkpoint:
+        notice = checkpoint.parse_checkpoint(spec.checkpoint, "checkpoint")
+        if notice is None:
+            raise UsageError("checkpoint: criu: the nodes cannot dump and restore jobs with CRIU; "
+                             "use --checkpoint SIG[@INTERVAL] (the job saves its own state)")
+        job.checkpoint = notice.text()
+        job.checkpoint_exit = checkpoint.exit_code_of(env, config.scheduler.checkpoint_exit_code)
 
 
 def new_tasks(first: Job, spec: ArraySpec) -> list[Job]:

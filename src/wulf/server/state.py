@@ -233,7 +233,10 @@ class ServerState:
         """The one way a job ends: off its node or out of its queue, into ``state``, into the history;
         then every end hook. Returns what the hooks ask for, and :class:`JobEnded` last.
 
-        A failed run of a job with retries left does not end it: it is queued again (see _retry)."""
+        A failed run of a job with retries left, or a run that checkpointed (exited with its checkpoint
+        exit code), does not end it: it is queued again (see _retry)."""
+        if state is JobState.FAILED and self._checkpointed(job):
+            return self._retry(job, "checkpointed", checkpointed=True)
         if state is JobState.FAILED and self._retries_left(job, reason):
             return self._retry(job, reason or "failed")
         if job.state is JobState.RUNNING:
@@ -1035,19 +1038,34 @@ class ServerState:
     def _retries_left(job: Job, reason: str | None) -> bool:
         """Whether a run that failed is to be retried: a batch job's run that ended (exit, signal, node
         lost) with retries left, unless it went over its own limits (it would again)."""
-        return (job.state is JobState.RUNNING and job.origin is Origin.BATCH and job.restarts < job.retries
-                and not (reason or "").startswith(LIMIT_REASON))
+        return (job.state is JobState.RUNNING and job.origin is Origin.BATCH
+                and job.restarts - job.checkpoints < job.retries and not (reason or "").startswith(LIMIT_REASON))
 
-    def _retry(self, job: Job, why: str) -> list[Instruction]:
-        """Put a job whose run failed back in line, as its next attempt (the caller commits it). Its run
-        is over (its exit was reported, or its node was lost): it never runs twice at once."""
+    @staticmethod
+    def _checkpointed(job: Job) -> bool:
+        """Whether a run that did not end done saved its state to go on later (issue 13 §2): a running
+        batch job with --checkpoint that exited with its checkpoint exit code (whatever stopped it: its
+        interval, or the signal before its time limit). It is queued again whatever its retries."""
+        return (job.state is JobState.RUNNING and job.origin is Origin.BATCH and bool(job.checkpoint)
+                and job.signal is None and job.exit_code == job.checkpoint_exit)
+
+    def _retry(self, job: Job, why: str, checkpointed: bool = False) -> list[Instruction]:
+        """Put a job whose run failed (or ``checkpointed``) back in line, as its next attempt (the caller
+        commits it). Its run is over (its exit was reported, or its node was lost): it never runs twice
+        at once. Its restarts count every run before the next; its checkpoints those that checkpointed
+        (the rest failed, and count against its retries)."""
         self._detach(job)
         job.set_state(JobState.QUEUED)
         job.restarts += 1
         job.node, job.pid, job.started = "", None, None
         job.cpu, job.mem_mb = job.cpu_req, job.mem_req  # a waiting job holds nothing: it asks again
         job.cpu_used = job.mem_used = 0.0
-        job.reason = f"queued again after attempt {job.restarts} of {job.retries + 1} failed: {why}"
+        if checkpointed:
+            job.checkpoints += 1
+            job.reason = f"queued again after it checkpointed (exit {job.checkpoint_exit}), to run again as restart {job.restarts}"
+        else:
+            failed = job.restarts - job.checkpoints
+            job.reason = f"queued again after attempt {failed} of {job.retries + 1} failed: {why}"
         if job.id not in self.strays:  # (else it waits for the end of an earlier run a node still has)
             self._enqueue(job)
         return [Log(logging.INFO, f"job {job.id}: {job.reason}"), *jobmail.on_requeue(job), Wake()]

@@ -132,6 +132,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN mail_user TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        # warning signals and self-checkpointing (issue 13 §2): qr --signal, --checkpoint
+        "0011_checkpoints",
+        """
+        ALTER TABLE jobs ADD COLUMN warn_signal TEXT NOT NULL DEFAULT '';
+        ALTER TABLE jobs ADD COLUMN checkpoint TEXT NOT NULL DEFAULT '';
+        ALTER TABLE jobs ADD COLUMN checkpoint_exit INTEGER NOT NULL DEFAULT 85;
+        ALTER TABLE jobs ADD COLUMN checkpoints INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
 _COLUMNS = [
@@ -142,10 +152,11 @@ _COLUMNS = [
     "array_id", "array_index",
     "depend", "retries", "restarts",
     "mail_type", "mail_user",  # 0010_job_mail
+    "warn_signal", "checkpoint", "checkpoint_exit", "checkpoints",  # 0011_checkpoints
 ]
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
-    "peak_mem_mb", "reason", "nice", "queue", "restarts",
+    "peak_mem_mb", "reason", "nice", "queue", "restarts", "checkpoints",
     "name", "cpu_req", "mem_req", "time_limit", "depend",  # jmod (issue 11 §5): what a waiting job may change
 ]
 _SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
