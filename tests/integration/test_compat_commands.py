@@ -57,8 +57,8 @@ def test_compat_writes_its_commands_and_keeps_others_files(cluster: Cluster, tmp
     assert (d / "squeue").read_text() == "#!/bin/sh\necho the real one\n"
     cluster.run("wulf", "compat", "--force", str(d))
     cluster.run("wulf", "compat", str(d))  # its own files are replaced without --force
-    assert sorted(x.name for x in d.iterdir()) == ["qacct", "qdel", "qstat", "qsub", "sacct", "sbatch", "scancel",
-                                                   "scontrol", "sinfo", "squeue", "srun"]
+    assert sorted(x.name for x in d.iterdir()) == ["qacct", "qdel", "qhold", "qrls", "qstat", "qsub", "sacct",
+                                                   "sbatch", "scancel", "scontrol", "sinfo", "squeue", "srun"]
 
 
 def test_sbatch_command_line_wins_over_directives(cluster: Cluster, compat: Path) -> None:
@@ -120,7 +120,7 @@ def test_sinfo_shows_the_node(cluster: Cluster, compat: Path) -> None:
 
 
 def test_slurm_commands_refuse_bad_input_in_one_line(cluster: Cluster, compat: Path) -> None:
-    for argv in (("sbatch", "--bogus", "x.sh"), ("squeue", "-o", "%Y"), ("squeue", "-t", "NOPE"),
+    for argv in (("sbatch", "--bogus", "x.sh"), ("squeue", "-o", "%b"), ("squeue", "-t", "NOPE"),
                  ("scancel",), ("scancel", "abc"), ("scancel", "12_[3-1]"), ("sbatch", "--wrap", "true", "x.sh"),
                  ("scancel", "-s", "NOSUCH", "1")):
         p = run(cluster, compat, *argv, check=False)

@@ -11,7 +11,7 @@ import os
 import shlex
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from wulf.errors import UsageError
@@ -160,3 +160,20 @@ def wait_exit(job_id: int) -> int:
     j = client.job(job_id)
     code = j.get("exit_code")
     return int(code) if j.get("state") in ("done", "failed") and code is not None else 1
+
+
+def known(client: Any, refs: Iterable[int | str], say: Callable[[int | str], None]) -> list[int | str]:
+    """The job references (``12``, ``12[3]``) whose job exists; ``say`` is told each other one. The
+    original commands act on the jobs they know and name the others (a batch that names an unknown id
+    is refused whole by wulf's server, so those are found first)."""
+    from wulf.errors import NotFound
+
+    out = []
+    for ref in refs:
+        try:
+            client.job(int(str(ref).partition("[")[0]))
+        except NotFound:
+            say(ref)
+            continue
+        out.append(ref)
+    return out

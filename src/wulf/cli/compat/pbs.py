@@ -1,8 +1,10 @@
-"""PBS's commands over wulf (Torque and PBS Pro): ``qsub``, ``qstat`` and ``qdel``.
+"""PBS's commands over wulf (Torque and PBS Pro): ``qsub``, ``qstat``, ``qdel``, ``qhold`` and ``qrls``.
 
 A job id is printed as PBS prints it, ``NUMBER.SERVER`` (the server being this host's short name), and
 read back in either form. What the tools that drive PBS parse (psij-python's ``qstat -f -F json -x``,
-Dask-jobqueue's ``qsub``/``qdel``, Open OnDemand's ``qstat -f``) is printed in PBS's layout.
+Dask-jobqueue's ``qsub``/``qdel``, Open OnDemand's ``qstat -f -t``) is printed in PBS's layout, and a job
+that is not there is told in PBS's words (``Unknown Job Id``, ``Job has finished``), which Open OnDemand
+looks for.
 """
 
 from __future__ import annotations
@@ -141,7 +143,8 @@ def _attributes(j: dict[str, Any], now: float) -> dict[str, Any]:
         a["Resource_List"]["walltime"] = hms_full(j["time_limit"])
     if started:
         a["stime"] = time.ctime(started)
-        a["exec_host"] = f"{j.get('node') or ''}/0"
+        ncpus = a["Resource_List"]["ncpus"]  # PBS Pro's host/slot*cpus (Open OnDemand counts the job's cpus there)
+        a["exec_host"] = f"{j.get('node') or ''}/0" + (f"*{ncpus}" if ncpus > 1 else "")
         a["resources_used"] = {"walltime": hms_full((j.get("ended") or now) - started),
                                "cput": hms_full(j.get("cpu_time") or 0),
                                "mem": f"{int((j.get('peak_mem_mb') or j.get('mem_used_mb') or 0) * 1024)}kb",
@@ -298,3 +301,72 @@ def cancel_each(ids: list[int], unknown: Any, ended: Any, done: Any, bad_code: i
             for i in reply.get("cancelled", []):
                 print(done(i))
     return code
+
+
+# ---------------------------------------------------------------------------------------------- qhold, qrls
+
+def _hold_refs(argv: list[str], who: str) -> list[int | str]:
+    """qhold's and qrls's words: ``-h u`` (a user hold: the only kind wulf has) and job ids, ``12``,
+    ``12.server``, a task ``12[3].server``, a whole array ``12[].server``."""
+    import re
+
+    refs: list[int | str] = []
+    i = 0
+    while i < len(argv):
+        w = argv[i]
+        if w.startswith("-h"):
+            kind = w[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
+            if kind != "u":
+                raise UsageError(f"{who}: -h {kind or '?'}: wulf has user holds only (-h u)")
+            i += 1 if w[2:] else 2
+            continue
+        if w.startswith("-"):
+            raise UsageError(f"{who}: invalid option -- '{w.lstrip('-')}'")
+        m = re.fullmatch(r"(\d+)(?:\[(\d*)\])?(?:\..*)?", w)
+        if m is None or int(m.group(1)) < 1:
+            raise UsageError(f"{who}: illegally formed job identifier: {w}")
+        refs.append(f"{m.group(1)}[{m.group(2)}]" if m.group(2) else int(m.group(1)))
+        i += 1
+    if not refs:
+        raise UsageError(f"usage: {who} [-h hold_list] job_identifier...")
+    return refs
+
+
+def _pbs_ref(ref: int | str) -> str:
+    job, _, task = str(ref).partition("[")
+    return f"{job}[{task}.{host()}" if task else pbs_id(int(job))
+
+
+def _hold_or_release(argv: list[str], who: str) -> int:
+    from wulf.cli.compat.common import known
+
+    client = Client()
+    code = 0
+
+    def unknown(ref: int | str) -> None:
+        nonlocal code
+        print(f"{who}: Unknown Job Id {_pbs_ref(ref)}", file=sys.stderr)
+        code = 153
+
+    refs = known(client, _hold_refs(argv, who), unknown)
+    if not refs:
+        return code
+    reply = client.hold(refs) if who == "qhold" else client.release(refs)
+    for ref in reply["not_queued" if who == "qhold" else "not_held"]:
+        ended = _one(client, int(str(ref).partition("[")[0]))
+        if ended is not None and ended["state"] not in ACTIVE:
+            print(f"{who}: Job has finished {_pbs_ref(ref)}", file=sys.stderr)
+        else:  # qhold of a running job (PBS would checkpoint it; wulf cannot), qrls of one not held
+            print(f"{who}: Request invalid for state of job {_pbs_ref(ref)}", file=sys.stderr)
+        code = code or 168
+    return code
+
+
+def qhold(argv: list[str]) -> int:
+    """PBS's ``qhold [-h u] ID...``: hold queued jobs (wulf's qhold, in PBS's words)."""
+    return _hold_or_release(argv, "qhold")
+
+
+def qrls(argv: list[str]) -> int:
+    """PBS's ``qrls [-h u] ID...``: release held jobs."""
+    return _hold_or_release(argv, "qrls")
