@@ -57,8 +57,9 @@ def test_compat_writes_its_commands_and_keeps_others_files(cluster: Cluster, tmp
     assert (d / "squeue").read_text() == "#!/bin/sh\necho the real one\n"
     cluster.run("wulf", "compat", "--force", str(d))
     cluster.run("wulf", "compat", str(d))  # its own files are replaced without --force
-    assert sorted(x.name for x in d.iterdir()) == ["qacct", "qdel", "qhold", "qrls", "qstat", "qsub", "sacct",
-                                                   "sbatch", "scancel", "scontrol", "sinfo", "squeue", "srun"]
+    assert sorted(x.name for x in d.iterdir()) == ["pbsnodes", "qacct", "qdel", "qhold", "qrls", "qselect", "qstat",
+                                                   "qsub", "sacct", "sbatch", "scancel", "scontrol", "sinfo", "squeue",
+                                                   "srun"]
 
 
 def test_sbatch_command_line_wins_over_directives(cluster: Cluster, compat: Path) -> None:

@@ -37,12 +37,17 @@ PBS Pro (pbspro.rb)
   .ncpus when not running, resources_used.walltime/.cput and Resource_List.walltime as ``H:M:S``,
   ctime/stime by Time.parse. ``Unknown Job Id`` or ``Job has finished`` in stderr means completed.
 - ``qhold ID``, ``qrls ID``, ``qdel ID``.
+- info_where_owner: ``qselect -u OWNER,...`` and ``qselect -T``: job ids one a line (it compares their counts,
+  then asks ``qstat -f -t ID`` for each of the owner's).
+- cluster_info: ``pbsnodes -aSj -F json``: ``nodes`` by name, each ``state`` (down/offline/... are left out),
+  ``ncpus f/t`` and ``ngpus f/t`` as ``FREE/TOTAL``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import getpass
+import json
 import os
 import re
 import socket
@@ -307,6 +312,15 @@ def test_ood_slurm_adapter_submits_follows_holds_and_cancels(cluster: Cluster, c
     nohold = ood.call("scontrol", "hold", "999999")
     assert nohold.returncode != 0 and "Invalid job id specified" in nohold.stderr, nohold.stderr
 
+    # the options OOD passes that have no meaning in wulf, or none yet, are taken (a warning on stderr each)
+    p = ood.call("sbatch", "--requeue", "--mail-user", "nobody@example.invalid", "--mail-type", "NONE",
+                 "-i", "/dev/null", "--reservation", "r1", "--priority", "10", "--begin", "2026-01-01T00:00:00",
+                 "--qos", "normal", "--gpus-per-node", "0", "-a", "1-2", "-e", str(work / "err"),
+                 "--export", "ALL,OOD_VAR", "-D", str(work), "--parsable", stdin="#!/bin/sh\ntrue\n",
+                 env={"OOD_VAR": "x"})
+    assert p.returncode == 0 and p.stdout.strip().isdigit(), p.stderr
+    assert all(": warning: " in line for line in p.stderr.splitlines()), p.stderr
+
     # history: sacct as info_historic asks
     done = slurm_submit(ood, "#!/bin/sh\necho done\n", ["-J", "ood_done", "-D", str(work), "--export", "NONE",
                                                         "-t", "00:10:00"])
@@ -476,6 +490,18 @@ def test_ood_pbspro_adapter_submits_follows_holds_and_deletes(cluster: Cluster, 
     assert {k: every.get(k) for k in (run, held, after)} == \
         {run: "running", held: "queued_held", after: "queued"}, every
 
+    # info_where_owner: `qselect -u OWNERS` and `qselect -T` (all jobs), one id a line, as qsub printed them
+    mine = ood.ok("qselect", "-u", f"{ME},nobody").split("\n")
+    every_id = [x.strip() for x in ood.ok("qselect", "-T").split("\n") if x.strip()]
+    assert {x.strip() for x in mine if x.strip()} == {run, held, after} == set(every_id), (mine, every_id)
+
+    # cluster_info: `pbsnodes -aSj -F json`, the nodes' state and "ncpus f/t", "ngpus f/t"
+    nodes = json.loads(ood.ok("pbsnodes", "-aSj", "-F", "json"))["nodes"]
+    assert set(nodes) == {"n1"} and nodes["n1"]["state"].split(",")[0] in ("free", "job-busy"), nodes
+    free, total = (int(x) for x in re.fullmatch(r"(\d+)\s*/\s*(\d+)", nodes["n1"]["ncpus f/t"]).groups())  # type: ignore[union-attr]
+    assert (free, total) == (0, 2), nodes  # the running job holds both cpus
+    assert re.fullmatch(r"\d+\s*/\s*\d+", nodes["n1"]["ngpus f/t"]), nodes
+
     # delete: OOD then sees the job completed (qstat says it has finished, or shows it F)
     ood.ok("qdel", run)
     wait_status("the job is deleted", lambda: pbs_info(ood, run)["status"], "completed")
@@ -485,3 +511,9 @@ def test_ood_pbspro_adapter_submits_follows_holds_and_deletes(cluster: Cluster, 
     for cmd in ("qdel", "qhold", "qrls", "qstat"):
         p = ood.call(cmd, *(["-f", "-t"] if cmd == "qstat" else []), "999999")
         assert p.returncode != 0 and "Unknown Job Id" in p.stderr, (cmd, p.stderr)
+
+    # the options OOD passes that have no meaning in wulf, or none yet, are taken (a warning on stderr each)
+    p = ood.call("qsub", "-r", "y", "-M", "nobody@example.invalid", "-p", "10", "-a", "202601010000.00", "-V",
+                 "-e", str(work / "err"), "-o", str(work / "out"), "-A", "proj1", stdin="#!/bin/sh\ntrue\n", chdir=work)
+    assert p.returncode == 0 and p.stdout.strip().split(".")[0].isdigit(), p.stderr
+    assert all(": warning: " in line for line in p.stderr.splitlines()), p.stderr

@@ -160,7 +160,13 @@ def _attributes(j: dict[str, Any], now: float) -> dict[str, Any]:
 
 def _exit_status(j: dict[str, Any]) -> int:
     """PBS's exit status: the job's exit code; 256 + N when killed by signal N (PBS Pro); -1 when it
-    never ran (cancelled before it started)."""
+    never ran (cancelled before it started).
+
+    A running job qdel stops is no exception in PBS Pro: its MoM sends SIGTERM, then SIGKILL after
+    kill_delay (OpenPBS src/resmom/requests.c, terminate_job), and the exit status is 0x100 + the signal
+    the job's shell died of (src/resmom/linux/mom_start.c, scan_for_terminated): 271 when SIGTERM ends
+    it, 265 when it had to be killed. Only ``qdel -W force`` by a manager sets 265 outright
+    (src/server/req_delete.c). wulf stops a job the same way, so its signal gives the same figure."""
     if j.get("signal"):
         return 256 + int(j["signal"])
     if j.get("exit_code") is not None:
