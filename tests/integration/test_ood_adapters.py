@@ -502,6 +502,20 @@ def test_ood_pbspro_adapter_submits_follows_holds_and_deletes(cluster: Cluster, 
     assert (free, total) == (0, 2), nodes  # the running job holds both cpus
     assert re.fullmatch(r"\d+\s*/\s*\d+", nodes["n1"]["ngpus f/t"]), nodes
 
+    # an array (-J): qsub prints ``N[].server``; `qstat -f -t N[].server` gives the array's own record (its
+    # id has ``[]``: process_job_array takes it as the parent) and one a subjob, ``N[i].server``
+    array = submit("#!/bin/sh\ntrue\n", "-N", "ood_array", "-J", "1-3", "-j", "oe")
+    assert re.fullmatch(r"\d+\[\]\.\S+", array), array
+    records = qstat_jobs(ood.ok("qstat", "-f", "-t", array))
+    base = array.split("[")[0]
+    assert [r["job_id"] for r in records] == [array] + [f"{base}[{i}].{array.split('.', 1)[1]}" for i in (1, 2, 3)], \
+        records
+    assert [PBS_STATE_MAP[r["job_state"]] for r in records] == ["queued"] * 4, records  # (n1's cpus are taken)
+    assert all(r["Job_Name"] == "ood_array" and r["Job_Owner"].startswith(ME + "@") for r in records), records
+    ood.ok("qdel", array)
+    wait_until("the array is deleted", lambda: ood.call("qstat", "-f", "-t", array).returncode != 0)
+    assert "Job has finished" in ood.call("qstat", "-f", "-t", array).stderr
+
     # delete: OOD then sees the job completed (qstat says it has finished, or shows it F)
     ood.ok("qdel", run)
     wait_status("the job is deleted", lambda: pbs_info(ood, run)["status"], "completed")

@@ -64,14 +64,15 @@ def jobs_of(status: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def int_ids(values: Iterable[str], what: str = "job id") -> list[int]:
-    """Job ids as the systems write them: ``12``, ``12.server`` (PBS), comma-separated lists."""
+    """Job ids as the systems write them: ``12``, ``12.server`` (PBS), an array ``12[].server`` (PBS Pro),
+    comma-separated lists."""
     out = []
     for value in values:
         for part in value.split(","):
             part = part.strip()
             if not part:
                 continue
-            head = part.split(".", 1)[0]
+            head = part.split(".", 1)[0].removesuffix("[]")
             if not head.isdigit() or int(head) < 1:
                 raise UsageError(f"{part!r} is not a {what}")
             out.append(int(head))

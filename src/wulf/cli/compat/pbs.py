@@ -110,9 +110,10 @@ def qsub(argv: list[str]) -> int:
         script, label = read_stdin_script("qsub"), "STDIN"
     spec = from_directives(script, label, label, os.getcwd(), {}, False, label,
                            parse_as=with_directives(script, "pbs", q.words), who="qsub", args=q.args)
+    array = bool(spec.get("array"))
     job = submit([spec])[0]
-    if not q.quiet:
-        print(pbs_id(job), flush=True)
+    if not q.quiet:  # an array's id as PBS Pro prints it: 12[].server
+        print(f"{job}[].{host()}" if array else pbs_id(job), flush=True)
     if "block=true" in " ".join(q.words).replace(" ", ""):
         return wait_exit(job)
     return 0
@@ -122,7 +123,7 @@ def qsub(argv: list[str]) -> int:
 
 def _attributes(j: dict[str, Any], now: float) -> dict[str, Any]:
     """A job as ``qstat -f`` shows it (PBS Pro's attribute names)."""
-    state = PBS_STATES.get(j["state"], "F")
+    state = j.get("_pbs_state") or PBS_STATES.get(j["state"], "F")  # (an array's and its subjobs': pbsarrays)
     started = j.get("started")
     a: dict[str, Any] = {
         "Job_Name": j.get("name") or "STDIN",
@@ -137,7 +138,8 @@ def _attributes(j: dict[str, Any], now: float) -> dict[str, Any]:
         "Output_Path": f"{host()}:{j.get('output') or ''}",
         "Variable_List": {"PBS_O_WORKDIR": j.get("cwd") or ""},
         "euser": j["user"],
-        "substate": {"Q": 10, "H": 20, "R": 42, "F": 92}[state],
+        "substate": {"Q": 10, "H": 20, "R": 42, "B": 42, "F": 92, "X": 92}[state],
+        **(j.get("_array") or {}),
     }
     if j.get("time_limit"):
         a["Resource_List"]["walltime"] = hms_full(j["time_limit"])
@@ -183,14 +185,18 @@ def _flat(prefix: str, value: Any) -> list[str]:
 def full(jobs: list[dict[str, Any]], now: float, as_json: bool) -> str:
     if as_json:
         return json.dumps({"timestamp": int(now), "pbs_version": "wulf", "pbs_server": host(),
-                           "Jobs": {pbs_id(j["id"]): _attributes(j, now) for j in jobs}}, indent=4) + "\n"
+                           "Jobs": {_label(j): _attributes(j, now) for j in jobs}}, indent=4) + "\n"
     out = []
     for j in jobs:
-        out.append(f"Job Id: {pbs_id(j['id'])}")
+        out.append(f"Job Id: {_label(j)}")
         for k, v in _attributes(j, now).items():
             out += _flat(k, v)
         out.append("")
     return "".join(line + "\n" for line in out)
+
+
+def _label(j: dict[str, Any]) -> str:
+    return str(j.get("_pbs_id") or pbs_id(j["id"]))
 
 
 def table(jobs: list[dict[str, Any]], now: float) -> str:
@@ -203,9 +209,9 @@ def table(jobs: list[dict[str, Any]], now: float) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _qstat_args(argv: list[str]) -> tuple[bool, bool, bool, str, list[int]]:
-    """(-f, -x, -F json, -u USER, ids)."""
-    f = x = as_json = False
+def _qstat_args(argv: list[str]) -> tuple[bool, bool, bool, bool, str, list[int]]:
+    """(-f, -x, -F json, -t or -J (an array's subjobs too), -u USER, ids)."""
+    f = x = as_json = subjobs = False
     user = ""
     ids: list[str] = []
     i = 0
@@ -221,43 +227,47 @@ def _qstat_args(argv: list[str]) -> tuple[bool, bool, bool, str, list[int]]:
             else:
                 user = argv[i + 1]
             i += 1
-        elif w in ("-a", "-n", "-1", "-w", "-t", "-J", "-s", "-r", "-i", "-e"):
+        elif w in ("-t", "-J"):
+            subjobs = True
+        elif w in ("-a", "-n", "-1", "-w", "-s", "-r", "-i", "-e"):
             pass  # layouts wulf prints as the default one
         elif w.startswith("-"):
             raise UsageError(f"qstat: invalid option -- '{w.lstrip('-')}'")
         else:
             ids.append(w)
         i += 1
-    return f, x, as_json, user, int_ids(ids)
+    return f, x, as_json, subjobs, user, int_ids(ids)
 
 
 def qstat(argv: list[str]) -> int:
-    f, x, as_json, user, ids = _qstat_args(argv)
+    from wulf.cli.compat.pbsarrays import records
+
+    f, x, as_json, subjobs, user, ids = _qstat_args(argv)
     client = Client()
     now = time.time()
-    jobs = [j for j in jobs_of(client.status(all_jobs=x or bool(ids))) if not user or j["user"] == user]
+    status = client.status(all_jobs=x or bool(ids))
+    jobs = [j for j in jobs_of(status) if not user or j["user"] == user]
     code = 0
     if ids:
         known = {j["id"]: j for j in jobs}
         chosen = []
         for i in ids:
-            j = known.get(i)
-            if j is None:
-                j = _one(client, i)
+            tasks = [j for j in jobs if j.get("array_id") == i and j.get("array_index") is not None]
+            j = known.get(i) or _one(client, i)
             if j is None:
                 print(f"qstat: Unknown Job Id {pbs_id(i)}", file=sys.stderr)
                 code = 153
-            elif j["state"] not in ACTIVE and not x:
+            elif not x and all(t["state"] not in ACTIVE for t in tasks or [j]):
                 print(f"qstat: {pbs_id(i)} Job has finished, use -x or -H to obtain historical job information",
                       file=sys.stderr)
                 code = 35
             else:
-                chosen.append(j)
+                chosen += tasks or [j]
         jobs = chosen
     elif not x:
         jobs = [j for j in jobs if j["state"] in ACTIVE]
     if f:
-        sys.stdout.write(full(jobs, now, as_json))
+        sys.stdout.write(full(records(jobs, subjobs, status.get("arrays") or {}), now, as_json))
     elif jobs:
         sys.stdout.write(table(jobs, now))
     return code
