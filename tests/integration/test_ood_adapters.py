@@ -531,3 +531,27 @@ def test_ood_pbspro_adapter_submits_follows_holds_and_deletes(cluster: Cluster, 
                  "-e", str(work / "err"), "-o", str(work / "out"), "-A", "proj1", stdin="#!/bin/sh\ntrue\n", chdir=work)
     assert p.returncode == 0 and p.stdout.strip().split(".")[0].isdigit(), p.stderr
     assert all(": warning: " in line for line in p.stderr.splitlines()), p.stderr
+
+
+@pytest.mark.timeout(200)
+def test_ood_slurm_adapter_with_a_cluster_named(cluster: Cluster, compat: Path) -> None:
+    """With ``cluster:`` in its configuration, slurm.rb's ``call`` puts ``-M CLUSTER`` after every command's
+    other words (sacctmgr's aside); and an array's tasks answer to its id."""
+    ood = Ood(cluster, compat, "pbs")
+    m = ["-M", "wulf"]
+    job = ood.ok("sbatch", "-H", "-a", "1-3", "-J", "ood_m", "--export", "NONE", "--parsable", *m,
+                 stdin="#!/bin/sh\ntrue\n").strip().split(";")[0]
+    out = ood.ok("squeue", *squeue_args(SQUEUE_FIELDS, job=job), *m)
+    rows = squeue_rows(out, SQUEUE_FIELDS)
+    # handle_job_array: the row whose JobID or JobArrayID is the id given is the array's
+    assert [r for r in rows if job in (r["job_id"], r["array_job_task_id"])], rows
+    assert {slurm_state(r["state_compact"]) for r in rows} == {"queued"}, rows
+    ood.ok("scontrol", "release", job, *m)
+    ood.ok("scontrol", "hold", job, *m)
+    ood.ok("scancel", job, *m)
+    wait_until("the array is cancelled", lambda: all(
+        slurm_state(r["state_compact"]) == "completed"
+        for r in squeue_rows(ood.ok("squeue", *squeue_args(SQUEUE_FIELDS, job=job), *m), SQUEUE_FIELDS)))
+    assert ood.ok("sacct", "-P", "--delimiter", US, "-n", "--allocations", "-o", "JobId,State", "-j", job, *m)
+    assert ood.ok("sinfo", "-aho %F/%C", *m).strip()
+    assert "PartitionName=default" in ood.ok("scontrol", "show", "part", "-o", *m)

@@ -277,9 +277,25 @@ _REFUSED = {
 }
 
 
+def _without_clusters(argv: list[str]) -> list[str]:
+    """The words without ``-M NAME``/``--clusters=NAME``, wherever they are (Open OnDemand puts them last):
+    wulf is one cluster, so the name is taken as its own (squeue, scancel, sinfo and sacct take -M alike)."""
+    out: list[str] = []
+    skip = False
+    for w in argv:
+        if skip:
+            skip = False
+        elif w in ("-M", "--clusters", "--cluster"):
+            skip = True
+        elif not (w.startswith("-M") or w.startswith("--clusters=") or w.startswith("--cluster=")):
+            out.append(w)
+    return out
+
+
 def scontrol(argv: list[str]) -> int:
     one_line = False
     words: list[str] = []
+    argv = _without_clusters(argv)
     for w in argv:
         if w in ("-o", "--oneliner"):
             one_line = True
