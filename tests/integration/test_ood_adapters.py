@@ -281,6 +281,8 @@ def test_ood_slurm_adapter_submits_follows_holds_and_cancels(cluster: Cluster, c
     assert info["submitted"] is not None and info["dispatched"] is not None and info["wallclock"] >= 0, info
     assert info["native"]["work_dir"] == str(work) and info["native"]["state"] == "RUNNING", info
     assert info["native"]["user_id"] == str(os.getuid()), info
+    # total_memory from tres-alloc's mem= (the job's memory request)
+    assert info["memory"] == int(cluster.job(int(run))["mem_req_mb"]) << 20, info
 
     # a job submitted held (-H), and one waiting for the first (-d afterok:ID) that OOD holds and releases
     held = slurm_submit(ood, "#!/bin/sh\ntrue\n", ["-H", "-J", "ood_held", "-D", str(work), "--export", "NONE"])
