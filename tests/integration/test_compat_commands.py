@@ -57,8 +57,9 @@ def test_compat_writes_its_commands_and_keeps_others_files(cluster: Cluster, tmp
     assert (d / "squeue").read_text() == "#!/bin/sh\necho the real one\n"
     cluster.run("wulf", "compat", "--force", str(d))
     cluster.run("wulf", "compat", str(d))  # its own files are replaced without --force
-    assert sorted(x.name for x in d.iterdir()) == ["qacct", "qdel", "qstat", "qsub", "sacct", "sbatch", "scancel",
-                                                   "scontrol", "sinfo", "squeue", "srun"]
+    assert sorted(x.name for x in d.iterdir()) == ["pbsnodes", "qacct", "qdel", "qhold", "qrls", "qselect", "qstat",
+                                                   "qsub", "sacct", "sbatch", "scancel", "scontrol", "sinfo", "squeue",
+                                                   "srun"]
 
 
 def test_sbatch_command_line_wins_over_directives(cluster: Cluster, compat: Path) -> None:
@@ -108,9 +109,9 @@ def test_sbatch_wait_gives_the_jobs_exit_code(cluster: Cluster, compat: Path) ->
 def test_sinfo_shows_the_node(cluster: Cluster, compat: Path) -> None:
     lines = run(cluster, compat, "sinfo").stdout.splitlines()
     assert lines[0].split() == ["PARTITION", "AVAIL", "TIMELIMIT", "NODES", "STATE", "NODELIST"]
-    # idle, or mix when work outside wulf (other tests) takes some of the machine's cpus
+    # idle, or mix (alloc) when work outside wulf (other tests) takes some (all) of the machine's cpus
     row = lines[1].split()
-    assert row[:4] + row[5:] == ["default*", "up", "infinite", "1", "n1"] and row[4] in ("idle", "mix")
+    assert row[:4] + row[5:] == ["default*", "up", "infinite", "1", "n1"] and row[4] in ("idle", "mix", "alloc")
     assert run(cluster, compat, "sinfo", "-N", "-h").stdout.split()[:3] == ["n1", "1", "default*"]
     assert run(cluster, compat, "sinfo", "-o", "%P").stdout == "PARTITION\ndefault*\n"  # what Snakemake asks
     assert run(cluster, compat, "sinfo", "-h", "-N", "-o", "%N|%c|%T").stdout.split("|")[:2] == ["n1", "2"]
@@ -120,7 +121,7 @@ def test_sinfo_shows_the_node(cluster: Cluster, compat: Path) -> None:
 
 
 def test_slurm_commands_refuse_bad_input_in_one_line(cluster: Cluster, compat: Path) -> None:
-    for argv in (("sbatch", "--bogus", "x.sh"), ("squeue", "-o", "%Y"), ("squeue", "-t", "NOPE"),
+    for argv in (("sbatch", "--bogus", "x.sh"), ("squeue", "-o", "%b"), ("squeue", "-t", "NOPE"),
                  ("scancel",), ("scancel", "abc"), ("scancel", "12_[3-1]"), ("sbatch", "--wrap", "true", "x.sh"),
                  ("scancel", "-s", "NOSUCH", "1")):
         p = run(cluster, compat, *argv, check=False)

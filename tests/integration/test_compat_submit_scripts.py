@@ -53,9 +53,10 @@ def submit(cluster: Cluster, name: str, text: str, held: bool = False) -> subpro
 
 
 def job_id(p: subprocess.CompletedProcess[str]) -> int:
-    """The id as each wrapper prints it: ``12`` (--parsable, -terse) or ``12.host`` (PBS)."""
+    """The id as each wrapper prints it: ``12`` (--parsable, -terse), ``12.host`` (PBS), ``12[].host`` (a PBS
+    array)."""
     assert p.returncode == 0, p.stderr
-    return int(p.stdout.strip().split(".")[0])
+    return int(p.stdout.strip().split(".")[0].removesuffix("[]"))
 
 
 def held_body(name: str) -> str:

@@ -140,3 +140,12 @@ def test_pbs_node_properties_and_queues() -> None:
 def test_wulf_lines_alone() -> None:
     req = read("#!/bin/sh\n# a comment\n#WULF --cpu 2\n#WULF --mem 1G  # trailing\necho\n#WULF --cpu 9\n", where("x"))
     assert (req.dialect, req.wulf_args) == ("", ["--cpu", "2", "--mem", "1G"])
+
+
+def test_pbs_depend_takes_ids_as_qsub_printed_them() -> None:
+    """Open OnDemand's PBS adapter passes the ids qsub gave it, ``12.server``, and several dependency types
+    in one ``-W depend=``, separated by commas."""
+    req = read("#PBS -W depend=afterok:12.login1:13.login1.example.org,afterany:14[].login1:15\n", where("x"))
+    assert req.dependency == "afterok:12:13,afterany:14:15" and not req.notes
+    req = read("#PBS -W depend=afterok:12,umask=022\n", where("x"))
+    assert req.dependency == "afterok:12" and [n.directive for n in req.notes] == ["#PBS -W umask"]

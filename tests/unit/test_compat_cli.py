@@ -46,9 +46,21 @@ def test_squeue_formats() -> None:
     assert render(parse_format("%3j"), {**JOB, "name": "longname"}, 0.0) == "lon"  # cut, as squeue cuts
     assert render(parse_fields("JobID:5,State:.9"), JOB, 0.0) == "12      PENDING"
     with pytest.raises(UsageError):
-        parse_format("%Y")
+        parse_format("%b")
     with pytest.raises(UsageError):
         parse_fields("JobID,Nope")
+
+
+def test_squeue_field_lists_with_suffixes_as_open_ondemand_asks() -> None:
+    """``name:`` is unpadded; ``name:SUFFIX`` puts the suffix after the value in place of the space (OOD's
+    slurm.rb asks ``-O JobID:\\x1F,StateCompact:\\x1F,`` and splits on the unit separator); JobID is a task's
+    own id, JobArrayID its ``array_task`` form."""
+    task = {**JOB, "id": 15, "array_id": 12, "array_index": 3}
+    pieces = parse_fields("JobID:\x1f,JobArrayID:\x1f,StateCompact:\x1f,")
+    assert render(pieces, None, 0.0) == "JOBID\x1fJOBID\x1fST\x1f"  # (the header keeps its last separator)
+    assert render(pieces, task, 0.0) == "15\x1f12_3\x1fPD\x1f"
+    assert render(parse_fields("Name:,State:.9|"), JOB, 0.0) == "fit   PENDING|"
+    assert render(parse_fields("Name"), JOB, 0.0) == "fit".ljust(20)
 
 
 def test_states_and_times_in_slurms_words() -> None:

@@ -59,6 +59,27 @@ RESOURCES = {"walltime": "walltime", "cput": "cput", "pcput": "cput", "mem": "si
              "place": "place", "wd": "wd"}
 
 
+def _attributes(text: str) -> list[str]:
+    """``-W`` attributes, ``key=value`` separated by commas; a piece with no ``=`` goes on with the one
+    before (``depend=afterok:1:2,afterany:3`` is one attribute of two dependency types)."""
+    out: list[str] = []
+    for piece in text.split(","):
+        if out and "=" not in piece:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
+
+
+_PBS_ID = re.compile(r"(\d+)(?:\[\d*\])?\.[^:,]*")
+
+
+def dependency(text: str) -> str:
+    """``depend=`` in wulf's form: a job id as qsub printed it, ``12.server`` (``12[].server`` for an
+    array), is the number."""
+    return _PBS_ID.sub(lambda m: m.group(1), text)
+
+
 def _walltime(text: str, what: str) -> float:
     return colon_seconds(text, what, max_parts=4)
 
@@ -133,10 +154,10 @@ class _Reader:
         self.cwd = absolute(v, self.where.submit_dir)
 
     def _opt_attributes(self, v: str, what: str) -> None:
-        for attr in v.split(","):  # depend=afterok:1:2 has no comma between its ids
+        for attr in _attributes(v):
             key, _, value = attr.partition("=")
             if key == "depend":
-                self.req.dependency = value  # afterok:1:2: wulf's own form (checked by qr)
+                self.req.dependency = dependency(value)  # afterok:1:2,afterany:3: wulf's own form (checked by qr)
             elif key in ("umask", "group_list", "sandbox", "stagein", "stageout"):
                 self.req.note(f"{what} {key}", "not supported; ignored")
             else:

@@ -1,10 +1,12 @@
 """Slurm's, PBS's and Grid Engine's commands over wulf, for the tools and scripts that call them.
 
 They are not on the PATH by default (a machine may have the real ones): ``wulf compat DIR`` writes
-``sbatch``, ``squeue``, ``scancel``, ``sinfo``, ``sacct``, ``scontrol``, ``srun``, ``qsub``, ``qstat``, ``qdel`` and
-``qacct`` into DIR, each a two-line script that runs ``python -m wulf.cli.compat NAME``; a site puts DIR
-on its users' PATH (or in an environment module). ``qsub``, ``qstat`` and ``qdel`` are PBS's or Grid Engine's by
-``[compat] flavour`` (``$WULF_COMPAT_FLAVOUR`` wins).
+``sbatch``, ``squeue``, ``scancel``, ``sinfo``, ``sacct``, ``scontrol``, ``srun``, ``qsub``, ``qstat``, ``qdel``,
+``qhold``, ``qrls``, ``qselect``, ``pbsnodes`` and ``qacct`` into DIR, each a two-line script that runs
+``python -m wulf.cli.compat NAME``; a site puts DIR on its users' PATH (or in an environment module). ``qsub``,
+``qstat`` and ``qdel`` are PBS's or Grid Engine's by ``[compat] flavour`` (``$WULF_COMPAT_FLAVOUR`` wins).
+``qhold`` and ``qrls`` (which shadow wulf's own in DIR) take PBS's job ids, ``12.server``, and Grid Engine's,
+``12``, alike; ``qselect`` and ``pbsnodes`` are PBS's only.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from wulf.errors import UsageError
 SLURM = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "scontrol", "srun")
 _OWN_MODULES = ("sinfo", "scontrol", "srun")  # the Slurm commands with a module of their own
 BOTH = ("qsub", "qstat", "qdel")
-COMMANDS = (*SLURM, *BOTH, "qacct")
+HOLDS = ("qhold", "qrls")  # PBS's and Grid Engine's alike: job ids, 12 or 12.server
+PBS_ONLY = ("qselect", "pbsnodes")
+COMMANDS = (*SLURM, *BOTH, *HOLDS, *PBS_ONLY, "qacct")
 
 
 def command(name: str) -> Callable[[list[str]], int]:
@@ -41,6 +45,16 @@ def command(name: str) -> Callable[[list[str]], int]:
             main: Callable[[list[str]], int] = getattr(importlib.import_module(f"wulf.cli.compat.{name}"), name)
             return main
         return {"sbatch": slurm.sbatch, "squeue": slurm.squeue, "scancel": slurm.scancel}[name]
+    if name in HOLDS:
+        from wulf.cli.compat import pbs
+
+        return pbs.qhold if name == "qhold" else pbs.qrls
+    if name in PBS_ONLY:
+        if (os.environ.get("WULF_COMPAT_FLAVOUR") or _configured_flavour()) != "pbs":
+            raise UsageError(f"{name} is PBS's (wulf gives no Grid Engine {name}): WULF_COMPAT_FLAVOUR=pbs")
+        from wulf.cli.compat import pbsinfo
+
+        return pbsinfo.qselect if name == "qselect" else pbsinfo.pbsnodes
     if name not in BOTH:
         raise UsageError(f"no compatibility command {name!r} (there are: {', '.join(COMMANDS)})")
     flavour = os.environ.get("WULF_COMPAT_FLAVOUR") or _configured_flavour()

@@ -16,6 +16,7 @@ from typing import Any
 
 from wulf.cli.common import ArgParser, print_json
 from wulf.cli.compat.common import ACTIVE, hms_full, iso, jobs_of, me, slurm_state, slurm_states
+from wulf.cli.compat.slurm import group_of
 from wulf.client import Client
 from wulf.errors import UsageError
 
@@ -40,8 +41,11 @@ _FIELDS: dict[str, tuple[int, Any]] = {
     "totalcpu": (10, lambda j: _elapsed(j.get("cpu_time") or 0.0)),
     "cputime": (10, lambda j: _elapsed(_run(j) * _cpus(j))),
     "cputimeraw": (10, lambda j: str(int(_run(j) * _cpus(j)))),
-    "maxrss": (10, lambda j: f"{int((j.get('peak_mem_mb') or 0) * 1024)}K" if j.get("peak_mem_mb") else ""),
-    "reqmem": (10, lambda j: f"{int(j.get('mem_req_mb') or 0)}M"),
+    "maxrss": (10, lambda j: _size((j.get("peak_mem_mb") or 0) * 1024, "K", j) if j.get("peak_mem_mb") else ""),
+    "reqmem": (10, lambda j: _size(j.get("mem_req_mb") or 0, "M", j)),
+    "group": (9, lambda j: group_of(j)[0]),
+    "reqtres": (20, lambda j: _tres(j, j.get("cpu_req"))),
+    "alloctres": (20, lambda j: _tres(j, j.get("cpu_alloc")) if j.get("started") else ""),
     "nodelist": (15, lambda j: j.get("node") or "None assigned"),
     "nnodes": (8, lambda j: "1"),
     "timelimit": (10, lambda j: _elapsed(j["time_limit"]) if j.get("time_limit") else "UNLIMITED"),
@@ -50,6 +54,24 @@ _FIELDS: dict[str, tuple[int, Any]] = {
     "restarts": (8, lambda j: str(max(0, int(j.get("attempts") or 1) - 1))),
 }
 DEFAULT_FORMAT = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
+
+
+#: sacct --units: the unit letters, by their size in KiB
+_UNITS = {"K": 1, "M": 1 << 10, "G": 1 << 20, "T": 1 << 30, "P": 1 << 40}
+
+
+def _size(amount: float, unit: str, j: dict[str, Any]) -> str:
+    """A size given in ``unit`` (K or M) as sacct prints it: in that unit, or in the one ``--units`` asks
+    for (``4G``, ``0.50G``)."""
+    wanted = j.get("_units") or unit
+    value = amount * _UNITS[unit] / _UNITS[wanted]
+    return f"{value:.0f}{wanted}" if value == int(value) else f"{value:.2f}{wanted}"
+
+
+def _tres(j: dict[str, Any], cpus: float | None) -> str:
+    """Trackable resources as sacct gives them: ``billing=2,cpu=2,mem=100M,node=1``."""
+    n = int(max(1, round(cpus or 1)))
+    return f"billing={n},cpu={n},mem={_size(j.get('mem_req_mb') or 0, 'M', j)},node=1"
 
 
 def _cpus(j: dict[str, Any]) -> int:
@@ -105,6 +127,8 @@ def _parser() -> ArgParser:
     p.add_argument("-P", "--parsable2", action="store_true", help="fields separated by '|', none cut")
     p.add_argument("-p", "--parsable", action="store_true", help="as -P, with a '|' at the end of each line")
     p.add_argument("--delimiter", default="|", help="the separator of -p and -P")
+    p.add_argument("--units", type=str.upper, choices=sorted(_UNITS, key=_UNITS.__getitem__),
+                   help="sizes in this unit (K, M, G, T, P)")
     p.add_argument("--json", action="store_true", help="print JSON ({\"jobs\": [...]})")
     for flag in ("-X", "--allocations", "-D", "--duplicates", "--noconvert", "-T", "--truncate", "-L",
                  "--allclusters", "-l", "--long"):
@@ -154,7 +178,10 @@ def select(args: argparse.Namespace, client: Client) -> list[dict[str, Any]]:
 def sacct(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     fields = parse_format("JobID,State,ExitCode" if args.brief else args.format or DEFAULT_FORMAT)
-    jobs = sorted(select(args, Client()), key=lambda j: j["id"])
+    client = Client()
+    jobs = sorted(({**j, "_units": args.units} for j in select(args, client)), key=lambda j: j["id"])
+    if any(k == "timelimit" for k, _ in fields):
+        _add_limits(jobs, client)
     if args.json:
         print_json({"jobs": [{**j, "job_state": [slurm_state(j)]} for j in jobs]})
         return 0
@@ -174,11 +201,23 @@ def sacct(argv: list[str]) -> int:
     return 0
 
 
+def _add_limits(jobs: list[dict[str, Any]], client: Client) -> None:
+    """Accounting's records do not keep a job's time limit: it is taken from the jobs the server still
+    lists (all but those purged from its history; theirs show UNLIMITED)."""
+    wanted = {j["id"] for j in jobs if "time_limit" not in j}
+    if not wanted:
+        return
+    limits = {j["id"]: j.get("time_limit") for j in jobs_of(client.status(all_jobs=True)) if j["id"] in wanted}
+    for j in jobs:
+        if j["id"] in limits:
+            j["time_limit"] = limits[j["id"]]
+
+
 _HEADERS = {"jobid": "JobID", "jobidraw": "JobIDRaw", "jobname": "JobName", "alloccpus": "AllocCPUS",
             "reqcpus": "ReqCPUS", "ncpus": "NCPUS", "exitcode": "ExitCode", "totalcpu": "TotalCPU",
             "cputime": "CPUTime", "cputimeraw": "CPUTimeRAW", "maxrss": "MaxRSS", "reqmem": "ReqMem",
             "nodelist": "NodeList", "nnodes": "NNodes", "timelimit": "Timelimit", "workdir": "WorkDir",
-            "elapsedraw": "ElapsedRaw"}
+            "elapsedraw": "ElapsedRaw", "reqtres": "ReqTRES", "alloctres": "AllocTRES"}
 
 
 def _header(key: str) -> str:

@@ -11,7 +11,7 @@ import os
 import shlex
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from wulf.errors import UsageError
@@ -64,14 +64,15 @@ def jobs_of(status: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def int_ids(values: Iterable[str], what: str = "job id") -> list[int]:
-    """Job ids as the systems write them: ``12``, ``12.server`` (PBS), comma-separated lists."""
+    """Job ids as the systems write them: ``12``, ``12.server`` (PBS), an array ``12[].server`` (PBS Pro),
+    comma-separated lists."""
     out = []
     for value in values:
         for part in value.split(","):
             part = part.strip()
             if not part:
                 continue
-            head = part.split(".", 1)[0]
+            head = part.split(".", 1)[0].removesuffix("[]")
             if not head.isdigit() or int(head) < 1:
                 raise UsageError(f"{part!r} is not a {what}")
             out.append(int(head))
@@ -160,3 +161,20 @@ def wait_exit(job_id: int) -> int:
     j = client.job(job_id)
     code = j.get("exit_code")
     return int(code) if j.get("state") in ("done", "failed") and code is not None else 1
+
+
+def known(client: Any, refs: Iterable[int | str], say: Callable[[int | str], None]) -> list[int | str]:
+    """The job references (``12``, ``12[3]``) whose job exists; ``say`` is told each other one. The
+    original commands act on the jobs they know and name the others (a batch that names an unknown id
+    is refused whole by wulf's server, so those are found first)."""
+    from wulf.errors import NotFound
+
+    out = []
+    for ref in refs:
+        try:
+            client.job(int(str(ref).partition("[")[0]))
+        except NotFound:
+            say(ref)
+            continue
+        out.append(ref)
+    return out

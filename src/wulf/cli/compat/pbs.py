@@ -1,8 +1,10 @@
-"""PBS's commands over wulf (Torque and PBS Pro): ``qsub``, ``qstat`` and ``qdel``.
+"""PBS's commands over wulf (Torque and PBS Pro): ``qsub``, ``qstat``, ``qdel``, ``qhold`` and ``qrls``.
 
 A job id is printed as PBS prints it, ``NUMBER.SERVER`` (the server being this host's short name), and
 read back in either form. What the tools that drive PBS parse (psij-python's ``qstat -f -F json -x``,
-Dask-jobqueue's ``qsub``/``qdel``, Open OnDemand's ``qstat -f``) is printed in PBS's layout.
+Dask-jobqueue's ``qsub``/``qdel``, Open OnDemand's ``qstat -f -t``) is printed in PBS's layout, and a job
+that is not there is told in PBS's words (``Unknown Job Id``, ``Job has finished``), which Open OnDemand
+looks for.
 """
 
 from __future__ import annotations
@@ -108,9 +110,10 @@ def qsub(argv: list[str]) -> int:
         script, label = read_stdin_script("qsub"), "STDIN"
     spec = from_directives(script, label, label, os.getcwd(), {}, False, label,
                            parse_as=with_directives(script, "pbs", q.words), who="qsub", args=q.args)
+    array = bool(spec.get("array"))
     job = submit([spec])[0]
-    if not q.quiet:
-        print(pbs_id(job), flush=True)
+    if not q.quiet:  # an array's id as PBS Pro prints it: 12[].server
+        print(f"{job}[].{host()}" if array else pbs_id(job), flush=True)
     if "block=true" in " ".join(q.words).replace(" ", ""):
         return wait_exit(job)
     return 0
@@ -120,7 +123,7 @@ def qsub(argv: list[str]) -> int:
 
 def _attributes(j: dict[str, Any], now: float) -> dict[str, Any]:
     """A job as ``qstat -f`` shows it (PBS Pro's attribute names)."""
-    state = PBS_STATES.get(j["state"], "F")
+    state = j.get("_pbs_state") or PBS_STATES.get(j["state"], "F")  # (an array's and its subjobs': pbsarrays)
     started = j.get("started")
     a: dict[str, Any] = {
         "Job_Name": j.get("name") or "STDIN",
@@ -135,13 +138,15 @@ def _attributes(j: dict[str, Any], now: float) -> dict[str, Any]:
         "Output_Path": f"{host()}:{j.get('output') or ''}",
         "Variable_List": {"PBS_O_WORKDIR": j.get("cwd") or ""},
         "euser": j["user"],
-        "substate": {"Q": 10, "H": 20, "R": 42, "F": 92}[state],
+        "substate": {"Q": 10, "H": 20, "R": 42, "B": 42, "F": 92, "X": 92}[state],
+        **(j.get("_array") or {}),
     }
     if j.get("time_limit"):
         a["Resource_List"]["walltime"] = hms_full(j["time_limit"])
     if started:
         a["stime"] = time.ctime(started)
-        a["exec_host"] = f"{j.get('node') or ''}/0"
+        ncpus = a["Resource_List"]["ncpus"]  # PBS Pro's host/slot*cpus (Open OnDemand counts the job's cpus there)
+        a["exec_host"] = f"{j.get('node') or ''}/0" + (f"*{ncpus}" if ncpus > 1 else "")
         a["resources_used"] = {"walltime": hms_full((j.get("ended") or now) - started),
                                "cput": hms_full(j.get("cpu_time") or 0),
                                "mem": f"{int((j.get('peak_mem_mb') or j.get('mem_used_mb') or 0) * 1024)}kb",
@@ -157,7 +162,13 @@ def _attributes(j: dict[str, Any], now: float) -> dict[str, Any]:
 
 def _exit_status(j: dict[str, Any]) -> int:
     """PBS's exit status: the job's exit code; 256 + N when killed by signal N (PBS Pro); -1 when it
-    never ran (cancelled before it started)."""
+    never ran (cancelled before it started).
+
+    A running job qdel stops is no exception in PBS Pro: its MoM sends SIGTERM, then SIGKILL after
+    kill_delay (OpenPBS src/resmom/requests.c, terminate_job), and the exit status is 0x100 + the signal
+    the job's shell died of (src/resmom/linux/mom_start.c, scan_for_terminated): 271 when SIGTERM ends
+    it, 265 when it had to be killed. Only ``qdel -W force`` by a manager sets 265 outright
+    (src/server/req_delete.c). wulf stops a job the same way, so its signal gives the same figure."""
     if j.get("signal"):
         return 256 + int(j["signal"])
     if j.get("exit_code") is not None:
@@ -174,14 +185,18 @@ def _flat(prefix: str, value: Any) -> list[str]:
 def full(jobs: list[dict[str, Any]], now: float, as_json: bool) -> str:
     if as_json:
         return json.dumps({"timestamp": int(now), "pbs_version": "wulf", "pbs_server": host(),
-                           "Jobs": {pbs_id(j["id"]): _attributes(j, now) for j in jobs}}, indent=4) + "\n"
+                           "Jobs": {_label(j): _attributes(j, now) for j in jobs}}, indent=4) + "\n"
     out = []
     for j in jobs:
-        out.append(f"Job Id: {pbs_id(j['id'])}")
+        out.append(f"Job Id: {_label(j)}")
         for k, v in _attributes(j, now).items():
             out += _flat(k, v)
         out.append("")
     return "".join(line + "\n" for line in out)
+
+
+def _label(j: dict[str, Any]) -> str:
+    return str(j.get("_pbs_id") or pbs_id(j["id"]))
 
 
 def table(jobs: list[dict[str, Any]], now: float) -> str:
@@ -194,9 +209,9 @@ def table(jobs: list[dict[str, Any]], now: float) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _qstat_args(argv: list[str]) -> tuple[bool, bool, bool, str, list[int]]:
-    """(-f, -x, -F json, -u USER, ids)."""
-    f = x = as_json = False
+def _qstat_args(argv: list[str]) -> tuple[bool, bool, bool, bool, str, list[int]]:
+    """(-f, -x, -F json, -t or -J (an array's subjobs too), -u USER, ids)."""
+    f = x = as_json = subjobs = False
     user = ""
     ids: list[str] = []
     i = 0
@@ -212,43 +227,47 @@ def _qstat_args(argv: list[str]) -> tuple[bool, bool, bool, str, list[int]]:
             else:
                 user = argv[i + 1]
             i += 1
-        elif w in ("-a", "-n", "-1", "-w", "-t", "-J", "-s", "-r", "-i", "-e"):
+        elif w in ("-t", "-J"):
+            subjobs = True
+        elif w in ("-a", "-n", "-1", "-w", "-s", "-r", "-i", "-e"):
             pass  # layouts wulf prints as the default one
         elif w.startswith("-"):
             raise UsageError(f"qstat: invalid option -- '{w.lstrip('-')}'")
         else:
             ids.append(w)
         i += 1
-    return f, x, as_json, user, int_ids(ids)
+    return f, x, as_json, subjobs, user, int_ids(ids)
 
 
 def qstat(argv: list[str]) -> int:
-    f, x, as_json, user, ids = _qstat_args(argv)
+    from wulf.cli.compat.pbsarrays import records
+
+    f, x, as_json, subjobs, user, ids = _qstat_args(argv)
     client = Client()
     now = time.time()
-    jobs = [j for j in jobs_of(client.status(all_jobs=x or bool(ids))) if not user or j["user"] == user]
+    status = client.status(all_jobs=x or bool(ids))
+    jobs = [j for j in jobs_of(status) if not user or j["user"] == user]
     code = 0
     if ids:
         known = {j["id"]: j for j in jobs}
         chosen = []
         for i in ids:
-            j = known.get(i)
-            if j is None:
-                j = _one(client, i)
+            tasks = [j for j in jobs if j.get("array_id") == i and j.get("array_index") is not None]
+            j = known.get(i) or _one(client, i)
             if j is None:
                 print(f"qstat: Unknown Job Id {pbs_id(i)}", file=sys.stderr)
                 code = 153
-            elif j["state"] not in ACTIVE and not x:
+            elif not x and all(t["state"] not in ACTIVE for t in tasks or [j]):
                 print(f"qstat: {pbs_id(i)} Job has finished, use -x or -H to obtain historical job information",
                       file=sys.stderr)
                 code = 35
             else:
-                chosen.append(j)
+                chosen += tasks or [j]
         jobs = chosen
     elif not x:
         jobs = [j for j in jobs if j["state"] in ACTIVE]
     if f:
-        sys.stdout.write(full(jobs, now, as_json))
+        sys.stdout.write(full(records(jobs, subjobs, status.get("arrays") or {}), now, as_json))
     elif jobs:
         sys.stdout.write(table(jobs, now))
     return code
@@ -298,3 +317,72 @@ def cancel_each(ids: list[int], unknown: Any, ended: Any, done: Any, bad_code: i
             for i in reply.get("cancelled", []):
                 print(done(i))
     return code
+
+
+# ---------------------------------------------------------------------------------------------- qhold, qrls
+
+def _hold_refs(argv: list[str], who: str) -> list[int | str]:
+    """qhold's and qrls's words: ``-h u`` (a user hold: the only kind wulf has) and job ids, ``12``,
+    ``12.server``, a task ``12[3].server``, a whole array ``12[].server``."""
+    import re
+
+    refs: list[int | str] = []
+    i = 0
+    while i < len(argv):
+        w = argv[i]
+        if w.startswith("-h"):
+            kind = w[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
+            if kind != "u":
+                raise UsageError(f"{who}: -h {kind or '?'}: wulf has user holds only (-h u)")
+            i += 1 if w[2:] else 2
+            continue
+        if w.startswith("-"):
+            raise UsageError(f"{who}: invalid option -- '{w.lstrip('-')}'")
+        m = re.fullmatch(r"(\d+)(?:\[(\d*)\])?(?:\..*)?", w)
+        if m is None or int(m.group(1)) < 1:
+            raise UsageError(f"{who}: illegally formed job identifier: {w}")
+        refs.append(f"{m.group(1)}[{m.group(2)}]" if m.group(2) else int(m.group(1)))
+        i += 1
+    if not refs:
+        raise UsageError(f"usage: {who} [-h hold_list] job_identifier...")
+    return refs
+
+
+def _pbs_ref(ref: int | str) -> str:
+    job, _, task = str(ref).partition("[")
+    return f"{job}[{task}.{host()}" if task else pbs_id(int(job))
+
+
+def _hold_or_release(argv: list[str], who: str) -> int:
+    from wulf.cli.compat.common import known
+
+    client = Client()
+    code = 0
+
+    def unknown(ref: int | str) -> None:
+        nonlocal code
+        print(f"{who}: Unknown Job Id {_pbs_ref(ref)}", file=sys.stderr)
+        code = 153
+
+    refs = known(client, _hold_refs(argv, who), unknown)
+    if not refs:
+        return code
+    reply = client.hold(refs) if who == "qhold" else client.release(refs)
+    for ref in reply["not_queued" if who == "qhold" else "not_held"]:
+        ended = _one(client, int(str(ref).partition("[")[0]))
+        if ended is not None and ended["state"] not in ACTIVE:
+            print(f"{who}: Job has finished {_pbs_ref(ref)}", file=sys.stderr)
+        else:  # qhold of a running job (PBS would checkpoint it; wulf cannot), qrls of one not held
+            print(f"{who}: Request invalid for state of job {_pbs_ref(ref)}", file=sys.stderr)
+        code = code or 168
+    return code
+
+
+def qhold(argv: list[str]) -> int:
+    """PBS's ``qhold [-h u] ID...``: hold queued jobs (wulf's qhold, in PBS's words)."""
+    return _hold_or_release(argv, "qhold")
+
+
+def qrls(argv: list[str]) -> int:
+    """PBS's ``qrls [-h u] ID...``: release held jobs."""
+    return _hold_or_release(argv, "qrls")

@@ -1,5 +1,5 @@
-"""Slurm's ``scontrol`` over wulf: ``show job``, ``show hostnames``, ``show config``, ``hold``, ``release`` and
-``update``.
+"""Slurm's ``scontrol`` over wulf: ``show job``, ``show partition``, ``show hostnames``, ``show config``, ``hold``,
+``release`` and ``update``.
 
 ``show job`` prints Slurm's ``Key=Value`` record (``-o``: one line a job), which portals and workflow
 tools read; ``show config`` prints the keys tools look up (``MinJobAge``, ``ClusterName``,
@@ -81,6 +81,33 @@ def job_record(j: dict[str, Any], now: float) -> list[list[str]]:
     ]
 
 
+def partition_record(nodes: list[dict[str, Any]]) -> list[list[str]]:
+    """wulf's one partition (sinfo's ``default``) as ``scontrol show partition`` shows one, in Slurm's
+    ``Key=Value`` words (Open OnDemand reads PartitionName, AllowAccounts, DenyAccounts, AllowQos, DenyQos
+    and TRES)."""
+    from wulf.cli.compat.sinfo import PARTITION
+
+    up = [n for n in nodes if n.get("state") == "up"]
+    cpus = int(sum(float(n.get("cpus") or 0) for n in nodes))
+    mem = int(sum(float(n.get("mem_total_mb") or 0) for n in nodes))
+    names = ",".join(sorted(n["name"] for n in nodes)) or "(null)"
+    return [
+        [f"PartitionName={PARTITION}"],
+        ["AllowGroups=ALL", "AllowAccounts=ALL", "AllowQos=ALL"],
+        ["AllocNodes=ALL", "Default=YES", "QoS=N/A"],
+        ["DefaultTime=NONE", "DisableRootJobs=NO", "ExclusiveUser=NO", "GraceTime=0", "Hidden=NO"],
+        ["MaxNodes=1", "MaxTime=UNLIMITED", "MinNodes=0", "LLN=NO", "MaxCPUsPerNode=UNLIMITED"],
+        [f"Nodes={names}"],
+        ["PriorityJobFactor=1", "PriorityTier=1", "RootOnly=NO", "ReqResv=NO", "OverSubscribe=NO"],
+        ["OverTimeLimit=NONE", "PreemptMode=OFF"],
+        [f"State={'UP' if up else 'DOWN'}", f"TotalCPUs={cpus}", f"TotalNodes={len(nodes)}",
+         "SelectTypeParameters=NONE"],
+        ["JobDefaults=(null)"],
+        ["DefMemPerNode=UNLIMITED", "MaxMemPerNode=UNLIMITED"],
+        [f"TRES=cpu={cpus},mem={mem}M,node={len(nodes)}" if nodes else "TRES=(null)"],
+    ]
+
+
 def _render(records: list[list[list[str]]], one_line: bool) -> str:
     if one_line:
         return "".join(" ".join(w for line in rec for w in line) + "\n" for rec in records)
@@ -127,10 +154,18 @@ def _show(words: list[str], one_line: bool) -> int:
             raise UsageError("show hostnames: give a host list (outside a job, SLURM_JOB_NODELIST is not set)")
         sys.stdout.write("".join(n + "\n" for n in hostnames(listed)))
         return 0
+    if what in ("partition", "partitions", "part") and len(words) <= 2:
+        from wulf.cli.compat.sinfo import PARTITION
+
+        if len(words) == 2 and words[1] != PARTITION:
+            print(f"Partition {words[1]} not found", file=sys.stderr)
+            return 1
+        sys.stdout.write(_render([partition_record(Client().nodes())], one_line))
+        return 0
     if what in ("config", "conf") and len(words) == 1:
         sys.stdout.write(config_text())
         return 0
-    raise UsageError(f"show {' '.join(words)}: wulf shows 'job [ID]', 'hostnames [LIST]' and 'config'")
+    raise UsageError(f"show {' '.join(words)}: wulf shows 'job [ID]', 'partition', 'hostnames [LIST]' and 'config'")
 
 
 #: at most this many names from one host list (what a hostile list could make scontrol print)
@@ -214,10 +249,16 @@ def _controller(server_url: str, listen: str) -> tuple[str, str]:
 def _hold(action: str, words: list[str]) -> int:
     if not words:
         raise UsageError(f"{action}: which jobs? (scontrol {action} ID[,ID...])")
-    from wulf.cli.compat.slurm import task_ids
+    from wulf.cli.compat.common import known
+    from wulf.cli.compat.slurm import slurm_ref, task_ids
 
-    ids = task_ids(words)
     client = Client()
+    unknown: list[int | str] = []
+    ids = known(client, task_ids(words), unknown.append)
+    for ref in unknown:  # Slurm's words, which Open OnDemand looks for (it takes such a job as ended)
+        print(f"scontrol: error: Invalid job id specified for job {slurm_ref(ref)}", file=sys.stderr)
+    if not ids:
+        return 1
     if action == "hold":
         missed = client.hold(ids)["not_queued"]
         why = "Job is no longer pending execution"
@@ -226,7 +267,7 @@ def _hold(action: str, words: list[str]) -> int:
         why = "Job is not held"
     for job in missed:
         print(f"scontrol: error: {why} for job {job}", file=sys.stderr)
-    return 1 if missed else 0
+    return 1 if missed or unknown else 0
 
 
 _REFUSED = {
@@ -236,9 +277,25 @@ _REFUSED = {
 }
 
 
+def _without_clusters(argv: list[str]) -> list[str]:
+    """The words without ``-M NAME``/``--clusters=NAME``, wherever they are (Open OnDemand puts them last):
+    wulf is one cluster, so the name is taken as its own (squeue, scancel, sinfo and sacct take -M alike)."""
+    out: list[str] = []
+    skip = False
+    for w in argv:
+        if skip:
+            skip = False
+        elif w in ("-M", "--clusters", "--cluster"):
+            skip = True
+        elif not (w.startswith("-M") or w.startswith("--clusters=") or w.startswith("--cluster=")):
+            out.append(w)
+    return out
+
+
 def scontrol(argv: list[str]) -> int:
     one_line = False
     words: list[str] = []
+    argv = _without_clusters(argv)
     for w in argv:
         if w in ("-o", "--oneliner"):
             one_line = True

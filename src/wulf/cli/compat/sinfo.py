@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from wulf.cli.common import ArgParser, print_json
-from wulf.cli.compat.slurm import parse_format, render
+from wulf.cli.compat.slurm import parse_fields, parse_format, render
 from wulf.client import Client
 
 PARTITION = "default"
@@ -40,6 +40,21 @@ def _cpus(g: dict[str, Any]) -> str:
     return f"{total - other - idle:.0f}/{idle:.0f}/{other:.0f}/{total:.0f}"
 
 
+def _nodes(g: dict[str, Any]) -> str:
+    """``A/I/O/T``: nodes with jobs (mixed ones too, as Slurm counts them), idle, other (down or drained),
+    and in all."""
+    states = [node_state(n) for n in g["nodes"]]
+    other = sum(s in ("drain", "down") for s in states)
+    idle = states.count("idle")
+    return f"{len(states) - other - idle}/{idle}/{other}/{len(states)}"
+
+
+#: sinfo -O names -> letters
+_FIELDS = {"nodehost": "n", "nodelist": "N", "nodes": "D", "partition": "P", "partitionname": "R",
+           "statecompact": "t", "statelong": "T", "cpus": "c", "cpusstate": "C", "memory": "m", "features": "f",
+           "gres": "G", "gresused": "gresused", "time": "l", "available": "a"}
+
+
 #: sinfo's ``%`` letters -> (header, value of a group of nodes: {"state", "nodes"})
 _LETTERS: dict[str, tuple[str, Any]] = {
     "P": ("PARTITION", lambda g, now: PARTITION + "*"),
@@ -56,6 +71,8 @@ _LETTERS: dict[str, tuple[str, Any]] = {
     "m": ("MEMORY", lambda g, now: f"{float(g['nodes'][0].get('mem_total_mb') or 0):.0f}"),
     "f": ("AVAIL_FEATURES", lambda g, now: ",".join(g["nodes"][0].get("features") or []) or "(null)"),
     "G": ("GRES", lambda g, now: "(null)"),
+    "F": ("NODES(A/I/O/T)", lambda g, now: _nodes(g)),
+    "gresused": ("GRES_USED", lambda g, now: "(null)"),  # -O only: wulf has no generic resources yet
     "%": ("%", lambda g, now: "%"),
 }
 DEFAULT_FORMAT = "%9P %.5a %.10l %.6D %.6t %N"
@@ -68,6 +85,8 @@ def _parser() -> ArgParser:
     p.add_argument("-N", "--Node", action="store_true", help="one line per node")
     p.add_argument("-h", "--noheader", action="store_true", help="no header line")
     p.add_argument("-o", "--format", help="the output format (sinfo's %% fields: %%P %%a %%l %%D %%t %%T %%N %%c %%m ...)")
+    p.add_argument("-O", "--Format", dest="fields", help="the output fields (name[:[.]size],...: nodehost, "
+                   "statelong, cpus, cpusstate, memory, features, gres, gresused ...)")
     p.add_argument("-p", "--partition", help="only these partitions (wulf has one: default)")
     p.add_argument("-l", "--long", action="store_true", help="(accepted)")
     p.add_argument("-a", "--all", action="store_true", help="(accepted)")
@@ -78,18 +97,31 @@ def _parser() -> ArgParser:
     return p
 
 
-def _groups(nodes: list[dict[str, Any]], per_node: bool) -> list[dict[str, Any]]:
+#: the fields that sum up a group of nodes (the others' values part the groups)
+_SUMS = frozenset({"F", "C", "D", "N", "n"})
+
+
+def _groups(nodes: list[dict[str, Any]], per_node: bool, letters: list[str]) -> list[dict[str, Any]]:
+    """The lines: one a node (-N), else one for each set of nodes that show the same values in the fields
+    asked for (as Slurm groups them; ``%F/%C`` alone sums up all nodes on one line)."""
+    ordered = sorted(nodes, key=lambda n: n["name"])
     if per_node:
-        return [{"state": node_state(n), "nodes": [n]} for n in sorted(nodes, key=lambda n: n["name"])]
-    by_state: dict[str, list[dict[str, Any]]] = {}
-    for n in nodes:
-        by_state.setdefault(node_state(n), []).append(n)
-    return [{"state": s, "nodes": ns} for s, ns in sorted(by_state.items())]
+        return [{"state": node_state(n), "nodes": [n]} for n in ordered]
+    by_key: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for n in ordered:
+        one = {"state": node_state(n), "nodes": [n]}
+        key = tuple(str(_LETTERS[x][1](one, 0.0)) for x in letters if x not in _SUMS)
+        by_key.setdefault(key, []).append(n)
+    groups = [{"state": node_state(ns[0]), "nodes": ns} for ns in by_key.values()]
+    return sorted(groups, key=lambda g: g["state"])
 
 
 def sinfo(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    pieces = parse_format(args.format or (NODE_FORMAT if args.Node else DEFAULT_FORMAT), _LETTERS, "sinfo")
+    if args.fields:
+        pieces = parse_fields(args.fields, _FIELDS, "sinfo")
+    else:
+        pieces = parse_format(args.format or (NODE_FORMAT if args.Node else DEFAULT_FORMAT), _LETTERS, "sinfo")
     nodes = Client().nodes()
     if args.partition and PARTITION not in args.partition.split(","):
         nodes = []
@@ -98,6 +130,6 @@ def sinfo(argv: list[str]) -> int:
                                "real_memory": n.get("mem_total_mb"), "partitions": [PARTITION]} for n in nodes]})
         return 0
     lines = [] if args.noheader else [render(pieces, None, 0.0, _LETTERS)]
-    lines += [render(pieces, g, 0.0, _LETTERS).rstrip() for g in _groups(nodes, args.Node)]
+    lines += [render(pieces, g, 0.0, _LETTERS).rstrip() for g in _groups(nodes, args.Node, [x[1] for x in pieces if x[1]])]
     sys.stdout.write("".join(line + "\n" for line in lines))
     return 0

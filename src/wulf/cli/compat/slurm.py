@@ -24,6 +24,7 @@ from wulf.cli.compat.common import (
     int_ids,
     iso,
     jobs_of,
+    known,
     me,
     read_stdin_script,
     run_seconds,
@@ -196,14 +197,43 @@ _LETTERS: dict[str, tuple[str, Any]] = {
     "y": ("NICE", lambda j, now: str(j.get("nice") or 0)),
     "k": ("COMMENT", lambda j, now: "(null)"),
     "%": ("%", lambda j, now: "%"),
+    # what Open OnDemand's Slurm adapter asks for besides (it reads few of them, but wants each there)
+    "B": ("EXEC_HOST", lambda j, now: j.get("node") or "n/a"),
+    "c": ("MIN_CPUS", lambda j, now: f"{j.get('cpu_req') or 1:g}"),
+    "d": ("MIN_TMP_DISK", lambda j, now: "0"),
+    "E": ("DEPENDENCY", lambda j, now: j.get("depend") or "(null)"),
+    "f": ("FEATURES", lambda j, now: j.get("constraint") or "(null)"),
+    "g": ("GROUP", lambda j, now: group_of(j)[0]),
+    "G": ("GROUP", lambda j, now: group_of(j)[1]),
+    "h": ("OVER_SUBSCRIBE", lambda j, now: "OK"),  # wulf's jobs share their node
+    "H": ("SOCKETS", lambda j, now: "*"),
+    "I": ("CORES", lambda j, now: "*"),
+    "J": ("THREADS", lambda j, now: "*"),
+    "n": ("REQ_NODES", lambda j, now: ""),
+    "O": ("CONTIGUOUS", lambda j, now: "0"),
+    "U": ("UID", lambda j, now: str(j["uid"]) if j.get("uid") is not None else ""),
+    "v": ("RESERVATION", lambda j, now: "(null)"),
+    "w": ("WCKEY", lambda j, now: "(null)"),
+    "W": ("LICENSES", lambda j, now: "(null)"),
+    "x": ("EXC_NODES", lambda j, now: ""),
+    "X": ("CORE_SPEC", lambda j, now: "N/A"),
+    "Y": ("SCHEDNODES", lambda j, now: "(null)"),
+    "z": ("S:C:T", lambda j, now: "*:*:*"),
+    # -O only (no letter)
+    "tres-alloc": ("TRES_ALLOC", lambda j, now: tres_alloc(j)),
+    "tres-per-node": ("TRES_PER_NODE", lambda j, now: "N/A"),
 }
 #: squeue -O names -> letters
 _FIELDS = {
-    "jobid": "i", "jobarrayid": "i", "arrayjobid": "F", "arraytaskid": "K", "name": "j", "username": "u",
-    "userid": "u", "state": "T", "statecompact": "t", "timeused": "M", "timelimit": "l", "timeleft": "L",
+    "jobid": "A", "jobarrayid": "i", "arrayjobid": "F", "arraytaskid": "K", "name": "j", "username": "u",
+    "userid": "U", "state": "T", "statecompact": "t", "timeused": "M", "timelimit": "l", "timeleft": "L",
     "numnodes": "D", "numcpus": "C", "minmemory": "m", "partition": "P", "nodelist": "N", "reasonlist": "R",
     "reason": "r", "workdir": "Z", "command": "o", "submittime": "V", "starttime": "S", "endtime": "e",
-    "priority": "Q", "qos": "q", "account": "a", "nice": "y", "comment": "k",
+    "priority": "Q", "prioritylong": "Q", "qos": "q", "account": "a", "nice": "y", "comment": "k",
+    "batchhost": "B", "mincpus": "c", "mintmpdisk": "d", "dependency": "E", "feature": "f", "groupname": "g",
+    "groupid": "G", "oversubscribe": "h", "sockets": "H", "cores": "I", "threads": "J", "reqnodes": "n",
+    "contiguous": "O", "reservation": "v", "wckey": "w", "licenses": "W", "excnodes": "x", "corespec": "X",
+    "schednodes": "Y", "sct": "z", "tres-alloc": "tres-alloc", "tres-per-node": "tres-per-node",
 }
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 
@@ -215,6 +245,30 @@ def slurm_id(j: dict[str, Any]) -> str:
     if j.get("array_id") is not None and j.get("array_index") is not None:
         return f"{j['array_id']}_{j['array_index']}"
     return str(j["id"])
+
+
+def group_of(j: dict[str, Any]) -> tuple[str, str]:
+    """(group name, gid) of a job's owner's primary group, as this host knows them."""
+    import grp
+    import pwd
+
+    try:
+        gid = pwd.getpwnam(j["user"]).pw_gid
+    except KeyError:
+        return "(unknown)", ""
+    try:
+        return grp.getgrgid(gid).gr_name, str(gid)
+    except KeyError:
+        return str(gid), str(gid)
+
+
+def tres_alloc(j: dict[str, Any]) -> str:
+    """Slurm's allocated trackable resources, ``cpu=2,mem=1024M,node=1,billing=2``: a job's once it has
+    started, none while it waits."""
+    if not j.get("started"):
+        return ""
+    cpus = int(max(1, round(j.get("cpu_req") or j.get("cpu") or 1)))
+    return f"cpu={cpus},mem={int(j.get('mem_req_mb') or 0)}M,node=1,billing={cpus}"
 
 
 def _task_text(j: dict[str, Any]) -> str:
@@ -291,23 +345,31 @@ def parse_format(fmt: str, letters: dict[str, tuple[str, Any]] | None = None,
     return out
 
 
-def parse_fields(text: str) -> list[tuple[str, str, bool, int]]:
-    """``-O`` field list: ``name[:[.]size]`` separated by commas (each field 20 wide, plus a space)."""
-    out = []
+_FIELD = re.compile(r"([^:]*)(?::(\.?)(\d*)(.*))?", re.S)
+
+
+def parse_fields(text: str, fields: dict[str, str] | None = None,
+                 who: str = "squeue") -> list[tuple[str, str, bool, int]]:
+    """``-O`` field list: ``name[:[.][size][suffix]]`` separated by commas. Without ``:`` a field is 20
+    wide and fields are parted by a space; ``:`` without a size prints the value unpadded; a suffix is
+    printed after the value in place of the space (Open OnDemand asks ``Name:\\x1F,...`` and splits on it)."""
+    out: list[tuple[str, str, bool, int]] = []
     for item in text.split(","):
-        if not item.strip():
+        m = _FIELD.fullmatch(item)
+        assert m is not None  # the pattern matches any text
+        name = m.group(1).strip(" ")
+        if not name:
             continue
-        name, _, size = item.strip().partition(":")
-        letter = _FIELDS.get(name.lower())
+        letter = (_FIELDS if fields is None else fields).get(name.lower())
         if letter is None:
-            raise UsageError(f"squeue: invalid -O field {name!r}")
-        right = size.startswith(".")
-        width = size.lstrip(".") or "20"
-        if not width.isdigit():
-            raise UsageError(f"squeue: invalid field size in {item!r}")
-        out.append(("", letter, right, int(width)))
-        out.append((" ", "", False, 0))
-    return out[:-1] if out else out
+            raise UsageError(f"{who}: invalid -O field {name!r}")
+        colon = m.group(2) is not None
+        width = int(m.group(3)) if m.group(3) else (0 if colon else 20)
+        out.append(("", letter, m.group(2) == ".", width))
+        out.append(((m.group(4) if colon else "") or " ", "", False, 0))
+    if out and out[-1][0] == " ":
+        out.pop()
+    return out
 
 
 def render(pieces: list[tuple[str, str, bool, int]], job: dict[str, Any] | None, now: float,
@@ -325,7 +387,7 @@ def render(pieces: list[tuple[str, str, bool, int]], job: dict[str, Any] | None,
             value = value[:width]
             value = value.rjust(width) if right else value.ljust(width)
         parts.append(value)
-    return "".join(parts).rstrip() if job is None else "".join(parts)
+    return "".join(parts).rstrip(" ") if job is None else "".join(parts)
 
 
 def _squeue_parser() -> ArgParser:
@@ -493,13 +555,23 @@ def scancel(argv: list[str]) -> int:
                   and (not args.partition or j.get("queue") == args.partition)
                   and slurm_state(j) in wanted]
         ids = [j["id"] for j in chosen]
+    missing: list[int | str] = []
+    ids = known(client, ids, missing.append)
+    for ref in missing:  # Slurm's words, which Open OnDemand looks for (it takes such a job as ended)
+        print(f"scancel: error: Kill job error on job id {slurm_ref(ref)}: Invalid job id specified",
+              file=sys.stderr)
     if not ids:
-        return 0
+        return 1 if missing else 0
     if args.signal:
         reply = client.signal(ids, _signal_number(args.signal))
     else:
         reply = client.cancel(ids)
-    return _report_cancel(reply, args.quiet)
+    return _report_cancel(reply, args.quiet) or (1 if missing else 0)
+
+
+def slurm_ref(ref: int | str) -> str:
+    """A job reference in Slurm's words: ``12``, task ``12_3`` (wulf's ``12[3]``)."""
+    return str(ref).replace("[", "_").rstrip("]")
 
 
 def _report_cancel(reply: dict[str, Any], quiet: bool) -> int:
