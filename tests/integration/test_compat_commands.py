@@ -198,6 +198,11 @@ def test_sacct_and_qacct_tell_how_jobs_ended(cluster: Cluster, compat: Path) -> 
     table = run(cluster, compat, "sacct", "-j", f"{ids['a1']},{ids['a2']}").stdout.splitlines()
     assert table[0].split() == ["JobID", "JobName", "Partition", "Account", "AllocCPUS", "State", "ExitCode"]
     assert table[2].split()[0] == str(ids["a1"]) and table[2].split()[-2:] == ["COMPLETED", "0:0"]
+    # the Reason column in Slurm's words, whatever wulf's sentence
+    reasons = run(cluster, compat, "sacct", "-j", f"{ids['a1']},{ids['a2']},{ids['a3']}", "-o", "JobID,Reason",
+                  "-P", "-n").stdout
+    assert sorted(reasons.splitlines()) == sorted([f"{ids['a1']}|None", f"{ids['a2']}|NonZeroExitCode",
+                                                   f"{ids['a3']}|None"])
     bad = run(cluster, compat, "sacct", "--format", "Bogus", check=False)
     assert bad.returncode == 2 and "Invalid field" in bad.stderr and len(bad.stderr.splitlines()) == 1
     record = run(cluster, compat, "qacct", "-j", str(ids["a2"]), flavour="sge").stdout

@@ -16,7 +16,7 @@ from typing import Any
 
 from wulf.cli.common import ArgParser, print_json
 from wulf.cli.compat.common import ACTIVE, hms_full, iso, jobs_of, me, slurm_state, slurm_states
-from wulf.cli.compat.slurm import group_of
+from wulf.cli.compat.slurm import group_of, reason_of
 from wulf.client import Client
 from wulf.errors import UsageError
 
@@ -50,7 +50,7 @@ _FIELDS: dict[str, tuple[int, Any]] = {
     "nnodes": (8, lambda j: "1"),
     "timelimit": (10, lambda j: _elapsed(j["time_limit"]) if j.get("time_limit") else "UNLIMITED"),
     "workdir": (20, lambda j: j.get("cwd") or ""),
-    "reason": (20, lambda j: j.get("reason") or "None"),
+    "reason": (20, lambda j: reason_of(j)),  # Slurm's word (wulf's sentence is jstat's and jacct's)
     "restarts": (8, lambda j: str(max(0, int(j.get("attempts") or 1) - 1))),
 }
 DEFAULT_FORMAT = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
