@@ -182,7 +182,7 @@ class Cluster:
         return json.loads(self.run(*argv, "--json").stdout)
 
     def try_status(self) -> dict[str, Any] | None:
-        p = self.run("jstat", "--json", "-a", check=False)
+        p = self.run("jstat", "--json", "-a", "--external", check=False)
         return json.loads(p.stdout) if p.returncode == 0 else None
 
     def status(self) -> dict[str, Any]:

@@ -507,10 +507,13 @@ class Client:
                 time.sleep(0.2 * 2 ** attempt)
         raise AssertionError("unreachable")
 
-    def status(self, user: str = "", queue: str = "", all_jobs: bool = False, brief: bool = False) -> dict[str, Any]:
-        """Nodes and jobs; ``brief``: only the fields a listing shows of each job (see Job.brief). The
-        server answers a page of jobs at a time: this asks for the next until there are no more."""
-        q = f"?all={int(all_jobs)}" + ("&brief=1" if brief else "")
+    def status(self, user: str = "", queue: str = "", all_jobs: bool = False, brief: bool = False,
+               external: bool = False) -> dict[str, Any]:
+        """Nodes and jobs; ``brief``: only the fields a listing shows of each job (see Job.brief);
+        ``external``: outside work as a job per process cluster (else summed per node and user, in
+        ``outside``). The server answers a page of jobs at a time: this asks for the next until there
+        are no more."""
+        q = f"?all={int(all_jobs)}" + ("&brief=1" if brief else "") + ("&external=1" if external else "")
         if user:
             q += "&user=" + quote(user)
         if queue:

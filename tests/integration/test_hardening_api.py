@@ -255,10 +255,18 @@ def test_others_see_the_program_of_a_busy_process_not_its_command_line(shared_tm
                                  cwd=shared_tmp, capture_output=True, text=True, check=True).stdout)
         try:
             def mine(user: User) -> list[dict[str, Any]]:
-                return [j for j in _as_json(c, user, "jstat", "--jobs")["jobs"]
+                return [j for j in _as_json(c, user, "jstat", "--jobs", "--external")["jobs"]
                         if j["origin"] == "external" and j["user"] == users.alice.name]
 
             [job] = wait_until("alice's busy process to show", lambda: mine(users.alice), timeout=30)
+            # without --external: summed per node and user, no command line at all
+            listed = _as_json(c, users.bob, "jstat")
+            [alices] = [o for o in listed["outside"] if o["user"] == users.alice.name]
+            assert set(alices) == {"node", "user", "clusters", "cpu", "mem_mb"}
+            assert (alices["node"], alices["clusters"]) == ("n1", 1) and alices["cpu"] > 0
+            assert all(j["origin"] != "external" for j in listed["jobs"]) and secret not in json.dumps(listed)
+            table = c.run_as(users.bob, "jstat").stdout
+            assert "outside work" in table and users.alice.name in table and secret not in table
             assert secret in job["command"]
             assert secret in mine(users.carol)[0]["command"]
             [seen] = mine(users.bob)

@@ -23,10 +23,21 @@ def _parser() -> ArgParser:
     p.add_argument("--expand", action="store_true",
                    help="every task of an array on a line of its own (without it, an array's waiting tasks are one "
                         "line, ID[SPEC], with its counts)")
+    p.add_argument("--external", action="store_true",
+                   help="outside work (processes wulf did not start) as a job per process cluster; without it, "
+                        "it is summed per node and user")
     p.add_argument("--json", action="store_true",
-                   help="print JSON: {nodes: [...], jobs: [...], arrays: {ID: spec and counts}}; an array's tasks "
-                        "are jobs with array_id and array_index")
+                   help="print JSON: {nodes: [...], jobs: [...], arrays: {ID: spec and counts}, outside: [{node, "
+                        "user, clusters, cpu, mem_mb}]}; an array's tasks are jobs with array_id and array_index; "
+                        "with --external, outside work is in jobs (origin external) and there is no outside")
     return p
+
+
+def outside_table(outside: list[dict[str, Any]]) -> str:
+    """Outside work, a line per node and user (jstat --external lists each process cluster)."""
+    rows = [[o["node"], o["user"], str(o["clusters"]), f"{o['cpu']:.2f}", format_mb(o["mem_mb"])] for o in outside]
+    return "outside work (not started by wulf; --external lists each):\n" + format_table(
+        ["NODE", "USER", "CLUSTERS", "CPU", "MEM"], rows, right=(2, 3, 4))
 
 
 def _num(x: float | None, fmt: str = "{:.2f}") -> str:
@@ -112,9 +123,9 @@ def _main(argv: list[str]) -> int:
         else:
             sys.stdout.write((nodes_table(nodes) if nodes else "no nodes have joined yet") + "\n")
         return 0
-    status = Client().status(args.user, args.queue, args.all, brief=not args.json)
+    status = Client().status(args.user, args.queue, args.all, brief=not args.json, external=args.external)
     if args.json:
-        print_json({k: status[k] for k in ("nodes", "jobs", "arrays")
+        print_json({k: status[k] for k in ("nodes", "jobs", "arrays", "outside")
                     if k in status and not (args.jobs and k == "nodes")})
         return 0
     parts = []
@@ -123,6 +134,8 @@ def _main(argv: list[str]) -> int:
     if not args.nodes:
         jobs = status["jobs"] if args.expand else group_arrays(status["jobs"], status.get("arrays") or {})
         parts.append(jobs_table(jobs) if jobs else "no jobs")
+        if status.get("outside"):
+            parts.append(outside_table(status["outside"]))
     sys.stdout.write("\n\n".join(parts) + "\n")
     return 0
 

@@ -179,10 +179,13 @@ PageLimit = Annotated[int, Query(ge=0, le=2**31)]
 
 @router.get("/api/v1/status")
 async def status(daemon: DaemonDep, caller: CallerDep, user: str = "", queue: str = "", all: int = 0,
-                 brief: int = 0, after: PageAfter = 0, limit: PageLimit = 0) -> dict[str, Any]:
+                 brief: int = 0, after: PageAfter = 0, limit: PageLimit = 0,
+                 external: Annotated[int, Query(ge=0, le=1)] = 0) -> dict[str, Any]:
     """Nodes and a page of jobs (``after``: the ``next`` of the last page; ``limit``: at most [server]
-    jobs_per_page)."""
-    return daemon.status(user, queue, bool(all), brief=bool(brief), viewer=caller, after=after, limit=limit)
+    jobs_per_page). Outside work: summed per node and user in ``outside`` (with the first page), or with
+    ``external=1``, each process cluster a job of the list."""
+    return daemon.status(user, queue, bool(all), brief=bool(brief), viewer=caller, after=after, limit=limit,
+                         external=bool(external))
 
 AcctTime = Annotated[float, Query(ge=0, le=1e11, allow_inf_nan=False)]
 

@@ -943,10 +943,10 @@ class Daemon:
     # ------------------------------------------------------------------ queries (see wulf.server.views)
 
     def status(self, user: str = "", queue: str = "", all_jobs: bool = False, brief: bool = False,
-               viewer: Caller | None = None, after: int = 0, limit: int = 0) -> dict[str, Any]:
+               viewer: Caller | None = None, after: int = 0, limit: int = 0, external: bool = False) -> dict[str, Any]:
         """Nodes and one page of jobs as the API shows them (see views.status)."""
         return views.status(self.state, time.time(), self.started_at, user, queue, all_jobs, brief, viewer, after,
-                            limit)
+                            limit, external)
 
     def shown(self, job: Job, viewer: Caller | None) -> dict[str, Any]:
         return views.shown(job, viewer, time.time(), self.state)

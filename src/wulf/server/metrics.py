@@ -104,7 +104,7 @@ class _StateCollector(Collector):
         connected = 0
         for name in sorted(self.state.nodes):
             node = self.state.nodes[name]
-            d = node.public()
+            d = node.public(view=self.state.view(node))
             connected += node.link is not None
             outside = sum(j.cpu_used for j in node.jobs.values() if j.origin is Origin.EXTERNAL)
             values = {"up": float(d["state"] != "down"), "drained": float(bool(d["drained"])), "cpus": d["cpus"],

@@ -122,9 +122,11 @@ class Node:
         self._read = (s, metrics)
         return metrics
 
-    def public(self, features: frozenset[str] = frozenset()) -> dict[str, Any]:
+    def public(self, features: frozenset[str] = frozenset(), view: NodeView | None = None) -> dict[str, Any]:
+        """The node as the API shows it; ``view``: what the policy sees of it, if the caller keeps it
+        (see ServerState.view), else it is made anew."""
         s, i = self.sample, self.info
-        free = node_free(self.view())
+        free = node_free(view or self.view())
         return {
             "name": self.name,
             "state": str(self.state),

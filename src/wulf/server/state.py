@@ -109,6 +109,7 @@ class ServerState:
         self._pool: NodePool | None = None  # kept between passes; nodes in _stale are updated first
         self._stale: set[str] = set()
         self._views: dict[str, NodeView] = {}  # each node's view, until something of it changes (touch)
+        self._outside: dict[str, list[tuple[str, int, float, float]]] = {}  # see outside_of (until touch)
         self._window_at: float | None = None  # when a waiting queue's window next opens or closes
         self._reload = True  # the configuration changed since the last pass
         self._touched = True  # a node changed since the last pass (see _unchanged)
@@ -213,6 +214,7 @@ class ServerState:
         """Something of ``node`` changed (jobs, sample, state): the pool must see it anew."""
         self._stale.add(node)
         self._views.pop(node, None)
+        self._outside.pop(node, None)
         self._touched = True
 
     def view(self, node: Node) -> NodeView:
@@ -221,6 +223,23 @@ class ServerState:
         if view is None:
             view = self._views[node.name] = node.view(self.policy.features.get(node.name, frozenset()))
         return view
+
+    def outside_of(self, node: Node) -> list[tuple[str, int, float, float]]:
+        """The outside work running on ``node``, summed per user (by name): (user, process clusters, cpus,
+        memory MB). Kept until the node is touched: a listing asks it of every node."""
+        kept = self._outside.get(node.name)
+        if kept is None:
+            sums: dict[str, list[float]] = {}
+            for job in node.jobs.values():
+                if job.origin is Origin.EXTERNAL and job.state is JobState.RUNNING:
+                    s = sums.get(job.user)
+                    if s is None:
+                        s = sums[job.user] = [0, 0.0, 0.0]
+                    s[0] += 1
+                    s[1] += job.cpu_used
+                    s[2] += job.mem_used
+            kept = self._outside[node.name] = [(u, int(n), cpu, mem) for u, (n, cpu, mem) in sorted(sums.items())]
+        return kept
 
     def new_id(self) -> int:
         job_id = self.next_id

@@ -32,8 +32,10 @@ def _hidden(job: Job, viewer: Caller | None) -> bool:
     return viewer is not None and job.origin is Origin.EXTERNAL and job.uid != viewer.uid and not viewer.admin
 
 
-def select(state: ServerState, user: str = "", queue: str = "", all_jobs: bool = False) -> list[Job]:
-    """The jobs (active ones, unless ``all_jobs``) of ``user``, of ``queue`` (``NAME`` or ``USER:NAME``)."""
+def select(state: ServerState, user: str = "", queue: str = "", all_jobs: bool = False,
+           external: bool = True) -> list[Job]:
+    """The jobs (active ones, unless ``all_jobs``) of ``user``, of ``queue`` (``NAME`` or ``USER:NAME``);
+    outside work too if ``external``."""
     qu, _, qn = queue.rpartition(":") if ":" in queue else ("", "", queue)
     out = []
     for job in state.jobs.values():
@@ -43,20 +45,33 @@ def select(state: ServerState, user: str = "", queue: str = "", all_jobs: bool =
             continue
         if qn and (job.queue != qn or (qu and job.user != qu)):
             continue
+        if not external and job.origin is Origin.EXTERNAL:
+            continue
         out.append(job)
     return out
 
 
+def outside_work(state: ServerState, user: str = "") -> list[dict[str, Any]]:
+    """The outside work running on the nodes, summed per node and user (of ``user`` only, if given): how
+    many process clusters, and the cpus and memory they use."""
+    return [{"node": name, "user": u, "clusters": n, "cpu": round(cpu, 3), "mem_mb": round(mem, 1)}
+            for name in sorted(state.nodes) for u, n, cpu, mem in state.outside_of(state.nodes[name])
+            if not user or u == user]
+
+
 def status(state: ServerState, now: float, started: float, user: str = "", queue: str = "",
            all_jobs: bool = False, brief: bool = False, viewer: Caller | None = None, after: int = 0,
-           limit: int = 0) -> dict[str, Any]:
+           limit: int = 0, external: bool = False) -> dict[str, Any]:
     """Nodes and one page of jobs as the API shows them, by id: the first ``limit`` (at most [server]
     jobs_per_page) after the id ``after``; ``next`` is the ``after`` of the next page, None at the
     end. ``brief``: the jobs' listing fields only (see Job.brief). Commands are cut to
-    LIST_COMMAND_CHARS, and ``viewer`` sees only the program of others' outside work."""
+    LIST_COMMAND_CHARS, and ``viewer`` sees only the program of others' outside work.
+
+    Outside work is a job per process cluster only if ``external``; else (a busy cluster of workstations
+    has tens of thousands of them) the first page has it summed per node and user, in ``outside``."""
     page = state.config.server.jobs_per_page
     limit = min(limit, page) if limit > 0 else page
-    chosen = [j for j in select(state, user, queue, all_jobs) if j.id > after]
+    chosen = [j for j in select(state, user, queue, all_jobs, external) if j.id > after]
     more = len(chosen) > limit
     chosen = heapq.nsmallest(limit, chosen, key=_by_id) if more else sorted(chosen, key=_by_id)
     up = any(n.state is NodeState.UP for n in state.nodes.values())
@@ -66,13 +81,16 @@ def status(state: ServerState, now: float, started: float, user: str = "", queue
         if job.state is JobState.QUEUED:
             d["reason"] = waiting_reason(state, job, up)
         jobs.append(d)
-    return {
+    out = {
         "server": {"time": now, "started": started, "next_id": state.next_id},
         "nodes": nodes_public(state),
         "jobs": jobs,
         "arrays": arrays_public(state, {j.array_id for j in chosen if j.array_id is not None}),
         "next": chosen[-1].id if more else None,
     }
+    if not external and not after:
+        out["outside"] = [] if queue else outside_work(state, user)
+    return out
 
 
 def arrays_public(state: ServerState, ids: set[int]) -> dict[str, dict[str, Any]]:
@@ -124,7 +142,8 @@ def listed(job: Job, d: dict[str, Any], viewer: Caller | None) -> dict[str, Any]
 def nodes_public(state: ServerState) -> list[dict[str, Any]]:
     """The nodes as the API shows them, by name."""
     features = state.policy.features
-    return [n.public(features.get(n.name, frozenset())) for n in sorted(state.nodes.values(), key=lambda n: n.name)]
+    return [n.public(features.get(n.name, frozenset()), state.view(n))
+            for n in sorted(state.nodes.values(), key=lambda n: n.name)]
 
 
 def page_view(state: ServerState, now: float, max_waiting: int, viewer: Caller | None = None) -> dict[str, Any]:

@@ -102,7 +102,7 @@ def job_uses(state: ServerState) -> dict[int, tuple[float, float]]:
 
 
 def _node(state: ServerState, node: Node) -> dict[str, Any]:
-    return {**node.public(state.policy.features.get(node.name, frozenset())), **node_load(node)}
+    return {**node.public(state.policy.features.get(node.name, frozenset()), state.view(node)), **node_load(node)}
 
 
 def _users(state: ServerState) -> list[dict[str, Any]]:
