@@ -49,7 +49,7 @@ from wulf.protocol import (
     SubmitRequest,
     Welcome,
 )
-from wulf.server import accounting, gctune, intake, jobmail, mail, output, runall, views
+from wulf.server import accounting, intake, jobmail, mail, output, runall, views
 from wulf.server.events import (
     CancelRequested,
     Drained,
@@ -150,7 +150,6 @@ class Daemon:
         self._submitting: dict[tuple[int, str], asyncio.Event] = {}  # keys whose submission is under way
         self._lost_watch: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
-        self._gc: asyncio.Task[None] | None = None
         self._mailbox: dict[str, list[dict[str, Any]]] = {}  # address -> jobs ended since its last mail
         self._reads = output.OutputReads()  # reads of jobs' output (jtail) waiting for their agents
         self._mailing = asyncio.Semaphore(4)  # jobs' own mails being sent (see _mail_job)
@@ -212,8 +211,6 @@ class Daemon:
         self._lost_watch = asyncio.create_task(self._watch_lost(), name="wulf-lost-nodes")
         self._pruner = asyncio.create_task(accounting.keep_pruning(self.store, lambda: self.config),
                                            name="wulf-prune-ended")  # [server] keep_days
-        gctune.settle()
-        self._gc = asyncio.create_task(gctune.keep_tending(), name="wulf-gc")
         self.wake()
 
     async def stop(self) -> None:
@@ -223,8 +220,6 @@ class Daemon:
             self._lost_watch.cancel()
         if self._pruner:
             self._pruner.cancel()
-        if self._gc:
-            self._gc.cancel()
         for node in self.nodes.values():
             if node.link:
                 await node.link.close()

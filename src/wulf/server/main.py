@@ -31,6 +31,7 @@ from wulf.auth.key import ensure_key
 from wulf.auth.tls import server_context
 from wulf.config import Config, reload_config
 from wulf.errors import UsageError
+from wulf.server import gctune
 from wulf.server.app import create_app
 from wulf.server.daemon import Daemon
 from wulf.server.edge import protocols
@@ -191,21 +192,36 @@ async def serve(config: Config, listen: str | None = None, owner_only: bool = Fa
     loop.add_signal_handler(signal.SIGHUP, reload)
     names = ", ".join(str(s.getsockname()) for s in (unix, tcp) if s is not None)
     log.info("wulf server listening on %s%s; store %s", names, " (TLS)" if tls and tcp else "", store.path)
+    try:
+        await _serve_both(main, follower, unix, tcp)
+    finally:
+        store.close()
+        with contextlib.suppress(OSError):
+            config.socket_path().unlink()
+
+
+async def _serve_both(main: _MainServer, follower: _FollowerServer | None, unix: socket.socket,
+                      tcp: socket.socket | None) -> None:
+    """The server on its Unix socket, then (once the app has started) on TCP, until told to stop."""
     follower_task: asyncio.Task[None] | None = None
+    tending: asyncio.Task[None] | None = None
     try:
         main_task = asyncio.create_task(main.serve(sockets=[unix]))
         while not main.started and not main_task.done():
             await asyncio.sleep(0.01)
+        # (the process's collector, once the jobs are read: a policy of this process, not of the Daemon,
+        # which tests also run in their own processes)
+        gctune.settle()
+        tending = asyncio.create_task(gctune.keep_tending(), name="wulf-gc")
         if follower is not None and tcp is not None and not main_task.done():
             follower_task = asyncio.create_task(follower.serve(sockets=[tcp]))
         await main_task
     finally:
+        if tending is not None:
+            tending.cancel()
         if follower is not None and follower_task is not None:
             follower.should_exit = True
             await follower_task
-        store.close()
-        with contextlib.suppress(OSError):
-            config.socket_path().unlink()
 
 
 def _tls_factory(ctx: ssl.SSLContext) -> Any:
