@@ -54,12 +54,15 @@ async def _group_with_a_bad_write(where: str) -> None:
         await asyncio.sleep(0.2)  # the writer has taken `first` and waits for the lock
         bad = store.insert([_job(2, cwd="/tmp/x\udcff")], {})
         good = store.insert([_job(3)], {"h": '{"A":"1"}'})
+        bad_bulk = store.insert([*(_job(i) for i in range(10, 99)), _job(99, cwd="/tmp/\udcff")], {})  # (COPY)
         update = store.update([_job(1)])
         blocker.release()
         await asyncio.wait_for(first, 10)
         with pytest.raises(UsageError, match="not valid UTF-8"):
             await asyncio.wait_for(bad, 10)
         await asyncio.wait_for(good, 10)
+        with pytest.raises(UsageError, match="not valid UTF-8"):
+            await asyncio.wait_for(bad_bulk, 10)
         await asyncio.wait_for(update, 10)
         await asyncio.wait_for(store.insert([_job(4)], {}), 10)  # the writer goes on
         jobs, next_id = store.load(10)
@@ -120,10 +123,11 @@ def _full_job(job_id: int) -> Job:
 
 
 async def _kept_exactly(where: str) -> None:
-    job = _full_job(7)
+    job, in_bulk = _full_job(7), _full_job(8)  # alone, and among many (PostgreSQL: by COPY)
     store = open_store(where)
     try:
         await asyncio.wait_for(store.insert([job], {"h": '{"A":"1"}'}), 10)
+        await asyncio.wait_for(store.insert([in_bulk, *(_job(i) for i in range(9, 209))], {}), 10)
         await asyncio.wait_for(store.set_node_state("n1", "drained"), 10)
         await asyncio.wait_for(store.set_queue({"user": "u", "name": "q", "priority": 3, "stopped": True,
                                                 "window": "22:00-06:00", "mail": "x"}), 10)
@@ -135,10 +139,13 @@ async def _kept_exactly(where: str) -> None:
         store.close()
     store = open_store(where)
     try:
-        [back], next_id = store.load(10)
-        assert next_id == 8
-        for column in _COLUMNS:
-            assert getattr(back, column) == getattr(job, column), column
+        jobs, next_id = store.load(10)
+        assert next_id == 209 and len(jobs) == 202  # the running two, the 200 queued
+        for kept in (job, in_bulk):
+            back = store.get(kept.id)
+            assert back is not None
+            for column in _COLUMNS:
+                assert getattr(back, column) == getattr(kept, column), column
         assert store.env("h") == {"A": "1"} and store.node_states() == {"n1": "drained"}
         assert [(q["priority"], bool(q["stopped"]), q["window"]) for q in store.queues()] == [(4, False, "")]
         [token] = store.tokens()

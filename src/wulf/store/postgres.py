@@ -57,6 +57,8 @@ _TASKS = (f"INSERT INTO jobs ({_SELECT}) SELECT "
                       for c in _COLUMNS)
           + " FROM unnest(%s::bigint[]) WITH ORDINALITY AS i(v, n), jobs AS t WHERE t.id = %s")
 _UPDATE = "UPDATE jobs SET " + ", ".join(f'"{c}" = %s' for c in _MUTABLE) + " WHERE id = %s"
+_COPY = f"COPY jobs ({_SELECT}) FROM STDIN"
+_COPY_FROM = 64  # rows: from here on a submission's jobs go in by COPY (3-5 times quicker than one INSERT a row)
 _QUEUE_NAMES = ", ".join(f'"{c}"' for c in _QUEUE_COLUMNS)
 _UPSERT_QUEUE = (f"INSERT INTO queues ({_QUEUE_NAMES}) VALUES ({', '.join(['%s'] * len(_QUEUE_COLUMNS))}) "
                  f"ON CONFLICT (\"user\", name) DO UPDATE SET "
@@ -64,6 +66,14 @@ _UPSERT_QUEUE = (f"INSERT INTO queues ({_QUEUE_NAMES}) VALUES ({', '.join(['%s']
 _TOKEN_NAMES = ", ".join(f'"{c}"' for c in _TOKEN_COLUMNS)
 
 _Op = Callable[[psycopg.Connection[Any]], None]
+
+
+def _many(cur: psycopg.Cursor[Any], sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``sql`` for each row; one row as one execute (executemany costs more for one row than it saves)."""
+    if len(rows) == 1:
+        cur.execute(sql, rows[0])
+    elif rows:
+        cur.executemany(sql, rows)
 
 
 def _plain(values: Iterable[Any]) -> tuple[Any, ...]:
@@ -168,9 +178,11 @@ class PgStore:
 
     def _try(self, batch: list[tuple[_Op, asyncio.Future[None]]]) -> tuple[int | None, BaseException | None]:
         """One attempt: ``(None, None)`` when committed; else the index of the write to blame (None when it
-        is the database's failure) and the error. A connection found dead before the commit was sent (the
-        database restarted, an idle connection cut) is replaced and the group tried once more: nothing of
-        it was done. Dead during the commit, the outcome is unknown and the group fails."""
+        is the database's failure) and the error.
+
+        A connection found dead before the commit was sent (the database
+        restarted, an idle connection cut) is replaced and the group tried once more: nothing of it was
+        done. Dead during the commit, the outcome is unknown and the group fails."""
         for again in (True, False):
             at: int | None = None
             committing = False
@@ -257,13 +269,15 @@ class PgStore:
 
         def op(c: psycopg.Connection[Any]) -> None:
             with c.cursor() as cur:
-                if env_rows:
-                    cur.executemany("INSERT INTO envs VALUES (%s, %s) ON CONFLICT DO NOTHING", env_rows)
-                if array_rows:
-                    cur.executemany("INSERT INTO arrays VALUES (%s, %s, %s)", array_rows)
-                cur.executemany(_INSERT, rows)
-                if tasks:
-                    cur.executemany(_TASKS, tasks)
+                _many(cur, "INSERT INTO envs VALUES (%s, %s) ON CONFLICT DO NOTHING", env_rows)
+                _many(cur, "INSERT INTO arrays VALUES (%s, %s, %s)", array_rows)
+                if len(rows) >= _COPY_FROM:
+                    with cur.copy(_COPY) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                else:
+                    _many(cur, _INSERT, rows)
+                _many(cur, _TASKS, tasks)
                 if key_row is not None:
                     cur.execute("DELETE FROM submissions WHERE expires < %s", (key_row[3] - KEY_TTL,))
                     cur.execute("INSERT INTO submissions VALUES (%s, %s, %s, %s) ON CONFLICT (uid, key) "
@@ -282,9 +296,8 @@ class PgStore:
 
         def op(c: psycopg.Connection[Any]) -> None:
             with c.cursor() as cur:
-                cur.executemany(_UPDATE, rows)
-                if specs:
-                    cur.executemany("UPDATE arrays SET spec = %s WHERE id = %s", specs)
+                _many(cur, _UPDATE, rows)
+                _many(cur, "UPDATE arrays SET spec = %s WHERE id = %s", specs)
 
         return self._submit(op)
 
