@@ -238,7 +238,11 @@ def main() -> int:
     ap.add_argument("--hq", default="", metavar="PYTHON", help="a Python with the hyperqueue package: run it too")
     ap.add_argument("--only", default="", help="one run only, as SLOTS:COMMAND (e.g. '2:sleep 0.1')")
     ap.add_argument("--json", action="store_true", help="print only the JSON")
+    ap.add_argument("--store", default="", metavar="URL", help="the server's [store] url (a PostgreSQL store)")
     args = ap.parse_args()
+    if args.store:
+        global CONFIG
+        CONFIG += f'[store]\nurl = "{args.store}"\n'
     if args.only:
         slots, command = args.only.split(":", 1)
         results: dict[str, Any] = {"runs": [run_wulf(int(slots), args.jobs, command)]}

@@ -10,6 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import pgserver
+from pgserver import PgServer
 from users import Users, make_users, remove, shared_dir
 
 
@@ -36,3 +38,31 @@ def shared_tmp() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """A private PostgreSQL for this test run (tests/pgserver.py); it needs root (to run it as a throwaway
+    user) and Debian's postgresql (.ci/run installs it): skipped without them, except in CI."""
+    why = "the PostgreSQL tests need root" if os.geteuid() != 0 else \
+        "the PostgreSQL tests need postgresql installed" if pgserver.bindir() is None else ""
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    server, owner = pgserver.start()
+    try:
+        yield server
+    finally:
+        pgserver.finish(server, owner)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store test keeps its store: an SQLite file, or a new database of the private PostgreSQL
+    (the store tests run against both backends)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "wulf.db")
+    server: PgServer = request.getfixturevalue("pg")
+    return server.new_database()
+

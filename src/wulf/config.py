@@ -191,6 +191,17 @@ class NodesConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    # where the server keeps its jobs: "" for the embedded SQLite file <state_dir>/wulf.db, or a PostgreSQL
+    # URL ("postgresql://wulf@db.example.org/wulf"; a password belongs in the server's ~/.pgpass, not here)
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"store.url must be \"\" (SQLite) or a postgresql:// URL, not {self.url!r}")
+
+
+@dataclass(frozen=True)
 class ClientConfig:
     server: str = ""  # URL of the server; "" means the local default of `wulf up`
 
@@ -262,6 +273,7 @@ class Config:
     mail: MailConfig = field(default_factory=MailConfig)
     nodes: NodesConfig = field(default_factory=NodesConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -287,7 +299,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerConfig, "agent": AgentConfig, "scheduler": SchedulerConfig, "windows": WindowsConfig,
     "limits": LimitsConfig, "shares": SharesConfig, "mail": MailConfig, "nodes": NodesConfig,
     "client": ClientConfig, "auth": AuthConfig, "tls": TlsConfig, "log": LogConfig, "compat": CompatConfig,
-    "metrics": MetricsConfig, "web": WebConfig,
+    "metrics": MetricsConfig, "web": WebConfig, "store": StoreConfig,
 }
 
 

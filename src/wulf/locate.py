@@ -43,6 +43,7 @@ KEYS: dict[str, dict[str, type]] = {
     "compat": {"flavour": str},
     "metrics": {"public": bool},
     "web": {"pam_service": str},
+    "store": {"url": str},
 }
 
 

@@ -21,6 +21,8 @@ from wulf.model.accounting import AcctQuery, acct_row, attempts
 from wulf.model.job import Job, JobState, Origin
 from wulf.server import accounting
 from wulf.server.accounting import Ask, build
+from wulf.store import open_store
+from wulf.store.base import JobStore
 from wulf.store.sqlite import SqliteStore
 
 TZ = timezone(timedelta(hours=1))
@@ -108,15 +110,16 @@ def test_tables_and_words_show_the_lines() -> None:
 # ---------------------------------------------------------------- the store's queries
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "wulf.db")
+def store(store_url: str) -> Iterator[JobStore]:
+    """A store on each backend (see the store_url fixture)."""
+    s = open_store(store_url)
     try:
         yield s
     finally:
         s.close()
 
 
-def _fill(store: SqliteStore, jobs: list[Job]) -> None:
+def _fill(store: JobStore, jobs: list[Job]) -> None:
     async def go() -> None:
         await store.insert(jobs, {})
 
@@ -134,7 +137,7 @@ def _world() -> list[Job]:
     return jobs
 
 
-def test_store_answers_by_user_window_state_queue_and_ids(store: SqliteStore) -> None:
+def test_store_answers_by_user_window_state_queue_and_ids(store: JobStore) -> None:
     _fill(store, _world())
     ids = [j.id for j in store.accounting(AcctQuery(users=("alice",), start=100 * DAY, end=200 * DAY))]
     assert ids == [11, 13, 15, 17, 19]  # ended in [100, 200) days, by end time; running jobs never
@@ -146,7 +149,7 @@ def test_store_answers_by_user_window_state_queue_and_ids(store: SqliteStore) ->
     assert [j.id for j in store.accounting(AcctQuery(ids=(61, 3, 999), limit=3))] == [61, 3]  # any state, by id
 
 
-def test_store_pages_by_end_time(store: SqliteStore) -> None:
+def test_store_pages_by_end_time(store: JobStore) -> None:
     same = [_ended(i, ended=50.0) for i in range(1, 8)]  # one end time: the id breaks ties
     _fill(store, same)
     seen: list[int] = []
@@ -160,7 +163,7 @@ def test_store_pages_by_end_time(store: SqliteStore) -> None:
     assert seen == list(range(1, 8))
 
 
-def test_store_summary_per_user(store: SqliteStore) -> None:
+def test_store_summary_per_user(store: JobStore) -> None:
     _fill(store, [_ended(1, "alice", cpu_time=3600.0, started=0.0, submitted=-10.0, ended=3600.0, cpu=1.0),
                   _ended(2, "alice", cpu_time=1800.0, started=0.0, submitted=-30.0, ended=3600.0, cpu=1.0),
                   _ended(3, "bob", ended=50.0, started=None, cpu_time=None, state=JobState.CANCELLED)])
@@ -171,11 +174,11 @@ def test_store_summary_per_user(store: SqliteStore) -> None:
     ]
 
 
-def test_queries_use_the_accounting_indexes(store: SqliteStore) -> None:
+def test_queries_use_the_accounting_indexes(tmp_path: Path) -> None:
     """A million jobs answer quickly only if the planner searches an index, never scans the table."""
     from wulf.store.sqlite import _acct_where
 
-    conn = store._reader()
+    conn = SqliteStore(tmp_path / "wulf.db")._reader()
     for q, index in ((AcctQuery(users=("alice",), start=1.0, end=2.0, after=(1.0, 5)), "jobs_user_ended"),
                      (AcctQuery(start=1.0, end=2.0), "jobs_ended")):
         where, params = _acct_where(q)
@@ -187,7 +190,7 @@ def test_queries_use_the_accounting_indexes(store: SqliteStore) -> None:
         assert f"USING INDEX {index}" in plan and "TEMP B-TREE" not in plan, plan
 
 
-def test_forget_ended_deletes_old_jobs_in_batches(store: SqliteStore) -> None:
+def test_forget_ended_deletes_old_jobs_in_batches(store: JobStore) -> None:
     _fill(store, _world())
 
     async def go() -> tuple[int, int]:
@@ -240,7 +243,7 @@ def test_bad_questions_are_usage_errors(ask: Ask, says: str) -> None:
         build(ask, parse_config(""), ALICE, 1000.0)
 
 
-def test_others_outside_work_shows_its_program_only(store: SqliteStore) -> None:
+def test_others_outside_work_shows_its_program_only(store: JobStore) -> None:
     outside = _ended(1, "bob", command="/usr/bin/python secret.py --token abc")
     outside.origin = Origin.EXTERNAL
     _fill(store, [outside])
@@ -254,7 +257,7 @@ def test_others_outside_work_shows_its_program_only(store: SqliteStore) -> None:
     assert asyncio.run(ask(ADMIN)) == "/usr/bin/python secret.py --token abc"
 
 
-def test_private_accounting_refuses_anothers_job_by_id(store: SqliteStore) -> None:
+def test_private_accounting_refuses_anothers_job_by_id(store: JobStore) -> None:
     _fill(store, [_ended(1, "bob")])
     config = parse_config("[server]\nprivate_accounting = true\n")
     with pytest.raises(Forbidden, match="job 1 belongs to bob"):

@@ -4,15 +4,14 @@ instructions out; see wulf.server.arrays)."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pgserver import scalar
 from wulf.agent import launcher
 from wulf.config import Config, ServerConfig
 from wulf.errors import UsageError
@@ -33,8 +32,8 @@ from wulf.server.events import (
 from wulf.server.instructions import Instruction, StartJobs, Wake
 from wulf.server.intake import new_tasks
 from wulf.server.state import ServerState
+from wulf.store import open_store
 from wulf.store.base import ArrayRow
-from wulf.store.sqlite import SqliteStore
 
 T0 = 1_000_000.0
 
@@ -267,11 +266,11 @@ def test_array_spec_is_frozen_and_hashable() -> None:
 # ---------------------------------------------------------------- the store, the agent, the wire
 
 
-def test_the_store_keeps_an_arrays_script_once_and_gives_it_back(tmp_path: Path) -> None:
+def test_the_store_keeps_an_arrays_script_once_and_gives_it_back(store_url: str) -> None:
     script = "#!/bin/sh\n" + "# padding\n" * 500 + "echo $WULF_ARRAY_TASK_ID\n"
 
     async def go() -> None:
-        store = SqliteStore(tmp_path / "wulf.db")
+        store = open_store(store_url)
         try:
             a = parse_array("0-30:3%2")
             first = Job(id=5, user="u", uid=1000, origin=Origin.BATCH, state=JobState.QUEUED, command="x", cwd="/",
@@ -288,10 +287,8 @@ def test_the_store_keeps_an_arrays_script_once_and_gives_it_back(tmp_path: Path)
             assert got is not None and (got.array_index, got.script) == (12, script)
         finally:
             store.close()
-        db = sqlite3.connect(tmp_path / "wulf.db")
-        stored = db.execute("SELECT count(*) FROM jobs WHERE script IS NOT NULL").fetchone()[0]
-        assert stored == 0  # on the array's row only
-        assert db.execute("SELECT count(*) FROM arrays WHERE script = ?", (script,)).fetchone()[0] == 1
+        assert scalar(store_url, "SELECT count(*) FROM jobs WHERE script IS NOT NULL") == 0  # on the array's row only
+        assert scalar(store_url, "SELECT count(*) FROM arrays WHERE script = ?", script) == 1
 
     asyncio.run(go())
 

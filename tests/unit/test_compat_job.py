@@ -15,6 +15,7 @@ from wulf.cli.qr import _parser, build_specs
 from wulf.errors import UsageError
 from wulf.model.job import Job, JobState, Origin
 from wulf.protocol import StartJob
+from wulf.store import open_store
 from wulf.store.sqlite import MIGRATIONS, SqliteStore, migrate
 
 
@@ -213,9 +214,9 @@ def test_a_job_is_told_which_attempt_it_is() -> None:
     assert launcher.job_env(_job(), "n1")["WULF_RESTART_COUNT"] == "0"
 
 
-def test_store_keeps_dependencies_and_attempts(tmp_path: Path) -> None:
+def test_store_keeps_dependencies_and_attempts(store_url: str) -> None:
     async def go() -> tuple[str, int, int]:
-        store = SqliteStore(tmp_path / "w.db")
+        store = open_store(store_url)
         try:
             job = Job(id=1, user="u", uid=1000, origin=Origin.BATCH, state=JobState.QUEUED, command="x", cwd="/",
                       depend="afterok:12", retries=3)

@@ -45,3 +45,16 @@ def test_wulf_config_prints_toml_that_reads_back_the_same(tmp_path: Path) -> Non
     bad = subprocess.run([str(wulf), "config"], capture_output=True, text=True,
                          env={**os.environ, "WULF_CONFIG": str(cfg)})
     assert bad.returncode == 2 and "bogus" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_the_store_is_sqlite_or_a_postgresql_url() -> None:
+    import pytest
+
+    from wulf.config import parse_config
+    from wulf.errors import ConfigError
+
+    assert parse_config("").store.url == ""
+    url = "postgresql://wulf@db:5432/wulf?sslmode=require"
+    assert parse_config(f'[store]\nurl = "{url}"\n').store.url == url
+    with pytest.raises(ConfigError, match=r"store.url must be \"\" \(SQLite\) or a postgresql:// URL, not 'mysql://x'"):
+        parse_config('[store]\nurl = "mysql://x"\n')

@@ -36,7 +36,7 @@ from wulf.server.app import create_app
 from wulf.server.daemon import Daemon
 from wulf.server.edge import protocols
 from wulf.server.security import Security
-from wulf.store.sqlite import SqliteStore
+from wulf.store import open_store, redact
 
 log = logging.getLogger("wulf.server")
 
@@ -155,7 +155,8 @@ async def serve(config: Config, listen: str | None = None, owner_only: bool = Fa
     unix = _unix_socket(config.socket_path(), owner_only)
     listen = config.server.listen if listen is None else listen
     tcp = _tcp_socket(listen, tls is not None, any_port) if listen else None
-    store = SqliteStore(state / "wulf.db", config.server.synchronous)
+    where = config.store.url or str(state / "wulf.db")
+    store = open_store(where, config.server.synchronous)
     daemon = Daemon(config, store)
     daemon.load()
     security = Security(config, key, store, owner_only=owner_only)
@@ -191,7 +192,7 @@ async def serve(config: Config, listen: str | None = None, owner_only: bool = Fa
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     names = ", ".join(str(s.getsockname()) for s in (unix, tcp) if s is not None)
-    log.info("wulf server listening on %s%s; store %s", names, " (TLS)" if tls and tcp else "", store.path)
+    log.info("wulf server listening on %s%s; store %s", names, " (TLS)" if tls and tcp else "", redact(where))
     try:
         await _serve_both(main, follower, unix, tcp)
     finally:

@@ -187,7 +187,7 @@ def _changes(job: Job) -> tuple[Any, ...]:
     return (*(getattr(job, c) for c in _MUTABLE), job.id)
 
 
-def _job(row: sqlite3.Row) -> Job:
+def _job(row: Sequence[Any]) -> Job:
     d = dict(zip(_COLUMNS, row, strict=True))
     d["origin"] = Origin(d["origin"])
     d["state"] = JobState(d["state"])
@@ -512,7 +512,7 @@ def _acct_where(q: AcctQuery) -> tuple[str, list[Any]]:
         parts = ["ended IS NOT NULL", "ended >= ?", "ended < ?", f"state IN ({', '.join('?' * len(states))})"]
         params = [q.start, min(q.end, 1e18), *states]
     if q.users:
-        parts.append(f"user IN ({', '.join('?' * len(q.users))})")
+        parts.append(f"\"user\" IN ({', '.join('?' * len(q.users))})")
         params += q.users
     if q.ids and q.states:
         parts.append(f"state IN ({', '.join('?' * len(q.states))})")
@@ -521,7 +521,7 @@ def _acct_where(q: AcctQuery) -> tuple[str, list[Any]]:
         parts.append("queue = ?")
         params.append(q.queue)
     if q.queue_user:
-        parts.append("user = ?")
+        parts.append('"user" = ?')
         params.append(q.queue_user)
     return " AND ".join(parts), params
 
