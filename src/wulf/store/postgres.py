@@ -128,10 +128,10 @@ class PgStore:
         self.leads_since: float | None = None
         self._write = connect(url, autocommit=False)
         try:
-            migrate(self._write)
-            if lead:
+            if lead:  # first: a standby of a newer release must not change the schema under the leader
                 leader.wait_to_lead(self._write, failover)
                 self.leads_since = time.time()
+            migrate(self._write)
         except psycopg.Error as e:
             self._write.close()
             raise pg_error(e) from None
