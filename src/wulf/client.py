@@ -144,6 +144,11 @@ def fetch_credential(path: str, digest: str, timeout: float = 10.0) -> str:
     raise Unauthenticated(f"the wulf agent at {path} would not vouch for you: {line[4:] or 'it did not answer'}")
 
 
+FAILOVER_PATIENCE = 15.0
+"""Seconds a client of several servers keeps trying while none answers (a standby takes over within
+``[server] failover_seconds``, 10 by default)."""
+
+
 class AnswerLost(ServerUnreachable):
     """The request went out and no answer came back: the server may have carried it out."""
 
@@ -343,7 +348,9 @@ class Client:
     def __init__(self, url: str | None = None, timeout: float = 30.0) -> None:
         if url is None:  # $WULF_SERVER is what wulf.locate.server_url() answers first: no need to import it
             url = os.environ.get("WULF_SERVER") or _find_server()
-        self.url = url
+        # several URLs (comma-separated: [client] servers): a leader and standbys; the one that answers is used
+        self.urls = [u.strip() for u in url.split(",") if u.strip()] or [url]
+        self.url = self.urls[0]
         self.timeout = timeout
         self._conn: _Connection | None = None
         self.user, self.uid = current_user()
@@ -395,6 +402,27 @@ class Client:
             self._conn = None
 
     def _exchange(self, method: str, path: str, data: bytes | None, timeout: float | None) -> tuple[int, bytes]:
+        """One request to the server that answers: with several (a leader and standbys), a refusal moves on
+        to the next (a standby listens only once it leads), and while none answers the client keeps
+        trying for FAILOVER_PATIENCE seconds (a takeover in progress). A request that went out and got no
+        answer is never sent to another: it may have been carried out."""
+        give_up = time.monotonic() + (FAILOVER_PATIENCE if len(self.urls) > 1 else 0.0)
+        refused = 0
+        while True:
+            try:
+                return self._exchange_with(method, path, data, timeout)
+            except AnswerLost:
+                raise
+            except ServerUnreachable:
+                refused += 1
+                if len(self.urls) == 1 or (refused % len(self.urls) == 0 and time.monotonic() > give_up):
+                    raise
+                if refused % len(self.urls) == 0:
+                    time.sleep(0.2)
+                self.close()
+                self.url = self.urls[refused % len(self.urls)]
+
+    def _exchange_with(self, method: str, path: str, data: bytes | None, timeout: float | None) -> tuple[int, bytes]:
         extra = self._identity(method, path, data)
         for attempt in range(2):  # one silent retry when a kept-alive connection was closed
             conn = self._connect()

@@ -57,6 +57,9 @@ class ServerConfig:
     # accounting (issue 11 §7)
     keep_days: float = 365.0  # ended jobs stay in the database (jacct, jeff) this many days; 0: for ever
     private_accounting: bool = False  # true: only administrators see others' jobs in jacct/jeff (as Slurm's PrivateData)
+    # a standby server (issue 16 §3): with a PostgreSQL store, one server leads and the others wait; a standby
+    # takes over within this many seconds of the leader's end (kill -9, or cut off from the database)
+    failover_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("max_body_mb", "request_timeout", "max_connections"):
@@ -65,6 +68,8 @@ class ServerConfig:
                 raise ConfigError(f"server.{name} must be a number > 0, not {value!r}")
         if self.jobs_per_page < 1:
             raise ConfigError(f"server.jobs_per_page must be at least 1, not {self.jobs_per_page}")
+        if not 2 <= self.failover_seconds <= 3600:
+            raise ConfigError(f"server.failover_seconds must be a number of seconds in 2..3600, not {self.failover_seconds!r}")
         if not 0 <= self.keep_days < float("inf"):
             raise ConfigError(f"server.keep_days must be a number of days >= 0 (0: for ever), not {self.keep_days!r}")
 
@@ -204,6 +209,9 @@ class StoreConfig:
 @dataclass(frozen=True)
 class ClientConfig:
     server: str = ""  # URL of the server; "" means the local default of `wulf up`
+    # every server's URL when one leads and others stand by (a PostgreSQL store); the commands and agents
+    # follow the one that answers. Given, it is used instead of `server`
+    servers: list[str] = field(default_factory=list, metadata={"item": str})
 
 
 @dataclass(frozen=True)
@@ -407,6 +415,8 @@ def server_url(config: Config | None = None) -> str:
     if env:
         return env
     cfg = config
+    if cfg.client.servers:
+        return ",".join(cfg.client.servers)
     if cfg.client.server:
         # on the server's own machine (its configured socket is there), its socket: no TCP, no TLS
         mine = cfg.server.socket or cfg.server.state_dir

@@ -20,7 +20,7 @@ KEYS: dict[str, dict[str, type]] = {
                "start_grace": float, "node_lost_after": float, "allow": list, "admin_group": str,
                "rate_limit": float, "rate_burst": int, "audit_log": str, "max_body_mb": float,
                "request_timeout": float, "max_connections": int, "trusted_proxies": list, "jobs_per_page": int,
-               "keep_days": float, "private_accounting": bool},
+               "keep_days": float, "private_accounting": bool, "failover_seconds": float},
     "agent": {"interval": float, "scratch": str, "state_dir": str, "runtime_dir": str,
               "external_min_cpu": float, "external_min_mem_mb": float, "session_listen": str,
               "reconnect_max": float, "kill_grace": float, "cgroups": str,
@@ -36,7 +36,7 @@ KEYS: dict[str, dict[str, type]] = {
     "shares": {"users": dict, "groups": dict},
     "mail": {"smtp": str, "from": str, "allowed_domains": list, "digest_seconds": float, "domain": str},
     "nodes": {"features": dict},
-    "client": {"server": str},
+    "client": {"server": str, "servers": list},
     "auth": {"key_file": str, "ttl": float, "agent_socket": str},
     "tls": {"ca": str, "cert": str, "key": str},
     "log": {"format": str, "file": str, "max_mb": float, "keep": int, "level": str},
@@ -75,11 +75,11 @@ def config_file() -> str | None:
 
 def _plain_items(key: str, value: dict[str, object] | list[object]) -> bool:
     """The members of a table or list value are what wulf.config accepts: names in `weekends` and
-    `allow`, lists of names in `features`, numbers >= 0 elsewhere."""
+    `allow`, URLs in `servers`, lists of names in `features`, numbers >= 0 elsewhere."""
     for v in value.values() if isinstance(value, dict) else value:
         if key == "features":
             ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
-        elif key in ("weekends", "allow"):
+        elif key in ("weekends", "allow", "servers"):
             ok = isinstance(v, str)
         else:
             ok = type(v) in (int, float) and v >= 0  # type: ignore[operator]
@@ -121,6 +121,9 @@ def _url_from_file(path: str) -> str | None:
     else:
         state = _normpath(str(server["state_dir"])) if server.get("state_dir") else default_state_dir()
         local = f"unix:{_normpath(os.path.join(state, 'wulf.sock'))}"
+    servers = client.get("servers")
+    if isinstance(servers, list) and servers:  # a leader and standbys: the client follows the one that answers
+        return ",".join(str(x) for x in servers)
     if client.get("server"):
         # on the server's own machine (its configured socket is there), its socket: no TCP, no TLS
         mine = server.get("socket") or server.get("state_dir")

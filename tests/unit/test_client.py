@@ -22,7 +22,7 @@ from wulf import config, locate
 from wulf.auth import credential, vouch
 from wulf.auth.key import ClusterKey
 from wulf.cli.common import terminal_width
-from wulf.client import Client, current_umask, parse_server_url, quote
+from wulf.client import AnswerLost, Client, current_umask, parse_server_url, quote
 from wulf.errors import NotFound, Refused, ServerUnreachable, SlowDown, Unauthenticated, WulfError
 
 # ---------------------------------------------------------------------------- a fake server
@@ -575,3 +575,22 @@ def test_exit_fast_flushes_and_keeps_the_code() -> None:
     p = _python(code.replace("return 3", "raise UsageError('bad')").replace(
         "import run", "import run\nfrom wulf.errors import UsageError"))
     assert p.returncode == 2 and p.stderr.endswith(": bad\n")
+
+
+def test_several_servers_the_one_that_answers_is_used(unix_server: tuple[str, list[Answer], FakeServer],
+                                                      tmp_path: Path) -> None:
+    """A leader and a standby (which listens only once it leads): a refusal moves on to the next; a
+    request that went out and got no answer is not sent to another (it may have been carried out)."""
+    url, answers, server = unix_server
+    answers += [Answer(ok({"id": 1})), Answer(ok({"id": 2})), Answer(CLOSE)]
+    server.start()
+    gone = f"unix:{tmp_path}/standby.sock"
+    c = Client(f"{gone},{url}")
+    assert c.job(1) == {"id": 1} and c.url == url
+    assert c.job(2) == {"id": 2}  # it stays with the one that answered
+    c.close()
+    c = Client(f"{url},{gone}")
+    with pytest.raises(AnswerLost):
+        c.post("/api/v1/jobs", {"jobs": []})
+    assert c.url == url and len(server.seen) == 3
+    c.close()

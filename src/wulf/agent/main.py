@@ -155,7 +155,9 @@ class Agent:
                  mem_mb: float | None = None, cgroups: bool | None = None, key: ClusterKey | None = None,
                  vouch_socket: str | None = None) -> None:
         self.config = config
-        self.server = server
+        # several URLs (comma-separated): a leader and standbys; the agent follows the one that lets it in
+        self.servers = [u.strip() for u in server.split(",") if u.strip()] or [server]
+        self.server = self.servers[0]
         self.key = key  # signs the hello and the credentials of this machine's users; None: read it at run()
         self.vouch_socket = config.auth.agent_socket if vouch_socket is None else vouch_socket
         self.vouch: vouch.VouchServer | None = None
@@ -713,7 +715,9 @@ class Agent:
         if self.vouch_socket:
             self.vouch = vouch.serve(Path(self.vouch_socket), self.key, self.name)
 
-    def _no_connection(self, e: Exception, delay: float) -> None:
+    def _no_connection(self, e: Exception, delay: float) -> float:
+        """Say why there is no connection; the pause before the next try (short when there is another
+        server to try: it may lead now)."""
         if isinstance(e, ConnectionClosed) and e.rcvd is not None and e.rcvd.code == NAME_TAKEN:
             self.refused = f"the server at {self.server} refused this agent: {e.rcvd.reason}"
             self._stop.set()
@@ -723,6 +727,10 @@ class Agent:
                       e.rcvd.reason, delay)
         else:
             log.warning("no connection to %s (%s); trying again in %.1fs", self.server, e, delay)
+        if len(self.servers) > 1:
+            self.server = self.servers[(self.servers.index(self.server) + 1) % len(self.servers)]
+            return min(delay, 0.5)
+        return delay
 
     async def run(self) -> None:
         self._vouch()
@@ -755,7 +763,7 @@ class Agent:
             try:
                 task.result()
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as e:
-                self._no_connection(e, delay)
+                delay = self._no_connection(e, delay)
             except InvalidURI as e:
                 log.error("bad server URL %s: %s", self.server, e)
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from wulf.cli.common import ArgParser, format_age, format_mb, format_table, print_json, run
 from wulf.client import Client
@@ -125,10 +126,14 @@ def _main(argv: list[str]) -> int:
         return 0
     status = Client().status(args.user, args.queue, args.all, brief=not args.json, external=args.external)
     if args.json:
-        print_json({k: status[k] for k in ("nodes", "jobs", "arrays", "outside")
+        print_json({k: status[k] for k in ("leader", "nodes", "jobs", "arrays", "outside")
                     if k in status and not (args.jobs and k == "nodes")})
         return 0
     parts = []
+    if status.get("leader") and not args.jobs:  # one server leads, others stand by (a PostgreSQL store)
+        lead = status["leader"]
+        parts.append(f"server {lead['host']} (pid {lead['pid']}) leads since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(lead['since']))}")
     if not args.jobs:
         parts.append(nodes_table(status["nodes"]) if status["nodes"] else "no nodes have joined yet")
     if not args.nodes:

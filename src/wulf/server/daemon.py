@@ -134,6 +134,7 @@ class Daemon:
         self.state = ServerState(config, groups_of)
         self.envs: dict[str, dict[str, str]] = {}
         self.started_at = time.time()
+        self.leader: dict[str, Any] | None = None  # this server, when it leads others that stand by (PostgreSQL)
         self._wake = asyncio.Event()
         self._sessions: dict[int, asyncio.Future[str]] = {}
         self._dirty: dict[int, Job] = {}  # changed in memory, not yet handed to the store
@@ -945,8 +946,11 @@ class Daemon:
     def status(self, user: str = "", queue: str = "", all_jobs: bool = False, brief: bool = False,
                viewer: Caller | None = None, after: int = 0, limit: int = 0, external: bool = False) -> dict[str, Any]:
         """Nodes and one page of jobs as the API shows them (see views.status)."""
-        return views.status(self.state, time.time(), self.started_at, user, queue, all_jobs, brief, viewer, after,
-                            limit, external)
+        reply = views.status(self.state, time.time(), self.started_at, user, queue, all_jobs, brief, viewer, after,
+                             limit, external)
+        if self.leader is not None:
+            reply["leader"] = self.leader
+        return reply
 
     def shown(self, job: Job, viewer: Caller | None) -> dict[str, Any]:
         return views.shown(job, viewer, time.time(), self.state)

@@ -36,7 +36,8 @@ from wulf.server.app import create_app
 from wulf.server.daemon import Daemon
 from wulf.server.edge import protocols
 from wulf.server.security import Security
-from wulf.store import open_store, redact
+from wulf.store import is_postgres, open_store, redact
+from wulf.store.base import JobStore
 
 log = logging.getLogger("wulf.server")
 
@@ -139,6 +140,23 @@ def web_url(tcp: socket.socket, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}/"
 
 
+async def _lead(config: Config, where: str) -> JobStore:
+    """The PostgreSQL store, once this server leads (wulf.store.leader: the others stand by)."""
+    from wulf.store.postgres import PgStore
+
+    store = await asyncio.to_thread(PgStore, where, True, config.server.failover_seconds)
+    log.info("this server leads (store %s)", redact(where))
+    return store
+
+
+def _leader(store: JobStore | None, *sockets: socket.socket | None) -> dict[str, Any] | None:
+    """What jstat shows of the server that leads (None without standbys: SQLite)."""
+    if store is None:
+        return None
+    return {"host": socket.gethostname(), "pid": os.getpid(), "since": getattr(store, "leads_since", None),
+            "listen": ", ".join(str(s.getsockname()) for s in sockets if s is not None)}
+
+
 async def serve(config: Config, listen: str | None = None, owner_only: bool = False, any_port: bool = False) -> None:
     state = config.state_dir()
     state.mkdir(parents=True, exist_ok=True, mode=0o755)  # every user reaches the socket in it
@@ -152,12 +170,15 @@ async def serve(config: Config, listen: str | None = None, owner_only: bool = Fa
     if made:
         log.info("made a new cluster key %s; every agent needs a copy (readable by root only)", key.path)
     Security.check(config)
+    where = config.store.url or str(state / "wulf.db")
+    # PostgreSQL: a standby waits here, serving nothing (no socket yet), until it leads
+    leading = await _lead(config, where) if is_postgres(where) else None
     unix = _unix_socket(config.socket_path(), owner_only)
     listen = config.server.listen if listen is None else listen
     tcp = _tcp_socket(listen, tls is not None, any_port) if listen else None
-    where = config.store.url or str(state / "wulf.db")
-    store = open_store(where, config.server.synchronous)
+    store = leading or open_store(where, config.server.synchronous)
     daemon = Daemon(config, store)
+    daemon.leader = _leader(leading, unix, tcp)
     daemon.load()
     security = Security(config, key, store, owner_only=owner_only)
     main: _MainServer | None = None

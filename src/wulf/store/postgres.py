@@ -18,8 +18,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -29,7 +31,7 @@ from wulf import cycletrace
 from wulf.errors import UsageError, WulfError
 from wulf.model.accounting import MAX_SUMMARY_USERS, AcctQuery, summary_row
 from wulf.model.job import Job
-from wulf.store import pgschema, redact
+from wulf.store import leader, pgschema, redact
 from wulf.store.base import KEY_TTL, ArrayRow, Submission
 from wulf.store.sqlite import (
     _COLUMNS,
@@ -48,6 +50,7 @@ from wulf.store.sqlite import (
 
 log = logging.getLogger("wulf.store")
 
+LOST_LEAD = 75  # the exit status of a server that lost the lead (EX_TEMPFAIL: start it again to stand by)
 _MIGRATION_LOCK = 0x77756C66  # "wulf": servers starting at once migrate one after the other
 
 _INSERT = f"INSERT INTO jobs ({_SELECT}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
@@ -115,11 +118,19 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
 
 
 class PgStore:
-    def __init__(self, url: str) -> None:
+    """``lead``: this store is a server's, which must lead to write (wulf.store.leader): the constructor
+    stands by until it leads, and a store that loses the lead ends the process at once."""
+
+    def __init__(self, url: str, lead: bool = False, failover: float = 10.0) -> None:
         self.url = url
         self.path = redact(url)  # what the server's log names as its store
+        self.lead, self.failover = lead, failover
+        self.leads_since: float | None = None
         self._write = connect(url, autocommit=False)
         try:
+            if lead:  # first: a standby of a newer release must not change the schema under the leader
+                leader.wait_to_lead(self._write, failover)
+                self.leads_since = time.time()
             migrate(self._write)
         except psycopg.Error as e:
             self._write.close()
@@ -136,7 +147,11 @@ class PgStore:
 
     def _writer(self) -> None:
         while True:
-            item = self._queue.get()
+            try:  # a leader looks at its session when idle: one that lost it must stop before a standby leads
+                item = self._queue.get(timeout=self.failover / 5 if self.lead else None)
+            except queue.Empty:
+                self._heartbeat()
+                continue
             if item is None:
                 return
             batch = [item]
@@ -188,7 +203,7 @@ class PgStore:
             committing = False
             try:
                 if self._write.closed or self._write.broken:
-                    self._write = connect(self.url, autocommit=False)
+                    self._reconnect()
                 for i, (op, _) in enumerate(batch):
                     at = i
                     op(self._write)
@@ -203,6 +218,33 @@ class PgStore:
                     continue
                 return (at if at is not None and _of_the_write(e) else None), e
         raise AssertionError("unreachable")
+
+    def _reconnect(self) -> None:
+        """A new writer session; a leader's must win the lock again (the old session's is gone with it)."""
+        self._write = connect(self.url, autocommit=False)
+        if self.lead:
+            leader.keepalives(self._write, self.failover)
+            if not leader.try_lead(self._write):
+                self._deposed("another server took the lead while this one had lost its database")
+
+    def _heartbeat(self) -> None:
+        try:
+            if self._write.closed or self._write.broken:
+                self._reconnect()
+            self._write.execute("SELECT 1")
+            self._write.rollback()
+        except Exception as e:
+            log.warning("the database connection was lost (%s); connecting again", e)
+            try:
+                self._reconnect()
+            except Exception as again:
+                self._deposed(f"the database cannot be reached ({again})")
+
+    def _deposed(self, why: str) -> None:
+        """Stop now: another server leads, or may soon, and nothing more may be written or sent from here."""
+        log.critical("this server no longer leads: %s; stopping (start it again to stand by)", why)
+        logging.shutdown()
+        os._exit(LOST_LEAD)
 
     def _submit(self, op: _Op) -> asyncio.Future[None]:
         """Queue a write now (writes keep the order of these calls); await the result to know it is committed."""
