@@ -111,6 +111,19 @@ def test_what_a_viewer_may_do_to_a_job() -> None:
     assert job_detail(state, bobs, T0, admin)["may"]["cancel"]
 
 
+def test_an_ended_jobs_page_has_what_jacct_knows() -> None:
+    from wulf.protocol import JobExit
+    from wulf.server.events import JobsExited
+
+    state, jobs = _cluster(3)
+    alices = jobs[1]
+    state.handle(JobsStarted("n1", (JobStarted(id=alices.id, pid=99, time=T0 + 100),)))
+    state.handle(JobsExited("n1", (JobExit(id=alices.id, exit_code=0, time=T0 + 110, cpu_time=5.0),), T0 + 110))
+    d = job_detail(state, alices, T0 + 120, ALICE)
+    assert (d["wait"], d["run"], d["cpu_alloc"], d["cpu_eff"]) == (99.0, 10.0, 1.0, 0.5)
+    assert "cpu_eff" not in job_detail(state, jobs[2], T0 + 120, ALICE)  # (it has not ended)
+
+
 def test_outside_load_is_shown_apart_from_wulfs_jobs() -> None:
     state, jobs = _cluster(2)
     state.handle(JobsStarted("n1", tuple(JobStarted(id=j.id, pid=100 + j.id, time=T0) for j in jobs)))

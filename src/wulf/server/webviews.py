@@ -10,6 +10,7 @@ from typing import Any
 
 from wulf.auth.identity import Caller
 from wulf.errors import UsageError
+from wulf.model.accounting import acct_row
 from wulf.model.job import ACTIVE_STATES, WAITING_STATES, Job, JobState, Origin
 from wulf.server import views
 from wulf.server.nodes import Node, NodeState
@@ -173,6 +174,9 @@ def job_detail(state: ServerState, job: Job, now: float, viewer: Caller | None) 
     d["waiting_reason"] = views.waiting_reason(state, job, up) if job.state is JobState.QUEUED else ""
     if job.array_id is not None:
         d["array"] = views.arrays_public(state, {job.array_id}).get(str(job.array_id))
+    if job.final:  # and what jacct knows of it: how long it waited and ran, and how well it used its cpus
+        row = acct_row(job)
+        d.update({k: row[k] for k in ("wait", "run", "cpu_alloc", "cpu_eff")})
     theirs = viewer is not None and (viewer.uid == job.uid or viewer.admin)
     mine = theirs and viewer is not None and not viewer.read_only
     d["may"] = {"output": theirs and job.origin is not Origin.EXTERNAL, "cancel": mine and job.state in ACTIVE_STATES, "hold": mine and job.state is JobState.QUEUED,
