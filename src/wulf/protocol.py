@@ -22,6 +22,7 @@ from pydantic import (
 
 from wulf.model.array import MAX_TASKS
 from wulf.model.job import MAX_RETRIES
+from wulf.model.tasks import MAX_JOB_TASKS
 
 PROTOCOL_VERSION = 4
 """2: wulf 0.1.0. 3: wulf 0.2.0 (a start names the job's dialect, array and attempt; an agent of 0.1.0
@@ -190,6 +191,10 @@ class JobSpec(Request):
     mail_type: ShortText = ""  # when to mail about the job: BEGIN,END,FAIL,REQUEUE,ALL,NONE,ARRAY_TASKS
     mail_user: ShortText = ""  # where ("": the submitting user at [mail] domain)
     hold: bool = False  # queued held (sbatch -H, qsub -h, qr --hold): it waits for a release (qrls)
+    # multi-node and multi-task jobs (issue 13 §1): cpu and mem_mb are then each task's (see wulf.model.tasks)
+    ntasks: int | None = Field(default=None, ge=1, le=MAX_JOB_TASKS)  # None: one, or --nodes × --ntasks-per-node
+    nodes: int | None = Field(default=None, ge=1, le=MAX_JOB_TASKS)  # on exactly this many nodes
+    tasks_per_node: int | None = Field(default=None, ge=1, le=MAX_JOB_TASKS)
 
 
 class StartJob(Msg):

@@ -28,7 +28,7 @@ def adapt_node(node: Node, view: Callable[[], NodeView], now: float,
     jobs: list[Job] = []
     before: list[Holding] = []
     for job in node.jobs.values():
-        if job.origin is not Origin.BATCH or job.state is not JobState.RUNNING or job.started is None:
+        if job.origin is not Origin.BATCH or job.state is not JobState.RUNNING or job.started is None or job.alloc:
             continue
         jobs.append(job)
         before.append(_holding(Holding, (job.cpu, job.mem_mb, job.cpu_used, job.mem_used, now - job.started,

@@ -24,6 +24,7 @@ from wulf.errors import Refused
 from wulf.model import depend
 from wulf.model.job import Job, JobState, Origin
 from wulf.model.mailtypes import mail_types
+from wulf.model.tasks import alloc_text
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.history import History, kind_of
 from wulf.policy.limits import occupied_cpu
@@ -161,6 +162,7 @@ class ServerState:
             elif job.state is JobState.RUNNING:
                 node = self.node(job.node)
                 node.jobs[job.id] = job
+                self._share(job)
                 if job.origin is Origin.EXTERNAL:
                     node.external[job.ext_key] = job.id
                 elif job.origin is Origin.BATCH:
@@ -304,8 +306,17 @@ class ServerState:
         ok = e.exit_code == 0 and e.signal is None and not e.reason
         return self.end(job, JobState.DONE if ok else JobState.FAILED, e.time, e.reason)
 
+    def _share(self, job: Job) -> None:
+        """A job of several tasks holds its slots on its other nodes too (see Node.shares)."""
+        for name in job.node_names[1:]:
+            self.node(name).shares[job.id] = job
+
     def _detach(self, job: Job) -> None:
-        """Take a running job off its node's books."""
+        """Take a running job off its node's books (and a job of several tasks off its other nodes')."""
+        for name in job.node_names[1:]:
+            other = self.nodes.get(name)
+            if other is not None and other.shares.pop(job.id, None) is not None:
+                self.touch(name)
         node = self.nodes.get(job.node)
         if node is not None and node.jobs.pop(job.id, None) is not None:
             s = node.sample
@@ -407,6 +418,9 @@ class ServerState:
             job.cpu, job.mem_mb = p.cpu, p.mem_mb  # what it asked for, or what its kind taught
             job.reason = ""
             self.nodes[p.node].jobs[job.id] = job
+            if p.slots:
+                job.alloc = alloc_text(p.slots)
+                self._share(job)
             self.touch(p.node)
             self.running[job.user] += 1
             jobs.append(job)
@@ -696,7 +710,7 @@ class ServerState:
         for name, since in list(self.down_since.items()):
             node = self.nodes.get(name)
             if node is not None and not node.up and ev.now - since >= after and (
-                    node.jobs or name in self.strays.values()):
+                    node.jobs or node.shares or name in self.strays.values()):
                 out += self._lose(node, since, ev.now)
         if out:
             out.append(Wake())
@@ -710,6 +724,12 @@ class ServerState:
         changed = []
         ended: list[Instruction] = []
         self._strays_lost(node.name)
+        kill: list[Instruction] = []
+        for job in list(node.shares.values()):  # a job of several tasks that lost one of its nodes fails
+            if job.state is JobState.RUNNING:
+                kill.append(Send(job.node, Signal(ids=[job.id], signal=9)))
+                ended += self._record_exit(job, JobExit(id=job.id, exit_code=None, time=now, reason=reason))
+                changed.append(job)
         for job in list(node.jobs.values()):
             if job.origin is Origin.EXTERNAL:
                 node.external.pop(job.ext_key, None)
@@ -718,7 +738,7 @@ class ServerState:
                 ended += self._record_exit(job, JobExit(id=job.id, exit_code=None, time=now, reason=reason))
             changed.append(job)
         return [Log(logging.WARNING, f"node {node.name} has been down since {stamp}: {len(changed)} jobs there "
-                                     "are lost"), Commit(tuple(changed)), *ended]
+                                     "are lost"), Commit(tuple(changed)), *ended, *kill]
 
     def _reported(self, ev: Reported) -> list[Instruction]:
         node = self.nodes.get(ev.node)
@@ -1042,7 +1062,7 @@ class ServerState:
         self._detach(job)
         job.set_state(JobState.QUEUED)
         job.restarts += 1
-        job.node, job.pid, job.started = "", None, None
+        job.node, job.pid, job.started, job.alloc = "", None, None, ""
         job.cpu, job.mem_mb = job.cpu_req, job.mem_req  # a waiting job holds nothing: it asks again
         job.cpu_used = job.mem_used = 0.0
         job.reason = f"queued again after attempt {job.restarts} of {job.retries + 1} failed: {why}"
