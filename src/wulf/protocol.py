@@ -228,15 +228,22 @@ class StartJob(Msg):
     array_max: int | None = None
     array_step: int | None = None  # the step between indices when it is one range (0-30:3: 3), else 1
     restarts: int = 0  # how many times it ran before (WULF_RESTART_COUNT)
+    # a job of several tasks (issue 13 §1): its slots, "first:2,n2:2" (this node first), and its tasks in all
+    alloc: Annotated[str, Field(max_length=1 << 20)] = ""
+    ntasks: int = Field(default=1, ge=1, le=MAX_JOB_TASKS)
 
     @model_serializer(mode="wrap")
     def _without_array(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """A job that is no task is sent without the array fields, as before arrays: an agent of the
-        same protocol version that predates them (it forbids fields it does not know) still takes it."""
+        same protocol version that predates them (it forbids fields it does not know) still takes it.
+        So is a job of one task without the fields of jobs of several."""
         data: dict[str, Any] = handler(self)
         if self.array_id is None:
             for name in _ARRAY_FIELDS:
                 data.pop(name, None)
+        if not self.alloc:
+            data.pop("alloc", None)
+            data.pop("ntasks", None)
         return data
 
 

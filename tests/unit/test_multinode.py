@@ -56,6 +56,7 @@ def test_shapes_that_make_no_sense_are_refused(args: tuple[int | None, int | Non
 def test_compact_host_lists() -> None:
     assert compact(["node1", "node2", "node3", "node7"]) == "node[1-3,7]"
     assert compact(["n01", "n02", "gpu", "n10"]) == "n[01-02],gpu,n10"
+    assert compact(["n3", "n1", "n2"]) == "n[1-3]"
     assert compact(["a"]) == "a"
     assert tasks_per_node([("a", 2), ("b", 2), ("c", 2), ("d", 1)]) == "2(x3),1"
     assert node_file([("a", 2), ("b", 1)]) == "a\na\nb\n"

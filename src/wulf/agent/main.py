@@ -107,6 +107,7 @@ class Running:
     meter: JobMeter | None = None
     err_file: str | None = None  # what the shell of a job run as its owner said before its output was open
     signalled: int = 0  # the last signal wulf sent the job: an exit status of 128 + it is that signal
+    nodes_file: str | None = None  # a job of several tasks's node file (removed at its end)
 
     @property
     def limits(self) -> Limits:
@@ -297,7 +298,8 @@ class Agent:
             raise
         now = time.time()
         run = Running(job.id, pid, None, now, launch.rc_file, launch.script_file, job.keep_script,
-                      limits.time, limits.cpu, limits.mem_mb, meter=JobMeter(pid, cg), err_file=launch.err_file)
+                      limits.time, limits.cpu, limits.mem_mb, meter=JobMeter(pid, cg), err_file=launch.err_file,
+                      nodes_file=launch.nodes_file)
         self._journal_queue.append(_record(run))
         self.jobs[job.id] = run
         self.enforcer.watch(job.id, limits, now)
@@ -384,7 +386,7 @@ class Agent:
         back their cgroups (kept as spares, or removed)."""
         files, self._ended_files = self._ended_files, []
         for run in files:
-            launcher.cleanup(run.rc_file, run.script_file, run.keep_script, run.err_file)
+            launcher.cleanup(run.rc_file, run.script_file, run.keep_script, run.err_file, run.nodes_file)
         ended, self._ended_cgroups = self._ended_cgroups, []
         for job_id, cg, quiet in ended:
             self._remove_cgroup(job_id, cg, quiet=quiet)

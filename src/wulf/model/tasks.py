@@ -85,8 +85,9 @@ _NUMBERED = re.compile(r"^(.*?)(\d+)$")
 
 
 def compact(names: Iterable[str]) -> str:
-    """Host names as Slurm's compact host list, in the order given: ``n1,n2,n3,n7`` is ``n[1-3,7]``.
-    Runs of one prefix (and one width of zero padding) are bracketed; other names stay as they are.
+    """Host names as Slurm's compact host list: ``n1,n3,n2,n7`` is ``n[1-3,7]``. The names of one prefix
+    (and one width of zero padding) are bracketed, in the order of their numbers (as Slurm's lists are:
+    the order a job's nodes were chosen in is its node file's); other names stay as they are.
     (:func:`wulf.cli.compat.scontrol.hostnames` reads it back.)"""
     groups: list[tuple[str, int, list[int]]] = []  # (prefix, width or 0 unpadded, numbers)
     plain: list[str | int] = []  # the output's items: a name, or the index of a group
@@ -110,6 +111,7 @@ def compact(names: Iterable[str]) -> str:
             out.append(item)
             continue
         prefix, width, numbers = groups[item]
+        numbers = sorted(set(numbers))
         if len(numbers) == 1:
             out.append(f"{prefix}{str(numbers[0]).zfill(width)}")
         else:

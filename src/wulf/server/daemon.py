@@ -795,6 +795,7 @@ class Daemon:
             nice=penalty_nice(job.nice, job.penalized, self.policy.adapt), dialect=job.dialect,
             **self._array_fields(job),
             restarts=job.restarts,
+            alloc=job.alloc, ntasks=job.ntasks,
         )
 
     def _array_fields(self, job: Job) -> dict[str, int]:
