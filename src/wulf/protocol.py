@@ -231,6 +231,7 @@ class StartJob(Msg):
     # a job of several tasks (issue 13 §1): its slots, "first:2,n2:2" (this node first), and its tasks in all
     alloc: Annotated[str, Field(max_length=1 << 20)] = ""
     ntasks: int = Field(default=1, ge=1, le=MAX_JOB_TASKS)
+    launch_key: str = ""  # what proves `wulf launch` runs inside the job (WULF_LAUNCH_KEY; see server.launch)
 
     @model_serializer(mode="wrap")
     def _without_array(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -244,6 +245,7 @@ class StartJob(Msg):
         if not self.alloc:
             data.pop("alloc", None)
             data.pop("ntasks", None)
+            data.pop("launch_key", None)
         return data
 
 
@@ -304,6 +306,7 @@ class SessionReady(Msg):
     type: Literal["session_ready"] = "session_ready"
     id: int
     error: str = ""
+    task: int | None = None  # a task of `wulf launch` (see Session.task)
 
 
 class Ran(Msg):
@@ -375,6 +378,17 @@ class Session(Msg):
     job: StartJob
     token: str
     pty: bool
+    #: a task of ``wulf launch`` in job ``job.id`` (issue 13 §1), not an interactive job: it runs in the
+    #: job's cgroup here, and its exit goes only to ``wulf launch``
+    task: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_task(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An interactive job's session is sent as before tasks (an agent that predates them takes it)."""
+        data: dict[str, Any] = handler(self)
+        if self.task is None:
+            data.pop("task", None)
+        return data
 
 
 class Ack(Msg):
@@ -491,6 +505,31 @@ class InteractiveRequest(Request):
     env: Env = {}
     umask: int | None = Field(default=None, ge=0, le=0o777)
     pty: bool = False
+
+
+class LaunchRequest(Request):
+    """``wulf launch`` from inside job ``job``: ``command`` as ``ntasks`` tasks (None: one a slot) across
+    its allocation, with ``env`` and in ``cwd``; ``secret`` is the job's WULF_LAUNCH_KEY."""
+
+    job: int = Field(ge=1)
+    secret: Annotated[str, Field(max_length=256)]
+    ntasks: int | None = Field(default=None, ge=1, le=MAX_JOB_TASKS)
+    command: CommandText = Field(min_length=1)
+    cwd: PathText
+    env: Env = {}
+    nodes: list[Annotated[str, Field(max_length=MAX_PATH)]] | None = None  # only on these of its nodes (wulf-rsh)
+
+
+class LaunchedTask(Msg):
+    task: int
+    node: str
+    host: str
+    port: int
+    token: str
+
+
+class LaunchReply(Msg):
+    tasks: list[LaunchedTask]
 
 
 class InteractiveReply(Msg):

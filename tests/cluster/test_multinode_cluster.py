@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hosts import TestNetwork
 
-from wulfproc import Cluster, wait_until
+from wulfproc import BIN, Cluster, wait_until
 
 
 def test_a_3x2_job_finds_its_allocation_and_holds_every_slot(three: Cluster, test_network: TestNetwork) -> None:
@@ -38,3 +38,60 @@ def test_a_3x2_job_finds_its_allocation_and_holds_every_slot(three: Cluster, tes
     three.run("qwait", str(jid), str(small))
     assert three.job(jid)["state"] == "done" and three.job(small)["state"] == "done"
     wait_until("its node file to be removed", lambda: not Path(f"/tmp/wulf-{jid}.nodes").exists())
+
+
+def test_wulf_launch_runs_tasks_on_every_host_and_exits_with_the_worst(three: Cluster) -> None:
+    task = three.work / "task.sh"
+    task.write_text("#!/bin/sh\n"
+                    "echo \"task $WULF_TASK_ID local $WULF_LOCAL_TASK_ID on $(hostname) of $WULF_JOB_ID\"\n"
+                    "echo to-stderr >&2\n"
+                    "[ $WULF_TASK_ID = 4 ] && exit 3; exit 0\n")
+    task.chmod(0o755)
+    script = three.work / "launch.sh"
+    script.write_text("#!/bin/sh\n"
+                      f"{BIN / 'wulf'} launch -l {task}\n"
+                      "echo \"launch exit $?\"\n"
+                      f"{BIN / 'jrun'} -n 2 sh -c 'echo jrun $WULF_TASK_ID'\n")
+    [jid] = three.submit("--nodes", "3", "--ntasks-per-node", "2", "-s", str(script))
+    three.run("qwait", str(jid), check=False)
+    job = three.job(jid)
+    out = (three.work / f"wulf-{jid}.out").read_text()
+    assert job["state"] == "done", out
+    lines = out.splitlines()
+    tasks = sorted(line for line in lines if " task " in line)
+    first, *others = [n for n, _ in (p.split(":") for p in job["alloc"].split(","))]
+    order = [first, first, others[0], others[0], others[1], others[1]]
+    assert tasks == [f"{i}: task {i} local {i % 2} on {order[i]} of {jid}" for i in range(6)], out
+    assert sorted(line for line in lines if "to-stderr" in line) == [f"{i}: to-stderr" for i in range(6)]
+    assert "launch exit 3" in lines
+    assert sorted(line for line in lines if line.startswith("jrun")) == ["jrun 0", "jrun 1"]
+
+
+def test_wulf_launch_is_refused_outside_a_job_and_with_a_wrong_key(three: Cluster) -> None:
+    p = three.run("wulf", "launch", "true", check=False)
+    assert p.returncode == 2 and "runs only inside a job" in p.stderr and "Traceback" not in p.stderr
+    go = three.work / "go2"
+    [jid] = three.submit("--ntasks", "2", "-c", f"while [ ! -e '{go}' ]; do sleep 0.1; done")
+    wait_until("the job to run", lambda: three.job(jid)["state"] == "running")
+    p = three.run("wulf", "launch", "true", check=False,
+                  env_extra={"WULF_JOB_ID": str(jid), "WULF_LAUNCH_KEY": "0" * 64})
+    assert p.returncode == 5 and f"runs only from inside job {jid}" in p.stderr, p.stderr
+    go.touch()
+    three.run("qwait", str(jid))
+
+
+def test_cancel_of_a_multinode_job_leaves_no_process_on_any_host(three: Cluster, test_network: TestNetwork) -> None:
+    script = three.work / "sleepers.sh"
+    script.write_text("#!/bin/sh\n"
+                      f"{BIN / 'wulf'} launch sh -c 'sleep 1000 & sleep 1001; wait'\n")
+    [jid] = three.submit("--nodes", "3", "--ntasks-per-node", "2", "-s", str(script))
+
+    def sleepers(host: str) -> int:
+        p = test_network[host].run(["pgrep", "-c", "-x", "sleep"], capture_output=True, text=True)
+        return int(p.stdout.strip() or 0)
+
+    wait_until("two tasks' sleepers on each host", lambda: all(sleepers(h) == 4 for h in ("node1", "node2", "node3")))
+    three.run("qcancel", str(jid))
+    wait_until("no sleeper left on any host", lambda: all(sleepers(h) == 0 for h in ("node1", "node2", "node3")))
+    assert three.job(jid)["state"] == "cancelled"
+

@@ -85,6 +85,8 @@ def tasks_env(job: StartJob, nodes_file: str | None) -> dict[str, str]:
            "WULF_TASKS_PER_NODE": per_node}
     if nodes_file:
         env["WULF_NODEFILE"] = nodes_file
+    if job.launch_key:
+        env["WULF_LAUNCH_KEY"] = job.launch_key
     if job.dialect == "slurm":
         env.update(SLURM_JOB_NODELIST=nodelist, SLURM_NODELIST=nodelist, SLURM_JOB_NUM_NODES=str(len(names)),
                    SLURM_NNODES=str(len(names)), SLURM_NTASKS=ntasks, SLURM_NPROCS=ntasks,

@@ -180,6 +180,7 @@ class Agent:
         self.use_cgroups = acfg.cgroups == "auto" if cgroups is None else cgroups
         self.cgroups: Cgroups | None = None
         self.cgpool: CgroupPool | None = None
+        self._task_cgroups: dict[int, JobCgroup] = {}  # job -> the cgroup of its tasks here (its script runs elsewhere)
         self._ended_cgroups: list[tuple[int, JobCgroup, bool]] = []  # (job, its cgroup, quiet): after the flush
         self._ended_files: list[Running] = []  # ended jobs whose files are removed after the flush
         self.refused = ""  # why the server refused this agent for good (its node's name is taken)
@@ -451,12 +452,14 @@ class Agent:
     def signal_jobs(self, ids: list[int], signum: int) -> None:
         for job_id in ids:
             run = self.jobs.get(job_id)
-            if run is None:
-                if self.sessions is not None:
-                    self.sessions.signal(job_id, signum)
-            elif signum == signal.SIGTERM:
+            if self.sessions is not None:  # its tasks here (wulf launch), or it is an interactive job
+                self.sessions.signal(job_id, signum)
+            tasks = self._task_cgroups.get(job_id)
+            if tasks is not None:
+                tasks.signal(signum)
+            if run is not None and signum == signal.SIGTERM:
                 self._apply(self.enforcer.stop(job_id, time.time()))  # KILL follows after the grace
-            else:
+            elif run is not None:
                 _signal_job(run, signum)
 
     def _apply(self, actions: Sequence[Action]) -> None:
@@ -568,6 +571,7 @@ class Agent:
             roots = {run.pid: job_id for job_id, run in self.jobs.items()}
             if self.sessions is not None:
                 roots.update({pid: job_id for job_id, pid in self.sessions.running().items()})
+                roots.update(self.sessions.task_pids())  # (a job's tasks: its use, not outside work)
             sample, uses, clusters = self.monitor.sample(roots, self.job_memory)
             await ws.send(Report(sample=sample, jobs=uses, clusters=clusters).model_dump_json())
             await asyncio.sleep(self.interval)
@@ -642,11 +646,34 @@ class Agent:
             if self.sessions is None:
                 error = "this agent takes no interactive jobs"
             else:
-                self.sessions.expect(msg)
+                self.sessions.expect(msg, self._task_cgroup(msg.job.id) if msg.task is not None else ())
         except CannotRun as e:
             error = str(e)
         if self._ws is not None:
-            await self._ws.send(SessionReady(id=msg.job.id, error=error).model_dump_json())
+            await self._ws.send(SessionReady(id=msg.job.id, error=error, task=msg.task).model_dump_json())
+
+    def _task_cgroup(self, job_id: int) -> list[str]:
+        """The cgroup the tasks of ``job_id`` (wulf launch) run in here: the job's own on its first node,
+        else one made for its tasks, removed once none is left (see _task_ended)."""
+        run = self.jobs.get(job_id)
+        if run is not None:
+            cg = run.meter.cgroup if run.meter is not None else None
+            return cg.procs_files() if cg is not None else []
+        cg = self._task_cgroups.get(job_id)
+        if cg is None:
+            cg = self._new_cgroup(job_id, None)
+            if cg is None:
+                return []
+            self._task_cgroups[job_id] = cg
+        return cg.procs_files()
+
+    def _task_ended(self, job_id: int) -> None:
+        """A task of a job whose script runs elsewhere ended: its cgroup goes with the last one."""
+        cg = self._task_cgroups.get(job_id)
+        if cg is not None and self.sessions is not None and not self.sessions.tasks_of(job_id):
+            del self._task_cgroups[job_id]
+            cg.signal(signal.SIGKILL)  # (what its tasks left behind)
+            self._remove_cgroup(job_id, cg, quiet=True)
 
     def _hello(self, session_port: int) -> Hello:
         info = self.monitor.node_info(self.name, self.cpus, self.mem_mb, session_port)
@@ -723,6 +750,7 @@ class Agent:
                                                   lambda: list(self.jobs)))
         self.sessions = SessionServer(self.name, self._session_started, self._finish_exit,
                                       listen=self.config.agent.session_listen)
+        self.sessions.on_task_ended = self._task_ended
         port = await self.sessions.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

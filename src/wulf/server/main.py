@@ -156,6 +156,7 @@ async def serve(config: Config, listen: str | None = None, owner_only: bool = Fa
     tcp = _tcp_socket(listen, tls is not None, any_port) if listen else None
     store = SqliteStore(state / "wulf.db", config.server.synchronous)
     daemon = Daemon(config, store)
+    daemon.launch_secret = key.derive("launch")  # (jobs' launch keys outlive a restart of the server)
     daemon.load()
     security = Security(config, key, store, owner_only=owner_only)
     main: _MainServer | None = None

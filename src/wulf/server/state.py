@@ -121,7 +121,7 @@ class ServerState:
         self.on_pass: Callable[[float, int, float], None] | None = None
         self.relimited: set[int] = set()  # running jobs whose time limit jmod changed: told again on reconnect
         self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, self._job_mail, self._array_ended,
-                                         self._resolve_dependents]
+                                         self._resolve_dependents, self._end_tasks]
         self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
             Submitted: self._submitted, SchedulePass: self._scheduled, JobsStarted: self._started,
             JobsExited: self._exited, CancelRequested: self._cancel, HoldRequested: self._hold,
@@ -311,6 +311,11 @@ class ServerState:
         for name in job.node_names[1:]:
             self.node(name).shares[job.id] = job
 
+    @staticmethod
+    def _end_tasks(job: Job) -> Iterable[Instruction]:
+        """End hook: a job of several tasks that ended leaves no task on its other nodes (wulf launch)."""
+        return [Send(name, Signal(ids=[job.id], signal=9)) for name in job.node_names[1:]] if job.alloc else ()
+
     def _detach(self, job: Job) -> None:
         """Take a running job off its node's books (and a job of several tasks off its other nodes')."""
         for name in job.node_names[1:]:
@@ -491,7 +496,7 @@ class ServerState:
             if job.final:
                 continue
             if job.state is JobState.RUNNING:
-                signals.setdefault(job.node, []).append(job.id)
+                signals.setdefault(job.node, []).append(job.id)  # (its tasks elsewhere: see _end_tasks)
             ended += self.end(job, JobState.CANCELLED, ev.now, f"cancelled by {ev.by}")
             changed.append(job)
         if not changed:
@@ -1059,6 +1064,7 @@ class ServerState:
     def _retry(self, job: Job, why: str) -> list[Instruction]:
         """Put a job whose run failed back in line, as its next attempt (the caller commits it). Its run
         is over (its exit was reported, or its node was lost): it never runs twice at once."""
+        kill = list(self._end_tasks(job))
         self._detach(job)
         job.set_state(JobState.QUEUED)
         job.restarts += 1
@@ -1068,7 +1074,7 @@ class ServerState:
         job.reason = f"queued again after attempt {job.restarts} of {job.retries + 1} failed: {why}"
         if job.id not in self.strays:  # (else it waits for the end of an earlier run a node still has)
             self._enqueue(job)
-        return [Log(logging.INFO, f"job {job.id}: {job.reason}"), *jobmail.on_requeue(job), Wake()]
+        return [Log(logging.INFO, f"job {job.id}: {job.reason}"), *kill, *jobmail.on_requeue(job), Wake()]
 
     def _park(self, jobs: list[Job]) -> tuple[Job, ...]:
         """Jobs queued again after an exit their node reported: out of line until the node has been sent
