@@ -4,8 +4,11 @@ finds, the slots it holds on every node, and its end."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 from hosts import TestNetwork
 
 from wulfproc import BIN, Cluster, wait_until
@@ -95,3 +98,57 @@ def test_cancel_of_a_multinode_job_leaves_no_process_on_any_host(three: Cluster,
     wait_until("no sleeper left on any host", lambda: all(sleepers(h) == 0 for h in ("node1", "node2", "node3")))
     assert three.job(jid)["state"] == "cancelled"
 
+
+
+HELLO = r"""
+#include <mpi.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int rank, size;
+    char host[256];
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    gethostname(host, sizeof host);
+    printf("rank %d of %d on %s\n", rank, size, host);
+    MPI_Finalize();
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("mpicc") is None or shutil.which("mpiexec") is None,
+                    reason="needs MPICH (mpicc, mpiexec; .ci/run installs it)")
+def test_mpi_hello_world_runs_its_ranks_on_three_hosts_through_wulf_rsh(three: Cluster) -> None:
+    source = three.work / "hello.c"
+    source.write_text(HELLO)
+    subprocess.run(["mpicc", "-o", str(three.work / "hello"), str(source)], check=True, capture_output=True)
+    script = three.work / "mpi.sh"
+    script.write_text(f"#!/bin/sh\nexport PATH={BIN}:$PATH\ncd {three.work}\nmpiexec -n 6 ./hello\n")
+    [jid] = three.submit("--nodes", "3", "--ntasks-per-node", "2", "-s", str(script))
+    three.run("qwait", str(jid), check=False, timeout=120)
+    out = (three.work / f"wulf-{jid}.out").read_text()
+    assert three.job(jid)["state"] == "done", out
+    ranks = sorted(line for line in out.splitlines() if line.startswith("rank "))
+    hosts = {}
+    for line in ranks:
+        words = line.split()
+        assert words[2:4] == ["of", "6"], out
+        hosts[int(words[1])] = words[5]
+    assert sorted(hosts) == list(range(6)), out
+    assert sorted(hosts.values()) == ["node1", "node1", "node2", "node2", "node3", "node3"], out
+
+
+def test_wulf_rsh_reaches_only_the_jobs_own_nodes(three: Cluster) -> None:
+    script = three.work / "rsh.sh"
+    script.write_text("#!/bin/sh\n"
+                      f"{BIN / 'wulf-rsh'} $(sed -n 2p $WULF_NODEFILE) hostname; echo \"mine $?\"\n"
+                      f"{BIN / 'wulf-rsh'} node3 hostname; echo \"other $?\"\n")
+    [jid] = three.submit("--nodes", "2", "--constraint", "name!=node3", "-s", str(script))
+    three.run("qwait", str(jid), check=False)
+    out = (three.work / f"wulf-{jid}.out").read_text()
+    lines = out.splitlines()
+    second = three.job(jid)["alloc"].split(",")[1].split(":")[0]
+    assert lines[:2] == [second, "mine 0"], out
+    assert f"node3 is not a node of job {jid}'s allocation (node[1-2])" in out and "other 5" in lines, out

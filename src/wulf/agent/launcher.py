@@ -39,6 +39,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -87,6 +88,7 @@ def tasks_env(job: StartJob, nodes_file: str | None) -> dict[str, str]:
         env["WULF_NODEFILE"] = nodes_file
     if job.launch_key:
         env["WULF_LAUNCH_KEY"] = job.launch_key
+        env.update(mpi_env(env, nodes_file))
     if job.dialect == "slurm":
         env.update(SLURM_JOB_NODELIST=nodelist, SLURM_NODELIST=nodelist, SLURM_JOB_NUM_NODES=str(len(names)),
                    SLURM_NNODES=str(len(names)), SLURM_NTASKS=ntasks, SLURM_NPROCS=ntasks,
@@ -185,6 +187,23 @@ def rc_path(runtime: str, job_id: int) -> str:
 
 def script_path(scratch: str, job_id: int) -> str:
     return os.path.join(scratch, f"wulf-{job_id}.script")
+
+
+@functools.cache
+def _rsh() -> str:
+    """wulf-rsh: where it is installed (beside the agent's Python in a virtual environment), else by name."""
+    beside = os.path.join(os.path.dirname(sys.executable), "wulf-rsh")
+    return shutil.which("wulf-rsh") or (beside if os.access(beside, os.X_OK) else "wulf-rsh")
+
+
+def mpi_env(env: dict[str, str], nodes_file: str | None) -> dict[str, str]:
+    """What makes MPI start its ranks through wulf (``wulf-rsh``, no ssh) on the job's nodes: MPICH's Hydra
+    (HYDRA_LAUNCHER, HYDRA_LAUNCHER_EXEC, and its host file) and Open MPI (plm_rsh_agent, its host file).
+    What the job was submitted with wins (a user may choose another launcher)."""
+    out = {"HYDRA_LAUNCHER": "rsh", "HYDRA_LAUNCHER_EXEC": _rsh(), "OMPI_MCA_plm_rsh_agent": _rsh()}
+    if nodes_file:
+        out.update(HYDRA_HOST_FILE=nodes_file, OMPI_MCA_orte_default_hostfile=nodes_file)
+    return {k: v for k, v in out.items() if k not in env}
 
 
 def nodes_path(scratch: str, job_id: int) -> str:

@@ -206,6 +206,7 @@ def _rsh_parser() -> ArgParser:
     p = ArgParser(prog="wulf-rsh", description=RSH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", dest="no_stdin", action="store_true", help="no input (as rsh -n)")
     p.add_argument("-l", dest="user", metavar="USER", help="as rsh -l: only you (the job's owner)")
+    p.add_argument("-x", dest="no_x11", action="store_true", help="ignored (no X11 is forwarded)")
     p.add_argument("host", metavar="HOST", help="a node of the job")
     p.add_argument("words", nargs=argparse.REMAINDER, metavar="CMD", help="the command (joined by spaces, as rsh does)")
     return p
