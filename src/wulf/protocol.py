@@ -517,7 +517,8 @@ class LaunchRequest(Request):
     command: CommandText = Field(min_length=1)
     cwd: PathText
     env: Env = {}
-    nodes: list[Annotated[str, Field(max_length=MAX_PATH)]] | None = None  # only on these of its nodes (wulf-rsh)
+    #: only on these of its nodes, one task each (wulf-rsh)
+    nodes: Annotated[list[Annotated[str, Field(max_length=MAX_PATH)]], Field(max_length=MAX_JOB_TASKS)] | None = None
 
 
 class LaunchedTask(Msg):

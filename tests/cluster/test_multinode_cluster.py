@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hosts import TestNetwork
 
-from wulfproc import BIN, Cluster, wait_until
+from wulfproc import BIN, Cluster, free_port, running_cluster, wait_until
 
 
 def test_a_3x2_job_finds_its_allocation_and_holds_every_slot(three: Cluster, test_network: TestNetwork) -> None:
@@ -152,3 +153,23 @@ def test_wulf_rsh_reaches_only_the_jobs_own_nodes(three: Cluster) -> None:
     second = three.job(jid)["alloc"].split(",")[1].split(":")[0]
     assert lines[:2] == [second, "mine 0"], out
     assert f"node3 is not a node of job {jid}'s allocation (node[1-2])" in out and "other 5" in lines, out
+
+
+def test_a_host_lost_under_a_multinode_job_fails_it_and_ends_its_script(make_test_network: Callable[..., TestNetwork],
+                                                                        shared_tmp: Path) -> None:
+    net = make_test_network(3)
+    port = free_port(net.gateway)
+    with running_cluster(shared_tmp, listen=f"{net.gateway}:{port}", config="[server]\nnode_lost_after = 2\n") as c:
+        agents = {h.name: c.agent(h.name, cpus=2, server=f"http://{net.gateway}:{port}", popen=h.popen) for h in net}
+        [jid] = c.submit("--nodes", "3", "-c", "sleep 600")
+        job = wait_until("the job to run", lambda: (j := c.job(jid))["state"] == "running" and j.get("pid") and j)
+        first, second = job["node"], job["alloc"].split(",")[1].split(":")[0]
+        agents[second].kill()  # its agent is gone for good: the host is lost
+        job = wait_until("the job to fail", lambda: (j := c.job(jid))["state"] == "failed" and j, timeout=60)
+        assert job["reason"].startswith(f"node lost: {second} down since"), job
+
+        def sleeping() -> int:
+            p = net[first].run(["pgrep", "-c", "-x", "sleep"], capture_output=True, text=True)
+            return int(p.stdout.strip() or 0)
+
+        wait_until(f"the script on {first} to be killed", lambda: sleeping() == 0)
