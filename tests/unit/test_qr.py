@@ -101,3 +101,14 @@ def test_qr_tasks_and_nodes() -> None:
         spec("--ntasks", "5", "--nodes", "3", "--ntasks-per-node", "2")
     with pytest.raises(UsageError, match="--nodes: 'x' is not a whole number"):
         spec("--nodes", "x")
+
+
+def test_python_api_tasks_and_nodes() -> None:
+    from wulf.api.spec import Options, common
+
+    assert {k: v for k, v in common(Options(nodes=3, tasks_per_node=2, cwd="/")).items()
+            if k in ("ntasks", "nodes", "tasks_per_node")} == {"nodes": 3, "tasks_per_node": 2}
+    with pytest.raises(UsageError, match="does not agree"):
+        common(Options(ntasks=5, nodes=3, tasks_per_node=2, cwd="/"))
+    with pytest.raises(UsageError, match="nodes: '3' is not a whole number"):
+        common(Options(nodes="3", cwd="/"))  # type: ignore[arg-type]
