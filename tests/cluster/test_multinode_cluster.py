@@ -173,3 +173,21 @@ def test_a_host_lost_under_a_multinode_job_fails_it_and_ends_its_script(make_tes
             return int(p.stdout.strip() or 0)
 
         wait_until(f"the script on {first} to be killed", lambda: sleeping() == 0)
+
+
+def test_an_sbatch_script_of_three_nodes_runs_srun_across_them(three: Cluster) -> None:
+    compat = three.work / "compat"
+    three.run("wulf", "compat", str(compat))
+    script = three.work / "slurm.sh"
+    script.write_text("#!/bin/sh\n#SBATCH --nodes=3\n#SBATCH --ntasks-per-node=1\n"
+                      f"export PATH={compat}:$PATH\n"
+                      "echo \"$SLURM_JOB_NODELIST $SLURM_NTASKS\"\n"
+                      "srun -l sh -c 'echo $SLURM_PROCID $(hostname)'\n")
+    [jid] = three.submit("-s", str(script))
+    three.run("qwait", str(jid), check=False)
+    out = (three.work / f"slurm-{jid}.out").read_text()  # (a Slurm script's default output)
+    job = three.job(jid)
+    assert job["state"] == "done" and job["nodes"] == "node[1-3]", out
+    nodes = [p.split(":")[0] for p in job["alloc"].split(",")]
+    lines = out.splitlines()
+    assert lines[0] == "node[1-3] 3" and sorted(lines[1:]) == [f"{i}: {i} {nodes[i]}" for i in range(3)], out
