@@ -292,3 +292,19 @@ def test_cancel_takes_a_job_off_all_its_nodes() -> None:
     assert len(job.node_names) == 2
     state.handle(CancelRequested((job,), "ann", T0 + 1))
     assert job.state is JobState.CANCELLED and not any(n.shares for n in state.nodes.values())
+
+
+def test_tasks_on_another_node_use_the_jobs_slots_not_outside_room() -> None:
+    from wulf.protocol import JobUse, NodeSample, Report
+    from wulf.server.events import Reported
+
+    state = _state()
+    for n in ("n1", "n2"):
+        _up(state, n, cpus=4)
+    job = _multi(state, Shape(4, 2, 2))
+    state.handle(SchedulePass(T0))
+    other = job.node_names[1]
+    sample = NodeSample(time=T0 + 1, used_cpu=2.0, used_mem_mb=64.0)
+    state.handle(Reported(other, Report(sample=sample, jobs=[JobUse(id=job.id, cpu=2.0, mem_mb=64.0)], clusters=[])))
+    free = node_free(state.view(state.nodes[other]))
+    assert free.cpu == pytest.approx(2.0)  # its two slots, and nothing more for what its tasks use

@@ -56,6 +56,7 @@ class Node:
     external: dict[str, int] = field(default_factory=dict)  # cluster key -> job id
     #: jobs of several tasks whose first node is another: the slots they hold here (issue 13 §1)
     shares: dict[int, Job] = field(default_factory=dict)
+    share_use: dict[int, tuple[float, float]] = field(default_factory=dict)  # what its tasks here use (cpu, MB)
     missing: dict[str, int] = field(default_factory=dict)  # cluster key -> reports it was absent from
     _read: tuple[NodeSample, dict[str, float]] | None = field(default=None, repr=False)  # see _metrics
 
@@ -100,7 +101,8 @@ class Node:
             uses.append(u)
         for j in self.shares.values():  # slots held here for a job that runs its script elsewhere
             k = slots_on(j.alloc, self.name)
-            uses.append(RunningUse(j.cpu * k, j.mem_mb * k, 0.0, 0.0, j.user))
+            cpu, mem = self.share_use.get(j.id, (0.0, 0.0))  # (its tasks' use is its own, not outside work)
+            uses.append(RunningUse(j.cpu * k, j.mem_mb * k, cpu, mem, j.user))
         return NodeView(
             name=self.name,
             cpus=self.cpus,

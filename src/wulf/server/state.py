@@ -321,6 +321,7 @@ class ServerState:
         for name in job.node_names[1:]:
             other = self.nodes.get(name)
             if other is not None and other.shares.pop(job.id, None) is not None:
+                other.share_use.pop(job.id, None)
                 self.touch(name)
         node = self.nodes.get(job.node)
         if node is not None and node.jobs.pop(job.id, None) is not None:
@@ -755,6 +756,9 @@ class ServerState:
             job = node.jobs.get(use.id)
             if job is not None and (job.cpu_used != use.cpu or job.mem_used != use.mem_mb):
                 job.cpu_used, job.mem_used = use.cpu, use.mem_mb
+                changed = True
+            elif job is None and use.id in node.shares and node.share_use.get(use.id) != (use.cpu, use.mem_mb):
+                node.share_use[use.id] = (use.cpu, use.mem_mb)  # the tasks (wulf launch) of a job on another node
                 changed = True
         if changed:  # (a report that tells nothing new leaves the node's view, and the next pass, alone)
             self.touch(node.name)
