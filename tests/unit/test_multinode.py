@@ -308,3 +308,16 @@ def test_tasks_on_another_node_use_the_jobs_slots_not_outside_room() -> None:
     state.handle(Reported(other, Report(sample=sample, jobs=[JobUse(id=job.id, cpu=2.0, mem_mb=64.0)], clusters=[])))
     free = node_free(state.view(state.nodes[other]))
     assert free.cpu == pytest.approx(2.0)  # its two slots, and nothing more for what its tasks use
+
+
+def test_a_reserved_node_keeps_no_room_for_another_job() -> None:
+    # ann's 2 × 2 job is reserved n0 and n1; bob, behind in his share, would have room kept on the
+    # node held for him before (n0): he gets another node
+    nodes = [_node("n0", 2, busy=1), _node("n1", 2, busy=1), _node("n2", 2, busy=1)]
+    pool = NodePool(nodes, RANK)
+    out = schedule([QueueView("ann", "default", [_job(1, "ann", Shape(4, 2, 2))]),
+                    QueueView("bob", "default", [_job(2, "bob", cpu=2.0)]),
+                    QueueView("cy", "default", [_job(3, "cy", cpu=2.0)])],
+                   {"ann": UserView("ann", 0), "bob": UserView("bob", 0), "cy": UserView("cy", 5)}, pool,
+                   held={2: "n0"})
+    assert out.reserved == {1: ["n0", "n1"]} and out.held[2] == "n2"

@@ -338,6 +338,7 @@ class NodePool:
             self._version[name] += 1
             self._entry.pop(name, None)
             self._reserved.add(name)
+            self._holding.add(name)  # (no room is kept there for another job in this pass either)
         if job is not None:
             self._reserved_for = {job: reserved}
         return reserved
