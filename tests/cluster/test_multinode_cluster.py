@@ -191,3 +191,22 @@ def test_an_sbatch_script_of_three_nodes_runs_srun_across_them(three: Cluster) -
     nodes = [p.split(":")[0] for p in job["alloc"].split(",")]
     lines = out.splitlines()
     assert lines[0] == "node[1-3] 3" and sorted(lines[1:]) == [f"{i}: {i} {nodes[i]}" for i in range(3)], out
+
+
+def test_signals_to_wulf_launch_go_to_every_task(three: Cluster) -> None:
+    ready = three.work / "ready"
+    ready.mkdir()
+    script = three.work / "signals.sh"
+    script.write_text("#!/bin/sh\n"
+                      f"{BIN / 'wulf'} launch -l sh -c 'trap \"echo got USR1; exit 7\" USR1; "
+                      f"touch {ready}/$WULF_TASK_ID; while :; do sleep 0.1; done' &\n"
+                      "launched=$!\n"
+                      f"until [ $(ls {ready} | wc -l) -ge 6 ]; do sleep 0.1; done\n"
+                      "kill -USR1 $launched\n"
+                      "wait $launched\n"
+                      "echo \"launch exit $?\"\n")
+    [jid] = three.submit("--nodes", "3", "--ntasks-per-node", "2", "-s", str(script))
+    three.run("qwait", str(jid), check=False)
+    out = (three.work / f"wulf-{jid}.out").read_text()
+    assert sorted(line for line in out.splitlines() if "got USR1" in line) == [f"{i}: got USR1" for i in range(6)], out
+    assert "launch exit 7" in out.splitlines(), out

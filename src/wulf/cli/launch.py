@@ -67,7 +67,7 @@ def cmd_launch(args: argparse.Namespace, config: object = None) -> int:
         ntasks = int(args.ntasks)
     import shlex
 
-    return launch(shlex.join(words), ntasks=ntasks, label=args.label)
+    return launch("exec " + shlex.join(words), ntasks=ntasks, label=args.label)  # (the task is CMD itself)
 
 
 def _job() -> tuple[int, str]:
@@ -101,38 +101,44 @@ def launch(command: str, ntasks: int | None = None, label: bool = False, hosts: 
                             "env": _env()}
     if hosts is not None:
         body["nodes"] = list(hosts)
-    reply = Client().post("/api/v1/launch", body, timeout=60)
     relays: list[_Task] = []
-    statuses: dict[int, int] = {}
-    for t in reply["tasks"]:
-        try:
-            sock = connect(t["host"], int(t["port"]), t["token"])
-        except OSError as e:
-            print(f"{_prog()}: task {t['task']} on {t['node']}: cannot connect to its agent: {e.strerror or e}",
-                  file=sys.stderr)
-            statuses[t["task"]] = LOST
-            continue
-        relays.append(_Task(sock, int(t["task"]), str(t["node"]), label, stdin))
-    return max([*statuses.values(), *_run_all(relays)], default=0)
+    early: list[int] = []  # signals that came before the tasks (they get them once they start)
 
-
-def _run_all(relays: list[_Task]) -> list[int]:
-    """Run every relay in a thread of its own; signals to this process go to every task meanwhile."""
     def forward(signum: int, _frame: object) -> None:
+        early.append(signum)
         for r in relays:
             r.send_signal(signum)
 
-    old = {s: signal.signal(s, forward) for s in FORWARDED}
-    threads = [threading.Thread(target=r.go, daemon=True) for r in relays]
+    old = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
-        for th in threads:
-            th.start()
-        for th in threads:
-            while th.is_alive():
-                th.join(0.5)  # (so that the main thread takes signals)
+        reply = Client().post("/api/v1/launch", body, timeout=60)
+        statuses: dict[int, int] = {}
+        for t in reply["tasks"]:
+            try:
+                sock = connect(t["host"], int(t["port"]), t["token"])
+            except OSError as e:
+                print(f"{_prog()}: task {t['task']} on {t['node']}: cannot connect to its agent: "
+                      f"{e.strerror or e}", file=sys.stderr)
+                statuses[t["task"]] = LOST
+                continue
+            task = _Task(sock, int(t["task"]), str(t["node"]), label, stdin)
+            for signum in early:
+                task.send_signal(signum)
+            relays.append(task)
+        return max([*statuses.values(), *_run_all(relays)], default=0)
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _run_all(relays: list[_Task]) -> list[int]:
+    """Run every relay in a thread of its own (the main thread takes the signals meanwhile)."""
+    threads = [threading.Thread(target=r.go, daemon=True) for r in relays]
+    for th in threads:
+        th.start()
+    for th in threads:
+        while th.is_alive():
+            th.join(0.5)
     return [r.status for r in relays]
 
 

@@ -133,5 +133,5 @@ def _across(given: dict[str, str], command: list[str]) -> int:
     env = step_env({**given, "ntasks": str(ntasks or os.environ.get("WULF_NTASKS", "1"))}, dict(os.environ))
     os.environ.update(env)
     sys.stdout.flush()
-    return launch(shlex.join(["/bin/sh", "-c", _TASK, "srun", *command]), ntasks=ntasks,
+    return launch("exec " + shlex.join(["/bin/sh", "-c", _TASK, "srun", *command]), ntasks=ntasks,
                   label="label" in given or "l" in given)
