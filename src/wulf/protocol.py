@@ -379,7 +379,8 @@ class Session(Msg):
     token: str
     pty: bool
     #: a task of ``wulf launch`` in job ``job.id`` (issue 13 §1), not an interactive job: it runs in the
-    #: job's cgroup here, and its exit goes only to ``wulf launch``
+    #: job's cgroup here, and its exit goes only to ``wulf launch``. The number is its session's (the server's
+    #: serial, unique among the job's tasks); the task's own id is in its environment (WULF_TASK_ID)
     task: int | None = None
 
     @model_serializer(mode="wrap")

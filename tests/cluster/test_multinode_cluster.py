@@ -128,7 +128,7 @@ def test_mpi_hello_world_runs_its_ranks_on_three_hosts_through_wulf_rsh(three: C
     script = three.work / "mpi.sh"
     script.write_text(f"#!/bin/sh\nexport PATH={BIN}:$PATH\ncd {three.work}\nmpiexec -n 6 ./hello\n")
     [jid] = three.submit("--nodes", "3", "--ntasks-per-node", "2", "-s", str(script))
-    three.run("qwait", str(jid), check=False, timeout=120)
+    three.run("qwait", "-t", "60", str(jid), check=False, timeout=90)
     out = (three.work / f"wulf-{jid}.out").read_text()
     assert three.job(jid)["state"] == "done", out
     ranks = sorted(line for line in out.splitlines() if line.startswith("rank "))
@@ -145,7 +145,11 @@ def test_wulf_rsh_reaches_only_the_jobs_own_nodes(three: Cluster) -> None:
     script = three.work / "rsh.sh"
     script.write_text("#!/bin/sh\n"
                       f"{BIN / 'wulf-rsh'} $(sed -n 2p $WULF_NODEFILE) hostname; echo \"mine $?\"\n"
-                      f"{BIN / 'wulf-rsh'} node3 hostname; echo \"other $?\"\n")
+                      f"{BIN / 'wulf-rsh'} node3 hostname; echo \"other $?\"\n"
+                      "for i in 1 2 3 4 5 6; do\n"  # at once, to one node (as mpirun may): each its own task
+                      f"  {BIN / 'wulf-rsh'} $(sed -n 2p $WULF_NODEFILE) echo at once $i &\n"
+                      "done\n"
+                      "wait\n")
     [jid] = three.submit("--nodes", "2", "--constraint", "name!=node3", "-s", str(script))
     three.run("qwait", str(jid), check=False)
     out = (three.work / f"wulf-{jid}.out").read_text()
@@ -153,6 +157,7 @@ def test_wulf_rsh_reaches_only_the_jobs_own_nodes(three: Cluster) -> None:
     second = three.job(jid)["alloc"].split(",")[1].split(":")[0]
     assert lines[:2] == [second, "mine 0"], out
     assert f"node3 is not a node of job {jid}'s allocation (node[1-2])" in out and "other 5" in lines, out
+    assert sorted(line for line in lines if line.startswith("at once")) == [f"at once {i}" for i in range(1, 7)], out
 
 
 def test_a_host_lost_under_a_multinode_job_fails_it_and_ends_its_script(make_test_network: Callable[..., TestNetwork],

@@ -11,6 +11,7 @@ restarted server never starts a job twice.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -139,7 +140,8 @@ class Daemon:
         self.started_at = time.time()
         self._wake = asyncio.Event()
         self._sessions: dict[int, asyncio.Future[str]] = {}
-        self._task_sessions: dict[tuple[int, int], asyncio.Future[str]] = {}  # (job, task) -> its agent's answer
+        self._task_sessions: dict[tuple[int, int], asyncio.Future[str]] = {}  # (job, session) -> its agent's answer
+        self._task_serial = itertools.count(1)  # each task's session: concurrent launches (wulf-rsh) never clash
         #: derives each job's launch key (see wulf.server.launch); the server's main gives the cluster key's
         self.launch_secret = secrets.token_bytes(32)
         self._dirty: dict[int, Job] = {}  # changed in memory, not yet handed to the store
@@ -743,7 +745,7 @@ class Daemon:
         base = await asyncio.to_thread(self._start_job, job)
         loop = asyncio.get_running_loop()
         out: list[LaunchedTask] = []
-        waits: list[tuple[str, int, asyncio.Future[str]]] = []
+        waits: list[tuple[str, int, int, asyncio.Future[str]]] = []  # (node, task, its session, its answer)
         try:
             for name, task, local in placed:
                 node = self.nodes.get(name)
@@ -753,12 +755,13 @@ class Daemon:
                     "command": req.command, "script": None, "cwd": req.cwd, "keep_script": False,
                     "env": launch.task_env(req.env, task, local, len(placed), name)})
                 token = secrets.token_urlsafe(24)
-                fut = self._task_sessions[(job.id, task)] = loop.create_future()
-                waits.append((name, task, fut))
-                await self._send(name, Session(job=start, token=token, pty=False, task=task))
+                serial = next(self._task_serial)
+                fut = self._task_sessions[(job.id, serial)] = loop.create_future()
+                waits.append((name, task, serial, fut))
+                await self._send(name, Session(job=start, token=token, pty=False, task=serial))
                 out.append(LaunchedTask(task=task, node=name, host=node.address, port=node.info.session_port,
                                         token=token))
-            for name, task, fut in waits:
+            for name, task, _, fut in waits:
                 try:
                     error = await asyncio.wait_for(fut, 10.0)
                 except TimeoutError:
@@ -766,8 +769,8 @@ class Daemon:
                 if error:
                     raise Refused(f"could not start task {task} of job {job.id} on {name}: {error}")
         finally:
-            for _, task, _ in waits:
-                self._task_sessions.pop((job.id, task), None)
+            for _, _, serial, _ in waits:
+                self._task_sessions.pop((job.id, serial), None)
         return LaunchReply(tasks=out)
 
     # ------------------------------------------------------------------ output (jtail; see wulf.server.output)
