@@ -22,6 +22,7 @@ from pydantic import (
 
 from wulf.model.array import MAX_TASKS
 from wulf.model.job import MAX_RETRIES
+from wulf.model.tasks import MAX_JOB_TASKS
 
 PROTOCOL_VERSION = 4
 """2: wulf 0.1.0. 3: wulf 0.2.0 (a start names the job's dialect, array and attempt; an agent of 0.1.0
@@ -193,6 +194,10 @@ class JobSpec(Request):
     # warning signals and checkpoints (issue 13 §2, see wulf.model.checkpoint)
     warn_signal: ShortText = ""  # "USR1@60": SIGUSR1 a minute before its time limit (needs one)
     checkpoint: ShortText = ""  # "USR1@1800": checkpoint every half hour and before a stop wulf chooses
+    # multi-node and multi-task jobs (issue 13 §1): cpu and mem_mb are then each task's (see wulf.model.tasks)
+    ntasks: int | None = Field(default=None, ge=1, le=MAX_JOB_TASKS)  # None: one, or --nodes × --ntasks-per-node
+    nodes: int | None = Field(default=None, ge=1, le=MAX_JOB_TASKS)  # on exactly this many nodes
+    tasks_per_node: int | None = Field(default=None, ge=1, le=MAX_JOB_TASKS)
 
 
 class StartJob(Msg):
@@ -236,11 +241,17 @@ class StartJob(Msg):
     checkpoint_exit: int | None = Field(default=None, ge=1, le=255)
     append_output: bool = False
 
+    # a job of several tasks (issue 13 §1): its slots, "first:2,n2:2" (this node first), and its tasks in all
+    alloc: Annotated[str, Field(max_length=1 << 20)] = ""
+    ntasks: int = Field(default=1, ge=1, le=MAX_JOB_TASKS)
+    launch_key: str = ""  # what proves `wulf launch` runs inside the job (WULF_LAUNCH_KEY; see server.launch)
+
     @model_serializer(mode="wrap")
     def _without_array(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A job that is no task is sent without the array fields, as before arrays, and one without
-        warning signals or checkpoints without theirs: an agent of the same protocol version that
-        predates them (it forbids fields it does not know) still takes it."""
+        """A job that is no task is sent without the array fields, as before arrays, one without warning
+        signals or checkpoints without theirs, and a job of one task without the fields of jobs of
+        several: an agent of the same protocol version that predates them (it forbids fields it does not
+        know) still takes it."""
         data: dict[str, Any] = handler(self)
         if self.array_id is None:
             for name in _ARRAY_FIELDS:
@@ -248,6 +259,10 @@ class StartJob(Msg):
         for name, default in _CHECKPOINT_FIELDS.items():
             if data.get(name, default) == default:
                 data.pop(name, None)
+        if not self.alloc:
+            data.pop("alloc", None)
+            data.pop("ntasks", None)
+            data.pop("launch_key", None)
         return data
 
 
@@ -310,6 +325,7 @@ class SessionReady(Msg):
     type: Literal["session_ready"] = "session_ready"
     id: int
     error: str = ""
+    task: int | None = None  # a task of `wulf launch` (see Session.task)
 
 
 class Ran(Msg):
@@ -381,6 +397,18 @@ class Session(Msg):
     job: StartJob
     token: str
     pty: bool
+    #: a task of ``wulf launch`` in job ``job.id`` (issue 13 §1), not an interactive job: it runs in the
+    #: job's cgroup here, and its exit goes only to ``wulf launch``. The number is its session's (the server's
+    #: serial, unique among the job's tasks); the task's own id is in its environment (WULF_TASK_ID)
+    task: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_task(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An interactive job's session is sent as before tasks (an agent that predates them takes it)."""
+        data: dict[str, Any] = handler(self)
+        if self.task is None:
+            data.pop("task", None)
+        return data
 
 
 class Ack(Msg):
@@ -497,6 +525,32 @@ class InteractiveRequest(Request):
     env: Env = {}
     umask: int | None = Field(default=None, ge=0, le=0o777)
     pty: bool = False
+
+
+class LaunchRequest(Request):
+    """``wulf launch`` from inside job ``job``: ``command`` as ``ntasks`` tasks (None: one a slot) across
+    its allocation, with ``env`` and in ``cwd``; ``secret`` is the job's WULF_LAUNCH_KEY."""
+
+    job: int = Field(ge=1)
+    secret: Annotated[str, Field(max_length=256)]
+    ntasks: int | None = Field(default=None, ge=1, le=MAX_JOB_TASKS)
+    command: CommandText = Field(min_length=1)
+    cwd: PathText
+    env: Env = {}
+    #: only on these of its nodes, one task each (wulf-rsh)
+    nodes: Annotated[list[Annotated[str, Field(max_length=MAX_PATH)]], Field(max_length=MAX_JOB_TASKS)] | None = None
+
+
+class LaunchedTask(Msg):
+    task: int
+    node: str
+    host: str
+    port: int
+    token: str
+
+
+class LaunchReply(Msg):
+    tasks: list[LaunchedTask]
 
 
 class InteractiveReply(Msg):

@@ -131,7 +131,7 @@ def test_pbs_node_properties_and_queues() -> None:
     req = read("#PBS -l nodes=dijon03:ppn=1,walltime=10000:00\n", where("x"))
     assert req.time_limit == 10000 * 60.0 and [n.directive for n in req.notes] == ["#PBS -l nodes=dijon03"]
     req = read("#PBS -lselect=2:ncpus=3:mem=1gb+1:ncpus=2 -l place=scatter\n", where("x"))
-    assert (req.cpu, req.mem_mb, req.nodes) == (8.0, 2048.0, 3)
+    assert (req.cpu, req.mem_mb, req.nodes, req.ntasks, req.tasks_per_node) == (1.0, 256.0, 3, 8, None)
     assert {n.directive for n in req.notes} == {"#PBS -l select=2:ncpus=3:mem=1gb+1:ncpus=2", "#PBS -l place=scatter"}
     req = read("#$ -q cpu-e.q@* -pe smp 2-8 -l h_rt=INFINITY\n", where("x"))
     assert (req.queue, req.cpu, req.time_limit, req.notes) == ("cpu-e.q", 2.0, None, [])

@@ -11,7 +11,7 @@ from wulf.cli.jstat import group_arrays, jobs_table
 def _job(**kw: Any) -> dict[str, Any]:
     job = {"id": 7, "user": "alice", "queue": "default", "origin": "batch", "state": "queued", "exit_code": None,
            "node": None, "cpu": 4.0, "mem_mb": 1024.0, "age": 75.0, "reason": "", "command": "echo hi",
-           "array_id": None, "array_index": None, "restarts": 0, "checkpoints": 0}
+           "array_id": None, "array_index": None, "restarts": 0, "checkpoints": 0, "ntasks": 1, "nodes": None}
     job.update(kw)
     return job
 
@@ -71,3 +71,8 @@ def test_an_arrays_waiting_tasks_are_one_line_and_its_running_ones_a_line_each()
     assert [line.split()[0] for line in lines] == ["5", "12[1]", "12[2]", "12[1-1000%2]"]
     assert "[queued 998, running 2, done 0, failed 0] echo hi" in lines[3]
     assert len(jobs_table(tasks).splitlines()) == 7  # --expand: a line a task
+
+
+def test_a_job_of_several_nodes_shows_all_its_nodes_and_all_its_cpus() -> None:
+    out = jobs_table([_job(state="running", node="n1", nodes="n[1-3]", ntasks=6, cpu=0.5, mem_mb=100.0)])
+    assert out.splitlines()[1].split()[5:8] == ["n[1-3]", "3", "600M"]

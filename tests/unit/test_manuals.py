@@ -24,7 +24,7 @@ def test_every_help_has_examples(parser: object) -> None:
 
 
 def test_every_installed_command_has_a_page() -> None:
-    scripts = re.findall(r'^(\w+) = "wulf\.cli', (REPO / "pyproject.toml").read_text(), re.MULTILINE)
+    scripts = re.findall(r'^([\w-]+) = "wulf\.cli', (REPO / "pyproject.toml").read_text(), re.MULTILINE)
     assert sorted(scripts) == sorted(manpage.COMMANDS)
 
 

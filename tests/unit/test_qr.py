@@ -86,3 +86,29 @@ def test_qr_nice() -> None:
     for bad in ("x", "1.5", "20", "-21"):
         with pytest.raises(UsageError, match="--nice"):
             specs("--nice", bad)
+
+
+def test_qr_tasks_and_nodes() -> None:
+    from wulf.cli.qr import _parser, build_specs
+
+    def spec(*argv: str) -> dict[str, object]:
+        return build_specs(_parser().parse_args([*argv, "-c", "true"]), "/tmp")[0]
+
+    got = spec("--nodes", "3", "--ntasks-per-node", "2", "--cpu", "0.5")
+    assert (got["nodes"], got["tasks_per_node"], got["cpu"]) == (3, 2, 0.5) and "ntasks" not in got
+    assert spec("--ntasks", "6")["ntasks"] == 6
+    with pytest.raises(UsageError, match="--ntasks 5 does not agree"):
+        spec("--ntasks", "5", "--nodes", "3", "--ntasks-per-node", "2")
+    with pytest.raises(UsageError, match="--nodes: 'x' is not a whole number"):
+        spec("--nodes", "x")
+
+
+def test_python_api_tasks_and_nodes() -> None:
+    from wulf.api.spec import Options, common
+
+    assert {k: v for k, v in common(Options(nodes=3, tasks_per_node=2, cwd="/")).items()
+            if k in ("ntasks", "nodes", "tasks_per_node")} == {"nodes": 3, "tasks_per_node": 2}
+    with pytest.raises(UsageError, match="does not agree"):
+        common(Options(ntasks=5, nodes=3, tasks_per_node=2, cwd="/"))
+    with pytest.raises(UsageError, match="nodes: '3' is not a whole number"):
+        common(Options(nodes="3", cwd="/"))  # type: ignore[arg-type]

@@ -39,6 +39,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -46,14 +47,16 @@ from typing import Final
 from wulf.agent.limits import Limits, open_files_lines, rlimit_lines
 from wulf.agent.owner import Owner, cached_getpwuid, umask_of
 from wulf.model import outpath
+from wulf.model.tasks import compact, node_file, parse_alloc, tasks_per_node
 from wulf.protocol import StartJob
 
 SHELL = "/bin/sh"
 
 
-def job_env(job: StartJob, node: str, hosts_file: str | None = None) -> dict[str, str]:
+def job_env(job: StartJob, node: str, hosts_file: str | None = None, nodes_file: str | None = None) -> dict[str, str]:
     """The job's environment: what it was submitted with, wulf's ``WULF_*``, and the variables of the
-    system its script was written for (see :func:`dialect_env`)."""
+    system its script was written for (see :func:`dialect_env`); a job of several tasks's allocation
+    (see :func:`tasks_env`), its node file at ``nodes_file``."""
     env = dict(job.env)
     env.update(
         WULF_JOB_ID=str(job.id),
@@ -69,6 +72,35 @@ def job_env(job: StartJob, node: str, hosts_file: str | None = None) -> dict[str
     if job.array_id is not None:
         env.update(array_env(job))
     dialect_env(env, job, node, hosts_file)
+    if job.alloc:
+        env.update(tasks_env(job, nodes_file))
+    return env
+
+
+def tasks_env(job: StartJob, nodes_file: str | None) -> dict[str, str]:
+    """A job of several tasks's allocation: ``WULF_NODELIST`` (compact: ``node[1-3,7]``), ``WULF_NNODES``,
+    ``WULF_NTASKS``, ``WULF_TASKS_PER_NODE`` (``2(x3)``), ``WULF_NODEFILE`` (a node a line, once per
+    slot, as ``mpirun -machinefile`` reads it); and the same in the job's dialect's names."""
+    slots = parse_alloc(job.alloc)
+    names = [n for n, _ in slots]
+    nodelist, ntasks, per_node = compact(names), str(job.ntasks), tasks_per_node(slots)
+    env = {"WULF_NODELIST": nodelist, "WULF_NNODES": str(len(names)), "WULF_NTASKS": ntasks,
+           "WULF_TASKS_PER_NODE": per_node}
+    if nodes_file:
+        env["WULF_NODEFILE"] = nodes_file
+    if job.launch_key:
+        env["WULF_LAUNCH_KEY"] = job.launch_key
+        env.update(mpi_env(env, nodes_file))
+    if job.dialect == "slurm":
+        env.update(SLURM_JOB_NODELIST=nodelist, SLURM_NODELIST=nodelist, SLURM_JOB_NUM_NODES=str(len(names)),
+                   SLURM_NNODES=str(len(names)), SLURM_NTASKS=ntasks, SLURM_NPROCS=ntasks,
+                   SLURM_TASKS_PER_NODE=per_node)
+    elif job.dialect == "pbs":
+        env.update(PBS_NUM_NODES=str(len(names)), PBS_NP=ntasks)
+        if nodes_file:
+            env["PBS_NODEFILE"] = nodes_file
+    elif job.dialect == "sge":
+        env.update(NSLOTS=ntasks, NHOSTS=str(len(names)))
     return env
 
 
@@ -159,6 +191,28 @@ def script_path(scratch: str, job_id: int) -> str:
     return os.path.join(scratch, f"wulf-{job_id}.script")
 
 
+@functools.cache
+def _rsh() -> str:
+    """wulf-rsh: where it is installed (beside the agent's Python in a virtual environment), else by name."""
+    beside = os.path.join(os.path.dirname(sys.executable), "wulf-rsh")
+    return shutil.which("wulf-rsh") or (beside if os.access(beside, os.X_OK) else "wulf-rsh")
+
+
+def mpi_env(env: dict[str, str], nodes_file: str | None) -> dict[str, str]:
+    """What makes MPI start its ranks through wulf (``wulf-rsh``, no ssh) on the job's nodes: MPICH's Hydra
+    (HYDRA_LAUNCHER, HYDRA_LAUNCHER_EXEC, and its host file) and Open MPI (plm_rsh_agent, its host file).
+    What the job was submitted with wins (a user may choose another launcher)."""
+    out = {"HYDRA_LAUNCHER": "rsh", "HYDRA_LAUNCHER_EXEC": _rsh(), "OMPI_MCA_plm_rsh_agent": _rsh()}
+    if nodes_file:
+        out.update(HYDRA_HOST_FILE=nodes_file, OMPI_MCA_orte_default_hostfile=nodes_file)
+    return {k: v for k, v in out.items() if k not in env}
+
+
+def nodes_path(scratch: str, job_id: int) -> str:
+    """Where a job of several tasks's node file is (WULF_NODEFILE)."""
+    return os.path.join(scratch, f"wulf-{job_id}.nodes")
+
+
 def err_path(runtime: str, job_id: int) -> str:
     return os.path.join(runtime, f"{job_id}.err")
 
@@ -169,6 +223,7 @@ class Launch:
     rc_file: str
     script_file: str | None
     err_file: str | None = None  # what the shell of a job run as its owner says before its output is open
+    nodes_file: str | None = None  # a job of several tasks's node file (WULF_NODEFILE)
 
 
 def join_lines(job: StartJob, cgroup_procs: Sequence[str]) -> list[str]:
@@ -275,7 +330,7 @@ def build_launch(job: StartJob, scratch: str, runtime: str, cgroup_procs: Sequen
     else:
         prologue_text, err = owner_prologue(job, bool(cgroup_procs), env_fd, node), err_path(runtime, job.id)
     return Launch([SHELL, "-c", prologue_text + run_line(job, script), f"wulf-{job.id}", job.command],
-                  rc, script, err)
+                  rc, script, err, nodes_path(scratch, job.id) if job.alloc else None)
 
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -292,7 +347,10 @@ def _create(path: str, mode: int) -> int:
 
 
 def stage_script(launch: Launch, job: StartJob, owner: Owner | None = None, node: str = "") -> None:
-    """Write the job's script (and, for a PBS or Grid Engine job, its hosts file beside it), as its owner's."""
+    """Write the job's script (and, for a PBS or Grid Engine job, its hosts file beside it), and a job of
+    several tasks's node file, as its owner's."""
+    if launch.nodes_file is not None:
+        _write_new(launch.nodes_file, node_file(parse_alloc(job.alloc)), 0o644, owner)
     if launch.script_file is None or job.script is None:
         return
     _write_new(launch.script_file, job.script, 0o700, owner)
@@ -313,10 +371,11 @@ def _write_new(path: str, text: str, mode: int, owner: Owner | None) -> None:
         os.close(fd)
 
 
-def job_env_as(job: StartJob, node: str, owner: Owner | None, hosts_file: str | None = None) -> dict[str, str]:
+def job_env_as(job: StartJob, node: str, owner: Owner | None, hosts_file: str | None = None,
+               nodes_file: str | None = None) -> dict[str, str]:
     """The job's environment: its owner's USER, LOGNAME, HOME and SHELL when it runs as them, else
     the ones it was submitted with, or its user's where it came without them (qr --env NONE)."""
-    env = job_env(job, node, hosts_file)
+    env = job_env(job, node, hosts_file, nodes_file)
     if owner is not None:
         return owner.env(env)
     if not all(k in env for k in ("USER", "LOGNAME", "HOME", "SHELL")):
@@ -377,7 +436,8 @@ def spawn(job: StartJob, node: str, scratch: str, runtime: str,
     if nice is not None:  # the shell starts at its niceness: nothing it starts runs at the agent's
         argv = [nice, "-n", str(delta), *argv]
     try:
-        pid = os.posix_spawn(argv[0], argv, job_env_as(job, node, None, _hosts(launch, job)), file_actions=actions,
+        pid = os.posix_spawn(argv[0], argv, job_env_as(job, node, None, _hosts(launch, job), launch.nodes_file),
+                             file_actions=actions,
                              setsid=True, setsigdef=RESTORE_SIGNALS)
     except BaseException:
         _not_spawned(launch.rc_file)
@@ -441,7 +501,7 @@ def _spawn_as(job: StartJob, node: str, scratch: str, runtime: str, cgroup_procs
     launch = build_launch(job, scratch, runtime, cgroup_procs, owner, env_fd=helper is not None, node=node)
     assert launch.err_file is not None
     stage_script(launch, job, owner, node)
-    env = job_env_as(job, node, owner, _hosts(launch, job))
+    env = job_env_as(job, node, owner, _hosts(launch, job), launch.nodes_file)
     fds: list[int] = []
     pid = 0
     try:
@@ -526,9 +586,11 @@ def _not_spawned(rc_file: str) -> None:
         os.unlink(pending_rc(rc_file))
 
 
-def cleanup(rc_file: str, script_file: str | None, keep_script: bool, err_file: str | None = None) -> None:
-    """Remove a finished job's exit-status file, its hosts file, and (unless kept, qr -Z) its staged script."""
-    for path in (rc_file, None if keep_script else script_file, err_file, hosts_path(script_file)):
+def cleanup(rc_file: str, script_file: str | None, keep_script: bool, err_file: str | None = None,
+            nodes_file: str | None = None) -> None:
+    """Remove a finished job's exit-status file, its hosts and node files, and (unless kept, qr -Z) its
+    staged script."""
+    for path in (rc_file, None if keep_script else script_file, err_file, hosts_path(script_file), nodes_file):
         if path:
             try:
                 os.unlink(path)

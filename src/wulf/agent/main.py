@@ -112,6 +112,7 @@ class Running:
     warn_before: float = 0.0
     checkpoint_signal: int | None = None
     checkpoint_every: float | None = None
+    nodes_file: str | None = None  # a job of several tasks's node file (removed at its end)
 
     @property
     def limits(self) -> Limits:
@@ -192,6 +193,7 @@ class Agent:
         self.use_cgroups = acfg.cgroups == "auto" if cgroups is None else cgroups
         self.cgroups: Cgroups | None = None
         self.cgpool: CgroupPool | None = None
+        self._task_cgroups: dict[int, JobCgroup] = {}  # job -> the cgroup of its tasks here (its script runs elsewhere)
         self._ended_cgroups: list[tuple[int, JobCgroup, bool]] = []  # (job, its cgroup, quiet): after the flush
         self._ended_files: list[Running] = []  # ended jobs whose files are removed after the flush
         self.refused = ""  # why the server refused this agent for good (its node's name is taken)
@@ -312,7 +314,7 @@ class Agent:
         now = time.time()
         run = Running(job.id, pid, None, now, launch.rc_file, launch.script_file, job.keep_script,
                       limits.time, limits.cpu, limits.mem_mb, meter=JobMeter(pid, cg), err_file=launch.err_file,
-                      **_notice_fields(job))
+                      nodes_file=launch.nodes_file, **_notice_fields(job))
         self._journal_queue.append(_record(run))
         self.jobs[job.id] = run
         self.enforcer.watch(job.id, limits, now, run.notices)
@@ -399,7 +401,7 @@ class Agent:
         back their cgroups (kept as spares, or removed)."""
         files, self._ended_files = self._ended_files, []
         for run in files:
-            launcher.cleanup(run.rc_file, run.script_file, run.keep_script, run.err_file)
+            launcher.cleanup(run.rc_file, run.script_file, run.keep_script, run.err_file, run.nodes_file)
         ended, self._ended_cgroups = self._ended_cgroups, []
         for job_id, cg, quiet in ended:
             self._remove_cgroup(job_id, cg, quiet=quiet)
@@ -464,12 +466,14 @@ class Agent:
     def signal_jobs(self, ids: list[int], signum: int) -> None:
         for job_id in ids:
             run = self.jobs.get(job_id)
-            if run is None:
-                if self.sessions is not None:
-                    self.sessions.signal(job_id, signum)
-            elif signum == signal.SIGTERM:
+            if self.sessions is not None:  # its tasks here (wulf launch), or it is an interactive job
+                self.sessions.signal(job_id, signum)
+            tasks = self._task_cgroups.get(job_id)
+            if tasks is not None:
+                tasks.signal(signum)
+            if run is not None and signum == signal.SIGTERM:
                 self._apply(self.enforcer.stop(job_id, time.time()))  # KILL follows after the grace
-            else:
+            elif run is not None:
                 _signal_job(run, signum)
 
     def _apply(self, actions: Sequence[Action]) -> None:
@@ -584,6 +588,7 @@ class Agent:
             roots = {run.pid: job_id for job_id, run in self.jobs.items()}
             if self.sessions is not None:
                 roots.update({pid: job_id for job_id, pid in self.sessions.running().items()})
+                roots.update(self.sessions.task_pids())  # (a job's tasks: its use, not outside work)
             sample, uses, clusters = self.monitor.sample(roots, self.job_memory)
             await ws.send(Report(sample=sample, jobs=uses, clusters=clusters).model_dump_json())
             await asyncio.sleep(self.interval)
@@ -658,11 +663,34 @@ class Agent:
             if self.sessions is None:
                 error = "this agent takes no interactive jobs"
             else:
-                self.sessions.expect(msg)
+                self.sessions.expect(msg, self._task_cgroup(msg.job.id) if msg.task is not None else ())
         except CannotRun as e:
             error = str(e)
         if self._ws is not None:
-            await self._ws.send(SessionReady(id=msg.job.id, error=error).model_dump_json())
+            await self._ws.send(SessionReady(id=msg.job.id, error=error, task=msg.task).model_dump_json())
+
+    def _task_cgroup(self, job_id: int) -> list[str]:
+        """The cgroup the tasks of ``job_id`` (wulf launch) run in here: the job's own on its first node,
+        else one made for its tasks, removed once none is left (see _task_ended)."""
+        run = self.jobs.get(job_id)
+        if run is not None:
+            cg = run.meter.cgroup if run.meter is not None else None
+            return cg.procs_files() if cg is not None else []
+        cg = self._task_cgroups.get(job_id)
+        if cg is None:
+            cg = self._new_cgroup(job_id, None)
+            if cg is None:
+                return []
+            self._task_cgroups[job_id] = cg
+        return cg.procs_files()
+
+    def _task_ended(self, job_id: int) -> None:
+        """A task of a job whose script runs elsewhere ended: its cgroup goes with the last one."""
+        cg = self._task_cgroups.get(job_id)
+        if cg is not None and self.sessions is not None and not self.sessions.tasks_of(job_id):
+            del self._task_cgroups[job_id]
+            cg.signal(signal.SIGKILL)  # (what its tasks left behind)
+            self._remove_cgroup(job_id, cg, quiet=True)
 
     def _hello(self, session_port: int) -> Hello:
         info = self.monitor.node_info(self.name, self.cpus, self.mem_mb, session_port)
@@ -745,6 +773,7 @@ class Agent:
                                                   lambda: list(self.jobs)))
         self.sessions = SessionServer(self.name, self._session_started, self._finish_exit,
                                       listen=self.config.agent.session_listen)
+        self.sessions.on_task_ended = self._task_ended
         port = await self.sessions.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

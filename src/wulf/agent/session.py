@@ -25,12 +25,12 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from wulf import rlimits
 from wulf.agent.launcher import SHELL, job_env
-from wulf.agent.owner import CannotRun, owner_of, umask_of
+from wulf.agent.owner import CannotRun, Owner, owner_of, umask_of
 from wulf.interactive import (
     CHUNK,
     HIGH_WATER,
@@ -89,10 +89,16 @@ def session_env(job: StartJob, node: str, term: str) -> dict[str, str]:
     return env
 
 
-def _child_setup(ctty: bool, cwd: str | None) -> Callable[[], None]:
+#: the descriptor a task reads its go-ahead on, once it is in its job's cgroup (one digit: dash's limit)
+GATE_FD = 3
+
+
+def _child_setup(ctty: bool, cwd: str | None, gate: int | None = None) -> Callable[[], None]:
     """Runs in the child between fork and exec (after it became a session leader and changed user)."""
 
     def setup() -> None:
+        if gate is not None:
+            os.dup2(gate, GATE_FD)
         for sig in _RESET_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -125,8 +131,23 @@ class StartError(Exception):
     """The job could not start; the message is for the user."""
 
 
-def spawn(job: StartJob, node: str, hello: HelloInfo, pty: bool) -> _Proc:
-    """Start a session's job, as its owner (see wulf.agent.owner), in its own session and process group."""
+def _stdio(pty: bool, ident: Owner | None, hello: HelloInfo) -> tuple[list[int], list[int], tuple[int, int, int]]:
+    """(the agent's ends, the child's ends, the child's stdin, stdout and stderr): a pty or three pipes."""
+    if pty:
+        master, slave = os.openpty()
+        if ident is not None:  # the terminal is its user's, as login makes it
+            os.fchown(slave, ident.uid, ident.gid)
+        set_winsize(slave, hello.rows, hello.cols)
+        return [master], [slave], (slave, slave, slave)
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    return [in_w, out_r, err_r], [in_r, out_w, err_w], (in_r, out_w, err_w)
+
+
+def spawn(job: StartJob, node: str, hello: HelloInfo, pty: bool, cgroup_procs: Sequence[str] = ()) -> _Proc:
+    """Start a session's job, as its owner (see wulf.agent.owner), in its own session and process group;
+    with ``cgroup_procs`` (a task of ``wulf launch``), in that cgroup before it runs anything."""
     try:
         ident = owner_of(job, node)
     except CannotRun as e:
@@ -137,27 +158,20 @@ def spawn(job: StartJob, node: str, hello: HelloInfo, pty: bool) -> _Proc:
     program, argv = command_line(job.command, env)
     if not os.path.isdir(job.cwd):
         raise StartError(f"the directory {job.cwd} does not exist on {node}")
-    setup = _child_setup(pty, job.cwd if ident is not None else None)
+    gate = os.pipe() if cgroup_procs else None
+    if gate is not None:  # it waits until the agent has put it in the cgroup
+        program, argv = SHELL, [SHELL, "-c", f'read _ <&{GATE_FD}; exec {GATE_FD}<&-; exec "$@"', "wulf-task", *argv]
+    setup = _child_setup(pty, job.cwd if ident is not None else None, gate[0] if gate is not None else None)
     cwd = None if ident is not None else job.cwd
-    child_fds: list[int] = []
-    parent_fds: list[int] = []
+    child_fds: list[int] = [gate[0]] if gate is not None else []
+    parent_fds: list[int] = [gate[1]] if gate is not None else []
     try:
-        if pty:
-            master, slave = os.openpty()
-            parent_fds, child_fds = [master], [slave]
-            if ident is not None:  # the terminal is its user's, as login makes it
-                os.fchown(slave, ident.uid, ident.gid)
-            set_winsize(slave, hello.rows, hello.cols)
-            stdio = (slave, slave, slave)
-        else:
-            in_r, in_w = os.pipe()
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
-            parent_fds, child_fds = [in_w, out_r, err_r], [in_r, out_w, err_w]
-            stdio = (in_r, out_w, err_w)
+        parent, child, stdio = _stdio(pty, ident, hello)
+        parent_fds += parent
+        child_fds += child
         popen = subprocess.Popen(
             argv, executable=program, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], cwd=cwd, env=env,
-            start_new_session=True, preexec_fn=setup, umask=umask_of(job),
+            start_new_session=True, preexec_fn=setup, umask=umask_of(job), pass_fds=(GATE_FD,) if gate else (),
             user=None if ident is None else ident.uid, group=None if ident is None else ident.gid,
             extra_groups=None if ident is None else list(ident.groups),
         )
@@ -172,11 +186,32 @@ def spawn(job: StartJob, node: str, hello: HelloInfo, pty: bool) -> _Proc:
         raise StartError(f"cannot start the job on {node}: {e}") from None
     finally:
         _close_all(child_fds)
+    if gate is not None:
+        parent_fds.remove(gate[1])
+        _join(popen.pid, cgroup_procs, gate[1])
     for fd in parent_fds:
         os.set_blocking(fd, False)
     if pty:
         return _Proc(popen.pid, popen, parent_fds[0], {parent_fds[0]: Kind.STDOUT})
     return _Proc(popen.pid, popen, parent_fds[0], {parent_fds[1]: Kind.STDOUT, parent_fds[2]: Kind.STDERR})
+
+
+def _join(pid: int, cgroup_procs: Sequence[str], gate: int) -> None:
+    """Put a task in its job's cgroup (as root: the agent), then let it run; it runs without when it
+    cannot be put there (logged)."""
+    try:
+        for path in cgroup_procs:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(pid).encode())
+            finally:
+                os.close(fd)
+    except OSError as e:
+        log.warning("a task (pid %d) runs outside its job's cgroup: %s", pid, e)
+    finally:
+        with contextlib.suppress(OSError):
+            os.write(gate, b"1\n")
+        os.close(gate)
 
 
 def _close_all(fds: list[int]) -> None:
@@ -449,6 +484,15 @@ async def _close_writer(writer: asyncio.StreamWriter) -> None:
 class _Pending:
     session: Session
     timer: asyncio.TimerHandle
+    cgroup_procs: Sequence[str] = ()  # a task's: its job's cgroup here
+
+
+#: a session's key: its job, and its task of ``wulf launch`` (None: an interactive job)
+_Key = tuple[int, int | None]
+
+
+def _key(session: Session) -> _Key:
+    return (session.job.id, session.task)
 
 
 class SessionServer:
@@ -472,7 +516,8 @@ class SessionServer:
         self.drain_grace = drain_grace
         self._server: asyncio.Server | None = None
         self._pending: dict[str, _Pending] = {}
-        self._running: dict[int, _Running] = {}
+        self._running: dict[_Key, _Running] = {}
+        self.on_task_ended: Callable[[int], None] | None = None  # told the job when a task of it ends
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
@@ -481,23 +526,29 @@ class SessionServer:
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
-    def expect(self, session: Session) -> None:
-        """Hold ``session`` until jr claims it with its token, or drop it after ``claim_timeout``."""
-        job_id = session.job.id
-        if job_id in self._running:
-            log.warning("session for job %s: already running, ignored", job_id)
+    def expect(self, session: Session, cgroup_procs: Sequence[str] = ()) -> None:
+        """Hold ``session`` until jr (or ``wulf launch``) claims it with its token, or drop it after
+        ``claim_timeout``. A task's session starts its task in ``cgroup_procs``'s cgroup."""
+        key = _key(session)
+        if key in self._running:
+            log.warning("session for job %s: already running, ignored", session.job.id)
             return
         for token, p in list(self._pending.items()):
-            if p.session.job.id == job_id:
+            if _key(p.session) == key:
                 p.timer.cancel()
                 del self._pending[token]
         timer = asyncio.get_running_loop().call_later(self.claim_timeout, self._expire, session.token)
-        self._pending[session.token] = _Pending(session, timer)
+        self._pending[session.token] = _Pending(session, timer, cgroup_procs)
 
     def signal(self, job_id: int, signum: int) -> bool:
-        """Send ``signum`` to a running interactive job's process group; False if it is not running."""
-        r = self._running.get(job_id)
-        return r.kill(signum) if r is not None else False
+        """Send ``signum`` to the process groups of a running interactive job, or of a job's tasks here;
+        False if none is running. (A job's tasks not yet claimed are dropped.)"""
+        for token, p in list(self._pending.items()):
+            if p.session.job.id == job_id and p.session.task is not None:
+                p.timer.cancel()
+                del self._pending[token]
+        sent = [r.kill(signum) for (i, _), r in list(self._running.items()) if i == job_id]
+        return any(sent)
 
     def cancel(self, job_id: int, reason: str = "cancelled") -> bool:
         """Drop a session not yet claimed (reported as exited), or hang up a running one."""
@@ -507,17 +558,29 @@ class SessionServer:
                 del self._pending[token]
                 self._report(JobExit(id=job_id, exit_code=None, time=time.time(), reason=reason))
                 return True
-        r = self._running.get(job_id)
+        r = self._running.get((job_id, None))
         if r is None:
             return False
         r.hangup(reason)
         return True
 
     def running(self) -> dict[int, int]:
-        return {job_id: r.proc.pid for job_id, r in self._running.items() if not r.reaped.is_set()}
+        """The interactive jobs running here: job -> pid."""
+        return {job_id: r.proc.pid for (job_id, task), r in self._running.items()
+                if task is None and not r.reaped.is_set()}
+
+    def task_pids(self) -> dict[int, int]:
+        """The tasks of jobs (wulf launch) running here: pid -> job (their use is their job's, not outside work)."""
+        return {r.proc.pid: job_id for (job_id, task), r in self._running.items()
+                if task is not None and not r.reaped.is_set()}
+
+    def tasks_of(self, job_id: int) -> int:
+        """How many tasks of ``job_id`` run, or wait to be claimed, here."""
+        return sum(1 for (i, t) in self._running if i == job_id and t is not None) + sum(
+            1 for p in self._pending.values() if p.session.job.id == job_id and p.session.task is not None)
 
     def pending(self) -> list[int]:
-        return [p.session.job.id for p in self._pending.values()]
+        return [p.session.job.id for p in self._pending.values() if p.session.task is None]
 
     async def close(self) -> None:
         """Stop listening, drop unclaimed sessions and hang up running ones (they are reported)."""
@@ -525,8 +588,12 @@ class SessionServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for p in list(self._pending.values()):
-            self.cancel(p.session.job.id, "the agent stopped before jr connected")
+        for token, p in list(self._pending.items()):
+            if p.session.task is None:
+                self.cancel(p.session.job.id, "the agent stopped before jr connected")
+            else:
+                p.timer.cancel()
+                del self._pending[token]
         for r in list(self._running.values()):
             r.hangup("the agent stopped")
             with contextlib.suppress(RuntimeError):
@@ -538,19 +605,29 @@ class SessionServer:
 
     def _expire(self, token: str) -> None:
         p = self._pending.pop(token, None)
-        if p is not None:
+        if p is not None and p.session.task is not None:
+            log.info("task %s of job %s: wulf launch never connected", p.session.task, p.session.job.id)
+            self._task_ended(p.session.job.id)
+        elif p is not None:
             log.info("session for job %s: jr never connected", p.session.job.id)
             self._report(JobExit(id=p.session.job.id, exit_code=None, time=time.time(),
                                  reason="jr never connected"))
 
-    def _claim(self, token: str) -> Session | None:
+    def _claim(self, token: str) -> _Pending | None:
         given = token.encode("utf-8", "replace")
         for known in list(self._pending):
             if hmac.compare_digest(known.encode("utf-8", "replace"), given):
                 p = self._pending.pop(known)
                 p.timer.cancel()
-                return p.session
+                return p
         return None
+
+    def _task_ended(self, job_id: int) -> None:
+        if self.on_task_ended is not None:
+            try:
+                self.on_task_ended(job_id)
+            except Exception:
+                log.exception("on_task_ended failed for job %s", job_id)
 
     def _report(self, exit: JobExit) -> None:
         try:
@@ -586,29 +663,38 @@ class SessionServer:
             await _refuse(writer, f"jr speaks session version {hello.version}, this agent {VERSION}: "
                                   "use the same wulf version on both ends")
             return
-        session = self._claim(hello.token)
-        if session is None:
+        claimed = self._claim(hello.token)
+        if claimed is None:
             await _refuse(writer, f"no session with this token on {self.node} (unknown, expired or used)")
             return
-        job = session.job
+        session = claimed.session
+        job, task = session.job, session.task
         try:
-            proc = spawn(job, self.node, hello, session.pty)
+            proc = spawn(job, self.node, hello, session.pty, claimed.cgroup_procs)
         except StartError as e:
             await _refuse(writer, str(e))
-            self._report(JobExit(id=job.id, exit_code=None, time=time.time(), reason=str(e)))
+            if task is None:
+                self._report(JobExit(id=job.id, exit_code=None, time=time.time(), reason=str(e)))
+            else:
+                self._task_ended(job.id)
             return
         run = _Running(job, proc, session.pty, reader, writer, decoder, early, self.hangup_grace,
                        self.drain_grace)
-        self._running[job.id] = run
-        try:
-            self.on_started(job.id, proc.pid)
-        except Exception:
-            log.exception("on_started failed for job %s", job.id)
+        key = _key(session)
+        self._running[key] = run
+        if task is None:
+            try:
+                self.on_started(job.id, proc.pid)
+            except Exception:
+                log.exception("on_started failed for job %s", job.id)
         try:
             exit = await run.run()
         finally:
-            del self._running[job.id]
-        self._report(exit)
+            del self._running[key]
+        if task is None:
+            self._report(exit)  # (a task's exit went to wulf launch only: the job is not over)
+        else:
+            self._task_ended(job.id)
 
 
 async def _read_first(reader: asyncio.StreamReader, decoder: Decoder) -> tuple[Frame, list[Frame]]:

@@ -76,6 +76,12 @@ class Job:
     checkpoint: str = ""  # qr --checkpoint: "USR1@1800"
     checkpoint_exit: int = 85  # the exit code of a run that checkpointed
     checkpoints: int = 0  # of its restarts, those after a checkpoint
+    # multi-node and multi-task jobs (issue 13 §1): cpu and mem_mb are then each task's
+    ntasks: int = 1
+    nodes: str | None = None  # the nodes it runs on, compact (node[1-3,7]); its first node first
+    nodes_req: int = 0  # asked for: exactly this many nodes (0: any)
+    tasks_per_node: int = 0  # asked for: this many tasks a node (0: any)
+    alloc: str = ""  # its slots while it runs: "node1:2,node2:2"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:

@@ -40,6 +40,9 @@ class Options:
     mail_user: str = ""
     signal: str = ""  # "USR1@60": SIGUSR1 a minute before the time limit (qr --signal)
     checkpoint: str = ""  # "USR1@30:00": checkpoint every half hour and before the time limit (qr --checkpoint)
+    ntasks: int | None = None  # a job of several tasks (qr --ntasks; cpu and mem are then each task's)
+    nodes: int | None = None  # on exactly this many nodes (qr --nodes)
+    tasks_per_node: int | None = None  # qr --ntasks-per-node
 
 
 class SubmitOptions(TypedDict, total=False):
@@ -67,6 +70,9 @@ class SubmitOptions(TypedDict, total=False):
     mail_user: str
     signal: str
     checkpoint: str
+    ntasks: int
+    nodes: int
+    tasks_per_node: int
 
 
 def _words(ids: JobIds) -> list[str]:
@@ -185,7 +191,21 @@ def common(opts: Options) -> dict[str, Any]:
         out["mail_type"] = parse_mail_types(opts.mail_type) or "NONE"
     if opts.mail_user:
         out["mail_user"] = opts.mail_user
+    _tasks(opts, out)
     return out
+
+
+def _tasks(opts: Options, out: dict[str, Any]) -> None:
+    """ntasks, nodes, tasks_per_node: checked as qr checks them."""
+    given = {k: getattr(opts, k) for k in ("ntasks", "nodes", "tasks_per_node") if getattr(opts, k) is not None}
+    for key, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{key}: {value!r} is not a whole number")
+    if given:
+        from wulf.model.tasks import shape
+
+        shape(given.get("ntasks"), given.get("nodes"), given.get("tasks_per_node"))
+        out.update(given)
 
 
 def one(command: str | None, script: str | None, opts: Options, shared: dict[str, Any]) -> dict[str, Any]:

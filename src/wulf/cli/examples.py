@@ -87,6 +87,18 @@ EXAMPLES: dict[str, str] = {
   wulf runall -n n1,n2 --timeout 300 -- apt-get -y upgrade
   wulf runall --features gpu --group nvidia-smi -L   # nodes with feature gpu; same outputs shown once
 """,
+    "wulf launch": """examples:
+  wulf launch ./worker                             # in a job of qr --ntasks 6: six workers on its nodes
+  wulf launch -n 3 -l hostname                     # three tasks, each line after its task's id
+""",
+    "jrun": """examples:
+  jrun ./worker                                    # as wulf launch: one task a slot of the job
+  jrun -n 2 -- sh -c 'echo $WULF_TASK_ID on $WULF_NODE'
+""",
+    "wulf-rsh": """examples:
+  wulf-rsh node2 hostname                          # inside a job on node[1-3]: node2 is one of its nodes
+  mpiexec -launcher rsh -launcher-exec wulf-rsh -n 6 ./hello   # (set for you in a job of several nodes)
+""",
     "wulf compat": """examples:
   wulf compat ~/wulf-compat && export PATH=~/wulf-compat:$PATH   # then sbatch, squeue, qsub... are wulf's
   sudo wulf compat /opt/wulf/compat-bin            # for a site: put it on users' PATH (or in a module)

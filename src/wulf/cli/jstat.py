@@ -100,8 +100,10 @@ def jobs_table(jobs: list[dict[str, Any]]) -> str:
         note = j["reason"]
         what = j["command"].replace("\n", " ")
         queue = j["queue"] if j["origin"] == "batch" else "-"
-        rows.append([j.get("_label") or _job_label(j), j["user"], queue, j["origin"], state, j["node"] or "-", f"{j['cpu']:g}",
-                     format_mb(j["mem_mb"]), format_age(j["age"]), f"[{note}] {what}" if note else what])
+        tasks = j.get("ntasks") or 1  # a job of several tasks: its nodes, and cpu and memory in all
+        rows.append([j.get("_label") or _job_label(j), j["user"], queue, j["origin"], state,
+                     j.get("nodes") or j["node"] or "-", f"{j['cpu'] * tasks:g}", format_mb(j["mem_mb"] * tasks),
+                     format_age(j["age"]), f"[{note}] {what}" if note else what])
     return format_table(["ID", "USER", "QUEUE", "ORIGIN", "STATE", "NODE", "CPU", "MEM", "AGE", "COMMAND"], rows,
                         right=(0, 6, 7, 8))
 

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "jobmgr": "wulf.cli.jobmgr:build_parser", "qset": "wulf.cli.qset:_parser", "qhold": "wulf.cli.qhold:build_parser",
     "qrls": "wulf.cli.qrls:build_parser", "jtail": "wulf.cli.jtail:build_parser",
     "jacct": "wulf.cli.jacct:_parser", "jeff": "wulf.cli.jeff:_parser",
+    "jrun": "wulf.cli.launch:_parser", "wulf-rsh": "wulf.cli.launch:_rsh_parser",
 }
 """Every command wulf installs (pyproject's [project.scripts]) and where its parser is built."""
 

@@ -64,6 +64,12 @@ def _parser() -> ArgParser:
                    help="a script file to queue; '#NEXTSCRIPT' lines separate several scripts")
     p.add_argument("--mem", metavar="MB", help="memory the job needs (512, 512M, 2G; default 32M)")
     p.add_argument("--cpu", metavar="N", help="cpus the job needs (default 1)")
+    p.add_argument("--ntasks", metavar="T",
+                   help="run T tasks (slots of --cpu and --mem each) on one node or several; the script runs on "
+                        "the first and starts them with `wulf launch` or mpiexec")
+    p.add_argument("--nodes", metavar="N",
+                   help="on exactly N nodes (with --ntasks-per-node M: N × M tasks; alone: one task a node)")
+    p.add_argument("--ntasks-per-node", metavar="M", help="M tasks on each node")
     p.add_argument("-q", "--queue", help="the queue to put it in (default: default)")
     p.add_argument("--constraint", metavar="EXPR",
                    help="nodes it may run on: features and key=value terms joined by ',' (and) or '|' (or), "
@@ -266,6 +272,7 @@ def _given(args: Any) -> dict[str, Any]:
     if args.mem_limit is not None:
         given["mem_limit_mb"] = parse_mem(args.mem_limit, "--mem-limit")
     _lifecycle(args, given)
+    given.update(_tasks(args))
     given.update(_mail(args))
     if args.nice is not None:
         try:
@@ -274,6 +281,23 @@ def _given(args: Any) -> dict[str, Any]:
             raise UsageError(f"--nice: {args.nice!r} is not a whole number") from None
         if not -20 <= given["nice"] <= 19:
             raise UsageError(f"--nice: {args.nice} is not a nice value (-20 to 19)")
+    return given
+
+
+def _tasks(args: Any) -> dict[str, int]:
+    """--ntasks, --nodes, --ntasks-per-node: checked here (exit 2) as the server checks them."""
+    from wulf.model.tasks import shape
+
+    given: dict[str, int] = {}
+    for flag, key in (("ntasks", "ntasks"), ("nodes", "nodes"), ("ntasks_per_node", "tasks_per_node")):
+        text = getattr(args, flag)
+        if text is None:
+            continue
+        if not (text.isascii() and text.isdigit()):
+            raise UsageError(f"--{flag.replace('_', '-')}: {text!r} is not a whole number")
+        given[key] = int(text)
+    if given:
+        shape(given.get("ntasks"), given.get("nodes"), given.get("tasks_per_node"))
     return given
 
 

@@ -100,6 +100,10 @@ def from_directives(script: str, label: str, file_name: str, cwd: str, given: di
     fields = {k: getattr(req, k) for k in _FIELDS if getattr(req, k) is not None}
     if req.env is not None:
         fields["_env"] = req.env
+    if req.ntasks:  # a job of several nodes
+        fields.update(ntasks=req.ntasks, nodes=req.nodes)
+        if req.tasks_per_node:
+            fields["tasks_per_node"] = req.tasks_per_node
     if req.array:
         fields["array"] = req.array
     if req.dependency:

@@ -12,6 +12,7 @@
     wulf install ROLE      systemd units, tmpfiles and a config skeleton (server, node, client); uninstall
     wulf doctor            check this machine's set-up, one line per check
     wulf runall CMD        run a command as root on all or some nodes (administrators)
+    wulf launch CMD        start tasks across the nodes of the job it runs in (also: jrun)
     wulf compat DIR        sbatch, squeue, qsub, qstat... over wulf, for tools written for Slurm, PBS, SGE
     wulf man / completion  manual pages and shell completion, from the same parsers as --help
     wulf sim               the scheduling policy on a simulated cluster (virtual clock)
@@ -37,6 +38,7 @@ from wulf.cli.compat import cmd_compat, compat_parser
 from wulf.cli.completion import cmd_completion, completion_parser
 from wulf.cli.doctor import cmd_doctor, doctor_parser
 from wulf.cli.install import cmd_install, cmd_uninstall, install_parsers
+from wulf.cli.launch import cmd_launch, launch_parser
 from wulf.cli.manpage import cmd_man, man_parser
 from wulf.cli.purge import cmd_purge, purge_parser
 from wulf.cli.runall import cmd_runall, runall_parser
@@ -389,6 +391,7 @@ def _parser() -> ArgParser:
     install_parsers(sub)
     compat_parser(sub)
     runall_parser(sub)
+    launch_parser(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -410,7 +413,8 @@ def _main(argv: list[str]) -> int:
                "config": cmd_config, "sim": cmd_sim, "token": cmd_token,
                "init": cmd_init, "purge-scratch": cmd_purge,
                "man": cmd_man, "completion": cmd_completion, "install": cmd_install,
-               "uninstall": cmd_uninstall, "compat": cmd_compat, "runall": cmd_runall}.get(args.cmd)
+               "uninstall": cmd_uninstall, "compat": cmd_compat, "runall": cmd_runall,
+               "launch": cmd_launch}.get(args.cmd)
     if handler is None:
         raise UsageError(f"unknown command {args.cmd}")
     return handler(args, config)

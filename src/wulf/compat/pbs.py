@@ -8,6 +8,7 @@ ids are numbers, so ``ID`` is the number (PBS's is ``NUMBER.SERVER``).
 
 from __future__ import annotations
 
+import math
 import re
 
 from wulf.compat import mail
@@ -27,6 +28,8 @@ from wulf.compat.request import (
     size_mb,
     words,
 )
+from wulf.errors import UsageError
+from wulf.model.tasks import shape
 
 _V, _N = "value", "none"
 OPTIONS: dict[str, Opt] = {
@@ -204,6 +207,7 @@ class _Reader:
         """Torque's ``nodes=N[:ppn=M][:property...][+...]``: a node count (or a host name) and properties."""
         cpus = 0
         nodes = 0
+        per: set[int] = set()  # processes a node (ppn)
         features: list[str] = []
         for chunk in value.split("+"):
             first, *rest = chunk.split(":")
@@ -223,8 +227,9 @@ class _Reader:
                     raise DirectiveError(f"{what}: {part!r} is not ppn=N or a node property")
             nodes += n
             cpus += n * ppn
-        self._many(nodes, cpus, f"{what}={value}")
+            per.add(ppn)
         self.cpu = float(cpus)
+        self._many(nodes, cpus, per.pop() if len(per) == 1 else None, 1.0, f"{what}={value}")
         if features:
             self.req.constraint = ",".join(features)
 
@@ -233,41 +238,61 @@ class _Reader:
         cpus = 0.0
         mem = 0.0
         chunks = 0
+        shapes: set[tuple[int, int]] = set()  # a chunk's (ncpus, mpiprocs)
         for chunk in value.split("+"):
             first, *rest = chunk.split(":")
             n = count(first, what) if first.isdigit() else 1
             if not first.isdigit():
                 rest = [first, *rest]
-            ncpus, cmem = 1, 0.0
+            ncpus, cmem, procs = 1, 0.0, 1
             for part in rest:
                 k, _, v = part.partition("=")
                 if k == "ncpus":
                     ncpus = count(v, f"{what} ncpus", low=0)
+                elif k == "mpiprocs":
+                    procs = count(v, f"{what} mpiprocs")
                 elif k == "mem":
                     cmem = size_mb(v, "b", f"{what} mem")
                 elif k in ("ngpus", "gpus"):
                     self.req.note(f"{what} {k}", "GPUs are not supported yet; none are allocated")
-                elif k not in ("mpiprocs", "ompthreads", "host", "vnode", "model", "cpu_type", "arch", "nodetype"):
+                elif k not in ("ompthreads", "host", "vnode", "model", "cpu_type", "arch", "nodetype"):
                     self.req.note(f"{what} {k}", "not a resource wulf knows; ignored")
             chunks += n
             cpus += n * ncpus
             mem += n * cmem
-        self._many(chunks, int(cpus), f"{what}={value}")
+            shapes.add((ncpus, procs))
         self.cpu = max(cpus, 1.0)
         if mem:
             self.sizes["mem"] = mem
+        if len(shapes) == 1:
+            [(ncpus, procs)] = shapes
+            self._many(chunks, chunks * procs, procs, max(ncpus, 1) / procs, f"{what}={value}")
+        elif chunks > 1:
+            self._many(chunks, int(cpus), None, 1.0, f"{what}={value}")
+            self.req.note(f"{what}={value}", f"chunks of different sizes: {int(cpus)} tasks of one cpu on exactly "
+                                             f"{chunks} nodes, as many on each as have room", strict=False)
 
-    def _many(self, nodes: int, cpus: int, what: str) -> None:
+    def _many(self, nodes: int, tasks: int, per_node: int | None, cpu: float, what: str) -> None:
+        """A job of several nodes (chunks): ``tasks`` tasks of ``cpu`` each, ``per_node`` on each when all
+        chunks are alike. (The memory asked for is shared among its tasks in :meth:`finish`.)"""
         if nodes > 1:
             self.req.nodes = nodes
-            self.req.note(what, f"jobs on several nodes are not supported yet; it runs on one node with all {cpus} cpus")
+            try:
+                sh = shape(tasks, nodes, per_node)
+            except UsageError as e:
+                raise DirectiveError(f"{what}: {e.message}") from None
+            self.req.ntasks, self.req.tasks_per_node = sh.ntasks, sh.per_node or None
+            self.cpu = cpu
 
     def finish(self) -> Request:
         req, where = self.req, self.where
         req.cpu = self.cpu
         cpus = self.cpu or 1.0
         s = self.sizes
-        if "mem" in s:
+        if "mem" in s and req.ntasks:  # the job's memory, shared by its tasks; the limit is a node's share
+            req.mem_mb = s["mem"] / req.ntasks
+            req.mem_limit_mb = req.mem_mb * (req.tasks_per_node or math.ceil(req.ntasks / req.nodes))
+        elif "mem" in s:
             req.mem_mb = req.mem_limit_mb = s["mem"]
         elif "pmem" in s:
             req.mem_mb = req.mem_limit_mb = s["pmem"] * cpus

@@ -67,6 +67,9 @@ class Request:
     dependency: str | None = None
     error: str | None = None  # a separate file for stderr
     nodes: int = 1
+    # a job of several nodes (issue 13 §1): its tasks, and how many on each node; cpu and mem_mb are then each task's
+    ntasks: int | None = None
+    tasks_per_node: int | None = None
     default_output: str = "wulf-%j.out"  # the file name a directory given as the output gets inside it
     wulf_args: list[str] = field(default_factory=list)  # the words of #WULF lines: qr's own options
     notes: list[Note] = field(default_factory=list)

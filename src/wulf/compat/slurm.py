@@ -7,6 +7,7 @@ a comment; ``##SBATCH`` and ``# SBATCH`` are comments. Each line holds sbatch op
 
 from __future__ import annotations
 
+import math
 import re
 
 from wulf.compat import mail
@@ -25,6 +26,8 @@ from wulf.compat.request import (
     size_mb,
     words,
 )
+from wulf.errors import UsageError
+from wulf.model.tasks import shape
 
 _V, _N, _O = "value", "none", "optional"
 LONG: dict[str, Opt] = {
@@ -240,18 +243,18 @@ class _Reader:
         req, where = self.req, self.where
         cpt = self.cpt or 1
         tasks = self.ntasks or (self.per_node or 1) * req.nodes
-        req.cpu = float(cpt * tasks) if (self.cpt or self.ntasks or self.per_node or req.nodes > 1) else None
-        if req.nodes > 1:
-            req.note(f"#SBATCH --nodes={req.nodes}",
-                     f"jobs on several nodes are not supported yet; it runs on one node with all {tasks * cpt} cpus")
         if self.mem is not None and self.mem_per_cpu is not None:
             raise DirectiveError("#SBATCH --mem and --mem-per-cpu: give one of them, not both")
         if self.mem == 0.0:
             req.note("#SBATCH --mem=0", "all of a node's memory is not supported; the default request applies")
-        elif self.mem is not None:
-            req.mem_mb = req.mem_limit_mb = self.mem * req.nodes
-        elif self.mem_per_cpu is not None:
-            req.mem_mb = req.mem_limit_mb = self.mem_per_cpu * cpt * tasks
+        if req.nodes > 1:
+            self._spread(cpt, tasks)
+        else:
+            req.cpu = float(cpt * tasks) if (self.cpt or self.ntasks or self.per_node) else None
+            if self.mem:
+                req.mem_mb = req.mem_limit_mb = self.mem
+            elif self.mem_per_cpu is not None:
+                req.mem_mb = req.mem_limit_mb = self.mem_per_cpu * cpt * tasks
         req.cwd = absolute(self.chdir, where.submit_dir) if self.chdir is not None else None
         # relative to the job's working directory; stdout and stderr go to one file unless -e says otherwise
         default = ARRAY_OUTPUT if req.array else DEFAULT_OUTPUT
@@ -262,6 +265,23 @@ class _Reader:
             req.note("#SBATCH --error", "a separate file for stderr is not supported yet; stderr goes to "
                      f"the output file ({req.output})")
         return req
+
+
+    def _spread(self, cpt: int, tasks: int) -> None:
+        """A job of several nodes: its tasks (each of ``cpt`` cpus), as many on each node as asked; --mem is
+        each node's (so each task has its share of it), --mem-per-cpu each cpu's."""
+        req = self.req
+        try:
+            sh = shape(tasks, req.nodes, self.per_node)
+        except UsageError as e:
+            raise DirectiveError(f"#SBATCH --nodes={req.nodes}: {e.message}") from None
+        req.ntasks, req.tasks_per_node, req.cpu = sh.ntasks, sh.per_node or None, float(cpt)
+        on_a_node = sh.per_node or math.ceil(sh.ntasks / sh.nodes)
+        if self.mem:
+            req.mem_mb, req.mem_limit_mb = self.mem / on_a_node, self.mem
+        elif self.mem_per_cpu is not None:
+            req.mem_mb = self.mem_per_cpu * cpt
+            req.mem_limit_mb = req.mem_mb * on_a_node
 
 
 def parse(text: str, where: Where) -> Request:

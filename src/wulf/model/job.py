@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from wulf.errors import InvalidTransition
+from wulf.model.tasks import Shape, compact, parse_alloc
 
 if TYPE_CHECKING:
     from wulf.policy.snapshot import RunningUse
@@ -108,6 +109,12 @@ class Job:
     checkpoint: str = ""  # qr --checkpoint: "USR1@1800" (every half hour and before a stop), "USR1"
     checkpoint_exit: int = 85  # the exit code of a run that checkpointed ([scheduler] checkpoint_exit_code)
     checkpoints: int = 0  # how many of its restarts followed a checkpoint (not a failure)
+    # multi-node and multi-task jobs (issue 13 §1, see wulf.model.tasks): with ntasks > 1, cpu_req/mem_req
+    # and cpu/mem_mb are each task's (one slot's), and a running job holds ``alloc``'s slots
+    ntasks: int = 1  # tasks in all (qr --ntasks, or --nodes × --ntasks-per-node)
+    nodes_req: int = 0  # qr --nodes: on exactly this many nodes (0: as few or as many as fit)
+    tasks_per_node: int = 0  # qr --ntasks-per-node (0: any number on a node)
+    alloc: str = ""  # while it runs: its slots, "first:2,n2:2" (wulf.model.tasks.alloc_text); "" for one task
     # measured now, and the adaptive allocation's state (not stored)
     cpu_used: float = 0.0
     mem_used: float = 0.0
@@ -117,6 +124,16 @@ class Job:
     # what the policy last saw of it on its node (wulf.server.nodes.Node.view), made again only when its
     # figures change: a view is made of every job on a node each time the node changes (not stored)
     seen: RunningUse | None = None
+
+    @property
+    def shape(self) -> Shape:
+        """How its tasks are to be laid out (what the scheduler places)."""
+        return Shape(self.ntasks, self.nodes_req, self.tasks_per_node)
+
+    @property
+    def node_names(self) -> list[str]:
+        """The nodes it runs on, its first (its own) node first."""
+        return [n for n, _ in parse_alloc(self.alloc)] if self.alloc else ([self.node] if self.node else [])
 
     @property
     def final(self) -> bool:
@@ -146,6 +163,8 @@ class Job:
             "array_index": self.array_index,
             "restarts": self.restarts,
             "checkpoints": self.checkpoints,  # of the restarts, those after a checkpoint (issue 13 §2)
+            "ntasks": self.ntasks,
+            "nodes": compact(self.node_names) if self.alloc else (self.node or None),
         }
 
     def public(self, now: float) -> dict[str, Any]:
@@ -182,4 +201,7 @@ class Job:
             "warn_signal": self.warn_signal,
             "checkpoint": self.checkpoint,
             "checkpoint_exit": self.checkpoint_exit,
+            "nodes_req": self.nodes_req,
+            "tasks_per_node": self.tasks_per_node,
+            "alloc": self.alloc,
         }

@@ -27,6 +27,7 @@ import math
 import re
 from collections import OrderedDict, deque
 
+from wulf.model.tasks import Shape
 from wulf.policy.adapt import MIN_CPU, MIN_MEM
 from wulf.policy.snapshot import Waiting
 
@@ -43,6 +44,9 @@ def kind_of(user: str, name: str, cpu: float, mem_mb: float) -> Kind | None:
     if not name:
         return None
     return (user, _NUMBER.sub("", name) if name.endswith("]") else name, cpu, mem_mb)
+
+
+_ONE = Shape()
 
 
 class Sized:
@@ -115,6 +119,6 @@ class History:
         if got is None:
             return job
         c, m = got
-        if c >= cpu and m >= mem:
+        if c >= cpu and m >= mem or not getattr(job, "shape", _ONE).single:  # (a job of several tasks as asked)
             return job
         return Sized(job, c if c < cpu else cpu, m if m < mem else mem)

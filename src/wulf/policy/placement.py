@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from wulf.policy.constraint import Constraint, parse_constraint
 from wulf.policy.rank import DEFAULT_RANK, compile_rank
 from wulf.policy.snapshot import Free, NodeView, node_free
 
-# Rounding slack so that 0.1 + 0.2 cpus fit in 0.3.
-EPS = 1e-9
+if TYPE_CHECKING:
+    from wulf.model.tasks import Shape
+
+from wulf.policy.slots import EPS as EPS
+from wulf.policy.slots import fit, slots_in
+
 #: a node with less cpu free than this takes no more jobs in this pass
 MIN_CPU = 0.01
 
@@ -75,6 +80,9 @@ class NodePool:
         self._kept: dict[int, tuple[str, float, float, int]] = {}
         self._renewed: set[int] = set()
         self._alone: dict[str, Free] = {}  # room once the jobs now on a node end (worked out when asked)
+        # jobs of several tasks (see wulf.policy.slots): the nodes reserved in this pass, and by whom last
+        self._reserved: set[str] = set()
+        self._reserved_for: dict[int, list[str]] = {}
         for node in nodes:
             self.update(node)
 
@@ -271,6 +279,69 @@ class NodePool:
         self._renewed.clear()
         self._holding.clear()
         self._failed.clear()
+        for name in self._reserved:  # back in the running (their room was never booked)
+            if name in self.views:
+                self._version[name] += 1
+                self._push(name)
+        self._reserved.clear()
+
+    # ------------------------------------------------------------------ jobs of several tasks
+
+    def pick_slots(self, cpu: float, mem: float, shape: Shape, constraint: str = "",
+                   user: str | None = None) -> list[tuple[str, int]] | None:
+        """All the slots a job of ``shape`` (each task ``cpu`` and ``mem``) needs, on nodes with room
+        now, best-ranked first (see :func:`wulf.policy.slots.fit`); None when they are not all free.
+        Nothing is booked: the caller takes each node's share."""
+        key = self._key(constraint, user)
+        room = [(e[2], slots_in(self.free[e[2]].cpu, self.free[e[2]].mem, cpu, mem))
+                for e in sorted(self._entry.values()) if self._match(key, self.views[e[2]])]
+        return fit(shape, room)
+
+    def possible_slots(self, cpu: float, mem: float, shape: Shape, constraint: str = "",
+                       user: str | None = None) -> str:
+        """"" if the nodes known (up or not) could ever take such a job all at once; else why not."""
+        why = self.possible(cpu, mem, constraint, user)
+        if why:
+            return why
+        key = self._key(constraint, user)
+        room = [(n.name, slots_in(n.cpus, n.mem_mb, cpu, mem)) for n in self._everywhere.values()
+                if self._match(key, n)]
+        if fit(shape, room) is not None:
+            return ""
+        nodes = sum(1 for _, k in room if k)
+        return (f"needs {_shape_text(shape)} of {cpu:g} cpus and {mem:g} MB; the {nodes} node{'s' * (nodes != 1)}"
+                f"{' that match' if constraint else ''} could never hold them all at once")
+
+    def reserve(self, cpu: float, mem: float, shape: Shape, constraint: str = "", job: int | None = None,
+                user: str | None = None) -> list[str] | None:
+        """Reserve, for the rest of this pass, the nodes a job of ``shape`` that fits nowhere now would
+        run on once the jobs on them end: no other job is placed there. The nodes reserved for ``job``
+        in the last pass come first, then those with the most cpu free. Those nodes, or None when they
+        could not take it even then."""
+        key = self._key(constraint, user)
+        before = self._reserved_for.get(job, []) if job is not None else []
+        names = [n for n in before if n in self._entry] + sorted(
+            (n for n in self._entry if n not in before), key=lambda n: -self.free[n].cpu)
+        room = []
+        for name in names:
+            if name in self._holding or not self._match(key, self.views[name]):
+                continue
+            alone = self._alone.get(name)
+            if alone is None:
+                alone = self._alone[name] = node_free(self.views[name], self._observe, jobs=False)
+            room.append((name, slots_in(alone.cpu, alone.mem, cpu, mem)))
+        chosen = fit(shape, room)
+        if chosen is None:
+            return None
+        reserved = [n for n, _ in chosen]
+        for name in reserved:
+            self._version[name] += 1
+            self._entry.pop(name, None)
+            self._reserved.add(name)
+            self._holding.add(name)  # (no room is kept there for another job in this pass either)
+        if job is not None:
+            self._reserved_for = {job: reserved}
+        return reserved
 
     def _release(self, job: int) -> None:
         kept = self._kept.pop(job, None)
@@ -327,6 +398,11 @@ class NodePool:
         self._version[name] += 1
         self._push(name)
 
+    def slots_take(self, slots: Iterable[tuple[str, int]], cpu: float, mem: float) -> None:
+        """Book a job of several tasks: each node its share (``cpu`` and ``mem`` a task)."""
+        for name, k in slots:
+            self.take(name, cpu * k, mem * k)
+
     def best(self, user: str | None = None) -> str | None:
         """The node an interactive job (of ``user``) goes to now, room or not: the best-ranked one."""
         key = self._key("", user)
@@ -335,3 +411,11 @@ class NodePool:
     def __bool__(self) -> bool:
         """Whether any node has room left (at least MIN_CPU free)."""
         return bool(self._entry)
+
+
+def _shape_text(shape: Shape) -> str:
+    if shape.per_node:
+        return f"{shape.nodes} nodes × {shape.per_node} tasks"
+    if shape.nodes:
+        return f"{shape.ntasks} tasks on {shape.nodes} nodes"
+    return f"{shape.ntasks} tasks"

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from wulf.model.tasks import Shape, compact
 from wulf.policy.history import Sized
 from wulf.policy.placement import EPS, NodePool
 from wulf.policy.snapshot import QueueView, UserView, Waiting
@@ -38,6 +39,8 @@ class Placement:
     node: str
     cpu: float  # what the job starts with: what it asked for, or less when its kind taught that
     mem_mb: float
+    #: a job of several tasks: [(node, tasks there)], ``node`` first (cpu and mem_mb are each task's)
+    slots: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -49,6 +52,9 @@ class PassResult:
     impossible: dict[int, str] = field(default_factory=dict)
     #: job id -> the node where room is kept for it (give it to the next pass as ``held``)
     held: dict[int, str] = field(default_factory=dict)
+    #: the job of several tasks that nodes were reserved for in this pass (at most one; see policy.slots)
+    reserved: dict[int, list[str]] = field(default_factory=dict)
+    reserved_after: int = 0  # how many placements were made before that reservation (none after are there)
 
 
 class Ordering(Protocol):
@@ -188,6 +194,12 @@ def _serve(user: _User, pool: NodePool, out: PassResult, held: Mapping[int, str]
         _, n, q = user.queues[0]
         job = q.head
         assert job is not None
+        shape: Shape | None = getattr(job, "shape", None)
+        if shape is not None and not shape.single:
+            served = _serve_tasks(user, job, shape, pool, out)
+            if served is None:
+                continue
+            return served
         why = _limit_reason(user, job.cpu)
         if why:
             _wait(user, why, out)
@@ -218,6 +230,50 @@ def _serve(user: _User, pool: NodePool, out: PassResult, held: Mapping[int, str]
         _next(user, q, n)
         return bool(user.queues)
     return False
+
+
+def _serve_tasks(user: _User, job: Waiting, shape: Shape, pool: NodePool, out: PassResult) -> bool | None:
+    """:func:`_serve` for a job of several tasks: all its slots at once or none. Placed: as ``_serve``
+    returns; else its queue waits (None: look at the user's next queue), and the first such job of
+    the pass reserves the nodes it is to run on (see wulf.policy.slots)."""
+    _, n, q = user.queues[0]
+    total = job.cpu * shape.ntasks
+    why = _limit_reason(user, total)
+    if why:
+        _wait(user, why, out)
+        return False
+    slots = pool.pick_slots(job.cpu, job.mem_mb, shape, job.constraint, job.user)
+    if slots is None:
+        impossible = pool.possible_slots(job.cpu, job.mem_mb, shape, job.constraint, job.user)
+        if impossible:
+            out.impossible[job.id] = impossible
+            _next(user, q, n)
+            return None
+        kept = None
+        if not out.reserved:
+            kept = pool.reserve(job.cpu, job.mem_mb, shape, job.constraint, job.id, job.user)
+            if kept is not None:
+                out.reserved[job.id] = kept
+                out.reserved_after = len(out.placements)
+        out.reasons[(q.view.user, q.view.name)] = _no_room_tasks(job, shape, kept)
+        heapq.heappop(user.queues)
+        return None
+    pool.slots_take(slots, job.cpu, job.mem_mb)
+    out.placements.append(Placement(job.id, slots[0][0], job.cpu, job.mem_mb, tuple(slots)))
+    user.running += 1
+    user.occupied += total
+    _next(user, q, n)
+    return bool(user.queues)
+
+
+def _no_room_tasks(job: Waiting, shape: Shape, kept: list[str] | None) -> str:
+    many = f"{shape.ntasks} tasks" + (f" on {shape.nodes} nodes" if shape.nodes else "")
+    what = f"waiting for room: needs {many} of {job.cpu:g} cpu{'s' if job.cpu != 1 else ''} and {job.mem_mb:g} MB"
+    if job.constraint:
+        what += f" on nodes matching {job.constraint!r}"
+    if kept:
+        what += f" (nodes {compact(kept)} are reserved for it)"
+    return what
 
 
 def _next(user: _User, q: _Queue, n: int) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from wulf.model.tasks import Shape
+
 #: cpu that processes other than jobs may use before they take room: a node's background hum
 #: (system daemons, the agent's neighbours) must not keep a job that asks for every cpu off an idle node.
 BACKGROUND_CPU = 0.1
@@ -68,6 +70,7 @@ class QueuedJob:
     mem_mb: float
     constraint: str = ""
     name: str = ""
+    shape: Shape = Shape()  # a job of several tasks (cpu and mem_mb are each task's)
 
 
 @dataclass(frozen=True, slots=True)

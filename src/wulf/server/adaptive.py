@@ -30,7 +30,7 @@ def adapt_node(node: Node, view: Callable[[], NodeView], now: float,
     settings = policy.adapt
     all_steady = True
     for job in node.jobs.values():
-        if job.origin is not Origin.BATCH or job.state is not JobState.RUNNING or job.started is None:
+        if job.origin is not Origin.BATCH or job.state is not JobState.RUNNING or job.started is None or job.alloc:
             continue
         jobs.append(job)
         h = _holding(Holding, (job.cpu, job.mem_mb, job.cpu_used, job.mem_used, now - job.started, job.settled,

@@ -39,6 +39,8 @@ from wulf.protocol import (
     IdsRequest,
     InteractiveReply,
     InteractiveRequest,
+    LaunchReply,
+    LaunchRequest,
     ModifyRequest,
     NiceRequest,
     PlaceReply,
@@ -342,6 +344,10 @@ async def wait(req: WaitRequest, daemon: DaemonDep, caller: CallerDep) -> dict[s
 @router.post("/api/v1/interactive")
 async def interactive(req: InteractiveRequest, daemon: DaemonDep, caller: CallerDep) -> InteractiveReply:
     return await daemon.interactive(req, caller)
+
+@router.post("/api/v1/launch")
+async def launch_tasks(req: LaunchRequest, daemon: DaemonDep, caller: CallerDep) -> LaunchReply:
+    return await daemon.launch(req, caller)
 
 @router.get("/api/v1/place")
 async def place(daemon: DaemonDep, caller: CallerDep) -> PlaceReply:

@@ -11,6 +11,7 @@ restarted server never starts a job twice.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -35,6 +36,9 @@ from wulf.protocol import (
     InteractiveRequest,
     JobExit,
     JobSpec,
+    LaunchedTask,
+    LaunchReply,
+    LaunchRequest,
     Output,
     Quit,
     Ran,
@@ -49,7 +53,7 @@ from wulf.protocol import (
     SubmitRequest,
     Welcome,
 )
-from wulf.server import accounting, intake, jobmail, mail, output, runall, views
+from wulf.server import accounting, intake, jobmail, launch, mail, output, runall, views
 from wulf.server.events import (
     CancelRequested,
     Drained,
@@ -137,6 +141,10 @@ class Daemon:
         self.leader: dict[str, Any] | None = None  # this server, when it leads others that stand by (PostgreSQL)
         self._wake = asyncio.Event()
         self._sessions: dict[int, asyncio.Future[str]] = {}
+        self._task_sessions: dict[tuple[int, int], asyncio.Future[str]] = {}  # (job, session) -> its agent's answer
+        self._task_serial = itertools.count(1)  # each task's session: concurrent launches (wulf-rsh) never clash
+        #: derives each job's launch key (see wulf.server.launch); the server's main gives the cluster key's
+        self.launch_secret = secrets.token_bytes(32)
         self._dirty: dict[int, Job] = {}  # changed in memory, not yet handed to the store
         self._flush_timer: asyncio.TimerHandle | None = None
         self._runs = runall.RunAll(self._send_text)
@@ -724,6 +732,48 @@ class Daemon:
         port = node.info.session_port if node.info else 0
         return InteractiveReply(id=job.id, node=node.name, host=node.address, port=port, token=token)
 
+    # ------------------------------------------------------------------ tasks of a job (wulf launch, wulf-rsh)
+
+    async def launch(self, req: LaunchRequest, caller: Caller) -> LaunchReply:
+        """Ready the tasks ``wulf launch`` (or ``wulf-rsh``) asks for on the nodes of its job's allocation:
+        each agent expects its tasks' sessions; the caller connects to each with its token."""
+        job = launch.check(self.state.jobs.get(req.job), req.job, caller.uid, req.secret, self.launch_secret)
+        if req.nodes is not None:
+            names = {n: node.info.hostname for n, node in self.nodes.items() if node.info is not None}
+            placed = launch.on_hosts(job, req.nodes, names)
+        else:
+            placed = launch.place_tasks(job, req.ntasks)
+        base = await asyncio.to_thread(self._start_job, job)
+        loop = asyncio.get_running_loop()
+        out: list[LaunchedTask] = []
+        waits: list[tuple[str, int, int, asyncio.Future[str]]] = []  # (node, task, its session, its answer)
+        try:
+            for name, task, local in placed:
+                node = self.nodes.get(name)
+                if node is None or node.link is None or node.info is None:
+                    raise Refused(f"node {name} of job {job.id} is down: its tasks cannot start")
+                start = base.model_copy(update={
+                    "command": req.command, "script": None, "cwd": req.cwd, "keep_script": False,
+                    "env": launch.task_env(req.env, task, local, len(placed), name)})
+                token = secrets.token_urlsafe(24)
+                serial = next(self._task_serial)
+                fut = self._task_sessions[(job.id, serial)] = loop.create_future()
+                waits.append((name, task, serial, fut))
+                await self._send(name, Session(job=start, token=token, pty=False, task=serial))
+                out.append(LaunchedTask(task=task, node=name, host=node.address, port=node.info.session_port,
+                                        token=token))
+            for name, task, _, fut in waits:
+                try:
+                    error = await asyncio.wait_for(fut, 10.0)
+                except TimeoutError:
+                    error = "the node did not answer in time"
+                if error:
+                    raise Refused(f"could not start task {task} of job {job.id} on {name}: {error}")
+        finally:
+            for _, _, serial, _ in waits:
+                self._task_sessions.pop((job.id, serial), None)
+        return LaunchReply(tasks=out)
+
     # ------------------------------------------------------------------ output (jtail; see wulf.server.output)
 
     async def output(self, job_id: int, caller: Caller, offset: int, limit: int) -> dict[str, Any]:
@@ -797,6 +847,8 @@ class Daemon:
             **self._array_fields(job),
             restarts=job.restarts,
             **checkpoint.start_fields(job.warn_signal, job.checkpoint, job.checkpoint_exit, job.checkpoints),
+            alloc=job.alloc, ntasks=job.ntasks,
+            launch_key=launch.launch_key(self.launch_secret, job) if job.alloc else "",
         )
 
     def _array_fields(self, job: Job) -> dict[str, Any]:
@@ -893,7 +945,7 @@ class Daemon:
         elif isinstance(msg, Ran):
             self._runs.answered(node.name, msg)
         elif isinstance(msg, SessionReady):
-            fut = self._sessions.get(msg.id)
+            fut = self._sessions.get(msg.id) if msg.task is None else self._task_sessions.get((msg.id, msg.task))
             if fut is not None and not fut.done():
                 fut.set_result(msg.error)
         elif isinstance(msg, Output):

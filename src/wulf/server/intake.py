@@ -14,6 +14,7 @@ from wulf.errors import Refused, UsageError
 from wulf.model import checkpoint, depend
 from wulf.model.array import ArraySpec
 from wulf.model.job import Job, JobState, Origin
+from wulf.model.tasks import shape
 from wulf.policy.constraint import parse_constraint
 from wulf.policy.settings import Policy
 from wulf.protocol import JobSpec
@@ -54,6 +55,9 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
     constraint = str(parse_constraint(spec.constraint)) if spec.constraint.strip() else ""
     nice = policy.start_nice(spec.nice, origin is Origin.BATCH, caller.admin)
     mail_type, mail_user = jobmail.resolve(spec.mail_type, spec.mail_user, caller.user, config)
+    tasks = shape(spec.ntasks, spec.nodes, spec.tasks_per_node)
+    if not tasks.single and origin is not Origin.BATCH:
+        raise UsageError("only queued jobs (qr) run several tasks or on several nodes")
     job = Job(
         id=job_id,
         user=caller.user,
@@ -85,6 +89,9 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
         retries=spec.retries if spec.retries is not None else sched.default_retries,
         mail_type=mail_type,
         mail_user=mail_user,
+        ntasks=tasks.ntasks,
+        nodes_req=tasks.nodes,
+        tasks_per_node=tasks.per_node,
     )
     if spec.hold:
         job.reason = f"held at submission (qrls {job_id} releases it)"

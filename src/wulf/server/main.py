@@ -179,6 +179,7 @@ async def serve(config: Config, listen: str | None = None, owner_only: bool = Fa
     store = leading or open_store(where, config.server.synchronous)
     daemon = Daemon(config, store)
     daemon.leader = _leader(leading, unix, tcp)
+    daemon.launch_secret = key.derive("launch")  # (jobs' launch keys outlive a restart of the server)
     daemon.load()
     security = Security(config, key, store, owner_only=owner_only)
     main: _MainServer | None = None

@@ -10,6 +10,7 @@ from operator import itemgetter
 from typing import Any
 
 from wulf.model.job import Job, Origin
+from wulf.model.tasks import slots_on
 from wulf.policy.rank import METRICS
 from wulf.policy.snapshot import NodeView, RunningUse, node_free
 from wulf.protocol import NodeInfo, NodeSample
@@ -55,6 +56,9 @@ class Node:
     last_seen: float = 0.0
     jobs: dict[int, Job] = field(default_factory=dict)  # running here (batch, interactive, external)
     external: dict[str, int] = field(default_factory=dict)  # cluster key -> job id
+    #: jobs of several tasks whose first node is another: the slots they hold here (issue 13 §1)
+    shares: dict[int, Job] = field(default_factory=dict)
+    share_use: dict[int, tuple[float, float]] = field(default_factory=dict)  # what its tasks here use (cpu, MB)
     missing: dict[str, int] = field(default_factory=dict)  # cluster key -> reports it was absent from
     _read: tuple[NodeSample, dict[str, float]] | None = field(default=None, repr=False)  # see _metrics
 
@@ -89,10 +93,18 @@ class Node:
         s = self.sample
         uses = []
         for j in self.jobs.values():  # (what the policy saw of each is made again only when it changed)
+            if j.alloc:  # a job of several tasks: its slots here (cpu and mem_mb are each task's)
+                k = slots_on(j.alloc, self.name)
+                uses.append(RunningUse(j.cpu * k, j.mem_mb * k, j.cpu_used, j.mem_used, j.user))
+                continue
             u = j.seen
             if u is None or u[0] != j.cpu or u[1] != j.mem_mb or u[2] != j.cpu_used or u[3] != j.mem_used:
                 u = j.seen = RunningUse(j.cpu, j.mem_mb, j.cpu_used, j.mem_used, j.user, j.origin is _EXTERNAL)
             uses.append(u)
+        for j in self.shares.values():  # slots held here for a job that runs its script elsewhere
+            k = slots_on(j.alloc, self.name)
+            cpu, mem = self.share_use.get(j.id, (0.0, 0.0))  # (its tasks' use is its own, not outside work)
+            uses.append(RunningUse(j.cpu * k, j.mem_mb * k, cpu, mem, j.user))
         info = self.info
         # (positional, in NodeView's order: a view is made for each node that changed, on every pass)
         return NodeView(
@@ -148,7 +160,7 @@ class Node:
             "io_read_mbps": round(s.io_read_mbps, 3) if s else None,
             "io_write_mbps": round(s.io_write_mbps, 3) if s else None,
             "nprocs": s.nprocs if s else None,
-            "jobs": len(self.jobs),
+            "jobs": len(self.jobs) + len(self.shares),
             "arch": i.arch if i else "",
             "os": i.os if i else "",
             "kernel": i.kernel if i else "",

@@ -24,6 +24,7 @@ from wulf.errors import Refused
 from wulf.model import depend
 from wulf.model.job import Job, JobState, Origin
 from wulf.model.mailtypes import mail_types
+from wulf.model.tasks import alloc_text
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.history import History, kind_of
 from wulf.policy.limits import occupied_cpu
@@ -121,7 +122,7 @@ class ServerState:
         self.on_pass: Callable[[float, int, float], None] | None = None
         self.relimited: set[int] = set()  # running jobs whose time limit jmod changed: told again on reconnect
         self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, self._job_mail, self._array_ended,
-                                         self._resolve_dependents]
+                                         self._resolve_dependents, self._end_tasks]
         self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
             Submitted: self._submitted, SchedulePass: self._scheduled, JobsStarted: self._started,
             JobsExited: self._exited, CancelRequested: self._cancel, HoldRequested: self._hold,
@@ -162,6 +163,7 @@ class ServerState:
             elif job.state is JobState.RUNNING:
                 node = self.node(job.node)
                 node.jobs[job.id] = job
+                self._share(job)
                 if job.origin is Origin.EXTERNAL:
                     node.external[job.ext_key] = job.id
                 elif job.origin is Origin.BATCH:
@@ -326,8 +328,23 @@ class ServerState:
         ok = e.exit_code == 0 and e.signal is None and not e.reason
         return self.end(job, JobState.DONE if ok else JobState.FAILED, e.time, e.reason)
 
+    def _share(self, job: Job) -> None:
+        """A job of several tasks holds its slots on its other nodes too (see Node.shares)."""
+        for name in job.node_names[1:]:
+            self.node(name).shares[job.id] = job
+
+    @staticmethod
+    def _end_tasks(job: Job) -> Iterable[Instruction]:
+        """End hook: a job of several tasks that ended leaves no task on its other nodes (wulf launch)."""
+        return [Send(name, Signal(ids=[job.id], signal=9)) for name in job.node_names[1:]] if job.alloc else ()
+
     def _detach(self, job: Job) -> None:
-        """Take a running job off its node's books."""
+        """Take a running job off its node's books (and a job of several tasks off its other nodes')."""
+        for name in job.node_names[1:]:
+            other = self.nodes.get(name)
+            if other is not None and other.shares.pop(job.id, None) is not None:
+                other.share_use.pop(job.id, None)
+                self.touch(name)
         node = self.nodes.get(job.node)
         if node is not None and node.jobs.pop(job.id, None) is not None:
             s = node.sample
@@ -429,6 +446,9 @@ class ServerState:
             job.cpu, job.mem_mb = p.cpu, p.mem_mb  # what it asked for, or what its kind taught
             job.reason = ""
             self.nodes[p.node].jobs[job.id] = job
+            if p.slots:
+                job.alloc = alloc_text(p.slots)
+                self._share(job)
             self.touch(p.node)
             self.running[job.user] += 1
             jobs.append(job)
@@ -499,7 +519,7 @@ class ServerState:
             if job.final:
                 continue
             if job.state is JobState.RUNNING:
-                signals.setdefault(job.node, []).append(job.id)
+                signals.setdefault(job.node, []).append(job.id)  # (its tasks elsewhere: see _end_tasks)
             ended += self.end(job, JobState.CANCELLED, ev.now, f"cancelled by {ev.by}")
             changed.append(job)
         if not changed:
@@ -720,7 +740,7 @@ class ServerState:
         for name, since in list(self.down_since.items()):
             node = self.nodes.get(name)
             if node is not None and not node.up and ev.now - since >= after and (
-                    node.jobs or name in self.strays.values()):
+                    node.jobs or node.shares or name in self.strays.values()):
                 out += self._lose(node, since, ev.now)
         if out:
             out.append(Wake())
@@ -734,6 +754,12 @@ class ServerState:
         changed = []
         ended: list[Instruction] = []
         self._strays_lost(node.name)
+        kill: list[Instruction] = []
+        for job in list(node.shares.values()):  # a job of several tasks that lost one of its nodes fails
+            if job.state is JobState.RUNNING:
+                kill.append(Send(job.node, Signal(ids=[job.id], signal=9)))
+                ended += self._record_exit(job, JobExit(id=job.id, exit_code=None, time=now, reason=reason))
+                changed.append(job)
         for job in list(node.jobs.values()):
             if job.origin is Origin.EXTERNAL:
                 node.external.pop(job.ext_key, None)
@@ -742,7 +768,7 @@ class ServerState:
                 ended += self._record_exit(job, JobExit(id=job.id, exit_code=None, time=now, reason=reason))
             changed.append(job)
         return [Log(logging.WARNING, f"node {node.name} has been down since {stamp}: {len(changed)} jobs there "
-                                     "are lost"), Commit(tuple(changed)), *ended]
+                                     "are lost"), Commit(tuple(changed)), *ended, *kill]
 
     def _reported(self, ev: Reported) -> list[Instruction]:
         node = self.nodes.get(ev.node)
@@ -754,6 +780,9 @@ class ServerState:
             job = node.jobs.get(use.id)
             if job is not None and (job.cpu_used != use.cpu or job.mem_used != use.mem_mb):
                 job.cpu_used, job.mem_used = use.cpu, use.mem_mb
+                changed = True
+            elif job is None and use.id in node.shares and node.share_use.get(use.id) != (use.cpu, use.mem_mb):
+                node.share_use[use.id] = (use.cpu, use.mem_mb)  # the tasks (wulf launch) of a job on another node
                 changed = True
         if changed:  # (a report that tells nothing new leaves the node's view, and the next pass, alone)
             self.touch(node.name)
@@ -1073,10 +1102,11 @@ class ServerState:
         commits it). Its run is over (its exit was reported, or its node was lost): it never runs twice
         at once. Its restarts count every run before the next; its checkpoints those that checkpointed
         (the rest failed, and count against its retries)."""
+        kill = list(self._end_tasks(job))
         self._detach(job)
         job.set_state(JobState.QUEUED)
         job.restarts += 1
-        job.node, job.pid, job.started = "", None, None
+        job.node, job.pid, job.started, job.alloc = "", None, None, ""
         job.cpu, job.mem_mb = job.cpu_req, job.mem_req  # a waiting job holds nothing: it asks again
         job.cpu_used = job.mem_used = 0.0
         if checkpointed:
@@ -1087,7 +1117,7 @@ class ServerState:
             job.reason = f"queued again after attempt {failed} of {job.retries + 1} failed: {why}"
         if job.id not in self.strays:  # (else it waits for the end of an earlier run a node still has)
             self._enqueue(job)
-        return [Log(logging.INFO, f"job {job.id}: {job.reason}"), *jobmail.on_requeue(job), Wake()]
+        return [Log(logging.INFO, f"job {job.id}: {job.reason}"), *kill, *jobmail.on_requeue(job), Wake()]
 
     def _park(self, jobs: list[Job]) -> tuple[Job, ...]:
         """Jobs queued again after an exit their node reported: out of line until the node has been sent

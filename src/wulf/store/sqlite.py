@@ -142,6 +142,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN checkpoints INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        # multi-node and multi-task jobs (issue 13 §1): the tasks it asks for, and the slots it holds
+        "0012_multinode",
+        """
+        ALTER TABLE jobs ADD COLUMN ntasks INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE jobs ADD COLUMN nodes_req INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN tasks_per_node INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN alloc TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]
 
 _COLUMNS = [
@@ -153,11 +163,13 @@ _COLUMNS = [
     "depend", "retries", "restarts",
     "mail_type", "mail_user",  # 0010_job_mail
     "warn_signal", "checkpoint", "checkpoint_exit", "checkpoints",  # 0011_checkpoints
+    "ntasks", "nodes_req", "tasks_per_node", "alloc",  # 0012_multinode
 ]
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
     "peak_mem_mb", "reason", "nice", "queue", "restarts", "checkpoints",
     "name", "cpu_req", "mem_req", "time_limit", "depend",  # jmod (issue 11 §5): what a waiting job may change
+    "alloc",  # 0012_multinode: the slots a multi-task job holds while it runs
 ]
 _SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
 _INSERT = f"INSERT INTO jobs ({_SELECT}) VALUES ({', '.join('?' * len(_COLUMNS))})"

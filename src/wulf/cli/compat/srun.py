@@ -95,6 +95,8 @@ def srun(argv: list[str]) -> int:
         raise UsageError("srun: not inside a job; wulf runs a step of a batch job only (jr starts an "
                          "interactive job)")
     given, command = parse(argv)
+    if os.environ.get("WULF_LAUNCH_KEY"):
+        return _across(given, command)
     env = step_env(given, dict(os.environ))
     ntasks = int(env["SLURM_NTASKS"])
     sys.stdout.flush()
@@ -114,3 +116,22 @@ def srun(argv: list[str]) -> int:
             raise UsageError(f"srun: {command[0]}: {e.strerror}") from None
     codes = [p.wait() for p in steps]
     return max(128 - c if c < 0 else c for c in codes)  # (killed by signal N: 128 + N, as a shell says)
+
+
+#: what a task of a step started across a job's nodes runs first: srun's variables from wulf launch's
+_TASK = 'SLURM_PROCID=$WULF_TASK_ID SLURM_LOCALID=$WULF_LOCAL_TASK_ID SLURMD_NODENAME=$WULF_NODE exec "$@"'
+
+
+def _across(given: dict[str, str], command: list[str]) -> int:
+    """A step of a job of several tasks: its tasks across the job's nodes (wulf launch), one a slot of the
+    job unless -n says how many."""
+    import shlex
+
+    from wulf.cli.launch import launch
+
+    ntasks = _count(given, "ntasks", 0) if "ntasks" in given else None
+    env = step_env({**given, "ntasks": str(ntasks or os.environ.get("WULF_NTASKS", "1"))}, dict(os.environ))
+    os.environ.update(env)
+    sys.stdout.flush()
+    return launch("exec " + shlex.join(["/bin/sh", "-c", _TASK, "srun", *command]), ntasks=ntasks,
+                  label="label" in given or "l" in given)
