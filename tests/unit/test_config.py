@@ -45,3 +45,26 @@ def test_wulf_config_prints_toml_that_reads_back_the_same(tmp_path: Path) -> Non
     bad = subprocess.run([str(wulf), "config"], capture_output=True, text=True,
                          env={**os.environ, "WULF_CONFIG": str(cfg)})
     assert bad.returncode == 2 and "bogus" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_workstations_and_migrate_settings_are_read_and_checked() -> None:
+    import pytest
+
+    from wulf.config import parse_config
+    from wulf.errors import ConfigError
+    from wulf.policy.settings import Policy
+
+    cfg = parse_config('[nodes]\nfeatures = { ws7 = ["bigmem"] }\nowners = { ws7 = "alice", ws8 = "bob" }\n'
+                       '[migrate]\nbusy_cpu = 1\nbusy_seconds = 10\ngrace_seconds = 60\n')
+    policy = Policy.from_config(cfg)
+    assert policy.owners == {"ws7": "alice", "ws8": "bob"}
+    assert (policy.migrate.busy_cpu, policy.migrate.busy_seconds, policy.migrate.grace_seconds) == (1.0, 10.0, 60.0)
+    assert policy.features["ws7"] == {"bigmem", "workstation"} and policy.features["ws8"] == {"workstation"}
+    for bad, said in (('[nodes]\nowners = { ws7 = 3 }\n', "must be a string"),
+                      ('[nodes]\nowners = { ws7 = "" }\n', "must name a user"),
+                      ('[migrate]\nbusy_cpu = 0\n', "migrate.busy_cpu"),
+                      ('[migrate]\nbusy_seconds = -1\n', "migrate.busy_seconds"),
+                      ('[migrate]\ngrace_seconds = "2m"\n', "migrate.grace_seconds"),
+                      ('[migrate]\nbusy = 1\n', "unknown key migrate.busy")):
+        with pytest.raises(ConfigError, match=said):
+            parse_config(bad)
