@@ -24,6 +24,7 @@ from wulf.errors import Refused
 from wulf.model import depend
 from wulf.model.job import Job, JobState, Origin
 from wulf.model.mailtypes import mail_types
+from wulf.policy import migrate
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.history import History, kind_of
 from wulf.policy.limits import occupied_cpu
@@ -31,8 +32,8 @@ from wulf.policy.placement import NodePool
 from wulf.policy.scheduler import schedule
 from wulf.policy.settings import Policy
 from wulf.policy.snapshot import NodeView, QueueView, UserView
-from wulf.protocol import LIMIT_REASON, Ack, Cluster, JobExit, JobStarted, Limit, Renice, Signal
-from wulf.server import adaptive, jobmail, modify
+from wulf.protocol import LIMIT_REASON, Ack, Cluster, JobExit, JobStarted, Limit, NodeSample, Renice, Signal
+from wulf.server import adaptive, jobmail, modify, owners
 from wulf.server.arrays import ArrayBook
 from wulf.server.events import (
     CancelRequested,
@@ -119,6 +120,7 @@ class ServerState:
         #: spent bringing the pool up to date before it (a measurement, for the simulator's figures)
         self.on_pass: Callable[[float, int, float], None] | None = None
         self.relimited: set[int] = set()  # running jobs whose time limit jmod changed: told again on reconnect
+        self.desks: dict[str, owners.Desk] = {}  # workstations' watches (issue 13 §3, see wulf.server.owners)
         self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, self._job_mail, self._array_ended,
                                          self._resolve_dependents]
         self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
@@ -739,6 +741,7 @@ class ServerState:
         if changed:  # (a report that tells nothing new leaves the node's view, and the next pass, alone)
             self.touch(node.name)
         out = self._external(node, report.clusters, report.sample.time)
+        out += self._owner_back(node, report.sample)
         out += self._adapt(node, report.sample.time)
         if self.book.any_waiting():
             out.append(Wake())
@@ -746,11 +749,39 @@ class ServerState:
 
     def _adapt(self, node: Node, now: float) -> list[Instruction]:
         """Adaptive allocation of the node's batch jobs; renice those that take others' room."""
-        changed, renice = adaptive.adapt_node(node, lambda: self.view(node), now, self.policy)
+        desk = self.desks.get(node.name)
+        changed, renice = adaptive.adapt_node(node, lambda: self.view(node), now, self.policy,
+                                              desk.fates if desk is not None else ())
         if changed:
             self.touch(node.name)
         out: list[Instruction] = [CommitSoon(tuple(changed))] if changed else []
         out += [Send(node.name, Renice(id=job_id, nice=nice)) for job_id, nice in renice]
+        return out
+
+    def _owner_back(self, node: Node, sample: NodeSample) -> list[Instruction]:
+        """A workstation's report: while its owner is back it takes no new batch jobs, and its batch jobs
+        checkpoint, are reniced, suspended, queued again or resumed as wulf.policy.migrate decides."""
+        owner = self.policy.owners.get(node.name)
+        if owner is None:
+            self.desks.pop(node.name, None)
+            return []
+        desk = self.desks.get(node.name)
+        if desk is None or desk.owner != owner:
+            desk = self.desks[node.name] = owners.Desk(owner)
+        steps = owners.reported(desk, list(node.jobs.values()), sample, node.cpus, self.policy.migrate)
+        if node.owner_back != desk.watch.back:
+            node.owner_back = desk.watch.back
+            self.touch(node.name)
+        out: list[Instruction] = []
+        for job, step, was in steps:
+            out += [Send(node.name, m) for m in owners.message(job, step, was, self.policy.adapt)]
+            shown = migrate.SHOWN.get(migrate.fate_after(step), "")
+            if shown or job.reason in migrate.SHOWN.values():
+                job.reason = shown
+            out.append(Log(logging.INFO, f"job {job.id} on {node.name}: {step} (its owner {owner} is "
+                                         f"{'back' if desk.watch.back else 'away'})"))
+        if steps:
+            out.append(CommitSoon(tuple(job for job, _, _ in steps)))
         return out
 
     def _external(self, node: Node, clusters: Sequence[Cluster], now: float) -> list[Instruction]:
