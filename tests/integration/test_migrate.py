@@ -63,3 +63,38 @@ def test_a_checkpointing_job_moves_off_a_workstation_when_its_owner_comes_back(s
         assert job["checkpoints"] == job["restarts"] == 1, job
         assert not list(c.work.glob(f"wulf-{jid}*")), "one output file"
         assert f"job {jid} on desk: checkpoint" in (c.root / "server.log").read_text()
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_plain_job_is_suspended_while_the_owner_is_starved_and_resumed_when_they_go(shared_tmp: Path,
+                                                                                      users: Users) -> None:
+    alice = users.alice
+    # desk has half a cpu: the owner's hog leaves it no idle cpu (starved), the job's 0.1 cpu fits
+    config = (f'[nodes]\nowners = {{ desk = "{alice.name}" }}\n'
+              "[migrate]\nbusy_cpu = 0.2\nbusy_seconds = 2\ngrace_seconds = 1\n"
+              "[agent]\nexternal_min_cpu = 0.02\n")
+    with running_cluster(shared_tmp, config=config) as c:
+        c.agent("desk", cpus=0.5)
+        pidfile = c.work / "plain.pid"
+        [jid] = c.submit("--cpu", "0.1", "-o", "plain.out", "-c",
+                         f"echo $$ > {pidfile}; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; echo end")
+        wait_until("the job to start", lambda: pidfile.exists() and pidfile.read_text().strip() != "", timeout=60)
+        pid = int(pidfile.read_text())
+        hog = _hog(alice.uid, alice.gid, shared_tmp)
+        try:
+            wait_until("the job to be suspended", lambda: c.job(jid)["reason"] == "suspended: owner busy",
+                       timeout=60)
+            wait_until("its shell to be stopped", lambda: _stopped(pid), timeout=10)
+            assert "suspended: owner busy" in c.run("jstat", "--jobs").stdout
+        finally:
+            os.kill(hog, signal.SIGKILL)
+        wait_until("the job to be resumed", lambda: c.job(jid)["reason"] == "", timeout=60)
+        assert not _stopped(pid)
+        c.run("qwait", str(jid), timeout=120)
+        job = c.job(jid)
+        assert job["state"] == "done" and job["node"] == "desk", (job, c.logs())
+        assert (c.work / "plain.out").read_text().strip() == "end"
