@@ -193,6 +193,7 @@ class JobSpec(Request):
     # warning signals and checkpoints (issue 13 §2, see wulf.model.checkpoint)
     warn_signal: ShortText = ""  # "USR1@60": SIGUSR1 a minute before its time limit (needs one)
     checkpoint: ShortText = ""  # "USR1@1800": checkpoint every half hour and before a stop wulf chooses
+    requeue: bool = False  # it may be stopped and started over elsewhere (issue 13 §3: a workstation's owner)
 
 
 class StartJob(Msg):

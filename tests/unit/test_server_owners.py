@@ -21,8 +21,9 @@ def _state(owners: dict[str, str]) -> ServerState:
                               migrate=MigrateConfig(busy_cpu=0.5, busy_seconds=10, grace_seconds=30)))
 
 
-def _up(state: ServerState, name: str, cpus: float = 4) -> None:
-    state.handle(NodeUp(NodeInfo(name=name, hostname=name, cpus=cpus, mem_mb=4096), "10.0.0.1", 0, (), (), T0))
+def _up(state: ServerState, name: str, cpus: float = 4, running: Sequence[Job] = ()) -> None:
+    still = tuple(JobStarted(id=j.id, pid=j.pid or 1, time=T0) for j in running)
+    state.handle(NodeUp(NodeInfo(name=name, hostname=name, cpus=cpus, mem_mb=4096), "10.0.0.1", 0, still, (), T0))
 
 
 def _jobs(state: ServerState) -> dict[str, Job]:
@@ -130,3 +131,56 @@ def test_only_the_owners_own_outside_work_on_their_own_workstation_counts() -> N
     for t in (T0 + 1, T0 + 11, T0 + 21):
         assert not [m for _, m in _sent(_report(other, t, 1.0, jobs=list(jobs.values())))
                     if isinstance(m, Signal)]
+
+
+def test_a_requeue_job_starts_over_elsewhere_without_using_a_retry() -> None:
+    state = _state({"n1": "alice"})
+    _up(state, "n1", cpus=1.5)
+    job = Job(id=state.new_id(), user="bob", uid=1001, origin=Origin.BATCH, state=JobState.QUEUED, command="x",
+              cwd="/", cpu_req=1, mem_req=32, cpu=1, mem_mb=32, submitted=T0, requeue=True, retries=1)
+    state.handle(Submitted((job,)))
+    state.handle(SchedulePass(T0))
+    state.handle(JobsStarted("n1", (JobStarted(id=job.id, pid=200, time=T0),)))
+    _up(state, "n2", cpus=1)
+    for t in (T0 + 1, T0 + 11):
+        _report(state, t, 1.0, jobs=[job])
+    assert _sent(_report(state, T0 + 41, 1.0, jobs=[job])) == [("n1", Signal(ids=[job.id], signal=TERM))]
+    todo = state.handle(JobsExited("n1", (JobExit(id=job.id, exit_code=None, signal=TERM, time=T0 + 42),), T0 + 42))
+    assert job.state is JobState.QUEUED and (job.restarts, job.vacated, job.checkpoints) == (1, 1, 0)
+    assert job.reason == "queued again to start over elsewhere: the owner of n1 came back"
+    state.handle(Requeued(next(i for i in todo if isinstance(i, Requeue)).jobs))
+    assert [i.node for i in state.handle(SchedulePass(T0 + 42)) if isinstance(i, StartJobs)] == ["n2"]
+    # its retry is still there: a failure of this run queues it again
+    state.handle(JobsStarted("n2", (JobStarted(id=job.id, pid=300, time=T0 + 43),)))
+    state.handle(JobsExited("n2", (JobExit(id=job.id, exit_code=1, time=T0 + 50),), T0 + 50))
+    assert job.state is JobState.QUEUED and job.restarts == 2
+
+
+def test_a_job_that_fails_on_its_own_on_a_busy_workstation_is_not_vacated() -> None:
+    state = _state({"n1": "alice"})
+    _up(state, "n1")
+    jobs = _jobs(state)
+    for t in (T0 + 1, T0 + 11):
+        _report(state, t, 1.0, jobs=list(jobs.values()))
+    plain = jobs["plain"]  # reniced, not stopped: its failure is its own
+    state.handle(JobsExited("n1", (JobExit(id=plain.id, exit_code=3, time=T0 + 12),), T0 + 12))
+    assert plain.state is JobState.FAILED and plain.vacated == 0
+
+
+def test_a_job_suspended_before_a_restart_of_the_server_is_resumed_after_it() -> None:
+    state = _state({"n1": "alice"})
+    _up(state, "n1")
+    jobs = _jobs(state)
+    plain, ckpt = jobs["plain"], jobs["ckpt"]
+    for t in (T0 + 1, T0 + 11, T0 + 41):
+        _report(state, t, 1.0, jobs=list(jobs.values()))
+    assert plain.reason == ckpt.reason == "suspended: owner busy"
+    again = _state({"n1": "alice"})  # a new server, from the store: the jobs' records, reasons and all
+    again.restore(list(jobs.values()), max(jobs["retry"].id, plain.id, ckpt.id) + 1, {}, [], T0 + 50)
+    _up(again, "n1", running=list(jobs.values()))
+    for t in (T0 + 50, T0 + 55):  # still taken to be back, until seen away for busy_seconds
+        assert _sent(_report(again, t, 0.0, jobs=list(jobs.values()))) == []
+    assert sorted(_sent(_report(again, T0 + 60, 0.0, jobs=list(jobs.values()))), key=str) == sorted([
+        ("n1", Signal(ids=[plain.id], signal=CONT)), ("n1", Renice(id=plain.id, nice=0)),
+        ("n1", Signal(ids=[ckpt.id], signal=CONT)), ("n1", Renice(id=ckpt.id, nice=0))], key=str)
+    assert plain.reason == ckpt.reason == ""

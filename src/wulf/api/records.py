@@ -76,6 +76,8 @@ class Job:
     checkpoint: str = ""  # qr --checkpoint: "USR1@1800"
     checkpoint_exit: int = 85  # the exit code of a run that checkpointed
     checkpoints: int = 0  # of its restarts, those after a checkpoint
+    requeue: bool = False  # qr --requeue: it may be stopped and started over elsewhere
+    vacated: int = 0  # of its restarts, those after its workstation's owner came back
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:

@@ -40,6 +40,7 @@ class Options:
     mail_user: str = ""
     signal: str = ""  # "USR1@60": SIGUSR1 a minute before the time limit (qr --signal)
     checkpoint: str = ""  # "USR1@30:00": checkpoint every half hour and before the time limit (qr --checkpoint)
+    requeue: bool = False  # it may be stopped and started over elsewhere (qr --requeue)
 
 
 class SubmitOptions(TypedDict, total=False):
@@ -67,6 +68,7 @@ class SubmitOptions(TypedDict, total=False):
     mail_user: str
     signal: str
     checkpoint: str
+    requeue: bool
 
 
 def _words(ids: JobIds) -> list[str]:
@@ -155,6 +157,8 @@ def _lifecycle(opts: Options, out: dict[str, Any]) -> None:
 
             raise UsageError(refusal())
         out["checkpoint"] = notice.text()
+    if opts.requeue:
+        out["requeue"] = True
 
 
 def common(opts: Options) -> dict[str, Any]:

@@ -85,6 +85,8 @@ def jobs_table(jobs: list[dict[str, Any]]) -> str:
             state += f" try {j['restarts'] + 1}"
         if j.get("checkpoints"):  # of those restarts, the ones after it checkpointed (qr --checkpoint)
             state += f" ({j['checkpoints']} ckpt)"
+        if j.get("vacated"):  # ... the ones after its workstation's owner came back (qr --requeue)
+            state += f" ({j['vacated']} vacated)"
         note = j["reason"]
         what = j["command"].replace("\n", " ")
         queue = j["queue"] if j["origin"] == "batch" else "-"

@@ -108,6 +108,9 @@ class Job:
     checkpoint: str = ""  # qr --checkpoint: "USR1@1800" (every half hour and before a stop), "USR1"
     checkpoint_exit: int = 85  # the exit code of a run that checkpointed ([scheduler] checkpoint_exit_code)
     checkpoints: int = 0  # how many of its restarts followed a checkpoint (not a failure)
+    # workstations whose owner comes back (issue 13 §3, see wulf.server.owners)
+    requeue: bool = False  # qr --requeue: it may be stopped and started over elsewhere (Slurm's --requeue)
+    vacated: int = 0  # how many of its restarts followed a stop because a workstation's owner came back
     # measured now, and the adaptive allocation's state (not stored)
     cpu_used: float = 0.0
     mem_used: float = 0.0
@@ -146,6 +149,7 @@ class Job:
             "array_index": self.array_index,
             "restarts": self.restarts,
             "checkpoints": self.checkpoints,  # of the restarts, those after a checkpoint (issue 13 §2)
+            "vacated": self.vacated,  # ... those after its workstation's owner came back (issue 13 §3)
         }
 
     def public(self, now: float) -> dict[str, Any]:
@@ -182,4 +186,5 @@ class Job:
             "warn_signal": self.warn_signal,
             "checkpoint": self.checkpoint,
             "checkpoint_exit": self.checkpoint_exit,
+            "requeue": self.requeue,
         }

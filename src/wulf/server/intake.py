@@ -86,6 +86,7 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
         mail_type=mail_type,
         mail_user=mail_user,
     )
+    job.requeue = spec.requeue
     if spec.hold:
         job.reason = f"held at submission (qrls {job_id} releases it)"
     _notices(job, spec, config, env)

@@ -4,9 +4,10 @@ feeds the pure decision (:mod:`wulf.policy.migrate`); what it decides becomes me
 The outside work that says the owner is back is the owner's own processes that wulf did not start (the
 node's external jobs of that user): another user's work there, or a neighbour's test run on a shared
 machine, is not the owner sitting down. The owner's work is starved when the node's processes together
-leave less than a quarter of a cpu idle. What each job has been through (its fate) lives in memory only:
-after a restart of the server the node's watch starts afresh, and a suspended job is resumed at the
-first report that finds the owner away.
+leave less than a quarter of a cpu idle. The node's watch lives in memory only (after a restart of the
+server it starts afresh); what each job has been through (its fate) is also kept as its reason, which
+is stored: after a restart, a node with such jobs is taken to have its owner back until they are seen away
+(so a job suspended before it is resumed then, not at once).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from wulf.protocol import NodeSample, Renice, Signal
 STARVED_IDLE_CPU = 0.25
 
 SIGSTOP, SIGCONT = 19, 18
+
+#: a job's fate from its stored reason (after a restart of the server)
+_BY_REASON = {text: fate for fate, text in migrate.SHOWN.items()}
 
 
 @dataclass
@@ -53,7 +57,8 @@ def batch_jobs(jobs: Iterable[Job]) -> list[Job]:
 
 def view_of(job: Job, fate: migrate.Fate) -> migrate.JobView:
     ckpt = bool(job.checkpoint) and parse_checkpoint(job.checkpoint) is not None
-    return migrate.JobView(job.id, ckpt, job.restarts - job.checkpoints < job.retries, fate)
+    retries_left = job.restarts - job.checkpoints - job.vacated < job.retries
+    return migrate.JobView(job.id, ckpt, job.requeue or retries_left, fate)
 
 
 def message(job: Job, step: migrate.Step, was: migrate.Fate, adapt: AdaptSettings) -> list[BaseModel]:
@@ -66,7 +71,7 @@ def message(job: Job, step: migrate.Step, was: migrate.Fate, adapt: AdaptSetting
         return [Renice(id=job.id, nice=penalty_nice(job.nice, True, adapt))]
     if step is migrate.Step.SUSPEND:
         return [Signal(ids=[job.id], signal=SIGSTOP)]
-    if step is migrate.Step.REQUEUE:  # (TERM, KILL after the grace; its exit queues it again: retries left)
+    if step is migrate.Step.REQUEUE:  # (TERM, KILL after the grace; its exit queues it again, see ServerState)
         out: list[BaseModel] = [Signal(ids=[job.id], signal=SIGCONT)] if was is migrate.Fate.SUSPENDED else []
         return [*out, Signal(ids=[job.id], signal=15)]
     out = [Signal(ids=[job.id], signal=SIGCONT)] if was is migrate.Fate.SUSPENDED else []
@@ -78,9 +83,14 @@ def reported(desk: Desk, jobs: list[Job], sample: NodeSample, cpus: float,
     """A report of the desk's node: the steps due for its batch jobs (job, step, its fate before); their
     fates are moved on, and those of jobs no longer there forgotten."""
     now = sample.time
-    desk.watch = migrate.observe(desk.watch, now, outside_cpu(desk.owner, jobs), s)
     batch = {j.id: j for j in batch_jobs(jobs)}
     desk.fates = {i: f for i, f in desk.fates.items() if i in batch}
+    for i, j in batch.items():
+        if i not in desk.fates and j.reason in _BY_REASON:  # (the server restarted: the owner was back)
+            desk.fates[i] = _BY_REASON[j.reason]
+            if desk.watch == migrate.Watch():
+                desk.watch = migrate.Watch(back_since=now)
+    desk.watch = migrate.observe(desk.watch, now, outside_cpu(desk.owner, jobs), s)
     views = [view_of(j, desk.fates.get(i, migrate.Fate.RUNNING)) for i, j in batch.items()]
     out = []
     for job_id, step in migrate.decide(desk.watch, now, starved(sample, cpus), views, s):

@@ -239,6 +239,8 @@ class ServerState:
         exit code), does not end it: it is queued again (see _retry)."""
         if state is JobState.FAILED and self._checkpointed(job):
             return self._retry(job, "checkpointed", checkpointed=True)
+        if state is JobState.FAILED and self._vacating(job):
+            return self._retry(job, f"the owner of {job.node} came back", vacated=True)
         if state is JobState.FAILED and self._retries_left(job, reason):
             return self._retry(job, reason or "failed")
         if job.state is JobState.RUNNING:
@@ -784,6 +786,13 @@ class ServerState:
             out.append(CommitSoon(tuple(job for job, _, _ in steps)))
         return out
 
+    def _vacating(self, job: Job) -> bool:
+        """Whether a run that did not end done was stopped by wulf to be queued again because its
+        workstation's owner came back (a job with --requeue or retries left; see wulf.server.owners)."""
+        desk = self.desks.get(job.node)
+        return (job.state is JobState.RUNNING and desk is not None
+                and desk.fates.get(job.id) is migrate.Fate.REQUEUED)
+
     def _external(self, node: Node, clusters: Sequence[Cluster], now: float) -> list[Instruction]:
         """Outside work becomes jobs of origin external while it lasts, so it counts and shows."""
         new: list[Job] = []
@@ -1070,7 +1079,7 @@ class ServerState:
         """Whether a run that failed is to be retried: a batch job's run that ended (exit, signal, node
         lost) with retries left, unless it went over its own limits (it would again)."""
         return (job.state is JobState.RUNNING and job.origin is Origin.BATCH
-                and job.restarts - job.checkpoints < job.retries and not (reason or "").startswith(LIMIT_REASON))
+                and job.restarts - job.checkpoints - job.vacated < job.retries and not (reason or "").startswith(LIMIT_REASON))
 
     @staticmethod
     def _checkpointed(job: Job) -> bool:
@@ -1080,7 +1089,7 @@ class ServerState:
         return (job.state is JobState.RUNNING and job.origin is Origin.BATCH and bool(job.checkpoint)
                 and job.signal is None and job.exit_code == job.checkpoint_exit)
 
-    def _retry(self, job: Job, why: str, checkpointed: bool = False) -> list[Instruction]:
+    def _retry(self, job: Job, why: str, checkpointed: bool = False, vacated: bool = False) -> list[Instruction]:
         """Put a job whose run failed (or ``checkpointed``) back in line, as its next attempt (the caller
         commits it). Its run is over (its exit was reported, or its node was lost): it never runs twice
         at once. Its restarts count every run before the next; its checkpoints those that checkpointed
@@ -1094,8 +1103,11 @@ class ServerState:
         if checkpointed:
             job.checkpoints += 1
             job.reason = f"queued again after it checkpointed (exit {job.checkpoint_exit}), to run again as restart {job.restarts}"
+        elif vacated:
+            job.vacated += 1
+            job.reason = f"queued again to start over elsewhere: {why}"
         else:
-            failed = job.restarts - job.checkpoints
+            failed = job.restarts - job.checkpoints - job.vacated
             job.reason = f"queued again after attempt {failed} of {job.retries + 1} failed: {why}"
         if job.id not in self.strays:  # (else it waits for the end of an earlier run a node still has)
             self._enqueue(job)

@@ -142,6 +142,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN checkpoints INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        # workstations whose owner comes back (issue 13 §3): qr --requeue, and restarts after such a stop
+        "0013_migrate",
+        """
+        ALTER TABLE jobs ADD COLUMN requeue INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN vacated INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
 _COLUMNS = [
@@ -153,10 +161,11 @@ _COLUMNS = [
     "depend", "retries", "restarts",
     "mail_type", "mail_user",  # 0010_job_mail
     "warn_signal", "checkpoint", "checkpoint_exit", "checkpoints",  # 0011_checkpoints
+    "requeue", "vacated",  # 0013_migrate
 ]
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
-    "peak_mem_mb", "reason", "nice", "queue", "restarts", "checkpoints",
+    "peak_mem_mb", "reason", "nice", "queue", "restarts", "checkpoints", "vacated",
     "name", "cpu_req", "mem_req", "time_limit", "depend",  # jmod (issue 11 §5): what a waiting job may change
 ]
 _SELECT = ", ".join(f'"{c}"' for c in _COLUMNS)
@@ -192,6 +201,7 @@ def _job(row: sqlite3.Row) -> Job:
     d["origin"] = Origin(d["origin"])
     d["state"] = JobState(d["state"])
     d["keep_script"] = bool(d["keep_script"])
+    d["requeue"] = bool(d["requeue"])
     return Job(**d)
 
 
