@@ -98,3 +98,31 @@ def test_a_plain_job_is_suspended_while_the_owner_is_starved_and_resumed_when_th
         job = c.job(jid)
         assert job["state"] == "done" and job["node"] == "desk", (job, c.logs())
         assert (c.work / "plain.out").read_text().strip() == "end"
+
+
+def test_a_requeue_job_is_stopped_and_started_over_elsewhere_while_the_owner_is_starved(shared_tmp: Path,
+                                                                                          users: Users) -> None:
+    alice = users.alice
+    config = (f'[nodes]\nowners = {{ desk = "{alice.name}" }}\n'
+              "[migrate]\nbusy_cpu = 0.2\nbusy_seconds = 2\ngrace_seconds = 1\n"
+              "[agent]\nexternal_min_cpu = 0.02\nkill_grace = 2\n")
+    with running_cluster(shared_tmp, config=config) as c:
+        c.agent("desk", cpus=0.5)
+        [jid] = c.submit("--requeue", "--cpu", "0.1", "-o", "again.out", "-c",
+                         "echo run $WULF_RESTART_COUNT on $WULF_NODE; "
+                         "i=0; while [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done; echo end")
+        out = c.work / "again.out"
+        wait_until("the job to run on desk", lambda: out.exists() and "run 0 on desk" in out.read_text(), timeout=60)
+        hog = _hog(alice.uid, alice.gid, shared_tmp)
+        try:
+            c.agent("spare", cpus=4, env_extra={"WULF_IGNORE_PIDS": f"{os.getpid()},{hog}"})
+            wait_until("the job to run again on spare",
+                       lambda: (j := c.job(jid))["node"] == "spare" and j["state"] == "running", timeout=90)
+            c.run("qwait", str(jid), timeout=120)
+        finally:
+            os.kill(hog, signal.SIGKILL)
+        job = c.job(jid)
+        assert job["state"] == "done" and job["node"] == "spare", (job, out.read_text(), c.logs())
+        assert (job["restarts"], job["vacated"], job["checkpoints"], job["retries"]) == (1, 1, 0, 0), job
+        assert out.read_text().split("\n")[:1] == ["run 1 on spare"]  # (started over: its output too)
+        assert f"({job['vacated']} vacated)" in c.run("jstat", "-a", "--jobs").stdout
