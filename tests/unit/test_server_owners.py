@@ -8,7 +8,16 @@ from collections.abc import Sequence
 from wulf.config import Config, MigrateConfig, NodesConfig
 from wulf.model.job import Job, JobState, Origin
 from wulf.protocol import Cluster, JobExit, JobStarted, JobUse, NodeInfo, NodeSample, Renice, Report, Signal
-from wulf.server.events import JobsExited, JobsStarted, NodeUp, Reported, Requeued, SchedulePass, Submitted
+from wulf.server.events import (
+    CancelRequested,
+    JobsExited,
+    JobsStarted,
+    NodeUp,
+    Reported,
+    Requeued,
+    SchedulePass,
+    Submitted,
+)
 from wulf.server.instructions import Instruction, Requeue, Send, StartJobs
 from wulf.server.state import ServerState
 
@@ -184,3 +193,16 @@ def test_a_job_suspended_before_a_restart_of_the_server_is_resumed_after_it() ->
         ("n1", Signal(ids=[plain.id], signal=CONT)), ("n1", Renice(id=plain.id, nice=0)),
         ("n1", Signal(ids=[ckpt.id], signal=CONT)), ("n1", Renice(id=ckpt.id, nice=0))], key=str)
     assert plain.reason == ckpt.reason == ""
+
+
+def test_a_suspended_job_that_is_cancelled_is_continued_after_its_term() -> None:
+    state = _state({"n1": "alice"})
+    _up(state, "n1")
+    jobs = _jobs(state)
+    for t in (T0 + 1, T0 + 11, T0 + 41):
+        _report(state, t, 1.0, jobs=list(jobs.values()))
+    plain, retry = jobs["plain"], jobs["retry"]
+    assert plain.reason == "suspended: owner busy"
+    todo = state.handle(CancelRequested((plain, retry), "bob", T0 + 45))
+    assert _sent(todo) == [("n1", Signal(ids=[plain.id, retry.id], signal=TERM)),
+                           ("n1", Signal(ids=[plain.id], signal=CONT))]

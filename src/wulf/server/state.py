@@ -491,6 +491,7 @@ class ServerState:
             return []
         out: list[Instruction] = [Commit(tuple(changed)), *ended]
         out += [Send(node, Signal(ids=ids, signal=15)) for node, ids in signals.items()]
+        out += self._thaw(signals)
         out.append(Wake())
         return out
 
@@ -784,6 +785,17 @@ class ServerState:
                                          f"{'back' if desk.watch.back else 'away'})"))
         if steps:
             out.append(CommitSoon(tuple(job for job, _, _ in steps)))
+        return out
+
+    def _thaw(self, signals: dict[str, list[int]]) -> list[Instruction]:
+        """SIGCONT, after their TERM, to the jobs being stopped that a workstation's owner had suspended
+        (SIGSTOP): they act on the TERM, rather than wait stopped for the KILL."""
+        out: list[Instruction] = []
+        for node, ids in signals.items():
+            desk = self.desks.get(node)
+            stopped = [i for i in ids if desk is not None and desk.fates.get(i) is migrate.Fate.SUSPENDED]
+            if stopped:
+                out.append(Send(node, Signal(ids=stopped, signal=owners.SIGCONT)))
         return out
 
     def _vacating(self, job: Job) -> bool:
