@@ -203,13 +203,14 @@ class MigrateConfig:
     """What wulf does when a workstation's owner comes back (see wulf.policy.migrate)."""
 
     busy_cpu: float = 0.5  # the owner is back when work wulf did not start uses this many cpus ...
-    busy_seconds: float = 30.0  # ... for this long (and gone once below as long)
+    busy_seconds: float = 30.0  # ... for this long
+    away_seconds: float = 900.0  # ... and gone once below it this long (as HTCondor's 15 minutes of idle keyboard)
     grace_seconds: float = 120.0  # owner's work starved this long after: jobs are suspended or queued again
 
     def __post_init__(self) -> None:
         if not 0 < self.busy_cpu <= 100000:
             raise ConfigError(f"migrate.busy_cpu must be a number of cpus more than 0, not {self.busy_cpu:g}")
-        for key in ("busy_seconds", "grace_seconds"):
+        for key in ("busy_seconds", "away_seconds", "grace_seconds"):
             value = getattr(self, key)
             if not 0 <= value <= 86400 * 365:
                 raise ConfigError(f"migrate.{key} must be a number of seconds from 0 to a year, not {value:g}")

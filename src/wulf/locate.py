@@ -36,7 +36,7 @@ KEYS: dict[str, dict[str, type]] = {
     "shares": {"users": dict, "groups": dict},
     "mail": {"smtp": str, "from": str, "allowed_domains": list, "digest_seconds": float, "domain": str},
     "nodes": {"features": dict, "owners": dict},
-    "migrate": {"busy_cpu": float, "busy_seconds": float, "grace_seconds": float},
+    "migrate": {"busy_cpu": float, "busy_seconds": float, "away_seconds": float, "grace_seconds": float},
     "client": {"server": str},
     "auth": {"key_file": str, "ttl": float, "agent_socket": str},
     "tls": {"ca": str, "cert": str, "key": str},

@@ -75,7 +75,7 @@ def test_a_plain_job_is_suspended_while_the_owner_is_starved_and_resumed_when_th
     alice = users.alice
     # desk has half a cpu: the owner's hog leaves it no idle cpu (starved), the job's 0.1 cpu fits
     config = (f'[nodes]\nowners = {{ desk = "{alice.name}" }}\n'
-              "[migrate]\nbusy_cpu = 0.2\nbusy_seconds = 2\ngrace_seconds = 1\n"
+              "[migrate]\nbusy_cpu = 0.2\nbusy_seconds = 2\naway_seconds = 2\ngrace_seconds = 1\n"
               "[agent]\nexternal_min_cpu = 0.02\n")
     with running_cluster(shared_tmp, config=config) as c:
         c.agent("desk", cpus=0.5)

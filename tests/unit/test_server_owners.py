@@ -27,7 +27,8 @@ USR1, TERM, STOP, CONT = 10, 15, 19, 18
 
 def _state(owners: dict[str, str]) -> ServerState:
     return ServerState(Config(nodes=NodesConfig(owners=owners),
-                              migrate=MigrateConfig(busy_cpu=0.5, busy_seconds=10, grace_seconds=30)))
+                              migrate=MigrateConfig(busy_cpu=0.5, busy_seconds=10, away_seconds=10,
+                                                    grace_seconds=30)))
 
 
 def _up(state: ServerState, name: str, cpus: float = 4, running: Sequence[Job] = ()) -> None:

@@ -104,7 +104,8 @@ class Policy:
             history_jobs=s.history_jobs,
             history_min_seconds=s.history_min_seconds,
             owners=dict(cfg.nodes.owners),
-            migrate=MigrateSettings(cfg.migrate.busy_cpu, cfg.migrate.busy_seconds, cfg.migrate.grace_seconds),
+            migrate=MigrateSettings(cfg.migrate.busy_cpu, cfg.migrate.busy_seconds, cfg.migrate.grace_seconds,
+                                    cfg.migrate.away_seconds),
         )
 
     def start_nice(self, asked: int | None, batch: bool, admin: bool) -> int:

@@ -47,7 +47,7 @@ class Setup:
     days: int = 5  # weekdays
     interval: float = 5.0
     nice_penalty: int = 10
-    settings: migrate.Settings = dataclasses.field(default_factory=migrate.Settings)
+    settings: migrate.Settings = dataclasses.field(default_factory=lambda: migrate.Settings(away_seconds=900.0))
 
 
 @dataclass
@@ -145,6 +145,7 @@ def table(setup: Setup, results: list[Result]) -> str:
     s = setup.settings
     head = (f"owner-returns: {setup.nodes} workstations of {setup.cpus} cpus, {setup.days} weekdays, owners' "
             f"sessions by time of day; [migrate] busy_cpu {s.busy_cpu:g}, busy_seconds {s.busy_seconds:g}, "
+            f"away_seconds {s.away_seconds if s.away_seconds is not None else s.busy_seconds:g}, "
             f"grace_seconds {s.grace_seconds:g}; nice penalty {setup.nice_penalty}")
     rows: list[tuple[str, Callable[[Result], str]]] = [("owners' cpu wanted", lambda r: f"{r.owner_wanted / 3600:,.1f} cpu-h"),
             ("owners' lost cpu", lambda r: f"{r.owner_lost / 3600:,.2f} cpu-h "
