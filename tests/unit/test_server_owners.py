@@ -207,3 +207,17 @@ def test_a_suspended_job_that_is_cancelled_is_continued_after_its_term() -> None
     todo = state.handle(CancelRequested((plain, retry), "bob", T0 + 45))
     assert _sent(todo) == [("n1", Signal(ids=[plain.id, retry.id], signal=TERM)),
                            ("n1", Signal(ids=[plain.id], signal=CONT))]
+
+
+def test_a_node_no_longer_a_workstation_resumes_its_jobs_and_takes_new_ones() -> None:
+    state = _state({"n1": "alice"})
+    _up(state, "n1")
+    jobs = _jobs(state)
+    for t in (T0 + 1, T0 + 11, T0 + 41):
+        _report(state, t, 1.0, jobs=list(jobs.values()))
+    plain = jobs["plain"]
+    assert plain.reason == "suspended: owner busy" and not state.view(state.nodes["n1"]).schedulable
+    state.reload(Config())  # [nodes.owners] no longer names n1
+    todo = _report(state, T0 + 45, 1.0, jobs=list(jobs.values()))
+    assert ("n1", Signal(ids=[plain.id], signal=CONT)) in _sent(todo)
+    assert plain.reason == "" and state.view(state.nodes["n1"]).schedulable

@@ -78,6 +78,14 @@ def message(job: Job, step: migrate.Step, was: migrate.Fate, adapt: AdaptSetting
     return [*out, Renice(id=job.id, nice=penalty_nice(job.nice, job.penalized, adapt))]
 
 
+def released(desk: Desk, jobs: list[Job], now: float) -> list[tuple[Job, migrate.Step, migrate.Fate]]:
+    """The node is no longer a workstation: the steps that undo what was done to its jobs."""
+    batch = {j.id: j for j in batch_jobs(jobs)}
+    views = [view_of(batch[i], f) for i, f in desk.fates.items() if i in batch]
+    return [(batch[i], step, desk.fates[i]) for i, step in migrate.decide(migrate.Watch(), now, False, views,
+                                                                          migrate.Settings())]
+
+
 def reported(desk: Desk, jobs: list[Job], sample: NodeSample, cpus: float,
              s: migrate.Settings) -> list[tuple[Job, migrate.Step, migrate.Fate]]:
     """A report of the desk's node: the steps due for its batch jobs (job, step, its fate before); their

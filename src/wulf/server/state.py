@@ -765,13 +765,18 @@ class ServerState:
         """A workstation's report: while its owner is back it takes no new batch jobs, and its batch jobs
         checkpoint, are reniced, suspended, queued again or resumed as wulf.policy.migrate decides."""
         owner = self.policy.owners.get(node.name)
-        if owner is None:
-            self.desks.pop(node.name, None)
-            return []
         desk = self.desks.get(node.name)
-        if desk is None or desk.owner != owner:
-            desk = self.desks[node.name] = owners.Desk(owner)
-        steps = owners.reported(desk, list(node.jobs.values()), sample, node.cpus, self.policy.migrate)
+        if owner is None and desk is None:
+            return []
+        if owner is None:  # no longer a workstation (reload): what was done for its owner is undone
+            assert desk is not None
+            del self.desks[node.name]
+            steps = owners.released(desk, list(node.jobs.values()), sample.time)
+            desk.watch = migrate.Watch()
+        else:
+            if desk is None or desk.owner != owner:
+                desk = self.desks[node.name] = owners.Desk(owner)
+            steps = owners.reported(desk, list(node.jobs.values()), sample, node.cpus, self.policy.migrate)
         if node.owner_back != desk.watch.back:
             node.owner_back = desk.watch.back
             self.touch(node.name)
@@ -781,7 +786,7 @@ class ServerState:
             shown = migrate.SHOWN.get(migrate.fate_after(step), "")
             if shown or job.reason in migrate.SHOWN.values():
                 job.reason = shown
-            out.append(Log(logging.INFO, f"job {job.id} on {node.name}: {step} (its owner {owner} is "
+            out.append(Log(logging.INFO, f"job {job.id} on {node.name}: {step} (its owner {desk.owner} is "
                                          f"{'back' if desk.watch.back else 'away'})"))
         if steps:
             out.append(CommitSoon(tuple(job for job, _, _ in steps)))
