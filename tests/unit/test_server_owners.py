@@ -124,6 +124,10 @@ def test_a_busy_owner_keeps_new_jobs_off_their_workstation_until_they_go() -> No
               cwd="/", cpu_req=1, mem_req=32, cpu=1, mem_mb=32, submitted=T0)
     state.handle(Submitted((job,)))
     assert not [i for i in state.handle(SchedulePass(T0 + 10)) if isinstance(i, StartJobs)]
+    from wulf.cli.jstat import nodes_table
+
+    assert state.nodes["n1"].public()["owner_back"] is True
+    assert "up (owner)" in nodes_table([state.nodes["n1"].public()])
     for t in (T0 + 20, T0 + 25, T0 + 30, T0 + 40):
         _report(state, t, 0.0)
     assert [i.node for i in state.handle(SchedulePass(T0 + 40)) if isinstance(i, StartJobs)] == ["n1"]

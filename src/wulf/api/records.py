@@ -131,6 +131,7 @@ class Node:
     kernel: str = ""
     features: tuple[str, ...] = ()
     drained: bool = False
+    owner_back: bool = False  # a workstation whose owner is back: it takes no new batch jobs
     last_seen: float | None = None
     seen_ago: float | None = None
 

@@ -34,7 +34,7 @@ def _num(x: float | None, fmt: str = "{:.2f}") -> str:
 
 
 def nodes_table(nodes: list[dict[str, Any]]) -> str:
-    rows = [[n["name"], n["state"], f"{n['cpus']:g}", _num(n["load"]), _num(n["cpu_free"], "{:.1f}"),
+    rows = [[n["name"], n["state"] + (" (owner)" if n.get("owner_back") else ""), f"{n['cpus']:g}", _num(n["load"]), _num(n["cpu_free"], "{:.1f}"),
              format_mb(n["mem_free_mb"]), format_mb(n["mem_total_mb"]), str(n["jobs"]),
              f"{n['arch']} {n['kernel']}".strip()] for n in nodes]
     return format_table(["NODE", "STATE", "CPUS", "LOAD", "FREE", "MEMFREE", "MEM", "JOBS", "SYSTEM"], rows,

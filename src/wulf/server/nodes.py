@@ -153,6 +153,7 @@ class Node:
             "kernel": i.kernel if i else "",
             "features": sorted(features),
             "drained": self.drained,
+            "owner_back": self.owner_back,  # a workstation whose owner is back: no new batch jobs (issue 13 §3)
             "last_seen": self.last_seen or None,
             "seen_ago": round(time.time() - self.last_seen, 1) if self.last_seen else None,
         }
