@@ -193,6 +193,32 @@ class MailConfig:
 @dataclass(frozen=True)
 class NodesConfig:
     features: dict[str, list[str]] = field(default_factory=dict, metadata={"item": list})
+    # node -> user: the node is that user's workstation (issue 13 §3: wulf's jobs leave when they are
+    # back, see [migrate]); such a node also has the feature "workstation" (qr --constraint)
+    owners: dict[str, str] = field(default_factory=dict, metadata={"item": str})
+
+    def __post_init__(self) -> None:
+        for node, user in self.owners.items():
+            if not user.strip() or any(ch.isspace() or ch == "\0" for ch in user):
+                raise ConfigError(f"nodes.owners: {node} must name a user (ws7 = \"alice\"), not {user!r}")
+
+
+@dataclass(frozen=True)
+class MigrateConfig:
+    """What wulf does when a workstation's owner comes back (see wulf.policy.migrate)."""
+
+    busy_cpu: float = 0.5  # the owner is back when work wulf did not start uses this many cpus ...
+    busy_seconds: float = 30.0  # ... for this long
+    away_seconds: float = 900.0  # ... and gone once below it this long (as HTCondor's 15 minutes of idle keyboard)
+    grace_seconds: float = 120.0  # owner's work starved this long after: jobs are suspended or queued again
+
+    def __post_init__(self) -> None:
+        if not 0 < self.busy_cpu <= 100000:
+            raise ConfigError(f"migrate.busy_cpu must be a number of cpus more than 0, not {self.busy_cpu:g}")
+        for key in ("busy_seconds", "away_seconds", "grace_seconds"):
+            value = getattr(self, key)
+            if not 0 <= value <= 86400 * 365:
+                raise ConfigError(f"migrate.{key} must be a number of seconds from 0 to a year, not {value:g}")
 
 
 @dataclass(frozen=True)
@@ -280,6 +306,7 @@ class Config:
     shares: SharesConfig = field(default_factory=SharesConfig)
     mail: MailConfig = field(default_factory=MailConfig)
     nodes: NodesConfig = field(default_factory=NodesConfig)
+    migrate: MigrateConfig = field(default_factory=MigrateConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -306,8 +333,8 @@ class Config:
 _SECTIONS: dict[str, type] = {
     "server": ServerConfig, "agent": AgentConfig, "scheduler": SchedulerConfig, "windows": WindowsConfig,
     "limits": LimitsConfig, "shares": SharesConfig, "mail": MailConfig, "nodes": NodesConfig,
-    "client": ClientConfig, "auth": AuthConfig, "tls": TlsConfig, "log": LogConfig, "compat": CompatConfig,
-    "metrics": MetricsConfig, "web": WebConfig, "store": StoreConfig,
+    "migrate": MigrateConfig, "client": ClientConfig, "auth": AuthConfig, "tls": TlsConfig, "log": LogConfig,
+    "compat": CompatConfig, "metrics": MetricsConfig, "web": WebConfig, "store": StoreConfig,
 }
 
 

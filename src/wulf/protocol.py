@@ -198,6 +198,7 @@ class JobSpec(Request):
     ntasks: int | None = Field(default=None, ge=1, le=MAX_JOB_TASKS)  # None: one, or --nodes × --ntasks-per-node
     nodes: int | None = Field(default=None, ge=1, le=MAX_JOB_TASKS)  # on exactly this many nodes
     tasks_per_node: int | None = Field(default=None, ge=1, le=MAX_JOB_TASKS)
+    requeue: bool = False  # it may be stopped and started over elsewhere (issue 13 §3: a workstation's owner)
 
 
 class StartJob(Msg):

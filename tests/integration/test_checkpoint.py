@@ -17,28 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from programs import COUNTER
 from wulfproc import Cluster, running_cluster, wait_until
-
-COUNTER = r'''
-import os, signal, sys, time
-state, total = sys.argv[1], int(sys.argv[2])
-restart = int(os.environ["WULF_RESTART_COUNT"])
-n = int(open(state).read()) if restart > 0 else 0
-stop = []
-signal.signal(signal.SIGUSR1, lambda s, f: stop.append(s))
-signal.signal(signal.SIGTERM, lambda s, f: stop.append(s))
-print(f"run {restart} starts at {n}", flush=True)
-while n < total:
-    if stop:
-        with open(state + ".tmp", "w") as f:
-            f.write(str(n))
-        os.rename(state + ".tmp", state)
-        print(f"run {restart} saved {n} on signal {stop[0]}", flush=True)
-        sys.exit(int(os.environ["WULF_CHECKPOINT_EXIT"]))
-    n += 1
-    time.sleep(0.1)
-print(f"run {restart} counted to {n}", flush=True)
-'''
 
 
 @pytest.fixture(scope="module")

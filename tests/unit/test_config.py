@@ -58,3 +58,28 @@ def test_the_store_is_sqlite_or_a_postgresql_url() -> None:
     assert parse_config(f'[store]\nurl = "{url}"\n').store.url == url
     with pytest.raises(ConfigError, match=r"store.url must be \"\" \(SQLite\) or a postgresql:// URL, not 'mysql://x'"):
         parse_config('[store]\nurl = "mysql://x"\n')
+
+
+def test_workstations_and_migrate_settings_are_read_and_checked() -> None:
+    import pytest
+
+    from wulf.config import parse_config
+    from wulf.errors import ConfigError
+    from wulf.policy.settings import Policy
+
+    cfg = parse_config('[nodes]\nfeatures = { ws7 = ["bigmem"] }\nowners = { ws7 = "alice", ws8 = "bob" }\n'
+                       '[migrate]\nbusy_cpu = 1\nbusy_seconds = 10\ngrace_seconds = 60\naway_seconds = 20\n')
+    policy = Policy.from_config(cfg)
+    assert policy.owners == {"ws7": "alice", "ws8": "bob"}
+    m = policy.migrate
+    assert (m.busy_cpu, m.busy_seconds, m.grace_seconds, m.away_seconds) == (1.0, 10.0, 60.0, 20.0)
+    assert policy.features["ws7"] == {"bigmem", "workstation"} and policy.features["ws8"] == {"workstation"}
+    for bad, said in (('[nodes]\nowners = { ws7 = 3 }\n', "must be a string"),
+                      ('[nodes]\nowners = { ws7 = "" }\n', "must name a user"),
+                      ('[migrate]\nbusy_cpu = 0\n', "migrate.busy_cpu"),
+                      ('[migrate]\nbusy_seconds = -1\n', "migrate.busy_seconds"),
+                      ('[migrate]\naway_seconds = -1\n', "migrate.away_seconds"),
+                      ('[migrate]\ngrace_seconds = "2m"\n', "migrate.grace_seconds"),
+                      ('[migrate]\nbusy = 1\n', "unknown key migrate.busy")):
+        with pytest.raises(ConfigError, match=said):
+            parse_config(bad)

@@ -11,7 +11,7 @@ from wulf.cli.jstat import group_arrays, jobs_table
 def _job(**kw: Any) -> dict[str, Any]:
     job = {"id": 7, "user": "alice", "queue": "default", "origin": "batch", "state": "queued", "exit_code": None,
            "node": None, "cpu": 4.0, "mem_mb": 1024.0, "age": 75.0, "reason": "", "command": "echo hi",
-           "array_id": None, "array_index": None, "restarts": 0, "checkpoints": 0, "ntasks": 1, "nodes": None}
+           "array_id": None, "array_index": None, "restarts": 0, "checkpoints": 0, "ntasks": 1, "nodes": None, "vacated": 0}
     job.update(kw)
     return job
 

@@ -94,3 +94,13 @@ def test_any_reports(reports: list[tuple[float, float]], jobs: list[JobView], st
             elif w.back_since is not None and now - w.back_since < S.grace_seconds:
                 assert step in (Step.CHECKPOINT, Step.RENICE)
         jobs = _apply(jobs, steps)
+
+
+def test_the_owner_is_gone_only_after_away_seconds_below() -> None:
+    s = replace(S, away_seconds=600.0)
+    w = Watch()
+    for now, cpu in [(0, 1.0), (30, 1.0), (40, 0.0), (100, 0.0), (639, 0.0)]:  # thinking: still there
+        w = observe(w, now, cpu, s)
+    assert w.back
+    assert not observe(w, 640, 0.0, s).back
+    assert not _feed(Watch(), [(0, 1.0), (30, 1.0), (40, 0.0), (70, 0.0)]).back  # (None: busy_seconds)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from wulf.cli.common import format_table, parse_cpu, parse_mem
@@ -112,3 +114,17 @@ def test_python_api_tasks_and_nodes() -> None:
         common(Options(ntasks=5, nodes=3, tasks_per_node=2, cwd="/"))
     with pytest.raises(UsageError, match="nodes: '3' is not a whole number"):
         common(Options(nodes="3", cwd="/"))  # type: ignore[arg-type]
+
+
+def test_qr_requeue_and_its_sbatch_and_api_forms(tmp_path: Path) -> None:
+    from wulf.api.spec import Options, common
+    from wulf.cli.qr import _parser, build_specs
+    from wulf.cli.scriptjob import from_directives
+    from wulf.protocol import JobSpec
+
+    assert build_specs(_parser().parse_args(["--requeue", "-c", "true"]), "/tmp")[0]["requeue"] is True
+    assert "requeue" not in build_specs(_parser().parse_args(["-c", "true"]), "/tmp")[0]
+    assert common(Options(requeue=True))["requeue"] is True
+    assert JobSpec(command="true", cwd="/").requeue is False
+    text = "#!/bin/sh\n#SBATCH --requeue\ntrue\n"
+    assert from_directives(text, "job.sh", "job.sh", str(tmp_path), {}, True, "job")["requeue"] is True

@@ -82,6 +82,8 @@ class Job:
     nodes_req: int = 0  # asked for: exactly this many nodes (0: any)
     tasks_per_node: int = 0  # asked for: this many tasks a node (0: any)
     alloc: str = ""  # its slots while it runs: "node1:2,node2:2"
+    requeue: bool = False  # qr --requeue: it may be stopped and started over elsewhere
+    vacated: int = 0  # of its restarts, those after its workstation's owner came back
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
@@ -135,6 +137,7 @@ class Node:
     kernel: str = ""
     features: tuple[str, ...] = ()
     drained: bool = False
+    owner_back: bool = False  # a workstation whose owner is back: it takes no new batch jobs
     last_seen: float | None = None
     seen_ago: float | None = None
 

@@ -43,6 +43,7 @@ class Options:
     ntasks: int | None = None  # a job of several tasks (qr --ntasks; cpu and mem are then each task's)
     nodes: int | None = None  # on exactly this many nodes (qr --nodes)
     tasks_per_node: int | None = None  # qr --ntasks-per-node
+    requeue: bool = False  # it may be stopped and started over elsewhere (qr --requeue)
 
 
 class SubmitOptions(TypedDict, total=False):
@@ -73,6 +74,7 @@ class SubmitOptions(TypedDict, total=False):
     ntasks: int
     nodes: int
     tasks_per_node: int
+    requeue: bool
 
 
 def _words(ids: JobIds) -> list[str]:
@@ -161,6 +163,8 @@ def _lifecycle(opts: Options, out: dict[str, Any]) -> None:
 
             raise UsageError(refusal())
         out["checkpoint"] = notice.text()
+    if opts.requeue:
+        out["requeue"] = True
 
 
 def common(opts: Options) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def _num(x: float | None, fmt: str = "{:.2f}") -> str:
 
 
 def nodes_table(nodes: list[dict[str, Any]]) -> str:
-    rows = [[n["name"], n["state"], f"{n['cpus']:g}", _num(n["load"]), _num(n["cpu_free"], "{:.1f}"),
+    rows = [[n["name"], n["state"] + (" (owner)" if n.get("owner_back") else ""), f"{n['cpus']:g}", _num(n["load"]), _num(n["cpu_free"], "{:.1f}"),
              format_mb(n["mem_free_mb"]), format_mb(n["mem_total_mb"]), str(n["jobs"]),
              f"{n['arch']} {n['kernel']}".strip()] for n in nodes]
     return format_table(["NODE", "STATE", "CPUS", "LOAD", "FREE", "MEMFREE", "MEM", "JOBS", "SYSTEM"], rows,
@@ -97,6 +97,8 @@ def jobs_table(jobs: list[dict[str, Any]]) -> str:
             state += f" try {j['restarts'] + 1}"
         if j.get("checkpoints"):  # of those restarts, the ones after it checkpointed (qr --checkpoint)
             state += f" ({j['checkpoints']} ckpt)"
+        if j.get("vacated"):  # ... the ones after its workstation's owner came back (qr --requeue)
+            state += f" ({j['vacated']} vacated)"
         note = j["reason"]
         what = j["command"].replace("\n", " ")
         queue = j["queue"] if j["origin"] == "batch" else "-"

@@ -100,6 +100,9 @@ def _parser() -> ArgParser:
     p.add_argument("--retries", metavar="N",
                    help="queue the job again up to N times if it fails (not if it goes over its own limits; "
                         "default: the site's [scheduler] default_retries)")
+    p.add_argument("--requeue", action="store_true",
+                   help="the job may be stopped and started over on another node (as when the owner of the "
+                        "workstation it runs on comes back) rather than suspended there")
     p.add_argument("--signal", metavar="SIG@SECONDS",
                    help="send the job SIG that many seconds before its time limit (USR1@60; needs --time)")
     p.add_argument("--checkpoint", metavar="SIG[@INTERVAL]",
@@ -231,6 +234,8 @@ def _lifecycle(args: Any, given: dict[str, Any]) -> None:
         given["retries"] = _retries(args.retries)
     if args.hold:
         given["hold"] = True
+    if args.requeue:
+        given["requeue"] = True
     _notices(args, given)
 
 

@@ -16,7 +16,8 @@ from wulf.errors import UsageError
 
 # the request's fields that are job fields of the same name
 _FIELDS = ("name", "output", "cwd", "cpu", "mem_mb", "mem_limit_mb", "time_limit", "cputime_limit", "queue",
-           "nice", "constraint", "mail_type", "mail_user", "hold")
+           "nice", "constraint", "mail_type", "mail_user", "hold",
+           "requeue")
 _NOT_IN_WULF = ("command", "script", "words", "json")
 
 

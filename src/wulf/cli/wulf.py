@@ -304,8 +304,10 @@ def _sim_parser(sub: argparse._SubParsersAction[ArgParser]) -> None:
                      help="mixed and outside: each user runs K programs, a batch one of them (jobs of a "
                           "program are of a kind, and learn from each other what they need); default: "
                           "each batch a program of its own")
-    sim.add_argument("--scenario", choices=["mixed", "homogeneous", "flood", "outside"],
-                     help="the generated workload (default mixed)")
+    sim.add_argument("--scenario", choices=["mixed", "homogeneous", "flood", "outside", "owner-returns"],
+                     help="the generated workload (default mixed); owner-returns: workstations whose owners "
+                          "come and go by time of day, under the strategies default (renice only), suspend "
+                          "and checkpoint-migrate (--nodes, --seed, --interval, --json; [migrate] from --config)")
     sim.add_argument("--workload", metavar="FILE", help="read nodes, queues and jobs from a JSON-lines file")
     sim.add_argument("--policy", choices=["default", "allocation-only"],
                      help="default: count observed use and allocations; allocation-only: allocations as asked, never adapted")

@@ -63,6 +63,7 @@ class Request:
     mail_user: str | None = None
     hold: bool | None = None  # queued held (#SBATCH -H, #PBS -h, #$ -h): it waits for qrls
     signal: str | None = None  # a warning signal before the time limit, in qr --signal's terms ("USR1@60")
+    requeue: bool | None = None  # it may be stopped and started over elsewhere (#SBATCH --requeue)
     # asked for, not done yet: carried so that a later wulf can, and so that qr can say so
     dependency: str | None = None
     error: str | None = None  # a separate file for stderr

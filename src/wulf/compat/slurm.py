@@ -70,7 +70,6 @@ SHORT: dict[str, Opt] = {
 }
 
 NOT_YET = {
-    "requeue": "not carried: a failed job is queued again only with #WULF --retries N",
     "exclusive": "whole nodes are not supported yet; the job shares its node",
     "gres": "generic resources (GPUs) are not supported yet; none are allocated",
     "gpus": "GPUs are not supported yet; none are allocated",
@@ -208,6 +207,9 @@ class _Reader:
 
     def _mail_type(self, v: str, what: str) -> None:
         mail.slurm_types(self.req, v, what)
+
+    def _requeue(self, v: str, what: str) -> None:
+        self.req.requeue = True  # (a failed job is queued again only with #WULF --retries N)
 
     def _hold(self, v: str, what: str) -> None:
         self.req.hold = True

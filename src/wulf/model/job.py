@@ -115,6 +115,9 @@ class Job:
     nodes_req: int = 0  # qr --nodes: on exactly this many nodes (0: as few or as many as fit)
     tasks_per_node: int = 0  # qr --ntasks-per-node (0: any number on a node)
     alloc: str = ""  # while it runs: its slots, "first:2,n2:2" (wulf.model.tasks.alloc_text); "" for one task
+    # workstations whose owner comes back (issue 13 §3, see wulf.server.owners)
+    requeue: bool = False  # qr --requeue: it may be stopped and started over elsewhere (Slurm's --requeue)
+    vacated: int = 0  # how many of its restarts followed a stop because a workstation's owner came back
     # measured now, and the adaptive allocation's state (not stored)
     cpu_used: float = 0.0
     mem_used: float = 0.0
@@ -165,6 +168,7 @@ class Job:
             "checkpoints": self.checkpoints,  # of the restarts, those after a checkpoint (issue 13 §2)
             "ntasks": self.ntasks,
             "nodes": compact(self.node_names) if self.alloc else (self.node or None),
+            "vacated": self.vacated,  # ... those after its workstation's owner came back (issue 13 §3)
         }
 
     def public(self, now: float) -> dict[str, Any]:
@@ -204,4 +208,5 @@ class Job:
             "nodes_req": self.nodes_req,
             "tasks_per_node": self.tasks_per_node,
             "alloc": self.alloc,
+            "requeue": self.requeue,
         }

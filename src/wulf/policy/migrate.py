@@ -3,7 +3,8 @@ no I/O, no clock of its own; the server feeds it each report of the node and car
 
 A daemon cannot see a keyboard, but it sees the work it did not start: the owner is taken to be back
 when that outside work has used at least ``busy_cpu`` cpus for ``busy_seconds`` in a row, and gone
-again when it has stayed below for as long (so that a short burst, or a short pause, changes nothing).
+again when it has stayed below for ``away_seconds`` (so that a short burst, or a short pause, changes
+nothing; people think between computations, so a pause is given longer than a burst).
 While the owner is back, each batch job on the node, by what it can do:
 
 - a job with ``--checkpoint`` is told to checkpoint; its exit with the checkpoint code queues it again,
@@ -66,6 +67,7 @@ class Settings:
     busy_cpu: float = 0.5
     busy_seconds: float = 30.0
     grace_seconds: float = 120.0
+    away_seconds: float | None = None  # below busy_cpu this long: the owner has gone (None: busy_seconds)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,8 @@ def observe(watch: Watch, now: float, outside_cpu: float, s: Settings) -> Watch:
         return watch
     watch = replace(watch, over_since=None, under_since=watch.under_since if watch.under_since is not None else now)
     assert watch.under_since is not None
-    if watch.back and now - watch.under_since >= s.busy_seconds:
+    away = s.busy_seconds if s.away_seconds is None else s.away_seconds
+    if watch.back and now - watch.under_since >= away:
         watch = replace(watch, back_since=None)
     return watch
 

@@ -13,6 +13,7 @@ from wulf.errors import ConfigError, Forbidden
 from wulf.policy.adapt import AdaptSettings
 from wulf.policy.history import History
 from wulf.policy.limits import RunLimit, run_limit, user_limit, user_share
+from wulf.policy.migrate import Settings as MigrateSettings
 from wulf.policy.rank import Rank, compile_rank
 from wulf.policy.windows import Windows
 
@@ -41,6 +42,18 @@ def load_plugin(spec: str) -> Any:
     return obj
 
 
+WORKSTATION = "workstation"
+"""The feature of every node that ``[nodes.owners]`` names (``qr --constraint '!workstation'``)."""
+
+
+def _features(cfg: Config) -> dict[str, frozenset[str]]:
+    """The nodes' features: those the configuration gives, and "workstation" for owned nodes."""
+    out = {n: frozenset(f) for n, f in cfg.nodes.features.items()}
+    for node in cfg.nodes.owners:
+        out[node] = out.get(node, frozenset()) | {WORKSTATION}
+    return out
+
+
 @dataclass(frozen=True)
 class Policy:
     rank: Rank
@@ -60,6 +73,9 @@ class Policy:
     job_nice: int = 0  # the niceness batch jobs start at (outside work and jr sessions run at 0)
     history_jobs: int = 5  # jobs of a kind start with what the last this many used (policy.history)
     history_min_seconds: float = 60.0
+    # workstations (issue 13 §3): node -> its owner, and when the owner is taken to be back
+    owners: Mapping[str, str] = field(default_factory=dict)
+    migrate: MigrateSettings = field(default_factory=MigrateSettings)
 
     @classmethod
     def from_config(cls, cfg: Config) -> Policy:
@@ -83,10 +99,13 @@ class Policy:
             mem_limit=run_limit("memory", lim.mem_limit_default_mb, lim.mem_limit_max_mb, "mem_limit"),
             limits=dict(lim.users), group_limits=dict(lim.groups), default_limit=lim.default,
             shares=dict(cfg.shares.users), group_shares=dict(cfg.shares.groups),
-            features={n: frozenset(f) for n, f in cfg.nodes.features.items()},
+            features=_features(cfg),
             job_nice=s.job_nice,
             history_jobs=s.history_jobs,
             history_min_seconds=s.history_min_seconds,
+            owners=dict(cfg.nodes.owners),
+            migrate=MigrateSettings(cfg.migrate.busy_cpu, cfg.migrate.busy_seconds, cfg.migrate.grace_seconds,
+                                    cfg.migrate.away_seconds),
         )
 
     def start_nice(self, asked: int | None, batch: bool, admin: bool) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 from wulf.model.job import Job, JobState, Origin
 from wulf.policy.adapt import Holding, adapt_jobs, penalty_nice, steady
@@ -14,10 +14,11 @@ from wulf.server.nodes import Node
 _holding = tuple.__new__
 
 
-def adapt_node(node: Node, view: Callable[[], NodeView], now: float,
-               policy: Policy) -> tuple[list[Job], list[tuple[int, int]]]:
+def adapt_node(node: Node, view: Callable[[], NodeView], now: float, policy: Policy,
+               skip: Container[int] = ()) -> tuple[list[Job], list[tuple[int, int]]]:
     """Adapt the allocations of ``node``'s batch jobs to their measured use (``view``: what the policy
-    sees of the node, asked for only when some job may change).
+    sees of the node, asked for only when some job may change). ``skip``: jobs left as they are (those
+    a workstation's owner has reniced or stopped, see wulf.server.owners).
 
     Returns the jobs whose allocation changed, and the (job id, niceness) renices to send.
     """
@@ -30,7 +31,8 @@ def adapt_node(node: Node, view: Callable[[], NodeView], now: float,
     settings = policy.adapt
     all_steady = True
     for job in node.jobs.values():
-        if job.origin is not Origin.BATCH or job.state is not JobState.RUNNING or job.started is None or job.alloc:
+        if (job.origin is not Origin.BATCH or job.state is not JobState.RUNNING or job.started is None
+                or job.alloc or job.id in skip):
             continue
         jobs.append(job)
         h = _holding(Holding, (job.cpu, job.mem_mb, job.cpu_used, job.mem_used, now - job.started, job.settled,

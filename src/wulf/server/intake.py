@@ -93,6 +93,7 @@ def new_job(job_id: int, spec: JobSpec, caller: Caller, env_hash: str, origin: O
         nodes_req=tasks.nodes,
         tasks_per_node=tasks.per_node,
     )
+    job.requeue = spec.requeue
     if spec.hold:
         job.reason = f"held at submission (qrls {job_id} releases it)"
     _notices(job, spec, config, env)

@@ -49,6 +49,7 @@ class Node:
     info: NodeInfo | None = None
     sample: NodeSample | None = None
     drained: bool = False
+    owner_back: bool = False  # a workstation whose owner is back takes no new batch jobs (see server.owners)
     up: bool = False  # an agent is connected (the state machine's view; the shell keeps ``link``)
     host: str = ""  # where that agent connected from (where jr reaches it)
     agent_uid: int = 0  # the user it runs as (a non-root agent runs only that user's jobs)
@@ -109,7 +110,7 @@ class Node:
         # (positional, in NodeView's order: a view is made for each node that changed, on every pass)
         return NodeView(
             self.name, info.cpus if info else 0.0, info.mem_mb if info else 0.0,
-            self.up and not self.drained,  # schedulable
+            self.up and not self.drained and not self.owner_back,  # schedulable
             tuple(uses), s.used_cpu if s else 0.0, s.used_mem_mb if s else 0.0, None,
             self.attrs(), features, self._metrics(),
             user_name(self.agent_uid) if self.up and self.agent_uid != 0 else None)  # owner
@@ -166,6 +167,7 @@ class Node:
             "kernel": i.kernel if i else "",
             "features": sorted(features),
             "drained": self.drained,
+            "owner_back": self.owner_back,  # a workstation whose owner is back: no new batch jobs (issue 13 §3)
             "last_seen": self.last_seen or None,
             "seen_ago": round(time.time() - self.last_seen, 1) if self.last_seen else None,
         }

@@ -25,6 +25,7 @@ from wulf.model import depend
 from wulf.model.job import Job, JobState, Origin
 from wulf.model.mailtypes import mail_types
 from wulf.model.tasks import alloc_text
+from wulf.policy import migrate
 from wulf.policy.adapt import penalty_nice
 from wulf.policy.history import History, kind_of
 from wulf.policy.limits import occupied_cpu
@@ -32,8 +33,8 @@ from wulf.policy.placement import NodePool
 from wulf.policy.scheduler import schedule
 from wulf.policy.settings import Policy
 from wulf.policy.snapshot import NodeView, QueueView, UserView
-from wulf.protocol import LIMIT_REASON, Ack, Cluster, JobExit, JobStarted, Limit, Renice, Signal
-from wulf.server import adaptive, jobmail, modify
+from wulf.protocol import LIMIT_REASON, Ack, Cluster, JobExit, JobStarted, Limit, NodeSample, Renice, Signal
+from wulf.server import adaptive, jobmail, modify, owners
 from wulf.server.arrays import ArrayBook
 from wulf.server.events import (
     CancelRequested,
@@ -121,6 +122,7 @@ class ServerState:
         #: spent bringing the pool up to date before it (a measurement, for the simulator's figures)
         self.on_pass: Callable[[float, int, float], None] | None = None
         self.relimited: set[int] = set()  # running jobs whose time limit jmod changed: told again on reconnect
+        self.desks: dict[str, owners.Desk] = {}  # workstations' watches (issue 13 §3, see wulf.server.owners)
         self.end_hooks: list[EndHook] = [self._teach, self._unlist, self._mail, self._job_mail, self._array_ended,
                                          self._resolve_dependents, self._end_tasks]
         self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
@@ -258,6 +260,8 @@ class ServerState:
         exit code), does not end it: it is queued again (see _retry)."""
         if state is JobState.FAILED and self._checkpointed(job):
             return self._retry(job, "checkpointed", checkpointed=True)
+        if state is JobState.FAILED and self._vacating(job):
+            return self._retry(job, f"the owner of {job.node} came back", vacated=True)
         if state is JobState.FAILED and self._retries_left(job, reason):
             return self._retry(job, reason or "failed")
         if job.state is JobState.RUNNING:
@@ -526,6 +530,7 @@ class ServerState:
             return []
         out: list[Instruction] = [Commit(tuple(changed)), *ended]
         out += [Send(node, Signal(ids=ids, signal=15)) for node, ids in signals.items()]
+        out += self._thaw(signals)
         out.append(Wake())
         return out
 
@@ -787,6 +792,7 @@ class ServerState:
         if changed:  # (a report that tells nothing new leaves the node's view, and the next pass, alone)
             self.touch(node.name)
         out = self._external(node, report.clusters, report.sample.time)
+        out += self._owner_back(node, report.sample)
         out += self._adapt(node, report.sample.time)
         if self.book.any_waiting():
             out.append(Wake())
@@ -794,12 +800,63 @@ class ServerState:
 
     def _adapt(self, node: Node, now: float) -> list[Instruction]:
         """Adaptive allocation of the node's batch jobs; renice those that take others' room."""
-        changed, renice = adaptive.adapt_node(node, lambda: self.view(node), now, self.policy)
+        desk = self.desks.get(node.name)
+        changed, renice = adaptive.adapt_node(node, lambda: self.view(node), now, self.policy,
+                                              desk.fates if desk is not None else ())
         if changed:
             self.touch(node.name)
         out: list[Instruction] = [CommitSoon(tuple(changed))] if changed else []
         out += [Send(node.name, Renice(id=job_id, nice=nice)) for job_id, nice in renice]
         return out
+
+    def _owner_back(self, node: Node, sample: NodeSample) -> list[Instruction]:
+        """A workstation's report: while its owner is back it takes no new batch jobs, and its batch jobs
+        checkpoint, are reniced, suspended, queued again or resumed as wulf.policy.migrate decides."""
+        owner = self.policy.owners.get(node.name)
+        desk = self.desks.get(node.name)
+        if owner is None and desk is None:
+            return []
+        if owner is None:  # no longer a workstation (reload): what was done for its owner is undone
+            assert desk is not None
+            del self.desks[node.name]
+            steps = owners.released(desk, list(node.jobs.values()), sample.time)
+            desk.watch = migrate.Watch()
+        else:
+            if desk is None or desk.owner != owner:
+                desk = self.desks[node.name] = owners.Desk(owner)
+            steps = owners.reported(desk, list(node.jobs.values()), sample, node.cpus, self.policy.migrate)
+        if node.owner_back != desk.watch.back:
+            node.owner_back = desk.watch.back
+            self.touch(node.name)
+        out: list[Instruction] = []
+        for job, step, was in steps:
+            out += [Send(node.name, m) for m in owners.message(job, step, was, self.policy.adapt)]
+            shown = migrate.SHOWN.get(migrate.fate_after(step), "")
+            if shown or job.reason in migrate.SHOWN.values():
+                job.reason = shown
+            out.append(Log(logging.INFO, f"job {job.id} on {node.name}: {step} (its owner {desk.owner} is "
+                                         f"{'back' if desk.watch.back else 'away'})"))
+        if steps:
+            out.append(CommitSoon(tuple(job for job, _, _ in steps)))
+        return out
+
+    def _thaw(self, signals: dict[str, list[int]]) -> list[Instruction]:
+        """SIGCONT, after their TERM, to the jobs being stopped that a workstation's owner had suspended
+        (SIGSTOP): they act on the TERM, rather than wait stopped for the KILL."""
+        out: list[Instruction] = []
+        for node, ids in signals.items():
+            desk = self.desks.get(node)
+            stopped = [i for i in ids if desk is not None and desk.fates.get(i) is migrate.Fate.SUSPENDED]
+            if stopped:
+                out.append(Send(node, Signal(ids=stopped, signal=owners.SIGCONT)))
+        return out
+
+    def _vacating(self, job: Job) -> bool:
+        """Whether a run that did not end done was stopped by wulf to be queued again because its
+        workstation's owner came back (a job with --requeue or retries left; see wulf.server.owners)."""
+        desk = self.desks.get(job.node)
+        return (job.state is JobState.RUNNING and desk is not None
+                and desk.fates.get(job.id) is migrate.Fate.REQUEUED)
 
     def _external(self, node: Node, clusters: Sequence[Cluster], now: float) -> list[Instruction]:
         """Outside work becomes jobs of origin external while it lasts, so it counts and shows."""
@@ -1087,7 +1144,7 @@ class ServerState:
         """Whether a run that failed is to be retried: a batch job's run that ended (exit, signal, node
         lost) with retries left, unless it went over its own limits (it would again)."""
         return (job.state is JobState.RUNNING and job.origin is Origin.BATCH
-                and job.restarts - job.checkpoints < job.retries and not (reason or "").startswith(LIMIT_REASON))
+                and job.restarts - job.checkpoints - job.vacated < job.retries and not (reason or "").startswith(LIMIT_REASON))
 
     @staticmethod
     def _checkpointed(job: Job) -> bool:
@@ -1097,7 +1154,7 @@ class ServerState:
         return (job.state is JobState.RUNNING and job.origin is Origin.BATCH and bool(job.checkpoint)
                 and job.signal is None and job.exit_code == job.checkpoint_exit)
 
-    def _retry(self, job: Job, why: str, checkpointed: bool = False) -> list[Instruction]:
+    def _retry(self, job: Job, why: str, checkpointed: bool = False, vacated: bool = False) -> list[Instruction]:
         """Put a job whose run failed (or ``checkpointed``) back in line, as its next attempt (the caller
         commits it). Its run is over (its exit was reported, or its node was lost): it never runs twice
         at once. Its restarts count every run before the next; its checkpoints those that checkpointed
@@ -1112,8 +1169,11 @@ class ServerState:
         if checkpointed:
             job.checkpoints += 1
             job.reason = f"queued again after it checkpointed (exit {job.checkpoint_exit}), to run again as restart {job.restarts}"
+        elif vacated:
+            job.vacated += 1
+            job.reason = f"queued again to start over elsewhere: {why}"
         else:
-            failed = job.restarts - job.checkpoints
+            failed = job.restarts - job.checkpoints - job.vacated
             job.reason = f"queued again after attempt {failed} of {job.retries + 1} failed: {why}"
         if job.id not in self.strays:  # (else it waits for the end of an earlier run a node still has)
             self._enqueue(job)

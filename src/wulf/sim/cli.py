@@ -70,8 +70,31 @@ def workload(args: argparse.Namespace) -> Workload:
     return dataclasses.replace(w, nodes=tuple(nodes), description=description)
 
 
+def _owners(args: argparse.Namespace, config: Config) -> int:
+    """The owner-returns scenario (see wulf.sim.owners): its own model, three strategies side by side."""
+    from wulf.policy.settings import Policy as _Policy
+    from wulf.sim import owners
+
+    for flag, value in (("--jobs", args.jobs), ("--users", args.users), ("--outside-load", args.outside_load),
+                        ("--load", args.load), ("--programs", args.programs), ("--policy", args.policy),
+                        ("--plot", args.plot), ("--save-workload", args.save_workload)):
+        if value is not None:
+            raise UsageError(f"{flag} does not go with --scenario owner-returns")
+    policy = _Policy.from_config(config)
+    setup = owners.Setup(nodes=args.nodes or owners.Setup.nodes, interval=args.interval or config.agent.interval,
+                         nice_penalty=config.scheduler.nice_penalty, settings=policy.migrate)
+    results = owners.run(setup, args.seed)
+    if args.json:
+        print(json.dumps({"scenario": "owner-returns", "runs": [r.to_dict() for r in results]}, indent=2))
+    else:
+        print(owners.table(setup, results))
+    return 0
+
+
 def main(args: argparse.Namespace, config: Config) -> int:
     _check(args)
+    if args.scenario == "owner-returns":
+        return _owners(args, config)
     base = Policy.from_config(config)
     if args.compare:
         names = list(POLICIES)

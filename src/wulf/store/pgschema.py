@@ -77,6 +77,7 @@ PG_MIGRATIONS: list[tuple[str, str]] = [
     ("0010_job_mail", SHARED),
     ("0011_checkpoints", SHARED),
     ("0012_multinode", SHARED),
+    ("0013_migrate", SHARED),
 ]
 
 _TYPES = {"INTEGER": "BIGINT", "REAL": _D}

@@ -152,6 +152,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN alloc TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        # workstations whose owner comes back (issue 13 §3): qr --requeue, and restarts after such a stop
+        "0013_migrate",
+        """
+        ALTER TABLE jobs ADD COLUMN requeue INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN vacated INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
 _COLUMNS = [
@@ -164,10 +172,11 @@ _COLUMNS = [
     "mail_type", "mail_user",  # 0010_job_mail
     "warn_signal", "checkpoint", "checkpoint_exit", "checkpoints",  # 0011_checkpoints
     "ntasks", "nodes_req", "tasks_per_node", "alloc",  # 0012_multinode
+    "requeue", "vacated",  # 0013_migrate
 ]
 _MUTABLE = [
     "state", "cpu", "mem_mb", "node", "pid", "started", "ended", "exit_code", "signal", "cpu_time",
-    "peak_mem_mb", "reason", "nice", "queue", "restarts", "checkpoints",
+    "peak_mem_mb", "reason", "nice", "queue", "restarts", "checkpoints", "vacated",
     "name", "cpu_req", "mem_req", "time_limit", "depend",  # jmod (issue 11 §5): what a waiting job may change
     "alloc",  # 0012_multinode: the slots a multi-task job holds while it runs
 ]
@@ -204,6 +213,7 @@ def _job(row: Sequence[Any]) -> Job:
     d["origin"] = Origin(d["origin"])
     d["state"] = JobState(d["state"])
     d["keep_script"] = bool(d["keep_script"])
+    d["requeue"] = bool(d["requeue"])
     return Job(**d)
 
 

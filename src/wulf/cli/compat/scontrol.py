@@ -64,7 +64,7 @@ def job_record(j: dict[str, Any], now: float) -> list[list[str]]:
         [*head, f"JobName={j.get('name') or ''}"],
         [f"UserId={j['user']}({j.get('uid', '')})", "Account=(null)", "QOS=normal"],
         [f"JobState={slurm_state(j)}", f"Reason={reason_of(j)}", f"Dependency={j.get('depend') or '(null)'}"],
-        [f"Requeue={1 if j.get('retries') or j.get('checkpoint') else 0}", f"Restarts={j.get('restarts') or 0}", "BatchFlag=1",
+        [f"Requeue={1 if j.get('retries') or j.get('checkpoint') or j.get('requeue') else 0}", f"Restarts={j.get('restarts') or 0}", "BatchFlag=1",
          f"ExitCode={_exit_code(j) if ended else '0:0'}"],
         [f"RunTime={dhms(run_seconds(j, now))}", f"TimeLimit={dhms(j.get('time_limit'))}"],
         [f"SubmitTime={iso(j.get('submitted'))}", f"StartTime={iso(j.get('started'))}",
