@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -27,7 +26,6 @@ from typing import Any
 
 import psycopg
 
-from wulf import cycletrace
 from wulf.errors import UsageError, WulfError
 from wulf.model.accounting import MAX_SUMMARY_USERS, AcctQuery, summary_row
 from wulf.model.job import Job
@@ -44,9 +42,9 @@ from wulf.store.sqlite import (
     _changes,
     _job,
     _row,
-    _settle_soon,
     store_error,
 )
+from wulf.store.writer import Batch, GroupWriter
 
 log = logging.getLogger("wulf.store")
 
@@ -117,7 +115,7 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
     return applied
 
 
-class PgStore:
+class PgStore(GroupWriter):
     """``lead``: this store is a server's, which must lead to write (wulf.store.leader): the constructor
     stands by until it leads, and a store that loses the lead ends the process at once."""
 
@@ -135,63 +133,24 @@ class PgStore:
         except psycopg.Error as e:
             self._write.close()
             raise pg_error(e) from None
-        self._queue: queue.SimpleQueue[tuple[_Op, asyncio.Future[None]] | None] = queue.SimpleQueue()
         self._readers = threading.local()
         self._reader_conns: list[psycopg.Connection[Any]] = []
         self._reader_lock = threading.Lock()
-        self.commits = 0  # for the benchmark and tests: how many transactions were committed
-        self._thread = threading.Thread(target=self._writer, name="wulf-store", daemon=True)
-        self._thread.start()
+        self._start_writer()
 
-    # ------------------------------------------------------------------ the writer thread
+    # ------------------------------------------------------------------ the writer thread (GroupWriter)
 
-    def _writer(self) -> None:
-        while True:
-            try:  # a leader looks at its session when idle: one that lost it must stop before a standby leads
-                item = self._queue.get(timeout=self.failover / 5 if self.lead else None)
-            except queue.Empty:
-                self._heartbeat()
-                continue
-            if item is None:
-                return
-            batch = [item]
-            while True:  # take everything that gathered while we were busy
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            try:
-                self._commit(batch)
-            except BaseException as e:  # a bug here must not end the thread: every later write would hang
-                log.exception("the store's writer failed")
-                for _, fut in batch:
-                    _settle_soon(fut, pg_error(e))
+    def _idle_after(self) -> float | None:
+        # a leader looks at its session when idle: one that lost it must stop before a standby leads
+        return self.failover / 5 if self.lead else None
 
-    def _commit(self, batch: list[tuple[_Op, asyncio.Future[None]]]) -> None:
-        """Commit the batch in one transaction; a write that fails on its own data is taken out (its caller
-        gets the error) and the rest is tried again without it."""
-        while batch:
-            failed, error = self._try(batch)
-            if error is None:
-                self.commits += 1
-                cycletrace.mark("store_commit", ())
-                for _, fut in batch:
-                    _settle_soon(fut, None)
-                return
-            if failed is None:
-                log.error("could not write the database: %s", error)
-                for _, fut in batch:
-                    _settle_soon(fut, pg_error(error))
-                return
-            log.warning("a write could not be stored: %s", error)
-            _settle_soon(batch[failed][1], pg_error(error))
-            batch = batch[:failed] + batch[failed + 1:]
+    def _idle(self) -> None:
+        self._heartbeat()
 
-    def _try(self, batch: list[tuple[_Op, asyncio.Future[None]]]) -> tuple[int | None, BaseException | None]:
+    def _error(self, e: BaseException) -> WulfError:
+        return pg_error(e)
+
+    def _try(self, batch: Batch) -> tuple[int | None, BaseException | None]:
         """One attempt: ``(None, None)`` when committed; else the index of the write to blame (None when it
         is the database's failure) and the error.
 
@@ -245,12 +204,6 @@ class PgStore:
         log.critical("this server no longer leads: %s; stopping (start it again to stand by)", why)
         logging.shutdown()
         os._exit(LOST_LEAD)
-
-    def _submit(self, op: _Op) -> asyncio.Future[None]:
-        """Queue a write now (writes keep the order of these calls); await the result to know it is committed."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, fut))
-        return fut
 
     # ------------------------------------------------------------------ reads
 
@@ -441,8 +394,7 @@ class PgStore:
         return out
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        self._stop_writer()
         self._write.close()
         with self._reader_lock:
             for conn in self._reader_conns:

@@ -17,18 +17,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from wulf import cycletrace
 from wulf.errors import UsageError, WulfError
 from wulf.model.accounting import MAX_SUMMARY_USERS, AcctQuery, summary_row
 from wulf.model.job import FINAL_STATES, Job, JobState, Origin
 from wulf.store.base import KEY_TTL, ArrayRow, Submission
+from wulf.store.writer import Batch, GroupWriter
 
 log = logging.getLogger("wulf.store")
 
@@ -250,68 +249,22 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
 _Op = Callable[[sqlite3.Connection], None]
 
 
-class SqliteStore:
+class SqliteStore(GroupWriter):
     def __init__(self, path: Path, synchronous: str = "full") -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write = _connect(path, synchronous)
         migrate(self._write)
         self._read = _connect(path, synchronous)
-        self._queue: queue.SimpleQueue[tuple[_Op, asyncio.Future[None]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._writer, name="wulf-store", daemon=True)
-        self._thread.start()
+        self._start_writer()
         self._readers = threading.local()  # accounting: one read connection per thread that asks
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
-        self.commits = 0  # for the benchmark and tests: how many transactions were committed
 
-    # ------------------------------------------------------------------ the writer thread
+    # ------------------------------------------------------------------ the writer thread (GroupWriter)
 
-    def _writer(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while True:  # take everything that gathered while we were busy
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            try:
-                self._commit(batch)
-            except BaseException as e:  # a bug here must not end the thread: every later write would hang
-                log.exception("the store's writer failed")
-                for _, fut in batch:
-                    _settle_soon(fut, store_error(e))
-
-    def _commit(self, batch: list[tuple[_Op, asyncio.Future[None]]]) -> None:
-        """Commit the batch in one transaction. A write that fails on its own data is taken out (its
-        caller gets the error) and the rest is tried again without it."""
-        while batch:
-            failed, error = self._try(batch)
-            if error is None:
-                self.commits += 1
-                cycletrace.mark("store_commit", ())
-                for _, fut in batch:
-                    _settle_soon(fut, None)
-                return
-            if failed is None:  # the database failed, not one write: the whole group fails
-                log.error("could not write the database: %s", error)
-                for _, fut in batch:
-                    _settle_soon(fut, store_error(error))
-                return
-            log.warning("a write could not be stored: %s", error)
-            _settle_soon(batch[failed][1], store_error(error))
-            batch = batch[:failed] + batch[failed + 1:]
-
-    def _try(self, batch: list[tuple[_Op, asyncio.Future[None]]]) -> tuple[int | None, BaseException | None]:
-        """One attempt: ``(None, None)`` when committed; else the index of the write to blame (None when
-        it is the database's failure) and the error. Rolled back on failure."""
+    def _try(self, batch: Batch) -> tuple[int | None, BaseException | None]:
+        """One attempt (see GroupWriter._try)."""
         at: int | None = None
         try:
             self._write.execute("BEGIN IMMEDIATE")
@@ -326,11 +279,8 @@ class SqliteStore:
                 self._write.execute("ROLLBACK")
             return (at if at is not None and _of_the_write(e) else None), e
 
-    def _submit(self, op: _Op) -> asyncio.Future[None]:
-        """Queue a write now (writes keep the order of these calls); await the result to know it is committed."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, fut))
-        return fut
+    def _error(self, e: BaseException) -> WulfError:
+        return store_error(e)
 
     # ------------------------------------------------------------------ JobStore
 
@@ -514,8 +464,7 @@ class SqliteStore:
         return out
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        self._stop_writer()
         self._write.close()
         self._read.close()
         with self._reader_lock:
@@ -569,18 +518,3 @@ def store_error(e: BaseException) -> WulfError:
     if isinstance(e, sqlite3.Error):
         return WulfError(f"the server could not write its database: {e}")
     return WulfError(f"the server could not record this: {type(e).__name__}: {e}")
-
-
-def _settle_soon(fut: asyncio.Future[None], error: BaseException | None) -> None:
-    """Settle ``fut`` on its own loop (from the writer thread)."""
-    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-        fut.get_loop().call_soon_threadsafe(_settle, fut, error)
-
-
-def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
-    if fut.done():
-        return
-    if error is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(error)
