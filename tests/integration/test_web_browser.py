@@ -63,9 +63,9 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-def signed_in(browser: Any, c: Cluster, user: Any, *token_args: str) -> Watched:
+def signed_in(browser: Any, c: Cluster, user: Any, *token_args: str, **context: Any) -> Watched:
     token = c.run_as(user, "wulf", "token", "create", *token_args).stdout.strip()
-    page = browser.new_context(viewport={"width": 1200, "height": 800}).new_page()
+    page = browser.new_context(viewport={"width": 1200, "height": 800}, **context).new_page()
     page.set_default_timeout(WAIT)
     w = Watched(page)
     page.goto(c.base + "/")  # type: ignore[attr-defined]
@@ -248,20 +248,11 @@ def test_the_page_on_the_server_s_tls_port(shared_tmp: Path, users: Users, brows
         c.key_file = etc / "cluster.key"
         c.base = f"https://127.0.0.1:{port}"  # type: ignore[attr-defined]
         c.agent("n1", cpus=4, server=c.base)  # type: ignore[attr-defined]
-        token = c.run_as(users.alice, "wulf", "token", "create").stdout.strip()
         # (the cluster's own CA signed the certificate: this browser does not know it)
-        context = browser.new_context(ignore_https_errors=True)
-        page = context.new_page()
-        page.set_default_timeout(WAIT)
-        w = Watched(page)
-        page.goto(c.base + "/")  # type: ignore[attr-defined]
-        page.fill("input[name=token]", token)
-        page.click("button")
-        page.wait_for_url(c.base + "/")  # type: ignore[attr-defined]
-        sync_api.expect(page.locator("#who")).to_contain_text(users.alice.name)
-        [cookie] = context.cookies()
+        w = signed_in(browser, c, users.alice, ignore_https_errors=True)
+        page = w.page
+        [cookie] = page.context.cookies()
         assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-        w.problems.clear()
         jid = submit_form(page, c, "sleep 300", "over-tls")
         sync_api.expect(page.locator("#state")).to_have_text("running")
         page.click("#cancel")
