@@ -379,19 +379,7 @@ class PgStore(GroupWriter):
                 f"({', '.join(['%s'] * len(_FINAL))}) ORDER BY ended LIMIT %s)", (before, *_FINAL, batch))
             deleted.append(cur.rowcount)
 
-        out: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-        def done(fut: asyncio.Future[None]) -> None:
-            if out.done():
-                return
-            error = None if fut.cancelled() else fut.exception()
-            if error is not None:
-                out.set_exception(error)
-            else:
-                out.set_result(sum(deleted))
-
-        self._submit(op).add_done_callback(done)
-        return out
+        return self._submit_counting(op, deleted)
 
     def close(self) -> None:
         self._stop_writer()

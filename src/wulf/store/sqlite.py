@@ -448,20 +448,7 @@ class SqliteStore(GroupWriter):
                 f"({', '.join('?' * len(_FINAL))}) ORDER BY ended LIMIT ?)", (before, *_FINAL, batch))
             deleted.append(cur.rowcount)
 
-        loop = asyncio.get_running_loop()
-        out: asyncio.Future[int] = loop.create_future()
-
-        def done(fut: asyncio.Future[None]) -> None:
-            if out.done():
-                return
-            error = None if fut.cancelled() else fut.exception()
-            if error is not None:
-                out.set_exception(error)
-            else:
-                out.set_result(sum(deleted))
-
-        self._submit(op).add_done_callback(done)
-        return out
+        return self._submit_counting(op, deleted)
 
     def close(self) -> None:
         self._stop_writer()

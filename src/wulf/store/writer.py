@@ -43,6 +43,23 @@ class GroupWriter:
         self._queue.put((op, fut))
         return fut
 
+    def _submit_counting(self, op: Op, counts: list[int]) -> asyncio.Future[int]:
+        """:meth:`_submit` for a write that appends how many rows it touched to ``counts``: the future gives
+        their sum once committed."""
+        out: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def done(fut: asyncio.Future[None]) -> None:
+            if out.done():
+                return
+            error = None if fut.cancelled() else fut.exception()
+            if error is not None:
+                out.set_exception(error)
+            else:
+                out.set_result(sum(counts))
+
+        self._submit(op).add_done_callback(done)
+        return out
+
     def _stop_writer(self) -> None:
         """Let the writer commit what is queued, then end it."""
         self._queue.put(None)
