@@ -123,7 +123,7 @@ def test_sinfo_shows_the_node(cluster: Cluster, compat: Path) -> None:
 def test_slurm_commands_refuse_bad_input_in_one_line(cluster: Cluster, compat: Path) -> None:
     for argv in (("sbatch", "--bogus", "x.sh"), ("squeue", "-o", "%b"), ("squeue", "-t", "NOPE"),
                  ("scancel",), ("scancel", "abc"), ("scancel", "12_[3-1]"), ("sbatch", "--wrap", "true", "x.sh"),
-                 ("scancel", "-s", "NOSUCH", "1")):
+                 ("scancel", "-s", "NOSUCH", "1"), ("scancel", "-s", "NOSUCH", "999999")):
         p = run(cluster, compat, *argv, check=False)
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, (argv, p.stderr)
         assert "Traceback" not in p.stderr

@@ -257,7 +257,7 @@ def test_accounting(small_pages: Cluster) -> None:
         assert (me.user, me.jobs) == ("root", 2)
         # the same as jacct --json shows
         shown = json.loads(small_pages.run("jacct", "--json", str(ok)).stdout)["jobs"]
-        assert [r["id"] for r in shown] == [ok] and shown[0]["run"] == records[0].run
+        assert [r["id"] for r in shown] == [ok] and shown[0]["run"] == {r.id: r for r in records}[ok].run
 
 
 # ---------------------------------------------------------------------------- the errors of the commands

@@ -115,10 +115,12 @@ class LoadHistory:
         ring = self._jobs.get(job_id)
         return ring.points() if ring is not None else None
 
-    def forget(self, keep: Iterable[str]) -> None:
-        """Drop the points of nodes the server no longer knows."""
+    def forget(self, keep: Iterable[str], now: float) -> None:
+        """Drop the points of nodes the server no longer knows, once their newest is a day old (a node it
+        does not know yet, whose agent has not come back since the server started, keeps its plots)."""
         names = {*keep, CLUSTER}
-        self._rings = {k: r for k, r in self._rings.items() if k[0] in names}
+        old = now - SPANS["day"][0] * SPANS["day"][1]
+        self._rings = {k: r for k, r in self._rings.items() if k[0] in names or r.last > old}
 
     def points(self, key: str, span: str) -> list[list[float]] | None:
         """The points of ``key`` (a node's name, or CLUSTER) over ``span``, oldest first; None if none."""

@@ -330,7 +330,7 @@ async def keep_history(state: ServerState, history: LoadHistory, saved: Path) ->
         now = time.time()
         history.record(now, loads_now(state))
         history.record_jobs(now, job_uses(state))
-        history.forget(state.nodes)
+        history.forget(state.nodes, now)
         if time.monotonic() - last_save >= SAVE_EVERY:
             last_save = time.monotonic()
             try:

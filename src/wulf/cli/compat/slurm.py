@@ -542,6 +542,7 @@ def task_ids(values: list[str]) -> list[int | str]:
 def scancel(argv: list[str]) -> int:
     args = _scancel_parser().parse_args(argv)
     ids = task_ids(args.ids)
+    signum = _signal_number(args.signal) if args.signal else None  # (a bad signal is refused before any job is looked at)
     client = Client()
     user = args.user or (me() if args.me else "")
     if not ids and not (user or args.name or args.state or args.partition):
@@ -562,8 +563,8 @@ def scancel(argv: list[str]) -> int:
               file=sys.stderr)
     if not ids:
         return 1 if missing else 0
-    if args.signal:
-        reply = client.signal(ids, _signal_number(args.signal))
+    if signum is not None:
+        reply = client.signal(ids, signum)
     else:
         reply = client.cancel(ids)
     return _report_cancel(reply, args.quiet) or (1 if missing else 0)
