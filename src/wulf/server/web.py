@@ -312,8 +312,8 @@ async def history(request: Request, node: Annotated[str, Query(max_length=256)] 
     if job:
         return {"job": job, "step": SPANS["hour"][0], "fields": ["time", *JOB_FIELDS],
                 "points": found.job_points(job) or []}
-    if node and node not in _daemon(request).state.nodes:
-        raise NotFound(f"no node {node}")
+    if node and node not in _daemon(request).state.nodes and found.points(node, span) is None:
+        raise NotFound(f"no node {node}")  # (one not back since a restart still has its plots)
     return {"node": node, "span": span, "step": SPANS[span][0], "fields": ["time", *FIELDS],
             "points": found.points(node or CLUSTER, span) or []}
 
