@@ -28,12 +28,17 @@ def _hog(user_uid: int, user_gid: int, cwd: Path) -> int:
     return int(p.stdout)
 
 
+def _desk_of(owner: str, migrate: str, agent: str = "") -> str:
+    """A configuration where node ``desk`` is ``owner``'s workstation, with these [migrate] settings (and
+    [agent] ones); outside work counts from 0.02 cpu."""
+    return (f'[nodes]\nowners = {{ desk = "{owner}" }}\n[migrate]\n{migrate}\n'
+            f"[agent]\nexternal_min_cpu = 0.02\n{agent}")
+
+
 def test_a_checkpointing_job_moves_off_a_workstation_when_its_owner_comes_back(shared_tmp: Path,
                                                                                users: Users) -> None:
     alice = users.alice
-    config = (f'[nodes]\nowners = {{ desk = "{alice.name}" }}\n'
-              "[migrate]\nbusy_cpu = 0.3\nbusy_seconds = 2\ngrace_seconds = 600\n"
-              "[agent]\nexternal_min_cpu = 0.02\n")
+    config = _desk_of(alice.name, "busy_cpu = 0.3\nbusy_seconds = 2\ngrace_seconds = 600")
     with running_cluster(shared_tmp, config=config) as c:
         c.agent("desk", cpus=16)
         prog = c.work / "counter.py"
@@ -74,9 +79,7 @@ def test_a_plain_job_is_suspended_while_the_owner_is_starved_and_resumed_when_th
                                                                                       users: Users) -> None:
     alice = users.alice
     # desk has half a cpu: the owner's hog leaves it no idle cpu (starved), the job's 0.1 cpu fits
-    config = (f'[nodes]\nowners = {{ desk = "{alice.name}" }}\n'
-              "[migrate]\nbusy_cpu = 0.2\nbusy_seconds = 2\naway_seconds = 2\ngrace_seconds = 1\n"
-              "[agent]\nexternal_min_cpu = 0.02\n")
+    config = _desk_of(alice.name, "busy_cpu = 0.2\nbusy_seconds = 2\naway_seconds = 2\ngrace_seconds = 1")
     with running_cluster(shared_tmp, config=config) as c:
         c.agent("desk", cpus=0.5)
         pidfile = c.work / "plain.pid"
@@ -103,9 +106,7 @@ def test_a_plain_job_is_suspended_while_the_owner_is_starved_and_resumed_when_th
 def test_a_requeue_job_is_stopped_and_started_over_elsewhere_while_the_owner_is_starved(shared_tmp: Path,
                                                                                           users: Users) -> None:
     alice = users.alice
-    config = (f'[nodes]\nowners = {{ desk = "{alice.name}" }}\n'
-              "[migrate]\nbusy_cpu = 0.2\nbusy_seconds = 2\ngrace_seconds = 1\n"
-              "[agent]\nexternal_min_cpu = 0.02\nkill_grace = 2\n")
+    config = _desk_of(alice.name, "busy_cpu = 0.2\nbusy_seconds = 2\ngrace_seconds = 1", "kill_grace = 2\n")
     with running_cluster(shared_tmp, config=config) as c:
         c.agent("desk", cpus=0.5)
         [jid] = c.submit("--requeue", "--cpu", "0.1", "-o", "again.out", "-c",
