@@ -195,3 +195,13 @@ def test_why_a_job_waits() -> None:
     assert why_waiting(job, room, head=5, up=False) == "no node is up (every node is down or drained)"
     assert why_waiting(job, "queue night runs at nights only", head=5, up=False) == "queue night runs at nights only"
     assert why_waiting(job, "") == "waiting for its turn"
+
+
+def test_a_job_no_node_can_ever_run_is_said_so_though_every_node_is_full() -> None:
+    # the only node is full: the head of the queue (64 cpus on a 4-cpu cluster) can never run, and
+    # saying "every node is full" would have its owner wait for room that will never be enough
+    q = QueueView("u", "q", [QueuedJob(1, "u", "q", 64, 32), QueuedJob(2, "u", "q", 1, 32)])
+    out = schedule([q], {}, NodePool([_busy("n0", 4, 4)], RANK))
+    assert out.placements == []
+    assert "largest node has 4" in out.impossible[1]
+    assert out.reasons[("u", "q")] == "waiting for room: every node is full"  # job 2 waits for room

@@ -158,6 +158,7 @@ def schedule(
         _, name = heapq.heappop(turns)
         user = people[name]
         if not pool:
+            _note_impossible(user, pool, out)
             _wait(user, "waiting for room: every node is full", out)
             continue
         if _serve(user, pool, out, held, behind):
@@ -177,6 +178,23 @@ def _wait(user: _User, why: str, out: PassResult) -> None:
     for _, _, q in user.queues:
         out.reasons.setdefault((q.view.user, q.view.name), why)
     user.queues.clear()
+
+
+def _note_impossible(user: _User, pool: NodePool, out: PassResult) -> None:
+    """With no room anywhere, still step over the jobs at the heads of ``user``'s queues that no node could
+    ever run, so that each is said to be impossible rather than waiting for room that would never be enough
+    (one look each, cached by the pool per kind of job)."""
+    for _, _, q in user.queues:
+        while (job := q.head) is not None:
+            shape: Shape | None = getattr(job, "shape", None)
+            if shape is not None and not shape.single:
+                why = pool.possible_slots(job.cpu, job.mem_mb, shape, job.constraint, job.user)
+            else:
+                why = pool.possible(job.cpu, job.mem_mb, job.constraint, job.user)
+            if not why:
+                break
+            out.impossible[job.id] = why
+            q.advance()
 
 
 def _behind(user: _User, people: Mapping[str, _User],
