@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from bench import arrays, cycle, fakeagents, policy, print_table, web, weblive
+from bench import arrays, cycle, failover, fakeagents, policy, print_table, web, weblive
 from wulf.client import Client
 
 BIN = Path(sys.executable).parent
@@ -209,6 +209,8 @@ def main() -> int:
     results["web"] = web.run(q)
     if weblive.CHROMIUM.exists():  # (in a real browser: Debian's chromium)
         results["weblive"] = weblive.run(q)
+    if os.geteuid() == 0 and failover.postgresql_here():  # (a private PostgreSQL: as root, with Debian's)
+        results["failover"] = failover.private(1000 if q else 10_000)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
     if args.json:
@@ -238,6 +240,8 @@ def main() -> int:
     rows += arrays.rows(results["arrays"])
     rows += cycle.rows(results["cycle"])
     rows += fakeagents.rows(results["fakeagents"])
+    if "failover" in results:
+        rows += failover.rows(results["failover"])
     rows += web.rows(results["web"])
     if "weblive" in results:
         rows += weblive.rows(results["weblive"])
