@@ -62,7 +62,7 @@ class Node:
     share_use: dict[int, tuple[float, float]] = field(default_factory=dict)  # what its tasks here use (cpu, MB)
     missing: dict[str, int] = field(default_factory=dict)  # cluster key -> reports it was absent from
     _read: tuple[NodeSample, dict[str, float]] | None = field(default=None, repr=False)  # see _metrics
-    _attrs: tuple[NodeInfo | None, dict[str, str]] | None = field(default=None, repr=False)  # see attrs
+    _attrs_of: tuple[NodeInfo | None, dict[str, str]] | None = field(default=None, repr=False)  # see attrs
 
     @property
     def state(self) -> NodeState:
@@ -88,13 +88,13 @@ class Node:
         """What ``qr --constraint`` may ask of this node (kept with the hello it was read from: a view of
         the node is made each time it changes). Not to be changed by the caller."""
         i = self.info
-        kept = self._attrs
+        kept = self._attrs_of
         if kept is not None and kept[0] is i:
             return kept[1]
         attrs = {"name": self.name, "hostname": i.hostname if i else "", "arch": i.arch if i else "",
                 "os": i.os if i else "", "kernel": i.kernel if i else "", "cpus": f"{self.cpus:g}",
                 "mem_mb": f"{self.mem_mb:g}"}
-        self._attrs = (i, attrs)
+        self._attrs_of = (i, attrs)
         return attrs
 
     def view(self, features: frozenset[str] = frozenset()) -> NodeView:
