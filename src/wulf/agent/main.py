@@ -663,22 +663,24 @@ class Agent:
             if self.sessions is None:
                 error = "this agent takes no interactive jobs"
             else:
-                self.sessions.expect(msg, self._task_cgroup(msg.job.id) if msg.task is not None else ())
+                self.sessions.expect(msg, self._task_cgroup(msg.job) if msg.task is not None else ())
         except CannotRun as e:
             error = str(e)
         if self._ws is not None:
             await self._ws.send(SessionReady(id=msg.job.id, error=error, task=msg.task).model_dump_json())
 
-    def _task_cgroup(self, job_id: int) -> list[str]:
-        """The cgroup the tasks of ``job_id`` (wulf launch) run in here: the job's own on its first node,
-        else one made for its tasks, removed once none is left (see _task_ended)."""
+    def _task_cgroup(self, job: StartJob) -> list[str]:
+        """The cgroup the tasks of ``job`` (wulf launch) run in here: the job's own on its first node,
+        else one made for its tasks, with the job's memory limit, removed once none is left (see
+        _task_ended)."""
+        job_id = job.id
         run = self.jobs.get(job_id)
         if run is not None:
             cg = run.meter.cgroup if run.meter is not None else None
             return cg.procs_files() if cg is not None else []
         cg = self._task_cgroups.get(job_id)
         if cg is None:
-            cg = self._new_cgroup(job_id, None)
+            cg = self._new_cgroup(job_id, job.mem_limit_mb)
             if cg is None:
                 return []
             self._task_cgroups[job_id] = cg
