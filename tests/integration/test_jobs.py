@@ -135,6 +135,8 @@ def test_server_restart_keeps_every_job(cluster: Cluster) -> None:
     [running] = cluster.submit("-c", "sleep 3; echo survived")
     wait_until("the job to start", lambda: cluster.job(running)["pid"])
     [waiting] = cluster.submit("--cpu", "8", "-c", "true")  # more cpus than the node has: waits
+    out = cluster.run("qr", "-H", "-c", "echo $KEPT", env_extra={"KEPT": "its environment"}).stdout
+    held = int(out.split()[-1])
     assert cluster.server is not None
     cluster.server.kill()
     cluster.start_server()
@@ -144,6 +146,9 @@ def test_server_restart_keeps_every_job(cluster: Cluster) -> None:
     cluster.run("qwait", str(running))
     assert cluster.job(running)["state"] == "done"
     assert (cluster.work / f"wulf-{running}.out").read_text() == "survived\n"
+    cluster.run("qrls", str(held))  # started by the new server, with the environment it reads from the store
+    cluster.run("qwait", str(held))
+    assert (cluster.work / f"wulf-{held}.out").read_text() == "its environment\n"
 
 
 def test_agent_restart_keeps_running_jobs(cluster: Cluster) -> None:

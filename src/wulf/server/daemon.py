@@ -828,11 +828,19 @@ class Daemon:
         await self._apply(todo)
 
     async def _dispatch(self, starts: StartJobs) -> None:
+        missing = {j.env_hash for j in starts.jobs if j.env_hash not in self.envs}
+        if missing:  # (environments not read since this server started: from the store, off the event loop)
+            self.envs.update(await asyncio.to_thread(self._read_envs, missing))
         jobs = [self._start_job(j) for j in starts.jobs if j.state is JobState.RUNNING]  # not cancelled meanwhile
         self.metrics.started.inc(len(jobs))
         for text in start_messages(jobs):
             await self._send_text(starts.node, text)
         cycletrace.mark("start_sent", (j.id for j in jobs))
+
+    def _read_envs(self, hashes: Iterable[str]) -> dict[str, dict[str, str]]:
+        """The environments of these hashes, from the store (run in a thread: a store that is slow or
+        reconnecting must not hold the event loop)."""
+        return {h: self.store.env(h) for h in hashes}
 
     def _start_job(self, job: Job) -> StartJob:
         env = self.envs.get(job.env_hash)
