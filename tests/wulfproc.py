@@ -213,6 +213,15 @@ class Cluster:
         kill_leftover_jobs(self.root)
 
 
+def busy_loop_of(user: User, cwd: Path) -> int:
+    """A busy loop of ``user``'s, not started by wulf and outside the test's process tree (its shell
+    exits: it is adopted), as if they sat down at their workstation and ran something; its pid."""
+    loop = "/bin/sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 & echo $!"
+    p = subprocess.run(["/bin/sh", "-c", loop], user=user.uid, group=user.gid, cwd=cwd, capture_output=True,
+                       text=True, check=True)
+    return int(p.stdout)
+
+
 def kill_job(supervisor: int) -> None:
     """Kill a job's supervisor and everything below it (the job runs in a session of its own)."""
     for pid in [*tree(supervisor)[1:], supervisor]:

@@ -11,21 +11,11 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 from pathlib import Path
 
 from programs import COUNTER
 from users import Users
-from wulfproc import running_cluster, wait_until
-
-
-def _hog(user_uid: int, user_gid: int, cwd: Path) -> int:
-    """A busy loop of the user's, not started by wulf and outside the test's process tree (its shell
-    exits: it is adopted), as if they sat down and ran something; its pid."""
-    loop = "/bin/sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 & echo $!"
-    p = subprocess.run(["/bin/sh", "-c", loop], user=user_uid, group=user_gid, cwd=cwd, capture_output=True,
-                       text=True, check=True)
-    return int(p.stdout)
+from wulfproc import busy_loop_of, running_cluster, wait_until
 
 
 def _desk_of(owner: str, migrate: str, agent: str = "") -> str:
@@ -50,7 +40,7 @@ def test_a_checkpointing_job_moves_off_a_workstation_when_its_owner_comes_back(s
         wait_until("the job to count on desk", lambda: out.exists() and "run 0 starts at 0" in out.read_text(),
                    timeout=60)
         assert c.job(jid)["node"] == "desk"
-        hog = _hog(alice.uid, alice.gid, shared_tmp)
+        hog = busy_loop_of(alice, shared_tmp)
         try:
             c.agent("spare", cpus=4, env_extra={"WULF_IGNORE_PIDS": f"{os.getpid()},{hog}"})
             wait_until("the job to run again on spare",
@@ -87,7 +77,7 @@ def test_a_plain_job_is_suspended_while_the_owner_is_starved_and_resumed_when_th
                          f"echo $$ > {pidfile}; i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; echo end")
         wait_until("the job to start", lambda: pidfile.exists() and pidfile.read_text().strip() != "", timeout=60)
         pid = int(pidfile.read_text())
-        hog = _hog(alice.uid, alice.gid, shared_tmp)
+        hog = busy_loop_of(alice, shared_tmp)
         try:
             wait_until("the job to be suspended", lambda: c.job(jid)["reason"] == "suspended: owner busy",
                        timeout=60)
@@ -114,7 +104,7 @@ def test_a_requeue_job_is_stopped_and_started_over_elsewhere_while_the_owner_is_
                          "i=0; while [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done; echo end")
         out = c.work / "again.out"
         wait_until("the job to run on desk", lambda: out.exists() and "run 0 on desk" in out.read_text(), timeout=60)
-        hog = _hog(alice.uid, alice.gid, shared_tmp)
+        hog = busy_loop_of(alice, shared_tmp)
         try:
             c.agent("spare", cpus=4, env_extra={"WULF_IGNORE_PIDS": f"{os.getpid()},{hog}"})
             wait_until("the job to run again on spare",

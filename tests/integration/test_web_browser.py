@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from users import Users
-from wulfproc import BIN, Cluster, free_port, running_cluster
+from wulfproc import BIN, Cluster, busy_loop_of, free_port, running_cluster, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("WULF_TEST_ARTIFACTS") or Path(__file__).parents[2] / "test-artifacts") / "web"
@@ -258,3 +259,28 @@ def test_the_page_on_the_server_s_tls_port(shared_tmp: Path, users: Users, brows
         page.click("#cancel")
         sync_api.expect(page.locator("#state")).to_have_text("cancelled")
         assert c.job(jid)["state"] == "cancelled" and w.problems == []
+
+
+def test_a_workstation_whose_owner_is_back_says_so(shared_tmp: Path, users: Users, browser: Any) -> None:
+    """As `jstat --nodes` does: `up (owner)` on the overview, the nodes list and the node's page, and plain
+    `up` again once the owner has gone."""
+    port = free_port()
+    config = (f'[nodes]\nowners = {{ n1 = "{users.alice.name}" }}\n'
+              "[migrate]\nbusy_cpu = 0.3\nbusy_seconds = 1\naway_seconds = 1\n[agent]\nexternal_min_cpu = 0.02\n")
+    with running_cluster(shared_tmp, listen=f"127.0.0.1:{port}", config=config) as c:
+        c.base = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+        c.agent("n1", cpus=4, interval=0.5)
+        w = signed_in(browser, c, users.alice)
+        page, expect = w.page, sync_api.expect
+        hog = busy_loop_of(users.alice, shared_tmp)
+        try:
+            wait_until("the owner to be back", lambda: c.status()["nodes"][0]["owner_back"], timeout=60)
+            for where, cell in (("/", "td.up"), ("/nodes", "td.up"), ("/nodes/n1", "dl.fields dd >> nth=0")):
+                page.goto(c.base + where)  # type: ignore[attr-defined]
+                expect(page.locator(cell)).to_have_text("up (owner)")
+        finally:
+            os.kill(hog, signal.SIGKILL)
+        wait_until("the owner to be away", lambda: not c.status()["nodes"][0]["owner_back"], timeout=60)
+        page.goto(c.base + "/nodes")  # type: ignore[attr-defined]
+        expect(page.locator("td.up")).to_have_text("up")
+        assert w.problems == []

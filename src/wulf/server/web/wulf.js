@@ -178,7 +178,7 @@ async function overview() {
     await plots(""),
     el("h2", {}, "Load now"), legend(),
     table(["node", "state", "cpu", "memory", {label: "load", num: true}, {label: "jobs", num: true}],
-      o.nodes.map((n) => el("tr", {}, el("td", {}, nodeLink(n.name)), el("td", {class: n.state}, n.state),
+      o.nodes.map((n) => el("tr", {}, el("td", {}, nodeLink(n.name)), el("td", {class: n.state}, nodeState(n)),
         el("td", {}, cpuBar(n)), el("td", {}, memBar(n)), el("td", {class: "num"}, num(n.load, 2)),
         el("td", {class: "num"}, n.jobs)))),
     el("h2", {}, "Users"),
@@ -199,12 +199,17 @@ async function overview() {
           {queue: `${q.user}:${q.name}`, stopped: !q.stopped})}, q.stopped ? "Start" : "Stop") : "")))));
 }
 
+// a workstation whose owner is back takes no new batch jobs (as jstat --nodes says it)
+function nodeState(n) {
+  return n.owner_back ? `${n.state} (owner)` : n.state;
+}
+
 async function nodes() {
   const o = await api("/api/v1/web/overview");
   show(el("h1", {}, "Nodes"), legend(),
     table(["node", "state", {label: "cpus", num: true}, {label: "load", num: true}, "cpu", "memory",
       {label: "free MB", num: true}, {label: "jobs", num: true}, "features"],
-    o.nodes.map((n) => el("tr", {}, el("td", {}, nodeLink(n.name)), el("td", {class: n.state}, n.state),
+    o.nodes.map((n) => el("tr", {}, el("td", {}, nodeLink(n.name)), el("td", {class: n.state}, nodeState(n)),
       el("td", {class: "num"}, num(n.cpus, 0)), el("td", {class: "num"}, num(n.load, 2)), el("td", {}, cpuBar(n)),
       el("td", {}, memBar(n)), el("td", {class: "num"}, Math.round(n.mem_free_mb)), el("td", {class: "num"}, n.jobs),
       el("td", {}, n.features.join(" "))))));
@@ -213,7 +218,7 @@ async function nodes() {
 async function nodePage(name) {
   const d = await api("/api/v1/web/nodes/" + encodeURIComponent(name));
   const n = d.node;
-  const fields = [["state", n.state], ["host", n.hostname], ["cpus", n.cpus], ["memory", mb(n.mem_total_mb)],
+  const fields = [["state", nodeState(n)], ["host", n.hostname], ["cpus", n.cpus], ["memory", mb(n.mem_total_mb)],
     ["load (1, 5, 15 min)", [n.load, n.load5, n.load15].map((x) => num(x, 2)).join(", ")],
     ["cpu: wulf's jobs / outside / allocated", `${num(n.cpu_wulf, 2)} / ${num(n.cpu_outside, 2)} / ${num(n.cpu_alloc, 2)}`],
     ["memory: wulf's jobs / outside / allocated", `${mb(n.mem_wulf_mb)} / ${mb(n.mem_outside_mb)} / ${mb(n.mem_alloc_mb)}`],
