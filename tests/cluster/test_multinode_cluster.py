@@ -9,8 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from hosts import TestNetwork
+from hosts import TestNetwork, skip_or_fail
 
 from wulfproc import BIN, Cluster, free_port, running_cluster, wait_until
 
@@ -119,6 +118,13 @@ int main(int argc, char **argv) {
 """
 
 
+def _needs(why: str, *programs: str) -> None:
+    """Skip unless the programs are installed (fail in CI, where cluster tests are never skipped)."""
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        skip_or_fail(f"needs {', '.join(missing)} ({why})")
+
+
 def _mpi_hello_on_three_hosts(three: Cluster, mpicc: str, mpiexec: str, env: str = "") -> None:
     """The MPI hello world built with ``mpicc`` runs as ``mpiexec -n 6`` (by its explicit name: with both MPIs
     installed, Debian's alternatives pick one for the plain names) in a 3x2 job, with nothing but what wulf sets
@@ -143,16 +149,13 @@ def _mpi_hello_on_three_hosts(three: Cluster, mpicc: str, mpiexec: str, env: str
     assert sorted(hosts.values()) == ["node1", "node1", "node2", "node2", "node3", "node3"], out
 
 
-@pytest.mark.skipif(shutil.which("mpicc.mpich") is None or shutil.which("mpiexec.mpich") is None,
-                    reason="needs MPICH (mpicc.mpich, mpiexec.mpich; .ci/run installs mpich and libmpich-dev)")
 def test_mpi_hello_world_runs_its_ranks_on_three_hosts_through_wulf_rsh(three: Cluster) -> None:
+    _needs("MPICH: .ci/run installs mpich and libmpich-dev", "mpicc.mpich", "mpiexec.mpich")
     _mpi_hello_on_three_hosts(three, "mpicc.mpich", "mpiexec.mpich")
 
 
-@pytest.mark.skipif(shutil.which("mpicc.openmpi") is None or shutil.which("mpiexec.openmpi") is None,
-                    reason="needs Open MPI (mpicc.openmpi, mpiexec.openmpi; .ci/run installs openmpi-bin and "
-                           "libopenmpi-dev)")
 def test_open_mpi_hello_world_runs_its_ranks_on_three_hosts_through_wulf_rsh(three: Cluster) -> None:
+    _needs("Open MPI: .ci/run installs openmpi-bin and libopenmpi-dev", "mpicc.openmpi", "mpiexec.openmpi")
     # Open MPI refuses to run as root unless told twice; the job is root's because the tests' wulf-rsh may be
     # out of other users' reach (its Python can live in a home directory only root enters: see tests/asuser.py)
     _mpi_hello_on_three_hosts(three, "mpicc.openmpi", "mpiexec.openmpi",
