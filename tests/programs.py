@@ -28,12 +28,14 @@ def shell(source: str) -> str:
     return f"python3 -c {shlex.quote(source)}"
 
 
-#: the self-checkpointing program (issue 13 §2): ``python3 COUNTER STATE TOTAL`` counts to TOTAL, a step a
-#: tenth of a second; on SIGUSR1 (or SIGTERM) it saves its count in STATE and exits with the checkpoint
-#: exit code; run again (WULF_RESTART_COUNT > 0), it goes on from the saved count
+#: the self-checkpointing program (issue 13 §2): ``python3 COUNTER STATE TOTAL [SAVE]`` counts to TOTAL, a step a
+#: tenth of a second; on SIGUSR1 (or SIGTERM) it saves its count in STATE (taking SAVE seconds, 0 unless given,
+#: as a big checkpoint would) and exits with the checkpoint exit code; run again (WULF_RESTART_COUNT > 0), it
+#: goes on from the saved count
 COUNTER = r'''
 import os, signal, sys, time
 state, total = sys.argv[1], int(sys.argv[2])
+save_seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
 restart = int(os.environ["WULF_RESTART_COUNT"])
 n = int(open(state).read()) if restart > 0 else 0
 stop = []
@@ -42,6 +44,7 @@ signal.signal(signal.SIGTERM, lambda s, f: stop.append(s))
 print(f"run {restart} starts at {n}", flush=True)
 while n < total:
     if stop:
+        time.sleep(save_seconds)
         with open(state + ".tmp", "w") as f:
             f.write(str(n))
         os.rename(state + ".tmp", state)
