@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from bench import arrays, cycle, fakeagents, policy, print_table, web, weblive
+from bench import arrays, cycle, fakeagents, memory, policy, print_table, web, weblive
 from wulf.client import Client
 
 BIN = Path(sys.executable).parent
@@ -207,6 +207,7 @@ def main() -> int:
     results["fakeagents"] = (fakeagents.run(100, 20, 5.0, 1000, 3.0) if q
                              else fakeagents.run(1000, 65, 5.0, 10000, 10.0))
     results["web"] = web.run(q)
+    results["memory"] = memory.run(q)
     if weblive.CHROMIUM.exists():  # (in a real browser: Debian's chromium)
         results["weblive"] = weblive.run(q)
     RESULTS.mkdir(exist_ok=True)
@@ -239,6 +240,7 @@ def main() -> int:
     rows += cycle.rows(results["cycle"])
     rows += fakeagents.rows(results["fakeagents"])
     rows += web.rows(results["web"])
+    rows += memory.rows(results["memory"])
     if "weblive" in results:
         rows += weblive.rows(results["weblive"])
     print_table(rows, 22, header=True)
