@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from bench import arrays, cycle, failover, fakeagents, policy, print_table, web, weblive
+from bench import arrays, cycle, failover, fakeagents, memory, policy, print_table, web, weblive
 from wulf.client import Client
 
 BIN = Path(sys.executable).parent
@@ -207,6 +207,7 @@ def main() -> int:
     results["fakeagents"] = (fakeagents.run(100, 20, 5.0, 1000, 3.0) if q
                              else fakeagents.run(1000, 65, 5.0, 10000, 10.0))
     results["web"] = web.run(q)
+    results["memory"] = memory.run(q)
     if weblive.CHROMIUM.exists():  # (in a real browser: Debian's chromium)
         results["weblive"] = weblive.run(q)
     if os.geteuid() == 0 and failover.postgresql_here():  # (a private PostgreSQL: as root, with Debian's)
@@ -243,6 +244,7 @@ def main() -> int:
     if "failover" in results:
         rows += failover.rows(results["failover"])
     rows += web.rows(results["web"])
+    rows += memory.rows(results["memory"])
     if "weblive" in results:
         rows += weblive.rows(results["weblive"])
     print_table(rows, 22, header=True)

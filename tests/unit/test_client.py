@@ -566,6 +566,25 @@ def test_commands_import_little(tmp_path: Path) -> None:
         assert p.stdout.strip() == "[]"
 
 
+def test_a_plain_qr_builds_its_job_without_the_models() -> None:
+    """`qr -c CMD` (no dependency, signal, tasks or checkpoint) builds its job without wulf.model's
+    dataclasses and what they import: each is imported by the option that needs it (issue 16, qr's
+    start-up)."""
+    heavy = ["dataclasses", "inspect", "typing", "wulf.model.job", "wulf.model.depend", "wulf.model.tasks",
+             "wulf.model.checkpoint"]
+    code = ("import sys\nfrom wulf.cli import qr\n"
+            "args = qr._parser().parse_args(['-c', 'true', '-o', '/dev/null'])\n"
+            "[spec] = qr.build_specs(args, '/tmp')\nassert spec['command'] == 'true', spec\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n")
+    p = _python(code, WULF_SERVER="unix:/nowhere.sock")
+    assert (p.returncode, p.stdout.strip(), p.stderr) == (0, "[]", "")
+    # and an option that needs one still has it
+    p = _python(code.replace("'-c', 'true'", "'--after', '7', '--ntasks', '2', '-c', 'true'"),
+                WULF_SERVER="unix:/nowhere.sock")
+    assert p.returncode == 0, p.stderr
+    assert "wulf.model.depend" in p.stdout and "wulf.model.tasks" in p.stdout
+
+
 def test_exit_fast_flushes_and_keeps_the_code() -> None:
     code = ("import sys\nfrom wulf.cli.common import run\n"
             "def main(argv):\n    sys.stdout.write('out ' * 10000 + 'end')\n    sys.stderr.write('err')\n    return 3\n"

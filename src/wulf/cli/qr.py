@@ -207,14 +207,15 @@ def dependency_text(text: str, what: str = "--dependency") -> str:
 
 def _dependency(args: Any) -> str:
     """What --after, --after-any, --after-notok and --dependency say, together (each must hold)."""
+    flags = ("after", "after_any", "after_notok")
+    if args.dependency is None and not any(getattr(args, flag) for flag in flags):
+        return ""  # (without importing wulf.model: a plain qr starts faster)
     from wulf.model.depend import After, of_ids
 
     parts = [args.dependency] if args.dependency is not None else []
-    for flag, kind in (("after", After.OK), ("after_any", After.ANY), ("after_notok", After.NOTOK)):
+    for flag, kind in zip(flags, (After.OK, After.ANY, After.NOTOK), strict=True):
         if getattr(args, flag):
             parts.append(of_ids(kind, getattr(args, flag)))
-    if not parts:
-        return ""
     return dependency_text(",".join(parts), "--after" if args.dependency is None else "--dependency")
 
 
@@ -241,6 +242,8 @@ def _lifecycle(args: Any, given: dict[str, Any]) -> None:
 
 def _notices(args: Any, given: dict[str, Any]) -> None:
     """--signal and --checkpoint, checked (UsageError); --checkpoint criu is refused with the reason."""
+    if args.signal is None and args.checkpoint is None:
+        return
     from wulf.model import checkpoint
 
     if args.signal is not None:
@@ -291,8 +294,6 @@ def _given(args: Any) -> dict[str, Any]:
 
 def _tasks(args: Any) -> dict[str, int]:
     """--ntasks, --nodes, --ntasks-per-node: checked here (exit 2) as the server checks them."""
-    from wulf.model.tasks import shape
-
     given: dict[str, int] = {}
     for flag, key in (("ntasks", "ntasks"), ("nodes", "nodes"), ("ntasks_per_node", "tasks_per_node")):
         text = getattr(args, flag)
@@ -302,6 +303,8 @@ def _tasks(args: Any) -> dict[str, int]:
             raise UsageError(f"--{flag.replace('_', '-')}: {text!r} is not a whole number")
         given[key] = int(text)
     if given:
+        from wulf.model.tasks import shape
+
         shape(given.get("ntasks"), given.get("nodes"), given.get("tasks_per_node"))
     return given
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 from wulf.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (typing only when checked: qr imports this module for -o)
+    from typing import Any
 
 # the request's fields that are job fields of the same name
 _FIELDS = ("name", "output", "cwd", "cpu", "mem_mb", "mem_limit_mb", "time_limit", "cputime_limit", "queue",
