@@ -202,9 +202,9 @@ def run(quick: bool, jobs: int | None = None, hq: str = "") -> dict[str, Any]:
             if hq:
                 out["runs"].append(run_hq(hq, slots, n, command))
             out["runs"].append(run_xargs(slots, n, command))
-    with local(16) as c:
+    with local(16, config=CONFIG) as c:
         out["qr_round_trip"] = qr_round_trip(c, 10 if quick else 30)
-    out["latency"] = latency(10 if quick else 30)
+    out["latency"] = latency(10 if quick else 30, CONFIG)
     return out
 
 
