@@ -293,8 +293,21 @@ class NodePool:
         now, best-ranked first (see :func:`wulf.policy.slots.fit`); None when they are not all free.
         Nothing is booked: the caller takes each node's share."""
         key = self._key(constraint, user)
+        entries = sorted(self._entry.values())
+        if shape.per_node:
+            # (as fit: the first nodes, in rank order, with room for that many tasks; there is no need to
+            # work out the room of the nodes after them, on a cluster of a thousand nodes a pass's cost)
+            chosen: list[tuple[str, int]] = []
+            for e in entries:
+                name = e[2]
+                free = self.free[name]
+                if self._match(key, self.views[name]) and slots_in(free.cpu, free.mem, cpu, mem) >= shape.per_node:
+                    chosen.append((name, shape.per_node))
+                    if len(chosen) == shape.nodes:
+                        return chosen
+            return None
         room = [(e[2], slots_in(self.free[e[2]].cpu, self.free[e[2]].mem, cpu, mem))
-                for e in sorted(self._entry.values()) if self._match(key, self.views[e[2]])]
+                for e in entries if self._match(key, self.views[e[2]])]
         return fit(shape, room)
 
     def possible_slots(self, cpu: float, mem: float, shape: Shape, constraint: str = "",
