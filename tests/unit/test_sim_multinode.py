@@ -191,6 +191,12 @@ def test_the_command_reports_the_jobs_of_several_nodes(capsys: pytest.CaptureFix
     assert "multi-node jobs finished" in table and "15 of 15" in table and "single-node wait" in table
     assert _main(["sim", "--nodes", "6", "--jobs", "150", "--seed", "3"]) == 0
     assert "multi-node" not in capsys.readouterr().out  # (off by default: the table is as it was)
+    # on 6 nodes, the jobs of 8 nodes can never run: set aside, not counted as starved
+    assert _main(["sim", "--nodes", "6", "--jobs", "150", "--seed", "3", "--multinode", "0.1", "--json"]) == 0
+    [run] = json.loads(capsys.readouterr().out)["runs"]
+    m = run["multinode"]
+    assert m["rejected"] > 0 and m["never_started"] == 0 and m["finished"] + m["rejected"] == 15
+    assert run["rejected"] == m["rejected"]
 
 
 @pytest.mark.parametrize(("args", "problem"), [

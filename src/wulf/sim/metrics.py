@@ -83,7 +83,8 @@ class Summary:
     killed_for_memory: int = 0  # jobs the out-of-memory killer ended (each ran again from the start)
     killed_run_seconds: float = 0.0  # how long they had run
     started_as_taught: int = 0  # jobs that started with less than they asked for, as their kind taught
-    #: jobs of several nodes (empty without any): jobs, finished, never_started, wait_mean, wait_median,
+    #: jobs of several nodes (empty without any): jobs, finished, rejected (no set of nodes can ever hold
+    #: them), never_started (not counting those), wait_mean, wait_median,
     #: wait_p95, wait_max; and the same waits of the single-node jobs beside them (single_wait_mean, ...)
     multinode: dict[str, float] = field(default_factory=dict)
 
@@ -126,6 +127,7 @@ class Recorder:
         self.end = array("d", [math.nan]) * n
         self.rejections: dict[str, int] = {}
         self.rejected_n = 0
+        self.rejected_ids: set[int] = set()
         self.renices = 0
         self.sized = 0  # jobs that started with less than they asked for, as their kind taught
         self.killed_n = 0  # jobs the out-of-memory killer ended (each ran again)
@@ -203,6 +205,7 @@ class Recorder:
 
     def rejected(self, job: SimJob, why: str) -> None:
         self.rejected_n += 1
+        self.rejected_ids.add(job.id)
         self.rejections[why] = self.rejections.get(why, 0) + 1
 
     def passed(self, seconds: float, placed: int) -> None:
@@ -287,7 +290,9 @@ class Recorder:
             return {}
         out: dict[str, float] = {"jobs": len(jobs),
                                  "finished": sum(1 for j in jobs if not math.isnan(self.end[j.id])),
-                                 "never_started": sum(1 for j in jobs if math.isnan(self.start[j.id]))}
+                                 "rejected": sum(1 for j in jobs if j.id in self.rejected_ids),
+                                 "never_started": sum(1 for j in jobs if math.isnan(self.start[j.id])
+                                                      and j.id not in self.rejected_ids)}
         for prefix, waits in (("", multi), ("single_", single)):
             waits.sort()
             out |= {f"{prefix}wait_mean": sum(waits) / len(waits) if waits else 0.0,

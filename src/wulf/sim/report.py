@@ -76,7 +76,8 @@ def _waits(r: Summary, prefix: str) -> str:
 #: shown when the workload has jobs of several nodes (after the waits)
 _MULTINODE_ROWS: list[tuple[str, Callable[[Summary], str]]] = [
     ("multi-node jobs finished", lambda r: f"{r.multinode['finished']:,.0f} of {r.multinode['jobs']:,.0f}"),
-    ("multi-node jobs never started", lambda r: f"{r.multinode['never_started']:,.0f}"),
+    ("multi-node jobs never started", lambda r: f"{r.multinode['never_started']:,.0f}"
+     + (f" ({r.multinode['rejected']:,.0f} more no nodes can hold)" if r.multinode["rejected"] else "")),
     ("multi-node wait mean / p95 / max", lambda r: _waits(r, "")),
     ("single-node wait mean / p95 / max", lambda r: _waits(r, "single_")),
 ]
