@@ -295,6 +295,12 @@ class NodePool:
         now, best-ranked first (see :func:`wulf.policy.slots.fit`); None when they are not all free.
         Nothing is booked: the caller takes each node's share."""
         key = self._key(constraint, user)
+        if shape.per_node:
+            # (a job that waits is looked at on every pass: when fewer nodes than it needs have even the
+            # cpu for its tasks, it does not fit, and the nodes need not be ranked; the bound is loose)
+            need = cpu * shape.per_node * (1 - 1e-9) - 2 * EPS
+            if sum(1 for f in self.free.values() if f.cpu >= need) < shape.nodes:
+                return None
         entries = sorted(self._entry.values())
         if shape.per_node:
             # (as fit: the first nodes, in rank order, with room for that many tasks; there is no need to
