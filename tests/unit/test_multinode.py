@@ -137,6 +137,20 @@ def test_a_pass_never_starts_part_of_a_job_nor_over_commits(sizes: list[tuple[in
     assert len(out.reserved) <= 1
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 8), st.integers(0, 8)), min_size=1, max_size=12),
+       st.integers(1, 5), st.integers(1, 4), st.sampled_from([0.5, 1.0, 2.0]))
+def test_nodes_times_tasks_takes_the_first_ranked_nodes_with_room(sizes: list[tuple[int, int]], n: int, m: int,
+                                                                  cpu: float) -> None:
+    # pick_slots stops at the first N nodes with room for M tasks: what fit() makes of every node's room
+    from wulf.policy.slots import fit, slots_in
+
+    pool = NodePool([_node(f"n{i}", c, min(b, c)) for i, (c, b) in enumerate(sizes)], RANK)
+    sh = Shape(n * m, n, m)
+    room = [(e[2], slots_in(pool.free[e[2]].cpu, pool.free[e[2]].mem, cpu, 32)) for e in sorted(pool._entry.values())]
+    assert pool.pick_slots(cpu, 32, sh) == fit(sh, room)
+
+
 def test_a_job_of_several_tasks_starts_only_when_all_its_slots_are_free() -> None:
     nodes = [_node("n0", 2), _node("n1", 2), _node("n2", 2, busy=1)]
     out = schedule([QueueView("ann", "default", [_job(1, "ann", Shape(6, 3, 2))])], {}, NodePool(nodes, RANK))

@@ -304,6 +304,9 @@ def _sim_parser(sub: argparse._SubParsersAction[ArgParser]) -> None:
                      help="mixed and outside: each user runs K programs, a batch one of them (jobs of a "
                           "program are of a kind, and learn from each other what they need); default: "
                           "each batch a program of its own")
+    sim.add_argument("--multinode", type=float, metavar="FRACTION",
+                     help="fraction of the generated jobs that run on several nodes, as MPI programs do "
+                          "(2-8 nodes × 1-4 tasks of one cpu; all slots at once, tasks in step); default 0")
     sim.add_argument("--scenario", choices=["mixed", "homogeneous", "flood", "outside", "owner-returns"],
                      help="the generated workload (default mixed); owner-returns: workstations whose owners "
                           "come and go by time of day, under the strategies default (renice only), suspend "

@@ -74,6 +74,7 @@ class NodePool:
         self._failed: dict[str, list[tuple[float, float]]] = {}  # constraint -> requests that fit nowhere
         self._everywhere: dict[str, NodeView] = {}  # every node known, schedulable or not
         self._possible: dict[tuple[float, float, str], str] = {}
+        self._possible_slots: dict[tuple[float, float, Shape, str], str] = {}  # (as _possible: until nodes change)
         self._owned = 0  # schedulable or not, nodes that run only their owner's jobs
         self._holding: set[str] = set()  # nodes that keep room for a job in this pass
         # room booked by hold, by job: (node, cpu, mem, the node's version then); and those held this pass
@@ -99,6 +100,7 @@ class NodePool:
                 old.attrs is not node.attrs and old.attrs != node.attrs) or old.features != node.features or (
                 old.owner != node.owner):
             self._possible.clear()
+            self._possible_slots.clear()
             if old is not None:
                 self._matches = {k: v for k, v in self._matches.items() if k[1] != name}
             self._owned += bool(node.owner) - bool(old is not None and old.owner)
@@ -293,13 +295,41 @@ class NodePool:
         now, best-ranked first (see :func:`wulf.policy.slots.fit`); None when they are not all free.
         Nothing is booked: the caller takes each node's share."""
         key = self._key(constraint, user)
+        if shape.per_node:
+            # (a job that waits is looked at on every pass: when fewer nodes than it needs have even the
+            # cpu for its tasks, it does not fit, and the nodes need not be ranked; the bound is loose)
+            need = cpu * shape.per_node * (1 - 1e-9) - 2 * EPS
+            if sum(1 for f in self.free.values() if f.cpu >= need) < shape.nodes:
+                return None
+        entries = sorted(self._entry.values())
+        if shape.per_node:
+            # (as fit: the first nodes, in rank order, with room for that many tasks; there is no need to
+            # work out the room of the nodes after them, on a cluster of a thousand nodes a pass's cost)
+            chosen: list[tuple[str, int]] = []
+            for e in entries:
+                name = e[2]
+                free = self.free[name]
+                if free.cpu + EPS < cpu or free.mem + EPS < mem:  # (no slot: most nodes of a full cluster)
+                    continue
+                if self._match(key, self.views[name]) and slots_in(free.cpu, free.mem, cpu, mem) >= shape.per_node:
+                    chosen.append((name, shape.per_node))
+                    if len(chosen) == shape.nodes:
+                        return chosen
+            return None
         room = [(e[2], slots_in(self.free[e[2]].cpu, self.free[e[2]].mem, cpu, mem))
-                for e in sorted(self._entry.values()) if self._match(key, self.views[e[2]])]
+                for e in entries if self._match(key, self.views[e[2]])]
         return fit(shape, room)
 
     def possible_slots(self, cpu: float, mem: float, shape: Shape, constraint: str = "",
                        user: str | None = None) -> str:
         """"" if the nodes known (up or not) could ever take such a job all at once; else why not."""
+        key = self._key(constraint, user)
+        why = self._possible_slots.get((cpu, mem, shape, key))
+        if why is None:
+            why = self._possible_slots[(cpu, mem, shape, key)] = self._why_never(cpu, mem, shape, constraint, user)
+        return why
+
+    def _why_never(self, cpu: float, mem: float, shape: Shape, constraint: str, user: str | None) -> str:
         why = self.possible(cpu, mem, constraint, user)
         if why:
             return why
@@ -323,13 +353,19 @@ class NodePool:
         names = [n for n in before if n in self._entry] + sorted(
             (n for n in self._entry if n not in before), key=lambda n: -self.free[n].cpu)
         room = []
+        enough = 0  # nodes with room for shape.per_node tasks: with that many, fit() looks no further
         for name in names:
             if name in self._holding or not self._match(key, self.views[name]):
                 continue
             alone = self._alone.get(name)
             if alone is None:
                 alone = self._alone[name] = node_free(self.views[name], self._observe, jobs=False)
-            room.append((name, slots_in(alone.cpu, alone.mem, cpu, mem)))
+            k = slots_in(alone.cpu, alone.mem, cpu, mem)
+            room.append((name, k))
+            if shape.per_node and k >= shape.per_node:
+                enough += 1
+                if enough == shape.nodes:
+                    break
         chosen = fit(shape, room)
         if chosen is None:
             return None

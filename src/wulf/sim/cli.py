@@ -32,6 +32,8 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} must be at least {least}")
     if args.outside_load is not None and not 0 <= args.outside_load <= 1:
         raise UsageError("--outside-load is the fraction of nodes with outside load: 0 to 1")
+    if args.multinode is not None and not 0 <= args.multinode <= 1:
+        raise UsageError("--multinode is the fraction of jobs that run on several nodes: 0 to 1")
     if args.programs is not None and args.programs < 1:
         raise UsageError("--programs must be at least 1")
     if args.load is not None and not args.load > 0:
@@ -40,7 +42,7 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--interval must be more than zero seconds")
     if args.workload:
         for flag, value in (("--jobs", args.jobs), ("--users", args.users), ("--scenario", args.scenario),
-                            ("--load", args.load), ("--programs", args.programs)):
+                            ("--load", args.load), ("--programs", args.programs), ("--multinode", args.multinode)):
             if value is not None:
                 raise UsageError(f"{flag} does not go with --workload (the file has the jobs)")
     if args.plot:
@@ -50,7 +52,7 @@ def _check(args: argparse.Namespace) -> None:
 def workload(args: argparse.Namespace) -> Workload:
     if not args.workload:
         return generate(args.scenario or "mixed", args.nodes or DEFAULT_NODES, args.jobs, args.users,
-                        args.outside_load, args.seed, args.load or 1.0, args.programs or 0)
+                        args.outside_load, args.seed, args.load or 1.0, args.programs or 0, args.multinode or 0.0)
     w = read_workload(args.workload)
     if w.nodes:
         for flag, value in (("--nodes", args.nodes), ("--outside-load", args.outside_load)):
@@ -76,7 +78,8 @@ def _owners(args: argparse.Namespace, config: Config) -> int:
     from wulf.sim import owners
 
     for flag, value in (("--jobs", args.jobs), ("--users", args.users), ("--outside-load", args.outside_load),
-                        ("--load", args.load), ("--programs", args.programs), ("--policy", args.policy),
+                        ("--load", args.load), ("--programs", args.programs), ("--multinode", args.multinode),
+                        ("--policy", args.policy),
                         ("--plot", args.plot), ("--save-workload", args.save_workload)):
         if value is not None:
             raise UsageError(f"{flag} does not go with --scenario owner-returns")

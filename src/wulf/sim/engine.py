@@ -36,6 +36,14 @@ cluster and what it measures:
   server takes it as it takes a real one (adaptive allocation and renicing included). A report of a node
   where nothing changed, whose jobs' allocations the last one left as they were and none of which
   reaches its settling time, changes nothing and is not simulated.
+- **A job of several nodes** (``qr --nodes N --ntasks-per-node M``) is placed by the server, all its
+  slots at once, as any; the simulator starts its tasks on every node of the allocation the server
+  gave it, where each wants its cpu and memory like a job. Its tasks run in step, as an MPI program's
+  ranks wait for each other at every exchange: it goes at the speed of its slowest node (where the
+  others wait, spinning: they still want their cpu), and all its tasks end together, leaving their
+  nodes' room at once. The first node's agent reports the exit; the other nodes report what its tasks
+  there use, as a real agent does (Node.shares). When the out-of-memory killer takes one of its tasks,
+  the whole job fails (its other tasks are ended, the work of all of them lost) and is retried.
 - **Exits** reach the server at once (agents send them when they happen).
 - **Night and weekend windows** open and close on the virtual clock (day 0 is a Monday, 08:00 in the
   configured time zone's UTC offset at the epoch below): the server says when (``WakeAt``).
@@ -52,6 +60,7 @@ from collections.abc import Iterable
 
 from wulf.config import Config
 from wulf.model.job import Job, JobState, Origin
+from wulf.model.tasks import parse_alloc
 from wulf.policy.settings import Policy
 from wulf.protocol import JobExit, JobStarted, JobUse, NodeInfo, NodeSample, Renice, Report
 from wulf.server.events import (
@@ -88,7 +97,7 @@ MAX_RESUBMITS = 3
 RESUBMIT_AFTER = 60.0
 
 # event kinds, in the order events at the same moment are handled
-_END, _OUTSIDE, _REPORT, _WINDOW, _RESUBMIT = range(5)
+_END, _GANG, _OUTSIDE, _REPORT, _WINDOW, _RESUBMIT = range(6)
 
 
 def cfs_weight(nice: int) -> float:
@@ -121,6 +130,22 @@ class _Run:
         self.rate = 0.0
 
 
+class _Gang:
+    """A running job of several nodes: its tasks progress together, at the slowest of its nodes' speeds."""
+
+    __slots__ = ("id", "job", "left", "nodes", "rate", "stamp", "start", "version")
+
+    def __init__(self, job_id: int, job: SimJob, start: float, nodes: list[tuple[_Node, int]]) -> None:
+        self.id = job_id
+        self.job = job
+        self.start = start
+        self.nodes = nodes  # (node, its tasks there), the first node (its script's) first
+        self.left = job.duration  # seconds of work left, at full speed
+        self.stamp = start  # the virtual time ``left`` was last brought to
+        self.rate = 0.0
+        self.version = 0  # of its end event in the queue
+
+
 class _ServerNode(Node):
     """The server's record of a simulated node: a real agent's node describes itself by its hello (arch,
     os, ...); a workload's node has the attributes its file gives."""
@@ -134,7 +159,7 @@ class _ServerNode(Node):
 
 
 class _Node:
-    __slots__ = ("busy", "demand", "ends", "index", "mem_demand", "out_busy", "out_on", "out_rate", "out_rng",
+    __slots__ = ("busy", "demand", "ends", "gangs", "index", "mem_demand", "out_busy", "out_on", "out_rate", "out_rng",
                  "out_vend", "out_version", "out_vtime", "out_want", "phase", "rate", "report_at", "runs",
                  "spec", "version", "vstamp", "vtime")
 
@@ -143,6 +168,7 @@ class _Node:
         self.index = index
         self.phase = phase
         self.runs: dict[int, _Run] = {}  # by the server's job id
+        self.gangs: dict[int, tuple[_Gang, int]] = {}  # jobs of several nodes with tasks here: (job, tasks here)
         self.ends: list[tuple[float, int]] = []  # (work-clock end, job id)
         self.vtime = 0.0  # work clock
         self.vstamp = 0.0  # the virtual time vtime was last brought to
@@ -209,6 +235,7 @@ class Engine:
         self.need_pass = False
         self.done = 0  # jobs that ended or can never start
         self.rejected: set[int] = set()
+        self.gangs: dict[int, _Gang] = {}  # running jobs of several nodes, by the server's job id
         self.rec = Recorder(workload, [u for u in self.users], sum(n.cpus for n in workload.nodes),
                             record_every or max(interval, 1.0))
         self.update_seconds = 0.0
@@ -280,6 +307,9 @@ class Engine:
             if kind == _RESUBMIT:
                 self._requeue(index, t)
                 continue
+            if kind == _GANG:
+                self._gang_end(index, version, t)
+                continue
             node = self.nodes[index]
             if kind == _END:
                 if version == node.version:
@@ -305,7 +335,7 @@ class Engine:
         started: list[_Node] = []
         for ins in instructions:
             if isinstance(ins, StartJobs):
-                started.append(self._start(ins, t))
+                started += self._start(ins, t)
             elif isinstance(ins, Wake):
                 self.need_pass = True
             elif isinstance(ins, WakeAt):
@@ -368,6 +398,19 @@ class Engine:
             self._push(t + left / rate, _END, node.index, node.version)
         if node.out_on and node.spec.outside is not None and node.spec.outside.off:
             self._push_outside(node, t + max(0.0, node.out_vend - node.out_vtime) / out_rate)
+        if node.gangs:
+            for g, _ in node.gangs.values():
+                self._pace(g, t)
+
+    def _pace(self, g: _Gang, t: float) -> None:
+        """A node of the job of several nodes ``g`` changed speed at ``t``: it goes at its slowest node's."""
+        g.left -= (t - g.stamp) * g.rate
+        g.stamp = t
+        rate = min(n.rate for n, _ in g.nodes)
+        if rate != g.rate:
+            g.rate = rate
+            g.version += 1
+            self._push(t + max(0.0, g.left) / rate, _GANG, g.id, g.version)
 
     def _next_phase(self, node: _Node, t: float, strictly: bool = False) -> float:
         k = math.ceil((t - node.phase) / self.interval - 1e-9)
@@ -394,28 +437,34 @@ class Engine:
             new.append(Job(id=self._id(sim), user=sim.user, uid=0, origin=Origin.BATCH, state=JobState.QUEUED,
                            command="", name=sim.name, queue=sim.queue, cpu_req=sim.cpu, mem_req=sim.mem_mb,
                            cpu=sim.cpu, mem_mb=sim.mem_mb, submitted=EPOCH + sim.arrival,
-                           constraint=sim.constraint, retries=MAX_RESUBMITS))
+                           constraint=sim.constraint, retries=MAX_RESUBMITS, ntasks=sim.tasks,
+                           nodes_req=sim.nodes if sim.multinode else 0,
+                           tasks_per_node=sim.per_node if sim.multinode else 0))
             self.users[sim.user].queued += 1
         if new:
             self.rec.queued += len(new)
             self._do(self.state.handle(Submitted(tuple(new))), t)
 
-    def _start(self, ins: StartJobs, t: float) -> _Node:
+    def _start(self, ins: StartJobs, t: float) -> list[_Node]:
         """The node's agent starts the placed jobs (holding what they were given: what they asked for, or
-        what their kind taught) and tells the server."""
+        what their kind taught) and tells the server; the nodes where jobs started."""
         node = self.by_name[ins.node]
         self._advance(node, t)
         sims = self.w.jobs
         started = []
+        others: list[_Node] = []
         for job in ins.jobs:
             sim = sims[job.id - 1]
-            run = _Run(sim, t, node.vtime + sim.duration)
+            if job.alloc:
+                others += self._start_gang(job.id, sim, job.alloc, t)
+            else:
+                run = _Run(sim, t, node.vtime + sim.duration)
+                node.runs[job.id] = run
+                heapq.heappush(node.ends, (run.vend, job.id))
+                node.demand += sim.used_cpu
+                node.mem_demand += sim.used_mem_mb
             if (job.cpu, job.mem_mb) != (job.cpu_req, job.mem_req):
                 self.rec.sized += 1
-            node.runs[job.id] = run
-            heapq.heappush(node.ends, (run.vend, job.id))
-            node.demand += sim.used_cpu
-            node.mem_demand += sim.used_mem_mb
             user = self.users[sim.user]
             user.running += 1
             user.queued -= 1
@@ -424,8 +473,46 @@ class Engine:
         self.rec.queued -= len(started)
         self._set_rate(node, t)
         self._want_report(node, t)
+        for other in others:
+            self._set_rate(other, t)
+            self._want_report(other, t)
         self._do(self.state.handle(JobsStarted(ins.node, tuple(started))), t)
-        return node
+        return [node, *others]
+
+    def _start_gang(self, job_id: int, sim: SimJob, alloc: str, t: float) -> list[_Node]:
+        """A job of several nodes starts its tasks on each node of its allocation (``alloc``, as the server
+        wrote it: its first node, where its script runs, first); its nodes other than the first."""
+        nodes = [(self.by_name[name], k) for name, k in parse_alloc(alloc)]
+        g = self.gangs[job_id] = _Gang(job_id, sim, t, nodes)
+        for n, k in nodes:
+            self._advance(n, t)
+            n.gangs[job_id] = (g, k)
+            n.demand += sim.used_cpu * k
+            n.mem_demand += sim.used_mem_mb * k
+        return [n for n, _ in nodes[1:]]
+
+    def _gang_end(self, job_id: int, version: int, t: float) -> None:
+        """A job of several nodes has done its work: all its tasks end."""
+        g = self.gangs.get(job_id)
+        if g is None or g.version != version:
+            return
+        sim = g.job
+        self.rec.ended(sim, t)
+        self.done += 1
+        self._leave(g, t, JobExit(id=job_id, exit_code=0, time=EPOCH + t, cpu_time=sim.work,
+                                  peak_mem_mb=sim.used_mem_mb * g.nodes[0][1]))
+
+    def _leave(self, g: _Gang, t: float, exit: JobExit | None, skip: _Node | None = None) -> None:
+        """The tasks of ``g`` leave all its nodes at once; its first node's agent tells the server of
+        ``exit`` (``skip``: a node whose change the caller carries on with)."""
+        del self.gangs[g.id]
+        self.users[g.job.user].running -= 1
+        for n, _ in g.nodes:
+            self._advance(n, t)
+            del n.gangs[g.id]
+        for i, (n, _) in enumerate(g.nodes):
+            if n is not skip:
+                self._after_exits(n, t, [exit] if i == 0 and exit is not None else [])
 
     def _end(self, node: _Node, t: float) -> None:
         self._advance(node, t)
@@ -449,6 +536,9 @@ class Engine:
         """The node's speed changes; its agent tells the server of the exits at once."""
         node.demand = sum(r.job.used_cpu for r in node.runs.values())
         node.mem_demand = sum(r.job.used_mem_mb for r in node.runs.values())
+        if node.gangs:
+            node.demand += sum(g.job.used_cpu * k for g, k in node.gangs.values())
+            node.mem_demand += sum(g.job.used_mem_mb * k for g, k in node.gangs.values())
         self._set_rate(node, t)
         self._want_report(node, t)
         if exits:
@@ -466,10 +556,26 @@ class Engine:
             # (of equals, the newest: the one whose coming did not fit)
             job_id, run = max(node.runs.items(), key=lambda r: (r[1].job.used_mem_mb, r[1].start, r[0]),
                               default=(0, None))
-            if node.outside_mem() and (run is None or node.outside_mem() >= run.job.used_mem_mb):
+            gang = self._largest_task(node)
+            if gang is not None and (run is None or (gang.job.used_mem_mb, gang.start, gang.id) >
+                                     (run.job.used_mem_mb, run.start, job_id)):
+                biggest = gang.job.used_mem_mb
+            else:
+                gang, biggest = None, run.job.used_mem_mb if run is not None else 0.0
+            if node.outside_mem() and node.outside_mem() >= biggest:
                 node.out_on = False
                 self._outside_turns(node, t)
                 self.rec.outside_killed += 1
+                continue
+            if gang is not None:  # one of its tasks: the whole job fails
+                node.mem_demand -= gang.job.used_mem_mb * node.gangs[gang.id][1]
+                first = gang.nodes[0][0]
+                if first is node:
+                    killed.append(gang.id)
+                self._leave(gang, t, None if first is node else JobExit(id=gang.id, exit_code=None, signal=9,
+                                                                          time=EPOCH + t), skip=node)
+                if self.rec.killed(gang.job, t - gang.start) > MAX_RESUBMITS:
+                    self.done += 1
                 continue
             assert run is not None
             self._gone(node, node.runs.pop(job_id))
@@ -482,6 +588,13 @@ class Engine:
             heapq.heapify(node.ends)
         self._after_exits(node, t, [JobExit(id=i, exit_code=None, signal=9, time=EPOCH + t)
                                     for i in killed])
+
+    @staticmethod
+    def _largest_task(node: _Node) -> _Gang | None:
+        """The job of several nodes whose task here uses the most memory (of equals, the newest)."""
+        if not node.gangs:
+            return None
+        return max((g for g, _ in node.gangs.values()), key=lambda g: (g.job.used_mem_mb, g.start, g.id))
 
     def _requeue(self, job_id: int, t: float) -> None:
         """A killed job's node has acknowledged its exit: wulf puts it back in line."""
@@ -525,6 +638,9 @@ class Engine:
         rate = node.rate
         uses = [run.use if run.use is not None and run.rate == rate else self._use(job_id, run, rate)
                 for job_id, run in node.runs.items()]
+        if node.gangs:  # the tasks of jobs of several nodes here (spinning where they wait: at the node's speed)
+            uses += [JobUse(id=i, cpu=g.job.used_cpu * k * rate, mem_mb=g.job.used_mem_mb * k, nprocs=k)
+                     for i, (g, k) in node.gangs.items()]
         s = node.spec
         cpu, mem = node.demand * rate + node.outside_cpu() * node.out_rate, node.mem_demand + node.outside_mem()
         sample = NodeSample(

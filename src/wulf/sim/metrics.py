@@ -12,6 +12,9 @@
   each user's average x over the times they were among those competing; ``jain_instant`` the time
   average of the index at each moment (stricter: it counts the time a newcomer needs to get their
   share, as running jobs end).
+- **jobs of several nodes** (when the workload has them): how many finished and never started (none may
+  starve: the server reserves nodes for the first that does not fit), and their waits beside the
+  single-node jobs' (a job of several nodes waits for all its slots to be free at once).
 - **outside load**: the cpu-seconds it wanted and the part it did not get (taken by jobs).
 - **started as taught**: jobs that started with less than they asked for, as the last jobs of their kind
   used (wulf.policy.history).
@@ -80,6 +83,10 @@ class Summary:
     killed_for_memory: int = 0  # jobs the out-of-memory killer ended (each ran again from the start)
     killed_run_seconds: float = 0.0  # how long they had run
     started_as_taught: int = 0  # jobs that started with less than they asked for, as their kind taught
+    #: jobs of several nodes (empty without any): jobs, finished, rejected (no set of nodes can ever hold
+    #: them), never_started (not counting those), wait_mean, wait_median,
+    #: wait_p95, wait_max; and the same waits of the single-node jobs beside them (single_wait_mean, ...)
+    multinode: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self, series: bool = False) -> dict[str, Any]:
         d = asdict(self)
@@ -120,6 +127,7 @@ class Recorder:
         self.end = array("d", [math.nan]) * n
         self.rejections: dict[str, int] = {}
         self.rejected_n = 0
+        self.rejected_ids: set[int] = set()
         self.renices = 0
         self.sized = 0  # jobs that started with less than they asked for, as their kind taught
         self.killed_n = 0  # jobs the out-of-memory killer ended (each ran again)
@@ -197,6 +205,7 @@ class Recorder:
 
     def rejected(self, job: SimJob, why: str) -> None:
         self.rejected_n += 1
+        self.rejected_ids.add(job.id)
         self.rejections[why] = self.rejections.get(why, 0) + 1
 
     def passed(self, seconds: float, placed: int) -> None:
@@ -208,11 +217,14 @@ class Recorder:
         waits, turnaround, slowdown = [], [], []
         by_user: dict[str, dict[str, float]] = {u: {"jobs": 0, "cpu_seconds": 0.0, "wait_sum": 0.0}
                                                 for u in engine.users}
+        multi: list[float] = []
+        single: list[float] = []
         for j in jobs:
             start, end = self.start[j.id], self.end[j.id]
             if math.isnan(start):
                 continue
             waits.append(start - j.arrival)
+            (multi if j.multinode else single).append(start - j.arrival)
             u = by_user[j.user]
             u["wait_sum"] += start - j.arrival
             if not math.isnan(end):
@@ -268,4 +280,22 @@ class Recorder:
             wall_seconds=wall,
             series=self.series,
             rejections=dict(self.rejections),
+            multinode=self._multinode(multi, single),
         )
+
+    def _multinode(self, multi: list[float], single: list[float]) -> dict[str, float]:
+        """The jobs of several nodes' figures, and the single-node jobs' waits beside them."""
+        jobs = [j for j in self.w.jobs if j.multinode]
+        if not jobs:
+            return {}
+        out: dict[str, float] = {"jobs": len(jobs),
+                                 "finished": sum(1 for j in jobs if not math.isnan(self.end[j.id])),
+                                 "rejected": sum(1 for j in jobs if j.id in self.rejected_ids),
+                                 "never_started": sum(1 for j in jobs if math.isnan(self.start[j.id])
+                                                      and j.id not in self.rejected_ids)}
+        for prefix, waits in (("", multi), ("single_", single)):
+            waits.sort()
+            out |= {f"{prefix}wait_mean": sum(waits) / len(waits) if waits else 0.0,
+                    f"{prefix}wait_median": _pct(waits, 0.5), f"{prefix}wait_p95": _pct(waits, 0.95),
+                    f"{prefix}wait_max": waits[-1] if waits else 0.0}
+        return out

@@ -12,7 +12,8 @@ from wulf.sim.workload import Workload
 def to_json(w: Workload, runs: Sequence[Summary], series: bool = False) -> dict[str, Any]:
     return {
         "workload": {"description": w.description, "nodes": len(w.nodes), "cpus": w.cpus, "jobs": len(w.jobs),
-                     "users": w.users, "nodes_with_outside_load": sum(1 for n in w.nodes if n.outside)},
+                     "users": w.users, "nodes_with_outside_load": sum(1 for n in w.nodes if n.outside),
+                     "multinode_jobs": sum(1 for j in w.jobs if j.multinode)},
         "runs": [r.to_dict(series) for r in runs],
     }
 
@@ -67,8 +68,27 @@ _ROWS: list[tuple[str, Callable[[Summary], str]]] = [
 ]
 
 
+def _waits(r: Summary, prefix: str) -> str:
+    m = r.multinode
+    return " / ".join(_secs(m[f"{prefix}wait_{k}"]) for k in ("mean", "p95", "max"))
+
+
+#: shown when the workload has jobs of several nodes (after the waits)
+_MULTINODE_ROWS: list[tuple[str, Callable[[Summary], str]]] = [
+    ("multi-node jobs finished", lambda r: f"{r.multinode['finished']:,.0f} of {r.multinode['jobs']:,.0f}"),
+    ("multi-node jobs never started", lambda r: f"{r.multinode['never_started']:,.0f}"
+     + (f" ({r.multinode['rejected']:,.0f} more no nodes can hold)" if r.multinode["rejected"] else "")),
+    ("multi-node wait mean / p95 / max", lambda r: _waits(r, "")),
+    ("single-node wait mean / p95 / max", lambda r: _waits(r, "single_")),
+]
+
+
 def table(w: Workload, runs: Sequence[Summary]) -> str:
-    rows = [(name, [f(r) for r in runs]) for name, f in _ROWS]
+    spec = _ROWS
+    if any(r.multinode for r in runs):
+        at = next(i for i, (name, _) in enumerate(_ROWS) if name == "wait max") + 1
+        spec = [*_ROWS[:at], *_MULTINODE_ROWS, *_ROWS[at:]]
+    rows = [(name, [f(r) for r in runs]) for name, f in spec]
     users = sorted({u for r in runs for u in r.users})
     if len(users) > 1:
         rows.append(("per user: running share / cpu share / mean wait", ["" for _ in runs]))

@@ -23,7 +23,9 @@ A **job** line has ``arrival`` (seconds from the start), ``user`` and ``duration
 gets all the cpu it uses); optionally ``queue`` (default "default"), ``cpu`` and ``mem_mb`` (what it asks
 for: default 1 and 32), ``used_cpu`` and ``used_mem_mb`` (what it really uses: default what it asks
 for), ``constraint`` and ``name`` (the program it runs: jobs of one user with the same name and request are
-of a kind, and learn from each other what they need, see wulf.policy.history; none by default).
+of a kind, and learn from each other what they need, see wulf.policy.history; none by default);
+``nodes`` and ``tasks_per_node`` (a job of several nodes, as ``qr --nodes N --ntasks-per-node M``: its
+``cpu``, ``mem_mb``, ``used_cpu`` and ``used_mem_mb`` are each task's; default 1 and 1).
 Jobs are submitted in order of arrival (ties in file order).
 """
 
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from wulf.errors import UsageError
+from wulf.model.tasks import MAX_JOB_TASKS
 from wulf.policy.constraint import parse_constraint
 from wulf.policy.windows import WINDOW_KINDS
 
@@ -80,11 +83,24 @@ class SimJob:
     used_mem_mb: float
     constraint: str = ""
     name: str = ""  # its kind, with its user and what it asks for (wulf.policy.history); "" for none
+    # a job of several nodes (qr --nodes N --ntasks-per-node M): cpu, mem_mb, used_cpu and used_mem_mb are
+    # each task's, and its tasks run in step (an MPI program: at its slowest node's speed), ending together
+    nodes: int = 1
+    per_node: int = 1
+
+    @property
+    def tasks(self) -> int:
+        return self.nodes * self.per_node
+
+    @property
+    def multinode(self) -> bool:
+        """Whether it runs on several nodes (a job of several tasks on one node is not simulated)."""
+        return self.nodes > 1
 
     @property
     def work(self) -> float:
-        """cpu-seconds it takes."""
-        return self.used_cpu * self.duration
+        """cpu-seconds it takes (all its tasks')."""
+        return self.used_cpu * self.duration * self.tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +141,7 @@ def numbered(jobs: Iterable[SimJob]) -> tuple[SimJob, ...]:
     """The jobs by arrival (stable), numbered from 0 in that order."""
     ordered = sorted(jobs, key=lambda j: j.arrival)
     return tuple(SimJob(i, j.arrival, j.user, j.queue, j.cpu, j.mem_mb, j.duration, j.used_cpu, j.used_mem_mb,
-                        j.constraint, j.name) for i, j in enumerate(ordered))
+                        j.constraint, j.name, j.nodes, j.per_node) for i, j in enumerate(ordered))
 
 
 # ---------------------------------------------------------------------------------------- generator
@@ -215,8 +231,42 @@ def mixed_jobs(m: int, users: list[str], cpus: float, rng: random.Random, load: 
     return out
 
 
+#: a multi-node job's nodes, and tasks on each, with their weights (MPI programs: mostly small)
+MULTINODE_NODES = ((2, 3, 4, 8), (40, 20, 25, 15))
+MULTINODE_PER_NODE = ((1, 2, 4), (35, 40, 25))
+
+
+def with_multinode(jobs: list[SimJob], share: float, rng: random.Random) -> list[SimJob]:
+    """``share`` of the jobs (chosen at random) made jobs of several nodes: N nodes × M tasks (drawn from
+    :data:`MULTINODE_NODES` and :data:`MULTINODE_PER_NODE`), each task of one cpu with the memory the job
+    asked for (and used) per cpu, using its cpu as the job did, for as long: an MPI program's ranks."""
+    chosen = set(rng.sample(range(len(jobs)), round(share * len(jobs))))
+    out = []
+    for i, j in enumerate(jobs):
+        if i in chosen:
+            n = rng.choices(*MULTINODE_NODES)[0]
+            m = rng.choices(*MULTINODE_PER_NODE)[0]
+            j = SimJob(j.id, j.arrival, j.user, j.queue, 1.0, round(j.mem_mb / j.cpu), j.duration,
+                       round(j.used_cpu / j.cpu, 2), round(j.used_mem_mb / j.cpu), j.constraint, j.name, n, m)
+        out.append(j)
+    return out
+
+
+def _multinode(jobs: list[SimJob], share: float, seed: int, spread: bool) -> list[SimJob]:
+    """:func:`with_multinode`, with a random stream of its own (the rest of the workload is as without);
+    ``spread``: the jobs arrive over a span, which grows with the cpu-seconds they now ask for, so that
+    the offered load stays what it was."""
+    asked = sum(j.cpu * j.duration * j.tasks for j in jobs)
+    out = with_multinode(jobs, share, random.Random(f"{seed}:multinode"))
+    if spread and asked:
+        f = sum(j.cpu * j.duration * j.tasks for j in out) / asked
+        out = [SimJob(j.id, round(j.arrival * f, 1), j.user, j.queue, j.cpu, j.mem_mb, j.duration, j.used_cpu,
+                      j.used_mem_mb, j.constraint, j.name, j.nodes, j.per_node) for j in out]
+    return out
+
+
 def generate(scenario: str, nodes: int, jobs: int | None, users: int | None, outside: float | None,
-             seed: int, load: float = 1.0, programs: int = 0) -> Workload:
+             seed: int, load: float = 1.0, programs: int = 0, multinode: float = 0.0) -> Workload:
     """A synthetic workload (see :data:`SCENARIOS` and ``wulf sim --help``)."""
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
@@ -244,6 +294,9 @@ def generate(scenario: str, nodes: int, jobs: int | None, users: int | None, out
         what = f"{m} jobs in batches of mixed shapes, arriving over time (offered load {load:g})"
         if programs:
             what += f", each user's batches one of their {programs} programs"
+    if multinode:
+        job_list = _multinode(job_list, multinode, seed, scenario in ("mixed", "outside"))
+        what += f"; {sum(1 for j in job_list if j.multinode)} of them on 2-8 nodes × 1-4 tasks"
     loaded = sum(1 for n in node_list if n.outside)
     description = (f"{scenario}: {len(node_list)} nodes ({cpus:g} cpus, {'identical' if homogeneous else 'mixed'}), "
                    f"{k} users, {what}; outside load on {loaded} nodes; seed {seed}")
@@ -270,7 +323,7 @@ _NODE_KEYS = {"node", "cpus", "mem_mb", "features", "attrs", "outside"}
 _OUTSIDE_KEYS = {"cpu", "mem_mb", "on", "off"}
 _QUEUE_KEYS = {"queue", "user", "priority", "window", "stopped"}
 _JOB_KEYS = {"arrival", "user", "queue", "cpu", "mem_mb", "duration", "used_cpu", "used_mem_mb", "constraint",
-             "name"}
+             "name", "nodes", "tasks_per_node"}
 
 
 class _Line:
@@ -299,6 +352,13 @@ class _Line:
         if value < 0 or positive and value == 0:
             raise self.fail(f"{key!r} must be {'more than zero' if positive else 'zero or more'}")
         return float(value)
+
+    def count(self, key: str) -> int:
+        """A whole number from 1 (default 1) to MAX_JOB_TASKS."""
+        value = self.data.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_JOB_TASKS:
+            raise self.fail(f"{key!r} must be a whole number from 1 to {MAX_JOB_TASKS}, not {json.dumps(value)}")
+        return value
 
     def text(self, key: str, default: str | None = None) -> str:
         value = self.data.get(key, default)
@@ -379,9 +439,13 @@ def _read_job(line: _Line) -> SimJob:
     user = line.text("user")
     if not user:
         raise line.fail("'user' must not be empty")
+    nodes, per_node = line.count("nodes"), line.count("tasks_per_node")
+    if per_node > 1 and nodes == 1:
+        raise line.fail("'tasks_per_node' goes with 'nodes' (more than 1): a job of several tasks on one node "
+                        "is not simulated")
     return SimJob(0, line.number("arrival"), user, line.text("queue", "default"), cpu, mem,
                   line.number("duration", positive=True), line.number("used_cpu", cpu),
-                  line.number("used_mem_mb", mem), constraint, line.text("name", ""))
+                  line.number("used_mem_mb", mem), constraint, line.text("name", ""), nodes, per_node)
 
 
 def read_workload(path: str | Path) -> Workload:
@@ -434,4 +498,6 @@ def write_workload(path: str | Path, w: Workload) -> None:
                 d["constraint"] = j.constraint
             if j.name:
                 d["name"] = j.name
+            if j.multinode:
+                d["nodes"], d["tasks_per_node"] = j.nodes, j.per_node
             f.write(json.dumps(d) + "\n")
