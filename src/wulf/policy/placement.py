@@ -82,7 +82,7 @@ class NodePool:
         self._renewed: set[int] = set()
         self._alone: dict[str, Free] = {}  # room once the jobs now on a node end (worked out when asked)
         # jobs of several tasks (see wulf.policy.slots): the nodes reserved in this pass, and by whom last
-        self._reserved: set[str] = set()
+        self._reserved: dict[str, None] = {}  # (a dict: they go back in the order they were taken, whatever the hash seed)
         self._reserved_for: dict[int, list[str]] = {}
         for node in nodes:
             self.update(node)
@@ -373,7 +373,7 @@ class NodePool:
         for name in reserved:
             self._version[name] += 1
             self._entry.pop(name, None)
-            self._reserved.add(name)
+            self._reserved[name] = None
             self._holding.add(name)  # (no room is kept there for another job in this pass either)
         if job is not None:
             self._reserved_for = {job: reserved}

@@ -109,7 +109,7 @@ class ServerState:
         self.next_id = 1
         self.changes = 0  # events handled: the web page's live updates look for a change (see server.web)
         self._pool: NodePool | None = None  # kept between passes; nodes in _stale are updated first
-        self._stale: set[str] = set()
+        self._stale: dict[str, None] = {}  # (a dict: looked at in the order they changed, whatever the hash seed)
         self._views: dict[str, NodeView] = {}  # each node's view, until something of it changes (touch)
         self._outside: dict[str, list[tuple[str, int, float, float]]] = {}  # see outside_of (until touch)
         self._window_at: float | None = None  # when a waiting queue's window next opens or closes
@@ -216,7 +216,7 @@ class ServerState:
 
     def touch(self, node: str) -> None:
         """Something of ``node`` changed (jobs, sample, state): the pool must see it anew."""
-        self._stale.add(node)
+        self._stale[node] = None
         self._views.pop(node, None)
         self._outside.pop(node, None)
         self._touched = True
