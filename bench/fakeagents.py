@@ -3,7 +3,8 @@ to a real `wulf server`, to see how one server keeps up with a large cluster.
 
 Each fake agent says a signed hello (the cluster key the server made), reports every ``interval``
 seconds (its phase spread over the interval) a sample and its jobs' use and ``clusters`` process
-clusters of outside work (a few of them new at each report, as people start and stop programs), and
+clusters of outside work (3 % of them new at each report, as people start and stop programs, and the use
+of 10 % changed; as deltas, as the agent sends them, unless --full-reports), and
 answers a start at once: the job is reported started, and exited ``run`` seconds later (its exit resent
 until the server acknowledges it). Meanwhile the bench measures the server from outside:
 
@@ -38,6 +39,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from wulf.auth import credential
 from wulf.auth.key import ClusterKey, load_key
 from wulf.client import Client
+from wulf.model.deltas import Deltas
 from wulf.protocol import (
     Ack,
     Cluster,
@@ -49,12 +51,16 @@ from wulf.protocol import (
     NodeInfo,
     NodeSample,
     Report,
+    Resync,
     Start,
     Started,
     server_message,
 )
 
 BIN = Path(sys.executable).parent
+CHANGING = 0.1
+"""The share of a node's outside clusters whose use changes from one report to the next (besides the 3 %
+that end and are replaced)."""
 
 
 class FakeAgent:
@@ -73,6 +79,9 @@ class FakeAgent:
         self.up = asyncio.Event()
         self.reports = 0
         self.failures: dict[str, int] = {}  # why a connection failed or went -> how often
+        self.changing = CHANGING
+        self.deltas = True  # reports as deltas, as the agent sends them (False: every report full)
+        self.delta = Deltas()
 
     def _cluster(self) -> Cluster:
         self.next_key += 1
@@ -90,16 +99,23 @@ class FakeAgent:
         return Hello(node=info, auth=auth, running=running, finished=list(self.unacked.values())).model_dump_json()
 
     def _report(self) -> str:
-        for k in range(len(self.clusters)):  # a few programs end and others start
-            if self.rng.random() < 0.03:
+        for k in range(len(self.clusters)):  # a few programs end and others start; some work harder
+            r = self.rng.random()
+            if r < 0.03:
                 self.clusters[k] = self._cluster()
+            elif r < 0.03 + self.changing:
+                c = self.clusters[k]
+                self.clusters[k] = c.model_copy(update={"cpu": round(self.rng.uniform(0.0, 1.0), 3),
+                                                        "mem_mb": round(c.mem_mb * self.rng.uniform(0.9, 1.1), 1)})
         used = sum(c.cpu for c in self.clusters) + len(self.running)
         mem = sum(c.mem_mb for c in self.clusters) + 10.0 * len(self.running)
         sample = NodeSample(time=time.time(), load1=used, cpu_user=used / 32, cpu_idle=max(0.0, 1 - used / 32),
                             mem_total_mb=131072, mem_available_mb=131072 - mem, nprocs=len(self.clusters) * 2,
                             used_cpu=used, used_mem_mb=mem)
         jobs = [JobUse(id=i, cpu=1.0, mem_mb=10.0) for i in self.running]
-        return Report(sample=sample, jobs=jobs, clusters=self.clusters).model_dump_json()
+        if not self.deltas:
+            return Report(sample=sample, jobs=jobs, clusters=self.clusters).model_dump_json()
+        return self.delta.report(sample, jobs, self.clusters).model_dump_json()
 
     async def live(self, stop: asyncio.Event) -> None:
         """Connect (again, after a pause, should the connection go), report, start and end jobs."""
@@ -110,6 +126,7 @@ class FakeAgent:
                                         open_timeout=10, ping_interval=None, compression=None) as ws:
                     self.ws = ws
                     await ws.send(self._hello())
+                    self.delta.resync()
                     reporter = asyncio.create_task(self._reports(ws, stop))
                     try:
                         async for text in ws:
@@ -141,6 +158,8 @@ class FakeAgent:
                 self.running[j.id] = now
             await ws.send(Started(jobs=[JobStarted(id=j.id, pid=j.id, time=now) for j in msg.jobs]).model_dump_json())
             asyncio.get_running_loop().call_later(self.run, self._exit, [j.id for j in msg.jobs])
+        elif isinstance(msg, Resync):
+            self.delta.resync()
         elif isinstance(msg, Ack):
             for i in msg.ids:
                 self.unacked.pop(i, None)
@@ -256,13 +275,15 @@ def _restart(c: Any, agents: list[FakeAgent], nodes: int) -> dict[str, Any]:
 
 
 def run(nodes: int, clusters: int, interval: float, jobs: int, seconds: float, job_seconds: float = 0.0,
-        seed: int = 1, listings: bool = True, restart: bool = False) -> dict[str, Any]:
+        seed: int = 1, listings: bool = True, restart: bool = False, deltas: bool = True) -> dict[str, Any]:
     from bench.__main__ import local  # (here: bench.__main__ may import this module)
 
     with local(None) as c:
         key = load_key(c.root / "server" / "cluster.key")
         sock = c.url[len("unix:"):]
         agents = [FakeAgent(f"f{i:05d}", key, sock, clusters, interval, job_seconds, seed) for i in range(nodes)]
+        for a in agents:
+            a.deltas = deltas
         loop = asyncio.new_event_loop()
         stop = asyncio.Event()
         import threading
@@ -272,6 +293,7 @@ def run(nodes: int, clusters: int, interval: float, jobs: int, seconds: float, j
         up, connected_s = _wait_up(c.url, nodes, max(60.0, nodes / 20))
         time.sleep(interval + 1)  # every node has reported
         out: dict[str, Any] = {"nodes": nodes, "up": up, "clusters_per_node": clusters, "interval_s": interval,
+                               "report_deltas": deltas,
                                "connect_s": connected_s, "connect_agent_failures": _tally(agents)}
         out["server_cpu_pct_reports_only"] = _cpu(c.server.pid, max(seconds, 2 * interval))
         out["server_rss_mb"] = psutil.Process(c.server.pid).memory_info().rss / 2**20
@@ -307,7 +329,8 @@ def run(nodes: int, clusters: int, interval: float, jobs: int, seconds: float, j
 
 def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     n = f"{r['nodes']:,} fake nodes, {r['clusters_per_node']} outside clusters each"
-    out = [(f"server cpu, {n}, reports every {r['interval_s']:g} s", f"{r['server_cpu_pct_reports_only']:.0f} % of a core",
+    how = "as deltas" if r.get("report_deltas", True) else "full"
+    out = [(f"server cpu, {n}, reports ({how}) every {r['interval_s']:g} s", f"{r['server_cpu_pct_reports_only']:.0f} % of a core",
             "")]
     if "restart_all_back_s" in r:
         failed = sum(r["restart_agent_failures"].values())
@@ -335,9 +358,11 @@ def main() -> int:
     ap.add_argument("--no-listings", action="store_true", help="do not time jstat's listings")
     ap.add_argument("--restart", action="store_true",
                     help="at the end, restart the server under the agents: how long until all are back")
+    ap.add_argument("--full-reports", action="store_true",
+                    help="every report carries all the node's clusters (as before reports were deltas)")
     args = ap.parse_args()
     r = run(args.nodes, args.clusters, args.interval, args.jobs, args.seconds, listings=not args.no_listings,
-            restart=args.restart)
+            restart=args.restart, deltas=not args.full_reports)
     print(json.dumps(r, indent=2))
     for what, result, _ in rows(r):
         print(f"{what:<70} {result}")

@@ -50,6 +50,7 @@ from wulf.auth import credential, vouch
 from wulf.auth.key import ClusterKey, load_key
 from wulf.config import Config, default_state_dir
 from wulf.errors import WulfError
+from wulf.model.deltas import Deltas
 from wulf.protocol import (
     NAME_TAKEN,
     Ack,
@@ -62,7 +63,7 @@ from wulf.protocol import (
     Quit,
     ReadOutput,
     Renice,
-    Report,
+    Resync,
     RunCommand,
     Session,
     SessionReady,
@@ -177,6 +178,7 @@ class Agent:
                 ignore.add(int(p))
         self.monitor = Monitor(self.scratch, ignore, acfg.external_min_cpu, acfg.external_min_mem_mb)
         self.interval = acfg.interval
+        self.deltas = Deltas()  # what the server has of the outside work (reports as deltas)
         self.jobs: dict[int, Running] = {}
         self.unacked: dict[int, JobExit] = {}
         self._started: list[JobStarted] = []
@@ -590,7 +592,7 @@ class Agent:
                 roots.update({pid: job_id for job_id, pid in self.sessions.running().items()})
                 roots.update(self.sessions.task_pids())  # (a job's tasks: its use, not outside work)
             sample, uses, clusters = self.monitor.sample(roots, self.job_memory)
-            await ws.send(Report(sample=sample, jobs=uses, clusters=clusters).model_dump_json())
+            await ws.send(self.deltas.report(sample, uses, clusters).model_dump_json())
             await asyncio.sleep(self.interval)
 
     async def _handle(self, text: str | bytes) -> None:
@@ -609,12 +611,8 @@ class Agent:
             self.journal.append([{"ack": acked}] if acked else [])
         elif isinstance(msg, Session):
             await self._prepare_session(msg)
-        elif isinstance(msg, Renice):
-            self.renice(msg.id, msg.nice)
-        elif isinstance(msg, Limit):
-            self.limit(msg.id, msg.time_limit)
-        elif isinstance(msg, Welcome):
-            self.interval = msg.interval
+        elif isinstance(msg, Renice | Limit | Welcome | Resync):
+            self._settle(msg)
         elif isinstance(msg, ReadOutput):
             self._read_output(msg)
         elif isinstance(msg, Quit):
@@ -623,6 +621,17 @@ class Agent:
         elif isinstance(msg, RunCommand):
             self._runs.add(task := asyncio.create_task(self._runall(msg)))
             task.add_done_callback(self._runs.discard)
+
+    def _settle(self, msg: Renice | Limit | Welcome | Resync) -> None:
+        """The server's messages that change a setting here (a job's, or the reports')."""
+        if isinstance(msg, Renice):
+            self.renice(msg.id, msg.nice)
+        elif isinstance(msg, Limit):
+            self.limit(msg.id, msg.time_limit)
+        elif isinstance(msg, Welcome):
+            self.interval = msg.interval
+        else:
+            self.deltas.resync()
 
     async def _runall(self, msg: RunCommand) -> None:
         """``wulf runall``: run the command, send what it did (on the connection of the time: one that
@@ -718,6 +727,7 @@ class Agent:
     async def _session(self, port: int) -> None:
         async with self._connect() as ws:
             await ws.send(self._hello(port).model_dump_json())
+            self.deltas.resync()  # (a new connection starts with a full report)
             self._started.clear()
             self._exited.clear()  # they went with the hello
             self._ws = ws
