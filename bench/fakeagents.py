@@ -36,6 +36,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from wulf.agent.backoff import Backoff
 from wulf.auth import credential
 from wulf.auth.key import ClusterKey, load_key
 from wulf.client import Client
@@ -58,6 +59,8 @@ from wulf.protocol import (
 )
 
 BIN = Path(sys.executable).parent
+RECONNECT_MAX = 30.0
+"""[agent] reconnect_max's default."""
 CHANGING = 0.1
 """The share of a node's outside clusters whose use changes from one report to the next (besides the 3 %
 that end and are replaced)."""
@@ -118,8 +121,11 @@ class FakeAgent:
         return self.delta.report(sample, jobs, self.clusters).model_dump_json()
 
     async def live(self, stop: asyncio.Event) -> None:
-        """Connect (again, after a pause, should the connection go), report, start and end jobs."""
+        """Connect (again, after a pause as the agent's, should the connection go), report, start and end
+        jobs."""
+        backoff = Backoff(RECONNECT_MAX, self.rng)
         while not stop.is_set():
+            began = time.monotonic()
             try:
                 # (the real agent's open timeout: a handshake the server leaves waiting longer fails)
                 async with unix_connect(self.sock, "ws://localhost/api/v1/agent", max_size=64 * 2**20,
@@ -138,8 +144,10 @@ class FakeAgent:
                 why = _why(e)
                 self.failures[why] = self.failures.get(why, 0) + 1
             self.up.clear()
+            if time.monotonic() - began > 10:
+                backoff.reset()
             if not stop.is_set():
-                await asyncio.sleep(1 + self.rng.random())
+                await asyncio.sleep(backoff.next())
 
     async def _reports(self, ws: ClientConnection, stop: asyncio.Event) -> None:
         await asyncio.sleep(self.rng.uniform(0, self.interval))  # (the nodes' phases spread)

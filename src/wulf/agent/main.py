@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from wulf import cycletrace
 from wulf.agent import jobprocs, launcher, procfs, purge, readout
+from wulf.agent.backoff import Backoff
 from wulf.agent.cgpool import CgroupPool
 from wulf.agent.cgroups import Cgroups, JobCgroup, group_name
 from wulf.agent.enforcer import CHECK_EVERY, Action, Enforcer, Kill, Notices, Term
@@ -788,7 +789,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        delay = 0.2
+        backoff = Backoff(self.config.agent.reconnect_max)
         stopper = asyncio.create_task(self._stop.wait())
         while not self._stop.is_set():
             began = time.monotonic()
@@ -799,6 +800,9 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
                 break
+            if time.monotonic() - began > 10:
+                backoff.reset()  # it had been up for a while: try again soon
+            delay = backoff.next()
             try:
                 task.result()
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as e:
@@ -808,11 +812,8 @@ class Agent:
                 return
             if self._stop.is_set():
                 break
-            if time.monotonic() - began > 10:
-                delay = 0.2  # it had been up for a while: try again soon
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._stop.wait()), delay)
-            delay = min(delay * 2, self.config.agent.reconnect_max)
         stopper.cancel()
         enforcing.cancel()
         purging.cancel()
