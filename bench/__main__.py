@@ -57,13 +57,16 @@ class Local:
         return subprocess.Popen([str(BIN / "wulf"), "server", "--state", str(self.root / "server"), "--listen", ""],
                                 stdout=self._log, stderr=self._log, env=self.env)
 
-    def restart_server(self) -> None:
+    def restart_server(self) -> float:
         """Stop the server (SIGTERM, as its unit does) and start it again on the same state; returns once
-        it answers."""
+        it answers, with the seconds the old one took to stop."""
+        t = time.perf_counter()
         self.server.terminate()
         self.server.wait(timeout=60)
+        stopped = time.perf_counter() - t
         self.server = self._start_server()
         self._wait(lambda: self._status() is not None, timeout=120)
+        return stopped
 
     def _status(self) -> dict[str, Any] | None:
         client = Client(self.url, timeout=2)

@@ -271,12 +271,13 @@ def _restart(c: Any, agents: list[FakeAgent], nodes: int) -> dict[str, Any]:
     _tally(agents)
     log_before = len((c.root / "server.log").read_bytes())
     t = time.perf_counter()
-    c.restart_server()
+    stopping = c.restart_server()
     answering = time.perf_counter() - t
+    down = _tally(agents)  # (while the old server stopped and the new one read its store)
     up, back = _wait_up(c.url, nodes, max(120.0, nodes / 20))
     log = (c.root / "server.log").read_bytes()[log_before:].decode(errors="replace")
-    return {"restart_answering_s": answering, "restart_all_back_s": answering + back, "restart_up": up,
-            "restart_agent_failures": _tally(agents),
+    return {"restart_old_stopped_s": stopping, "restart_answering_s": answering, "restart_all_back_s": answering + back, "restart_up": up,
+            "restart_agent_failures_while_away": down, "restart_agent_failures": _tally(agents),
             "restart_log_hello_timeouts": log.count("no hello within"),
             "restart_log_tracebacks": log.count("Traceback"),
             "restart_log_errors": sum(1 for line in log.splitlines() if " ERROR " in line)}
@@ -341,7 +342,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     out = [(f"server cpu, {n}, reports ({how}) every {r['interval_s']:g} s", f"{r['server_cpu_pct_reports_only']:.0f} % of a core",
             "")]
     if "restart_all_back_s" in r:
-        failed = sum(r["restart_agent_failures"].values())
+        failed = sum(r["restart_agent_failures"].values()) + sum(r["restart_agent_failures_while_away"].values())
         out.append((f"server restarted under {r['nodes']:,} agents: all back", f"{r['restart_all_back_s']:.1f} s "
                     f"({r['restart_log_hello_timeouts']} hello timeouts, {failed} failed tries)", "<= 30 s, none"))
     if "listing_s" not in r or "jobs_per_s" not in r:
