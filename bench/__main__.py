@@ -41,8 +41,7 @@ class Local:
             (root / "wulf.toml").write_text(config)
             self.env["WULF_CONFIG"] = str(root / "wulf.toml")
         out = self._log = open(root / "server.log", "ab")
-        self.server = subprocess.Popen([str(BIN / "wulf"), "server", "--state", str(root / "server"), "--listen", ""],
-                                       stdout=out, stderr=out, env=self.env)
+        self.server = self._start_server()
         self.agent: subprocess.Popen[bytes] | None = None
         self.client = Client(self.url)
         self._wait(lambda: self._status() is not None)
@@ -53,6 +52,21 @@ class Local:
                  "--mem", "16G", "--state", str(root / "agent"), "--interval", str(interval)],
                 stdout=out, stderr=out, env=env)
             self._wait(lambda: any(n["state"] == "up" for n in (self._status() or {}).get("nodes", [])))
+
+    def _start_server(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([str(BIN / "wulf"), "server", "--state", str(self.root / "server"), "--listen", ""],
+                                stdout=self._log, stderr=self._log, env=self.env)
+
+    def restart_server(self) -> float:
+        """Stop the server (SIGTERM, as its unit does) and start it again on the same state; returns once
+        it answers, with the seconds the old one took to stop."""
+        t = time.perf_counter()
+        self.server.terminate()
+        self.server.wait(timeout=60)
+        stopped = time.perf_counter() - t
+        self.server = self._start_server()
+        self._wait(lambda: self._status() is not None, timeout=120)
+        return stopped
 
     def _status(self) -> dict[str, Any] | None:
         client = Client(self.url, timeout=2)

@@ -24,9 +24,11 @@ from wulf.model.array import MAX_TASKS
 from wulf.model.job import MAX_RETRIES
 from wulf.model.tasks import MAX_JOB_TASKS
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 """2: wulf 0.1.0. 3: wulf 0.2.0 (a start names the job's dialect, array and attempt; an agent of 0.1.0
-could not read it). 4: wulf 0.3.0 (a running job's new time limit, ``Limit``, from jmod)."""
+could not read it). 4: wulf 0.3.0 (a running job's new time limit, ``Limit``, from jmod). 5: reports as
+deltas (``Report.seq``/``base``/``full``/``gone``, and ``Resync``): a server of 4 would drop every report
+of an agent of 5 (it forbids fields it does not know)."""
 
 JobId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 """A job id as a client may name one (the store's integers are 64 bits)."""
@@ -306,10 +308,21 @@ class Hello(Msg):
 
 
 class Report(Msg):
+    """A node's sample, its jobs' use, and its outside work (see wulf.model.deltas).
+
+    The sample and the jobs are whole in every report. The outside work is whole in a ``full`` report;
+    else the report is a delta on report ``base`` of the same connection: ``clusters`` are the clusters
+    that are new or changed since, ``gone`` the keys of those that ended. A delta whose base is not the
+    last report the server took in is not applied: the server asks for a full one (``Resync``)."""
+
     type: Literal["report"] = "report"
     sample: NodeSample
     jobs: list[JobUse] = []
     clusters: list[Cluster] = []
+    seq: int = Field(default=0, ge=0)  # this report's number on its connection
+    base: int = Field(default=0, ge=0)  # a delta: the report it is relative to
+    full: bool = True
+    gone: list[str] = []  # a delta: keys of clusters that ended since ``base``
 
 
 class Started(Msg):
@@ -423,6 +436,13 @@ class Quit(Msg):
     type: Literal["quit"] = "quit"
 
 
+class Resync(Msg):
+    """The server could not apply a delta (a report was lost, or came out of turn): the agent's next
+    report is a full one."""
+
+    type: Literal["resync"] = "resync"
+
+
 RUNALL_OUTPUT_BYTES = 256 * 1024
 """The most output of one node's command ``wulf runall`` shows (its end: what a failure says last)."""
 
@@ -456,7 +476,7 @@ class ReadOutput(Msg):
 
 
 ServerMessage = Annotated[
-    Welcome | Start | Signal | Renice | Limit | Session | Ack | Quit | RunCommand | ReadOutput,
+    Welcome | Start | Signal | Renice | Limit | Session | Ack | Quit | RunCommand | ReadOutput | Resync,
     Field(discriminator="type")
 ]
 server_message = TypeAdapter(ServerMessage)

@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from wulf import cycletrace
 from wulf.agent import jobprocs, launcher, procfs, purge, readout
+from wulf.agent.backoff import Backoff
 from wulf.agent.cgpool import CgroupPool
 from wulf.agent.cgroups import Cgroups, JobCgroup, group_name
 from wulf.agent.enforcer import CHECK_EVERY, Action, Enforcer, Kill, Notices, Term
@@ -50,6 +51,7 @@ from wulf.auth import credential, vouch
 from wulf.auth.key import ClusterKey, load_key
 from wulf.config import Config, default_state_dir
 from wulf.errors import WulfError
+from wulf.model.deltas import Deltas
 from wulf.protocol import (
     NAME_TAKEN,
     Ack,
@@ -62,7 +64,7 @@ from wulf.protocol import (
     Quit,
     ReadOutput,
     Renice,
-    Report,
+    Resync,
     RunCommand,
     Session,
     SessionReady,
@@ -177,6 +179,7 @@ class Agent:
                 ignore.add(int(p))
         self.monitor = Monitor(self.scratch, ignore, acfg.external_min_cpu, acfg.external_min_mem_mb)
         self.interval = acfg.interval
+        self.deltas = Deltas()  # what the server has of the outside work (reports as deltas)
         self.jobs: dict[int, Running] = {}
         self.unacked: dict[int, JobExit] = {}
         self._started: list[JobStarted] = []
@@ -590,7 +593,7 @@ class Agent:
                 roots.update({pid: job_id for job_id, pid in self.sessions.running().items()})
                 roots.update(self.sessions.task_pids())  # (a job's tasks: its use, not outside work)
             sample, uses, clusters = self.monitor.sample(roots, self.job_memory)
-            await ws.send(Report(sample=sample, jobs=uses, clusters=clusters).model_dump_json())
+            await ws.send(self.deltas.report(sample, uses, clusters).model_dump_json())
             await asyncio.sleep(self.interval)
 
     async def _handle(self, text: str | bytes) -> None:
@@ -609,12 +612,8 @@ class Agent:
             self.journal.append([{"ack": acked}] if acked else [])
         elif isinstance(msg, Session):
             await self._prepare_session(msg)
-        elif isinstance(msg, Renice):
-            self.renice(msg.id, msg.nice)
-        elif isinstance(msg, Limit):
-            self.limit(msg.id, msg.time_limit)
-        elif isinstance(msg, Welcome):
-            self.interval = msg.interval
+        elif isinstance(msg, Renice | Limit | Welcome | Resync):
+            self._settle(msg)
         elif isinstance(msg, ReadOutput):
             self._read_output(msg)
         elif isinstance(msg, Quit):
@@ -623,6 +622,17 @@ class Agent:
         elif isinstance(msg, RunCommand):
             self._runs.add(task := asyncio.create_task(self._runall(msg)))
             task.add_done_callback(self._runs.discard)
+
+    def _settle(self, msg: Renice | Limit | Welcome | Resync) -> None:
+        """The server's messages that change a setting here (a job's, or the reports')."""
+        if isinstance(msg, Renice):
+            self.renice(msg.id, msg.nice)
+        elif isinstance(msg, Limit):
+            self.limit(msg.id, msg.time_limit)
+        elif isinstance(msg, Welcome):
+            self.interval = msg.interval
+        else:
+            self.deltas.resync()
 
     async def _runall(self, msg: RunCommand) -> None:
         """``wulf runall``: run the command, send what it did (on the connection of the time: one that
@@ -720,6 +730,7 @@ class Agent:
     async def _session(self, port: int) -> None:
         async with self._connect() as ws:
             await ws.send(self._hello(port).model_dump_json())
+            self.deltas.resync()  # (a new connection starts with a full report)
             self._started.clear()
             self._exited.clear()  # they went with the hello
             self._ws = ws
@@ -780,7 +791,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        delay = 0.2
+        backoff = Backoff(self.config.agent.reconnect_max)
         stopper = asyncio.create_task(self._stop.wait())
         while not self._stop.is_set():
             began = time.monotonic()
@@ -791,6 +802,9 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
                 break
+            if time.monotonic() - began > 10:
+                backoff.reset()  # it had been up for a while: try again soon
+            delay = backoff.next()
             try:
                 task.result()
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as e:
@@ -800,11 +814,8 @@ class Agent:
                 return
             if self._stop.is_set():
                 break
-            if time.monotonic() - began > 10:
-                delay = 0.2  # it had been up for a while: try again soon
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._stop.wait()), delay)
-            delay = min(delay * 2, self.config.agent.reconnect_max)
         stopper.cancel()
         enforcing.cancel()
         purging.cancel()

@@ -56,6 +56,7 @@ from wulf.protocol import (
 )
 from wulf.server import accounting
 from wulf.server.accounting import Ask
+from wulf.server.admission import Admission
 from wulf.server.daemon import Daemon
 from wulf.server.edge import TRUST
 from wulf.server.events import JobChanges
@@ -518,9 +519,11 @@ async def agent(ws: WebSocket) -> None:
         log.info("node %s: its agent runs as uid %d, not as root: it runs only that user's jobs", first.node.name,
                  agent_uid)
     link = AgentLink(send=ws.send_text, host=host, close=close, uid=agent_uid)
+    admission: Admission = ws.app.state.admission
     try:
         try:
-            node = await daemon.agent_hello(first, link)
+            async with admission.turn():  # (a storm of reconnections is taken in a few at a time)
+                node = await daemon.agent_hello(first, link)
         except Refused as e:  # another agent has this node's name: this one stops (see NAME_TAKEN)
             await _refuse_ws(ws, NAME_TAKEN, e.message)
             return
@@ -566,6 +569,7 @@ def create_app(daemon: Daemon, security: Security, on_quit: Any = None, web_url:
     app = FastAPI(title="wulf", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.daemon = daemon
     app.state.security = security
+    app.state.admission = Admission()
     app.state.on_quit = on_quit
     app.state.web_url = web_url
     app.state.load_history = LoadHistory()  # the plots of the web page

@@ -9,6 +9,7 @@ from enum import StrEnum
 from operator import itemgetter
 from typing import Any
 
+from wulf.model.deltas import Outside
 from wulf.model.job import Job, Origin
 from wulf.model.tasks import slots_on
 from wulf.policy.rank import METRICS
@@ -61,6 +62,7 @@ class Node:
     shares: dict[int, Job] = field(default_factory=dict)
     share_use: dict[int, tuple[float, float]] = field(default_factory=dict)  # what its tasks here use (cpu, MB)
     missing: dict[str, int] = field(default_factory=dict)  # cluster key -> reports it was absent from
+    outside: Outside = field(default_factory=Outside)  # which clusters it has now (reports as deltas)
     _read: tuple[NodeSample, dict[str, float]] | None = field(default=None, repr=False)  # see _metrics
     _attrs_of: tuple[NodeInfo | None, dict[str, str]] | None = field(default=None, repr=False)  # see attrs
 

@@ -22,6 +22,7 @@ from typing import Any
 from wulf.config import Config
 from wulf.errors import Refused
 from wulf.model import depend
+from wulf.model.deltas import Taken
 from wulf.model.job import Job, JobState, Origin
 from wulf.model.mailtypes import mail_types
 from wulf.model.tasks import alloc_text
@@ -33,7 +34,18 @@ from wulf.policy.placement import NodePool
 from wulf.policy.scheduler import schedule
 from wulf.policy.settings import Policy
 from wulf.policy.snapshot import NodeView, QueueView, UserView
-from wulf.protocol import LIMIT_REASON, Ack, Cluster, JobExit, JobStarted, Limit, NodeSample, Renice, Signal
+from wulf.protocol import (
+    LIMIT_REASON,
+    Ack,
+    Cluster,
+    JobExit,
+    JobStarted,
+    Limit,
+    NodeSample,
+    Renice,
+    Resync,
+    Signal,
+)
 from wulf.server import adaptive, jobmail, modify, owners
 from wulf.server.arrays import ArrayBook
 from wulf.server.events import (
@@ -643,6 +655,7 @@ class ServerState:
         out: list[Instruction] = []
         ended: list[Instruction] = []
         changed, stray, finished = self._reconcile(node, ev, out, ended)
+        node.outside.lost()  # (its agent's first report is a full one)
         node.info = ev.info
         node.up, node.host, node.agent_uid = True, ev.host, ev.uid
         self.down_since.pop(node.name, None)
@@ -791,7 +804,11 @@ class ServerState:
                 changed = True
         if changed:  # (a report that tells nothing new leaves the node's view, and the next pass, alone)
             self.touch(node.name)
-        out = self._external(node, report.clusters, report.sample.time)
+        taken = node.outside.take(report)
+        if taken is Taken.APPLIED:
+            out = self._external(node, report.clusters, report.sample.time)
+        else:  # a delta out of turn: the outside work stays as last seen until a full report comes
+            out = [Send(node.name, Resync())] if taken is Taken.ASK else []
         out += self._owner_back(node, report.sample)
         out += self._adapt(node, report.sample.time)
         if self.book.any_waiting():
@@ -859,11 +876,11 @@ class ServerState:
                 and desk.fates.get(job.id) is migrate.Fate.REQUEUED)
 
     def _external(self, node: Node, clusters: Sequence[Cluster], now: float) -> list[Instruction]:
-        """Outside work becomes jobs of origin external while it lasts, so it counts and shows."""
+        """Outside work becomes jobs of origin external while it lasts, so it counts and shows.
+        ``clusters`` are those new or changed (all of them in a full report); which are there at all is
+        ``node.outside.present``."""
         new: list[Job] = []
-        seen = set()
         for c in clusters:
-            seen.add(c.key)
             job_id = node.external.get(c.key)
             job = self.jobs.get(job_id) if job_id is not None else None
             if job is None:
@@ -881,9 +898,8 @@ class ServerState:
                 self.touch(node.name)
         changed: list[Job] = []
         ended: list[Instruction] = []
-        for key in list(node.external):
-            if key in seen:
-                continue
+        seen = node.outside.present
+        for key in [k for k in node.external if k not in seen]:
             node.missing[key] = node.missing.get(key, 0) + 1
             if node.missing[key] >= EXTERNAL_GONE_AFTER:
                 del node.missing[key]
